@@ -1,0 +1,38 @@
+# hostfw: build, test, demo. `make test` and `make demo` install missing system packages when
+# run as root on Debian/Ubuntu, so a fresh machine needs nothing else.
+
+CARGO ?= cargo
+SYSTEM_PACKAGES := iptables ipset iproute2 procps
+APT_MISSING = $(shell for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done)
+
+.PHONY: all build test lint deps demo clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+# Install what the tests and the demo need (root on Debian/Ubuntu only; otherwise just check).
+deps:
+	@missing="$(APT_MISSING)"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing: $$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "missing system packages: $$missing (install them, or run as root)" >&2; \
+	  fi; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 2; }
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Every test: unit, golden, CLI, and real-kernel tests in network namespaces (need root).
+test: deps lint
+	$(CARGO) test --all-targets
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,33 @@
+//! `hostfw check`: parse and validate, print every diagnostic, exit 1 when invalid.
+
+use super::{CmdResult, Exit};
+use crate::cli::{CheckArgs, OutputFormat};
+use crate::settings::Settings;
+
+pub fn run(settings: &Settings, args: &CheckArgs) -> CmdResult {
+    let paths = if args.paths.is_empty() {
+        vec![settings.policy_dir.clone()]
+    } else {
+        args.paths.clone()
+    };
+    let loaded = crate::policy::load_paths(&paths);
+    match args.output {
+        OutputFormat::Text => {
+            for d in &loaded.diagnostics {
+                eprintln!("{d}");
+            }
+        }
+        OutputFormat::Json => {
+            let report = serde_json::json!({
+                "valid": loaded.set.is_some(),
+                "diagnostics": loaded.diagnostics,
+            });
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+    }
+    Ok(if loaded.set.is_some() {
+        Exit::Ok
+    } else {
+        Exit::Invalid
+    })
+}

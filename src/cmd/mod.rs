@@ -1,0 +1,49 @@
+//! One file per subcommand; each returns the exit status or an error for `main` to print.
+
+pub mod apply;
+pub mod check;
+pub mod diff;
+pub mod flush;
+pub mod render;
+pub mod show;
+
+use crate::cli::{Cli, Command};
+use crate::settings::Settings;
+
+/// How a command ended, mapped to the documented exit codes by `main`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: success (in sync, valid).
+    Ok,
+    /// 1: the input is invalid, or (diff) changes are pending.
+    Invalid,
+    /// 2: an error (missing binary, no permission, kernel refused).
+    Error,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::Invalid => 1,
+            Exit::Error => 2,
+        }
+    }
+}
+
+/// Errors a command returns; printed by `main` and mapped to exit 2.
+pub type CmdError = Box<dyn std::error::Error + Send + Sync>;
+pub type CmdResult = Result<Exit, CmdError>;
+
+/// Dispatch one parsed command line.
+pub fn run(cli: Cli) -> CmdResult {
+    let settings = Settings::from_args(&cli.global);
+    match cli.command {
+        Command::Check(args) => check::run(&settings, &args),
+        Command::Show(args) => show::run(&settings, &args),
+        Command::Render(args) => render::run(&settings, &args),
+        Command::Diff(args) => diff::run(&settings, &args),
+        Command::Apply(args) => apply::run(&settings, &args),
+        Command::Flush => flush::run(&settings),
+    }
+}

@@ -1,0 +1,117 @@
+//! Diagnostics: one finding about the input, located by file, line, column, resource and field.
+//! Pure data; printing in the `FILE:LINE:COL: error: KIND/NAME: field.path: message` form lives here
+//! so every command reports problems the same way.
+
+use serde::Serialize;
+use std::fmt;
+
+/// How bad a finding is: errors reject the whole policy set, warnings do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// One finding. `line`/`column` are 1-based; 0 means "the file as a whole".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    pub severity: Severity,
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl Diagnostic {
+    /// An error about a whole file (unreadable, not YAML, ...).
+    pub fn file_error(file: impl Into<String>, message: impl Into<String>) -> Self {
+        Diagnostic {
+            file: file.into(),
+            line: 0,
+            column: 0,
+            severity: Severity::Error,
+            kind: None,
+            name: None,
+            field: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column.max(1))?;
+        }
+        write!(f, ": {}: ", self.severity)?;
+        match (&self.kind, &self.name) {
+            (Some(k), Some(n)) => write!(f, "{k}/{n}: ")?,
+            (Some(k), None) => write!(f, "{k}: ")?,
+            _ => {}
+        }
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Sort diagnostics by file, then position, then text: the order every report uses.
+pub fn sort(diags: &mut [Diagnostic]) {
+    diags.sort_by(|a, b| {
+        (a.file.as_str(), a.line, a.column, a.severity, &a.message).cmp(&(
+            b.file.as_str(),
+            b.line,
+            b.column,
+            b.severity,
+            &b.message,
+        ))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_has_every_part() {
+        let d = Diagnostic {
+            file: "a.yaml".into(),
+            line: 3,
+            column: 5,
+            severity: Severity::Error,
+            kind: Some("HostEndpoint".into()),
+            name: Some("h1".into()),
+            field: Some("spec.node".into()),
+            message: "is required".into(),
+        };
+        assert_eq!(
+            d.to_string(),
+            "a.yaml:3:5: error: HostEndpoint/h1: spec.node: is required"
+        );
+    }
+
+    #[test]
+    fn display_of_file_error_omits_missing_parts() {
+        let d = Diagnostic::file_error("x.yaml", "cannot read");
+        assert_eq!(d.to_string(), "x.yaml: error: cannot read");
+    }
+}

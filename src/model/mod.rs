@@ -1,0 +1,342 @@
+//! The validated resource model: Calico host-protection resources as typed values with Calico's
+//! defaults already applied. Pure data; produced only by `policy::validate`, consumed by
+//! `resolve` and `render`. Nothing here reads files or knows YAML.
+
+use crate::policy::selector::Selector;
+use ipnet::IpNet;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Label (or annotation) map; BTreeMap so every output is deterministic.
+pub type Labels = BTreeMap<String, String>;
+
+/// Where a resource was defined, for diagnostics that name both places.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Origin {
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+}
+
+/// The metadata hostfw keeps: name, labels, annotations and where the resource came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Meta {
+    pub name: String,
+    pub labels: Labels,
+    pub annotations: Labels,
+    pub origin: Origin,
+}
+
+/// An IP family. Ordered V4 before V6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum IpVersion {
+    V4,
+    V6,
+}
+
+impl IpVersion {
+    pub fn of_net(net: &IpNet) -> IpVersion {
+        match net {
+            IpNet::V4(_) => IpVersion::V4,
+            IpNet::V6(_) => IpVersion::V6,
+        }
+    }
+
+    pub fn of_addr(addr: &IpAddr) -> IpVersion {
+        match addr {
+            IpAddr::V4(_) => IpVersion::V4,
+            IpAddr::V6(_) => IpVersion::V6,
+        }
+    }
+}
+
+/// A rule protocol as written: Calico's case-sensitive names, or a number 1-255.
+/// A digit string in YAML ("6") is stored as `Number`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Icmp,
+    IcmpV6,
+    Sctp,
+    UdpLite,
+    Number(u8),
+}
+
+impl Protocol {
+    /// Whether ports may be used with this protocol (TCP, UDP, SCTP or 6/17/132).
+    pub fn supports_ports(self) -> bool {
+        matches!(
+            self,
+            Protocol::Tcp | Protocol::Udp | Protocol::Sctp | Protocol::Number(6 | 17 | 132)
+        )
+    }
+
+    /// The protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Icmp => 1,
+            Protocol::IcmpV6 => 58,
+            Protocol::Sctp => 132,
+            Protocol::UdpLite => 136,
+            Protocol::Number(n) => n,
+        }
+    }
+
+    /// How iptables spells it (`-p tcp`, `-p 47`): lower-cased names, numbers as numbers.
+    pub fn iptables_name(self) -> String {
+        match self {
+            Protocol::Tcp => "tcp".into(),
+            Protocol::Udp => "udp".into(),
+            Protocol::Icmp => "icmp".into(),
+            Protocol::IcmpV6 => "icmpv6".into(),
+            Protocol::Sctp => "sctp".into(),
+            Protocol::UdpLite => "udplite".into(),
+            Protocol::Number(n) => n.to_string(),
+        }
+    }
+}
+
+/// A port item of a rule: a number, an inclusive range, or an endpoint's named port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Port {
+    Single(u16),
+    Range(u16, u16),
+    Named(String),
+}
+
+/// ICMP type and optional code (code requires type, enforced by validation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct IcmpMatch {
+    pub icmp_type: u8,
+    pub code: Option<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum RuleAction {
+    Allow,
+    Deny,
+    Log,
+    Pass,
+}
+
+/// `source` / `destination` of a rule. Nets are strictly masked CIDRs (validated).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EntityRule {
+    pub nets: Vec<IpNet>,
+    pub not_nets: Vec<IpNet>,
+    pub selector: Option<Selector>,
+    pub not_selector: Option<Selector>,
+    pub ports: Vec<Port>,
+    pub not_ports: Vec<Port>,
+}
+
+/// One policy or profile rule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rule {
+    pub action: RuleAction,
+    pub ip_version: Option<IpVersion>,
+    pub protocol: Option<Protocol>,
+    pub not_protocol: Option<Protocol>,
+    pub icmp: Option<IcmpMatch>,
+    pub not_icmp: Option<IcmpMatch>,
+    pub source: EntityRule,
+    pub destination: EntityRule,
+    /// Rule `metadata.annotations`; rendered as `key=value` comments.
+    pub annotations: Labels,
+}
+
+/// `interfaceName` of a HostEndpoint.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum InterfaceName {
+    /// `"*"`: every interface of the host.
+    Any,
+    Named(String),
+}
+
+/// A named port of a HostEndpoint (`spec.ports`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointPort {
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostEndpoint {
+    pub meta: Meta,
+    pub node: String,
+    /// None when only `expectedIPs` is given.
+    pub interface: Option<InterfaceName>,
+    pub expected_ips: Vec<IpAddr>,
+    pub profiles: Vec<String>,
+    pub ports: Vec<EndpointPort>,
+}
+
+/// Which directions a policy governs, after Calico's `types` defaulting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PolicyTypes {
+    pub ingress: bool,
+    pub egress: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GlobalNetworkPolicy {
+    pub meta: Meta,
+    /// Tier name; `default` when omitted.
+    pub tier: String,
+    /// None means +infinity (after every ordered policy).
+    pub order: Option<f64>,
+    /// Empty selector is stored as `all()`.
+    pub selector: Selector,
+    pub types: PolicyTypes,
+    pub ingress: Vec<Rule>,
+    pub egress: Vec<Rule>,
+    pub do_not_track: bool,
+    pub pre_dnat: bool,
+    pub apply_on_forward: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GlobalNetworkSet {
+    pub meta: Meta,
+    /// Normalised to network addresses; bare IPs became /32 or /128.
+    pub nets: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Profile {
+    pub meta: Meta,
+    pub ingress: Vec<Rule>,
+    pub egress: Vec<Rule>,
+    pub labels_to_apply: Labels,
+}
+
+/// What happens at the end of a tier when a policy applied but none allowed or passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TierAction {
+    Deny,
+    Pass,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tier {
+    pub meta: Meta,
+    /// None means +infinity.
+    pub order: Option<f64>,
+    pub default_action: TierAction,
+}
+
+/// Name and order of the tier that always exists.
+pub const DEFAULT_TIER: &str = "default";
+pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
+/// The built-in profile that allows everything both ways.
+pub const DEFAULT_ALLOW_PROFILE: &str = "projectcalico-default-allow";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum FailsafeProtocol {
+    Tcp,
+    Udp,
+}
+
+/// One failsafe entry: `{protocol, port, net}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailsafePort {
+    pub protocol: FailsafeProtocol,
+    pub port: u16,
+    /// Normalised to its network address; None = any.
+    pub net: Option<IpNet>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum EndpointToHostAction {
+    Drop,
+    Accept,
+    Return,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AllowAction {
+    Accept,
+    Return,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum DenyAction {
+    Drop,
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum InsertMode {
+    Insert,
+    Append,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum BackendChoice {
+    Auto,
+    Legacy,
+    Nft,
+}
+
+/// `logActionRateLimit`: N per unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RateLimit {
+    pub count: u32,
+    pub per: RateUnit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RateUnit {
+    Second,
+    Minute,
+    Hour,
+    Day,
+}
+
+/// The FelixConfiguration fields hostfw acts on, exactly as written (None = not set).
+/// `failsafe_*`: None = field omitted (defaults), Some(vec![]) = explicitly none.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FelixSpec {
+    pub failsafe_inbound: Option<Vec<FailsafePort>>,
+    pub failsafe_outbound: Option<Vec<FailsafePort>>,
+    pub default_endpoint_to_host_action: Option<EndpointToHostAction>,
+    pub interface_prefix: Option<String>,
+    pub iptables_mark_mask: Option<u32>,
+    pub chain_insert_mode: Option<InsertMode>,
+    pub iptables_refresh_interval: Option<Duration>,
+    pub iptables_post_write_check_interval: Option<Duration>,
+    pub iptables_backend: Option<BackendChoice>,
+    pub ipv6_support: Option<bool>,
+    pub iptables_filter_allow_action: Option<AllowAction>,
+    pub iptables_mangle_allow_action: Option<AllowAction>,
+    pub iptables_filter_deny_action: Option<DenyAction>,
+    pub log_prefix: Option<String>,
+    pub log_action_rate_limit: Option<RateLimit>,
+    pub log_action_rate_limit_burst: Option<u32>,
+    pub disable_conntrack_invalid_check: Option<bool>,
+    pub max_ipset_size: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FelixConfiguration {
+    pub meta: Meta,
+    pub spec: FelixSpec,
+}
+
+/// Every valid resource of one policy directory. Each Vec is sorted by name; names are unique
+/// per kind (validation rejects duplicates).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PolicySet {
+    pub host_endpoints: Vec<HostEndpoint>,
+    pub policies: Vec<GlobalNetworkPolicy>,
+    pub network_sets: Vec<GlobalNetworkSet>,
+    pub profiles: Vec<Profile>,
+    pub tiers: Vec<Tier>,
+    pub felix_configs: Vec<FelixConfiguration>,
+}

@@ -1,0 +1,217 @@
+//! Typed iptables/ipset state: tables, chains, rules with typed matches and actions, ipsets.
+//! Pure and independent of everything above it. Only `restore` (in this module tree) turns
+//! rules into iptables text; only `save` reads the kernel's text back.
+
+use ipnet::IpNet;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// IPv4 (iptables, `inet` ipsets) or IPv6 (ip6tables, `inet6` ipsets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+/// The tables hostfw writes, in the order they are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum TableName {
+    Raw,
+    Mangle,
+    Filter,
+}
+
+impl TableName {
+    pub const ALL: [TableName; 3] = [TableName::Raw, TableName::Mangle, TableName::Filter];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableName::Raw => "raw",
+            TableName::Mangle => "mangle",
+            TableName::Filter => "filter",
+        }
+    }
+}
+
+/// A port or an inclusive range inside one multiport match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum PortSpec {
+    Single(u16),
+    Range(u16, u16),
+}
+
+/// Direction flags of an ipset match (`src`, `dst`, `src,src`, `dst,dst`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum SetDirection {
+    Src,
+    Dst,
+    SrcSrc,
+    DstDst,
+}
+
+/// One match fragment. Rendered in vector order; `negated` puts `!` where iptables wants it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub enum Match {
+    /// `-p tcp` / `-p 47`.
+    Protocol {
+        negated: bool,
+        name: String,
+    },
+    Source {
+        negated: bool,
+        net: IpNet,
+    },
+    Destination {
+        negated: bool,
+        net: IpNet,
+    },
+    /// `--in-interface eth0` (a trailing `+` is a prefix wildcard).
+    InInterface {
+        negated: bool,
+        name: String,
+    },
+    OutInterface {
+        negated: bool,
+        name: String,
+    },
+    /// `-m set --match-set NAME dir`.
+    Set {
+        negated: bool,
+        name: String,
+        direction: SetDirection,
+    },
+    /// `-m multiport --source-ports a,b:c`.
+    SourcePorts {
+        negated: bool,
+        ports: Vec<PortSpec>,
+    },
+    /// `-m multiport --destination-ports a,b:c`.
+    DestinationPorts {
+        negated: bool,
+        ports: Vec<PortSpec>,
+    },
+    /// `-m icmp --icmp-type T[/C]`.
+    Icmp {
+        negated: bool,
+        icmp_type: u8,
+        code: Option<u8>,
+    },
+    /// `-m icmp6 --icmpv6-type T[/C]`.
+    Icmp6 {
+        negated: bool,
+        icmp_type: u8,
+        code: Option<u8>,
+    },
+    /// `-m conntrack --ctstate S1,S2`.
+    ConntrackState {
+        negated: bool,
+        states: String,
+    },
+    /// `-m mark --mark V/M` (`negated`: `-m mark ! --mark V/M`).
+    Mark {
+        negated: bool,
+        value: u32,
+        mask: u32,
+    },
+    /// `-m limit --limit R [--limit-burst B]`.
+    Limit {
+        rate: String,
+        burst: Option<u32>,
+    },
+}
+
+/// What a rule does when it matches.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub enum Action {
+    Accept,
+    Drop,
+    Reject,
+    Return,
+    Jump(String),
+    Goto(String),
+    /// `MARK --set-mark V/M`: sets the bits of `value` under `mask`, clears the rest of `mask`.
+    SetMark {
+        value: u32,
+        mask: u32,
+    },
+    Log {
+        prefix: String,
+        level: u8,
+    },
+    NoTrack,
+    /// No action: a placeholder rule that only carries comments (empty policy chains).
+    None,
+}
+
+/// One rule: matches ANDed, then an action; `comments` go right after the hash comment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Rule {
+    pub matches: Vec<Match>,
+    pub action: Action,
+    pub comments: Vec<String>,
+}
+
+/// A chain hostfw owns (`cali-` prefix), in full.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Chain {
+    pub name: String,
+    pub rules: Vec<Rule>,
+}
+
+/// How a hook rule is placed in a kernel chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum HookPosition {
+    /// At the top (chainInsertMode insert).
+    Insert,
+    /// At the end (chainInsertMode append).
+    Append,
+    /// Always at the very end regardless of mode (FORWARD's accept-bit rules); hashed as
+    /// `<CHAIN>*appends*`.
+    AlwaysAppend,
+}
+
+/// A rule hostfw places in a kernel chain (INPUT, FORWARD, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HookRule {
+    pub kernel_chain: String,
+    pub position: HookPosition,
+    pub rule: Rule,
+}
+
+/// The desired content of one table of one family.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Table {
+    pub name: TableName,
+    /// Our chains by name. Only chains reachable from a hook belong here.
+    pub chains: BTreeMap<String, Chain>,
+    /// Hook rules in the order they must appear within each kernel chain.
+    pub hooks: Vec<HookRule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum IpsetType {
+    /// `hash:net`: selector sets.
+    HashNet,
+    /// `hash:ip,port`: named-port sets.
+    HashIpPort,
+}
+
+/// One ipset and its full membership (members in ipset's text form, e.g. `10.0.0.0/24`,
+/// `10.0.0.1,tcp:80`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ipset {
+    pub name: String,
+    pub set_type: IpsetType,
+    pub family: Family,
+    pub max_elements: u32,
+    pub members: BTreeSet<String>,
+}
+
+/// The complete desired state of one family: three tables and the ipsets they reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ruleset {
+    pub family: Family,
+    /// Raw, mangle, filter, in that order.
+    pub tables: Vec<Table>,
+    pub ipsets: BTreeMap<String, Ipset>,
+}

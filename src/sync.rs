@@ -1,0 +1,1 @@
+//! Reconcile: read live state, plan against the desired rulesets, write, verify; bounded retry.
