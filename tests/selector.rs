@@ -226,6 +226,38 @@ const EVAL_CASES: &[EvalCase] = &[
     ("has(has) && has(in)", &[("has", ""), ("in", "")], true),
     ("notin == 'x'", &[("notin", "x")], true),
     ("contains != 'x'", &[], true),
+    // From Felix's tokenizer_test.go inputs.
+    (
+        "startswith starts with \"value\"",
+        &[("startswith", "values")],
+        true,
+    ),
+    (
+        "endswith ends with \"value\"",
+        &[("endswith", "a value")],
+        true,
+    ),
+    ("label starts  with \"value\"", &[("label", "value")], true),
+    (
+        "has(calico/k8s_NS-.1/role)",
+        &[("calico/k8s_NS-.1/role", "")],
+        true,
+    ),
+    (
+        "calico/k8s_ns == \"kube-system\" && k8s-app == \"kube-dns\"",
+        &[("calico/k8s_ns", "kube-system"), ("k8s-app", "kube-dns")],
+        true,
+    ),
+    (
+        "a  not  in  {\"bar\"}  &&  ! has( foo )  ||  b  in  {'c'} ",
+        &[("a", "bar"), ("b", "c")],
+        true,
+    ),
+    (
+        "a notin{\"bar\"}&&!has(foo)||b in{\"c\"}",
+        &[("a", "x"), ("foo", "")],
+        false,
+    ),
 ];
 
 #[test]
@@ -388,6 +420,25 @@ const REJECTED: &[(&str, usize, &str)] = &[
     ("é == 'x'", 0, "unexpected character 'é'"),
     ("a == 'x' && é", 12, "unexpected character 'é'"),
     ("*", 0, "unexpected character '*'"),
+    // From Felix's tokenizer_test.go error inputs and token streams the parser must refuse.
+    (
+        "label starts foo \"value\"",
+        6,
+        "expected an operator after label 'label'",
+    ),
+    (
+        "label ends foo \"value\"",
+        6,
+        "expected an operator after label 'label'",
+    ),
+    (
+        "label squiggles \"value\"",
+        6,
+        "expected an operator after label 'label'",
+    ),
+    ("a notin\"bar\"", 7, "expected '{'"),
+    ("b in c", 5, "expected '{'"),
+    ("a'x'", 1, "found string literal"),
 ];
 
 #[test]
