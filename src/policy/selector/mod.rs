@@ -31,7 +31,9 @@ pub struct Selector {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} (at character {offset})")]
 pub struct SelectorError {
+    /// What was wrong, phrased for the user (no position in it).
     pub message: String,
+    /// Byte offset into the selector text where the problem starts (`len` for end of input).
     pub offset: usize,
 }
 
