@@ -5,7 +5,14 @@
 
 pub mod felix;
 pub mod hash;
+pub mod ipset;
+pub mod plan;
 pub mod restore;
+pub mod save;
+
+pub use ipset::{parse_ipset_save, LiveIpset, LiveIpsets};
+pub use plan::{flush_plan, plan, IpsetPlan, LiveState, Plan, PlanOptions, TablePlan};
+pub use save::{parse_save, LiveChain, LiveRule, LiveTable, SaveError};
 
 use ipnet::IpNet;
 use serde::Serialize;
