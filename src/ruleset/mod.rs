@@ -130,10 +130,20 @@ pub enum Action {
     Jump(String),
     Goto(String),
     /// `MARK --set-mark V/M`: sets the bits of `value` under `mask`, clears the rest of `mask`.
+    /// A zero `value` is written `0/M` (Felix's `ClearMark`), others `%#x/%#x`.
     SetMark {
         value: u32,
         mask: u32,
     },
+    /// Felix's `SetMaskedMark`: like `SetMark` but the value is always `%#x`, so zero is
+    /// written `0x0/M`. Felix uses it for the first rule of a match-block sequence; the text
+    /// (and so the hash) differs from `SetMark { value: 0, .. }`.
+    SetMaskedMark {
+        value: u32,
+        mask: u32,
+    },
+    /// `LOG --log-prefix "<prefix>" --log-level L`; `prefix` is written verbatim (Felix's
+    /// renderer adds the `: ` suffix itself, so the caller includes it).
     Log {
         prefix: String,
         level: u8,
