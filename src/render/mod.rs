@@ -207,3 +207,6 @@ pub(crate) fn commented(matches: Vec<Match>, action: Action, comment: &str) -> R
 pub(crate) fn put(chains: &mut BTreeMap<String, Chain>, name: String, rules: Vec<Rule>) {
     chains.insert(name.clone(), Chain { name, rules });
 }
+
+#[cfg(test)]
+mod tests;
