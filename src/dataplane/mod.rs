@@ -8,7 +8,7 @@ pub mod fake;
 mod real;
 
 pub use backend::{choose_backend, BackendError, BackendObservation, BackendProbe};
-pub use real::RealDataplane;
+pub use real::{probe, RealDataplane};
 
 use crate::ruleset::{Family, TableName};
 use std::fmt;

@@ -51,9 +51,20 @@ fn family_tools(family: Family, backend: Backend) -> Result<FamilyTools, Datapla
     })
 }
 
+/// A file under the calling thread's `/proc/.../net` (`/proc/net` follows the main thread,
+/// which may sit in another network namespace than the thread doing the work).
+fn proc_net(file: &str) -> PathBuf {
+    let thread = Path::new("/proc/thread-self/net");
+    if thread.exists() {
+        thread.join(file)
+    } else {
+        Path::new("/proc/net").join(file)
+    }
+}
+
 /// The kernel has IPv6 (not built without it, not disabled with `ipv6.disable=1`).
 fn kernel_has_ipv6() -> bool {
-    Path::new("/proc/net/if_inet6").exists()
+    proc_net("if_inet6").exists()
 }
 
 impl RealDataplane {
@@ -204,10 +215,10 @@ fn observe_backend(backend: Backend) -> Option<BackendObservation> {
     for family in [Family::V4, Family::V6] {
         if backend == Backend::Legacy {
             let names = match family {
-                Family::V4 => "/proc/net/ip_tables_names",
-                Family::V6 => "/proc/net/ip6_tables_names",
+                Family::V4 => "ip_tables_names",
+                Family::V6 => "ip6_tables_names",
             };
-            if !Path::new(names).exists() {
+            if !proc_net(names).exists() {
                 continue;
             }
         }
