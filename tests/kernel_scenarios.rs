@@ -126,7 +126,8 @@ fn hep(name: &str, interface: Option<&str>, labels: &str) -> String {
 }
 
 // ------------------------------------------------------------------------------------------
-// The seed's k8s-worker policy (seeds/000: management SSH, ICMP, kubelet; egress etcd + DNS).
+// The seed's k8s-worker policy (seeds/000: management SSH, ICMP, kubelet; egress etcd + DNS),
+// with the management-net and etcd rules written once per family (one rule may not mix them).
 
 const MGMT_PEER4: &str = "198.51.100.2"; // inside the management net 198.51.100.0/28
 const OTHER_PEER4: &str = "198.51.100.100"; // outside it
@@ -144,7 +145,13 @@ spec:
   - action: Allow
     protocol: TCP
     source:
-      nets: ["198.51.100.0/28", "2001:db8::/124"]
+      nets: ["198.51.100.0/28"]
+    destination:
+      ports: [22]
+  - action: Allow
+    protocol: TCP
+    source:
+      nets: ["2001:db8::/124"]
     destination:
       ports: [22]
   - action: Allow
@@ -157,7 +164,12 @@ spec:
   - action: Allow
     protocol: TCP
     destination:
-      nets: ["198.51.100.2/32", "2001:db8::2/128"]
+      nets: ["198.51.100.2/32"]
+      ports: [2379]
+  - action: Allow
+    protocol: TCP
+    destination:
+      nets: ["2001:db8::2/128"]
       ports: [2379]
   - action: Allow
     protocol: UDP
@@ -166,7 +178,11 @@ spec:
 "#;
     format!(
         "{policy}{}",
-        hep("my-host-eth0", Some("eth0"), "{role: k8s-worker, environment: production}")
+        hep(
+            "my-host-eth0",
+            Some("eth0"),
+            "{role: k8s-worker, environment: production}"
+        )
     )
 }
 
@@ -180,22 +196,55 @@ fn k8s_worker(backend: &'static str) {
         .map(|p| tcp_server(host, sock("::", p)))
         .into_iter()
         .chain([2379, 8080].map(|p| tcp_server(peer, sock("::", p))))
-        .chain([udp_server(peer, sock("::", 53))])
+        // Bound per address: a wildcard UDP socket may answer from the peer's other address.
+        .chain([PEER4, PEER6].map(|a| udp_server(peer, sock(a, 53))))
         .collect::<Vec<_>>();
 
     let probe = |v: &mut Verdicts, f: Fam, open: bool| {
         let other = if f.v6 { OTHER_PEER6 } else { OTHER_PEER4 };
         let mgmt = if f.v6 { PEER6 } else { MGMT_PEER4 };
         let fam = if f.v6 { "v6" } else { "v4" };
-        v.check(format!("{fam} peer(mgmt) -> host:22"), true, tcp_ok(peer, Some(mgmt), sock(f.host, 22)));
-        v.check(format!("{fam} peer(other) -> host:22 (failsafe)"), true, tcp_ok(peer, Some(other), sock(f.host, 22)));
-        v.check(format!("{fam} peer -> host:10250"), true, tcp_ok(peer, None, sock(f.host, 10250)));
-        v.check(format!("{fam} peer -> host:8080"), open, tcp_ok(peer, None, sock(f.host, 8080)));
+        v.check(
+            format!("{fam} peer(mgmt) -> host:22"),
+            true,
+            tcp_ok(peer, Some(mgmt), sock(f.host, 22)),
+        );
+        v.check(
+            format!("{fam} peer(other) -> host:22 (failsafe)"),
+            true,
+            tcp_ok(peer, Some(other), sock(f.host, 22)),
+        );
+        v.check(
+            format!("{fam} peer -> host:10250"),
+            true,
+            tcp_ok(peer, None, sock(f.host, 10250)),
+        );
+        v.check(
+            format!("{fam} peer -> host:8080"),
+            open,
+            tcp_ok(peer, None, sock(f.host, 8080)),
+        );
         // `protocol: ICMP` is IPv4 only; ICMPv6 echo has no allow rule.
-        v.check(format!("{fam} peer pings host"), open || !f.v6, ping_ok(peer, ip(f.host)));
-        v.check(format!("{fam} host -> etcd peer:2379"), true, tcp_ok(host, None, sock(f.peer, 2379)));
-        v.check(format!("{fam} host -> peer:8080"), open, tcp_ok(host, None, sock(f.peer, 8080)));
-        v.check(format!("{fam} host -> peer DNS udp:53"), true, udp_ok(host, sock(f.peer, 53)));
+        v.check(
+            format!("{fam} peer pings host"),
+            open || !f.v6,
+            ping_ok(peer, ip(f.host)),
+        );
+        v.check(
+            format!("{fam} host -> etcd peer:2379"),
+            true,
+            tcp_ok(host, None, sock(f.peer, 2379)),
+        );
+        v.check(
+            format!("{fam} host -> peer:8080"),
+            open,
+            tcp_ok(host, None, sock(f.peer, 8080)),
+        );
+        v.check(
+            format!("{fam} host -> peer DNS udp:53"),
+            true,
+            udp_ok(host, sock(f.peer, 53)),
+        );
     };
 
     let mut before = Verdicts::default();
@@ -250,8 +299,16 @@ spec:
     let _servers = [22, 10250].map(|p| tcp_server(host, sock("::", p)));
     let probe = |v: &mut Verdicts, applied: bool| {
         for f in [V4, V6] {
-            v.check(format!("{} ssh", f.host), !applied, tcp_ok(peer, None, sock(f.host, 22)));
-            v.check(format!("{} kubelet", f.host), true, tcp_ok(peer, None, sock(f.host, 10250)));
+            v.check(
+                format!("{} ssh", f.host),
+                !applied,
+                tcp_ok(peer, None, sock(f.host, 22)),
+            );
+            v.check(
+                format!("{} kubelet", f.host),
+                true,
+                tcp_ok(peer, None, sock(f.host, 10250)),
+            );
         }
     };
     let mut before = Verdicts::default();
@@ -354,7 +411,11 @@ fn pre_dnat_router(backend: &'static str) {
     ingress:
       - action: Deny
 {}"#,
-        hep("master1-eth0", Some("eth0"), "{role: master, type: external}")
+        hep(
+            "master1-eth0",
+            Some("eth0"),
+            "{role: master, type: external}"
+        )
     );
     let r = Router::new("prednat", backend, &yaml);
     let _servers = [80, 443, 8080]
@@ -365,11 +426,27 @@ fn pre_dnat_router(backend: &'static str) {
     let probe = |v: &mut Verdicts, applied: bool| {
         for (server, router) in [(SERVER4, ROUTER_C4), (SERVER6, ROUTER_C6)] {
             for port in [80, 443] {
-                v.check(format!("client -> server {server}:{port}"), true, tcp_ok(&r.client, None, sock(server, port)));
+                v.check(
+                    format!("client -> server {server}:{port}"),
+                    true,
+                    tcp_ok(&r.client, None, sock(server, port)),
+                );
             }
-            v.check(format!("client -> server {server}:8080"), !applied, tcp_ok(&r.client, None, sock(server, 8080)));
-            v.check(format!("client -> router {router}:80"), true, tcp_ok(&r.client, None, sock(router, 80)));
-            v.check(format!("client -> router {router}:8080"), !applied, tcp_ok(&r.client, None, sock(router, 8080)));
+            v.check(
+                format!("client -> server {server}:8080"),
+                !applied,
+                tcp_ok(&r.client, None, sock(server, 8080)),
+            );
+            v.check(
+                format!("client -> router {router}:80"),
+                true,
+                tcp_ok(&r.client, None, sock(router, 80)),
+            );
+            v.check(
+                format!("client -> router {router}:8080"),
+                !applied,
+                tcp_ok(&r.client, None, sock(router, 8080)),
+            );
         }
     };
     let mut before = Verdicts::default();
@@ -408,8 +485,16 @@ spec:
     let _servers = [80, 8080].map(|p| tcp_server(&r.server, sock("::", p)));
     let probe = |v: &mut Verdicts, forward_policed: bool| {
         for server in [SERVER4, SERVER6] {
-            v.check(format!("client -> server {server}:80"), true, tcp_ok(&r.client, None, sock(server, 80)));
-            v.check(format!("client -> server {server}:8080"), !forward_policed, tcp_ok(&r.client, None, sock(server, 8080)));
+            v.check(
+                format!("client -> server {server}:80"),
+                true,
+                tcp_ok(&r.client, None, sock(server, 80)),
+            );
+            v.check(
+                format!("client -> server {server}:8080"),
+                !forward_policed,
+                tcp_ok(&r.client, None, sock(server, 8080)),
+            );
         }
     };
     let mut before = Verdicts::default();
@@ -488,10 +573,26 @@ spec:
     let _servers = [7070, 7171, 7272, 8080].map(|p| tcp_server(host, sock("::", p)));
     let probe = |v: &mut Verdicts, applied: bool| {
         for f in [V4, V6] {
-            v.check(format!("{} untracked allow 7070", f.host), true, tcp_ok(peer, None, sock(f.host, 7070)));
-            v.check(format!("{} untracked deny 7171 over normal allow", f.host), !applied, tcp_ok(peer, None, sock(f.host, 7171)));
-            v.check(format!("{} normal allow 7272", f.host), true, tcp_ok(peer, None, sock(f.host, 7272)));
-            v.check(format!("{} no policy 8080", f.host), !applied, tcp_ok(peer, None, sock(f.host, 8080)));
+            v.check(
+                format!("{} untracked allow 7070", f.host),
+                true,
+                tcp_ok(peer, None, sock(f.host, 7070)),
+            );
+            v.check(
+                format!("{} untracked deny 7171 over normal allow", f.host),
+                !applied,
+                tcp_ok(peer, None, sock(f.host, 7171)),
+            );
+            v.check(
+                format!("{} normal allow 7272", f.host),
+                true,
+                tcp_ok(peer, None, sock(f.host, 7272)),
+            );
+            v.check(
+                format!("{} no policy 8080", f.host),
+                !applied,
+                tcp_ok(peer, None, sock(f.host, 8080)),
+            );
         }
     };
     let mut before = Verdicts::default();
@@ -533,16 +634,35 @@ spec:
 "#;
 
 fn star_endpoint(backend: &'static str) {
-    let yaml = format!("{WEB_POLICIES}{}", hep("all-ifaces", Some("*"), "{role: web}"));
+    let yaml = format!(
+        "{WEB_POLICIES}{}",
+        hep("all-ifaces", Some("*"), "{role: web}")
+    );
     let s = Scenario::new("star", backend, &yaml);
     let (host, peer) = (&s.pair.host, &s.pair.peer);
     let _servers = [8080, 9090].map(|p| tcp_server(host, sock("::", p)));
     let probe = |v: &mut Verdicts, applied: bool| {
         for (f, lo) in [(V4, "127.0.0.1"), (V6, "::1")] {
-            v.check(format!("peer -> {}:8080", f.host), true, tcp_ok(peer, None, sock(f.host, 8080)));
-            v.check(format!("peer -> {}:9090", f.host), !applied, tcp_ok(peer, None, sock(f.host, 9090)));
-            v.check(format!("host -> {lo}:8080 over lo"), true, tcp_ok(host, None, sock(lo, 8080)));
-            v.check(format!("host -> {lo}:9090 over lo"), !applied, tcp_ok(host, None, sock(lo, 9090)));
+            v.check(
+                format!("peer -> {}:8080", f.host),
+                true,
+                tcp_ok(peer, None, sock(f.host, 8080)),
+            );
+            v.check(
+                format!("peer -> {}:9090", f.host),
+                !applied,
+                tcp_ok(peer, None, sock(f.host, 9090)),
+            );
+            v.check(
+                format!("host -> {lo}:8080 over lo"),
+                true,
+                tcp_ok(host, None, sock(lo, 8080)),
+            );
+            v.check(
+                format!("host -> {lo}:9090 over lo"),
+                !applied,
+                tcp_ok(host, None, sock(lo, 9090)),
+            );
         }
     };
     let mut before = Verdicts::default();
@@ -562,10 +682,22 @@ fn expected_ips_only(backend: &'static str) {
     let _servers = [8080, 9090].map(|p| tcp_server(host, sock("::", p)));
     let probe = |v: &mut Verdicts, applied: bool| {
         for (f, lo) in [(V4, "127.0.0.1"), (V6, "::1")] {
-            v.check(format!("peer -> {}:8080", f.host), true, tcp_ok(peer, None, sock(f.host, 8080)));
-            v.check(format!("peer -> {}:9090", f.host), !applied, tcp_ok(peer, None, sock(f.host, 9090)));
+            v.check(
+                format!("peer -> {}:8080", f.host),
+                true,
+                tcp_ok(peer, None, sock(f.host, 8080)),
+            );
+            v.check(
+                format!("peer -> {}:9090", f.host),
+                !applied,
+                tcp_ok(peer, None, sock(f.host, 9090)),
+            );
             // lo holds none of the expected IPs: not governed.
-            v.check(format!("host -> {lo}:9090 over lo"), true, tcp_ok(host, None, sock(lo, 9090)));
+            v.check(
+                format!("host -> {lo}:9090 over lo"),
+                true,
+                tcp_ok(host, None, sock(lo, 9090)),
+            );
         }
     };
     let mut before = Verdicts::default();
