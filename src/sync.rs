@@ -68,7 +68,7 @@ impl ReconcileReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    #[error("reading the {family:?} {table} table: {source}")]
+    #[error("reading the {family:?} {table} table(s): {source}")]
     Read {
         family: Family,
         table: &'static str,
@@ -141,13 +141,13 @@ fn families(dp: &dyn Dataplane) -> Vec<Family> {
 pub fn read_live(dp: &dyn Dataplane) -> Result<Live, SyncError> {
     let mut tables = Vec::new();
     for family in families(dp) {
+        let saved = dp.save_tables(family).map_err(|source| SyncError::Read {
+            family,
+            table: "every",
+            source,
+        })?;
         let mut by_name = BTreeMap::new();
-        for table in TableName::ALL {
-            let text = dp.save(family, table).map_err(|source| SyncError::Read {
-                family,
-                table: table.as_str(),
-                source,
-            })?;
+        for (table, text) in saved {
             let live = parse_save(&text).map_err(|e| SyncError::Parse {
                 family,
                 table: table.as_str(),
