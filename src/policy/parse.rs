@@ -529,14 +529,22 @@ impl Builder {
                 anchor,
                 entries,
                 ..
-            } => (
-                Node {
-                    line,
-                    column,
-                    value: Value::Map(entries),
-                },
-                anchor,
-            ),
+            } => {
+                // A block mapping's start event is marked after its first key; the key is
+                // where a reader looks for the mapping.
+                let (line, column) = match entries.first() {
+                    Some((k, _)) if (k.line, k.column) < (line, column) => (k.line, k.column),
+                    _ => (line, column),
+                };
+                (
+                    Node {
+                        line,
+                        column,
+                        value: Value::Map(entries),
+                    },
+                    anchor,
+                )
+            }
         };
         if anchor > 0 {
             let size = count_nodes(&node);
