@@ -638,6 +638,8 @@ fn syntax_message(info: &str) -> String {
             "; an unquoted `*` or `&` starts a YAML alias or anchor: quote the value \
              (e.g. interfaceName: \"*\")",
         );
+    } else if info.contains("recursion limit") {
+        msg.push_str("; the document nests too deeply");
     } else if info.contains("tab") {
         msg.push_str("; YAML indentation must use spaces, not tabs");
     } else if info.contains("tag") {
