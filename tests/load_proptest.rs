@@ -43,7 +43,8 @@ fn load(text: String) -> hostfw::policy::Loaded {
 }
 
 fn consistent(l: &hostfw::policy::Loaded) -> bool {
-    l.set.is_some() == !l.diagnostics.iter().any(|d| d.is_error())
+    let has_error = l.diagnostics.iter().any(|d| d.is_error());
+    l.set.is_some() != has_error
 }
 
 /// One edit of the seed text: insert, delete or replace a short run of characters.
