@@ -48,7 +48,7 @@ fn empty_directory_is_valid() {
 fn missing_directory_is_unreadable() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("nope");
-    let (valid, unreadable, diags) = check(&[missing.clone()]);
+    let (valid, unreadable, diags) = check(std::slice::from_ref(&missing));
     assert!(!valid && unreadable);
     assert!(has(&diags, &missing, "does not exist"), "{diags:?}");
 }
@@ -156,7 +156,7 @@ fn fifty_megabyte_file_is_refused_by_size() {
     let mut text = profile("edge");
     text.push_str(&"#".repeat(MAX_FILE_BYTES as usize - text.len()));
     fs::write(&edge, text).expect("write");
-    let (_, _, diags) = check(&[edge.clone()]);
+    let (_, _, diags) = check(std::slice::from_ref(&edge));
     assert!(!has(&diags, &edge, "limit"), "{diags:?}");
 }
 
