@@ -433,6 +433,12 @@ fn full_cycle(backend: &str) {
         assert!(fwd[0].hash.is_none() && fwd[1].hash.is_some() && fwd[2].hash.is_some());
     }
 
+    // The full render form is valid iptables-restore input for both families and all tables.
+    for r in &want {
+        let text = hostfw::ruleset::restore::ruleset_restore(r);
+        ns.run(&[&bin(backend, r.family, "restore"), "--test"], &text);
+    }
+
     // 2. Changing one policy rewrites only its chain (both families).
     let want2: Vec<Ruleset> = FAMILIES.iter().map(|&f| desired(f, 2022)).collect();
     let p2 = plan(&want2, &live1, &sets1, opts);
