@@ -2,11 +2,11 @@
 //! Pure data; printing in the `FILE:LINE:COL: error: KIND/NAME: field.path: message` form lives here
 //! so every command reports problems the same way.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// How bad a finding is: errors reject the whole policy set, warnings do not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,
@@ -23,7 +23,7 @@ impl fmt::Display for Severity {
 }
 
 /// One finding. `line`/`column` are 1-based; 0 means "the file as a whole".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnostic {
     pub file: String,
     pub line: u32,

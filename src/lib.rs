@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod daemon;
 pub mod dataplane;
 pub mod diag;
 pub mod host;
@@ -20,4 +21,5 @@ pub mod render;
 pub mod resolve;
 pub mod ruleset;
 pub mod settings;
+pub mod status;
 pub mod sync;

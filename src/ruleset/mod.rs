@@ -1,6 +1,18 @@
 //! Typed iptables/ipset state: tables, chains, rules with typed matches and actions, ipsets.
-//! Pure and independent of everything above it. Only `restore` (in this module tree) turns
-//! rules into iptables text; only `save` reads the kernel's text back.
+//! Pure and independent of everything above it. Only `felix` (rule text) and `restore`
+//! (transactions) in this module tree turn rules into iptables text; only `save` reads the
+//! kernel's text back.
+
+pub mod felix;
+pub mod hash;
+pub mod ipset;
+pub mod plan;
+pub mod restore;
+pub mod save;
+
+pub use ipset::{parse_ipset_save, LiveIpset, LiveIpsets};
+pub use plan::{flush_plan, plan, IpsetPlan, LiveState, Plan, PlanOptions, TablePlan};
+pub use save::{parse_save, LiveChain, LiveRule, LiveTable, SaveError};
 
 use ipnet::IpNet;
 use serde::Serialize;

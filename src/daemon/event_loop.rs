@@ -1,0 +1,580 @@
+//! The daemon's one loop: wait for the next event or the nearest deadline, then do what is due
+//! (debounced reload, interface re-resolve, retry, post-write check, refresh, watchdog). All
+//! effects go through `Engine`, `Waiter` (events and the clock) and `Publisher` (systemd and
+//! status.json), so tests run it against fakes with a simulated clock.
+
+use super::timers::{Backoff, Debounce, PostWriteChecks};
+use super::{ApplyReport, Engine, Event, Intervals, LoadOutcome, Notice, PolicySource, Publisher};
+use crate::diag::Diagnostic;
+use crate::status::{self, ApplyRecord, PolicyInfo, PolicyOrigin, State, Status};
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Where events come from and what time it is.
+pub trait Waiter {
+    /// The monotonic clock.
+    fn now(&self) -> Instant;
+    /// Wall-clock time, for timestamps in status.json.
+    fn wall(&self) -> SystemTime {
+        SystemTime::now()
+    }
+    /// Block until an event arrives (`Some`) or `deadline` passes (`None`). No deadline: block
+    /// until an event arrives.
+    fn wait(&mut self, deadline: Option<Instant>) -> Option<Event>;
+}
+
+/// The loop's own tunables (the policy set's timers come from `Engine::load`).
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// Quiet time after the last change before reloading.
+    pub debounce: Duration,
+    /// Longest a continuous burst of changes can postpone a reload.
+    pub debounce_max: Duration,
+    /// First retry delay after a failed reconcile; doubles up to `retry_max`.
+    pub retry_first: Duration,
+    pub retry_max: Duration,
+    /// Failed reconciles in a row tolerated before exiting (systemd then restarts us).
+    pub retry_attempts: u32,
+    /// Watchdog ping period (half of `WATCHDOG_USEC`), if the watchdog is on.
+    pub watchdog: Option<Duration>,
+}
+
+impl Default for LoopConfig {
+    fn default() -> LoopConfig {
+        LoopConfig {
+            debounce: Duration::from_millis(100),
+            debounce_max: Duration::from_secs(1),
+            retry_first: Duration::from_secs(1),
+            retry_max: Duration::from_secs(30),
+            retry_attempts: 5,
+            watchdog: None,
+        }
+    }
+}
+
+/// How the loop ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM/SIGINT: exit 0, rules stay.
+    Stopped,
+    /// Reconciling kept failing: exit non-zero so systemd restarts us.
+    Failed(String),
+}
+
+/// Why a reconcile runs: to reach a new desired state, or to check the kernel still matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Apply,
+    Check,
+}
+
+impl fmt::Display for Purpose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Purpose::Apply => "apply",
+            Purpose::Check => "drift check",
+        })
+    }
+}
+
+/// A newly loaded policy set that is not in the kernel yet.
+#[derive(Debug, Clone)]
+struct Unapplied {
+    source_hash: String,
+    origin: PolicyOrigin,
+}
+
+/// The daemon: its engine, its event source, its report sink and every timer.
+pub struct Daemon<E, W, P> {
+    engine: E,
+    waiter: W,
+    publisher: P,
+    cfg: LoopConfig,
+    status: Status,
+    /// The engine holds a valid set to enforce.
+    has_desired: bool,
+    unapplied: Option<Unapplied>,
+    applied_hash: Option<String>,
+    /// The policy directory's last load was invalid.
+    dir_invalid: bool,
+    /// Reconciling failed and has not succeeded since.
+    failing: bool,
+    pending_reload: bool,
+    pending_interfaces: bool,
+    debounce: Debounce,
+    refresh: Duration,
+    next_refresh: Option<Instant>,
+    post_write: PostWriteChecks,
+    backoff: Backoff,
+    retry_at: Option<(Instant, Purpose)>,
+    next_watchdog: Option<Instant>,
+    ready: bool,
+    last_summary: String,
+}
+
+impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
+    pub fn new(engine: E, waiter: W, publisher: P, cfg: LoopConfig, node: &str) -> Self {
+        let status = Status::starting(node, std::process::id(), waiter.wall());
+        let next_watchdog = cfg.watchdog.map(|w| waiter.now() + w);
+        Daemon {
+            debounce: Debounce::new(cfg.debounce, cfg.debounce_max),
+            backoff: Backoff::new(cfg.retry_first, cfg.retry_max, cfg.retry_attempts),
+            engine,
+            waiter,
+            publisher,
+            cfg,
+            status,
+            has_desired: false,
+            unapplied: None,
+            applied_hash: None,
+            dir_invalid: false,
+            failing: false,
+            pending_reload: false,
+            pending_interfaces: false,
+            refresh: Duration::ZERO,
+            next_refresh: None,
+            post_write: PostWriteChecks::new(Duration::ZERO),
+            retry_at: None,
+            next_watchdog,
+            ready: false,
+            last_summary: String::new(),
+        }
+    }
+
+    /// Run until stopped or until reconciling keeps failing.
+    pub fn run(mut self) -> Exit {
+        match self.run_inner() {
+            Ok(()) => Exit::Stopped,
+            Err(Fatal(msg)) => {
+                log::error!("{msg}");
+                Exit::Failed(msg)
+            }
+        }
+    }
+
+    fn run_inner(&mut self) -> Result<(), Fatal> {
+        self.publish();
+        self.start()?;
+        self.ready_if_settled();
+        loop {
+            let deadline = self.next_deadline();
+            let event = self.waiter.wait(deadline);
+            let now = self.waiter.now();
+            match event {
+                Some(Event::Stop) => {
+                    log::info!("stopping; the rules stay in the kernel");
+                    self.publisher.notify(&[Notice::Stopping]);
+                    return Ok(());
+                }
+                Some(Event::Reload) => {
+                    log::info!("SIGHUP: reloading the policy directory");
+                    self.debounce.clear();
+                    self.pending_reload = false;
+                    self.pending_interfaces = false;
+                    self.reload()?;
+                }
+                Some(Event::PolicyChanged) => {
+                    log::debug!("policy directory changed");
+                    self.pending_reload = true;
+                    self.debounce.poke(now);
+                }
+                Some(Event::InterfacesChanged) => {
+                    log::debug!("interfaces changed");
+                    self.pending_interfaces = true;
+                    self.debounce.poke(now);
+                }
+                None => {}
+            }
+            self.run_due()?;
+            self.ready_if_settled();
+        }
+    }
+
+    /// Startup: load and apply the directory; when it is invalid, fall back as design §5 says.
+    fn start(&mut self) -> Result<(), Fatal> {
+        match self.engine.load(PolicySource::Directory) {
+            LoadOutcome::Valid {
+                source_hash,
+                diagnostics,
+                intervals,
+            } => {
+                self.accept(source_hash, diagnostics, intervals, PolicyOrigin::Directory);
+                self.reconcile(Purpose::Apply)
+            }
+            LoadOutcome::Invalid { diagnostics } => {
+                self.reject(diagnostics);
+                self.start_degraded()
+            }
+        }
+    }
+
+    fn start_degraded(&mut self) -> Result<(), Fatal> {
+        match self.engine.kernel_has_state() {
+            Ok(false) => {
+                log::warn!(
+                    "no hostfw rules in the kernel (boot?): applying the last good policy set"
+                );
+                match self.engine.load(PolicySource::LastGood) {
+                    LoadOutcome::Valid {
+                        source_hash,
+                        intervals,
+                        ..
+                    } => {
+                        self.accept(source_hash, Vec::new(), intervals, PolicyOrigin::LastGood);
+                        self.reconcile(Purpose::Apply)
+                    }
+                    LoadOutcome::Invalid { diagnostics } => {
+                        let why = diagnostics
+                            .iter()
+                            .find(|d| d.is_error())
+                            .map(|d| d.to_string())
+                            .unwrap_or_else(|| "no saved set".to_string());
+                        let msg = format!(
+                            "no usable last good policy set ({why}): nothing applied until the policy directory is fixed"
+                        );
+                        log::error!("{msg}");
+                        self.status.last_error = Some(msg);
+                        self.publish();
+                        Ok(())
+                    }
+                }
+            }
+            Ok(true) => {
+                log::warn!(
+                    "the kernel holds hostfw rules from before: leaving them as they are until the policy directory is fixed"
+                );
+                self.publish();
+                Ok(())
+            }
+            Err(e) => {
+                let msg =
+                    format!("cannot read the kernel's rules ({e}): leaving the kernel as it is");
+                log::error!("{msg}");
+                self.status.last_error = Some(msg);
+                self.publish();
+                Ok(())
+            }
+        }
+    }
+
+    /// Load the directory again and apply it if valid.
+    fn reload(&mut self) -> Result<(), Fatal> {
+        let announce = self.ready;
+        if announce {
+            self.publisher.notify(&[Notice::Reloading]);
+        }
+        let result = match self.engine.load(PolicySource::Directory) {
+            LoadOutcome::Valid {
+                source_hash,
+                diagnostics,
+                intervals,
+            } => {
+                self.accept(source_hash, diagnostics, intervals, PolicyOrigin::Directory);
+                self.reconcile(Purpose::Apply)
+            }
+            LoadOutcome::Invalid { diagnostics } => {
+                self.reject(diagnostics);
+                self.publish();
+                Ok(())
+            }
+        };
+        if announce {
+            let summary = self.status.summary();
+            self.publisher
+                .notify(&[Notice::Ready, Notice::Status(summary.clone())]);
+            self.last_summary = summary;
+        }
+        result
+    }
+
+    /// A valid set became the engine's desired state.
+    fn accept(
+        &mut self,
+        source_hash: String,
+        diagnostics: Vec<Diagnostic>,
+        intervals: Intervals,
+        origin: PolicyOrigin,
+    ) {
+        for d in &diagnostics {
+            log::warn!("{d}");
+        }
+        if origin == PolicyOrigin::Directory {
+            self.dir_invalid = false;
+            self.status.diagnostics = diagnostics;
+        }
+        self.has_desired = true;
+        self.refresh = intervals.refresh;
+        self.post_write.set_base(intervals.post_write);
+        let in_force = self.status.policy.as_ref().map(|p| p.origin);
+        if self.applied_hash.as_deref() == Some(source_hash.as_str()) && in_force == Some(origin) {
+            log::debug!("policy set unchanged; verifying the kernel");
+            self.unapplied = None;
+        } else {
+            self.unapplied = Some(Unapplied {
+                source_hash,
+                origin,
+            });
+        }
+    }
+
+    /// An invalid directory: say everything that is wrong, keep what is in force.
+    fn reject(&mut self, diagnostics: Vec<Diagnostic>) {
+        let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+        log::error!("policy directory is invalid ({errors} error(s)); keeping the rules in force");
+        for d in &diagnostics {
+            if d.is_error() {
+                log::error!("{d}");
+            } else {
+                log::warn!("{d}");
+            }
+        }
+        self.dir_invalid = true;
+        self.status.diagnostics = diagnostics;
+    }
+
+    /// Everything whose deadline has passed.
+    fn run_due(&mut self) -> Result<(), Fatal> {
+        let now = self.waiter.now();
+        if let (Some(at), Some(period)) = (self.next_watchdog, self.cfg.watchdog) {
+            if at <= now {
+                self.publisher.notify(&[Notice::Watchdog]);
+                self.next_watchdog = Some(now + period);
+            }
+        }
+        if self.debounce.deadline().is_some_and(|at| at <= now) {
+            self.debounce.clear();
+            let reload = std::mem::take(&mut self.pending_reload);
+            let interfaces = std::mem::take(&mut self.pending_interfaces);
+            if reload {
+                // A load resolves against the current interfaces, so it covers both.
+                self.reload()?;
+            } else if interfaces && self.engine.interfaces_changed() {
+                log::info!("interfaces changed: re-applying");
+                self.reconcile(Purpose::Apply)?;
+            }
+        }
+        let now = self.waiter.now();
+        if let Some((at, purpose)) = self.retry_at {
+            if at <= now {
+                self.retry_at = None;
+                self.reconcile(purpose)?;
+            }
+            return Ok(());
+        }
+        let post_write_due = self.post_write.deadline().is_some_and(|at| at <= now);
+        if post_write_due {
+            self.post_write.checked(now);
+        }
+        let refresh_due = self.next_refresh.is_some_and(|at| at <= now);
+        if post_write_due || refresh_due {
+            log::debug!(
+                "{} check of the kernel",
+                if refresh_due { "refresh" } else { "post-write" }
+            );
+            // Also a safety net for a missed netlink message.
+            let purpose = if self.engine.interfaces_changed() {
+                log::info!("interfaces changed: re-applying");
+                Purpose::Apply
+            } else {
+                Purpose::Check
+            };
+            self.reconcile(purpose)?;
+        }
+        Ok(())
+    }
+
+    /// One reconcile with bookkeeping: status, timers, retries, last good.
+    fn reconcile(&mut self, purpose: Purpose) -> Result<(), Fatal> {
+        if !self.has_desired {
+            return Ok(());
+        }
+        let started = self.waiter.now();
+        let result = self.engine.reconcile();
+        let finished = self.waiter.now();
+        let took = finished.saturating_duration_since(started);
+        let purpose = if self.unapplied.is_some() {
+            Purpose::Apply
+        } else {
+            purpose
+        };
+        match result {
+            Ok(report) => {
+                self.succeeded(purpose, report, finished, took);
+                Ok(())
+            }
+            Err(e) => self.failed(purpose, e.to_string(), finished, took),
+        }
+    }
+
+    fn succeeded(&mut self, purpose: Purpose, report: ApplyReport, now: Instant, took: Duration) {
+        self.backoff.succeeded();
+        self.failing = false;
+        self.retry_at = None;
+        self.status.last_error = None;
+        self.status.backend = Some(report.backend.clone());
+        let wrote = !report.changes.is_empty() || report.chains_written > 0;
+        if let Some(new) = self.unapplied.take() {
+            let generation = self.status.policy.as_ref().map_or(0, |p| p.generation) + 1;
+            log::info!(
+                "applied policy generation {generation} ({}{}): {} chain(s) written in {} ms",
+                short(&new.source_hash),
+                if new.origin == PolicyOrigin::LastGood {
+                    ", last good set"
+                } else {
+                    ""
+                },
+                report.chains_written,
+                status::millis(took)
+            );
+            if new.origin == PolicyOrigin::Directory {
+                if let Err(e) = self.engine.save_last_good() {
+                    log::warn!("cannot save the last good policy set: {e}");
+                }
+            }
+            self.applied_hash = Some(new.source_hash.clone());
+            self.status.policy = Some(PolicyInfo {
+                generation,
+                source_hash: new.source_hash,
+                origin: new.origin,
+            });
+        } else if purpose == Purpose::Apply && wrote {
+            log::info!(
+                "re-applied: {} chain(s) written in {} ms",
+                report.chains_written,
+                status::millis(took)
+            );
+        }
+        if purpose == Purpose::Apply {
+            self.status.last_apply = Some(ApplyRecord {
+                time: status::rfc3339(self.waiter.wall()),
+                duration_ms: status::millis(took),
+                chains_written: report.chains_written,
+                ok: true,
+            });
+        } else if wrote {
+            self.status.drift_repairs += 1;
+            self.status.last_repair = Some(status::rfc3339(self.waiter.wall()));
+            log::warn!(
+                "drift repaired (repair #{}): {}",
+                self.status.drift_repairs,
+                describe(&report)
+            );
+        }
+        if wrote {
+            self.post_write.wrote(now);
+        }
+        self.next_refresh = (!self.refresh.is_zero()).then(|| now + self.refresh);
+        self.publish();
+    }
+
+    fn failed(
+        &mut self,
+        purpose: Purpose,
+        error: String,
+        now: Instant,
+        took: Duration,
+    ) -> Result<(), Fatal> {
+        self.failing = true;
+        log::error!("{purpose} failed: {error}");
+        self.status.last_error = Some(error.clone());
+        if purpose == Purpose::Apply {
+            self.status.last_apply = Some(ApplyRecord {
+                time: status::rfc3339(self.waiter.wall()),
+                duration_ms: status::millis(took),
+                chains_written: 0,
+                ok: false,
+            });
+        }
+        let outcome = match self.backoff.failed() {
+            Some(delay) => {
+                log::warn!(
+                    "retrying in {} ms (failure {} of {})",
+                    delay.as_millis(),
+                    self.backoff.failures(),
+                    self.cfg.retry_attempts
+                );
+                self.retry_at = Some((now + delay, purpose));
+                Ok(())
+            }
+            None => Err(Fatal(format!(
+                "giving up after {} failed attempts; last error: {error}",
+                self.backoff.failures()
+            ))),
+        };
+        self.publish();
+        outcome
+    }
+
+    /// READY=1 once the first apply is done (or there is nothing we can apply), not while the
+    /// first apply is still being retried.
+    fn ready_if_settled(&mut self) {
+        if self.ready || self.retry_at.is_some() {
+            return;
+        }
+        self.ready = true;
+        let summary = self.status.summary();
+        log::info!("ready: {summary}");
+        self.publisher
+            .notify(&[Notice::Ready, Notice::Status(summary.clone())]);
+        self.last_summary = summary;
+    }
+
+    fn state(&self) -> State {
+        if self.failing {
+            State::Failed
+        } else if self.dir_invalid
+            || self.status.policy.as_ref().map(|p| p.origin) == Some(PolicyOrigin::LastGood)
+        {
+            State::Degraded
+        } else if self.status.policy.is_some() {
+            State::Ok
+        } else {
+            State::Starting
+        }
+    }
+
+    /// Write status.json and, once ready, tell systemd when the summary changed.
+    fn publish(&mut self) {
+        self.status.state = self.state();
+        self.status.updated = status::rfc3339(self.waiter.wall());
+        self.publisher.status(&self.status);
+        if self.ready {
+            let summary = self.status.summary();
+            if summary != self.last_summary {
+                self.publisher.notify(&[Notice::Status(summary.clone())]);
+                self.last_summary = summary;
+            }
+        }
+    }
+
+    /// The nearest moment something is due; None when only an event can wake us.
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut deadlines = vec![self.next_watchdog, self.debounce.deadline()];
+        if let Some((at, _)) = self.retry_at {
+            deadlines.push(Some(at));
+        } else {
+            deadlines.push(self.post_write.deadline());
+            deadlines.push(self.next_refresh);
+        }
+        deadlines.into_iter().flatten().min()
+    }
+}
+
+/// A fatal condition: the loop ends and the process exits non-zero.
+#[derive(Debug)]
+struct Fatal(String);
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+fn describe(report: &ApplyReport) -> String {
+    if report.changes.is_empty() {
+        format!("{} chain(s) rewritten", report.chains_written)
+    } else {
+        report.changes.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests;

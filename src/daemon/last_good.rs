@@ -1,0 +1,200 @@
+//! The last good policy set on disk (`<state_dir>/last-good/`): replaced as a whole, atomically,
+//! after every successful apply, so a crash at any moment leaves either the old set or the new
+//! one. Also the identity of a policy set (`source_hash`). Reading it back goes through the
+//! ordinary policy reader.
+
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// One policy file: its name (no directory) and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyFile {
+    pub name: String,
+    pub text: String,
+}
+
+/// sha256 over the files' names and contents, in name order, hex. Each field is length-prefixed
+/// so no two different sets can produce the same byte stream.
+pub fn source_hash(files: &[PolicyFile]) -> String {
+    let mut sorted: Vec<&PolicyFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut h = Sha256::new();
+    for f in sorted {
+        h.update((f.name.len() as u64).to_be_bytes());
+        h.update(f.name.as_bytes());
+        h.update((f.text.len() as u64).to_be_bytes());
+        h.update(f.text.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Replace the directory `target` with exactly `files`. Written into a temp directory beside it,
+/// synced, then swapped in with `renameat2(RENAME_EXCHANGE)` (or renamed into place when there
+/// is nothing to replace).
+pub fn save(target: &Path, files: &[PolicyFile]) -> io::Result<()> {
+    let parent = target.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent)?;
+    let base = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "last-good".to_string());
+    remove_leftovers(parent, &base);
+    let staging = parent.join(format!(".{base}.tmp.{}", std::process::id()));
+    let result = write_dir(&staging, files).and_then(|()| swap_in(&staging, target));
+    if staging.exists() {
+        // After an exchange `staging` holds the previous set; after a failure, the partial new one.
+        let _ = fs::remove_dir_all(&staging);
+    }
+    result
+}
+
+fn write_dir(dir: &Path, files: &[PolicyFile]) -> io::Result<()> {
+    fs::create_dir(dir)?;
+    for f in files {
+        if f.name.is_empty() || f.name.contains('/') || f.name.starts_with('.') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unexpected policy file name {:?}", f.name),
+            ));
+        }
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dir.join(&f.name))?;
+        out.write_all(f.text.as_bytes())?;
+        out.sync_all()?;
+    }
+    fs::File::open(dir)?.sync_all()
+}
+
+fn swap_in(staging: &Path, target: &Path) -> io::Result<()> {
+    use nix::errno::Errno;
+    use nix::fcntl::{renameat2, RenameFlags};
+    match renameat2(None, staging, None, target, RenameFlags::RENAME_EXCHANGE) {
+        Ok(()) => {}
+        Err(Errno::ENOENT) => fs::rename(staging, target)?,
+        Err(Errno::EINVAL) | Err(Errno::ENOSYS) => {
+            // No exchange on this filesystem: move the old set aside first. A crash between the
+            // two renames loses the old set but never leaves a half-written one.
+            let aside = staging.with_extension("old");
+            fs::rename(target, &aside)?;
+            fs::rename(staging, target)?;
+            let _ = fs::remove_dir_all(&aside);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if let Some(parent) = target.parent() {
+        fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Staging directories a crash left behind.
+fn remove_leftovers(parent: &Path, base: &str) {
+    let prefix = format!(".{base}.tmp.");
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Default location under a state directory.
+pub fn dir_in(state_dir: &Path) -> PathBuf {
+    state_dir.join("last-good")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, text: &str) -> PolicyFile {
+        PolicyFile {
+            name: name.into(),
+            text: text.into(),
+        }
+    }
+
+    fn listing(dir: &Path) -> Vec<(String, String)> {
+        let mut v: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    fs::read_to_string(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn save_creates_then_replaces_the_whole_set() {
+        let state = tempfile::tempdir().unwrap();
+        let target = dir_in(state.path());
+        save(&target, &[file("a.yaml", "1"), file("b.yaml", "2")]).unwrap();
+        assert_eq!(
+            listing(&target),
+            vec![("a.yaml".into(), "1".into()), ("b.yaml".into(), "2".into())]
+        );
+        save(&target, &[file("c.yaml", "3")]).unwrap();
+        // b.yaml is gone: the set is replaced, not merged.
+        assert_eq!(listing(&target), vec![("c.yaml".into(), "3".into())]);
+        // Nothing but the set is left in the state directory.
+        let names: Vec<_> = fs::read_dir(state.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["last-good".to_string()]);
+    }
+
+    #[test]
+    fn leftover_staging_from_a_crash_is_cleaned() {
+        let state = tempfile::tempdir().unwrap();
+        let stale = state.path().join(".last-good.tmp.99999");
+        fs::create_dir(&stale).unwrap();
+        fs::write(stale.join("x.yaml"), "half").unwrap();
+        save(&dir_in(state.path()), &[file("a.yaml", "1")]).unwrap();
+        assert!(!stale.exists());
+    }
+
+    #[test]
+    fn bad_names_are_refused_and_the_old_set_kept() {
+        let state = tempfile::tempdir().unwrap();
+        let target = dir_in(state.path());
+        save(&target, &[file("a.yaml", "1")]).unwrap();
+        assert!(save(&target, &[file("../evil.yaml", "x")]).is_err());
+        assert_eq!(listing(&target), vec![("a.yaml".into(), "1".into())]);
+    }
+
+    #[test]
+    fn hash_depends_on_names_and_contents_not_order() {
+        let ab = source_hash(&[file("a.yaml", "1"), file("b.yaml", "2")]);
+        let ba = source_hash(&[file("b.yaml", "2"), file("a.yaml", "1")]);
+        assert_eq!(ab, ba);
+        assert_ne!(ab, source_hash(&[file("a.yaml", "1"), file("b.yaml", "3")]));
+        assert_ne!(ab, source_hash(&[file("a.yaml", "1"), file("c.yaml", "2")]));
+        // Moving a byte between name and text changes the hash (length prefixes).
+        assert_ne!(
+            source_hash(&[file("a.yaml", "x1")]),
+            source_hash(&[file("a.yamlx", "1")])
+        );
+        assert_eq!(ab.len(), 64);
+    }
+
+    #[test]
+    fn hash_of_empty_set_is_sha256_of_nothing() {
+        // sha256("") is a well-known constant.
+        assert_eq!(
+            source_hash(&[]),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! The daemon (`hostfw run`): the only home of signals, inotify and netlink. Helper threads feed
+//! one channel with `Event`s; one loop (`core`) waits on it with a deadline for debounce, refresh,
+//! post-write checks, retries and the watchdog, and drives an `Engine` that does the real work
+//! (load policies, reconcile the kernel). The loop knows nothing of YAML, rulesets or iptables.
+
+mod event_loop;
+pub mod last_good;
+mod netlink;
+mod publish;
+mod signals;
+mod timers;
+pub mod watch;
+
+pub use self::event_loop::{Daemon, Exit, LoopConfig, Waiter};
+pub use self::publish::{Notice, Publisher, SystemPublisher};
+
+use crate::diag::Diagnostic;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Something that happened outside the loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A policy file (or the policy directory itself) changed. Debounced.
+    PolicyChanged,
+    /// A link or address appeared, changed or disappeared. Debounced.
+    InterfacesChanged,
+    /// SIGHUP: reload now.
+    Reload,
+    /// SIGTERM or SIGINT: stop, leaving the rules in place.
+    Stop,
+}
+
+/// Where `Engine::load` reads policies from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicySource {
+    /// The policy directory.
+    Directory,
+    /// The saved last good set.
+    LastGood,
+}
+
+/// Timers the policy set configures (FelixConfiguration); zero disables a timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intervals {
+    /// `iptablesRefreshInterval`: full re-read of the kernel.
+    pub refresh: Duration,
+    /// `iptablesPostWriteCheckIntervalSecs`: first re-read after a write; doubles after each.
+    pub post_write: Duration,
+}
+
+/// What loading a policy set produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadOutcome {
+    /// Valid: it is now the engine's desired state.
+    Valid {
+        /// sha256 over file names and contents, hex.
+        source_hash: String,
+        /// Warnings (valid sets may have them).
+        diagnostics: Vec<Diagnostic>,
+        intervals: Intervals,
+    },
+    /// Invalid (or unreadable): the engine keeps its previous desired state.
+    Invalid { diagnostics: Vec<Diagnostic> },
+}
+
+/// What one reconcile did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// `legacy` or `nft`.
+    pub backend: String,
+    /// Chains created or rewritten.
+    pub chains_written: usize,
+    /// One line per change made (chain rewritten, hook restored, set updated); empty when the
+    /// kernel already matched.
+    pub changes: Vec<String>,
+}
+
+/// Errors the engine reports; the loop only logs and records them.
+pub type EngineError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The work the loop drives. The real one (in `cmd::run`) reads the policy directory, resolves,
+/// renders and reconciles through the dataplane; tests use a scripted fake.
+pub trait Engine {
+    /// Read and validate policies; a valid set replaces the desired state (resolved against the
+    /// current interfaces), an invalid one leaves it alone.
+    fn load(&mut self, from: PolicySource) -> LoadOutcome;
+    /// Re-read the host's interfaces; true when the desired state changed because of them.
+    fn interfaces_changed(&mut self) -> bool;
+    /// Bring the kernel to the desired state (read, plan, write, verify).
+    fn reconcile(&mut self) -> Result<ApplyReport, EngineError>;
+    /// Whether the kernel holds any hostfw chains (false at boot).
+    fn kernel_has_state(&mut self) -> Result<bool, EngineError>;
+    /// Save the desired state's policy files as the last good set.
+    fn save_last_good(&mut self) -> Result<(), EngineError>;
+}
+
+/// The production `Waiter`: a channel fed by the helper threads and the monotonic clock.
+pub struct ChannelWaiter {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl ChannelWaiter {
+    pub fn new(rx: mpsc::Receiver<Event>) -> ChannelWaiter {
+        ChannelWaiter { rx }
+    }
+}
+
+impl Waiter for ChannelWaiter {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn wait(&mut self, deadline: Option<Instant>) -> Option<Event> {
+        // Every sender gone means no signal can reach us any more: stop rather than spin.
+        match deadline {
+            None => Some(self.rx.recv().unwrap_or(Event::Stop)),
+            Some(deadline) => {
+                let timeout = deadline.saturating_duration_since(Instant::now());
+                match self.rx.recv_timeout(timeout) {
+                    Ok(event) => Some(event),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => Some(Event::Stop),
+                }
+            }
+        }
+    }
+}
+
+/// Start the helper threads (signals, policy directory watcher, netlink) feeding one channel.
+/// Signals are blocked from their default action before this returns, so a SIGTERM arriving
+/// during the first apply is not lost.
+pub fn spawn_sources(
+    policy_dir: &std::path::Path,
+    counts: fn(&std::path::Path) -> bool,
+) -> std::io::Result<ChannelWaiter> {
+    let (tx, rx) = mpsc::channel();
+    signals::spawn(tx.clone())?;
+    watch::spawn(policy_dir.to_path_buf(), counts, tx.clone())?;
+    if let Err(e) = netlink::spawn(tx) {
+        // Without link notifications the refresh timer still catches interface changes.
+        log::warn!(
+            "cannot listen for interface changes (netlink): {e}; relying on the refresh timer"
+        );
+    }
+    Ok(ChannelWaiter::new(rx))
+}
