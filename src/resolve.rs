@@ -6,7 +6,8 @@
 use crate::model::*;
 use ipnet::IpNet;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -115,4 +116,1311 @@ pub struct NodeView {
     pub profiles: BTreeMap<String, Profile>,
     pub selector_sources: SelectorSources,
     pub warnings: Vec<String>,
+}
+
+/// Felix's default inbound failsafe ports, per design §4 (the seed table, without Typha's 5473).
+const DEFAULT_FAILSAFE_INBOUND: [(FailsafeProtocol, u16); 8] = [
+    (FailsafeProtocol::Tcp, 22),
+    (FailsafeProtocol::Udp, 68),
+    (FailsafeProtocol::Tcp, 179),
+    (FailsafeProtocol::Tcp, 2379),
+    (FailsafeProtocol::Tcp, 2380),
+    (FailsafeProtocol::Tcp, 6443),
+    (FailsafeProtocol::Tcp, 6666),
+    (FailsafeProtocol::Tcp, 6667),
+];
+
+/// Felix's default outbound failsafe ports, per design §4.
+const DEFAULT_FAILSAFE_OUTBOUND: [(FailsafeProtocol, u16); 8] = [
+    (FailsafeProtocol::Udp, 53),
+    (FailsafeProtocol::Udp, 67),
+    (FailsafeProtocol::Tcp, 179),
+    (FailsafeProtocol::Tcp, 2379),
+    (FailsafeProtocol::Tcp, 2380),
+    (FailsafeProtocol::Tcp, 6443),
+    (FailsafeProtocol::Tcp, 6666),
+    (FailsafeProtocol::Tcp, 6667),
+];
+
+fn failsafe_list(ports: &[(FailsafeProtocol, u16)]) -> Vec<FailsafePort> {
+    ports
+        .iter()
+        .map(|&(protocol, port)| FailsafePort {
+            protocol,
+            port,
+            net: None,
+        })
+        .collect()
+}
+
+impl Default for EffectiveConfig {
+    /// The built-in defaults, used for every field no FelixConfiguration sets.
+    fn default() -> Self {
+        EffectiveConfig {
+            failsafe_inbound: failsafe_list(&DEFAULT_FAILSAFE_INBOUND),
+            failsafe_outbound: failsafe_list(&DEFAULT_FAILSAFE_OUTBOUND),
+            default_endpoint_to_host_action: EndpointToHostAction::Drop,
+            interface_prefix: "cali".into(),
+            iptables_mark_mask: 0xffff_0000,
+            chain_insert_mode: InsertMode::Insert,
+            iptables_refresh_interval: Duration::from_secs(90),
+            iptables_post_write_check_interval: Duration::from_secs(5),
+            iptables_backend: BackendChoice::Auto,
+            ipv6_support: true,
+            iptables_filter_allow_action: AllowAction::Accept,
+            iptables_mangle_allow_action: AllowAction::Accept,
+            iptables_filter_deny_action: DenyAction::Drop,
+            log_prefix: "calico-packet".into(),
+            log_action_rate_limit: None,
+            log_action_rate_limit_burst: 5,
+            disable_conntrack_invalid_check: false,
+            max_ipset_size: 1_048_576,
+        }
+    }
+}
+
+impl EffectiveConfig {
+    /// Overlay every field `spec` sets onto `self` (later layers win field by field).
+    pub fn overlay(&mut self, spec: &FelixSpec) {
+        fn set<T: Clone>(target: &mut T, value: &Option<T>) {
+            if let Some(v) = value {
+                *target = v.clone();
+            }
+        }
+        set(&mut self.failsafe_inbound, &spec.failsafe_inbound);
+        set(&mut self.failsafe_outbound, &spec.failsafe_outbound);
+        set(
+            &mut self.default_endpoint_to_host_action,
+            &spec.default_endpoint_to_host_action,
+        );
+        set(&mut self.interface_prefix, &spec.interface_prefix);
+        set(&mut self.iptables_mark_mask, &spec.iptables_mark_mask);
+        set(&mut self.chain_insert_mode, &spec.chain_insert_mode);
+        set(
+            &mut self.iptables_refresh_interval,
+            &spec.iptables_refresh_interval,
+        );
+        set(
+            &mut self.iptables_post_write_check_interval,
+            &spec.iptables_post_write_check_interval,
+        );
+        set(&mut self.iptables_backend, &spec.iptables_backend);
+        set(&mut self.ipv6_support, &spec.ipv6_support);
+        set(
+            &mut self.iptables_filter_allow_action,
+            &spec.iptables_filter_allow_action,
+        );
+        set(
+            &mut self.iptables_mangle_allow_action,
+            &spec.iptables_mangle_allow_action,
+        );
+        set(
+            &mut self.iptables_filter_deny_action,
+            &spec.iptables_filter_deny_action,
+        );
+        set(&mut self.log_prefix, &spec.log_prefix);
+        if spec.log_action_rate_limit.is_some() {
+            self.log_action_rate_limit = spec.log_action_rate_limit;
+        }
+        set(
+            &mut self.log_action_rate_limit_burst,
+            &spec.log_action_rate_limit_burst,
+        );
+        set(
+            &mut self.disable_conntrack_invalid_check,
+            &spec.disable_conntrack_invalid_check,
+        );
+        set(&mut self.max_ipset_size, &spec.max_ipset_size);
+    }
+
+    /// The workload interface prefixes: Felix accepts a comma-separated list in `interfacePrefix`.
+    pub fn workload_prefixes(&self) -> impl Iterator<Item = &str> {
+        self.interface_prefix
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
+
+    /// Whether `interface` is a workload interface (never a host endpoint).
+    pub fn is_workload_interface(&self, interface: &str) -> bool {
+        self.workload_prefixes().any(|p| interface.starts_with(p))
+    }
+}
+
+/// Built-in defaults, overlaid by FelixConfiguration `default`, then by `node.<node>`.
+pub fn effective_config(set: &PolicySet, node: &str) -> EffectiveConfig {
+    let mut config = EffectiveConfig::default();
+    let node_name = format!("node.{node}");
+    for layer in ["default", node_name.as_str()] {
+        if let Some(fc) = set.felix_configs.iter().find(|fc| fc.meta.name == layer) {
+            config.overlay(&fc.spec);
+        }
+    }
+    config
+}
+
+impl InterfaceName {
+    /// How the interface is printed: its name, or `*` for every interface.
+    pub fn display(&self) -> &str {
+        match self {
+            InterfaceName::Any => "*",
+            InterfaceName::Named(n) => n,
+        }
+    }
+}
+
+impl EndpointPolicies {
+    /// The seven traffic classes with their JSON/text names, in a fixed order.
+    pub fn classes(&self) -> [(&'static str, &[TierPolicies]); 7] {
+        [
+            ("ingress", &self.ingress),
+            ("egress", &self.egress),
+            ("forwardIngress", &self.forward_ingress),
+            ("forwardEgress", &self.forward_egress),
+            ("preDNATIngress", &self.pre_dnat_ingress),
+            ("untrackedIngress", &self.untracked_ingress),
+            ("untrackedEgress", &self.untracked_egress),
+        ]
+    }
+}
+
+/// Policy names of one class flattened in evaluation order (tier order, then policy order).
+pub fn flat_names(tiers: &[TierPolicies]) -> Vec<&str> {
+    tiers
+        .iter()
+        .flat_map(|t| t.policies.iter().map(String::as_str))
+        .collect()
+}
+
+/// A HostEndpoint's effective labels: its profiles' `labelsToApply`, the first profile winning
+/// among profiles (Felix looks parents up in order), and the HEP's own labels over all of them.
+/// Profiles that do not exist contribute nothing.
+pub fn effective_labels(hep: &HostEndpoint, profiles: &BTreeMap<&str, &Profile>) -> Labels {
+    let mut labels = Labels::new();
+    for name in hep.profiles.iter().rev() {
+        if let Some(p) = profiles.get(name.as_str()) {
+            labels.extend(
+                p.labels_to_apply
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+    }
+    labels.extend(hep.meta.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels
+}
+
+/// Sort key for an optional order: absent means +infinity, after every number.
+fn cmp_order(a: Option<f64>, b: Option<f64>) -> Ordering {
+    match (a, b) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+/// A policy with its tier's order and default action, ready for per-endpoint filtering.
+struct OrderedPolicy<'a> {
+    policy: &'a GlobalNetworkPolicy,
+    default_action: TierAction,
+}
+
+/// Every policy in evaluation order: tier order (absent last), tier name, policy order (absent
+/// last), policy name. Sorted once so that per endpoint only the selector is evaluated.
+fn order_policies(set: &PolicySet) -> Vec<OrderedPolicy<'_>> {
+    let tiers: BTreeMap<&str, &Tier> = set
+        .tiers
+        .iter()
+        .map(|t| (t.meta.name.as_str(), t))
+        .collect();
+    let tier_info = |name: &str| -> (Option<f64>, TierAction) {
+        match tiers.get(name) {
+            Some(t) => (t.order, t.default_action),
+            None if name == DEFAULT_TIER => (Some(DEFAULT_TIER_ORDER), TierAction::Deny),
+            // Validation rejects unknown tiers; treat one defensively as last, fail closed.
+            None => (None, TierAction::Deny),
+        }
+    };
+    let mut ordered: Vec<(Option<f64>, OrderedPolicy<'_>)> = set
+        .policies
+        .iter()
+        .map(|p| {
+            let (tier_order, default_action) = tier_info(&p.tier);
+            (
+                tier_order,
+                OrderedPolicy {
+                    policy: p,
+                    default_action,
+                },
+            )
+        })
+        .collect();
+    ordered.sort_by(|(ta, a), (tb, b)| {
+        cmp_order(*ta, *tb)
+            .then_with(|| a.policy.tier.cmp(&b.policy.tier))
+            .then_with(|| cmp_order(a.policy.order, b.policy.order))
+            .then_with(|| a.policy.meta.name.cmp(&b.policy.meta.name))
+    });
+    ordered.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Append `p` to a class list, opening a new tier entry when the tier changes.
+fn push_policy(list: &mut Vec<TierPolicies>, p: &OrderedPolicy<'_>) {
+    match list.last_mut() {
+        Some(last) if last.tier == p.policy.tier => last.policies.push(p.policy.meta.name.clone()),
+        _ => list.push(TierPolicies {
+            tier: p.policy.tier.clone(),
+            default_action: p.default_action,
+            policies: vec![p.policy.meta.name.clone()],
+        }),
+    }
+}
+
+/// How an endpoint is named in warnings.
+fn endpoint_label(interface: &InterfaceName, hep: &str) -> String {
+    format!("endpoint {} (HostEndpoint {hep})", interface.display())
+}
+
+/// Which interface each of this node's HostEndpoints governs. Returns (interface, HEP) pairs,
+/// named interfaces sorted by name, then at most one `Any`.
+fn assign_interfaces<'a>(
+    local: &[&'a HostEndpoint],
+    interfaces: &HostInterfaces,
+    config: &EffectiveConfig,
+    warnings: &mut Vec<String>,
+) -> Vec<(InterfaceName, &'a HostEndpoint)> {
+    // Interface -> every candidate HEP name; the smallest name wins (Felix's rule).
+    let mut candidates: BTreeMap<String, BTreeMap<&'a str, &'a HostEndpoint>> = BTreeMap::new();
+    let mut wildcard: BTreeMap<&'a str, &'a HostEndpoint> = BTreeMap::new();
+    for &hep in local {
+        let name = hep.meta.name.as_str();
+        match &hep.interface {
+            Some(InterfaceName::Any) => {
+                wildcard.insert(name, hep);
+            }
+            Some(InterfaceName::Named(iface)) => {
+                if config.is_workload_interface(iface) {
+                    warnings.push(format!(
+                        "HostEndpoint {name} names interface {iface}, which matches interfacePrefix \
+                         {:?} (a workload interface): ignored",
+                        config.interface_prefix
+                    ));
+                    continue;
+                }
+                candidates
+                    .entry(iface.clone())
+                    .or_default()
+                    .insert(name, hep);
+            }
+            None => {
+                let mut matched = false;
+                for (iface, addrs) in interfaces {
+                    if config.is_workload_interface(iface) {
+                        continue;
+                    }
+                    if addrs.iter().any(|a| hep.expected_ips.contains(a)) {
+                        matched = true;
+                        candidates
+                            .entry(iface.clone())
+                            .or_default()
+                            .insert(name, hep);
+                    }
+                }
+                if !matched {
+                    warnings.push(format!(
+                        "HostEndpoint {name} has no interfaceName and no interface on this host \
+                         carries one of its expectedIPs: it governs nothing here"
+                    ));
+                }
+            }
+        }
+    }
+    let mut assigned = Vec::new();
+    for (iface, heps) in candidates {
+        let mut it = heps.into_values();
+        if let Some(winner) = it.next() {
+            for loser in it {
+                warnings.push(format!(
+                    "HostEndpoint {} does not govern {iface}: HostEndpoint {} does (the \
+                     smallest name wins)",
+                    loser.meta.name, winner.meta.name
+                ));
+            }
+            assigned.push((InterfaceName::Named(iface), winner));
+        }
+    }
+    let mut it = wildcard.into_values();
+    if let Some(winner) = it.next() {
+        for loser in it {
+            warnings.push(format!(
+                "HostEndpoint {} is not active: only one \"*\" HostEndpoint is used per node and \
+                 {} sorts first",
+                loser.meta.name, winner.meta.name
+            ));
+        }
+        assigned.push((InterfaceName::Any, winner));
+    }
+    assigned
+}
+
+/// Whether an ingress rule could allow TCP port 22 (used only for the SSH lock-out warning).
+fn may_allow_ssh(rule: &Rule) -> bool {
+    let tcp = |p: Protocol| p.number() == 6;
+    let proto_ok = rule.protocol.map_or(true, tcp) && !rule.not_protocol.is_some_and(tcp);
+    let port_hit = |p: &Port| match p {
+        Port::Single(n) => *n == 22,
+        Port::Range(a, b) => (*a..=*b).contains(&22),
+        Port::Named(_) => true,
+    };
+    let dst = &rule.destination;
+    let port_ok = (dst.ports.is_empty() || dst.ports.iter().any(port_hit))
+        && !dst.not_ports.iter().any(|p| {
+            matches!(p, Port::Single(22))
+                || matches!(p, Port::Range(a, b) if (*a..=*b).contains(&22))
+        });
+    rule.action == RuleAction::Allow && proto_ok && port_ok && rule.icmp.is_none()
+}
+
+/// Resolve the policy set for `node` given the host's interfaces: the active endpoints, the
+/// policies per traffic class in evaluation order, the effective configuration and warnings.
+pub fn resolve(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> NodeView {
+    let mut warnings = Vec::new();
+    let config = effective_config(set, node);
+    let profiles: BTreeMap<&str, &Profile> = set
+        .profiles
+        .iter()
+        .map(|p| (p.meta.name.as_str(), p))
+        .collect();
+    let local: Vec<&HostEndpoint> = set
+        .host_endpoints
+        .iter()
+        .filter(|h| h.node == node)
+        .collect();
+    let assigned = assign_interfaces(&local, interfaces, &config, &mut warnings);
+    let ordered = order_policies(set);
+
+    let mut used_policies: BTreeSet<&str> = BTreeSet::new();
+    let mut used_profiles: BTreeSet<&str> = BTreeSet::new();
+    let mut endpoints = Vec::with_capacity(assigned.len());
+    for (interface, hep) in assigned {
+        let who = endpoint_label(&interface, &hep.meta.name);
+        let labels = effective_labels(hep, &profiles);
+        let mut profile_names = Vec::new();
+        for name in &hep.profiles {
+            if name == DEFAULT_ALLOW_PROFILE {
+                profile_names.push(name.clone());
+            } else if profiles.contains_key(name.as_str()) {
+                used_profiles.insert(name);
+                profile_names.push(name.clone());
+            } else {
+                warnings.push(format!(
+                    "HostEndpoint {} refers to profile {name}, which does not exist: skipped",
+                    hep.meta.name
+                ));
+            }
+        }
+        let mut policies = EndpointPolicies::default();
+        for op in &ordered {
+            let p = op.policy;
+            if !p.selector.matches(&labels) {
+                continue;
+            }
+            let mut used = false;
+            if p.do_not_track {
+                if interface == InterfaceName::Any {
+                    warnings.push(format!(
+                        "doNotTrack policy {} does not apply to the \"*\" {who}: ignored",
+                        p.meta.name
+                    ));
+                    continue;
+                }
+                if p.types.ingress {
+                    push_policy(&mut policies.untracked_ingress, op);
+                    used = true;
+                }
+                if p.types.egress {
+                    push_policy(&mut policies.untracked_egress, op);
+                    used = true;
+                }
+            } else if p.pre_dnat {
+                // Felix discards the egress side of preDNAT policies (validation forbids it).
+                if p.types.ingress {
+                    push_policy(&mut policies.pre_dnat_ingress, op);
+                    used = true;
+                }
+            } else {
+                if p.types.ingress {
+                    push_policy(&mut policies.ingress, op);
+                    if p.apply_on_forward {
+                        push_policy(&mut policies.forward_ingress, op);
+                    }
+                    used = true;
+                }
+                if p.types.egress {
+                    push_policy(&mut policies.egress, op);
+                    if p.apply_on_forward {
+                        push_policy(&mut policies.forward_egress, op);
+                    }
+                    used = true;
+                }
+            }
+            if used {
+                used_policies.insert(&p.meta.name);
+            }
+        }
+        if profile_names.is_empty() {
+            for (dir, normal, early) in [
+                (
+                    "inbound",
+                    &policies.ingress,
+                    !policies.pre_dnat_ingress.is_empty() || !policies.untracked_ingress.is_empty(),
+                ),
+                (
+                    "outbound",
+                    &policies.egress,
+                    !policies.untracked_egress.is_empty(),
+                ),
+            ] {
+                if !normal.is_empty() {
+                    continue;
+                }
+                let class = if dir == "inbound" {
+                    "ingress"
+                } else {
+                    "egress"
+                };
+                warnings.push(if early {
+                    format!(
+                        "{who} has no normal {class} policy and no profile: {dir} traffic that \
+                         no preDNAT or doNotTrack policy allows will be dropped, except failsafe \
+                         ports"
+                    )
+                } else {
+                    format!(
+                        "{who} has no {class} policy and no profile: all {dir} traffic except \
+                         failsafe ports will be dropped"
+                    )
+                });
+            }
+        }
+        endpoints.push(ActiveEndpoint {
+            hep: hep.meta.name.clone(),
+            interface,
+            labels,
+            expected_ips: hep.expected_ips.clone(),
+            profiles: profile_names,
+            ports: hep.ports.clone(),
+            policies,
+        });
+    }
+
+    let policies: BTreeMap<String, GlobalNetworkPolicy> = set
+        .policies
+        .iter()
+        .filter(|p| used_policies.contains(p.meta.name.as_str()))
+        .map(|p| (p.meta.name.clone(), p.clone()))
+        .collect();
+    let used_profile_map: BTreeMap<String, Profile> = used_profiles
+        .iter()
+        .filter_map(|n| profiles.get(n).map(|p| (n.to_string(), (*p).clone())))
+        .collect();
+
+    if let Some(w) = ssh_warning(&config, &endpoints, &policies, &used_profile_map) {
+        warnings.push(w);
+    }
+    if local.is_empty() {
+        warnings.push(format!(
+            "no HostEndpoint has spec.node {node:?}: hostfw filters no traffic on this host"
+        ));
+    }
+
+    let selector_sources = SelectorSources {
+        endpoints: set
+            .host_endpoints
+            .iter()
+            .map(|h| SelectableEndpoint {
+                name: h.meta.name.clone(),
+                labels: effective_labels(h, &profiles),
+                expected_ips: h.expected_ips.clone(),
+                ports: h.ports.clone(),
+            })
+            .collect(),
+        network_sets: set
+            .network_sets
+            .iter()
+            .map(|s| SelectableNetworkSet {
+                name: s.meta.name.clone(),
+                labels: s.meta.labels.clone(),
+                nets: s.nets.clone(),
+            })
+            .collect(),
+    };
+
+    NodeView {
+        node: node.to_string(),
+        config,
+        endpoints,
+        policies,
+        profiles: used_profile_map,
+        selector_sources,
+        warnings,
+    }
+}
+
+/// A warning when inbound failsafe ports no longer keep SSH open and nothing else obviously
+/// does: the classic way to lock oneself out of a host.
+fn ssh_warning(
+    config: &EffectiveConfig,
+    endpoints: &[ActiveEndpoint],
+    policies: &BTreeMap<String, GlobalNetworkPolicy>,
+    profiles: &BTreeMap<String, Profile>,
+) -> Option<String> {
+    if endpoints.is_empty()
+        || config
+            .failsafe_inbound
+            .iter()
+            .any(|f| f.protocol == FailsafeProtocol::Tcp && f.port == 22)
+    {
+        return None;
+    }
+    let allowed = endpoints.iter().any(|ep| {
+        let by_policy = [
+            &ep.policies.ingress,
+            &ep.policies.pre_dnat_ingress,
+            &ep.policies.untracked_ingress,
+        ]
+        .into_iter()
+        .flat_map(|tiers| flat_names(tiers))
+        .filter_map(|n| policies.get(n))
+        .any(|p| p.ingress.iter().any(may_allow_ssh));
+        let by_profile = ep.policies.ingress.is_empty()
+            && ep.profiles.iter().any(|n| {
+                n == DEFAULT_ALLOW_PROFILE
+                    || profiles
+                        .get(n)
+                        .is_some_and(|p| p.ingress.iter().any(may_allow_ssh))
+            });
+        by_policy || by_profile
+    });
+    (!allowed).then(|| {
+        "failsafeInboundHostPorts does not include tcp:22 and no ingress policy or profile \
+         allows TCP port 22: SSH to this host will be blocked"
+            .to_string()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::selector::Selector;
+
+    fn meta(name: &str, labels: &[(&str, &str)]) -> Meta {
+        Meta {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            annotations: Labels::new(),
+            origin: Origin {
+                file: "test.yaml".into(),
+                line: 1,
+                column: 1,
+            },
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// A HostEndpoint; `iface` "*" is the wildcard, "" means expectedIPs only.
+    fn hep(name: &str, node: &str, iface: &str, ips: &[&str]) -> HostEndpoint {
+        HostEndpoint {
+            meta: meta(name, &[("role", "web")]),
+            node: node.into(),
+            interface: match iface {
+                "" => None,
+                "*" => Some(InterfaceName::Any),
+                n => Some(InterfaceName::Named(n.into())),
+            },
+            expected_ips: ips.iter().map(|s| ip(s)).collect(),
+            profiles: vec![],
+            ports: vec![],
+        }
+    }
+
+    fn allow_rule() -> Rule {
+        Rule {
+            action: RuleAction::Allow,
+            ip_version: None,
+            protocol: None,
+            not_protocol: None,
+            icmp: None,
+            not_icmp: None,
+            source: EntityRule::default(),
+            destination: EntityRule::default(),
+            annotations: Labels::new(),
+        }
+    }
+
+    /// A normal Ingress+Egress policy in the default tier selecting every endpoint.
+    fn gnp(name: &str) -> GlobalNetworkPolicy {
+        GlobalNetworkPolicy {
+            meta: meta(name, &[]),
+            tier: DEFAULT_TIER.into(),
+            order: None,
+            selector: Selector::all(),
+            types: PolicyTypes {
+                ingress: true,
+                egress: true,
+            },
+            ingress: vec![],
+            egress: vec![],
+            do_not_track: false,
+            pre_dnat: false,
+            apply_on_forward: false,
+        }
+    }
+
+    fn gnp_in(name: &str, tier: &str, order: Option<f64>) -> GlobalNetworkPolicy {
+        GlobalNetworkPolicy {
+            tier: tier.into(),
+            order,
+            ..gnp(name)
+        }
+    }
+
+    fn tier(name: &str, order: Option<f64>, action: TierAction) -> Tier {
+        Tier {
+            meta: meta(name, &[]),
+            order,
+            default_action: action,
+        }
+    }
+
+    fn ifaces(list: &[(&str, &[&str])]) -> HostInterfaces {
+        list.iter()
+            .map(|(n, ips)| (n.to_string(), ips.iter().map(|s| ip(s)).collect()))
+            .collect()
+    }
+
+    fn set(heps: Vec<HostEndpoint>, policies: Vec<GlobalNetworkPolicy>) -> PolicySet {
+        PolicySet {
+            host_endpoints: heps,
+            policies,
+            ..PolicySet::default()
+        }
+    }
+
+    /// (interface, hep) of every active endpoint, in view order.
+    fn active(view: &NodeView) -> Vec<(String, String)> {
+        view.endpoints
+            .iter()
+            .map(|e| (e.interface.display().to_string(), e.hep.clone()))
+            .collect()
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    fn names(tiers: &[TierPolicies]) -> Vec<&str> {
+        flat_names(tiers)
+    }
+
+    #[test]
+    fn interface_assignment_table() {
+        struct Case {
+            what: &'static str,
+            heps: Vec<HostEndpoint>,
+            host: HostInterfaces,
+            want: Vec<(String, String)>,
+        }
+        let cases = vec![
+            Case {
+                what: "named interface is active even when the host lacks it (design §6)",
+                heps: vec![hep("h1", "n1", "eth9", &[])],
+                host: ifaces(&[("eth0", &["198.51.100.10"])]),
+                want: pairs(&[("eth9", "h1")]),
+            },
+            Case {
+                what: "two HEPs on one interface: the smallest name wins",
+                heps: vec![
+                    hep("b-hep", "n1", "eth0", &[]),
+                    hep("a-hep", "n1", "eth0", &[]),
+                ],
+                host: ifaces(&[("eth0", &[])]),
+                want: pairs(&[("eth0", "a-hep")]),
+            },
+            Case {
+                what: "expectedIPs-only HEP governs every interface carrying one of its IPs",
+                heps: vec![hep("h1", "n1", "", &["198.51.100.10", "2001:db8::10"])],
+                host: ifaces(&[
+                    ("eth0", &["198.51.100.10"]),
+                    ("eth1", &["203.0.113.5"]),
+                    ("eth2", &["2001:db8::10"]),
+                ]),
+                want: pairs(&[("eth0", "h1"), ("eth2", "h1")]),
+            },
+            Case {
+                what: "a HEP naming another interface never matches by IP",
+                heps: vec![hep("h1", "n1", "eth1", &["198.51.100.10"])],
+                host: ifaces(&[("eth0", &["198.51.100.10"]), ("eth1", &[])]),
+                want: pairs(&[("eth1", "h1")]),
+            },
+            Case {
+                what: "named and IP-matched HEPs compete by name",
+                heps: vec![
+                    hep("z-named", "n1", "eth0", &[]),
+                    hep("a-byip", "n1", "", &["198.51.100.10"]),
+                ],
+                host: ifaces(&[("eth0", &["198.51.100.10"])]),
+                want: pairs(&[("eth0", "a-byip")]),
+            },
+            Case {
+                what: "HEPs of other nodes are ignored",
+                heps: vec![hep("h1", "n2", "eth0", &[]), hep("h2", "n1", "eth1", &[])],
+                host: ifaces(&[("eth0", &[]), ("eth1", &[])]),
+                want: pairs(&[("eth1", "h2")]),
+            },
+            Case {
+                what: "at most one * HEP, the smallest name, placed after named ones",
+                heps: vec![
+                    hep("b-all", "n1", "*", &[]),
+                    hep("a-all", "n1", "*", &[]),
+                    hep("z-eth0", "n1", "eth0", &[]),
+                ],
+                host: ifaces(&[("eth0", &[])]),
+                want: pairs(&[("eth0", "z-eth0"), ("*", "a-all")]),
+            },
+            Case {
+                what: "workload interfaces (prefix cali) are never HEP interfaces",
+                heps: vec![
+                    hep("h1", "n1", "", &["198.51.100.10"]),
+                    hep("h2", "n1", "cali1234", &[]),
+                ],
+                host: ifaces(&[("cali0abc", &["198.51.100.10"])]),
+                want: vec![],
+            },
+            Case {
+                what: "named interfaces sorted by name",
+                heps: vec![hep("a", "n1", "eth1", &[]), hep("b", "n1", "bond0", &[])],
+                host: HostInterfaces::new(),
+                want: pairs(&[("bond0", "b"), ("eth1", "a")]),
+            },
+        ];
+        for c in cases {
+            let mut heps = c.heps;
+            heps.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+            let view = resolve(&set(heps, vec![]), "n1", &c.host);
+            assert_eq!(active(&view), c.want, "{}", c.what);
+        }
+    }
+
+    #[test]
+    fn assignment_warnings_name_loser_winner_and_unmatched() {
+        let s = set(
+            vec![
+                hep("a-all", "n1", "*", &[]),
+                hep("a-hep", "n1", "eth0", &[]),
+                hep("b-all", "n1", "*", &[]),
+                hep("b-hep", "n1", "eth0", &[]),
+                hep("c-byip", "n1", "", &["203.0.113.99"]),
+                hep("d-wl", "n1", "cali12", &[]),
+                hep("other", "n2", "eth0", &[]),
+            ],
+            vec![gnp("p")],
+        );
+        let view = resolve(&s, "n1", &ifaces(&[("eth0", &["198.51.100.10"])]));
+        assert_eq!(
+            view.warnings,
+            vec![
+                "HostEndpoint c-byip has no interfaceName and no interface on this host carries \
+                 one of its expectedIPs: it governs nothing here",
+                "HostEndpoint d-wl names interface cali12, which matches interfacePrefix \"cali\" \
+                 (a workload interface): ignored",
+                "HostEndpoint b-hep does not govern eth0: HostEndpoint a-hep does (the smallest \
+                 name wins)",
+                "HostEndpoint b-all is not active: only one \"*\" HostEndpoint is used per node \
+                 and a-all sorts first",
+            ]
+        );
+        // The other node's HEP is not mentioned anywhere.
+        assert!(view.warnings.iter().all(|w| !w.contains("other")));
+    }
+
+    #[test]
+    fn tiers_then_policy_order_then_name() {
+        let tiers = vec![
+            tier("aaa-last", None, TierAction::Deny),
+            tier("security", Some(100.0), TierAction::Pass),
+            tier("zzz-last", None, TierAction::Deny),
+        ];
+        let policies = vec![
+            gnp_in("d-unordered", DEFAULT_TIER, None),
+            gnp_in("c-10", DEFAULT_TIER, Some(10.0)),
+            gnp_in("b-10", DEFAULT_TIER, Some(10.0)),
+            gnp_in("a-neg", DEFAULT_TIER, Some(-5.5)),
+            gnp_in("sec-2", "security", Some(2.0)),
+            gnp_in("sec-1", "security", Some(1.0)),
+            gnp_in("last-a", "aaa-last", Some(0.0)),
+            gnp_in("last-z", "zzz-last", Some(0.0)),
+        ];
+        let s = PolicySet {
+            tiers,
+            ..set(vec![hep("h", "n1", "eth0", &[])], policies)
+        };
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        let ing = &view.endpoints[0].policies.ingress;
+        let summary: Vec<(&str, TierAction, Vec<&str>)> = ing
+            .iter()
+            .map(|t| {
+                (
+                    t.tier.as_str(),
+                    t.default_action,
+                    t.policies.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("security", TierAction::Pass, vec!["sec-1", "sec-2"]),
+                (
+                    "default",
+                    TierAction::Deny,
+                    vec!["a-neg", "b-10", "c-10", "d-unordered"]
+                ),
+                ("aaa-last", TierAction::Deny, vec!["last-a"]),
+                ("zzz-last", TierAction::Deny, vec!["last-z"]),
+            ]
+        );
+        assert_eq!(view.endpoints[0].policies.egress, *ing);
+    }
+
+    #[test]
+    fn traffic_classes_follow_policy_flags() {
+        let ingress_only = PolicyTypes {
+            ingress: true,
+            egress: false,
+        };
+        let egress_only = PolicyTypes {
+            ingress: false,
+            egress: true,
+        };
+        let policies = vec![
+            GlobalNetworkPolicy {
+                do_not_track: true,
+                apply_on_forward: true,
+                ..gnp("dnt")
+            },
+            GlobalNetworkPolicy {
+                pre_dnat: true,
+                apply_on_forward: true,
+                types: ingress_only,
+                ..gnp("pre")
+            },
+            GlobalNetworkPolicy {
+                apply_on_forward: true,
+                ..gnp("fwd")
+            },
+            GlobalNetworkPolicy {
+                types: egress_only,
+                ..gnp("out")
+            },
+            GlobalNetworkPolicy {
+                types: ingress_only,
+                ..gnp("in")
+            },
+        ];
+        let mut s = set(
+            vec![
+                hep("h-all", "n1", "*", &[]),
+                hep("h-eth0", "n1", "eth0", &[]),
+            ],
+            policies,
+        );
+        s.host_endpoints
+            .sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        let eth0 = &view.endpoints[0].policies;
+        assert_eq!(names(&eth0.ingress), ["fwd", "in"]);
+        assert_eq!(names(&eth0.egress), ["fwd", "out"]);
+        assert_eq!(names(&eth0.forward_ingress), ["fwd"]);
+        assert_eq!(names(&eth0.forward_egress), ["fwd"]);
+        assert_eq!(names(&eth0.pre_dnat_ingress), ["pre"]);
+        assert_eq!(names(&eth0.untracked_ingress), ["dnt"]);
+        assert_eq!(names(&eth0.untracked_egress), ["dnt"]);
+        // Untracked and preDNAT lists carry the tier action; render treats them as Pass.
+        assert_eq!(eth0.untracked_ingress[0].default_action, TierAction::Deny);
+
+        let any = &view.endpoints[1];
+        assert_eq!(any.interface, InterfaceName::Any);
+        assert!(any.policies.untracked_ingress.is_empty());
+        assert!(any.policies.untracked_egress.is_empty());
+        assert_eq!(names(&any.policies.pre_dnat_ingress), ["pre"]);
+        assert!(view.warnings.contains(
+            &"doNotTrack policy dnt does not apply to the \"*\" endpoint * (HostEndpoint h-all): \
+              ignored"
+                .to_string()
+        ));
+        assert_eq!(
+            view.policies.keys().collect::<Vec<_>>(),
+            ["dnt", "fwd", "in", "out", "pre"]
+        );
+    }
+
+    #[test]
+    fn policies_map_holds_only_referenced_policies() {
+        let s = PolicySet {
+            host_endpoints: vec![],
+            ..set(vec![], vec![gnp("p")])
+        };
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        assert!(view.policies.is_empty());
+        assert!(view.endpoints.is_empty());
+        assert_eq!(
+            view.warnings,
+            ["no HostEndpoint has spec.node \"n1\": hostfw filters no traffic on this host"]
+        );
+    }
+
+    fn profile(name: &str, labels: &[(&str, &str)]) -> Profile {
+        Profile {
+            meta: meta(name, &[]),
+            ingress: vec![],
+            egress: vec![],
+            labels_to_apply: meta("x", labels).labels,
+        }
+    }
+
+    #[test]
+    fn profiles_labels_and_missing_profiles() {
+        let mut h = hep("h1", "n1", "eth0", &[]);
+        h.meta.labels = meta("x", &[("role", "own")]).labels;
+        h.profiles = vec![
+            "first".into(),
+            "missing".into(),
+            DEFAULT_ALLOW_PROFILE.into(),
+            "second".into(),
+        ];
+        let s = PolicySet {
+            profiles: vec![
+                profile("first", &[("env", "first"), ("role", "from-profile")]),
+                profile("second", &[("env", "second"), ("zone", "b")]),
+                profile("unused", &[]),
+            ],
+            ..set(vec![h], vec![])
+        };
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        let ep = &view.endpoints[0];
+        assert_eq!(
+            ep.labels,
+            meta("x", &[("env", "first"), ("role", "own"), ("zone", "b")]).labels
+        );
+        assert_eq!(ep.profiles, ["first", DEFAULT_ALLOW_PROFILE, "second"]);
+        assert_eq!(
+            view.profiles.keys().collect::<Vec<_>>(),
+            ["first", "second"]
+        );
+        assert_eq!(
+            view.warnings,
+            ["HostEndpoint h1 refers to profile missing, which does not exist: skipped"]
+        );
+        assert_eq!(view.selector_sources.endpoints[0].labels, ep.labels);
+    }
+
+    #[test]
+    fn no_policy_warnings_per_direction() {
+        let ingress_only = GlobalNetworkPolicy {
+            types: PolicyTypes {
+                ingress: true,
+                egress: false,
+            },
+            ..gnp("in")
+        };
+        let pre = GlobalNetworkPolicy {
+            pre_dnat: true,
+            apply_on_forward: true,
+            ..ingress_only.clone()
+        };
+        let cases: Vec<(&str, Vec<GlobalNetworkPolicy>, Vec<&str>)> = vec![
+            (
+                "nothing at all",
+                vec![],
+                vec![
+                    "endpoint eth0 (HostEndpoint h1) has no ingress policy and no profile: all \
+                     inbound traffic except failsafe ports will be dropped",
+                    "endpoint eth0 (HostEndpoint h1) has no egress policy and no profile: all \
+                     outbound traffic except failsafe ports will be dropped",
+                ],
+            ),
+            (
+                "ingress only",
+                vec![ingress_only],
+                vec![
+                    "endpoint eth0 (HostEndpoint h1) has no egress policy and no profile: all \
+                     outbound traffic except failsafe ports will be dropped",
+                ],
+            ),
+            (
+                "preDNAT only",
+                vec![GlobalNetworkPolicy {
+                    meta: meta("pre", &[]),
+                    ..pre
+                }],
+                vec![
+                    "endpoint eth0 (HostEndpoint h1) has no normal ingress policy and no \
+                     profile: inbound traffic that no preDNAT or doNotTrack policy allows will \
+                     be dropped, except failsafe ports",
+                    "endpoint eth0 (HostEndpoint h1) has no egress policy and no profile: all \
+                     outbound traffic except failsafe ports will be dropped",
+                ],
+            ),
+            ("both directions", vec![gnp("both")], vec![]),
+        ];
+        for (what, policies, want) in cases {
+            let view = resolve(
+                &set(vec![hep("h1", "n1", "eth0", &[])], policies),
+                "n1",
+                &HostInterfaces::new(),
+            );
+            assert_eq!(view.warnings, want, "{what}");
+        }
+        // A profile (even the built-in default-allow) silences them.
+        let mut h = hep("h1", "n1", "eth0", &[]);
+        h.profiles = vec![DEFAULT_ALLOW_PROFILE.into()];
+        let view = resolve(&set(vec![h], vec![]), "n1", &HostInterfaces::new());
+        assert!(view.warnings.is_empty(), "{:?}", view.warnings);
+    }
+
+    fn felix(name: &str, spec: FelixSpec) -> FelixConfiguration {
+        FelixConfiguration {
+            meta: meta(name, &[]),
+            spec,
+        }
+    }
+
+    #[test]
+    fn builtin_defaults_match_design() {
+        let c = EffectiveConfig::default();
+        let show = |l: &[FailsafePort]| {
+            l.iter()
+                .map(|f| format!("{:?}:{}", f.protocol, f.port))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(
+            show(&c.failsafe_inbound),
+            "Tcp:22,Udp:68,Tcp:179,Tcp:2379,Tcp:2380,Tcp:6443,Tcp:6666,Tcp:6667"
+        );
+        assert_eq!(
+            show(&c.failsafe_outbound),
+            "Udp:53,Udp:67,Tcp:179,Tcp:2379,Tcp:2380,Tcp:6443,Tcp:6666,Tcp:6667"
+        );
+        assert_eq!(
+            c.default_endpoint_to_host_action,
+            EndpointToHostAction::Drop
+        );
+        assert_eq!(c.interface_prefix, "cali");
+        assert_eq!(c.iptables_mark_mask, 0xffff0000);
+        assert_eq!(c.chain_insert_mode, InsertMode::Insert);
+        assert_eq!(c.iptables_refresh_interval, Duration::from_secs(90));
+        assert_eq!(c.iptables_post_write_check_interval, Duration::from_secs(5));
+        assert_eq!(c.iptables_backend, BackendChoice::Auto);
+        assert!(c.ipv6_support);
+        assert_eq!(c.iptables_filter_allow_action, AllowAction::Accept);
+        assert_eq!(c.iptables_mangle_allow_action, AllowAction::Accept);
+        assert_eq!(c.iptables_filter_deny_action, DenyAction::Drop);
+        assert_eq!(c.log_prefix, "calico-packet");
+        assert_eq!(c.log_action_rate_limit, None);
+        assert_eq!(c.log_action_rate_limit_burst, 5);
+        assert!(!c.disable_conntrack_invalid_check);
+        assert_eq!(c.max_ipset_size, 1_048_576);
+    }
+
+    #[test]
+    fn node_felix_configuration_overrides_default_field_by_field() {
+        let ssh_from = FailsafePort {
+            protocol: FailsafeProtocol::Tcp,
+            port: 22,
+            net: Some("198.51.100.0/24".parse().unwrap()),
+        };
+        let s = PolicySet {
+            felix_configs: vec![
+                felix(
+                    "default",
+                    FelixSpec {
+                        log_prefix: Some("default-prefix".into()),
+                        iptables_filter_deny_action: Some(DenyAction::Reject),
+                        failsafe_outbound: Some(vec![]),
+                        ..FelixSpec::default()
+                    },
+                ),
+                felix(
+                    "node.n1",
+                    FelixSpec {
+                        log_prefix: Some("n1-prefix".into()),
+                        failsafe_inbound: Some(vec![ssh_from.clone()]),
+                        ..FelixSpec::default()
+                    },
+                ),
+                felix(
+                    "node.n2",
+                    FelixSpec {
+                        ipv6_support: Some(false),
+                        ..FelixSpec::default()
+                    },
+                ),
+            ],
+            ..PolicySet::default()
+        };
+        let c = effective_config(&s, "n1");
+        assert_eq!(c.log_prefix, "n1-prefix");
+        assert_eq!(c.iptables_filter_deny_action, DenyAction::Reject);
+        assert_eq!(c.failsafe_inbound, vec![ssh_from]);
+        assert!(c.failsafe_outbound.is_empty());
+        assert!(c.ipv6_support, "node.n2 must not apply to n1");
+        let other = effective_config(&s, "n3");
+        assert_eq!(other.log_prefix, "default-prefix");
+        assert_eq!(
+            other.failsafe_inbound,
+            EffectiveConfig::default().failsafe_inbound
+        );
+    }
+
+    #[test]
+    fn interface_prefix_from_configuration_changes_workload_detection() {
+        let s = PolicySet {
+            felix_configs: vec![felix(
+                "default",
+                FelixSpec {
+                    interface_prefix: Some("veth,tap".into()),
+                    ..FelixSpec::default()
+                },
+            )],
+            ..set(
+                vec![
+                    hep("a", "n1", "", &["198.51.100.10"]),
+                    hep("b", "n1", "cali0", &[]),
+                ],
+                vec![gnp("p")],
+            )
+        };
+        let host = ifaces(&[("tap3", &["198.51.100.10"]), ("eth0", &["198.51.100.10"])]);
+        let view = resolve(&s, "n1", &host);
+        assert_eq!(active(&view), pairs(&[("cali0", "b"), ("eth0", "a")]));
+    }
+
+    #[test]
+    fn ssh_lockout_warning() {
+        let no_failsafe = felix(
+            "default",
+            FelixSpec {
+                failsafe_inbound: Some(vec![]),
+                ..FelixSpec::default()
+            },
+        );
+        let tcp_rule = |ports: Vec<Port>| Rule {
+            protocol: Some(Protocol::Tcp),
+            destination: EntityRule {
+                ports,
+                ..EntityRule::default()
+            },
+            ..allow_rule()
+        };
+        let warning = "failsafeInboundHostPorts does not include tcp:22 and no ingress policy \
+                       or profile allows TCP port 22: SSH to this host will be blocked";
+        let cases: Vec<(&str, Vec<Rule>, bool)> = vec![
+            ("no rules", vec![], true),
+            (
+                "tcp 8080 only",
+                vec![tcp_rule(vec![Port::Single(8080)])],
+                true,
+            ),
+            ("tcp 22", vec![tcp_rule(vec![Port::Single(22)])], false),
+            (
+                "tcp range 1:1024",
+                vec![tcp_rule(vec![Port::Range(1, 1024)])],
+                false,
+            ),
+            ("allow everything", vec![allow_rule()], false),
+            (
+                "udp 22",
+                vec![Rule {
+                    protocol: Some(Protocol::Udp),
+                    ..tcp_rule(vec![Port::Single(22)])
+                }],
+                true,
+            ),
+            (
+                "deny tcp 22",
+                vec![Rule {
+                    action: RuleAction::Deny,
+                    ..tcp_rule(vec![Port::Single(22)])
+                }],
+                true,
+            ),
+        ];
+        for (what, rules, want) in cases {
+            let s = PolicySet {
+                felix_configs: vec![no_failsafe.clone()],
+                ..set(
+                    vec![hep("h1", "n1", "eth0", &[])],
+                    vec![GlobalNetworkPolicy {
+                        ingress: rules,
+                        ..gnp("p")
+                    }],
+                )
+            };
+            let view = resolve(&s, "n1", &HostInterfaces::new());
+            assert_eq!(view.warnings.iter().any(|w| w == warning), want, "{what}");
+        }
+        // Default failsafe ports keep SSH open: no warning even with no policy allowing it.
+        let view = resolve(
+            &set(vec![hep("h1", "n1", "eth0", &[])], vec![gnp("p")]),
+            "n1",
+            &HostInterfaces::new(),
+        );
+        assert!(view.warnings.is_empty(), "{:?}", view.warnings);
+    }
+
+    #[test]
+    fn selector_sources_cover_every_node_and_network_set() {
+        let mut s = set(
+            vec![
+                hep("a", "n1", "eth0", &["198.51.100.10"]),
+                hep("b", "n2", "eth0", &["198.51.100.11"]),
+            ],
+            vec![gnp("p")],
+        );
+        s.network_sets = vec![GlobalNetworkSet {
+            meta: meta("blocked", &[("deny", "yes")]),
+            nets: vec!["203.0.113.0/24".parse().unwrap()],
+        }];
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        let eps: Vec<(&str, &[IpAddr])> = view
+            .selector_sources
+            .endpoints
+            .iter()
+            .map(|e| (e.name.as_str(), e.expected_ips.as_slice()))
+            .collect();
+        assert_eq!(
+            eps,
+            vec![
+                ("a", &[ip("198.51.100.10")][..]),
+                ("b", &[ip("198.51.100.11")][..])
+            ]
+        );
+        assert_eq!(view.selector_sources.network_sets.len(), 1);
+        assert_eq!(view.selector_sources.network_sets[0].name, "blocked");
+        assert_eq!(
+            view.selector_sources.network_sets[0].labels,
+            meta("x", &[("deny", "yes")]).labels
+        );
+    }
 }

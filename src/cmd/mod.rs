@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod check;
+pub mod common;
 pub mod diff;
 pub mod flush;
 pub mod render;

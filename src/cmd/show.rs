@@ -1,9 +1,318 @@
-//! `hostfw show`.
+//! `hostfw show`: print this node's resolved view (endpoints, ordered policies per traffic class,
+//! failsafe ports, effective FelixConfiguration, warnings) as text or JSON. Touches no kernel.
+//!
+//! Failsafe entries are printed in Felix's own string form: `proto:port`, or `proto:net:port`
+//! when restricted to a net, with IPv6 nets in brackets (`tcp:[2001:db8::/32]:22`).
 
-use super::CmdResult;
+use super::{common, CmdResult, Exit};
+use crate::cli::{OutputFormat, ShowArgs};
+use crate::model::*;
+use crate::resolve::{flat_names, EffectiveConfig, NodeView, TierPolicies};
 use crate::settings::Settings;
+use ipnet::IpNet;
+use serde_json::{json, Map, Value};
+use std::fmt::Write;
 
-pub fn run(settings: &Settings, args: &crate::cli::ShowArgs) -> CmdResult {
-    let _ = (settings, args);
-    Err("hostfw show: not implemented yet".into())
+pub fn run(settings: &Settings, args: &ShowArgs) -> CmdResult {
+    let view = match common::load_view_quiet(settings) {
+        Ok(v) => v,
+        Err(e) => return e.into_cmd_result(),
+    };
+    match args.output {
+        OutputFormat::Text => print!("{}", render_text(&view)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&render_json(&view))?),
+    }
+    Ok(Exit::Ok)
+}
+
+/// One failsafe entry in Felix's string form.
+pub fn failsafe_string(f: &FailsafePort) -> String {
+    let proto = match f.protocol {
+        FailsafeProtocol::Tcp => "tcp",
+        FailsafeProtocol::Udp => "udp",
+    };
+    match &f.net {
+        None => format!("{proto}:{}", f.port),
+        Some(IpNet::V4(n)) => format!("{proto}:{n}:{}", f.port),
+        Some(IpNet::V6(n)) => format!("{proto}:[{n}]:{}", f.port),
+    }
+}
+
+fn endpoint_to_host(a: EndpointToHostAction) -> &'static str {
+    match a {
+        EndpointToHostAction::Drop => "Drop",
+        EndpointToHostAction::Accept => "Accept",
+        EndpointToHostAction::Return => "Return",
+    }
+}
+
+fn allow(a: AllowAction) -> &'static str {
+    match a {
+        AllowAction::Accept => "Accept",
+        AllowAction::Return => "Return",
+    }
+}
+
+fn deny(a: DenyAction) -> &'static str {
+    match a {
+        DenyAction::Drop => "Drop",
+        DenyAction::Reject => "Reject",
+    }
+}
+
+fn rate_limit(r: &RateLimit) -> String {
+    let unit = match r.per {
+        RateUnit::Second => "second",
+        RateUnit::Minute => "minute",
+        RateUnit::Hour => "hour",
+        RateUnit::Day => "day",
+    };
+    format!("{}/{unit}", r.count)
+}
+
+fn duration(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// The effective configuration as (FelixConfiguration field name, value) pairs, in a fixed
+/// order. Failsafe ports are shown separately.
+fn config_fields(c: &EffectiveConfig) -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "defaultEndpointToHostAction",
+            json!(endpoint_to_host(c.default_endpoint_to_host_action)),
+        ),
+        ("interfacePrefix", json!(c.interface_prefix)),
+        (
+            "iptablesMarkMask",
+            json!(format!("{:#010x}", c.iptables_mark_mask)),
+        ),
+        (
+            "chainInsertMode",
+            json!(match c.chain_insert_mode {
+                InsertMode::Insert => "Insert",
+                InsertMode::Append => "Append",
+            }),
+        ),
+        (
+            "iptablesRefreshInterval",
+            json!(duration(c.iptables_refresh_interval)),
+        ),
+        (
+            "iptablesPostWriteCheckInterval",
+            json!(duration(c.iptables_post_write_check_interval)),
+        ),
+        (
+            "iptablesBackend",
+            json!(match c.iptables_backend {
+                BackendChoice::Auto => "Auto",
+                BackendChoice::Legacy => "Legacy",
+                BackendChoice::Nft => "NFT",
+            }),
+        ),
+        ("ipv6Support", json!(c.ipv6_support)),
+        (
+            "iptablesFilterAllowAction",
+            json!(allow(c.iptables_filter_allow_action)),
+        ),
+        (
+            "iptablesMangleAllowAction",
+            json!(allow(c.iptables_mangle_allow_action)),
+        ),
+        (
+            "iptablesFilterDenyAction",
+            json!(deny(c.iptables_filter_deny_action)),
+        ),
+        ("logPrefix", json!(c.log_prefix)),
+        (
+            "logActionRateLimit",
+            c.log_action_rate_limit
+                .as_ref()
+                .map_or(Value::Null, |r| json!(rate_limit(r))),
+        ),
+        (
+            "logActionRateLimitBurst",
+            json!(c.log_action_rate_limit_burst),
+        ),
+        (
+            "disableConntrackInvalidCheck",
+            json!(c.disable_conntrack_invalid_check),
+        ),
+        ("maxIpsetSize", json!(c.max_ipset_size)),
+    ]
+}
+
+/// The JSON report of design §3.1, plus the effective `config`.
+pub fn render_json(view: &NodeView) -> Value {
+    let endpoints: Vec<Value> = view
+        .endpoints
+        .iter()
+        .map(|ep| {
+            let policies: Map<String, Value> = ep
+                .policies
+                .classes()
+                .iter()
+                .map(|(name, tiers)| (name.to_string(), json!(flat_names(tiers))))
+                .collect();
+            json!({
+                "name": ep.hep,
+                "interface": ep.interface.display(),
+                "labels": ep.labels,
+                "expectedIPs": ep.expected_ips.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "profiles": ep.profiles,
+                "policies": policies,
+            })
+        })
+        .collect();
+    let config: Map<String, Value> = config_fields(&view.config)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    json!({
+        "node": view.node,
+        "endpoints": endpoints,
+        "failsafe": {
+            "inbound": view.config.failsafe_inbound.iter().map(failsafe_string).collect::<Vec<_>>(),
+            "outbound": view.config.failsafe_outbound.iter().map(failsafe_string).collect::<Vec<_>>(),
+        },
+        "config": config,
+        "warnings": view.warnings,
+    })
+}
+
+/// How each traffic class is labelled in text output, and whether its tiers end in the tier's
+/// default action (normal and forward chains) or always fall through (preDNAT, untracked).
+const TEXT_CLASSES: [(&str, bool); 7] = [
+    ("ingress", true),
+    ("egress", true),
+    ("forward ingress", true),
+    ("forward egress", true),
+    ("preDNAT ingress", false),
+    ("untracked ingress", false),
+    ("untracked egress", false),
+];
+
+fn tiers_text(tiers: &[TierPolicies], ends_with_tier_action: bool) -> String {
+    if tiers.is_empty() {
+        return "(none)".into();
+    }
+    tiers
+        .iter()
+        .map(|t| {
+            let end = match (ends_with_tier_action, t.default_action) {
+                (true, TierAction::Deny) => "Deny",
+                _ => "Pass",
+            };
+            format!("tier {} (end: {end}): {}", t.tier, t.policies.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn list_or_none(items: Vec<String>) -> String {
+    if items.is_empty() {
+        "(none)".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// The human-readable report.
+pub fn render_text(view: &NodeView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "node: {}", view.node);
+    if view.endpoints.is_empty() {
+        let _ = writeln!(out, "\nno active host endpoints");
+    }
+    for ep in &view.endpoints {
+        let _ = writeln!(
+            out,
+            "\nendpoint {} (HostEndpoint {})",
+            ep.interface.display(),
+            ep.hep
+        );
+        let labels = ep.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "  labels: {}", list_or_none(labels));
+        let ips = ep.expected_ips.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(out, "  expectedIPs: {}", list_or_none(ips));
+        let _ = writeln!(out, "  profiles: {}", list_or_none(ep.profiles.clone()));
+        if !ep.ports.is_empty() {
+            let ports = ep
+                .ports
+                .iter()
+                .map(|p| format!("{} {}/{}", p.name, p.protocol.iptables_name(), p.port))
+                .collect();
+            let _ = writeln!(out, "  ports: {}", list_or_none(ports));
+        }
+        let _ = writeln!(out, "  policies:");
+        for ((label, ends), (_, tiers)) in TEXT_CLASSES.iter().zip(ep.policies.classes()) {
+            let _ = writeln!(out, "    {label}: {}", tiers_text(tiers, *ends));
+        }
+    }
+    let _ = writeln!(out);
+    let fs = |l: &[FailsafePort]| list_or_none(l.iter().map(failsafe_string).collect());
+    let _ = writeln!(
+        out,
+        "failsafe inbound: {}",
+        fs(&view.config.failsafe_inbound)
+    );
+    let _ = writeln!(
+        out,
+        "failsafe outbound: {}",
+        fs(&view.config.failsafe_outbound)
+    );
+    let _ = writeln!(out, "\nconfiguration:");
+    for (name, value) in config_fields(&view.config) {
+        let value = match value {
+            Value::String(s) => s,
+            Value::Null => "(none)".into(),
+            v => v.to_string(),
+        };
+        let _ = writeln!(out, "  {name}: {value}");
+    }
+    if view.warnings.is_empty() {
+        let _ = writeln!(out, "\nwarnings: (none)");
+    } else {
+        let _ = writeln!(out, "\nwarnings:");
+        for w in &view.warnings {
+            let _ = writeln!(out, "  - {w}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failsafe_strings_use_felix_form() {
+        let fp = |protocol, port, net: Option<&str>| FailsafePort {
+            protocol,
+            port,
+            net: net.map(|n| n.parse().unwrap()),
+        };
+        assert_eq!(
+            failsafe_string(&fp(FailsafeProtocol::Tcp, 22, None)),
+            "tcp:22"
+        );
+        assert_eq!(
+            failsafe_string(&fp(FailsafeProtocol::Udp, 53, Some("198.51.100.0/24"))),
+            "udp:198.51.100.0/24:53"
+        );
+        assert_eq!(
+            failsafe_string(&fp(FailsafeProtocol::Tcp, 22, Some("2001:db8::/32"))),
+            "tcp:[2001:db8::/32]:22"
+        );
+    }
+
+    #[test]
+    fn durations_print_like_felix_configuration() {
+        assert_eq!(duration(std::time::Duration::from_secs(90)), "90s");
+        assert_eq!(duration(std::time::Duration::from_millis(1500)), "1500ms");
+    }
 }

@@ -1,14 +1,212 @@
-//! Render: NodeView to the desired Felix-compatible ruleset per family. Pure.
+//! Render: NodeView to the desired Felix-compatible ruleset per family. Pure: no files, no
+//! processes, no clock. Produces typed `ruleset` values only; never iptables text.
+//!
+//! Layout follows Felix (reference `felix-iptables.md` §1–§5, §8): static chains
+//! (`static_chains`), per-endpoint chains (`endpoint`), policy and profile chains (`policy`),
+//! interface dispatch (`dispatch`), selector and named-port ipsets (`ipsets`). Every table holds
+//! only the chains reachable from its hook rules, as Felix's reference counting does.
 
-use crate::resolve::NodeView;
-use crate::ruleset::{Family, Ruleset};
+mod dispatch;
+mod endpoint;
+mod ipsets;
+pub mod marks;
+pub mod names;
+mod policy;
+mod static_chains;
 
-/// The complete desired state of `family` for this node.
-pub fn render(view: &NodeView, family: Family) -> Ruleset {
-    let _ = view;
-    Ruleset {
+use crate::model::{AllowAction, DenyAction};
+use crate::resolve::{EffectiveConfig, NodeView};
+use crate::ruleset::{Action, Chain, Family, HookRule, Match, Rule, Ruleset, Table, TableName};
+use marks::{MarkError, Marks};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why a NodeView cannot be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Marks(#[from] MarkError),
+    /// A selector built by folding `selector` and `notSelector` failed to parse.
+    #[error("selector {text:?}: {message}")]
+    Selector { text: String, message: String },
+}
+
+/// The complete desired state of `family` for this node: raw, mangle and filter tables and the
+/// ipsets their rules reference.
+pub fn render(view: &NodeView, family: Family) -> Result<Ruleset, RenderError> {
+    let ctx = Ctx {
+        view,
+        cfg: &view.config,
         family,
-        tables: Vec::new(),
-        ipsets: Default::default(),
+        marks: Marks::allocate(view.config.iptables_mark_mask)?,
+    };
+    let mut sets = ipsets::SetCollector::new(view, family);
+    let mut tables = Vec::with_capacity(3);
+    for name in TableName::ALL {
+        let mut chains = BTreeMap::new();
+        let hooks = static_chains::hooks(&ctx, name);
+        static_chains::add(&ctx, name, &mut chains);
+        dispatch::add(&ctx, name, &mut chains);
+        endpoint::add(&ctx, name, &mut chains);
+        policy::add(&ctx, name, &mut sets, &mut chains)?;
+        tables.push(prune(name, chains, hooks));
+    }
+    let referenced: BTreeSet<&str> = tables
+        .iter()
+        .flat_map(|t| t.chains.values())
+        .flat_map(|c| c.rules.iter())
+        .flat_map(|r| r.matches.iter())
+        .filter_map(|m| match m {
+            Match::Set { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let ipsets = sets.finish(&referenced);
+    Ok(Ruleset {
+        family,
+        tables,
+        ipsets,
+    })
+}
+
+/// Keep only the chains reachable from the hook rules (Felix programs a chain only while
+/// something references it).
+fn prune(name: TableName, mut all: BTreeMap<String, Chain>, hooks: Vec<HookRule>) -> Table {
+    let mut chains = BTreeMap::new();
+    let mut todo: Vec<String> = hooks
+        .iter()
+        .filter_map(|h| target(&h.rule.action))
+        .map(str::to_string)
+        .collect();
+    while let Some(next) = todo.pop() {
+        if chains.contains_key(&next) {
+            continue;
+        }
+        if let Some(chain) = all.remove(&next) {
+            todo.extend(
+                chain
+                    .rules
+                    .iter()
+                    .filter_map(|r| target(&r.action))
+                    .map(str::to_string),
+            );
+            chains.insert(next, chain);
+        }
+    }
+    Table {
+        name,
+        chains,
+        hooks,
     }
 }
+
+fn target(action: &Action) -> Option<&str> {
+    match action {
+        Action::Jump(t) | Action::Goto(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// Everything the per-module builders share for one family.
+pub(crate) struct Ctx<'a> {
+    pub view: &'a NodeView,
+    pub cfg: &'a EffectiveConfig,
+    pub family: Family,
+    pub marks: Marks,
+}
+
+impl Ctx<'_> {
+    /// `iptablesFilterAllowAction` (filter verdicts).
+    pub fn filter_allow(&self) -> Action {
+        allow(self.cfg.iptables_filter_allow_action)
+    }
+
+    /// `iptablesMangleAllowAction` (mangle PREROUTING verdicts).
+    pub fn mangle_allow(&self) -> Action {
+        allow(self.cfg.iptables_mangle_allow_action)
+    }
+
+    /// The deny verdict in `table`: the configured one in filter, DROP elsewhere because REJECT
+    /// is only valid in filter (Felix issue #7914).
+    pub fn deny(&self, table: TableName) -> Action {
+        match (table, self.cfg.iptables_filter_deny_action) {
+            (TableName::Filter, DenyAction::Reject) => Action::Reject,
+            _ => Action::Drop,
+        }
+    }
+
+    /// The word Felix puts in deny comments (`Drop if no profiles matched`).
+    pub fn deny_word(&self, table: TableName) -> &'static str {
+        match self.deny(table) {
+            Action::Reject => "Reject",
+            _ => "Drop",
+        }
+    }
+
+    pub fn is_v6(&self) -> bool {
+        self.family == Family::V6
+    }
+
+    /// `-m mark --mark B/B`.
+    pub fn mark_set(&self, bit: u32) -> Match {
+        Match::Mark {
+            negated: false,
+            value: bit,
+            mask: bit,
+        }
+    }
+
+    /// `-m mark --mark 0/M`.
+    pub fn mark_clear(&self, mask: u32) -> Match {
+        Match::Mark {
+            negated: false,
+            value: 0,
+            mask,
+        }
+    }
+}
+
+fn allow(a: AllowAction) -> Action {
+    match a {
+        AllowAction::Accept => Action::Accept,
+        AllowAction::Return => Action::Return,
+    }
+}
+
+/// `MARK --set-mark B/B`.
+pub(crate) fn set_mark(bit: u32) -> Action {
+    Action::SetMark {
+        value: bit,
+        mask: bit,
+    }
+}
+
+/// `MARK --set-mark 0/M`.
+pub(crate) fn clear_mark(mask: u32) -> Action {
+    Action::SetMark { value: 0, mask }
+}
+
+/// A rule without comments.
+pub(crate) fn rule(matches: Vec<Match>, action: Action) -> Rule {
+    Rule {
+        matches,
+        action,
+        comments: Vec::new(),
+    }
+}
+
+/// A rule with one comment.
+pub(crate) fn commented(matches: Vec<Match>, action: Action, comment: &str) -> Rule {
+    Rule {
+        matches,
+        action,
+        comments: vec![comment.to_string()],
+    }
+}
+
+/// Insert a chain built by a sub-module.
+pub(crate) fn put(chains: &mut BTreeMap<String, Chain>, name: String, rules: Vec<Rule>) {
+    chains.insert(name.clone(), Chain { name, rules });
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,18 @@
 //! Typed iptables/ipset state: tables, chains, rules with typed matches and actions, ipsets.
-//! Pure and independent of everything above it. Only `restore` (in this module tree) turns
-//! rules into iptables text; only `save` reads the kernel's text back.
+//! Pure and independent of everything above it. Only `felix` (rule text) and `restore`
+//! (transactions) in this module tree turn rules into iptables text; only `save` reads the
+//! kernel's text back.
+
+pub mod felix;
+pub mod hash;
+pub mod ipset;
+pub mod plan;
+pub mod restore;
+pub mod save;
+
+pub use ipset::{parse_ipset_save, LiveIpset, LiveIpsets};
+pub use plan::{flush_plan, plan, IpsetPlan, LiveState, Plan, PlanOptions, TablePlan};
+pub use save::{parse_save, LiveChain, LiveRule, LiveTable, SaveError};
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -130,10 +142,20 @@ pub enum Action {
     Jump(String),
     Goto(String),
     /// `MARK --set-mark V/M`: sets the bits of `value` under `mask`, clears the rest of `mask`.
+    /// A zero `value` is written `0/M` (Felix's `ClearMark`), others `%#x/%#x`.
     SetMark {
         value: u32,
         mask: u32,
     },
+    /// Felix's `SetMaskedMark`: like `SetMark` but the value is always `%#x`, so zero is
+    /// written `0x0/M`. Felix uses it for the first rule of a match-block sequence; the text
+    /// (and so the hash) differs from `SetMark { value: 0, .. }`.
+    SetMaskedMark {
+        value: u32,
+        mask: u32,
+    },
+    /// `LOG --log-prefix "<prefix>" --log-level L`; `prefix` is written verbatim (Felix's
+    /// renderer adds the `: ` suffix itself, so the caller includes it).
     Log {
         prefix: String,
         level: u8,

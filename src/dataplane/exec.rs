@@ -1,0 +1,237 @@
+//! Running one child process: argv (never a shell), input on stdin, output collected, a hard
+//! deadline after which the child is killed, and the failure sorted into a `DataplaneError`.
+
+use super::DataplaneError;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// No iptables or ipset call should take this long; a child that does is hung (e.g. stuck on a
+/// lock another tool never releases) and is killed.
+pub(crate) const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a finished child left behind.
+pub(crate) struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Look `name` up in `PATH` the way a shell would, without running a shell.
+pub(crate) fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Run `program args...` with `stdin` as input; wait at most `timeout`.
+pub(crate) fn run(
+    program: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    timeout: Duration,
+) -> Result<Output, DataplaneError> {
+    let display = display_name(program);
+    let mut child = Command::new(program)
+        .args(args)
+        // English messages: failures are classified by their text.
+        .env("LC_ALL", "C")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| DataplaneError::Spawn {
+            program: display.clone(),
+            source,
+        })?;
+
+    // Feed stdin and drain both outputs on their own threads so a large payload cannot
+    // deadlock against a full pipe.
+    let writer = stdin.map(|text| {
+        let mut pipe = child.stdin.take();
+        let text = text.to_owned();
+        thread::spawn(move || {
+            if let Some(pipe) = pipe.as_mut() {
+                // A child that exits early closes its stdin; its exit status tells why.
+                let _ = pipe.write_all(text.as_bytes());
+            }
+        })
+    });
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+
+    let status = match wait_with_deadline(&mut child, timeout) {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(DataplaneError::Timeout {
+                program: display,
+                timeout,
+            });
+        }
+    };
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Poll for the child's exit with a short, growing sleep (most calls finish in milliseconds).
+fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) => {}
+            Err(_) => return child.wait().ok(),
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+pub(crate) fn display_name(program: &Path) -> String {
+    program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| program.display().to_string())
+}
+
+pub(crate) fn describe_status(status: &ExitStatus) -> String {
+    match status.code() {
+        Some(code) => format!("exit status {code}"),
+        None => "killed by a signal".to_string(),
+    }
+}
+
+/// What kind of trouble a failed child's stderr describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailureKind {
+    Permission,
+    Kernel,
+    Busy,
+    Other,
+}
+
+/// Sort a failure by the messages iptables, ip6tables and ipset print (run with `LC_ALL=C`).
+pub(crate) fn classify(stderr: &str) -> FailureKind {
+    let text = stderr.to_ascii_lowercase();
+    if text.contains("permission denied") || text.contains("you must be root") {
+        FailureKind::Permission
+    } else if text.contains("holding the xtables lock")
+        || text.contains("resource temporarily unavailable")
+        || text.contains("device or resource busy")
+    {
+        FailureKind::Busy
+    } else if text.contains("do you need to insmod")
+        || text.contains("protocol not supported")
+        || text.contains("address family not supported")
+        || text.contains("cannot open session to kernel")
+        || text.contains("is incompatible, use 'nft' tool")
+    {
+        FailureKind::Kernel
+    } else {
+        FailureKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_the_tools_messages() {
+        assert_eq!(
+            classify("iptables-save v1.8.9 (legacy): Cannot initialize: Permission denied (you must be root)"),
+            FailureKind::Permission
+        );
+        assert_eq!(
+            classify(
+                "Another app is currently holding the xtables lock. Stopped waiting after 10s."
+            ),
+            FailureKind::Busy
+        );
+        assert_eq!(
+            classify("iptables-restore: unable to initialize table 'raw'\nTable does not exist (do you need to insmod?)"),
+            FailureKind::Kernel
+        );
+        assert_eq!(
+            classify("ipset v7.17: Kernel error received: Protocol not supported"),
+            FailureKind::Kernel
+        );
+        assert_eq!(
+            classify("iptables-restore v1.8.9 (legacy): Couldn't load match `foo':No such file or directory\n\nError occurred at line: 2"),
+            FailureKind::Other
+        );
+    }
+
+    #[test]
+    fn feeds_stdin_and_collects_output() {
+        let cat = find_in_path("cat").expect("cat is in PATH");
+        let out = run(&cat, &[], Some("line one\nline two\n"), CHILD_TIMEOUT).unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout, "line one\nline two\n");
+    }
+
+    #[test]
+    fn a_large_payload_does_not_deadlock() {
+        let cat = find_in_path("cat").expect("cat is in PATH");
+        let payload = "-A cali-x -j ACCEPT\n".repeat(200_000);
+        let out = run(&cat, &[], Some(&payload), CHILD_TIMEOUT).unwrap();
+        assert_eq!(out.stdout.len(), payload.len());
+    }
+
+    #[test]
+    fn a_hung_child_is_killed_at_the_deadline() {
+        let sleep = find_in_path("sleep").expect("sleep is in PATH");
+        let err = run(&sleep, &["30"], None, Duration::from_millis(100))
+            .err()
+            .expect("sleep 30 cannot finish in 100 ms");
+        assert!(matches!(err, DataplaneError::Timeout { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_missing_program_is_a_spawn_error() {
+        let err = run(
+            Path::new("/nonexistent/hostfw-no-such-tool"),
+            &[],
+            None,
+            CHILD_TIMEOUT,
+        )
+        .err()
+        .expect("cannot spawn a missing file");
+        assert!(matches!(err, DataplaneError::Spawn { .. }), "{err}");
+    }
+}

@@ -1,0 +1,237 @@
+//! The real dataplane: finds the iptables/ip6tables/ipset binaries for the chosen backend and
+//! runs them (argv and stdin, never a shell, each call bounded in time). Also probes both
+//! backends for auto-detection.
+
+use super::backend::{self, BackendObservation, BackendProbe};
+use super::exec::{self, FailureKind, CHILD_TIMEOUT};
+use super::{filter_ipset_save, Backend, Dataplane, DataplaneError};
+use crate::ruleset::{Family, TableName};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Save and restore binaries of one family.
+#[derive(Debug, Clone)]
+struct FamilyTools {
+    save: PathBuf,
+    restore: PathBuf,
+}
+
+/// Talks to the kernel through the iptables and ipset tools.
+#[derive(Debug, Clone)]
+pub struct RealDataplane {
+    backend: Backend,
+    /// Families whose tools exist (IPv4 always; IPv6 when ip6tables and kernel support exist).
+    tools: BTreeMap<Family, FamilyTools>,
+    ipset: Option<PathBuf>,
+}
+
+fn tool_prefix(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "iptables",
+        Family::V6 => "ip6tables",
+    }
+}
+
+/// `ip[6]tables-<backend>-<verb>`, falling back to `ip[6]tables-<verb>` (Felix's lookup).
+fn find_tool(family: Family, backend: Backend, verb: &str) -> Result<PathBuf, DataplaneError> {
+    let prefix = tool_prefix(family);
+    let specific = format!("{prefix}-{}-{verb}", backend.as_str());
+    exec::find_in_path(&specific)
+        .or_else(|| exec::find_in_path(&format!("{prefix}-{verb}")))
+        .ok_or(DataplaneError::MissingBinary {
+            program: specific,
+            package: "iptables",
+        })
+}
+
+fn family_tools(family: Family, backend: Backend) -> Result<FamilyTools, DataplaneError> {
+    Ok(FamilyTools {
+        save: find_tool(family, backend, "save")?,
+        restore: find_tool(family, backend, "restore")?,
+    })
+}
+
+/// A file under the calling thread's `/proc/.../net` (`/proc/net` follows the main thread,
+/// which may sit in another network namespace than the thread doing the work).
+fn proc_net(file: &str) -> PathBuf {
+    let thread = Path::new("/proc/thread-self/net");
+    if thread.exists() {
+        thread.join(file)
+    } else {
+        Path::new("/proc/net").join(file)
+    }
+}
+
+/// The kernel has IPv6 (not built without it, not disabled with `ipv6.disable=1`).
+fn kernel_has_ipv6() -> bool {
+    proc_net("if_inet6").exists()
+}
+
+impl RealDataplane {
+    /// Use `backend`. IPv4 tools are required; IPv6 is used when its tools and the kernel allow.
+    pub fn new(backend: Backend) -> Result<RealDataplane, DataplaneError> {
+        let mut tools = BTreeMap::new();
+        tools.insert(Family::V4, family_tools(Family::V4, backend)?);
+        if kernel_has_ipv6() {
+            if let Ok(v6) = family_tools(Family::V6, backend) {
+                tools.insert(Family::V6, v6);
+            }
+        }
+        Ok(RealDataplane {
+            backend,
+            tools,
+            ipset: exec::find_in_path("ipset"),
+        })
+    }
+
+    /// Use `configured` if given, else detect the backend from what the kernel holds.
+    pub fn detect(configured: Option<Backend>) -> Result<RealDataplane, DataplaneError> {
+        let backend = match configured {
+            Some(choice) => choice,
+            None => {
+                let probe = probe();
+                let chosen = backend::choose_backend(None, &probe)?;
+                log::debug!("backend detection: {probe:?} -> {chosen}");
+                chosen
+            }
+        };
+        RealDataplane::new(backend)
+    }
+
+    fn tools(&self, family: Family) -> Result<&FamilyTools, DataplaneError> {
+        self.tools
+            .get(&family)
+            .ok_or_else(|| DataplaneError::MissingBinary {
+                program: format!("{}-{}-save", tool_prefix(family), self.backend.as_str()),
+                package: "iptables",
+            })
+    }
+}
+
+/// Turn a failed child into the matching error; `input` is kept for restores.
+fn failure(program: &Path, out: &exec::Output, input: Option<&str>) -> DataplaneError {
+    let program = exec::display_name(program);
+    let stderr = out.stderr.trim_end().to_string();
+    let status = exec::describe_status(&out.status);
+    match exec::classify(&stderr) {
+        FailureKind::Permission => DataplaneError::PermissionDenied { program, stderr },
+        FailureKind::Kernel => DataplaneError::KernelUnsupported { program, stderr },
+        FailureKind::Busy => DataplaneError::Busy { program, stderr },
+        FailureKind::Other => match input {
+            Some(input) => DataplaneError::RestoreFailed {
+                program,
+                status,
+                stderr,
+                input: input.to_string(),
+            },
+            None => DataplaneError::SaveFailed {
+                program,
+                status,
+                stderr,
+            },
+        },
+    }
+}
+
+impl Dataplane for RealDataplane {
+    fn save(&self, family: Family, table: TableName) -> Result<String, DataplaneError> {
+        let program = &self.tools(family)?.save;
+        let out = exec::run(program, &["-t", table.as_str()], None, CHILD_TIMEOUT)?;
+        if !out.status.success() {
+            return Err(failure(program, &out, None));
+        }
+        Ok(out.stdout)
+    }
+
+    fn restore(
+        &self,
+        family: Family,
+        _table: TableName,
+        input: &str,
+    ) -> Result<(), DataplaneError> {
+        let program = &self.tools(family)?.restore;
+        // --wait: queue behind another xtables writer instead of failing at once; the interval
+        // is in microseconds (nft ignores it with a notice).
+        let args = ["--noflush", "--wait", "10", "--wait-interval", "50000"];
+        let out = exec::run(program, &args, Some(input), CHILD_TIMEOUT)?;
+        if !out.status.success() {
+            return Err(failure(program, &out, Some(input)));
+        }
+        Ok(())
+    }
+
+    fn ipset_save(&self) -> Result<String, DataplaneError> {
+        // Without the tool or the kernel's ip_set support none of our sets can exist.
+        let Some(program) = &self.ipset else {
+            return Ok(String::new());
+        };
+        let out = exec::run(program, &["save"], None, CHILD_TIMEOUT)?;
+        if !out.status.success() {
+            return match failure(program, &out, None) {
+                DataplaneError::KernelUnsupported { .. } => Ok(String::new()),
+                other => Err(other),
+            };
+        }
+        Ok(filter_ipset_save(&out.stdout))
+    }
+
+    fn ipset_restore(&self, input: &str) -> Result<(), DataplaneError> {
+        let program = self.ipset.as_ref().ok_or(DataplaneError::MissingBinary {
+            program: "ipset".into(),
+            package: "ipset",
+        })?;
+        let out = exec::run(program, &["restore", "-exist"], Some(input), CHILD_TIMEOUT)?;
+        if !out.status.success() {
+            return Err(failure(program, &out, Some(input)));
+        }
+        Ok(())
+    }
+
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn supports(&self, family: Family) -> bool {
+        self.tools.contains_key(&family)
+    }
+}
+
+/// Look at both backends the way Felix does, without loading kernel modules: legacy is probed
+/// only when the ip_tables module is already loaded (`/proc/net/ip_tables_names` exists), and a
+/// save without `-t` lists only tables that already exist.
+pub fn probe() -> BackendProbe {
+    BackendProbe {
+        legacy: observe_backend(Backend::Legacy),
+        nft: observe_backend(Backend::Nft),
+        system_default: exec::find_in_path("iptables")
+            .and_then(|p| exec::run(&p, &["--version"], None, CHILD_TIMEOUT).ok())
+            .and_then(|out| backend::parse_version(&out.stdout)),
+    }
+}
+
+fn observe_backend(backend: Backend) -> Option<BackendObservation> {
+    let mut text = String::new();
+    let mut probed = false;
+    for family in [Family::V4, Family::V6] {
+        if backend == Backend::Legacy {
+            let names = match family {
+                Family::V4 => "ip_tables_names",
+                Family::V6 => "ip6_tables_names",
+            };
+            if !proc_net(names).exists() {
+                continue;
+            }
+        }
+        let name = format!("{}-{}-save", tool_prefix(family), backend.as_str());
+        let Some(program) = exec::find_in_path(&name) else {
+            continue;
+        };
+        probed = true;
+        if let Ok(out) = exec::run(&program, &[], None, CHILD_TIMEOUT) {
+            if out.status.success() {
+                text.push_str(&out.stdout);
+            }
+        }
+    }
+    probed.then(|| backend::observe(&text))
+}

@@ -1,0 +1,275 @@
+//! Per-endpoint chains (reference §1.3, §2.1, §2.2; Felix `endpointIptablesChain`): conntrack,
+//! failsafe, tiers of policy jumps, profiles and the final deny, per chain type.
+
+use super::names;
+use super::{clear_mark, commented, put, rule, set_mark, Ctx};
+use crate::model::{InterfaceName, TierAction};
+use crate::resolve::{ActiveEndpoint, TierPolicies};
+use crate::ruleset::{Action, Chain, Match, Rule, TableName};
+use std::collections::BTreeMap;
+
+/// Felix's endpoint chain types; they differ in conntrack, failsafe, end-of-tier and profile
+/// handling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Normal,
+    Forward,
+    PreDnat,
+    Untracked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Ingress,
+    Egress,
+}
+
+/// The interface name an endpoint's chains are named after.
+pub(crate) fn iface_name(ep: &ActiveEndpoint) -> &str {
+    match &ep.interface {
+        InterfaceName::Named(n) => n,
+        InterfaceName::Any => names::ANY_INTERFACE,
+    }
+}
+
+/// Add the endpoint chains of `table` for every active endpoint.
+pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
+    for ep in &ctx.view.endpoints {
+        let iface = iface_name(ep);
+        let p = &ep.policies;
+        let mut add = |prefix: &str, spec: Spec| {
+            let name = names::endpoint_chain(prefix, iface);
+            put(chains, name, spec.rules(ctx, table));
+        };
+        match table {
+            TableName::Filter => {
+                let allow = ctx.filter_allow();
+                add(
+                    names::TO_HOST_ENDPOINT_PFX,
+                    Spec::new(
+                        Kind::Normal,
+                        Dir::Egress,
+                        &p.egress,
+                        &ep.profiles,
+                        allow.clone(),
+                    ),
+                );
+                add(
+                    names::FROM_HOST_ENDPOINT_PFX,
+                    Spec::new(
+                        Kind::Normal,
+                        Dir::Ingress,
+                        &p.ingress,
+                        &ep.profiles,
+                        allow.clone(),
+                    ),
+                );
+                add(
+                    names::TO_HOST_ENDPOINT_FORWARD_PFX,
+                    Spec::new(
+                        Kind::Forward,
+                        Dir::Egress,
+                        &p.forward_egress,
+                        &ep.profiles,
+                        allow.clone(),
+                    ),
+                );
+                add(
+                    names::FROM_HOST_ENDPOINT_FORWARD_PFX,
+                    Spec::new(
+                        Kind::Forward,
+                        Dir::Ingress,
+                        &p.forward_ingress,
+                        &ep.profiles,
+                        allow,
+                    ),
+                );
+            }
+            TableName::Mangle => {
+                // Mangle returns rather than accepts so other mangle users still see the packet.
+                add(
+                    names::TO_HOST_ENDPOINT_PFX,
+                    Spec::new(
+                        Kind::Normal,
+                        Dir::Egress,
+                        &p.egress,
+                        &ep.profiles,
+                        Action::Return,
+                    ),
+                );
+                if !p.pre_dnat_ingress.is_empty() {
+                    add(
+                        names::FROM_HOST_ENDPOINT_PFX,
+                        Spec::new(
+                            Kind::PreDnat,
+                            Dir::Ingress,
+                            &p.pre_dnat_ingress,
+                            &[],
+                            ctx.mangle_allow(),
+                        ),
+                    );
+                }
+            }
+            TableName::Raw => {
+                let untracked = !p.untracked_ingress.is_empty() || !p.untracked_egress.is_empty();
+                if untracked && ep.interface != InterfaceName::Any {
+                    add(
+                        names::TO_HOST_ENDPOINT_PFX,
+                        Spec::new(
+                            Kind::Untracked,
+                            Dir::Egress,
+                            &p.untracked_egress,
+                            &[],
+                            Action::Accept,
+                        ),
+                    );
+                    add(
+                        names::FROM_HOST_ENDPOINT_PFX,
+                        Spec::new(
+                            Kind::Untracked,
+                            Dir::Ingress,
+                            &p.untracked_ingress,
+                            &[],
+                            Action::Accept,
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+struct Spec<'a> {
+    kind: Kind,
+    dir: Dir,
+    tiers: &'a [TierPolicies],
+    profiles: &'a [String],
+    allow: Action,
+}
+
+impl<'a> Spec<'a> {
+    fn new(
+        kind: Kind,
+        dir: Dir,
+        tiers: &'a [TierPolicies],
+        profiles: &'a [String],
+        allow: Action,
+    ) -> Self {
+        Spec {
+            kind,
+            dir,
+            tiers,
+            profiles,
+            allow,
+        }
+    }
+
+    fn rules(&self, ctx: &Ctx, table: TableName) -> Vec<Rule> {
+        let m = &ctx.marks;
+        let deny = ctx.deny(table);
+        let mut rules = Vec::new();
+        if self.kind != Kind::Untracked {
+            let established = Match::ConntrackState {
+                negated: false,
+                states: "RELATED,ESTABLISHED".into(),
+            };
+            if self.allow != Action::Accept {
+                // RETURN alone would lose the verdict; flag it for the caller.
+                rules.push(rule(vec![established.clone()], set_mark(m.accept)));
+            }
+            rules.push(rule(vec![established], self.allow.clone()));
+            if !ctx.cfg.disable_conntrack_invalid_check {
+                rules.push(rule(
+                    vec![Match::ConntrackState {
+                        negated: false,
+                        states: "INVALID".into(),
+                    }],
+                    deny.clone(),
+                ));
+            }
+        }
+        if self.kind != Kind::Forward {
+            let failsafe = match self.dir {
+                Dir::Ingress => names::FAILSAFE_IN,
+                Dir::Egress => names::FAILSAFE_OUT,
+            };
+            rules.push(rule(vec![], Action::Jump(failsafe.into())));
+        }
+        rules.push(rule(vec![], clear_mark(m.accept | m.pass)));
+        let policy_prefix = match self.dir {
+            Dir::Ingress => names::POLICY_INBOUND_PFX,
+            Dir::Egress => names::POLICY_OUTBOUND_PFX,
+        };
+        for tier in self.tiers.iter().filter(|t| !t.policies.is_empty()) {
+            rules.push(commented(
+                vec![],
+                clear_mark(m.pass),
+                &format!("Start of tier {}", tier.tier),
+            ));
+            for policy in &tier.policies {
+                rules.push(rule(
+                    vec![ctx.mark_clear(m.pass)],
+                    Action::Jump(names::policy_chain(policy_prefix, policy)),
+                ));
+                if self.kind == Kind::Untracked {
+                    // An untracked allow is "NOTRACK and allow".
+                    rules.push(rule(vec![ctx.mark_set(m.accept)], Action::NoTrack));
+                }
+                rules.push(commented(
+                    vec![ctx.mark_set(m.accept)],
+                    Action::Return,
+                    "Return if policy accepted",
+                ));
+            }
+            let ends_in_deny = matches!(self.kind, Kind::Normal | Kind::Forward)
+                && tier.default_action != TierAction::Pass;
+            if ends_in_deny {
+                rules.push(commented(
+                    vec![ctx.mark_clear(m.pass)],
+                    deny.clone(),
+                    &format!(
+                        "End of tier {}. {} if no policies passed packet",
+                        tier.tier,
+                        ctx.deny_word(table)
+                    ),
+                ));
+            }
+        }
+        let any_tier = self.tiers.iter().any(|t| !t.policies.is_empty());
+        if !any_tier && self.kind == Kind::Forward {
+            rules.push(commented(
+                vec![],
+                set_mark(m.accept),
+                "Allow forwarded traffic by default",
+            ));
+            rules.push(commented(
+                vec![],
+                Action::Return,
+                "Return for accepted forward traffic",
+            ));
+        }
+        if self.kind == Kind::Normal {
+            let profile_prefix = match self.dir {
+                Dir::Ingress => names::PROFILE_INBOUND_PFX,
+                Dir::Egress => names::PROFILE_OUTBOUND_PFX,
+            };
+            for profile in self.profiles {
+                rules.push(rule(
+                    vec![],
+                    Action::Jump(names::profile_chain(profile_prefix, profile)),
+                ));
+                rules.push(commented(
+                    vec![ctx.mark_set(m.accept)],
+                    Action::Return,
+                    "Return if profile accepted",
+                ));
+            }
+            rules.push(commented(
+                vec![],
+                deny,
+                &format!("{} if no profiles matched", ctx.deny_word(table)),
+            ));
+        }
+        rules
+    }
+}

@@ -1,0 +1,167 @@
+//! Selector and named-port ipsets (reference §5.5; Felix `calc/rule_scanner.go`): IDs from the
+//! selector's canonical text, members from every node's HostEndpoint `expectedIPs` and from
+//! GlobalNetworkSets, per family.
+
+use super::names;
+use super::static_chains::same_family;
+use crate::model::IpVersion;
+use crate::policy::selector::Selector;
+use crate::resolve::NodeView;
+use crate::ruleset::{Family, Ipset, IpsetType};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// Collects the ipsets rules ask for; `finish` keeps those the final tables reference.
+pub struct SetCollector<'a> {
+    view: &'a NodeView,
+    family: Family,
+    sets: BTreeMap<String, Ipset>,
+}
+
+impl<'a> SetCollector<'a> {
+    pub fn new(view: &'a NodeView, family: Family) -> Self {
+        SetCollector {
+            view,
+            family,
+            sets: BTreeMap::new(),
+        }
+    }
+
+    fn v6(&self) -> bool {
+        self.family == Family::V6
+    }
+
+    fn addr_in_family(&self, ip: &IpAddr) -> bool {
+        matches!(
+            (self.family, IpVersion::of_addr(ip)),
+            (Family::V4, IpVersion::V4) | (Family::V6, IpVersion::V6)
+        )
+    }
+
+    /// The `hash:net` set of everything `selector` selects; returns its dataplane name.
+    pub fn selector_set(&mut self, selector: &Selector) -> String {
+        let id = names::selector_set_id(&selector.canonical());
+        let name = names::ipset_name(self.v6(), &id);
+        if !self.sets.contains_key(&name) {
+            let mut members = BTreeSet::new();
+            for ep in &self.view.selector_sources.endpoints {
+                if selector.matches(&ep.labels) {
+                    for ip in ep.expected_ips.iter().filter(|ip| self.addr_in_family(ip)) {
+                        members.insert(IpNet::from(*ip).to_string());
+                    }
+                }
+            }
+            for set in &self.view.selector_sources.network_sets {
+                if selector.matches(&set.labels) {
+                    for net in set.nets.iter().filter(|n| same_family(self.family, n)) {
+                        for part in split_zero_prefix(net) {
+                            members.insert(part.to_string());
+                        }
+                    }
+                }
+            }
+            self.insert(name.clone(), IpsetType::HashNet, members);
+        }
+        name
+    }
+
+    /// The `hash:ip,port` set of the named port `port` (protocol `proto`: tcp, udp or sctp) on
+    /// the endpoints `selector` selects.
+    pub fn named_port_set(&mut self, selector: &Selector, proto: &str, port: &str) -> String {
+        let sel_id = names::selector_set_id(&selector.canonical());
+        let id = names::named_port_set_id(&sel_id, proto, port);
+        let name = names::ipset_name(self.v6(), &id);
+        if !self.sets.contains_key(&name) {
+            let mut members = BTreeSet::new();
+            for ep in &self.view.selector_sources.endpoints {
+                if !selector.matches(&ep.labels) {
+                    continue;
+                }
+                for p in ep.ports.iter().filter(|p| p.name == port) {
+                    if named_port_protocol(p.protocol) != Some(proto) {
+                        continue;
+                    }
+                    for ip in ep.expected_ips.iter().filter(|ip| self.addr_in_family(ip)) {
+                        members.insert(format!("{ip},{proto}:{}", p.port));
+                    }
+                }
+            }
+            self.insert(name.clone(), IpsetType::HashIpPort, members);
+        }
+        name
+    }
+
+    fn insert(&mut self, name: String, set_type: IpsetType, members: BTreeSet<String>) {
+        self.sets.insert(
+            name.clone(),
+            Ipset {
+                name,
+                set_type,
+                family: self.family,
+                max_elements: self.view.config.max_ipset_size,
+                members,
+            },
+        );
+    }
+
+    /// The sets whose names appear in `referenced`.
+    pub fn finish(self, referenced: &BTreeSet<&str>) -> BTreeMap<String, Ipset> {
+        self.sets
+            .into_iter()
+            .filter(|(name, _)| referenced.contains(name.as_str()))
+            .collect()
+    }
+}
+
+/// How a named port's protocol is spelled in ipset IDs and members; None for protocols named
+/// ports cannot use.
+pub(crate) fn named_port_protocol(p: crate::model::Protocol) -> Option<&'static str> {
+    use crate::model::Protocol;
+    match p {
+        Protocol::Tcp | Protocol::Number(6) => Some("tcp"),
+        Protocol::Udp | Protocol::Number(17) => Some("udp"),
+        Protocol::Sctp | Protocol::Number(132) => Some("sctp"),
+        _ => None,
+    }
+}
+
+/// ipset rejects a /0, so it becomes its two /1 halves.
+fn split_zero_prefix(net: &IpNet) -> Vec<IpNet> {
+    if net.prefix_len() != 0 {
+        return vec![*net];
+    }
+    match net {
+        IpNet::V4(_) => vec![
+            IpNet::V4(Ipv4Net::new([0, 0, 0, 0].into(), 1).unwrap_or_default()),
+            IpNet::V4(Ipv4Net::new([128, 0, 0, 0].into(), 1).unwrap_or_default()),
+        ],
+        IpNet::V6(_) => vec![
+            IpNet::V6(Ipv6Net::new(0u128.into(), 1).unwrap_or_default()),
+            IpNet::V6(Ipv6Net::new((1u128 << 127).into(), 1).unwrap_or_default()),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_prefix_splits_in_two() {
+        let v4: IpNet = "0.0.0.0/0".parse().unwrap();
+        let parts: Vec<String> = split_zero_prefix(&v4)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(parts, vec!["0.0.0.0/1", "128.0.0.0/1"]);
+        let v6: IpNet = "::/0".parse().unwrap();
+        let parts: Vec<String> = split_zero_prefix(&v6)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(parts, vec!["::/1", "8000::/1"]);
+        let other: IpNet = "10.0.0.0/8".parse().unwrap();
+        assert_eq!(split_zero_prefix(&other), vec![other]);
+    }
+}

@@ -1,0 +1,768 @@
+//! Policy and profile chains (reference §2.3, §5; Felix `rules/policy.go`): each API rule becomes
+//! one or more iptables rules — IP-version filtering, match blocks for OR-ed nets and ports, the
+//! 15-slot multiport split, selector and named-port ipsets, then the action via mark bits.
+
+use super::endpoint::Dir;
+use super::ipsets::{named_port_protocol, SetCollector};
+use super::names;
+use super::static_chains::same_family;
+use super::{clear_mark, put, rule, set_mark, Ctx, RenderError};
+use crate::model::{
+    self, EntityRule, InterfaceName, IpVersion, Port, Protocol, RateUnit, RuleAction,
+    DEFAULT_ALLOW_PROFILE,
+};
+use crate::policy::selector::Selector;
+use crate::ruleset::{Action, Chain, Family, Match, PortSpec, Rule, SetDirection, TableName};
+use ipnet::IpNet;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Slots in one `-m multiport` match: a port costs one, a range two.
+pub(crate) const MULTIPORT_SLOTS: usize = 15;
+
+/// iptables' limit on `--log-prefix`.
+pub(crate) const MAX_LOG_PREFIX_LEN: usize = 29;
+
+/// Who owns the rules being rendered: decides the chain comment and LOG prefix expansion.
+struct Owner<'a> {
+    /// `GlobalNetworkPolicy` or `Profile`.
+    kind: &'static str,
+    /// `gnp` or `pro` (LOG `%k`).
+    kind_short: &'static str,
+    name: &'a str,
+    /// Tier (LOG `%t`); empty for profiles.
+    tier: &'a str,
+}
+
+/// Add the policy and profile chains that the endpoint chains of `table` jump to.
+pub fn add(
+    ctx: &Ctx,
+    table: TableName,
+    sets: &mut SetCollector,
+    chains: &mut BTreeMap<String, Chain>,
+) -> Result<(), RenderError> {
+    let mut policies: BTreeSet<(String, DirKey)> = BTreeSet::new();
+    let mut profiles: BTreeSet<(String, DirKey)> = BTreeSet::new();
+    for ep in &ctx.view.endpoints {
+        let p = &ep.policies;
+        let mut want = |tiers: &[crate::resolve::TierPolicies], dir: DirKey| {
+            for t in tiers {
+                for name in &t.policies {
+                    policies.insert((name.clone(), dir));
+                }
+            }
+        };
+        match table {
+            TableName::Filter => {
+                want(&p.ingress, DirKey::In);
+                want(&p.egress, DirKey::Out);
+                want(&p.forward_ingress, DirKey::In);
+                want(&p.forward_egress, DirKey::Out);
+                for prof in &ep.profiles {
+                    profiles.insert((prof.clone(), DirKey::In));
+                    profiles.insert((prof.clone(), DirKey::Out));
+                }
+            }
+            TableName::Mangle => {
+                want(&p.egress, DirKey::Out);
+                want(&p.pre_dnat_ingress, DirKey::In);
+                for prof in &ep.profiles {
+                    profiles.insert((prof.clone(), DirKey::Out));
+                }
+            }
+            TableName::Raw => {
+                if ep.interface != InterfaceName::Any {
+                    want(&p.untracked_ingress, DirKey::In);
+                    want(&p.untracked_egress, DirKey::Out);
+                }
+            }
+        }
+    }
+    for (name, dir) in policies {
+        let Some(policy) = ctx.view.policies.get(&name) else {
+            continue;
+        };
+        let owner = Owner {
+            kind: names::GNP_KIND,
+            kind_short: names::GNP_KIND_SHORT,
+            name: &name,
+            tier: &policy.tier,
+        };
+        let (prefix, api_rules) = match dir {
+            DirKey::In => (names::POLICY_INBOUND_PFX, &policy.ingress),
+            DirKey::Out => (names::POLICY_OUTBOUND_PFX, &policy.egress),
+        };
+        let rules = chain_rules(ctx, table, sets, api_rules, &owner, dir.into())?;
+        put(chains, names::policy_chain(prefix, &name), rules);
+    }
+    let allow_all = vec![allow_all_rule()];
+    for (name, dir) in profiles {
+        let api_rules = match (ctx.view.profiles.get(&name), dir) {
+            (Some(p), DirKey::In) => &p.ingress,
+            (Some(p), DirKey::Out) => &p.egress,
+            (None, _) if name == DEFAULT_ALLOW_PROFILE => &allow_all,
+            (None, _) => continue,
+        };
+        let owner = Owner {
+            kind: "Profile",
+            kind_short: "pro",
+            name: &name,
+            tier: "",
+        };
+        let prefix = match dir {
+            DirKey::In => names::PROFILE_INBOUND_PFX,
+            DirKey::Out => names::PROFILE_OUTBOUND_PFX,
+        };
+        let rules = chain_rules(ctx, table, sets, api_rules, &owner, dir.into())?;
+        put(chains, names::profile_chain(prefix, &name), rules);
+    }
+    Ok(())
+}
+
+/// Sortable direction key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum DirKey {
+    In,
+    Out,
+}
+
+impl From<DirKey> for Dir {
+    fn from(d: DirKey) -> Dir {
+        match d {
+            DirKey::In => Dir::Ingress,
+            DirKey::Out => Dir::Egress,
+        }
+    }
+}
+
+/// The built-in `projectcalico-default-allow` profile: allow everything.
+fn allow_all_rule() -> model::Rule {
+    model::Rule {
+        action: RuleAction::Allow,
+        ip_version: None,
+        protocol: None,
+        not_protocol: None,
+        icmp: None,
+        not_icmp: None,
+        source: EntityRule::default(),
+        destination: EntityRule::default(),
+        annotations: Default::default(),
+    }
+}
+
+/// All rules of one policy/profile chain: each API rule rendered, trailing RETURNs stripped (no
+/// matter their matches they are no-ops), the chain comment on the first rule (on a placeholder
+/// rule when nothing else is left).
+fn chain_rules(
+    ctx: &Ctx,
+    table: TableName,
+    sets: &mut SetCollector,
+    api_rules: &[model::Rule],
+    owner: &Owner,
+    dir: Dir,
+) -> Result<Vec<Rule>, RenderError> {
+    let mut rules = Vec::new();
+    for r in api_rules {
+        rules.extend(api_rule(ctx, table, sets, r, owner)?);
+    }
+    while rules.last().is_some_and(|r| r.action == Action::Return) {
+        rules.pop();
+    }
+    if rules.is_empty() {
+        rules.push(rule(vec![], Action::None));
+    }
+    let direction = match dir {
+        Dir::Ingress => "ingress",
+        Dir::Egress => "egress",
+    };
+    rules[0]
+        .comments
+        .push(format!("{} {} {direction}", owner.kind, owner.name));
+    Ok(rules)
+}
+
+/// Nets of one list kept for `family`; `None` when a non-empty list empties out, or (negated
+/// lists) holds the catch-all, either of which removes the rule from this family.
+fn filter_nets(nets: &[IpNet], family: Family, negated: bool) -> Option<Vec<IpNet>> {
+    if nets.is_empty() {
+        return Some(Vec::new());
+    }
+    let kept: Vec<IpNet> = nets
+        .iter()
+        .filter(|n| same_family(family, n))
+        .copied()
+        .collect();
+    if kept.is_empty() || (negated && kept.iter().any(|n| n.prefix_len() == 0)) {
+        return None;
+    }
+    Some(kept)
+}
+
+/// Whether an API rule is rendered in `family` at all (explicit `ipVersion`, or the version
+/// implied by an ICMP/ICMPv6 protocol).
+fn rule_in_family(r: &model::Rule, family: Family) -> bool {
+    let want = match family {
+        Family::V4 => IpVersion::V4,
+        Family::V6 => IpVersion::V6,
+    };
+    let implied = match r.protocol {
+        Some(Protocol::Icmp) => Some(IpVersion::V4),
+        Some(Protocol::IcmpV6) => Some(IpVersion::V6),
+        _ => None,
+    };
+    match r.ip_version.or(implied) {
+        Some(v) => v == want,
+        None => true,
+    }
+}
+
+/// Felix's `SplitPortList`: greedy packing into splits of at most 15 slots.
+pub(crate) fn split_ports(ports: &[PortSpec]) -> Vec<Vec<PortSpec>> {
+    let mut splits = Vec::new();
+    let mut current: Vec<PortSpec> = Vec::new();
+    let mut free = MULTIPORT_SLOTS;
+    for p in ports {
+        let cost = match p {
+            PortSpec::Range(a, b) if a != b => 2,
+            _ => 1,
+        };
+        if free < cost {
+            splits.push(std::mem::take(&mut current));
+            free = MULTIPORT_SLOTS;
+        }
+        current.push(*p);
+        free -= cost;
+    }
+    if !current.is_empty() {
+        splits.push(current);
+    }
+    splits
+}
+
+/// Numeric ports as multiport items and the names of named ports, in rule order.
+fn split_named(ports: &[Port]) -> (Vec<PortSpec>, Vec<String>) {
+    let mut numeric = Vec::new();
+    let mut named = Vec::new();
+    for p in ports {
+        match p {
+            Port::Single(n) => numeric.push(PortSpec::Single(*n)),
+            Port::Range(a, b) if a == b => numeric.push(PortSpec::Single(*a)),
+            Port::Range(a, b) => numeric.push(PortSpec::Range(*a, *b)),
+            Port::Named(n) => named.push(n.clone()),
+        }
+    }
+    (numeric, named)
+}
+
+/// Felix folds a negated selector into the positive one (`(pos) && (!(neg))`) so one ipset
+/// does; without a positive selector the negated one keeps its own set.
+fn fold_selectors(e: &EntityRule) -> Result<(Option<Selector>, Option<Selector>), RenderError> {
+    match (&e.selector, &e.not_selector) {
+        (Some(pos), Some(neg)) => {
+            let text = format!("({}) && (!({}))", pos.source(), neg.source());
+            let folded = Selector::parse(&text).map_err(|err| RenderError::Selector {
+                text: text.clone(),
+                message: err.to_string(),
+            })?;
+            Ok((Some(folded), None))
+        }
+        (pos, neg) => Ok((pos.clone(), neg.clone())),
+    }
+}
+
+/// One side (source or destination) of an API rule, resolved for one family.
+struct Side {
+    nets: Vec<IpNet>,
+    not_nets: Vec<IpNet>,
+    /// Selector ipset names (positive, negated).
+    sets: Vec<String>,
+    not_sets: Vec<String>,
+    ports: Vec<PortSpec>,
+    not_ports: Vec<PortSpec>,
+    /// Named-port ipset names.
+    named: Vec<String>,
+    not_named: Vec<String>,
+}
+
+fn side(
+    e: &EntityRule,
+    family: Family,
+    sets: &mut SetCollector,
+    named_proto: &str,
+) -> Result<Option<Side>, RenderError> {
+    let (Some(nets), Some(not_nets)) = (
+        filter_nets(&e.nets, family, false),
+        filter_nets(&e.not_nets, family, true),
+    ) else {
+        return Ok(None);
+    };
+    let (pos_sel, neg_sel) = fold_selectors(e)?;
+    let (ports, named_ports) = split_named(&e.ports);
+    let (not_ports, not_named_ports) = split_named(&e.not_ports);
+    // Named ports are filtered by the positive selector (Felix: the rule can only match where
+    // that selector does), or by all() without one — also for the negated named ports.
+    let port_sel = pos_sel.clone().unwrap_or_else(Selector::all);
+    let named = named_ports
+        .iter()
+        .map(|n| sets.named_port_set(&port_sel, named_proto, n))
+        .collect();
+    let not_named = not_named_ports
+        .iter()
+        .map(|n| sets.named_port_set(&port_sel, named_proto, n))
+        .collect();
+    // With only named ports, their sets already apply the selector.
+    let mut sel_sets = Vec::new();
+    if let Some(sel) = &pos_sel {
+        if !ports.is_empty() || named_ports.is_empty() {
+            sel_sets.push(sets.selector_set(sel));
+        }
+    }
+    let not_sets = neg_sel.iter().map(|s| sets.selector_set(s)).collect();
+    Ok(Some(Side {
+        nets,
+        not_nets,
+        sets: sel_sets,
+        not_sets,
+        ports,
+        not_ports,
+        named,
+        not_named,
+    }))
+}
+
+/// Builds the extra rules that OR alternatives together through the scratch bits (§5.3).
+struct Blocks {
+    s0: u32,
+    s1: u32,
+    rules: Vec<Rule>,
+    started: bool,
+    positive_blocks: usize,
+}
+
+impl Blocks {
+    fn new(ctx: &Ctx) -> Self {
+        Blocks {
+            s0: ctx.marks.scratch0,
+            s1: ctx.marks.scratch1,
+            rules: Vec::new(),
+            started: false,
+            positive_blocks: 0,
+        }
+    }
+
+    fn start(&mut self, initial: u32) {
+        if !self.started {
+            self.rules.push(rule(
+                vec![],
+                Action::SetMaskedMark {
+                    value: initial,
+                    mask: self.s0 | self.s1,
+                },
+            ));
+            self.started = true;
+        }
+    }
+
+    /// One positive block: any alternative matching sets the block's bit.
+    fn positive(&mut self, alternatives: Vec<Vec<Match>>) {
+        self.start(0);
+        let bit = if self.positive_blocks == 0 {
+            self.s0
+        } else {
+            self.s1
+        };
+        if self.positive_blocks >= 2 {
+            // Felix leaves S1 as the previous block set it, so a failing third block could be
+            // masked by a passing second one; reset it (only needed from the third block on,
+            // which keeps every Felix-correct sequence identical to Felix's).
+            self.rules.push(rule(vec![], clear_mark(self.s1)));
+        }
+        for matches in alternatives {
+            self.rules.push(rule(matches, set_mark(bit)));
+        }
+        if self.positive_blocks > 0 {
+            self.rules.push(rule(
+                vec![Match::Mark {
+                    negated: false,
+                    value: 0,
+                    mask: self.s1,
+                }],
+                clear_mark(self.s0),
+            ));
+        }
+        self.positive_blocks += 1;
+    }
+
+    /// A negated block: any listed net matching clears "all blocks pass".
+    fn negative(&mut self, alternatives: Vec<Vec<Match>>) {
+        self.start(self.s0);
+        for matches in alternatives {
+            self.rules.push(rule(matches, clear_mark(self.s0)));
+        }
+    }
+}
+
+fn net_match(src: bool, negated: bool, net: IpNet) -> Match {
+    if src {
+        Match::Source { negated, net }
+    } else {
+        Match::Destination { negated, net }
+    }
+}
+
+fn ports_match(src: bool, negated: bool, ports: Vec<PortSpec>) -> Match {
+    if src {
+        Match::SourcePorts { negated, ports }
+    } else {
+        Match::DestinationPorts { negated, ports }
+    }
+}
+
+fn set_match(negated: bool, name: &str, direction: SetDirection) -> Match {
+    Match::Set {
+        negated,
+        name: name.to_string(),
+        direction,
+    }
+}
+
+fn protocol_match(p: Protocol, negated: bool) -> Match {
+    Match::Protocol {
+        negated,
+        name: p.iptables_name(),
+    }
+}
+
+/// One API rule as iptables rules (none when it does not apply to this family).
+fn api_rule(
+    ctx: &Ctx,
+    table: TableName,
+    sets: &mut SetCollector,
+    r: &model::Rule,
+    owner: &Owner,
+) -> Result<Vec<Rule>, RenderError> {
+    if !rule_in_family(r, ctx.family) {
+        return Ok(Vec::new());
+    }
+    let named_proto = r.protocol.and_then(named_port_protocol).unwrap_or("tcp");
+    let Some(mut src) = side(&r.source, ctx.family, sets, named_proto)? else {
+        return Ok(Vec::new());
+    };
+    let Some(mut dst) = side(&r.destination, ctx.family, sets, named_proto)? else {
+        return Ok(Vec::new());
+    };
+
+    let mut blocks = Blocks::new(ctx);
+    for (is_src, s) in [(true, &mut src), (false, &mut dst)] {
+        let splits = split_ports(&s.ports);
+        if splits.len() + s.named.len() > 1 {
+            let direction = if is_src {
+                SetDirection::SrcSrc
+            } else {
+                SetDirection::DstDst
+            };
+            let mut alts: Vec<Vec<Match>> = splits
+                .into_iter()
+                .map(|split| {
+                    let mut m = Vec::new();
+                    if let Some(p) = r.protocol {
+                        m.push(protocol_match(p, false));
+                    }
+                    m.push(ports_match(is_src, false, split));
+                    m
+                })
+                .collect();
+            alts.extend(s.named.iter().map(|n| vec![set_match(false, n, direction)]));
+            blocks.positive(alts);
+            s.ports.clear();
+            s.named.clear();
+        }
+    }
+    for (is_src, s) in [(true, &mut src), (false, &mut dst)] {
+        if s.nets.len() > 1 {
+            let alts = s
+                .nets
+                .iter()
+                .map(|n| vec![net_match(is_src, false, *n)])
+                .collect();
+            blocks.positive(alts);
+            s.nets.clear();
+        }
+    }
+    for (is_src, s) in [(true, &mut src), (false, &mut dst)] {
+        if s.nets.len() + s.not_nets.len() > 1 {
+            let alts = s
+                .not_nets
+                .iter()
+                .map(|n| vec![net_match(is_src, false, *n)])
+                .collect();
+            blocks.negative(alts);
+            s.not_nets.clear();
+        }
+    }
+
+    let mut m = main_match(ctx, r, &src, &dst);
+    if blocks.started {
+        m.push(ctx.mark_set(ctx.marks.scratch0));
+    }
+    let mut out = blocks.rules;
+    out.extend(actions(ctx, table, r, owner, m));
+    for rr in &mut out {
+        rr.comments
+            .extend(r.annotations.iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    Ok(out)
+}
+
+/// Felix's `CalculateRuleMatch`: positive fragments, then the negated ones, in §5.2 order.
+fn main_match(ctx: &Ctx, r: &model::Rule, src: &Side, dst: &Side) -> Vec<Match> {
+    let mut m = Vec::new();
+    if let Some(p) = r.protocol {
+        m.push(protocol_match(p, false));
+    }
+    if let Some(n) = src.nets.first() {
+        m.push(net_match(true, false, *n));
+    }
+    m.extend(
+        src.sets
+            .iter()
+            .map(|s| set_match(false, s, SetDirection::Src)),
+    );
+    if !src.ports.is_empty() {
+        m.push(ports_match(true, false, src.ports.clone()));
+    }
+    m.extend(
+        src.named
+            .iter()
+            .map(|s| set_match(false, s, SetDirection::SrcSrc)),
+    );
+    if let Some(n) = dst.nets.first() {
+        m.push(net_match(false, false, *n));
+    }
+    m.extend(
+        dst.sets
+            .iter()
+            .map(|s| set_match(false, s, SetDirection::Dst)),
+    );
+    if !dst.ports.is_empty() {
+        m.push(ports_match(false, false, dst.ports.clone()));
+    }
+    m.extend(
+        dst.named
+            .iter()
+            .map(|s| set_match(false, s, SetDirection::DstDst)),
+    );
+    if let Some(icmp) = r.icmp {
+        m.push(icmp_match(ctx, false, icmp));
+    }
+    if let Some(p) = r.not_protocol {
+        m.push(protocol_match(p, true));
+    }
+    if let Some(n) = src.not_nets.first() {
+        m.push(net_match(true, true, *n));
+    }
+    m.extend(
+        src.not_sets
+            .iter()
+            .map(|s| set_match(true, s, SetDirection::Src)),
+    );
+    for split in split_ports(&src.not_ports) {
+        m.push(ports_match(true, true, split));
+    }
+    m.extend(
+        src.not_named
+            .iter()
+            .map(|s| set_match(true, s, SetDirection::SrcSrc)),
+    );
+    if let Some(n) = dst.not_nets.first() {
+        m.push(net_match(false, true, *n));
+    }
+    m.extend(
+        dst.not_sets
+            .iter()
+            .map(|s| set_match(true, s, SetDirection::Dst)),
+    );
+    for split in split_ports(&dst.not_ports) {
+        m.push(ports_match(false, true, split));
+    }
+    m.extend(
+        dst.not_named
+            .iter()
+            .map(|s| set_match(true, s, SetDirection::DstDst)),
+    );
+    if let Some(icmp) = r.not_icmp {
+        m.push(icmp_match(ctx, true, icmp));
+    }
+    m
+}
+
+fn icmp_match(ctx: &Ctx, negated: bool, icmp: model::IcmpMatch) -> Match {
+    if ctx.is_v6() {
+        Match::Icmp6 {
+            negated,
+            icmp_type: icmp.icmp_type,
+            code: icmp.code,
+        }
+    } else {
+        Match::Icmp {
+            negated,
+            icmp_type: icmp.icmp_type,
+            code: icmp.code,
+        }
+    }
+}
+
+/// Felix's `CombineMatchAndActionsForProtoRule`: Log is one rule; Allow/Pass/Deny set their bit
+/// on the match, then act on the bit.
+fn actions(
+    ctx: &Ctx,
+    table: TableName,
+    r: &model::Rule,
+    owner: &Owner,
+    m: Vec<Match>,
+) -> Vec<Rule> {
+    let marks = &ctx.marks;
+    let (bit, verdict) = match r.action {
+        RuleAction::Log => {
+            let mut matches = Vec::new();
+            if let Some(limit) = ctx.cfg.log_action_rate_limit {
+                let unit = match limit.per {
+                    RateUnit::Second => "second",
+                    RateUnit::Minute => "minute",
+                    RateUnit::Hour => "hour",
+                    RateUnit::Day => "day",
+                };
+                let burst = ctx.cfg.log_action_rate_limit_burst;
+                matches.push(Match::Limit {
+                    rate: format!("{}/{unit}", limit.count),
+                    burst: (burst > 0).then_some(burst),
+                });
+            }
+            matches.extend(m);
+            return vec![rule(
+                matches,
+                Action::Log {
+                    prefix: log_prefix(&ctx.cfg.log_prefix, owner),
+                    level: 5,
+                },
+            )];
+        }
+        RuleAction::Allow => (marks.accept, Action::Return),
+        RuleAction::Pass => (marks.pass, Action::Return),
+        RuleAction::Deny => (marks.drop, ctx.deny(table)),
+    };
+    vec![
+        rule(m, set_mark(bit)),
+        rule(vec![ctx.mark_set(bit)], verdict),
+    ]
+}
+
+/// `logPrefix` with `%t` `%k` `%n` `%p` expanded, plus Felix's `: `, cut to iptables' 29.
+fn log_prefix(configured: &str, owner: &Owner) -> String {
+    let base = if configured.is_empty() {
+        "calico-packet"
+    } else {
+        configured
+    };
+    let mut expanded = String::with_capacity(base.len());
+    let mut chars = base.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '%' {
+            let value = match chars.peek() {
+                Some('t') => Some(owner.tier),
+                Some('k') => Some(owner.kind_short),
+                Some('n') | Some('p') => Some(owner.name),
+                _ => None,
+            };
+            if let Some(v) = value {
+                chars.next();
+                expanded.push_str(v);
+                continue;
+            }
+        }
+        expanded.push(c);
+    }
+    let mut full = format!("{expanded}: ");
+    while full.len() > MAX_LOG_PREFIX_LEN {
+        full.pop();
+    }
+    full
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn singles(range: std::ops::RangeInclusive<u16>) -> Vec<PortSpec> {
+        range.map(PortSpec::Single).collect()
+    }
+
+    #[test]
+    fn split_fifteen_singles_fit_one_split() {
+        let s = split_ports(&singles(1..=15));
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].len(), 15);
+    }
+
+    #[test]
+    fn split_twenty_ports_in_two() {
+        let s = split_ports(&singles(1..=20));
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].len(), s[1].len()), (15, 5));
+    }
+
+    #[test]
+    fn range_costs_two_slots() {
+        // 14 singles use 14 slots; a range needs 2 so it starts a new split.
+        let mut ports = singles(1..=14);
+        ports.push(PortSpec::Range(100, 200));
+        ports.push(PortSpec::Single(300));
+        let s = split_ports(&ports);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0], singles(1..=14));
+        assert_eq!(s[1], vec![PortSpec::Range(100, 200), PortSpec::Single(300)]);
+        // Seven ranges use 14 slots; the eighth does not fit, a single does.
+        let mut ranges: Vec<PortSpec> = (0..7)
+            .map(|i| PortSpec::Range(i * 10, i * 10 + 5))
+            .collect();
+        ranges.push(PortSpec::Single(1));
+        ranges.push(PortSpec::Range(500, 600));
+        let s = split_ports(&ranges);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].len(), 8);
+        assert_eq!(s[1], vec![PortSpec::Range(500, 600)]);
+    }
+
+    #[test]
+    fn empty_port_list_has_no_split() {
+        assert!(split_ports(&[]).is_empty());
+    }
+
+    #[test]
+    fn log_prefix_expansion() {
+        let owner = Owner {
+            kind: names::GNP_KIND,
+            kind_short: "gnp",
+            name: "web",
+            tier: "default",
+        };
+        assert_eq!(log_prefix("", &owner), "calico-packet: ");
+        assert_eq!(log_prefix("%t-%k-%n", &owner), "default-gnp-web: ");
+        assert_eq!(log_prefix("100%", &owner), "100%: ");
+        let long = log_prefix("a-very-long-prefix-%n-%n-%n-%n", &owner);
+        assert_eq!(long.len(), MAX_LOG_PREFIX_LEN);
+        assert!(long.starts_with("a-very-long-prefix-web-web-w"));
+    }
+
+    #[test]
+    fn nets_filtering() {
+        let v4: IpNet = "10.0.0.0/8".parse().unwrap();
+        let v6: IpNet = "2001:db8::/32".parse().unwrap();
+        let any4: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert_eq!(filter_nets(&[], Family::V6, false), Some(vec![]));
+        assert_eq!(filter_nets(&[v4], Family::V6, false), None);
+        assert_eq!(filter_nets(&[v4, v6], Family::V6, false), Some(vec![v6]));
+        assert_eq!(filter_nets(&[any4], Family::V4, true), None);
+        assert_eq!(filter_nets(&[any4], Family::V4, false), Some(vec![any4]));
+        assert_eq!(filter_nets(&[any4, v6], Family::V6, true), Some(vec![v6]));
+    }
+}

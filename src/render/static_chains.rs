@@ -1,0 +1,366 @@
+//! Hook rules and the chains that always exist (reference §1.1, §1.2, §2.6, §2.7): the
+//! top-level `cali-*` chains, failsafe chains and the workload-to-host chains.
+//!
+//! hostfw keeps Felix's rules and their order for every chain it writes, and leaves out the parts
+//! that mean nothing on a non-cluster host:
+//! - tunnel (IPIP/VXLAN/WireGuard) allow rules, kube-proxy IPVS endpoint marks, the nat table;
+//! - mangle `cali-POSTROUTING`'s DSCP rule (and `cali-egress-dscp`);
+//! - filter `cali-FORWARD`'s jump to `cali-cidr-block` (service-loop prevention, empty without
+//!   Kubernetes service CIDRs);
+//! - raw `cali-PREROUTING`'s workload anti-spoofing (`-i <prefix>+` scratch mark, `cali-rpf-skip`,
+//!   `-m rpfilter`) and the scratch guard on the raw dispatch jump: hostfw has no workloads and
+//!   the resolver never gives a host endpoint a workload interface, so raw dispatch sees the same
+//!   packets.
+//!
+//! The workload-to-host feature stays (seed document: `defaultEndpointToHostAction`): `-i
+//! <prefix>+ --goto cali-wl-to-host` in `cali-INPUT`, `cali-wl-to-host`, the workload dispatch
+//! chains (end rules only, as there are no workloads), `-o <prefix>+ RETURN` in `cali-OUTPUT` and
+//! the workload jumps in `cali-FORWARD`.
+
+use super::names::{self, kernel};
+use super::{clear_mark, commented, put, rule, set_mark, Ctx};
+use crate::model::{EndpointToHostAction, FailsafePort, FailsafeProtocol, InsertMode, IpVersion};
+use crate::ruleset::{
+    Action, Chain, Family, HookPosition, HookRule, Match, PortSpec, Rule, TableName,
+};
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+
+const ACCEPTED_COMMENT: &str = "Host endpoint policy accepted packet.";
+
+/// The hook rules of `table`, in the order they must appear in each kernel chain.
+pub fn hooks(ctx: &Ctx, table: TableName) -> Vec<HookRule> {
+    let pos = match ctx.cfg.chain_insert_mode {
+        InsertMode::Insert => HookPosition::Insert,
+        InsertMode::Append => HookPosition::Append,
+    };
+    let jump = |kernel_chain: &str, target: &str| HookRule {
+        kernel_chain: kernel_chain.to_string(),
+        position: pos,
+        rule: rule(vec![], Action::Jump(target.to_string())),
+    };
+    match table {
+        TableName::Raw => vec![
+            jump(kernel::PREROUTING, names::PREROUTING),
+            jump(kernel::OUTPUT, names::OUTPUT),
+        ],
+        TableName::Mangle => vec![
+            jump(kernel::PREROUTING, names::PREROUTING),
+            jump(kernel::POSTROUTING, names::POSTROUTING),
+        ],
+        TableName::Filter => {
+            let a = ctx.marks.accept;
+            vec![
+                jump(kernel::INPUT, names::INPUT),
+                jump(kernel::FORWARD, names::FORWARD),
+                jump(kernel::OUTPUT, names::OUTPUT),
+                HookRule {
+                    kernel_chain: kernel::FORWARD.to_string(),
+                    position: HookPosition::AlwaysAppend,
+                    rule: commented(
+                        vec![ctx.mark_set(a)],
+                        ctx.filter_allow(),
+                        "Policy explicitly accepted packet.",
+                    ),
+                },
+                // Stamps forwarded packets so mangle POSTROUTING skips host egress policy.
+                HookRule {
+                    kernel_chain: kernel::FORWARD.to_string(),
+                    position: HookPosition::AlwaysAppend,
+                    rule: rule(vec![], set_mark(a)),
+                },
+            ]
+        }
+    }
+}
+
+/// Add the static chains of `table` (pruning later drops the unreferenced ones, e.g. failsafe
+/// chains when no endpoint is active).
+pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
+    match table {
+        TableName::Raw => raw(ctx, chains),
+        TableName::Mangle => mangle(ctx, chains),
+        TableName::Filter => filter(ctx, chains),
+    }
+    put(
+        chains,
+        names::FAILSAFE_IN.into(),
+        failsafe(ctx, table, Direction::In),
+    );
+    put(
+        chains,
+        names::FAILSAFE_OUT.into(),
+        failsafe(ctx, table, Direction::Out),
+    );
+}
+
+fn raw(ctx: &Ctx, chains: &mut BTreeMap<String, Chain>) {
+    let m = &ctx.marks;
+    put(
+        chains,
+        names::PREROUTING.into(),
+        vec![
+            rule(vec![], clear_mark(m.all())),
+            rule(vec![], Action::Jump(names::FROM_HOST_DISPATCH.into())),
+            rule(vec![ctx.mark_set(m.accept)], Action::Accept),
+        ],
+    );
+    put(
+        chains,
+        names::OUTPUT.into(),
+        vec![
+            rule(vec![], clear_mark(m.all())),
+            rule(vec![], Action::Jump(names::TO_HOST_DISPATCH.into())),
+            rule(vec![ctx.mark_set(m.accept)], Action::Accept),
+        ],
+    );
+}
+
+fn mangle(ctx: &Ctx, chains: &mut BTreeMap<String, Chain>) {
+    let m = &ctx.marks;
+    let allow = ctx.mangle_allow();
+    put(
+        chains,
+        names::PREROUTING.into(),
+        vec![
+            rule(vec![ctstate("RELATED,ESTABLISHED")], allow.clone()),
+            rule(vec![ctx.mark_set(m.accept)], allow.clone()),
+            rule(vec![], Action::Jump(names::FROM_HOST_DISPATCH.into())),
+            commented(vec![ctx.mark_set(m.accept)], allow, ACCEPTED_COMMENT),
+        ],
+    );
+    put(
+        chains,
+        names::POSTROUTING.into(),
+        vec![
+            rule(vec![ctx.mark_set(m.accept)], Action::Return),
+            rule(vec![], clear_mark(m.all())),
+            rule(
+                vec![ctstate("DNAT")],
+                Action::Jump(names::TO_HOST_DISPATCH.into()),
+            ),
+            commented(
+                vec![ctx.mark_set(m.accept)],
+                Action::Return,
+                ACCEPTED_COMMENT,
+            ),
+        ],
+    );
+}
+
+fn filter(ctx: &Ctx, chains: &mut BTreeMap<String, Chain>) {
+    let m = &ctx.marks;
+    let allow = ctx.filter_allow();
+    let wl = format!("{}+", ctx.cfg.interface_prefix);
+    put(
+        chains,
+        names::INPUT.into(),
+        vec![
+            rule(vec![in_iface(&wl)], Action::Goto(names::WL_TO_HOST.into())),
+            rule(vec![ctx.mark_set(m.accept)], allow.clone()),
+            rule(vec![], clear_mark(m.all())),
+            rule(vec![], Action::Jump(names::FROM_HOST_DISPATCH.into())),
+            commented(
+                vec![ctx.mark_set(m.accept)],
+                allow.clone(),
+                ACCEPTED_COMMENT,
+            ),
+        ],
+    );
+    put(
+        chains,
+        names::OUTPUT.into(),
+        vec![
+            rule(vec![ctx.mark_set(m.accept)], allow.clone()),
+            rule(vec![out_iface(&wl)], Action::Return),
+            rule(vec![], clear_mark(m.all())),
+            rule(
+                vec![Match::ConntrackState {
+                    negated: true,
+                    states: "DNAT".into(),
+                }],
+                Action::Jump(names::TO_HOST_DISPATCH.into()),
+            ),
+            commented(
+                vec![ctx.mark_set(m.accept)],
+                allow.clone(),
+                ACCEPTED_COMMENT,
+            ),
+        ],
+    );
+    put(
+        chains,
+        names::FORWARD.into(),
+        vec![
+            rule(vec![], clear_mark(m.all() & !m.accept)),
+            rule(
+                vec![ctx.mark_clear(m.accept)],
+                Action::Jump(names::FROM_HEP_FORWARD_DISPATCH.into()),
+            ),
+            rule(
+                vec![in_iface(&wl)],
+                Action::Jump(names::FROM_WL_DISPATCH.into()),
+            ),
+            rule(
+                vec![out_iface(&wl)],
+                Action::Jump(names::TO_WL_DISPATCH.into()),
+            ),
+            rule(vec![], Action::Jump(names::TO_HEP_FORWARD_DISPATCH.into())),
+        ],
+    );
+    let mut wl_to_host = Vec::new();
+    if ctx.is_v6() {
+        // Felix lets workloads do router discovery and MLD before their egress policy.
+        for t in [130u8, 131, 132, 133, 135, 136] {
+            wl_to_host.push(rule(
+                vec![
+                    Match::Protocol {
+                        negated: false,
+                        name: "58".into(),
+                    },
+                    Match::Icmp6 {
+                        negated: false,
+                        icmp_type: t,
+                        code: None,
+                    },
+                ],
+                allow.clone(),
+            ));
+        }
+    }
+    wl_to_host.push(rule(vec![], Action::Jump(names::FROM_WL_DISPATCH.into())));
+    let endpoint_to_host = match ctx.cfg.default_endpoint_to_host_action {
+        EndpointToHostAction::Drop => Action::Drop,
+        EndpointToHostAction::Return => Action::Return,
+        EndpointToHostAction::Accept => allow,
+    };
+    wl_to_host.push(commented(
+        vec![],
+        endpoint_to_host,
+        "Configured DefaultEndpointToHostAction",
+    ));
+    put(chains, names::WL_TO_HOST.into(), wl_to_host);
+    // No workloads: both dispatch chains hold only their end rule.
+    for chain in [names::FROM_WL_DISPATCH, names::TO_WL_DISPATCH] {
+        put(
+            chains,
+            chain.into(),
+            vec![commented(
+                vec![],
+                ctx.deny(TableName::Filter),
+                "Unknown interface",
+            )],
+        );
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    In,
+    Out,
+}
+
+/// `cali-failsafe-in` / `cali-failsafe-out` (§2.7). The raw copies add the reverse rules so the
+/// replies of failsafe flows are accepted before any untracked policy sees them.
+fn failsafe(ctx: &Ctx, table: TableName, dir: Direction) -> Vec<Rule> {
+    let (forward, reverse) = match dir {
+        Direction::In => (&ctx.cfg.failsafe_inbound, &ctx.cfg.failsafe_outbound),
+        Direction::Out => (&ctx.cfg.failsafe_outbound, &ctx.cfg.failsafe_inbound),
+    };
+    let mut rules: Vec<Rule> = forward
+        .iter()
+        .filter_map(|p| failsafe_rule(ctx, p, false, dir == Direction::In))
+        .collect();
+    if table == TableName::Raw {
+        rules.extend(
+            reverse
+                .iter()
+                .filter_map(|p| failsafe_rule(ctx, p, true, dir == Direction::In)),
+        );
+    }
+    rules
+}
+
+/// One failsafe entry: `-p P -m multiport --destination-ports N [--source|--destination NET]`,
+/// or with `--source-ports` for the reverse raw rules. Entries whose net is of the other family
+/// are skipped.
+fn failsafe_rule(ctx: &Ctx, port: &FailsafePort, reverse: bool, inbound: bool) -> Option<Rule> {
+    let proto = match port.protocol {
+        FailsafeProtocol::Tcp => "tcp",
+        FailsafeProtocol::Udp => "udp",
+    };
+    let ports = vec![PortSpec::Single(port.port)];
+    let mut matches = vec![
+        Match::Protocol {
+            negated: false,
+            name: proto.into(),
+        },
+        if reverse {
+            Match::SourcePorts {
+                negated: false,
+                ports,
+            }
+        } else {
+            Match::DestinationPorts {
+                negated: false,
+                ports,
+            }
+        },
+    ];
+    if let Some(net) = port.net {
+        if !same_family(ctx.family, &net) {
+            return None;
+        }
+        // The peer is the source of everything `cali-failsafe-in` accepts (requests to our
+        // inbound ports, replies to our outbound ones) and the destination in
+        // `cali-failsafe-out`.
+        matches.push(if inbound {
+            source(net)
+        } else {
+            destination(net)
+        });
+    }
+    Some(rule(matches, Action::Accept))
+}
+
+pub(crate) fn same_family(family: Family, net: &IpNet) -> bool {
+    matches!(
+        (family, IpVersion::of_net(net)),
+        (Family::V4, IpVersion::V4) | (Family::V6, IpVersion::V6)
+    )
+}
+
+fn source(net: IpNet) -> Match {
+    Match::Source {
+        negated: false,
+        net,
+    }
+}
+
+fn destination(net: IpNet) -> Match {
+    Match::Destination {
+        negated: false,
+        net,
+    }
+}
+
+fn ctstate(states: &str) -> Match {
+    Match::ConntrackState {
+        negated: false,
+        states: states.into(),
+    }
+}
+
+pub(crate) fn in_iface(name: &str) -> Match {
+    Match::InInterface {
+        negated: false,
+        name: name.into(),
+    }
+}
+
+pub(crate) fn out_iface(name: &str) -> Match {
+    Match::OutInterface {
+        negated: false,
+        name: name.into(),
+    }
+}

@@ -1,0 +1,606 @@
+//! Whole-render unit tests on hand-built NodeViews: the reference §10 sample, table contents,
+//! ipVersion filtering and match blocks. Expected rules are written from Felix's layout
+//! (reference §1.2, §2.2, §5.3), not copied from output.
+
+use super::*;
+use crate::model::*;
+use crate::policy::selector::Selector;
+use crate::resolve::{
+    ActiveEndpoint, EffectiveConfig, EndpointPolicies, NodeView, SelectableEndpoint,
+    SelectableNetworkSet, SelectorSources, TierPolicies,
+};
+use crate::ruleset::{HookPosition, PortSpec, Rule, SetDirection};
+use std::time::Duration;
+
+fn meta(name: &str) -> Meta {
+    Meta {
+        name: name.into(),
+        labels: Labels::new(),
+        annotations: Labels::new(),
+        origin: Origin {
+            file: "t.yaml".into(),
+            line: 1,
+            column: 1,
+        },
+    }
+}
+
+fn fs(protocol: FailsafeProtocol, port: u16) -> FailsafePort {
+    FailsafePort {
+        protocol,
+        port,
+        net: None,
+    }
+}
+
+fn config() -> EffectiveConfig {
+    use FailsafeProtocol::*;
+    EffectiveConfig {
+        failsafe_inbound: vec![fs(Tcp, 22), fs(Udp, 68)],
+        failsafe_outbound: vec![fs(Udp, 53), fs(Udp, 67)],
+        default_endpoint_to_host_action: EndpointToHostAction::Drop,
+        interface_prefix: "cali".into(),
+        iptables_mark_mask: 0xffff_0000,
+        chain_insert_mode: InsertMode::Insert,
+        iptables_refresh_interval: Duration::from_secs(180),
+        iptables_post_write_check_interval: Duration::from_secs(5),
+        iptables_backend: BackendChoice::Auto,
+        ipv6_support: true,
+        iptables_filter_allow_action: AllowAction::Accept,
+        iptables_mangle_allow_action: AllowAction::Accept,
+        iptables_filter_deny_action: DenyAction::Drop,
+        log_prefix: "calico-packet".into(),
+        log_action_rate_limit: None,
+        log_action_rate_limit_burst: 5,
+        disable_conntrack_invalid_check: false,
+        max_ipset_size: 1_048_576,
+    }
+}
+
+fn api_rule(action: RuleAction) -> crate::model::Rule {
+    crate::model::Rule {
+        action,
+        ip_version: None,
+        protocol: None,
+        not_protocol: None,
+        icmp: None,
+        not_icmp: None,
+        source: EntityRule::default(),
+        destination: EntityRule::default(),
+        annotations: Labels::new(),
+    }
+}
+
+fn net(s: &str) -> ipnet::IpNet {
+    s.parse().unwrap()
+}
+
+fn gnp(
+    name: &str,
+    ingress: Vec<crate::model::Rule>,
+    egress: Vec<crate::model::Rule>,
+) -> GlobalNetworkPolicy {
+    GlobalNetworkPolicy {
+        meta: meta(name),
+        tier: DEFAULT_TIER.into(),
+        order: Some(100.0),
+        selector: Selector::parse("role == 'k8s-worker'").unwrap(),
+        types: PolicyTypes {
+            ingress: true,
+            egress: true,
+        },
+        ingress,
+        egress,
+        do_not_track: false,
+        pre_dnat: false,
+        apply_on_forward: false,
+    }
+}
+
+fn tier(policies: &[&str]) -> Vec<TierPolicies> {
+    vec![TierPolicies {
+        tier: DEFAULT_TIER.into(),
+        default_action: TierAction::Deny,
+        policies: policies.iter().map(|s| s.to_string()).collect(),
+    }]
+}
+
+/// The reference §10 seed example: k8s-worker-host on eth0.
+fn seed_view() -> NodeView {
+    let mut ssh = api_rule(RuleAction::Allow);
+    ssh.protocol = Some(Protocol::Tcp);
+    ssh.source.nets = vec![net("192.168.100.0/24")];
+    ssh.destination.ports = vec![Port::Single(22)];
+    let mut icmp = api_rule(RuleAction::Allow);
+    icmp.protocol = Some(Protocol::Icmp);
+    let mut kubelet = api_rule(RuleAction::Allow);
+    kubelet.protocol = Some(Protocol::Tcp);
+    kubelet.destination.ports = vec![Port::Single(10250)];
+    let mut etcd = api_rule(RuleAction::Allow);
+    etcd.protocol = Some(Protocol::Tcp);
+    etcd.destination.nets = vec![net("10.0.1.0/24")];
+    etcd.destination.ports = vec![Port::Single(2379)];
+    let mut dns = api_rule(RuleAction::Allow);
+    dns.protocol = Some(Protocol::Udp);
+    dns.destination.ports = vec![Port::Single(53), Port::Single(67)];
+    let policy = gnp("k8s-worker-host", vec![ssh, icmp, kubelet], vec![etcd, dns]);
+    NodeView {
+        node: "node1".into(),
+        config: config(),
+        endpoints: vec![ActiveEndpoint {
+            hep: "node1-eth0".into(),
+            interface: InterfaceName::Named("eth0".into()),
+            labels: Labels::new(),
+            expected_ips: vec!["10.0.0.21".parse().unwrap()],
+            profiles: vec![],
+            ports: vec![],
+            policies: EndpointPolicies {
+                ingress: tier(&["k8s-worker-host"]),
+                egress: tier(&["k8s-worker-host"]),
+                ..Default::default()
+            },
+        }],
+        policies: [("k8s-worker-host".to_string(), policy)]
+            .into_iter()
+            .collect(),
+        profiles: BTreeMap::new(),
+        selector_sources: SelectorSources::default(),
+        warnings: vec![],
+    }
+}
+
+fn table(rs: &Ruleset, name: TableName) -> &Table {
+    rs.tables.iter().find(|t| t.name == name).unwrap()
+}
+
+fn chain<'a>(rs: &'a Ruleset, t: TableName, name: &str) -> &'a [Rule] {
+    &table(rs, t)
+        .chains
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} missing in {t:?}"))
+        .rules
+}
+
+fn mark(value: u32, mask: u32) -> Match {
+    Match::Mark {
+        negated: false,
+        value,
+        mask,
+    }
+}
+
+fn ct(s: &str) -> Match {
+    Match::ConntrackState {
+        negated: false,
+        states: s.into(),
+    }
+}
+
+fn r(matches: Vec<Match>, action: Action, comments: &[&str]) -> Rule {
+    Rule {
+        matches,
+        action,
+        comments: comments.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+const A: u32 = 0x10000;
+const P: u32 = 0x20000;
+
+#[test]
+fn seed_filter_from_host_chain_matches_reference() {
+    let rs = render(&seed_view(), Family::V4).unwrap();
+    let expected = vec![
+        r(vec![ct("RELATED,ESTABLISHED")], Action::Accept, &[]),
+        r(vec![ct("INVALID")], Action::Drop, &[]),
+        r(vec![], Action::Jump("cali-failsafe-in".into()), &[]),
+        r(vec![], clear_mark(A | P), &[]),
+        r(vec![], clear_mark(P), &["Start of tier default"]),
+        r(
+            vec![mark(0, P)],
+            Action::Jump("cali-pi-gnp/k8s-worker-host".into()),
+            &[],
+        ),
+        r(
+            vec![mark(A, A)],
+            Action::Return,
+            &["Return if policy accepted"],
+        ),
+        r(
+            vec![mark(0, P)],
+            Action::Drop,
+            &["End of tier default. Drop if no policies passed packet"],
+        ),
+        r(vec![], Action::Drop, &["Drop if no profiles matched"]),
+    ];
+    assert_eq!(chain(&rs, TableName::Filter, "cali-fh-eth0"), expected);
+}
+
+#[test]
+fn seed_mangle_to_host_chain_returns_with_accept_bit() {
+    let rs = render(&seed_view(), Family::V4).unwrap();
+    let th = chain(&rs, TableName::Mangle, "cali-th-eth0");
+    assert_eq!(th[0], r(vec![ct("RELATED,ESTABLISHED")], set_mark(A), &[]));
+    assert_eq!(
+        th[1],
+        r(vec![ct("RELATED,ESTABLISHED")], Action::Return, &[])
+    );
+    assert_eq!(
+        th[3],
+        r(vec![], Action::Jump("cali-failsafe-out".into()), &[])
+    );
+}
+
+#[test]
+fn seed_policy_chain_v4_and_v6() {
+    let rs = render(&seed_view(), Family::V4).unwrap();
+    let pi = chain(&rs, TableName::Filter, "cali-pi-gnp/k8s-worker-host");
+    let tcp = Match::Protocol {
+        negated: false,
+        name: "tcp".into(),
+    };
+    assert_eq!(
+        pi[0],
+        r(
+            vec![
+                tcp.clone(),
+                Match::Source {
+                    negated: false,
+                    net: net("192.168.100.0/24")
+                },
+                Match::DestinationPorts {
+                    negated: false,
+                    ports: vec![PortSpec::Single(22)]
+                }
+            ],
+            set_mark(A),
+            &["GlobalNetworkPolicy k8s-worker-host ingress"]
+        )
+    );
+    assert_eq!(pi[1], r(vec![mark(A, A)], Action::Return, &[]));
+    // 3 allow rules = 6 rules, trailing RETURN stripped.
+    assert_eq!(pi.len(), 5);
+    assert_eq!(pi[4].action, set_mark(A));
+
+    let rs6 = render(&seed_view(), Family::V6).unwrap();
+    let pi6 = chain(&rs6, TableName::Filter, "cali-pi-gnp/k8s-worker-host");
+    // Only the kubelet rule survives: the SSH rule has a v4 net, ICMP is v4-only.
+    assert_eq!(
+        pi6,
+        &[r(
+            vec![
+                tcp,
+                Match::DestinationPorts {
+                    negated: false,
+                    ports: vec![PortSpec::Single(10250)]
+                }
+            ],
+            set_mark(A),
+            &["GlobalNetworkPolicy k8s-worker-host ingress"]
+        )]
+    );
+}
+
+#[test]
+fn seed_tables_hold_only_reachable_chains() {
+    let rs = render(&seed_view(), Family::V4).unwrap();
+    let names = |t| -> Vec<&str> { table(&rs, t).chains.keys().map(|s| s.as_str()).collect() };
+    assert_eq!(
+        names(TableName::Raw),
+        vec![
+            "cali-OUTPUT",
+            "cali-PREROUTING",
+            "cali-from-host-endpoint",
+            "cali-to-host-endpoint"
+        ]
+    );
+    assert_eq!(
+        names(TableName::Mangle),
+        vec![
+            "cali-POSTROUTING",
+            "cali-PREROUTING",
+            "cali-failsafe-out",
+            "cali-from-host-endpoint",
+            "cali-po-gnp/k8s-worker-host",
+            "cali-th-eth0",
+            "cali-to-host-endpoint"
+        ]
+    );
+    assert_eq!(
+        names(TableName::Filter),
+        vec![
+            "cali-FORWARD",
+            "cali-INPUT",
+            "cali-OUTPUT",
+            "cali-failsafe-in",
+            "cali-failsafe-out",
+            "cali-fh-eth0",
+            "cali-fhfw-eth0",
+            "cali-from-hep-forward",
+            "cali-from-host-endpoint",
+            "cali-from-wl-dispatch",
+            "cali-pi-gnp/k8s-worker-host",
+            "cali-po-gnp/k8s-worker-host",
+            "cali-th-eth0",
+            "cali-thfw-eth0",
+            "cali-to-hep-forward",
+            "cali-to-host-endpoint",
+            "cali-to-wl-dispatch",
+            "cali-wl-to-host"
+        ]
+    );
+    let fwd: Vec<_> = table(&rs, TableName::Filter)
+        .hooks
+        .iter()
+        .filter(|h| h.kernel_chain == "FORWARD")
+        .map(|h| h.position)
+        .collect();
+    assert_eq!(
+        fwd,
+        vec![
+            HookPosition::Insert,
+            HookPosition::AlwaysAppend,
+            HookPosition::AlwaysAppend
+        ]
+    );
+}
+
+#[test]
+fn no_endpoints_means_no_failsafe_chains() {
+    let mut v = seed_view();
+    v.endpoints.clear();
+    let rs = render(&v, Family::V4).unwrap();
+    for t in &rs.tables {
+        assert!(!t.chains.contains_key("cali-failsafe-in"), "{:?}", t.name);
+        assert!(!t.chains.contains_key("cali-failsafe-out"), "{:?}", t.name);
+        assert!(!t.chains.keys().any(|k| k.starts_with("cali-pi-")));
+    }
+}
+
+#[test]
+fn too_small_mark_mask_is_an_error() {
+    let mut v = seed_view();
+    v.config.iptables_mark_mask = 0xf;
+    assert!(matches!(render(&v, Family::V4), Err(RenderError::Marks(_))));
+}
+
+fn policy_rules(v: &NodeView, family: Family, chain_name: &str) -> Vec<Rule> {
+    let rs = render(v, family).unwrap();
+    chain(&rs, TableName::Filter, chain_name).to_vec()
+}
+
+fn one_rule_view(rule: crate::model::Rule) -> NodeView {
+    let mut v = seed_view();
+    let p = gnp("k8s-worker-host", vec![rule], vec![]);
+    v.policies.insert("k8s-worker-host".into(), p);
+    v
+}
+
+#[test]
+fn three_positive_blocks_reset_scratch1() {
+    // 20 dst ports (2 splits), 2 src nets, 2 dst nets: three positive blocks.
+    let mut rule = api_rule(RuleAction::Allow);
+    rule.protocol = Some(Protocol::Tcp);
+    rule.destination.ports = (1..=20).map(Port::Single).collect();
+    rule.source.nets = vec![net("198.51.100.0/25"), net("198.51.100.128/25")];
+    rule.destination.nets = vec![net("203.0.113.0/25"), net("203.0.113.128/25")];
+    let rules = policy_rules(
+        &one_rule_view(rule),
+        Family::V4,
+        "cali-pi-gnp/k8s-worker-host",
+    );
+    let (s0, s1) = (0x80000, 0x100000);
+    let tcp = Match::Protocol {
+        negated: false,
+        name: "tcp".into(),
+    };
+    let src = |n| Match::Source {
+        negated: false,
+        net: net(n),
+    };
+    let dst = |n| Match::Destination {
+        negated: false,
+        net: net(n),
+    };
+    let ports = |a: u16, b: u16| Match::DestinationPorts {
+        negated: false,
+        ports: (a..=b).map(PortSpec::Single).collect(),
+    };
+    let expected = vec![
+        r(
+            vec![],
+            Action::SetMaskedMark {
+                value: 0,
+                mask: s0 | s1,
+            },
+            &["GlobalNetworkPolicy k8s-worker-host ingress"],
+        ),
+        // Block 1 (ports) writes S0 directly.
+        r(vec![tcp.clone(), ports(1, 15)], set_mark(s0), &[]),
+        r(vec![tcp.clone(), ports(16, 20)], set_mark(s0), &[]),
+        // Block 2 (src nets) writes S1, then ANDs into S0.
+        r(vec![src("198.51.100.0/25")], set_mark(s1), &[]),
+        r(vec![src("198.51.100.128/25")], set_mark(s1), &[]),
+        r(vec![mark(0, s1)], clear_mark(s0), &[]),
+        // Block 3 (dst nets) first resets S1 (the Felix gap fixed).
+        r(vec![], clear_mark(s1), &[]),
+        r(vec![dst("203.0.113.0/25")], set_mark(s1), &[]),
+        r(vec![dst("203.0.113.128/25")], set_mark(s1), &[]),
+        r(vec![mark(0, s1)], clear_mark(s0), &[]),
+        r(vec![tcp, mark(s0, s0)], set_mark(A), &[]),
+    ];
+    assert_eq!(rules, expected);
+}
+
+#[test]
+fn single_net_and_not_net_form_negative_block() {
+    let mut rule = api_rule(RuleAction::Deny);
+    rule.source.nets = vec![net("198.51.100.0/24")];
+    rule.source.not_nets = vec![net("198.51.100.7/32")];
+    let rules = policy_rules(
+        &one_rule_view(rule),
+        Family::V4,
+        "cali-pi-gnp/k8s-worker-host",
+    );
+    let (s0, s1, d) = (0x80000, 0x100000, 0x40000);
+    let expected = vec![
+        r(
+            vec![],
+            Action::SetMaskedMark {
+                value: s0,
+                mask: s0 | s1,
+            },
+            &["GlobalNetworkPolicy k8s-worker-host ingress"],
+        ),
+        r(
+            vec![Match::Source {
+                negated: false,
+                net: net("198.51.100.7/32"),
+            }],
+            clear_mark(s0),
+            &[],
+        ),
+        r(
+            vec![
+                Match::Source {
+                    negated: false,
+                    net: net("198.51.100.0/24"),
+                },
+                mark(s0, s0),
+            ],
+            set_mark(d),
+            &[],
+        ),
+        r(vec![mark(d, d)], Action::Drop, &[]),
+    ];
+    assert_eq!(rules, expected);
+}
+
+#[test]
+fn ip_version_filtering() {
+    let mut v6_only = api_rule(RuleAction::Allow);
+    v6_only.ip_version = Some(IpVersion::V6);
+    let mut icmp6 = api_rule(RuleAction::Allow);
+    icmp6.protocol = Some(Protocol::IcmpV6);
+    icmp6.icmp = Some(IcmpMatch {
+        icmp_type: 128,
+        code: Some(0),
+    });
+    let mut mixed = api_rule(RuleAction::Allow);
+    mixed.destination.nets = vec![net("203.0.113.0/24"), net("2001:db8::/64")];
+    let mut not_all = api_rule(RuleAction::Allow);
+    not_all.source.not_nets = vec![net("0.0.0.0/0")];
+    let mut v = seed_view();
+    v.policies.insert(
+        "k8s-worker-host".into(),
+        gnp(
+            "k8s-worker-host",
+            vec![v6_only, icmp6, mixed, not_all],
+            vec![],
+        ),
+    );
+    let name = "cali-pi-gnp/k8s-worker-host";
+    // v4: only `mixed` (with its v4 net) and nothing else; not_all is dropped (catch-all).
+    let v4 = policy_rules(&v, Family::V4, name);
+    assert_eq!(v4.len(), 1);
+    assert_eq!(
+        v4[0].matches,
+        vec![Match::Destination {
+            negated: false,
+            net: net("203.0.113.0/24")
+        }]
+    );
+    // v6: v6_only, icmp6 (with icmp6 type/code), mixed (v6 net), not_all (v4-only list empties
+    // in v6 so the rule is dropped there too).
+    let v6 = policy_rules(&v, Family::V6, name);
+    let set_a: Vec<_> = v6.iter().filter(|r| r.action == set_mark(A)).collect();
+    assert_eq!(set_a.len(), 3);
+    assert_eq!(
+        set_a[1].matches,
+        vec![
+            Match::Protocol {
+                negated: false,
+                name: "icmpv6".into()
+            },
+            Match::Icmp6 {
+                negated: false,
+                icmp_type: 128,
+                code: Some(0)
+            }
+        ]
+    );
+}
+
+#[test]
+fn selector_sets_fold_not_selector_and_collect_members() {
+    let mut rule = api_rule(RuleAction::Allow);
+    rule.source.selector = Some(Selector::parse("role == 'etcd'").unwrap());
+    rule.source.not_selector = Some(Selector::parse("bad == 'x'").unwrap());
+    let mut v = one_rule_view(rule);
+    v.selector_sources = SelectorSources {
+        endpoints: vec![SelectableEndpoint {
+            name: "other".into(),
+            labels: [("role".to_string(), "etcd".to_string())]
+                .into_iter()
+                .collect(),
+            expected_ips: vec![
+                "198.51.100.9".parse().unwrap(),
+                "2001:db8::9".parse().unwrap(),
+            ],
+            ports: vec![],
+        }],
+        network_sets: vec![SelectableNetworkSet {
+            name: "all".into(),
+            labels: [("role".to_string(), "etcd".to_string())]
+                .into_iter()
+                .collect(),
+            nets: vec![net("0.0.0.0/0")],
+        }],
+    };
+    let rs = render(&v, Family::V4).unwrap();
+    let folded = Selector::parse("(role == 'etcd') && (!(bad == 'x'))").unwrap();
+    let id = names::selector_set_id(&folded.canonical());
+    let set_name = names::ipset_name(false, &id);
+    let pi = chain(&rs, TableName::Filter, "cali-pi-gnp/k8s-worker-host");
+    assert_eq!(
+        pi[0].matches,
+        vec![Match::Set {
+            negated: false,
+            name: set_name.clone(),
+            direction: SetDirection::Src
+        }]
+    );
+    let set = &rs.ipsets[&set_name];
+    assert_eq!(set.set_type, crate::ruleset::IpsetType::HashNet);
+    assert_eq!(set.max_elements, 1_048_576);
+    // Both sources carry role=etcd and not bad=x: the endpoint's v4 IP and the /0 split.
+    let members: Vec<&str> = set.members.iter().map(|s| s.as_str()).collect();
+    assert_eq!(members, vec!["0.0.0.0/1", "128.0.0.0/1", "198.51.100.9/32"]);
+    assert_eq!(rs.ipsets.len(), 1);
+}
+
+#[test]
+fn reject_never_outside_filter() {
+    let mut v = seed_view();
+    v.config.iptables_filter_deny_action = DenyAction::Reject;
+    let rs = render(&v, Family::V4).unwrap();
+    for t in &rs.tables {
+        for c in t.chains.values() {
+            for rule in &c.rules {
+                if rule.action == Action::Reject {
+                    assert_eq!(t.name, TableName::Filter, "{}", c.name);
+                }
+            }
+        }
+    }
+    let fh = chain(&rs, TableName::Filter, "cali-fh-eth0");
+    assert_eq!(
+        fh.last().unwrap(),
+        &r(vec![], Action::Reject, &["Reject if no profiles matched"])
+    );
+    let th = chain(&rs, TableName::Mangle, "cali-th-eth0");
+    assert_eq!(
+        th.last().unwrap(),
+        &r(vec![], Action::Drop, &["Drop if no profiles matched"])
+    );
+}

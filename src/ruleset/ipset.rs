@@ -1,0 +1,256 @@
+//! ipset text: `ipset restore` input for desired sets, and a parser for `ipset save` /
+//! `ipset list -o save` output restricted to our sets (names starting `cali4`/`cali6`).
+//! Pure; never runs `ipset`.
+
+use super::save::SaveError;
+use super::{Family, Ipset, IpsetType};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+/// Name prefixes of the sets we own (v4 and v6).
+pub const OWNED_PREFIXES: [&str; 2] = ["cali4", "cali6"];
+
+/// True for a set name we own.
+pub fn is_owned_set(name: &str) -> bool {
+    OWNED_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Our sets as the kernel holds them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveIpsets {
+    pub sets: BTreeMap<String, LiveIpset>,
+}
+
+/// One live set. Type, family and maxelem are `None` when `ipset save` printed something we do
+/// not create (such a set never matches a desired one and gets replaced).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveIpset {
+    pub name: String,
+    pub set_type: Option<IpsetType>,
+    pub family: Option<Family>,
+    pub max_elements: Option<u32>,
+    /// Members normalised with [`normalize_member`].
+    pub members: BTreeSet<String>,
+}
+
+/// `hash:net` / `hash:ip,port`.
+pub fn type_str(t: IpsetType) -> &'static str {
+    match t {
+        IpsetType::HashNet => "hash:net",
+        IpsetType::HashIpPort => "hash:ip,port",
+    }
+}
+
+/// `inet` / `inet6`.
+pub fn family_str(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "inet",
+        Family::V6 => "inet6",
+    }
+}
+
+/// Canonical member text, so desired and saved members compare equal: `ipset save` prints a
+/// full-length prefix of a `hash:net` set as a bare address (`10.0.0.1`, not `10.0.0.1/32`),
+/// so a `/32` (v4) or `/128` (v6) suffix is dropped; everything else is kept verbatim.
+pub fn normalize_member(member: &str) -> String {
+    let m = member.trim();
+    if let Some(addr) = m.strip_suffix("/32") {
+        if !addr.contains(':') && !addr.contains(',') {
+            return addr.to_string();
+        }
+    }
+    if let Some(addr) = m.strip_suffix("/128") {
+        if addr.contains(':') && !addr.contains(',') {
+            return addr.to_string();
+        }
+    }
+    m.to_string()
+}
+
+/// Appends `create NAME TYPE family F maxelem N`.
+pub fn write_create(out: &mut String, name: &str, set: &Ipset) {
+    // Writing into a String cannot fail.
+    let _ = writeln!(
+        out,
+        "create {name} {} family {} maxelem {}",
+        type_str(set.set_type),
+        family_str(set.family),
+        set.max_elements
+    );
+}
+
+/// Appends `add NAME MEMBER`.
+pub fn write_add(out: &mut String, name: &str, member: &str) {
+    out.push_str("add ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(member);
+    out.push('\n');
+}
+
+/// Appends `del NAME MEMBER`.
+pub fn write_del(out: &mut String, name: &str, member: &str) {
+    out.push_str("del ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(member);
+    out.push('\n');
+}
+
+/// `ipset restore` input creating and filling every given set (sets in name order, members
+/// sorted): what `hostfw render` prints for ipsets.
+pub fn sets_restore<'a, I>(sets: I) -> String
+where
+    I: IntoIterator<Item = &'a Ipset>,
+{
+    let mut sorted: Vec<&Ipset> = sets.into_iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = String::new();
+    for s in sorted {
+        write_create(&mut out, &s.name, s);
+        for m in &s.members {
+            write_add(&mut out, &s.name, m);
+        }
+    }
+    out
+}
+
+/// Parses `ipset save` (or `ipset list -o save`) output, keeping only our sets. Lines of other
+/// sets are skipped unread, so foreign set types never cause an error.
+pub fn parse_ipset_save(text: &str) -> Result<LiveIpsets, SaveError> {
+    let mut out = LiveIpsets::default();
+    for (idx, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let verb = words.next().unwrap_or_default();
+        let malformed = || SaveError::Malformed {
+            line: idx + 1,
+            text: line.to_string(),
+        };
+        match verb {
+            "create" | "add" | "-N" | "-A" => {}
+            _ => return Err(malformed()),
+        }
+        let name = words.next().ok_or_else(malformed)?;
+        if !is_owned_set(name) {
+            continue;
+        }
+        if verb == "create" || verb == "-N" {
+            let type_word = words.next().ok_or_else(malformed)?;
+            let set_type = match type_word {
+                "hash:net" => Some(IpsetType::HashNet),
+                "hash:ip,port" => Some(IpsetType::HashIpPort),
+                _ => None,
+            };
+            let mut family = None;
+            let mut max_elements = None;
+            // The remaining words are `key value` pairs or lone flags; only two matter.
+            let rest: Vec<&str> = words.collect();
+            for pair in rest.windows(2) {
+                match pair[0] {
+                    "family" => {
+                        family = match pair[1] {
+                            "inet" => Some(Family::V4),
+                            "inet6" => Some(Family::V6),
+                            _ => None,
+                        }
+                    }
+                    "maxelem" => max_elements = pair[1].parse().ok(),
+                    _ => {}
+                }
+            }
+            let set = out.sets.entry(name.to_string()).or_default();
+            set.name = name.to_string();
+            set.set_type = set_type;
+            set.family = family;
+            set.max_elements = max_elements;
+        } else {
+            let member = words.next().ok_or_else(malformed)?;
+            let set = out.sets.entry(name.to_string()).or_default();
+            if set.name.is_empty() {
+                set.name = name.to_string();
+            }
+            set.members.insert(normalize_member(member));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(name: &str, family: Family, members: &[&str]) -> Ipset {
+        Ipset {
+            name: name.into(),
+            set_type: IpsetType::HashNet,
+            family,
+            max_elements: 1048576,
+            members: members.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn restore_text_is_sorted() {
+        let a = set(
+            "cali40s:b",
+            Family::V4,
+            &["198.51.100.0/24", "203.0.113.1/32"],
+        );
+        let b = set("cali60s:a", Family::V6, &["2001:db8::/64"]);
+        assert_eq!(
+            sets_restore([&a, &b]),
+            "create cali40s:b hash:net family inet maxelem 1048576\n\
+             add cali40s:b 198.51.100.0/24\n\
+             add cali40s:b 203.0.113.1/32\n\
+             create cali60s:a hash:net family inet6 maxelem 1048576\n\
+             add cali60s:a 2001:db8::/64\n"
+        );
+    }
+
+    #[test]
+    fn parses_only_our_sets() {
+        // Shape of `ipset save` from ipset 7.x (hashsize/bucketsize/initval vary by version).
+        let text = "create f2b-sshd hash:ip family inet hashsize 1024 maxelem 65536\n\
+                    add f2b-sshd 192.0.2.9\n\
+                    create cali40s:abc hash:net family inet hashsize 1024 maxelem 1048576 bucketsize 12 initval 0x5d2b8b2e\n\
+                    add cali40s:abc 198.51.100.0/24\n\
+                    add cali40s:abc 203.0.113.7\n\
+                    create cali60n:def hash:ip,port family inet6 hashsize 1024 maxelem 500\n\
+                    add cali60n:def 2001:db8::1,tcp:80\n\
+                    create cali4-old hash:ip family inet hashsize 1024 maxelem 10\n";
+        let live = parse_ipset_save(text).unwrap();
+        assert_eq!(
+            live.sets.keys().collect::<Vec<_>>(),
+            ["cali4-old", "cali40s:abc", "cali60n:def"]
+        );
+        let abc = &live.sets["cali40s:abc"];
+        assert_eq!(abc.set_type, Some(IpsetType::HashNet));
+        assert_eq!(abc.family, Some(Family::V4));
+        assert_eq!(abc.max_elements, Some(1048576));
+        assert!(abc.members.contains("203.0.113.7"));
+        let def = &live.sets["cali60n:def"];
+        assert_eq!(def.set_type, Some(IpsetType::HashIpPort));
+        assert_eq!(def.family, Some(Family::V6));
+        assert_eq!(def.max_elements, Some(500));
+        assert_eq!(live.sets["cali4-old"].set_type, None);
+    }
+
+    #[test]
+    fn members_normalise() {
+        assert_eq!(normalize_member("203.0.113.7/32"), "203.0.113.7");
+        assert_eq!(normalize_member("2001:db8::1/128"), "2001:db8::1");
+        assert_eq!(normalize_member("2001:db8::/32"), "2001:db8::/32");
+        assert_eq!(normalize_member("198.51.100.0/24"), "198.51.100.0/24");
+        assert_eq!(normalize_member("10.0.0.1,tcp:80"), "10.0.0.1,tcp:80");
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(parse_ipset_save("flush everything\n").is_err());
+        assert!(parse_ipset_save("").unwrap().sets.is_empty());
+    }
+}

@@ -1,0 +1,1111 @@
+//! The plan: the minimal change from the live tables and sets to the desired ruleset, as
+//! `iptables-restore` and `ipset restore` input plus a human-readable summary (`hostfw diff`).
+//! Pure: the dataplane reads the kernel, this module decides, the dataplane writes.
+//!
+//! Ownership (never touch anything else): chains named `cali-*`; in every other chain, rules
+//! carrying a `cali:` hash comment; sets named `cali4*`/`cali6*`.
+//!
+//! Why no intermediate state is more open than both the old and the new state:
+//! * Each table's change is ONE `iptables-restore` transaction, and the kernel swaps a table's
+//!   ruleset atomically at `COMMIT` (legacy: one table blob; nft: one netlink batch), so packets
+//!   see either the old or the new table, never a half-written chain or a missing hook.
+//!   (With `nft: true`, chain deletions go in a second transaction; between the two commits the
+//!   doomed chains are already empty and unreferenced, so they match nothing.)
+//! * Sets are created and filled BEFORE any table refers to them (a rule can never point at a
+//!   missing or half-filled set) and destroyed only AFTER every table stopped referring to them.
+//!   A set whose metadata changes is rebuilt aside and swapped in one `ipset swap`, so its
+//!   referencing rules see the old or the new membership, never an empty set.
+//! * Tables are written raw, mangle, filter. Cross-table decisions travel via the accept mark
+//!   bit, which the static chains honour identically in the old and new state, so a packet that
+//!   is accepted early by a new raw/mangle rule is also accepted by the new state.
+//! * Known window (inherent to updating sets in place, as Felix does): a set's membership is
+//!   updated before the rules, so for one exec the OLD rules see the NEW members. This only opens
+//!   something if a member is added to a set that the old rules allow and the new rules no
+//!   longer reference; set names are derived from their selector, so that requires a policy
+//!   change and a membership change in the same reconcile.
+
+use super::hash::{hook_hashes, rule_hashes};
+use super::ipset::{normalize_member, write_add, write_create, write_del};
+use super::restore::{kernel_chain_rank, RestoreBuilder};
+use super::save::{LiveChain, LiveTable};
+use super::{Chain, Family, Ipset, LiveIpsets, Match, Ruleset, Table, TableName};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Prefix of every chain we own.
+pub const OWNED_CHAIN_PREFIX: &str = "cali-";
+
+/// True for a chain name we own.
+pub fn is_owned_chain(name: &str) -> bool {
+    name.starts_with(OWNED_CHAIN_PREFIX)
+}
+
+/// What the kernel holds for one family: every table that was read (a missing table is treated
+/// as not loaded, i.e. empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveState {
+    pub family: Family,
+    pub tables: BTreeMap<TableName, LiveTable>,
+}
+
+/// The change to one table of one family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePlan {
+    pub family: Family,
+    pub table: TableName,
+    /// Chains to create (sorted).
+    pub create: Vec<String>,
+    /// Existing chains to flush and refill because their hash list differs (sorted).
+    pub rewrite: Vec<String>,
+    /// Our chains no longer wanted (sorted).
+    pub delete: Vec<String>,
+    /// Kernel chains whose hook rules are deleted and re-added.
+    pub hooks: Vec<String>,
+    /// `iptables-restore --noflush` input; empty when the table is in sync.
+    pub restore_input: String,
+}
+
+impl TablePlan {
+    /// True when the table needs no write.
+    pub fn is_empty(&self) -> bool {
+        self.restore_input.is_empty()
+    }
+}
+
+/// The change to our ipsets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpsetPlan {
+    /// Sets to create (sorted).
+    pub create: Vec<String>,
+    /// Sets whose members change (sorted).
+    pub update: Vec<String>,
+    /// Sets rebuilt because type, family or maxelem differ (sorted).
+    pub replace: Vec<String>,
+    /// Sets no longer wanted (sorted).
+    pub destroy: Vec<String>,
+    /// `ipset restore` input to run before any iptables write.
+    pub before: String,
+    /// `ipset restore` input to run after every iptables write.
+    pub after: String,
+}
+
+impl IpsetPlan {
+    /// True when no ipset command is needed.
+    pub fn is_empty(&self) -> bool {
+        self.before.is_empty() && self.after.is_empty()
+    }
+}
+
+/// Everything to do, in order: `ipsets.before`, every `tables[i].restore_input`, `ipsets.after`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub ipsets: IpsetPlan,
+    /// Per family (v4 first), raw, mangle, filter.
+    pub tables: Vec<TablePlan>,
+}
+
+impl Plan {
+    /// True when the kernel already matches the desired state.
+    pub fn is_empty(&self) -> bool {
+        self.ipsets.is_empty() && self.tables.iter().all(TablePlan::is_empty)
+    }
+}
+
+/// Knobs of the plan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// iptables-nft backend: chain deletions go in a second transaction, because older
+    /// iptables-nft-restore only sees references as they were at the start of a transaction.
+    pub nft: bool,
+}
+
+fn family_label(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "IPv4",
+        Family::V6 => "IPv6",
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return writeln!(f, "in sync: nothing to change");
+        }
+        for (verb, names) in [
+            ("create", &self.ipsets.create),
+            ("update members of", &self.ipsets.update),
+            ("replace", &self.ipsets.replace),
+            ("destroy", &self.ipsets.destroy),
+        ] {
+            for n in names {
+                writeln!(f, "ipset: {verb} {n}")?;
+            }
+        }
+        for t in &self.tables {
+            let label = format!("{} {}", family_label(t.family), t.table.as_str());
+            for (verb, names) in [
+                ("create chain", &t.create),
+                ("rewrite chain", &t.rewrite),
+                ("delete chain", &t.delete),
+                ("fix hook rules in", &t.hooks),
+            ] {
+                for n in names {
+                    writeln!(f, "{label}: {verb} {n}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Plans the change from `live` to `desired`. Families present in `live` but absent from
+/// `desired` are emptied of everything we own; tables absent from a desired ruleset likewise.
+pub fn plan(
+    desired: &[Ruleset],
+    live: &[LiveState],
+    live_ipsets: &LiveIpsets,
+    options: PlanOptions,
+) -> Plan {
+    let desired_sets: BTreeMap<&str, &Ipset> = desired
+        .iter()
+        .flat_map(|r| r.ipsets.values())
+        .map(|s| (s.name.as_str(), s))
+        .collect();
+    let (ipsets, renamed) = plan_ipsets(&desired_sets, live_ipsets);
+
+    let families: BTreeSet<Family> = desired
+        .iter()
+        .map(|r| r.family)
+        .chain(live.iter().map(|l| l.family))
+        .collect();
+    let empty_live = LiveTable::default();
+    let mut tables = Vec::with_capacity(families.len() * TableName::ALL.len());
+    for family in families {
+        let want = desired.iter().find(|r| r.family == family);
+        let have = live.iter().find(|l| l.family == family);
+        for name in TableName::ALL {
+            let desired_table = want.and_then(|r| r.tables.iter().find(|t| t.name == name));
+            let live_table = have
+                .and_then(|l| l.tables.get(&name))
+                .unwrap_or(&empty_live);
+            tables.push(plan_table(
+                family,
+                name,
+                desired_table,
+                live_table,
+                &renamed,
+                options,
+            ));
+        }
+    }
+    Plan { ipsets, tables }
+}
+
+/// Removes everything we own: every `cali-` chain, every `cali:`-hashed rule elsewhere, every
+/// `cali4*`/`cali6*` set. Deletions always go in a second transaction (safe on both backends).
+pub fn flush_plan(live: &[LiveState], live_ipsets: &LiveIpsets) -> Plan {
+    plan(&[], live, live_ipsets, PlanOptions { nft: true })
+}
+
+/// True when the live chain's hash list equals `hashes` exactly (a rule without our hash in our
+/// chain is drift and forces a rewrite).
+fn chain_in_sync(live: &LiveChain, hashes: &[String]) -> bool {
+    live.rules.len() == hashes.len()
+        && live
+            .rules
+            .iter()
+            .zip(hashes)
+            .all(|(r, h)| r.hash.as_deref() == Some(h.as_str()))
+}
+
+fn references_any(chain: &Chain, sets: &BTreeSet<String>) -> bool {
+    !sets.is_empty()
+        && chain.rules.iter().any(|r| {
+            r.matches
+                .iter()
+                .any(|m| matches!(m, Match::Set { name, .. } if sets.contains(name)))
+        })
+}
+
+fn plan_table(
+    family: Family,
+    name: TableName,
+    desired: Option<&Table>,
+    live: &LiveTable,
+    renamed_sets: &BTreeSet<String>,
+    options: PlanOptions,
+) -> TablePlan {
+    let mut create = Vec::new();
+    let mut rewrite = Vec::new();
+    let mut to_write: Vec<(&Chain, Vec<String>)> = Vec::new();
+
+    // Desired chains must be ours; a foreign name here would make us flush someone else's
+    // chain, so such chains are left out rather than written.
+    let desired_chains = desired
+        .into_iter()
+        .flat_map(|t| t.chains.values())
+        .filter(|c| is_owned_chain(&c.name));
+    for chain in desired_chains {
+        let hashes = rule_hashes(&chain.name, &chain.rules);
+        match live.chains.get(&chain.name) {
+            None => create.push(chain.name.clone()),
+            Some(lc) if !chain_in_sync(lc, &hashes) || references_any(chain, renamed_sets) => {
+                rewrite.push(chain.name.clone())
+            }
+            Some(_) => continue,
+        }
+        to_write.push((chain, hashes));
+    }
+    let delete: Vec<String> = live
+        .chains
+        .keys()
+        .filter(|n| is_owned_chain(n))
+        .filter(|n| desired.map_or(true, |t| !t.chains.contains_key(*n)))
+        .cloned()
+        .collect();
+
+    let rules_out: usize = to_write.iter().map(|(c, _)| c.rules.len()).sum();
+    let mut b = RestoreBuilder::with_capacity(rules_out * 160 + 64);
+    b.start(name);
+    // 1. `:chain - [0:0]` creates new chains, and flushes rewritten and doomed ones (a doomed
+    //    chain's own jumps must go before `-X` of anything it references).
+    for n in create.iter().chain(&rewrite).chain(&delete) {
+        b.chain_line(n);
+    }
+    // 2. Contents of new and rewritten chains.
+    for (chain, hashes) in &to_write {
+        for (rule, hash) in chain.rules.iter().zip(hashes) {
+            b.append(&chain.name, hash, rule);
+        }
+    }
+    // 3. Hook rules in kernel (and any other foreign) chains.
+    let hooks = plan_hooks(&mut b, desired, live);
+    // 4. Chain deletions, once nothing references them any more.
+    if !delete.is_empty() {
+        if options.nft {
+            b.commit();
+            b.start(name);
+            for n in &delete {
+                b.chain_line(n);
+            }
+        }
+        for n in &delete {
+            b.delete_chain(n);
+        }
+    }
+    b.commit();
+    TablePlan {
+        family,
+        table: name,
+        create,
+        rewrite,
+        delete,
+        hooks,
+        restore_input: b.finish(),
+    }
+}
+
+/// Compares each foreign chain's layout of our rules with the expected one and, where it
+/// differs, deletes all our rules there by value and re-adds the desired ones. Returns the
+/// chains touched.
+fn plan_hooks(b: &mut RestoreBuilder, desired: Option<&Table>, live: &LiveTable) -> Vec<String> {
+    let wanted = desired.map(|t| hook_hashes(&t.hooks)).unwrap_or_default();
+    let mut chains: Vec<&str> = wanted.keys().copied().collect();
+    for (n, c) in &live.chains {
+        if !is_owned_chain(n)
+            && !wanted.contains_key(n.as_str())
+            && c.rules.iter().any(|r| r.hash.is_some())
+        {
+            chains.push(n);
+        }
+    }
+    chains.sort_by(|a, b| (kernel_chain_rank(a), *a).cmp(&(kernel_chain_rank(b), *b)));
+
+    let mut touched = Vec::new();
+    for k in chains {
+        if is_owned_chain(k) {
+            continue;
+        }
+        let live_rules = live
+            .chains
+            .get(k)
+            .map(|c| c.rules.as_slice())
+            .unwrap_or(&[]);
+        let foreign = live_rules.iter().filter(|r| r.hash.is_none()).count();
+        let actual: Vec<Option<&str>> = live_rules.iter().map(|r| r.hash.as_deref()).collect();
+        let expected = match wanted.get(k) {
+            Some(h) => h.expected_layout(foreign),
+            None => vec![None; foreign],
+        };
+        if actual == expected {
+            continue;
+        }
+        touched.push(k.to_string());
+        for r in live_rules.iter().filter(|r| r.hash.is_some()) {
+            b.delete_by_value(k, &r.text);
+        }
+        if let Some(h) = wanted.get(k) {
+            for (i, (rule, hash)) in h.top.iter().enumerate() {
+                b.insert(k, i + 1, hash, rule);
+            }
+            for (rule, hash) in h.bottom.iter().chain(&h.always_appended) {
+                b.append(k, hash, rule);
+            }
+        }
+    }
+    touched
+}
+
+/// A temp-set name (`cali4t<N>` / `cali6t<N>`) not used by anything live or desired.
+fn temp_set_name(family: Family, taken: &dyn Fn(&str) -> bool, counter: &mut usize) -> String {
+    let prefix = match family {
+        Family::V4 => "cali4t",
+        Family::V6 => "cali6t",
+    };
+    loop {
+        let name = format!("{prefix}{counter}");
+        *counter += 1;
+        if !taken(&name) {
+            return name;
+        }
+    }
+}
+
+/// Plans the set changes; also returns the sets that are rebuilt under their name with an
+/// incompatible type or family (their referencing chains must be rewritten so the rules bind
+/// to the new set).
+fn plan_ipsets(
+    desired: &BTreeMap<&str, &Ipset>,
+    live: &LiveIpsets,
+) -> (IpsetPlan, BTreeSet<String>) {
+    let mut p = IpsetPlan::default();
+    let mut renamed = BTreeSet::new();
+    let mut used_temps: BTreeSet<String> = BTreeSet::new();
+    let mut counter = 0usize;
+    let mut before = String::new();
+    let mut after = String::new();
+    for (name, want) in desired {
+        let Some(have) = live.sets.get(*name) else {
+            p.create.push(name.to_string());
+            write_create(&mut before, name, want);
+            for m in &want.members {
+                write_add(&mut before, name, m);
+            }
+            continue;
+        };
+        let same_kind = have.set_type == Some(want.set_type) && have.family == Some(want.family);
+        if same_kind && have.max_elements == Some(want.max_elements) {
+            let wanted: BTreeMap<String, &String> = want
+                .members
+                .iter()
+                .map(|m| (normalize_member(m), m))
+                .collect();
+            let mut changed = false;
+            for (norm, original) in &wanted {
+                if !have.members.contains(norm) {
+                    write_add(&mut before, name, original);
+                    changed = true;
+                }
+            }
+            for m in &have.members {
+                if !wanted.contains_key(m) {
+                    write_del(&mut before, name, m);
+                    changed = true;
+                }
+            }
+            if changed {
+                p.update.push(name.to_string());
+            }
+            continue;
+        }
+        // Metadata differs: build the wanted set aside, then put it in place.
+        p.replace.push(name.to_string());
+        let taken = |n: &str| {
+            live.sets.contains_key(n) || desired.contains_key(n) || used_temps.contains(n)
+        };
+        let tmp = temp_set_name(want.family, &taken, &mut counter);
+        used_temps.insert(tmp.clone());
+        write_create(&mut before, &tmp, want);
+        for m in &want.members {
+            write_add(&mut before, &tmp, m);
+        }
+        if same_kind {
+            // Only maxelem differs: `swap` exchanges the sets under the rules' feet.
+            before.push_str(&format!("swap {tmp} {name}\ndestroy {tmp}\n"));
+        } else {
+            // The kernel refuses to swap sets of different type/family. Rename the old set
+            // away (rules keep pointing at it), give the new one the name (rewritten rules bind
+            // to it), and destroy the old one once no rule references it.
+            let taken = |n: &str| {
+                live.sets.contains_key(n) || desired.contains_key(n) || used_temps.contains(n)
+            };
+            let old = temp_set_name(have.family.unwrap_or(want.family), &taken, &mut counter);
+            used_temps.insert(old.clone());
+            before.push_str(&format!("rename {name} {old}\nrename {tmp} {name}\n"));
+            after.push_str(&format!("destroy {old}\n"));
+            renamed.insert(name.to_string());
+        }
+    }
+    for name in live.sets.keys() {
+        if !desired.contains_key(name.as_str()) {
+            p.destroy.push(name.clone());
+            after.push_str("destroy ");
+            after.push_str(name);
+            after.push('\n');
+        }
+    }
+    p.before = before;
+    p.after = after;
+    (p, renamed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ruleset::save::{find_hash, LiveRule};
+    use crate::ruleset::{Action, HookPosition, HookRule, IpsetType, LiveIpset, Rule};
+
+    // ---- a tiny in-memory iptables-restore --noflush, strict about what the kernel refuses ----
+
+    fn references(text: &str, chain: &str) -> bool {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        words
+            .windows(2)
+            .any(|w| matches!(w[0], "--jump" | "--goto" | "-j" | "-g") && w[1] == chain)
+    }
+
+    fn apply(live: &mut LiveTable, input: &str) {
+        for txn in input.split_inclusive("COMMIT\n") {
+            let mut next = live.clone();
+            for line in txn.lines() {
+                if line.starts_with('*') || line == "COMMIT" {
+                    continue;
+                }
+                if let Some(decl) = line.strip_prefix(':') {
+                    let name = decl.split_whitespace().next().unwrap();
+                    let c = next.chains.entry(name.to_string()).or_default();
+                    c.name = name.to_string();
+                    c.rules.clear();
+                    continue;
+                }
+                let (op, rest) = line.split_at(2);
+                let rest = rest.trim_start();
+                let (chain, body) = rest.split_once(' ').unwrap_or((rest, ""));
+                match op {
+                    "-A" => {
+                        let c = next.chains.get_mut(chain).expect("-A to missing chain");
+                        c.rules.push(rule_of(body));
+                    }
+                    "-I" => {
+                        let (pos, body) = body.split_once(' ').unwrap();
+                        let pos: usize = pos.parse().unwrap();
+                        let c = next.chains.get_mut(chain).expect("-I to missing chain");
+                        assert!(pos >= 1 && pos <= c.rules.len() + 1, "bad -I position");
+                        c.rules.insert(pos - 1, rule_of(body));
+                    }
+                    "-D" => {
+                        let c = next.chains.get_mut(chain).expect("-D in missing chain");
+                        let i = c
+                            .rules
+                            .iter()
+                            .position(|r| r.text == body)
+                            .unwrap_or_else(|| panic!("-D of absent rule {body}"));
+                        c.rules.remove(i);
+                    }
+                    "-X" => {
+                        let c = &next.chains[chain];
+                        assert!(c.rules.is_empty(), "-X of non-empty {chain}");
+                        let referenced = next
+                            .chains
+                            .values()
+                            .flat_map(|c| &c.rules)
+                            .any(|r| references(&r.text, chain));
+                        assert!(!referenced, "-X of referenced {chain}");
+                        next.chains.remove(chain);
+                    }
+                    _ => panic!("unexpected line {line}"),
+                }
+            }
+            assert!(txn.ends_with("COMMIT\n"), "transaction without COMMIT");
+            *live = next;
+        }
+    }
+
+    fn rule_of(text: &str) -> LiveRule {
+        LiveRule {
+            hash: find_hash(text).map(str::to_string),
+            text: text.to_string(),
+            packets: 0,
+            bytes: 0,
+        }
+    }
+
+    // ---- fixtures ----
+
+    fn jump(t: &str) -> Rule {
+        Rule {
+            matches: vec![],
+            action: Action::Jump(t.into()),
+            comments: vec![],
+        }
+    }
+
+    fn chain(name: &str, rules: Vec<Rule>) -> (String, Chain) {
+        (
+            name.to_string(),
+            Chain {
+                name: name.into(),
+                rules,
+            },
+        )
+    }
+
+    fn hook(k: &str, position: HookPosition, rule: Rule) -> HookRule {
+        HookRule {
+            kernel_chain: k.into(),
+            position,
+            rule,
+        }
+    }
+
+    fn filter(extra_rule: Option<Rule>, position: HookPosition) -> Table {
+        let mut fh = vec![
+            Rule {
+                matches: vec![Match::ConntrackState {
+                    negated: false,
+                    states: "INVALID".into(),
+                }],
+                action: Action::Drop,
+                comments: vec![],
+            },
+            jump("cali-pi-a"),
+        ];
+        fh.extend(extra_rule);
+        Table {
+            name: TableName::Filter,
+            chains: [
+                chain("cali-INPUT", vec![jump("cali-from-host-endpoint")]),
+                chain(
+                    "cali-from-host-endpoint",
+                    vec![Rule {
+                        matches: vec![Match::InInterface {
+                            negated: false,
+                            name: "eth0".into(),
+                        }],
+                        action: Action::Goto("cali-fh-eth0".into()),
+                        comments: vec![],
+                    }],
+                ),
+                chain("cali-fh-eth0", fh),
+                chain(
+                    "cali-pi-a",
+                    vec![Rule {
+                        matches: vec![Match::Set {
+                            negated: false,
+                            name: "cali40s:a".into(),
+                            direction: crate::ruleset::SetDirection::Src,
+                        }],
+                        action: Action::SetMark {
+                            value: 0x10000,
+                            mask: 0x10000,
+                        },
+                        comments: vec!["GlobalNetworkPolicy a ingress".into()],
+                    }],
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            hooks: vec![
+                hook("INPUT", position, jump("cali-INPUT")),
+                hook(
+                    "FORWARD",
+                    HookPosition::AlwaysAppend,
+                    Rule {
+                        matches: vec![],
+                        action: Action::SetMark {
+                            value: 0x10000,
+                            mask: 0x10000,
+                        },
+                        comments: vec![],
+                    },
+                ),
+            ],
+        }
+    }
+
+    fn ipset(name: &str, members: &[&str]) -> Ipset {
+        Ipset {
+            name: name.into(),
+            set_type: IpsetType::HashNet,
+            family: Family::V4,
+            max_elements: 1048576,
+            members: members.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn ruleset(filter_table: Table, sets: &[Ipset]) -> Ruleset {
+        Ruleset {
+            family: Family::V4,
+            tables: vec![
+                Table {
+                    name: TableName::Raw,
+                    chains: BTreeMap::new(),
+                    hooks: vec![],
+                },
+                filter_table,
+            ],
+            ipsets: sets.iter().map(|s| (s.name.clone(), s.clone())).collect(),
+        }
+    }
+
+    /// A live filter table with foreign state: user rules in INPUT/FORWARD and a
+    /// DOCKER-USER-like chain.
+    fn foreign_filter() -> LiveTable {
+        let mut t = LiveTable::default();
+        for (name, policy) in [
+            ("INPUT", "ACCEPT"),
+            ("FORWARD", "DROP"),
+            ("OUTPUT", "ACCEPT"),
+        ] {
+            t.chains.insert(
+                name.into(),
+                LiveChain {
+                    name: name.into(),
+                    policy: Some(policy.into()),
+                    rules: vec![],
+                },
+            );
+        }
+        t.chains
+            .get_mut("INPUT")
+            .unwrap()
+            .rules
+            .push(rule_of("-p tcp -m tcp --dport 2222 -j ACCEPT"));
+        t.chains
+            .get_mut("FORWARD")
+            .unwrap()
+            .rules
+            .push(rule_of("-j DOCKER-USER"));
+        t.chains.insert(
+            "DOCKER-USER".into(),
+            LiveChain {
+                name: "DOCKER-USER".into(),
+                policy: None,
+                rules: vec![rule_of("-s 198.51.100.9/32 -j DROP"), rule_of("-j RETURN")],
+            },
+        );
+        t
+    }
+
+    fn live_state(filter_live: &LiveTable) -> Vec<LiveState> {
+        vec![LiveState {
+            family: Family::V4,
+            tables: [(TableName::Filter, filter_live.clone())]
+                .into_iter()
+                .collect(),
+        }]
+    }
+
+    fn filter_plan(p: &Plan) -> &TablePlan {
+        p.tables
+            .iter()
+            .find(|t| t.family == Family::V4 && t.table == TableName::Filter)
+            .unwrap()
+    }
+
+    fn foreign_view(t: &LiveTable) -> Vec<(String, Vec<String>)> {
+        t.chains
+            .values()
+            .filter(|c| !is_owned_chain(&c.name))
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    c.rules
+                        .iter()
+                        .filter(|r| r.hash.is_none())
+                        .map(|r| r.text.clone())
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// Applies a plan to the filter table and returns the result.
+    fn converge(desired: &Ruleset, live: &LiveTable, opts: PlanOptions) -> (Plan, LiveTable) {
+        let p = plan(
+            std::slice::from_ref(desired),
+            &live_state(live),
+            &LiveIpsets::default(),
+            opts,
+        );
+        let mut after = live.clone();
+        apply(&mut after, &filter_plan(&p).restore_input);
+        (p, after)
+    }
+
+    fn replan(desired: &Ruleset, live: &LiveTable) -> TablePlan {
+        let p = plan(
+            std::slice::from_ref(desired),
+            &live_state(live),
+            &LiveIpsets::default(),
+            PlanOptions::default(),
+        );
+        filter_plan(&p).clone()
+    }
+
+    #[test]
+    fn empty_to_full_create_then_in_sync() {
+        let desired = ruleset(filter(None, HookPosition::Insert), &[]);
+        let live = foreign_filter();
+        let (p, after) = converge(&desired, &live, PlanOptions::default());
+        let fp = filter_plan(&p);
+        assert_eq!(
+            fp.create,
+            [
+                "cali-INPUT",
+                "cali-fh-eth0",
+                "cali-from-host-endpoint",
+                "cali-pi-a"
+            ]
+        );
+        assert!(fp.rewrite.is_empty() && fp.delete.is_empty());
+        assert_eq!(fp.hooks, ["INPUT", "FORWARD"]);
+        assert!(fp
+            .restore_input
+            .starts_with("*filter\n:cali-INPUT - [0:0]\n"));
+        assert!(fp.restore_input.ends_with("COMMIT\n"));
+        // Insert mode: our hook is first, the user's rule follows; FORWARD's always-appended
+        // rule is after DOCKER-USER's jump.
+        assert_eq!(
+            after.chains["INPUT"].rules[0].text,
+            "-m comment --comment \"cali:Cz_u1IQiXIMmKD4c\" --jump cali-INPUT"
+        );
+        assert_eq!(
+            after.chains["INPUT"].rules[1].text,
+            "-p tcp -m tcp --dport 2222 -j ACCEPT"
+        );
+        assert_eq!(after.chains["FORWARD"].rules[0].text, "-j DOCKER-USER");
+        assert!(after.chains["FORWARD"].rules[1].hash.is_some());
+        assert_eq!(foreign_view(&after), foreign_view(&live));
+        // Raw: nothing desired, nothing live: empty.
+        assert!(p
+            .tables
+            .iter()
+            .filter(|t| t.table != TableName::Filter)
+            .all(|t| t.is_empty()));
+
+        let again = replan(&desired, &after);
+        assert!(
+            again.is_empty(),
+            "second plan not empty: {}",
+            again.restore_input
+        );
+    }
+
+    #[test]
+    fn one_changed_chain_is_the_only_rewrite() {
+        let old = ruleset(filter(None, HookPosition::Insert), &[]);
+        let (_, live) = converge(&old, &foreign_filter(), PlanOptions::default());
+        let new = ruleset(filter(Some(jump("cali-pi-a")), HookPosition::Insert), &[]);
+        let (p, after) = converge(&new, &live, PlanOptions::default());
+        let fp = filter_plan(&p);
+        assert_eq!(fp.rewrite, ["cali-fh-eth0"]);
+        assert!(fp.create.is_empty() && fp.delete.is_empty() && fp.hooks.is_empty());
+        assert!(!fp.restore_input.contains("cali-INPUT"));
+        assert!(!fp.restore_input.contains("-A cali-pi-a"));
+        assert_eq!(after.chains["cali-fh-eth0"].rules.len(), 3);
+        assert!(replan(&new, &after).is_empty());
+        let text = p.to_string();
+        assert!(
+            text.contains("IPv4 filter: rewrite chain cali-fh-eth0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn stale_chain_deleted_after_its_references() {
+        let mut old_filter = filter(None, HookPosition::Insert);
+        old_filter
+            .chains
+            .get_mut("cali-fh-eth0")
+            .unwrap()
+            .rules
+            .push(jump("cali-pi-old"));
+        old_filter
+            .chains
+            .extend([chain("cali-pi-old", vec![jump("cali-pi-a")])]);
+        let (_, live) = converge(
+            &ruleset(old_filter, &[]),
+            &foreign_filter(),
+            PlanOptions::default(),
+        );
+        for nft in [false, true] {
+            let new = ruleset(filter(None, HookPosition::Insert), &[]);
+            let (p, after) = converge(&new, &live, PlanOptions { nft });
+            let fp = filter_plan(&p);
+            assert_eq!(fp.delete, ["cali-pi-old"]);
+            assert_eq!(fp.rewrite, ["cali-fh-eth0"]);
+            let txns = fp.restore_input.matches("COMMIT\n").count();
+            assert_eq!(txns, if nft { 2 } else { 1 });
+            assert!(!after.chains.contains_key("cali-pi-old"));
+            assert!(replan(&new, &after).is_empty());
+        }
+    }
+
+    #[test]
+    fn foreign_rule_above_our_hook_is_fixed() {
+        let desired = ruleset(filter(None, HookPosition::Insert), &[]);
+        let (_, mut live) = converge(&desired, &foreign_filter(), PlanOptions::default());
+        // Someone inserts a rule at the top of INPUT.
+        live.chains
+            .get_mut("INPUT")
+            .unwrap()
+            .rules
+            .insert(0, rule_of("-s 203.0.113.0/24 -j DROP"));
+        let (p, after) = converge(&desired, &live, PlanOptions::default());
+        let fp = filter_plan(&p);
+        assert_eq!(fp.hooks, ["INPUT"]);
+        assert!(fp.create.is_empty() && fp.rewrite.is_empty());
+        let texts: Vec<&str> = after.chains["INPUT"]
+            .rules
+            .iter()
+            .map(|r| r.text.as_str())
+            .collect();
+        assert_eq!(texts.len(), 3);
+        assert!(after.chains["INPUT"].rules[0].hash.is_some());
+        assert_eq!(
+            &texts[1..],
+            [
+                "-s 203.0.113.0/24 -j DROP",
+                "-p tcp -m tcp --dport 2222 -j ACCEPT"
+            ]
+        );
+        assert!(replan(&desired, &after).is_empty());
+    }
+
+    #[test]
+    fn append_mode_keeps_ours_after_foreign() {
+        let desired = ruleset(filter(None, HookPosition::Append), &[]);
+        let (_, after) = converge(&desired, &foreign_filter(), PlanOptions::default());
+        let input = &after.chains["INPUT"].rules;
+        assert_eq!(input[0].text, "-p tcp -m tcp --dport 2222 -j ACCEPT");
+        assert!(input[1].hash.is_some());
+        assert!(replan(&desired, &after).is_empty());
+        // A foreign rule appended after ours breaks the layout and is fixed.
+        let mut drifted = after.clone();
+        drifted
+            .chains
+            .get_mut("INPUT")
+            .unwrap()
+            .rules
+            .push(rule_of("-j LOG"));
+        let fixed = replan(&desired, &drifted);
+        assert_eq!(fixed.hooks, ["INPUT"]);
+    }
+
+    #[test]
+    fn stale_hook_hash_and_stray_hashed_rules_removed() {
+        let desired = ruleset(filter(None, HookPosition::Insert), &[]);
+        let mut live = foreign_filter();
+        // An old-version hook in INPUT and a stray hashed rule in DOCKER-USER.
+        live.chains.get_mut("INPUT").unwrap().rules.insert(
+            0,
+            rule_of("-m comment --comment \"cali:OLDOLDOLDOLDOLD0\" -j cali-INPUT"),
+        );
+        live.chains.get_mut("DOCKER-USER").unwrap().rules.insert(
+            1,
+            rule_of("-m comment --comment \"cali:STRAYSTRAYSTRAY0\" -j ACCEPT"),
+        );
+        live.chains.insert(
+            "cali-INPUT".into(),
+            LiveChain {
+                name: "cali-INPUT".into(),
+                policy: None,
+                rules: vec![],
+            },
+        );
+        let (p, after) = converge(&desired, &live, PlanOptions::default());
+        let fp = filter_plan(&p);
+        assert_eq!(fp.hooks, ["INPUT", "FORWARD", "DOCKER-USER"]);
+        assert!(fp
+            .restore_input
+            .contains("-D INPUT -m comment --comment \"cali:OLDOLDOLDOLDOLD0\" -j cali-INPUT\n"));
+        assert_eq!(fp.rewrite, ["cali-INPUT"]);
+        assert!(after
+            .chains
+            .values()
+            .flat_map(|c| &c.rules)
+            .all(|r| r.hash.as_deref() != Some("OLDOLDOLDOLDOLD0")));
+        assert_eq!(after.chains["DOCKER-USER"].rules.len(), 2);
+        assert_eq!(foreign_view(&after), foreign_view(&foreign_filter()));
+        assert!(replan(&desired, &after).is_empty());
+    }
+
+    #[test]
+    fn flush_removes_only_ours() {
+        let desired = ruleset(
+            filter(None, HookPosition::Insert),
+            &[ipset("cali40s:a", &["198.51.100.0/24"])],
+        );
+        let (_, live) = converge(&desired, &foreign_filter(), PlanOptions::default());
+        let live_sets = LiveIpsets {
+            sets: [(
+                "cali40s:a".to_string(),
+                LiveIpset {
+                    name: "cali40s:a".into(),
+                    set_type: Some(IpsetType::HashNet),
+                    family: Some(Family::V4),
+                    max_elements: Some(1048576),
+                    members: ["198.51.100.0/24".to_string()].into(),
+                },
+            )]
+            .into(),
+        };
+        let p = flush_plan(&live_state(&live), &live_sets);
+        let fp = filter_plan(&p);
+        assert_eq!(fp.delete.len(), 4);
+        assert_eq!(fp.hooks, ["INPUT", "FORWARD"]);
+        assert_eq!(p.ipsets.destroy, ["cali40s:a"]);
+        assert_eq!(p.ipsets.after, "destroy cali40s:a\n");
+        assert!(p.ipsets.before.is_empty());
+        let mut after = live.clone();
+        apply(&mut after, &fp.restore_input);
+        assert_eq!(after, foreign_filter());
+        // Flushing a clean system is a no-op.
+        assert!(flush_plan(&live_state(&after), &LiveIpsets::default()).is_empty());
+    }
+
+    #[test]
+    fn ipset_member_deltas_and_lifecycle() {
+        let live_sets = LiveIpsets {
+            sets: [
+                (
+                    "cali40s:a",
+                    &["198.51.100.1", "198.51.100.2"][..],
+                    1048576u32,
+                ),
+                ("cali40s:gone", &["203.0.113.0/24"][..], 1048576),
+                ("cali40s:small", &["203.0.113.5"][..], 100),
+            ]
+            .into_iter()
+            .map(|(n, m, max)| {
+                (
+                    n.to_string(),
+                    LiveIpset {
+                        name: n.into(),
+                        set_type: Some(IpsetType::HashNet),
+                        family: Some(Family::V4),
+                        max_elements: Some(max),
+                        members: m.iter().map(|s| s.to_string()).collect(),
+                    },
+                )
+            })
+            .collect(),
+        };
+        let desired = ruleset(
+            filter(None, HookPosition::Insert),
+            &[
+                ipset("cali40s:a", &["198.51.100.2/32", "198.51.100.3/32"]),
+                ipset("cali40s:new", &["198.51.100.0/25"]),
+                ipset("cali40s:small", &["203.0.113.5/32"]),
+            ],
+        );
+        let p = plan(&[desired], &[], &live_sets, PlanOptions::default());
+        assert_eq!(p.ipsets.create, ["cali40s:new"]);
+        assert_eq!(p.ipsets.update, ["cali40s:a"]);
+        assert_eq!(p.ipsets.replace, ["cali40s:small"]);
+        assert_eq!(p.ipsets.destroy, ["cali40s:gone"]);
+        assert_eq!(
+            p.ipsets.before,
+            "add cali40s:a 198.51.100.3/32\n\
+             del cali40s:a 198.51.100.1\n\
+             create cali40s:new hash:net family inet maxelem 1048576\n\
+             add cali40s:new 198.51.100.0/25\n\
+             create cali4t0 hash:net family inet maxelem 1048576\n\
+             add cali4t0 203.0.113.5/32\n\
+             swap cali4t0 cali40s:small\n\
+             destroy cali4t0\n"
+        );
+        assert_eq!(p.ipsets.after, "destroy cali40s:gone\n");
+    }
+
+    #[test]
+    fn ipset_type_change_renames_and_rewrites_referencing_chains() {
+        let desired = ruleset(
+            filter(None, HookPosition::Insert),
+            &[ipset("cali40s:a", &["198.51.100.0/24"])],
+        );
+        let (_, live) = converge(&desired, &foreign_filter(), PlanOptions::default());
+        let live_sets = LiveIpsets {
+            sets: [(
+                "cali40s:a".to_string(),
+                LiveIpset {
+                    name: "cali40s:a".into(),
+                    set_type: Some(IpsetType::HashIpPort),
+                    family: Some(Family::V4),
+                    max_elements: Some(1048576),
+                    members: BTreeSet::new(),
+                },
+            )]
+            .into(),
+        };
+        let p = plan(
+            std::slice::from_ref(&desired),
+            &live_state(&live),
+            &live_sets,
+            PlanOptions::default(),
+        );
+        assert_eq!(p.ipsets.replace, ["cali40s:a"]);
+        assert_eq!(
+            p.ipsets.before,
+            "create cali4t0 hash:net family inet maxelem 1048576\n\
+             add cali4t0 198.51.100.0/24\n\
+             rename cali40s:a cali4t1\n\
+             rename cali4t0 cali40s:a\n"
+        );
+        assert_eq!(p.ipsets.after, "destroy cali4t1\n");
+        assert_eq!(filter_plan(&p).rewrite, ["cali-pi-a"]);
+    }
+
+    #[test]
+    fn missing_family_in_desired_is_emptied() {
+        let desired = ruleset(filter(None, HookPosition::Insert), &[]);
+        let (_, live) = converge(&desired, &foreign_filter(), PlanOptions::default());
+        let mut v6 = live_state(&live);
+        v6[0].family = Family::V6;
+        let p = plan(
+            &[desired],
+            &v6,
+            &LiveIpsets::default(),
+            PlanOptions::default(),
+        );
+        let v6_filter = p
+            .tables
+            .iter()
+            .find(|t| t.family == Family::V6 && t.table == TableName::Filter)
+            .unwrap();
+        assert_eq!(v6_filter.delete.len(), 4);
+        // v4 has nothing live: full create. Order: v4 raw, mangle, filter, then v6.
+        let order: Vec<(Family, TableName)> =
+            p.tables.iter().map(|t| (t.family, t.table)).collect();
+        assert_eq!(order[0], (Family::V4, TableName::Raw));
+        assert_eq!(order[2], (Family::V4, TableName::Filter));
+        assert_eq!(order[5], (Family::V6, TableName::Filter));
+    }
+
+    #[test]
+    fn foreign_named_desired_chain_is_never_written() {
+        let mut t = filter(None, HookPosition::Insert);
+        t.chains
+            .extend([chain("DOCKER-USER", vec![jump("RETURN")])]);
+        let desired = ruleset(t, &[]);
+        let (p, after) = converge(&desired, &foreign_filter(), PlanOptions::default());
+        assert!(!filter_plan(&p)
+            .restore_input
+            .contains("DOCKER-USER - [0:0]"));
+        assert_eq!(
+            after.chains["DOCKER-USER"],
+            foreign_filter().chains["DOCKER-USER"]
+        );
+    }
+}

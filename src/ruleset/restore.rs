@@ -1,0 +1,328 @@
+//! `iptables-restore` input: the full desired state of a table (what `hostfw render` prints and
+//! golden files hold) and the line-level builder the plan uses for incremental transactions.
+//! Pure text; never runs `iptables-restore` (that is `dataplane`).
+//!
+//! Full-table form (decided here, relied on by golden files):
+//! * `*<table>`, then `:<chain> - [0:0]` for every chain we own, sorted by name;
+//! * NO policy lines for built-in chains: this text is meant for `iptables-restore --noflush`
+//!   (and `--test`), and a `:INPUT ACCEPT [0:0]` line would silently reset a policy the host
+//!   admin chose;
+//! * hook rules, kernel chains in netfilter order (PREROUTING, INPUT, FORWARD, OUTPUT,
+//!   POSTROUTING): insert-mode hooks as `-I <CHAIN> <n>` with n = 1, 2, ... so they end up at the
+//!   top in order, append-mode hooks as `-A`, then the always-appended ones as `-A`;
+//! * our chains' rules as `-A`, chains sorted by name, rules in order;
+//! * `COMMIT`.
+//!
+//! Output is a deterministic function of the input. Every line is appended to one `String`, so
+//! building is linear in the output size.
+
+use super::felix::write_rule_line;
+use super::hash::{hook_hashes, rule_hashes};
+use super::{Rule, Ruleset, Table, TableName};
+use std::fmt::Write as _;
+
+/// Rank of a kernel chain in packet-path order, so hook lines come out in a stable,
+/// readable order. Unknown names sort after the built-ins (by name, via the caller's tie-break).
+pub fn kernel_chain_rank(name: &str) -> u8 {
+    match name {
+        "PREROUTING" => 0,
+        "INPUT" => 1,
+        "FORWARD" => 2,
+        "OUTPUT" => 3,
+        "POSTROUTING" => 4,
+        _ => 5,
+    }
+}
+
+/// Incremental builder for one or more `iptables-restore` transactions. Each method appends one
+/// line; nothing is validated beyond what the types guarantee.
+#[derive(Debug, Default, Clone)]
+pub struct RestoreBuilder {
+    buf: String,
+    /// Whether anything besides the `*table` line was written since `start`.
+    dirty: bool,
+    /// Where the current transaction's `*table` line starts, to drop empty transactions.
+    txn_start: usize,
+}
+
+impl RestoreBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty builder with room for `bytes` of text.
+    pub fn with_capacity(bytes: usize) -> Self {
+        RestoreBuilder {
+            buf: String::with_capacity(bytes),
+            ..Self::default()
+        }
+    }
+
+    /// Opens a transaction: `*<table>`.
+    pub fn start(&mut self, table: TableName) {
+        self.txn_start = self.buf.len();
+        self.dirty = false;
+        self.buf.push('*');
+        self.buf.push_str(table.as_str());
+        self.buf.push('\n');
+    }
+
+    /// Closes the transaction with `COMMIT`, or erases it when nothing was written (Felix
+    /// skips empty transactions too).
+    pub fn commit(&mut self) {
+        if self.dirty {
+            self.buf.push_str("COMMIT\n");
+        } else {
+            self.buf.truncate(self.txn_start);
+        }
+        self.dirty = false;
+    }
+
+    /// `:<chain> - [0:0]`: with `--noflush` this creates the chain, or flushes it if it exists.
+    pub fn chain_line(&mut self, chain: &str) {
+        self.dirty = true;
+        self.buf.push(':');
+        self.buf.push_str(chain);
+        self.buf.push_str(" - [0:0]\n");
+    }
+
+    /// `-A <chain> <rule>` in Felix form with our hash comment.
+    pub fn append(&mut self, chain: &str, hash: &str, rule: &Rule) {
+        self.dirty = true;
+        write_rule_line(&mut self.buf, "-A", chain, hash, rule);
+        self.buf.push('\n');
+    }
+
+    /// `-I <chain> <position> <rule>` (1-based position).
+    pub fn insert(&mut self, chain: &str, position: usize, hash: &str, rule: &Rule) {
+        self.dirty = true;
+        let mut target = String::with_capacity(chain.len() + 4);
+        target.push_str(chain);
+        // Writing into a String cannot fail.
+        let _ = write!(target, " {position}");
+        write_rule_line(&mut self.buf, "-I", &target, hash, rule);
+        self.buf.push('\n');
+    }
+
+    /// `-D <chain> <save text>`: deletes a rule by value, with the text `iptables-save` printed
+    /// after `-A <chain> ` (delete-by-value is immune to concurrent renumbering).
+    pub fn delete_by_value(&mut self, chain: &str, save_text: &str) {
+        self.dirty = true;
+        self.buf.push_str("-D ");
+        self.buf.push_str(chain);
+        if !save_text.is_empty() {
+            self.buf.push(' ');
+            self.buf.push_str(save_text);
+        }
+        self.buf.push('\n');
+    }
+
+    /// `-X <chain>`: deletes an (empty, unreferenced) chain.
+    pub fn delete_chain(&mut self, chain: &str) {
+        self.dirty = true;
+        self.buf.push_str("-X ");
+        self.buf.push_str(chain);
+        self.buf.push('\n');
+    }
+
+    /// True when no complete transaction has been written.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The text written so far.
+    pub fn finish(self) -> String {
+        self.buf
+    }
+}
+
+/// Writes the full desired state of `table` as one transaction (see the module doc for the
+/// form). Always emits `*table` and `COMMIT`, even for a table with nothing in it, so the
+/// output of `hostfw render` shows every table.
+pub fn write_table(out: &mut RestoreBuilder, table: &Table) {
+    out.start(table.name);
+    // Force the transaction to be kept even when empty.
+    out.dirty = true;
+    for name in table.chains.keys() {
+        out.chain_line(name);
+    }
+    let mut hooks: Vec<_> = hook_hashes(&table.hooks).into_iter().collect();
+    hooks.sort_by(|a, b| (kernel_chain_rank(a.0), a.0).cmp(&(kernel_chain_rank(b.0), b.0)));
+    for (kernel_chain, h) in &hooks {
+        for (i, (rule, hash)) in h.top.iter().enumerate() {
+            out.insert(kernel_chain, i + 1, hash, rule);
+        }
+        for (rule, hash) in h.bottom.iter().chain(&h.always_appended) {
+            out.append(kernel_chain, hash, rule);
+        }
+    }
+    for chain in table.chains.values() {
+        let hashes = rule_hashes(&chain.name, &chain.rules);
+        for (rule, hash) in chain.rules.iter().zip(&hashes) {
+            out.append(&chain.name, hash, rule);
+        }
+    }
+    out.commit();
+}
+
+/// The full restore input of one table.
+pub fn table_restore(table: &Table) -> String {
+    let mut b = RestoreBuilder::with_capacity(estimate(table));
+    write_table(&mut b, table);
+    b.finish()
+}
+
+/// The full restore input of every table of a ruleset, in the ruleset's table order (raw,
+/// mangle, filter), one transaction each.
+pub fn ruleset_restore(ruleset: &Ruleset) -> String {
+    let size = ruleset.tables.iter().map(estimate).sum();
+    let mut b = RestoreBuilder::with_capacity(size);
+    for t in &ruleset.tables {
+        write_table(&mut b, t);
+    }
+    b.finish()
+}
+
+/// A rough size guess so the output buffer is allocated once for large rulesets.
+fn estimate(table: &Table) -> usize {
+    let rules: usize = table.chains.values().map(|c| c.rules.len()).sum();
+    64 + (rules + table.hooks.len()) * 160 + table.chains.len() * 40
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ruleset::{Action, Chain, HookPosition, HookRule, Match};
+    use std::collections::BTreeMap;
+
+    fn jump(target: &str) -> Rule {
+        Rule {
+            matches: vec![],
+            action: Action::Jump(target.into()),
+            comments: vec![],
+        }
+    }
+
+    fn filter_table() -> Table {
+        let mut chains = BTreeMap::new();
+        chains.insert(
+            "cali-INPUT".to_string(),
+            Chain {
+                name: "cali-INPUT".into(),
+                rules: vec![jump("cali-from-host-endpoint")],
+            },
+        );
+        chains.insert(
+            "cali-from-host-endpoint".to_string(),
+            Chain {
+                name: "cali-from-host-endpoint".into(),
+                rules: vec![],
+            },
+        );
+        Table {
+            name: TableName::Filter,
+            chains,
+            hooks: vec![
+                HookRule {
+                    kernel_chain: "FORWARD".into(),
+                    position: HookPosition::AlwaysAppend,
+                    rule: Rule {
+                        matches: vec![],
+                        action: Action::SetMark {
+                            value: 0x10000,
+                            mask: 0x10000,
+                        },
+                        comments: vec![],
+                    },
+                },
+                HookRule {
+                    kernel_chain: "INPUT".into(),
+                    position: HookPosition::Insert,
+                    rule: jump("cali-INPUT"),
+                },
+                HookRule {
+                    kernel_chain: "OUTPUT".into(),
+                    position: HookPosition::Append,
+                    rule: jump("cali-OUTPUT"),
+                },
+                HookRule {
+                    kernel_chain: "FORWARD".into(),
+                    position: HookPosition::Insert,
+                    rule: jump("cali-FORWARD"),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn full_table_form() {
+        let text = table_restore(&filter_table());
+        let cali_input_hash = &rule_hashes("cali-INPUT", [&jump("cali-from-host-endpoint")])[0];
+        let set_hash = &rule_hashes(
+            "FORWARD*appends*",
+            [&Rule {
+                matches: vec![],
+                action: Action::SetMark {
+                    value: 0x10000,
+                    mask: 0x10000,
+                },
+                comments: vec![],
+            }],
+        )[0];
+        let out_hash = &rule_hashes("OUTPUT", [&jump("cali-OUTPUT")])[0];
+        let expected = format!(
+            "*filter\n\
+             :cali-INPUT - [0:0]\n\
+             :cali-from-host-endpoint - [0:0]\n\
+             -I INPUT 1 -m comment --comment \"cali:Cz_u1IQiXIMmKD4c\" --jump cali-INPUT\n\
+             -I FORWARD 1 -m comment --comment \"cali:wUHhoiAYhphO9Mso\" --jump cali-FORWARD\n\
+             -A FORWARD -m comment --comment \"cali:{set_hash}\" --jump MARK --set-mark 0x10000/0x10000\n\
+             -A OUTPUT -m comment --comment \"cali:{out_hash}\" --jump cali-OUTPUT\n\
+             -A cali-INPUT -m comment --comment \"cali:{cali_input_hash}\" --jump cali-from-host-endpoint\n\
+             COMMIT\n"
+        );
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn empty_table_still_has_header_and_commit() {
+        let t = Table {
+            name: TableName::Raw,
+            chains: BTreeMap::new(),
+            hooks: vec![],
+        };
+        assert_eq!(table_restore(&t), "*raw\nCOMMIT\n");
+    }
+
+    #[test]
+    fn builder_drops_empty_transactions() {
+        let mut b = RestoreBuilder::new();
+        b.start(TableName::Mangle);
+        b.commit();
+        assert!(b.is_empty());
+        b.start(TableName::Filter);
+        b.delete_by_value("INPUT", "-m comment --comment \"cali:x\" -j cali-INPUT");
+        b.delete_chain("cali-old");
+        b.insert(
+            "INPUT",
+            1,
+            "h",
+            &Rule {
+                matches: vec![Match::InInterface {
+                    negated: false,
+                    name: "eth0".into(),
+                }],
+                action: Action::Accept,
+                comments: vec![],
+            },
+        );
+        b.commit();
+        assert_eq!(
+            b.finish(),
+            "*filter\n-D INPUT -m comment --comment \"cali:x\" -j cali-INPUT\n-X cali-old\n\
+             -I INPUT 1 -m comment --comment \"cali:h\" --in-interface eth0 --jump ACCEPT\n\
+             COMMIT\n"
+        );
+    }
+}

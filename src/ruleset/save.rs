@@ -1,0 +1,248 @@
+//! Parser for `iptables-save [-c] -t TABLE` output: chain names, and for every rule its `cali:`
+//! hash (if any), its text after `-A <chain> ` (needed to delete our hook rules by value) and
+//! its counters. Rule text is kept verbatim and never interpreted beyond the hash: the kernel
+//! prints rules back differently from how they were written. Pure; never runs the binary.
+
+use std::collections::BTreeMap;
+
+/// Every chain of one table as `iptables-save` printed it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveTable {
+    pub chains: BTreeMap<String, LiveChain>,
+}
+
+/// One chain and its rules in kernel order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveChain {
+    pub name: String,
+    /// `ACCEPT`/`DROP` for built-in chains, `None` for user chains (`-`).
+    pub policy: Option<String>,
+    pub rules: Vec<LiveRule>,
+}
+
+/// One rule: our hash if it carries one, its save-form text after `-A <chain> `, counters
+/// (zero unless saved with `-c`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveRule {
+    pub hash: Option<String>,
+    pub text: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Why a save (or `ipset save`) output could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SaveError {
+    /// iptables-nft found rules it cannot represent (written by `nft` directly).
+    #[error(
+        "line {line}: table is incompatible with iptables-nft (it holds native nft rules): {text}"
+    )]
+    Incompatible { line: usize, text: String },
+    /// A line that is not part of the save format.
+    #[error("line {line}: unexpected line in save output: {text}")]
+    Malformed { line: usize, text: String },
+    /// More than one `*table` section where one was asked for.
+    #[error("line {line}: more than one table in save output (expected one `-t TABLE`)")]
+    MultipleTables { line: usize },
+}
+
+impl LiveTable {
+    /// True when the table holds no chains at all (not loaded, or empty output).
+    pub fn is_empty(&self) -> bool {
+        self.chains.is_empty()
+    }
+}
+
+/// The hash of a rule: the first `--comment "?cali:([A-Za-z0-9_-]+)"?` in its text (the
+/// same pattern Felix uses, so rules Felix wrote are recognised too).
+pub fn find_hash(text: &str) -> Option<&str> {
+    const KEY: &str = "--comment ";
+    let mut rest = text;
+    while let Some(pos) = rest.find(KEY) {
+        let after = &rest[pos + KEY.len()..];
+        let body = after.strip_prefix('"').unwrap_or(after);
+        if let Some(h) = body.strip_prefix("cali:") {
+            let end = h
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                .unwrap_or(h.len());
+            if end > 0 {
+                return Some(&h[..end]);
+            }
+        }
+        rest = after;
+    }
+    None
+}
+
+/// Splits `[p:b] rest` into counters and rest; `None` if the line has no counter prefix.
+fn split_counters(line: &str) -> Option<(u64, u64, &str)> {
+    let inner = line.strip_prefix('[')?;
+    let close = inner.find(']')?;
+    let (p, b) = inner[..close].split_once(':')?;
+    let packets = p.parse().ok()?;
+    let bytes = b.parse().ok()?;
+    Some((packets, bytes, inner[close + 1..].trim_start()))
+}
+
+/// Parses one table's `iptables-save` output. Empty output (the table is not loaded) gives an
+/// empty table. `# ...` comment lines are skipped, except iptables-nft's "incompatible" notice,
+/// which is an error because the rules it hides could be anything.
+pub fn parse_save(text: &str) -> Result<LiveTable, SaveError> {
+    let mut table = LiveTable::default();
+    let mut seen_table = false;
+    for (idx, raw) in text.lines().enumerate() {
+        let line_no = idx + 1;
+        let line = raw.trim_end();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix('#') {
+            if comment.trim_start().starts_with("Table") && comment.contains("is incompatible") {
+                return Err(SaveError::Incompatible {
+                    line: line_no,
+                    text: line.to_string(),
+                });
+            }
+            continue;
+        }
+        if line.starts_with('*') {
+            if seen_table {
+                return Err(SaveError::MultipleTables { line: line_no });
+            }
+            seen_table = true;
+            continue;
+        }
+        if line == "COMMIT" {
+            continue;
+        }
+        if let Some(decl) = line.strip_prefix(':') {
+            let mut words = decl.split_whitespace();
+            let name = words.next().ok_or_else(|| SaveError::Malformed {
+                line: line_no,
+                text: line.to_string(),
+            })?;
+            let policy = match words.next() {
+                Some("-") | None => None,
+                Some(p) => Some(p.to_string()),
+            };
+            let chain = table.chains.entry(name.to_string()).or_default();
+            chain.name = name.to_string();
+            chain.policy = policy;
+            continue;
+        }
+        let (packets, bytes, body) = split_counters(line).unwrap_or((0, 0, line));
+        let Some(after_a) = body.strip_prefix("-A ") else {
+            return Err(SaveError::Malformed {
+                line: line_no,
+                text: line.to_string(),
+            });
+        };
+        let (chain_name, rule_text) = match after_a.split_once(' ') {
+            Some((c, r)) => (c, r.trim_start()),
+            None => (after_a, ""),
+        };
+        if chain_name.is_empty() {
+            return Err(SaveError::Malformed {
+                line: line_no,
+                text: line.to_string(),
+            });
+        }
+        let chain = table.chains.entry(chain_name.to_string()).or_default();
+        if chain.name.is_empty() {
+            chain.name = chain_name.to_string();
+        }
+        chain.rules.push(LiveRule {
+            hash: find_hash(rule_text).map(str::to_string),
+            text: rule_text.to_string(),
+            packets,
+            bytes,
+        });
+    }
+    Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_pattern_matches_felix_regex() {
+        assert_eq!(
+            find_hash("-m comment --comment \"cali:Cz_u1IQiXIMmKD4c\" -j cali-INPUT"),
+            Some("Cz_u1IQiXIMmKD4c")
+        );
+        assert_eq!(
+            find_hash("-m comment --comment cali:ab-_9 -j X"),
+            Some("ab-_9")
+        );
+        // The first matching comment wins; a non-hash comment before it is skipped.
+        assert_eq!(
+            find_hash("-m comment --comment \"hello\" -m comment --comment \"cali:x1\""),
+            Some("x1")
+        );
+        assert_eq!(find_hash("-m comment --comment \"calico\" -j ACCEPT"), None);
+        assert_eq!(find_hash("-m comment --comment \"cali:\" -j ACCEPT"), None);
+        assert_eq!(find_hash("-j ACCEPT"), None);
+    }
+
+    #[test]
+    fn parses_chains_rules_counters() {
+        let text = "# Generated by iptables-save v1.8.9 on today\n\
+                    *filter\n\
+                    :INPUT ACCEPT [10:600]\n\
+                    :FORWARD DROP [0:0]\n\
+                    :cali-INPUT - [0:0]\n\
+                    [5:300] -A INPUT -m comment --comment \"cali:Cz_u1IQiXIMmKD4c\" -j cali-INPUT\n\
+                    [1:60] -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n\
+                    -A cali-INPUT -j RETURN\n\
+                    COMMIT\n\
+                    # Completed on today\n";
+        let t = parse_save(text).unwrap();
+        assert_eq!(t.chains.len(), 3);
+        assert_eq!(t.chains["INPUT"].policy.as_deref(), Some("ACCEPT"));
+        assert_eq!(t.chains["FORWARD"].policy.as_deref(), Some("DROP"));
+        assert_eq!(t.chains["cali-INPUT"].policy, None);
+        let input = &t.chains["INPUT"].rules;
+        assert_eq!(input.len(), 2);
+        assert_eq!(input[0].hash.as_deref(), Some("Cz_u1IQiXIMmKD4c"));
+        assert_eq!(
+            input[0].text,
+            "-m comment --comment \"cali:Cz_u1IQiXIMmKD4c\" -j cali-INPUT"
+        );
+        assert_eq!((input[0].packets, input[0].bytes), (5, 300));
+        assert_eq!(input[1].hash, None);
+        assert_eq!((input[1].packets, input[1].bytes), (1, 60));
+        assert_eq!(t.chains["cali-INPUT"].rules[0].text, "-j RETURN");
+    }
+
+    #[test]
+    fn empty_output_is_an_unloaded_table() {
+        assert!(parse_save("").unwrap().is_empty());
+        assert!(parse_save(
+            "# Warning: iptables-legacy tables present, use iptables-legacy-save to see them\n"
+        )
+        .unwrap()
+        .is_empty());
+    }
+
+    #[test]
+    fn incompatible_table_is_an_error() {
+        let text = "# Table `filter' is incompatible, use 'nft' tool.\n";
+        assert!(matches!(
+            parse_save(text),
+            Err(SaveError::Incompatible { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_and_multiple_tables_are_errors() {
+        assert!(matches!(
+            parse_save("*filter\n-I INPUT -j ACCEPT\nCOMMIT\n"),
+            Err(SaveError::Malformed { line: 2, .. })
+        ));
+        assert!(matches!(
+            parse_save("*filter\nCOMMIT\n*nat\nCOMMIT\n"),
+            Err(SaveError::MultipleTables { line: 3 })
+        ));
+    }
+}

@@ -1,0 +1,519 @@
+//! Real-kernel test harness: network namespaces (removed on drop, also when a test fails), veth
+//! pairs with documentation addresses, commands run with `ip netns exec`, and TCP/UDP/ICMP
+//! probes run on threads that have entered a namespace (sockets keep the namespace they were
+//! made in). Touches nothing outside the namespaces it creates.
+//!
+//! Gate: `kernel_tests_enabled()` returns false (with a loud message) when not root, unless
+//! `CI=true`, where it panics: under CI these tests must run.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a probe waits for an answer: a dropped packet shows up as a timeout.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+pub const HOST4: &str = "198.51.100.1";
+pub const PEER4: &str = "198.51.100.2";
+pub const HOST6: &str = "2001:db8::1";
+pub const PEER6: &str = "2001:db8::2";
+
+/// True when kernel tests can run here; false (after saying so) when they cannot and we are not
+/// in CI; panics in CI.
+pub fn kernel_tests_enabled() -> bool {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let root = nix::unistd::Uid::effective().is_root();
+    let ip = Command::new("ip").arg("-V").output().is_ok();
+    if root && ip {
+        return true;
+    }
+    let why = if !root { "not root" } else { "no `ip` command" };
+    if ci {
+        panic!("CI=true but the real-kernel tests cannot run: {why}");
+    }
+    eprintln!("\n*** skipped: real-kernel test needs root and iproute2 ({why}) ***\n");
+    false
+}
+
+/// A unique, parallel-safe namespace name.
+fn unique_name(tag: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("hfw-dp-{tag}-{}-{n}", std::process::id())
+}
+
+/// Run a command, panicking with its output when it fails.
+pub fn must(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// One network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = unique_name(tag);
+        must(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NS args...`
+    pub fn ip(&self, args: &[&str]) -> Output {
+        must(Command::new("ip").arg("-n").arg(&self.name).args(args))
+    }
+
+    /// `ip netns exec NS argv...`, not checked.
+    pub fn exec(&self, argv: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(argv)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {argv:?} in {}: {e}", self.name))
+    }
+
+    /// `ip netns exec NS argv...`, panicking on failure; returns stdout.
+    pub fn must(&self, argv: &[&str]) -> String {
+        let out = must(
+            Command::new("ip")
+                .args(["netns", "exec", &self.name])
+                .args(argv),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Set a sysctl inside the namespace.
+    pub fn sysctl(&self, key: &str, value: &str) {
+        self.must(&["sysctl", "-q", "-w", &format!("{key}={value}")]);
+    }
+
+    /// Run `f` on a thread that has entered this namespace; sockets it creates live here.
+    pub fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = PathBuf::from("/run/netns").join(&self.name);
+        thread::spawn(move || {
+            let file = File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .unwrap_or_else(|e| panic!("setns {}: {e}", path.display()));
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    /// Give `dev` an address (IPv6 without duplicate address detection, usable at once).
+    pub fn addr(&self, dev: &str, cidr: &str) {
+        if cidr.contains(':') {
+            self.ip(&["addr", "add", cidr, "dev", dev, "nodad"]);
+        } else {
+            self.ip(&["addr", "add", cidr, "dev", dev]);
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Join `a` and `b` with a veth pair named `a_dev` (in a) and `b_dev` (in b), both up.
+pub fn veth(a: &Netns, a_dev: &str, b: &Netns, b_dev: &str) {
+    a.ip(&[
+        "link", "add", a_dev, "type", "veth", "peer", "name", b_dev, "netns", &b.name,
+    ]);
+    a.ip(&["link", "set", a_dev, "up"]);
+    b.ip(&["link", "set", b_dev, "up"]);
+}
+
+/// The usual pair: "host" (where hostfw runs) and "peer", joined by `eth0` on both sides,
+/// 198.51.100.1/.2 and 2001:db8::1/::2.
+pub struct Pair {
+    pub host: Netns,
+    pub peer: Netns,
+}
+
+impl Pair {
+    pub fn new(tag: &str) -> Pair {
+        Pair::with_devs(tag, "eth0", "eth0")
+    }
+
+    pub fn with_devs(tag: &str, host_dev: &str, peer_dev: &str) -> Pair {
+        let host = Netns::new(&format!("{tag}-h"));
+        let peer = Netns::new(&format!("{tag}-p"));
+        veth(&host, host_dev, &peer, peer_dev);
+        host.addr(host_dev, &format!("{HOST4}/24"));
+        host.addr(host_dev, &format!("{HOST6}/64"));
+        peer.addr(peer_dev, &format!("{PEER4}/24"));
+        peer.addr(peer_dev, &format!("{PEER6}/64"));
+        Pair { host, peer }
+    }
+}
+
+pub fn sock(ip: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.parse().expect("test address"), port)
+}
+
+/// A background server inside a namespace; stops on drop.
+pub struct Server {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A TCP server on `addr` in `ns` that answers every connection with "ok\n".
+pub fn tcp_server(ns: &Netns, addr: SocketAddr) -> Server {
+    let listener = ns.run_in(move || {
+        let l = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        l.set_nonblocking(true).expect("nonblocking listener");
+        l
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = thread::spawn(move || {
+        while !flag.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((mut conn, _)) => {
+                    let _ = conn.set_nonblocking(false);
+                    let _ = conn.write_all(b"ok\n");
+                }
+                Err(_) => thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    Server {
+        stop,
+        thread: Some(thread),
+    }
+}
+
+/// A UDP server on `addr` in `ns` that echoes every datagram.
+pub fn udp_server(ns: &Netns, addr: SocketAddr) -> Server {
+    let socket = ns.run_in(move || {
+        let s = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind udp {addr}: {e}"));
+        s.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("read timeout");
+        s
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while !flag.load(Ordering::SeqCst) {
+            if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                let _ = socket.send_to(&buf[..n], from);
+            }
+        }
+    });
+    Server {
+        stop,
+        thread: Some(thread),
+    }
+}
+
+/// From `ns`, connect to `to` (optionally from source address `from`) and read the greeting.
+/// True only when the full exchange worked (SYN out, SYN-ACK back, data back).
+pub fn tcp_ok(ns: &Netns, from: Option<&str>, to: SocketAddr) -> bool {
+    let from: Option<IpAddr> = from.map(|f| f.parse().expect("test address"));
+    ns.run_in(move || {
+        let stream = match from {
+            None => TcpStream::connect_timeout(&to, PROBE_TIMEOUT),
+            Some(src) => connect_from(src, to),
+        };
+        let Ok(mut stream) = stream else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(PROBE_TIMEOUT));
+        let mut buf = [0u8; 3];
+        stream.read_exact(&mut buf).is_ok() && &buf == b"ok\n"
+    })
+}
+
+/// A TCP connect bound to a chosen source address (std has no bind-before-connect).
+fn connect_from(src: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    use nix::sys::socket::{
+        bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrStorage,
+    };
+    let family = if src.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_NONBLOCK, None)?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrStorage::from(SocketAddr::new(src, 0)),
+    )?;
+    match connect(fd.as_raw_fd(), &SockaddrStorage::from(to)) {
+        Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Wait for the connect to finish with poll(2).
+    let deadline = Instant::now() + PROBE_TIMEOUT;
+    let stream = TcpStream::from(fd);
+    loop {
+        match stream.peer_addr() {
+            Ok(_) => break,
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
+    }
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+/// From `ns`, send one datagram to `to` and wait for the echo.
+pub fn udp_ok(ns: &Netns, to: SocketAddr) -> bool {
+    ns.run_in(move || {
+        let local: SocketAddr = if to.is_ipv4() {
+            "0.0.0.0:0".parse().expect("literal")
+        } else {
+            "[::]:0".parse().expect("literal")
+        };
+        let Ok(s) = UdpSocket::bind(local) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(PROBE_TIMEOUT));
+        if s.send_to(b"probe", to).is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 16];
+        matches!(s.recv_from(&mut buf), Ok((5, from)) if from == to)
+    })
+}
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for chunk in data.chunks(2) {
+        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// From `ns`, ping `to` once (ICMP echo or ICMPv6 echo over a raw socket).
+pub fn ping_ok(ns: &Netns, to: IpAddr) -> bool {
+    use nix::sys::socket::{
+        recvfrom, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag,
+        SockProtocol, SockType, SockaddrStorage,
+    };
+    ns.run_in(move || {
+        let (family, proto, request, reply) = if to.is_ipv4() {
+            (AddressFamily::Inet, SockProtocol::Icmp, 8u8, 0u8)
+        } else {
+            (AddressFamily::Inet6, SockProtocol::IcmpV6, 128u8, 129u8)
+        };
+        let fd: OwnedFd = socket(family, SockType::Raw, SockFlag::empty(), proto)
+            .expect("raw ICMP socket (root)");
+        let id = (std::process::id() as u16) ^ 0x5a5a;
+        let mut packet = vec![request, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1];
+        packet.extend_from_slice(b"hostfw-probe");
+        if to.is_ipv4() {
+            let sum = checksum(&packet);
+            packet[2..4].copy_from_slice(&sum.to_be_bytes());
+        }
+        // (For ICMPv6 the kernel fills in the checksum.)
+        let _ = setsockopt(
+            &fd,
+            sockopt::ReceiveTimeout,
+            &nix::sys::time::TimeVal::new(0, 100_000),
+        );
+        let dest = SockaddrStorage::from(SocketAddr::new(to, 0));
+        if sendto(fd.as_raw_fd(), &packet, &dest, MsgFlags::empty()).is_err() {
+            return false;
+        }
+        let deadline = Instant::now() + PROBE_TIMEOUT;
+        let mut buf = [0u8; 1500];
+        while Instant::now() < deadline {
+            let Ok((n, from)) = recvfrom::<SockaddrStorage>(fd.as_raw_fd(), &mut buf) else {
+                continue;
+            };
+            let from_ip: Option<IpAddr> = from.and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|s| IpAddr::V4(s.ip()))
+                    .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+            });
+            if from_ip != Some(to) {
+                continue;
+            }
+            // IPv4 raw sockets deliver the IP header too.
+            let icmp = if to.is_ipv4() {
+                let header = usize::from(buf[0] & 0x0f) * 4;
+                &buf[header..n]
+            } else {
+                &buf[..n]
+            };
+            if icmp.len() >= 8 && icmp[0] == reply && icmp[4..6] == id.to_be_bytes() {
+                return true;
+            }
+        }
+        false
+    })
+}
+
+/// A scratch directory for one hostfw invocation: policies, run and state dirs.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    pub fn new() -> Workdir {
+        Workdir {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn policy_dir(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+
+    /// Replace the policy directory's content with one file.
+    pub fn write_policies(&self, yaml: &str) {
+        let dir = self.policy_dir();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("policy dir");
+        std::fs::write(dir.join("policies.yaml"), yaml).expect("write policies");
+    }
+}
+
+/// The result of one hostfw run.
+pub struct HostfwRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Debug for HostfwRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Run the built hostfw inside `ns` with `work`'s directories, node `node`, backend `backend`.
+pub fn hostfw(ns: &Netns, work: &Workdir, node: &str, backend: &str, args: &[&str]) -> HostfwRun {
+    hostfw_with_path(ns, work, node, backend, args, None)
+}
+
+/// As `hostfw`, with `extra_path` prepended to PATH (wrapper binaries that inject failures).
+pub fn hostfw_with_path(
+    ns: &Netns,
+    work: &Workdir,
+    node: &str,
+    backend: &str,
+    args: &[&str],
+    extra_path: Option<&Path>,
+) -> HostfwRun {
+    let root = work.dir.path();
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_hostfw")])
+        .arg("--policy-dir")
+        .arg(work.policy_dir())
+        .args(["--node", node, "--backend", backend])
+        .arg("--run-dir")
+        .arg(root.join("run"))
+        .arg("--state-dir")
+        .arg(root.join("state"))
+        .args(args)
+        .env_remove("HOSTFW_IPTABLES_BACKEND")
+        .env_remove("HOSTFW_NODENAME")
+        .env_remove("HOSTFW_POLICY_DIR");
+    if let Some(extra) = extra_path {
+        let path = std::env::var("PATH").unwrap_or_default();
+        cmd.env("PATH", format!("{}:{path}", extra.display()));
+    }
+    let out = cmd.output().expect("run hostfw");
+    HostfwRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `ip[6]tables-<backend>-save [-c] [-t table]` inside `ns`, with the header and comment lines
+/// (which carry timestamps) removed.
+pub fn save(ns: &Netns, backend: &str, v6: bool, table: &str, counters: bool) -> String {
+    let tool = format!(
+        "{}-{backend}-save",
+        if v6 { "ip6tables" } else { "iptables" }
+    );
+    let mut argv = vec![tool.as_str(), "-t", table];
+    if counters {
+        argv.push("-c");
+    }
+    ns.must(&argv)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Feed restore input to `ip[6]tables-<backend>-restore --noflush` inside `ns` (test setup).
+pub fn restore(ns: &Netns, backend: &str, v6: bool, input: &str) {
+    let tool = format!(
+        "{}-{backend}-restore",
+        if v6 { "ip6tables" } else { "iptables" }
+    );
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, &tool, "--noflush"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn restore");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write restore input");
+    let out = child.wait_with_output().expect("restore");
+    assert!(
+        out.status.success(),
+        "{tool} failed: {}\n{input}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Both backends, for tests that run once per backend.
+pub const BACKENDS: [&str; 2] = ["legacy", "nft"];
