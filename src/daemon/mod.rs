@@ -74,6 +74,8 @@ pub struct ApplyReport {
     /// One line per change made (chain rewritten, hook restored, set updated); empty when the
     /// kernel already matched.
     pub changes: Vec<String>,
+    /// GlobalNetworkPolicies in force on this node (named by `hostfw status` counters).
+    pub policies: Vec<String>,
 }
 
 /// Errors the engine reports; the loop only logs and records them.
