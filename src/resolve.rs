@@ -414,20 +414,28 @@ fn assign_interfaces<'a>(
                     .insert(name, hep);
             }
             None => {
-                let mut matched = false;
+                let (mut matched, mut on_workload) = (false, false);
                 for (iface, addrs) in interfaces {
-                    if config.is_workload_interface(iface) {
+                    if !addrs.iter().any(|a| hep.expected_ips.contains(a)) {
                         continue;
                     }
-                    if addrs.iter().any(|a| hep.expected_ips.contains(a)) {
-                        matched = true;
-                        candidates
-                            .entry(iface.clone())
-                            .or_default()
-                            .insert(name, hep);
+                    if config.is_workload_interface(iface) {
+                        on_workload = true;
+                        continue;
                     }
+                    matched = true;
+                    candidates
+                        .entry(iface.clone())
+                        .or_default()
+                        .insert(name, hep);
                 }
-                if !matched {
+                if !matched && on_workload {
+                    warnings.push(format!(
+                        "HostEndpoint {name} has no interfaceName and its expectedIPs are only on \
+                         workload interfaces (interfacePrefix {:?}): it governs nothing here",
+                        config.interface_prefix
+                    ));
+                } else if !matched {
                     warnings.push(format!(
                         "HostEndpoint {name} has no interfaceName and no interface on this host \
                          carries one of its expectedIPs: it governs nothing here"
@@ -931,11 +939,13 @@ mod tests {
                 hep("b-hep", "n1", "eth0", &[]),
                 hep("c-byip", "n1", "", &["203.0.113.99"]),
                 hep("d-wl", "n1", "cali12", &[]),
+                hep("e-on-wl", "n1", "", &["203.0.113.77"]),
                 hep("other", "n2", "eth0", &[]),
             ],
             vec![gnp("p")],
         );
-        let view = resolve(&s, "n1", &ifaces(&[("eth0", &["198.51.100.10"])]));
+        let host = ifaces(&[("eth0", &["198.51.100.10"]), ("cali9", &["203.0.113.77"])]);
+        let view = resolve(&s, "n1", &host);
         assert_eq!(
             view.warnings,
             vec![
@@ -943,6 +953,8 @@ mod tests {
                  one of its expectedIPs: it governs nothing here",
                 "HostEndpoint d-wl names interface cali12, which matches interfacePrefix \"cali\" \
                  (a workload interface): ignored",
+                "HostEndpoint e-on-wl has no interfaceName and its expectedIPs are only on \
+                 workload interfaces (interfacePrefix \"cali\"): it governs nothing here",
                 "HostEndpoint b-hep does not govern eth0: HostEndpoint a-hep does (the smallest \
                  name wins)",
                 "HostEndpoint b-all is not active: only one \"*\" HostEndpoint is used per node \
