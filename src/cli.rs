@@ -86,6 +86,10 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Remove every chain, hook rule and ipset hostfw owns, and nothing else.
     Flush,
+    /// Run the agent: apply, then follow policy, interface and kernel changes (systemd service).
+    Run,
+    /// Print the daemon's status and live per-policy packet/byte counters.
+    Status(StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -123,4 +127,10 @@ pub struct ApplyArgs {
     /// Compute and print the plan without writing anything.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
 }

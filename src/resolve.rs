@@ -1389,6 +1389,53 @@ mod tests {
         assert!(view.warnings.is_empty(), "{:?}", view.warnings);
     }
 
+    fn selecting(name: &str, selector: &str) -> GlobalNetworkPolicy {
+        GlobalNetworkPolicy {
+            selector: Selector::parse(selector).unwrap(),
+            ..gnp(name)
+        }
+    }
+
+    #[test]
+    fn policy_selectors_see_effective_labels() {
+        let mut eth0 = hep("h-eth0", "n1", "eth0", &[]);
+        eth0.meta.labels = meta("x", &[("role", "db")]).labels;
+        eth0.profiles = vec!["prod".into()];
+        let mut eth1 = hep("h-eth1", "n1", "eth1", &[]);
+        eth1.meta.labels = meta("x", &[("role", "web"), ("env", "dev")]).labels;
+        eth1.profiles = vec!["prod".into()];
+        let s = PolicySet {
+            profiles: vec![profile("prod", &[("env", "production")])],
+            ..set(
+                vec![eth0, eth1],
+                vec![
+                    selecting("by-profile-label", "env == 'production'"),
+                    selecting("db-only", "role == 'db'"),
+                    selecting("nobody", "role == 'mail'"),
+                    selecting("not-db", "role != 'db'"),
+                ],
+            )
+        };
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        let got: Vec<(&str, Vec<&str>)> = view
+            .endpoints
+            .iter()
+            .map(|e| (e.hep.as_str(), names(&e.policies.ingress)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("h-eth0", vec!["by-profile-label", "db-only"]),
+                // The HEP's own env=dev beats the profile's env=production.
+                ("h-eth1", vec!["not-db"]),
+            ]
+        );
+        assert_eq!(
+            view.policies.keys().collect::<Vec<_>>(),
+            ["by-profile-label", "db-only", "not-db"]
+        );
+    }
+
     #[test]
     fn selector_sources_cover_every_node_and_network_set() {
         let mut s = set(

@@ -6,7 +6,9 @@ pub mod common;
 pub mod diff;
 pub mod flush;
 pub mod render;
+pub mod run;
 pub mod show;
+pub mod status;
 
 use crate::cli::{Cli, Command};
 use crate::settings::Settings;
@@ -46,5 +48,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Diff(args) => diff::run(&settings, &args),
         Command::Apply(args) => apply::run(&settings, &args),
         Command::Flush => flush::run(&settings),
+        Command::Run => run::run(&settings),
+        Command::Status(args) => status::run(&settings, &args),
     }
 }
