@@ -580,6 +580,15 @@ fn compute(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Resoluti
     let mut endpoints = Vec::with_capacity(assigned.len());
     for (interface, hep) in assigned {
         let who = endpoint_label(&interface, &hep.meta.name);
+        // An empty map means the interfaces are unknown (not read), not that there are none.
+        if let InterfaceName::Named(name) = &interface {
+            if !interfaces.is_empty() && !interfaces.contains_key(name) {
+                warnings.push(format!(
+                    "{who}: no interface {name} on this host yet; its rules are in place and \
+                     take effect when it appears"
+                ));
+            }
+        }
         let labels = effective_labels(hep, &profiles);
         let mut profile_names = Vec::new();
         for name in &hep.profiles {
@@ -1412,6 +1421,13 @@ mod tests {
         let host = ifaces(&[("tap3", &["198.51.100.10"]), ("eth0", &["198.51.100.10"])]);
         let view = resolve(&s, "n1", &host);
         assert_eq!(active(&view), pairs(&[("cali0", "b"), ("eth0", "a")]));
+        assert_eq!(
+            view.warnings,
+            [
+                "endpoint cali0 (HostEndpoint b): no interface cali0 on this host yet; its rules \
+              are in place and take effect when it appears"
+            ]
+        );
     }
 
     #[test]
