@@ -1,9 +1,74 @@
-//! `hostfw diff`.
+//! `hostfw diff [--output json]`: what `apply` would change, without writing. Exit 0 when the
+//! kernel is in sync, 1 when changes are pending (or the policy set is invalid), 2 on error.
 
-use super::CmdResult;
+use super::apply::{desired_rulesets, open_dataplane};
+use super::common;
+use super::{CmdResult, Exit};
+use crate::cli::{DiffArgs, OutputFormat};
+use crate::dataplane::Dataplane;
+use crate::lock;
+use crate::ruleset::plan::Plan;
 use crate::settings::Settings;
+use crate::sync;
 
-pub fn run(settings: &Settings, args: &crate::cli::DiffArgs) -> CmdResult {
-    let _ = (settings, args);
-    Err("hostfw diff: not implemented yet".into())
+pub fn run(settings: &Settings, args: &DiffArgs) -> CmdResult {
+    let _lock = lock::acquire_logged(&settings.lock_path())?;
+    let view = match common::load_view(settings) {
+        Ok(view) => view,
+        Err(e) => return e.into_cmd_result(),
+    };
+    let desired = match desired_rulesets(&view) {
+        Ok(desired) => desired,
+        Err(exit) => return Ok(exit),
+    };
+    let dp = open_dataplane(settings, Some(view.config.iptables_backend))?;
+    let plan = sync::diff(&desired, &dp)?;
+    match args.output {
+        OutputFormat::Text => {
+            if plan.is_empty() {
+                println!("in sync (backend {})", dp.backend());
+            } else {
+                print!("{plan}");
+            }
+        }
+        OutputFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&plan_json(&plan, &dp))?);
+        }
+    }
+    Ok(if plan.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Invalid
+    })
+}
+
+/// `{"inSync", "backend", "tables": [{family, table, create, rewrite, delete, hooks}], "ipsets"}`.
+fn plan_json(plan: &Plan, dp: &dyn Dataplane) -> serde_json::Value {
+    let tables: Vec<serde_json::Value> = plan
+        .tables
+        .iter()
+        .filter(|t| !t.restore_input.is_empty())
+        .map(|t| {
+            serde_json::json!({
+                "family": match t.family {
+                    crate::ruleset::Family::V4 => "ipv4",
+                    crate::ruleset::Family::V6 => "ipv6",
+                },
+                "table": t.table.as_str(),
+                "create": t.create,
+                "rewrite": t.rewrite,
+                "delete": t.delete,
+                "hooks": t.hooks,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "inSync": plan.is_empty(),
+        "backend": dp.backend().as_str(),
+        "tables": tables,
+        "ipsets": {
+            "before": plan.ipsets.before,
+            "after": plan.ipsets.after,
+        },
+    })
 }

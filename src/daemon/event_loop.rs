@@ -412,6 +412,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         self.retry_at = None;
         self.status.last_error = None;
         self.status.backend = Some(report.backend.clone());
+        self.status.policies = report.policies.clone();
         let wrote = !report.changes.is_empty() || report.chains_written > 0;
         if let Some(new) = self.unapplied.take() {
             let generation = self.status.policy.as_ref().map_or(0, |p| p.generation) + 1;

@@ -3,6 +3,7 @@
 //! post-write checks, retries and the watchdog, and drives an `Engine` that does the real work
 //! (load policies, reconcile the kernel). The loop knows nothing of YAML, rulesets or iptables.
 
+mod engine;
 mod event_loop;
 pub mod last_good;
 mod netlink;
@@ -11,6 +12,7 @@ mod signals;
 mod timers;
 pub mod watch;
 
+pub use self::engine::RealEngine;
 pub use self::event_loop::{Daemon, Exit, LoopConfig, Waiter};
 pub use self::publish::{Notice, Publisher, SystemPublisher};
 
@@ -74,6 +76,8 @@ pub struct ApplyReport {
     /// One line per change made (chain rewritten, hook restored, set updated); empty when the
     /// kernel already matched.
     pub changes: Vec<String>,
+    /// GlobalNetworkPolicies in force on this node (named by `hostfw status` counters).
+    pub policies: Vec<String>,
 }
 
 /// Errors the engine reports; the loop only logs and records them.
@@ -132,11 +136,17 @@ impl Waiter for ChannelWaiter {
 /// during the first apply is not lost.
 pub fn spawn_sources(
     policy_dir: &std::path::Path,
-    counts: fn(&std::path::Path) -> bool,
+    counts: fn(&str) -> bool,
 ) -> std::io::Result<ChannelWaiter> {
     let (tx, rx) = mpsc::channel();
     signals::spawn(tx.clone())?;
-    watch::spawn(policy_dir.to_path_buf(), counts, tx.clone())?;
+    if let Err(e) = watch::spawn(policy_dir.to_path_buf(), counts, tx.clone()) {
+        // Still enforce and repair; edits then take effect on SIGHUP (systemctl reload).
+        log::error!(
+            "cannot watch {}: {e}; send SIGHUP after editing policies",
+            policy_dir.display()
+        );
+    }
     if let Err(e) = netlink::spawn(tx) {
         // Without link notifications the refresh timer still catches interface changes.
         log::warn!(

@@ -41,13 +41,13 @@ pub struct DirWatcher {
     name: OsString,
     parent_wd: WatchDescriptor,
     dir_wd: Option<WatchDescriptor>,
-    counts: fn(&Path) -> bool,
+    counts: fn(&str) -> bool,
 }
 
 impl DirWatcher {
-    /// Watch `dir` (which may not exist yet; its parent must). `counts` says whether a path in
-    /// the directory is a policy file (by name only: the file may already be gone).
-    pub fn new(dir: &Path, counts: fn(&Path) -> bool) -> io::Result<DirWatcher> {
+    /// Watch `dir` (which may not exist yet; its parent must). `counts` says whether a file name
+    /// in the directory is a policy file (by name only: the file may already be gone).
+    pub fn new(dir: &Path, counts: fn(&str) -> bool) -> io::Result<DirWatcher> {
         let name = dir
             .file_name()
             .ok_or_else(|| {
@@ -110,7 +110,8 @@ impl DirWatcher {
                     rewatch = true;
                 } else {
                     match &ev.name {
-                        Some(n) => changed |= (self.counts)(&self.dir.join(n)),
+                        // A name that is not UTF-8 is an error the policy reader reports.
+                        Some(n) => changed |= n.to_str().map_or(true, self.counts),
                         // The directory's own attributes (chmod): readability may have changed.
                         None => changed = true,
                     }
@@ -146,7 +147,7 @@ impl DirWatcher {
 }
 
 /// Run a `DirWatcher` on its own thread, sending `PolicyChanged` for every relevant batch.
-pub(crate) fn spawn(dir: PathBuf, counts: fn(&Path) -> bool, tx: Sender<Event>) -> io::Result<()> {
+pub(crate) fn spawn(dir: PathBuf, counts: fn(&str) -> bool, tx: Sender<Event>) -> io::Result<()> {
     let mut watcher = DirWatcher::new(&dir, counts)?;
     std::thread::Builder::new()
         .name("hostfw-watch".into())
@@ -181,8 +182,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     /// Stand-in for the policy reader's ignore rules: visible `*.yaml`/`*.yml` only.
-    fn counts(p: &Path) -> bool {
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    fn counts(name: &str) -> bool {
         !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml"))
     }
 

@@ -41,7 +41,7 @@ impl<'a> SetCollector<'a> {
 
     /// The `hash:net` set of everything `selector` selects; returns its dataplane name.
     pub fn selector_set(&mut self, selector: &Selector) -> String {
-        let id = names::selector_set_id(&selector.canonical());
+        let id = selector.unique_id();
         let name = names::ipset_name(self.v6(), &id);
         if !self.sets.contains_key(&name) {
             let mut members = BTreeSet::new();
@@ -69,7 +69,7 @@ impl<'a> SetCollector<'a> {
     /// The `hash:ip,port` set of the named port `port` (protocol `proto`: tcp, udp or sctp) on
     /// the endpoints `selector` selects.
     pub fn named_port_set(&mut self, selector: &Selector, proto: &str, port: &str) -> String {
-        let sel_id = names::selector_set_id(&selector.canonical());
+        let sel_id = selector.unique_id();
         let id = names::named_port_set_id(&sel_id, proto, port);
         let name = names::ipset_name(self.v6(), &id);
         if !self.sets.contains_key(&name) {

@@ -25,9 +25,6 @@ use std::collections::{BTreeMap, BTreeSet};
 pub enum RenderError {
     #[error(transparent)]
     Marks(#[from] MarkError),
-    /// A selector built by folding `selector` and `notSelector` failed to parse.
-    #[error("selector {text:?}: {message}")]
-    Selector { text: String, message: String },
 }
 
 /// The complete desired state of `family` for this node: raw, mangle and filter tables and the

@@ -255,17 +255,10 @@ fn split_named(ports: &[Port]) -> (Vec<PortSpec>, Vec<String>) {
 
 /// Felix folds a negated selector into the positive one (`(pos) && (!(neg))`) so one ipset
 /// does; without a positive selector the negated one keeps its own set.
-fn fold_selectors(e: &EntityRule) -> Result<(Option<Selector>, Option<Selector>), RenderError> {
+fn fold_selectors(e: &EntityRule) -> (Option<Selector>, Option<Selector>) {
     match (&e.selector, &e.not_selector) {
-        (Some(pos), Some(neg)) => {
-            let text = format!("({}) && (!({}))", pos.source(), neg.source());
-            let folded = Selector::parse(&text).map_err(|err| RenderError::Selector {
-                text: text.clone(),
-                message: err.to_string(),
-            })?;
-            Ok((Some(folded), None))
-        }
-        (pos, neg) => Ok((pos.clone(), neg.clone())),
+        (Some(pos), Some(neg)) => (Some(pos.and_not(neg)), None),
+        (pos, neg) => (pos.clone(), neg.clone()),
     }
 }
 
@@ -288,14 +281,14 @@ fn side(
     family: Family,
     sets: &mut SetCollector,
     named_proto: &str,
-) -> Result<Option<Side>, RenderError> {
+) -> Option<Side> {
     let (Some(nets), Some(not_nets)) = (
         filter_nets(&e.nets, family, false),
         filter_nets(&e.not_nets, family, true),
     ) else {
-        return Ok(None);
+        return None;
     };
-    let (pos_sel, neg_sel) = fold_selectors(e)?;
+    let (pos_sel, neg_sel) = fold_selectors(e);
     let (ports, named_ports) = split_named(&e.ports);
     let (not_ports, not_named_ports) = split_named(&e.not_ports);
     // Named ports are filtered by the positive selector (Felix: the rule can only match where
@@ -317,7 +310,7 @@ fn side(
         }
     }
     let not_sets = neg_sel.iter().map(|s| sets.selector_set(s)).collect();
-    Ok(Some(Side {
+    Some(Side {
         nets,
         not_nets,
         sets: sel_sets,
@@ -326,7 +319,7 @@ fn side(
         not_ports,
         named,
         not_named,
-    }))
+    })
 }
 
 /// Builds the extra rules that OR alternatives together through the scratch bits (§5.3).
@@ -444,10 +437,10 @@ fn api_rule(
         return Ok(Vec::new());
     }
     let named_proto = r.protocol.and_then(named_port_protocol).unwrap_or("tcp");
-    let Some(mut src) = side(&r.source, ctx.family, sets, named_proto)? else {
+    let Some(mut src) = side(&r.source, ctx.family, sets, named_proto) else {
         return Ok(Vec::new());
     };
-    let Some(mut dst) = side(&r.destination, ctx.family, sets, named_proto)? else {
+    let Some(mut dst) = side(&r.destination, ctx.family, sets, named_proto) else {
         return Ok(Vec::new());
     };
 

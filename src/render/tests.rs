@@ -559,7 +559,7 @@ fn selector_sets_fold_not_selector_and_collect_members() {
     };
     let rs = render(&v, Family::V4).unwrap();
     let folded = Selector::parse("(role == 'etcd') && (!(bad == 'x'))").unwrap();
-    let id = names::selector_set_id(&folded.canonical());
+    let id = folded.unique_id();
     let set_name = names::ipset_name(false, &id);
     let pi = chain(&rs, TableName::Filter, "cali-pi-gnp/k8s-worker-host");
     assert_eq!(

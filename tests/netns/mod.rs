@@ -170,7 +170,33 @@ impl Pair {
         host.addr(host_dev, &format!("{HOST6}/64"));
         peer.addr(peer_dev, &format!("{PEER4}/24"));
         peer.addr(peer_dev, &format!("{PEER6}/64"));
+        neighbours(&host, host_dev, &peer, peer_dev, &[PEER4, PEER6]);
+        neighbours(&peer, peer_dev, &host, host_dev, &[HOST4, HOST6]);
         Pair { host, peer }
+    }
+}
+
+/// The MAC address of `dev` in `ns`.
+pub fn mac(ns: &Netns, dev: &str) -> String {
+    let out = ns.ip(&["-o", "link", "show", "dev", dev]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    words
+        .find(|w| *w == "link/ether")
+        .and_then(|_| words.next())
+        .unwrap_or_else(|| panic!("no MAC for {dev}: {text}"))
+        .to_string()
+}
+
+/// Permanent neighbour entries in `ns` (on `dev`) for `addrs`, which live on `other`'s
+/// `other_dev`: ARP and neighbour discovery are then never needed, so host policy that does not
+/// allow ICMPv6 ND still leaves IPv6 reachable, as on a host with static neighbours.
+pub fn neighbours(ns: &Netns, dev: &str, other: &Netns, other_dev: &str, addrs: &[&str]) {
+    let lladdr = mac(other, other_dev);
+    for addr in addrs {
+        ns.ip(&[
+            "neigh", "replace", addr, "lladdr", &lladdr, "dev", dev, "nud", "permanent",
+        ]);
     }
 }
 

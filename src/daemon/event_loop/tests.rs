@@ -208,6 +208,7 @@ fn wrote(chains: usize) -> ApplyReport {
         backend: "legacy".into(),
         chains_written: chains,
         changes: vec![format!("filter: {chains} chain(s) written")],
+        policies: vec!["allow-ssh".into()],
     }
 }
 
@@ -319,6 +320,7 @@ fn start_applies_saves_last_good_then_ready() {
         (1, "aaaa")
     );
     assert_eq!(status.last_apply.unwrap().chains_written, 12);
+    assert_eq!(status.policies, vec!["allow-ssh".to_string()]);
     assert_eq!(status.drift_repairs, 0);
     assert_eq!(
         run.signals(),
