@@ -240,6 +240,10 @@ fn edits_reach_the_kernel_invalid_edits_do_not_and_stop_leaves_rules() {
     );
     assert_eq!(d.status()["state"], "ok");
     assert_eq!(d.status()["policy"]["generation"], 1);
+    // The writer lock is free between reconciles: `hostfw diff` runs beside the daemon and
+    // finds the kernel in sync.
+    let diff = netns::hostfw(&pair.host, &work, NODE, BACKEND, &["diff"]);
+    assert_eq!(diff.code, 0, "{diff:?}");
 
     // A new file renamed into the directory opens 9090.
     put(&dir, "20-allow-9090.yaml", ALLOW_9090);
