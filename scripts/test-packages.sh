@@ -18,8 +18,8 @@
 # The host's own ruleset (iptables/ip6tables, legacy and nft) is saved before and after and the
 # test fails if it changed.
 #
-# Needs root (namespaces, overlayfs). Installs lintian, rpm, rpmlint and man-db with apt-get
-# when missing. Usage: scripts/test-packages.sh     (exit 0 all passed, 1 a check failed, 2 error)
+# Needs root (namespaces, overlayfs). Installs lintian, rpm, rpmlint, man-db, dpkg-dev, systemd,
+# iptables and ipset with apt-get when missing. Usage: scripts/test-packages.sh     (exit 0 all passed, 1 a check failed, 2 error)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Sorting and tool messages must not depend on the caller's locale.
@@ -50,7 +50,9 @@ expect_same() {
 
 ensure_tools() {
     local missing=() p
-    for p in lintian rpm rpmlint man-db; do
+    # dpkg-dev: dpkg-shlibdeps for the .deb's libc dependency; systemd: systemctl and
+    # systemd-analyze inside the throwaway root.
+    for p in lintian rpm rpmlint man-db dpkg-dev systemd iptables ipset; do
         dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return
@@ -115,7 +117,7 @@ static_checks() {
             "packaging/deb/maintainer-scripts/$script" "$WORK/deb.$script"
     done
     dpkg-deb -f "$deb" Depends >"$WORK/deb.depends"
-    expect "deb depends on iptables and ipset" grep -Eq '(^|, )iptables(,|$| )' "$WORK/deb.depends"
+    expect "deb depends on iptables" grep -Eq '(^|, )iptables(,|$| )' "$WORK/deb.depends"
     expect "deb depends on ipset" grep -Eq '(^|, )ipset(,|$| )' "$WORK/deb.depends"
 
     rpm_listing "$rpm" >"$WORK/rpm.files"
@@ -269,6 +271,8 @@ deb_lifecycle() {
     expect_actions "upgrade restarts, never stops" "restart $UNIT;"
     expect "upgrade keeps the admin's /etc/default/hostfw" grep -qx 'HOSTFW_LOG_LEVEL=debug' "$R/etc/default/hostfw"
     expect "upgrade leaves the rules in place" sandbox_has_rules
+    # ${Version} is dpkg-query's field syntax, not the shell's.
+    # shellcheck disable=SC2016
     expect "upgraded version is installed" \
         test "$(in_root dpkg-query -W -f='${Version}' hostfw)" = "${version}-2"
 
@@ -378,7 +382,9 @@ main() {
     say "built $deb and $rpm in $((SECONDS - start)) s"
 
     # Second builds of the same binary with the next revision/release, to upgrade to.
-    local deb2="$WORK/hostfw_${version}-2_${arch}.deb" rpm2="$WORK/hostfw-${version}-2.$(uname -m).rpm"
+    local deb2 rpm2
+    deb2="$WORK/hostfw_${version}-2_${arch}.deb"
+    rpm2="$WORK/hostfw-${version}-2.$(uname -m).rpm"
     cargo deb --no-build --locked --deb-version "${version}-2" --output "$deb2" >/dev/null
     cargo generate-rpm --auto-req builtin --set-metadata 'release = "2"' --output "$rpm2" >/dev/null
 
