@@ -3,7 +3,9 @@
 pub mod apply;
 pub mod check;
 pub mod common;
+pub mod confirm;
 pub mod diff;
+pub mod explain;
 pub mod flush;
 pub mod render;
 pub mod run;
@@ -50,5 +52,8 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Flush => flush::run(&settings),
         Command::Run => run::run(&settings),
         Command::Status(args) => status::run(&settings, &args),
+        Command::Explain(args) => explain::run(&settings, &args),
+        Command::Confirm => confirm::run(&settings),
+        Command::ConfirmWatch(args) => confirm::watch(&settings, &args),
     }
 }
