@@ -418,6 +418,32 @@ pub fn check_host(
     Ok(check(view, &prepared, interfaces, &sessions))
 }
 
+/// `hostfw check`'s use of the guard: resolve `set` for `node` on this host, render, and return
+/// the findings as warning lines (empty when the set cannot be rendered: check reports that
+/// elsewhere).
+pub fn check_warnings(set: &crate::model::PolicySet, node: &str) -> Vec<String> {
+    let Ok(interfaces) = crate::host::interfaces() else {
+        return Vec::new();
+    };
+    let view = crate::resolve::resolve(set, node, &interfaces);
+    let mut families = vec![Family::V4];
+    if view.config.ipv6_support {
+        families.push(Family::V6);
+    }
+    let Ok(rulesets) = families
+        .into_iter()
+        .map(|f| crate::render::render(&view, f))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return Vec::new();
+    };
+    check_host(&view, &rulesets, &interfaces)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| format!("warning: lockout guard: {}", f.message))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
