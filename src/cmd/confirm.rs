@@ -72,8 +72,10 @@ pub fn watch(settings: &Settings, args: &ConfirmWatchArgs) -> CmdResult {
     }
 }
 
-/// The lockout guard before an apply: print every finding; `Some(exit)` when the apply must stop
-/// (a finding and no `--force`).
+/// The lockout guard before an apply: print every finding; `Some(exit)` when the apply must stop:
+/// a detected SSH session would be cut off (`Lockout`) and there is no `--force`. A host with no
+/// reachable SSH at all but no session to lose (console, cloud-init) gets a loud warning only:
+/// refusing there would block hosts deliberately run without SSH.
 pub(super) fn guard_apply(
     view: &crate::resolve::NodeView,
     desired: &[crate::ruleset::Ruleset],
@@ -85,7 +87,10 @@ pub(super) fn guard_apply(
     for f in &findings {
         eprintln!("lockout guard: {}", f.message);
     }
-    if findings.is_empty() {
+    let lockout = findings
+        .iter()
+        .any(|f| f.severity == crate::guard::Severity::Lockout);
+    if !lockout {
         return Ok(None);
     }
     if force {
@@ -93,8 +98,8 @@ pub(super) fn guard_apply(
         return Ok(None);
     }
     eprintln!(
-        "error: refusing to apply: the new rules would lock SSH out (see above); fix the policy, \
-         or use --force (ideally with --confirm SECS)"
+        "error: refusing to apply: the new rules would cut off the SSH session applying them (see \
+         above); fix the policy, or use --force (ideally with --confirm SECS)"
     );
     Ok(Some(Exit::Invalid))
 }
