@@ -3,6 +3,7 @@
 //! post-write checks, retries and the watchdog, and drives an `Engine` that does the real work
 //! (load policies, reconcile the kernel). The loop knows nothing of YAML, rulesets or iptables.
 
+mod engine;
 mod event_loop;
 pub mod last_good;
 mod netlink;
@@ -11,6 +12,7 @@ mod signals;
 mod timers;
 pub mod watch;
 
+pub use self::engine::RealEngine;
 pub use self::event_loop::{Daemon, Exit, LoopConfig, Waiter};
 pub use self::publish::{Notice, Publisher, SystemPublisher};
 

@@ -529,14 +529,22 @@ impl Builder {
                 anchor,
                 entries,
                 ..
-            } => (
-                Node {
-                    line,
-                    column,
-                    value: Value::Map(entries),
-                },
-                anchor,
-            ),
+            } => {
+                // A block mapping's start event is marked after its first key; the key is
+                // where a reader looks for the mapping.
+                let (line, column) = match entries.first() {
+                    Some((k, _)) if (k.line, k.column) < (line, column) => (k.line, k.column),
+                    _ => (line, column),
+                };
+                (
+                    Node {
+                        line,
+                        column,
+                        value: Value::Map(entries),
+                    },
+                    anchor,
+                )
+            }
         };
         if anchor > 0 {
             let size = count_nodes(&node);
@@ -630,6 +638,8 @@ fn syntax_message(info: &str) -> String {
             "; an unquoted `*` or `&` starts a YAML alias or anchor: quote the value \
              (e.g. interfaceName: \"*\")",
         );
+    } else if info.contains("recursion limit") {
+        msg.push_str("; the document nests too deeply");
     } else if info.contains("tab") {
         msg.push_str("; YAML indentation must use spaces, not tabs");
     } else if info.contains("tag") {

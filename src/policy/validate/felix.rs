@@ -2,6 +2,7 @@
 //! v3.32.1 (plus Felix's own parse of failsafe entries); every other Calico field is accepted
 //! with a warning naming it, still type-checked where its type is known. Pure.
 
+use super::names::{parse_cidr, parse_ip};
 use super::reader::{boolean, fields, integer, list, string, Ctx, Path, Schema};
 use crate::model::{
     AllowAction, BackendChoice, DenyAction, EndpointToHostAction, FailsafePort, FailsafeProtocol,
@@ -9,8 +10,6 @@ use crate::model::{
 };
 use crate::policy::parse::Node;
 use ipnet::IpNet;
-use std::net::IpAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
 /// Fewest mark bits hostfw accepts in `iptablesMarkMask`: Felix (v3.30+) allocates accept, pass,
@@ -637,9 +636,9 @@ fn failsafe(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<FailsafePort> {
                 return Some(None);
             }
             let net = if s.contains('/') {
-                IpNet::from_str(s).ok().map(|n| n.trunc())
+                parse_cidr(s).map(|n| n.trunc())
             } else {
-                IpAddr::from_str(s).ok().map(IpNet::from)
+                parse_ip(s).map(IpNet::from)
             };
             if net.is_none() {
                 ctx.error(n, &np, format!("`{s}` is neither a CIDR nor an IP address"));

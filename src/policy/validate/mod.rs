@@ -20,8 +20,6 @@ use ipnet::IpNet;
 use names::{is_dns_label, label_key_problem, label_value_problem, name_problem};
 use reader::{boolean, fields, integer, list, number, string, string_map, Ctx, Path, Schema};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::str::FromStr;
 
 /// The kinds hostfw enforces.
 const SUPPORTED_KINDS: [&str; 6] = [
@@ -524,9 +522,9 @@ fn host_endpoint(
                 let Some(s) = string(ctx, item, &p) else {
                     continue;
                 };
-                match IpAddr::from_str(s) {
-                    Ok(ip) => expected_ips.push(ip),
-                    Err(_) => {
+                match names::parse_ip(s) {
+                    Some(ip) => expected_ips.push(ip),
+                    None => {
                         let hint = if s.contains('/') {
                             " (expectedIPs are single addresses, not CIDRs)"
                         } else {
@@ -567,7 +565,13 @@ fn host_endpoint(
             }
         }
     }
-    if interface.is_none() && expected_ips.is_empty() && ctx.errors == before {
+    // Judged on what was written, so an invalid value elsewhere does not hide this error.
+    let iface_written = f
+        .get(1)
+        .and_then(|n| n.as_scalar())
+        .is_some_and(|s| !s.text.is_empty());
+    let ips_written = f.get(2).is_some_and(has_items);
+    if !iface_written && !ips_written {
         ctx.error(
             spec,
             path,
@@ -866,9 +870,9 @@ fn network_set(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Option<Vec<Ip
                     continue;
                 };
                 let net = if s.contains('/') {
-                    IpNet::from_str(s).ok().map(|n| n.trunc())
+                    names::parse_cidr(s).map(|n| n.trunc())
                 } else {
-                    IpAddr::from_str(s).ok().map(IpNet::from)
+                    names::parse_ip(s).map(IpNet::from)
                 };
                 match net {
                     Some(net) => nets.push(net),

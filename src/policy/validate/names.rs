@@ -127,6 +127,29 @@ pub(crate) fn iana_problem(s: &str) -> Option<String> {
     })
 }
 
+/// Parse an IP address as Go's `net.ParseIP` does: IPv4 octets with leading zeros are refused
+/// (they would be octal to some tools and decimal to others).
+pub(crate) fn parse_ip(s: &str) -> Option<std::net::IpAddr> {
+    if has_octal_octet(s) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Parse `addr/len` as Go's `net.ParseCIDR` does (no leading-zero octets); not normalised.
+pub(crate) fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
+    let (addr, len) = s.split_once('/')?;
+    if has_octal_octet(addr) || len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn has_octal_octet(addr: &str) -> bool {
+    let v4 = addr.rsplit(':').next().unwrap_or(addr);
+    v4.contains('.') && v4.split('.').any(|o| o.len() > 1 && o.starts_with('0'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +187,18 @@ mod tests {
         assert!(label_value_problem("a b").is_some());
         assert!(label_value_problem("-a").is_some());
         assert!(annotation_key_problem("Example.COM/x").is_none());
+    }
+
+    #[test]
+    fn addresses_like_go() {
+        assert!(parse_ip("198.51.100.1").is_some());
+        assert!(parse_ip("2001:db8::1").is_some());
+        assert!(parse_ip("198.051.100.1").is_none());
+        assert!(parse_ip("::ffff:010.0.0.1").is_none());
+        assert!(parse_cidr("10.0.0.0/8").is_some());
+        assert!(parse_cidr("010.0.0.0/8").is_none());
+        assert!(parse_cidr("10.0.0.0/+8").is_none());
+        assert!(parse_cidr("10.0.0.0").is_none());
     }
 
     #[test]

@@ -260,11 +260,26 @@ pub(crate) fn suggest<'c>(
         4..=8 => 2,
         _ => 3,
     };
-    candidates
+    let candidates: Vec<&'c str> = candidates.copied().collect();
+    let close = candidates
+        .iter()
         .map(|c| (edit_distance(&lower, &c.to_ascii_lowercase()), *c))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
+        .map(|(_, c)| c);
+    // Failing that, a field one name is the start of the other (`interface` for
+    // `interfaceName`, `proto` for `protocol`, a `...Secs` config-file name).
+    close.or_else(|| {
+        candidates.iter().copied().find(|c| {
+            let c = c.to_ascii_lowercase();
+            let (short, long) = if c.len() < lower.len() {
+                (&c, &lower)
+            } else {
+                (&lower, &c)
+            };
+            short.len() >= 4 && long.starts_with(short.as_str())
+        })
+    })
 }
 
 /// Levenshtein distance over characters.
@@ -528,10 +543,21 @@ pub(crate) fn number(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<f64> {
         );
         return None;
     }
-    if let Ok(v) = parse_int(&s.text) {
-        return Some(v as f64);
-    }
     let t = s.text.as_str();
+    let looks_float = !t.starts_with("0x") && t.contains(['.', 'e', 'E']);
+    if !looks_float {
+        return match parse_int(t) {
+            Ok(v) => Some(v as f64),
+            Err(msg) if msg.starts_with("expected an integer") => {
+                ctx.error(node, path, format!("expected a number, found `{t}`"));
+                None
+            }
+            Err(msg) => {
+                ctx.error(node, path, msg);
+                None
+            }
+        };
+    }
     let well_formed = t
         .bytes()
         .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))

@@ -1,13 +1,14 @@
 //! Rules and their parts (EntityRule, ports, protocol, ICMP, CIDRs, selectors) with Calico
 //! v3.32.1's checks; shared by GlobalNetworkPolicy and Profile. Pure.
 
-use super::names::{annotation_key_problem, iana_problem, MAX_ANNOTATION_BYTES};
+use super::names::{
+    annotation_key_problem, iana_problem, parse_cidr, parse_ip, MAX_ANNOTATION_BYTES,
+};
 use super::reader::{fields, integer, list, parse_int, string, string_map, Ctx, Path, Schema};
 use crate::model::{EntityRule, IcmpMatch, IpVersion, Labels, Port, Protocol, Rule, RuleAction};
 use crate::policy::parse::Node;
 use crate::policy::selector::Selector;
 use ipnet::IpNet;
-use std::str::FromStr;
 
 /// Longest selector accepted. Calico v3.32.1 has no limit (master: 1024 characters); hostfw caps
 /// selectors so that hostile input cannot make parsing and ipset naming expensive.
@@ -322,7 +323,7 @@ pub(crate) fn annotations(ctx: &mut Ctx, node: &Node, path: &Path) -> Labels {
             node,
             path,
             format!(
-                "annotations total {total} bytes, more than the {MAX_ANNOTATION_BYTES}-byte limit"
+                "annotations total {total} bytes, more than the 256 KiB ({MAX_ANNOTATION_BYTES} bytes) limit"
             ),
         );
     }
@@ -472,7 +473,7 @@ fn rule_cidr(
 ) -> Option<IpNet> {
     let text = string(ctx, node, path)?;
     if !text.contains('/') {
-        let hint = if text.parse::<std::net::IpAddr>().is_ok() {
+        let hint = if parse_ip(text).is_some() {
             let bits = if text.contains(':') { 128 } else { 32 };
             format!("; write `{text}/{bits}` for a single address")
         } else {
@@ -485,9 +486,9 @@ fn rule_cidr(
         );
         return None;
     }
-    let net = match IpNet::from_str(text) {
-        Ok(n) => n,
-        Err(_) => {
+    let net = match parse_cidr(text) {
+        Some(n) => n,
+        None => {
             ctx.error(node, path, format!("`{text}` is not a valid CIDR"));
             return None;
         }
@@ -551,7 +552,10 @@ pub(crate) fn port(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Port> {
         return None;
     };
     let text = s.text.as_str();
-    if text.starts_with(|c: char| c.is_ascii_digit()) && !text.contains(':') {
+    let numeric = text.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+        || (s.plain
+            && (text.starts_with("0x") || text.starts_with("0o") || text.starts_with("0b")));
+    if !text.is_empty() && numeric {
         let n = if s.plain {
             parse_int(text)
         } else if text.bytes().all(|b| b.is_ascii_digit()) && text.len() < 30 {
