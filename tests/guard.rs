@@ -233,3 +233,32 @@ mod cli {
         }
     }
 }
+
+#[test]
+fn daemon_warns_by_default_and_refuses_on_request() {
+    let yaml = format!(
+        "{NO_FAILSAFE}apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n\
+         metadata: {{name: kubelet-only}}\nspec:\n  selector: all()\n  ingress:\n  \
+         - {{action: Allow, protocol: TCP, destination: {{ports: [10250]}}}}\n{}",
+        hep()
+    );
+    let set = load_sources(&[Source {
+        path: "t.yaml".into(),
+        text: yaml,
+    }])
+    .set
+    .expect("valid");
+    let v = resolve(&set, NODE, &interfaces());
+    let rulesets: Vec<_> = [Family::V4, Family::V6]
+        .into_iter()
+        .map(|f| hostfw::render::render(&v, f).expect("render"))
+        .collect();
+    let gate = |mode| guard::daemon_gate(&set, NODE, &interfaces(), &rulesets, mode);
+    assert_eq!(gate(guard::DaemonMode::Warn), Ok(()));
+    let refused = gate(guard::DaemonMode::Refuse).expect_err("refuse mode refuses");
+    assert!(refused.contains("no inbound SSH"), "{refused}");
+    assert_eq!(
+        guard::DaemonMode::from_value(Some("refuse")),
+        guard::DaemonMode::Refuse
+    );
+}
