@@ -129,6 +129,11 @@ fn unconfirmed_rolls_back(backend: &'static str) {
     eventually("pending file removed", || {
         !c.run_dir().join("confirm-pending.json").exists()
     });
+    // The rollback is recorded (a daemon stays paused until the policies change).
+    assert!(c.run_dir().join("confirm-rolled-back.json").exists());
+    let late = c.run(&["confirm"]);
+    assert_eq!(late.code, 1, "{late:?}");
+    assert!(late.stderr.contains("too late"), "{late:?}");
     // The restored state is exactly the old policy's render: diff against it is empty.
     c.work.write_policies(&policy(8080));
     let diff = c.run(&["diff"]);
@@ -136,6 +141,10 @@ fn unconfirmed_rolls_back(backend: &'static str) {
         diff.code, 0,
         "restored state differs from the old render: {diff:?}"
     );
+    // An explicit apply lifts the hold.
+    let applied = c.run(&["apply"]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    assert!(!c.run_dir().join("confirm-rolled-back.json").exists());
 }
 
 fn confirmed_stays(backend: &'static str) {
