@@ -12,12 +12,15 @@
 //! - ICMP: an echo request with a unique id; the echo reply comes back only if it got through.
 //!   Replies of all three are conntrack ESTABLISHED/RELATED and pass every hostfw chain, so the
 //!   outcome is the fate of the first packet, which is what `explain` evaluates.
+//!
+//! The same probes also go through `explain --live`'s path (the kernel's tables read back with
+//! iptables-save and parsed): it must reach the same verdict and decision as the rendered one.
 
 mod netns;
 
 use hostfw::explain::{self, ConnState, Direction, Packet};
 use hostfw::policy::{load_sources, source::Source};
-use hostfw::ruleset::Family;
+use hostfw::ruleset::{parse_ipset_save, Family, TableName};
 use netns::*;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
@@ -477,16 +480,50 @@ fn differential(tag: &str, backend: &'static str, yaml: &str, seed: u64) {
         .host
         .run_in(|| hostfw::host::interfaces().expect("interfaces"));
     let view = hostfw::resolve::resolve(&set, NODE, &ifaces);
-    let v4 = explain::prepare(&view, Family::V4).expect("render v4");
-    let v6 = explain::prepare(&view, Family::V6).expect("render v6");
+    let v4_rendered = explain::prepare(&view, Family::V4).expect("render v4");
+    let v6_rendered = explain::prepare(&view, Family::V6).expect("render v6");
+
+    // `explain --live`'s side: the kernel's own tables, parsed back.
+    let live = |family: Family| {
+        let v6 = family == Family::V6;
+        let saves: Vec<_> = TableName::ALL
+            .into_iter()
+            .map(|table| (table, save(&t.host, backend, v6, table.as_str(), false)))
+            .collect();
+        let ipsets = parse_ipset_save(&t.host.must(&["ipset", "save"])).expect("ipset save");
+        let live = explain::live::parse(family, &saves, &ipsets);
+        assert!(
+            live.unknown.is_empty(),
+            "unparsed rules: {:?}",
+            live.unknown
+        );
+        let mut ctx = explain::Context::build(&view, family, &live.ruleset).expect("context");
+        ctx.kernel_policies = live.policies;
+        (live.ruleset, ctx)
+    };
+    let live4 = live(Family::V4);
+    let live6 = live(Family::V6);
 
     let probes = generate(seed);
     let delivered = observe(&t, &probes);
     let mut wrong = Vec::new();
     let mut passes = 0;
     for p in &probes {
-        let (rs, ctx) = if p.packet.src.is_ipv6() { &v6 } else { &v4 };
+        let v6 = p.packet.src.is_ipv6();
+        let (rs, ctx) = if v6 { &v6_rendered } else { &v4_rendered };
         let e = explain::explain(rs, ctx, &p.packet);
+        let (lrs, lctx) = if v6 { &live6 } else { &live4 };
+        let l = explain::explain(lrs, lctx, &p.packet);
+        if l.verdict != e.verdict || l.decision != e.decision {
+            wrong.push(format!(
+                "probe {}: --live says {} by {}, rendered says {} by {}",
+                p.id,
+                l.verdict.as_str(),
+                l.reason,
+                e.verdict.as_str(),
+                e.reason
+            ));
+        }
         passes += usize::from(e.verdict.passes());
         let kernel = delivered.contains(&p.id);
         if kernel != e.verdict.passes() {
