@@ -4,7 +4,7 @@
 //! `cargo bench --bench resolve`. Under `cargo test --all-targets` (no `--bench` argument) it
 //! runs at 1/100 scale as a smoke test.
 
-use hostfw::resolve::{resolve, HostInterfaces};
+use hostfw::resolve::{resolve_owned, HostInterfaces};
 use std::fmt::Write;
 use std::time::Instant;
 
@@ -119,16 +119,17 @@ fn main() {
         }
         panic!("generated policy set does not load");
     };
-    let resolve_start = Instant::now();
-    let view = resolve(&set, "node007", &interfaces);
-    let resolved = resolve_start.elapsed();
-    let total = start.elapsed();
-
     let rules: usize = set
         .policies
         .iter()
         .map(|p| p.ingress.len() + p.egress.len())
         .sum();
+    let (policies, host_endpoints) = (set.policies.len(), set.host_endpoints.len());
+    let resolve_start = Instant::now();
+    let view = resolve_owned(set, "node007", &interfaces);
+    let resolved = resolve_start.elapsed();
+    let total = start.elapsed();
+
     let applied: usize = view
         .endpoints
         .iter()
@@ -137,8 +138,8 @@ fn main() {
     println!(
         "resolve bench: {} policies, {rules} rules, {} host endpoints; {} active here, {applied} \
          (endpoint, ingress policy) pairs",
-        set.policies.len(),
-        set.host_endpoints.len(),
+        policies,
+        host_endpoints,
         view.endpoints.len()
     );
     println!(

@@ -86,6 +86,18 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Remove every chain, hook rule and ipset hostfw owns, and nothing else.
     Flush,
+    /// Run the agent: apply, then follow policy, interface and kernel changes (systemd service).
+    Run,
+    /// Print the daemon's status and live per-policy packet/byte counters.
+    Status(StatusArgs),
+    /// Simulate one packet through the rendered ruleset: the verdict, the path, and the policy
+    /// rule, failsafe entry or default that decided it. Needs no root.
+    Explain(ExplainArgs),
+    /// Keep the rules of a pending `apply --confirm` and cancel its automatic rollback.
+    Confirm,
+    /// Internal: the detached watcher `apply --confirm` leaves behind.
+    #[command(name = "confirm-watch", hide = true)]
+    ConfirmWatch(ConfirmWatchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -123,4 +135,83 @@ pub struct ApplyArgs {
     /// Compute and print the plan without writing anything.
     #[arg(long)]
     pub dry_run: bool,
+    /// Restore the previous state automatically unless `hostfw confirm` runs within SECS
+    /// seconds (anti-lockout for remote edits).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub confirm: Option<u64>,
+    /// Apply even when the lockout guard finds that the new rules would cut off the SSH
+    /// session applying them (or all inbound SSH).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DirectionArg {
+    Ingress,
+    Egress,
+    Forward,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum StateArg {
+    #[default]
+    New,
+    Established,
+    Invalid,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Interface the packet arrives on (ingress, forward) or leaves by (egress).
+    #[arg(long, value_name = "IF")]
+    pub iface: String,
+    #[arg(long, value_enum)]
+    pub direction: DirectionArg,
+    /// Forward only: the interface the packet leaves by.
+    #[arg(long, value_name = "IF")]
+    pub out_iface: Option<String>,
+    #[arg(long, value_name = "IP")]
+    pub src: std::net::IpAddr,
+    #[arg(long, value_name = "IP")]
+    pub dst: std::net::IpAddr,
+    /// tcp, udp, icmp, icmpv6, sctp, or a protocol number.
+    #[arg(long, value_name = "PROTO")]
+    pub proto: String,
+    /// Source port [default: 49152 for port protocols].
+    #[arg(long, value_name = "N")]
+    pub sport: Option<u16>,
+    /// Destination port (required for port protocols).
+    #[arg(long, value_name = "N")]
+    pub dport: Option<u16>,
+    /// ICMP type [default: echo request, 8 or 128].
+    #[arg(long, value_name = "T")]
+    pub icmp_type: Option<u8>,
+    /// ICMP code [default: 0].
+    #[arg(long, value_name = "C", requires = "icmp_type")]
+    pub icmp_code: Option<u8>,
+    /// Conntrack state of the packet.
+    #[arg(long, value_enum, default_value_t)]
+    pub state: StateArg,
+    /// The flow was DNATed (matches `--ctstate DNAT`).
+    #[arg(long)]
+    pub dnat: bool,
+    /// Evaluate the kernel's current tables (every rule, foreign ones included, and the kernel
+    /// chains' policies) instead of the rendered ruleset. Needs root.
+    #[arg(long)]
+    pub live: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfirmWatchArgs {
+    /// The pending confirmation this watcher guards.
+    #[arg(long)]
+    pub token: String,
 }

@@ -10,9 +10,12 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod confirm;
 pub mod daemon;
 pub mod dataplane;
 pub mod diag;
+pub mod explain;
+pub mod guard;
 pub mod host;
 pub mod lock;
 pub mod model;

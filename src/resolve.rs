@@ -7,7 +7,7 @@ use crate::model::*;
 use ipnet::IpNet;
 use serde::Serialize;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -322,6 +322,8 @@ fn cmp_order(a: Option<f64>, b: Option<f64>) -> Ordering {
 
 /// A policy with its tier's order and default action, ready for per-endpoint filtering.
 struct OrderedPolicy<'a> {
+    /// Position in `set.policies`.
+    index: usize,
     policy: &'a GlobalNetworkPolicy,
     default_action: TierAction,
 }
@@ -345,11 +347,13 @@ fn order_policies(set: &PolicySet) -> Vec<OrderedPolicy<'_>> {
     let mut ordered: Vec<(Option<f64>, OrderedPolicy<'_>)> = set
         .policies
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(index, p)| {
             let (tier_order, default_action) = tier_info(&p.tier);
             (
                 tier_order,
                 OrderedPolicy {
+                    index,
                     policy: p,
                     default_action,
                 },
@@ -414,20 +418,28 @@ fn assign_interfaces<'a>(
                     .insert(name, hep);
             }
             None => {
-                let mut matched = false;
+                let (mut matched, mut on_workload) = (false, false);
                 for (iface, addrs) in interfaces {
-                    if config.is_workload_interface(iface) {
+                    if !addrs.iter().any(|a| hep.expected_ips.contains(a)) {
                         continue;
                     }
-                    if addrs.iter().any(|a| hep.expected_ips.contains(a)) {
-                        matched = true;
-                        candidates
-                            .entry(iface.clone())
-                            .or_default()
-                            .insert(name, hep);
+                    if config.is_workload_interface(iface) {
+                        on_workload = true;
+                        continue;
                     }
+                    matched = true;
+                    candidates
+                        .entry(iface.clone())
+                        .or_default()
+                        .insert(name, hep);
                 }
-                if !matched {
+                if !matched && on_workload {
+                    warnings.push(format!(
+                        "HostEndpoint {name} has no interfaceName and its expectedIPs are only on \
+                         workload interfaces (interfacePrefix {:?}): it governs nothing here",
+                        config.interface_prefix
+                    ));
+                } else if !matched {
                     warnings.push(format!(
                         "HostEndpoint {name} has no interfaceName and no interface on this host \
                          carries one of its expectedIPs: it governs nothing here"
@@ -484,13 +496,76 @@ fn may_allow_ssh(rule: &Rule) -> bool {
 
 /// Resolve the policy set for `node` given the host's interfaces: the active endpoints, the
 /// policies per traffic class in evaluation order, the effective configuration and warnings.
+/// Copies the referenced policies and profiles; `resolve_owned` moves them instead.
 pub fn resolve(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> NodeView {
+    let Resolution {
+        mut view,
+        used_policies,
+        used_profiles,
+    } = compute(set, node, interfaces);
+    view.policies = set
+        .policies
+        .iter()
+        .zip(&used_policies)
+        .filter(|(_, used)| **used)
+        .map(|(p, _)| (p.meta.name.clone(), p.clone()))
+        .collect();
+    view.profiles = set
+        .profiles
+        .iter()
+        .zip(&used_profiles)
+        .filter(|(_, used)| **used)
+        .map(|(p, _)| (p.meta.name.clone(), p.clone()))
+        .collect();
+    view
+}
+
+/// As `resolve`, consuming the set so the referenced policies and profiles move into the view
+/// without copying (what the commands use: large sets spend most of `resolve` cloning rules).
+pub fn resolve_owned(set: PolicySet, node: &str, interfaces: &HostInterfaces) -> NodeView {
+    let Resolution {
+        mut view,
+        used_policies,
+        used_profiles,
+    } = compute(&set, node, interfaces);
+    view.policies = set
+        .policies
+        .into_iter()
+        .zip(used_policies)
+        .filter(|(_, used)| *used)
+        .map(|(p, _)| (p.meta.name.clone(), p))
+        .collect();
+    view.profiles = set
+        .profiles
+        .into_iter()
+        .zip(used_profiles)
+        .filter(|(_, used)| *used)
+        .map(|(p, _)| (p.meta.name.clone(), p))
+        .collect();
+    view
+}
+
+/// Everything resolution decides; `policies` and `profiles` of `view` are still empty, to be
+/// filled from the set by index (`used_*` run parallel to `set.policies` / `set.profiles`).
+struct Resolution {
+    view: NodeView,
+    used_policies: Vec<bool>,
+    used_profiles: Vec<bool>,
+}
+
+fn compute(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Resolution {
     let mut warnings = Vec::new();
     let config = effective_config(set, node);
     let profiles: BTreeMap<&str, &Profile> = set
         .profiles
         .iter()
         .map(|p| (p.meta.name.as_str(), p))
+        .collect();
+    let profile_index: BTreeMap<&str, usize> = set
+        .profiles
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.meta.name.as_str(), i))
         .collect();
     let local: Vec<&HostEndpoint> = set
         .host_endpoints
@@ -500,18 +575,27 @@ pub fn resolve(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Node
     let assigned = assign_interfaces(&local, interfaces, &config, &mut warnings);
     let ordered = order_policies(set);
 
-    let mut used_policies: BTreeSet<&str> = BTreeSet::new();
-    let mut used_profiles: BTreeSet<&str> = BTreeSet::new();
+    let mut used_policies = vec![false; set.policies.len()];
+    let mut used_profiles = vec![false; set.profiles.len()];
     let mut endpoints = Vec::with_capacity(assigned.len());
     for (interface, hep) in assigned {
         let who = endpoint_label(&interface, &hep.meta.name);
+        // An empty map means the interfaces are unknown (not read), not that there are none.
+        if let InterfaceName::Named(name) = &interface {
+            if !interfaces.is_empty() && !interfaces.contains_key(name) {
+                warnings.push(format!(
+                    "{who}: no interface {name} on this host yet; its rules are in place and \
+                     take effect when it appears"
+                ));
+            }
+        }
         let labels = effective_labels(hep, &profiles);
         let mut profile_names = Vec::new();
         for name in &hep.profiles {
             if name == DEFAULT_ALLOW_PROFILE {
                 profile_names.push(name.clone());
-            } else if profiles.contains_key(name.as_str()) {
-                used_profiles.insert(name);
+            } else if let Some(&i) = profile_index.get(name.as_str()) {
+                used_profiles[i] = true;
                 profile_names.push(name.clone());
             } else {
                 warnings.push(format!(
@@ -523,6 +607,7 @@ pub fn resolve(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Node
         let mut policies = EndpointPolicies::default();
         for op in &ordered {
             let p = op.policy;
+            // The only per-(policy, endpoint) cost besides bookkeeping.
             if !p.selector.matches(&labels) {
                 continue;
             }
@@ -566,43 +651,11 @@ pub fn resolve(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Node
                 }
             }
             if used {
-                used_policies.insert(&p.meta.name);
+                used_policies[op.index] = true;
             }
         }
         if profile_names.is_empty() {
-            for (dir, normal, early) in [
-                (
-                    "inbound",
-                    &policies.ingress,
-                    !policies.pre_dnat_ingress.is_empty() || !policies.untracked_ingress.is_empty(),
-                ),
-                (
-                    "outbound",
-                    &policies.egress,
-                    !policies.untracked_egress.is_empty(),
-                ),
-            ] {
-                if !normal.is_empty() {
-                    continue;
-                }
-                let class = if dir == "inbound" {
-                    "ingress"
-                } else {
-                    "egress"
-                };
-                warnings.push(if early {
-                    format!(
-                        "{who} has no normal {class} policy and no profile: {dir} traffic that \
-                         no preDNAT or doNotTrack policy allows will be dropped, except failsafe \
-                         ports"
-                    )
-                } else {
-                    format!(
-                        "{who} has no {class} policy and no profile: all {dir} traffic except \
-                         failsafe ports will be dropped"
-                    )
-                });
-            }
+            no_policy_warnings(&who, &policies, &mut warnings);
         }
         endpoints.push(ActiveEndpoint {
             hep: hep.meta.name.clone(),
@@ -615,18 +668,7 @@ pub fn resolve(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Node
         });
     }
 
-    let policies: BTreeMap<String, GlobalNetworkPolicy> = set
-        .policies
-        .iter()
-        .filter(|p| used_policies.contains(p.meta.name.as_str()))
-        .map(|p| (p.meta.name.clone(), p.clone()))
-        .collect();
-    let used_profile_map: BTreeMap<String, Profile> = used_profiles
-        .iter()
-        .filter_map(|n| profiles.get(n).map(|p| (n.to_string(), (*p).clone())))
-        .collect();
-
-    if let Some(w) = ssh_warning(&config, &endpoints, &policies, &used_profile_map) {
+    if let Some(w) = ssh_warning(set, &config, &endpoints) {
         warnings.push(w);
     }
     if local.is_empty() {
@@ -657,24 +699,54 @@ pub fn resolve(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Node
             .collect(),
     };
 
-    NodeView {
-        node: node.to_string(),
-        config,
-        endpoints,
-        policies,
-        profiles: used_profile_map,
-        selector_sources,
-        warnings,
+    Resolution {
+        view: NodeView {
+            node: node.to_string(),
+            config,
+            endpoints,
+            policies: BTreeMap::new(),
+            profiles: BTreeMap::new(),
+            selector_sources,
+            warnings,
+        },
+        used_policies,
+        used_profiles,
+    }
+}
+
+/// Warnings for an endpoint without profiles whose normal ingress or egress has no policy:
+/// Felix drops that direction (after failsafe ports and any preDNAT/untracked allow).
+fn no_policy_warnings(who: &str, policies: &EndpointPolicies, warnings: &mut Vec<String>) {
+    let early_ingress =
+        !policies.pre_dnat_ingress.is_empty() || !policies.untracked_ingress.is_empty();
+    let early_egress = !policies.untracked_egress.is_empty();
+    for (class, dir, normal, early) in [
+        ("ingress", "inbound", &policies.ingress, early_ingress),
+        ("egress", "outbound", &policies.egress, early_egress),
+    ] {
+        if !normal.is_empty() {
+            continue;
+        }
+        warnings.push(if early {
+            format!(
+                "{who} has no normal {class} policy and no profile: {dir} traffic that no \
+                 preDNAT or doNotTrack policy allows will be dropped, except failsafe ports"
+            )
+        } else {
+            format!(
+                "{who} has no {class} policy and no profile: all {dir} traffic except failsafe \
+                 ports will be dropped"
+            )
+        });
     }
 }
 
 /// A warning when inbound failsafe ports no longer keep SSH open and nothing else obviously
 /// does: the classic way to lock oneself out of a host.
 fn ssh_warning(
+    set: &PolicySet,
     config: &EffectiveConfig,
     endpoints: &[ActiveEndpoint],
-    policies: &BTreeMap<String, GlobalNetworkPolicy>,
-    profiles: &BTreeMap<String, Profile>,
 ) -> Option<String> {
     if endpoints.is_empty()
         || config
@@ -684,6 +756,16 @@ fn ssh_warning(
     {
         return None;
     }
+    let policies: BTreeMap<&str, &GlobalNetworkPolicy> = set
+        .policies
+        .iter()
+        .map(|p| (p.meta.name.as_str(), p))
+        .collect();
+    let profiles: BTreeMap<&str, &Profile> = set
+        .profiles
+        .iter()
+        .map(|p| (p.meta.name.as_str(), p))
+        .collect();
     let allowed = endpoints.iter().any(|ep| {
         let by_policy = [
             &ep.policies.ingress,
@@ -694,11 +776,12 @@ fn ssh_warning(
         .flat_map(|tiers| flat_names(tiers))
         .filter_map(|n| policies.get(n))
         .any(|p| p.ingress.iter().any(may_allow_ssh));
+        // Profiles run only when no policy applies in that direction.
         let by_profile = ep.policies.ingress.is_empty()
             && ep.profiles.iter().any(|n| {
                 n == DEFAULT_ALLOW_PROFILE
                     || profiles
-                        .get(n)
+                        .get(n.as_str())
                         .is_some_and(|p| p.ingress.iter().any(may_allow_ssh))
             });
         by_policy || by_profile
@@ -931,11 +1014,13 @@ mod tests {
                 hep("b-hep", "n1", "eth0", &[]),
                 hep("c-byip", "n1", "", &["203.0.113.99"]),
                 hep("d-wl", "n1", "cali12", &[]),
+                hep("e-on-wl", "n1", "", &["203.0.113.77"]),
                 hep("other", "n2", "eth0", &[]),
             ],
             vec![gnp("p")],
         );
-        let view = resolve(&s, "n1", &ifaces(&[("eth0", &["198.51.100.10"])]));
+        let host = ifaces(&[("eth0", &["198.51.100.10"]), ("cali9", &["203.0.113.77"])]);
+        let view = resolve(&s, "n1", &host);
         assert_eq!(
             view.warnings,
             vec![
@@ -943,6 +1028,8 @@ mod tests {
                  one of its expectedIPs: it governs nothing here",
                 "HostEndpoint d-wl names interface cali12, which matches interfacePrefix \"cali\" \
                  (a workload interface): ignored",
+                "HostEndpoint e-on-wl has no interfaceName and its expectedIPs are only on \
+                 workload interfaces (interfacePrefix \"cali\"): it governs nothing here",
                 "HostEndpoint b-hep does not govern eth0: HostEndpoint a-hep does (the smallest \
                  name wins)",
                 "HostEndpoint b-all is not active: only one \"*\" HostEndpoint is used per node \
@@ -1072,6 +1159,26 @@ mod tests {
             view.policies.keys().collect::<Vec<_>>(),
             ["dnt", "fwd", "in", "out", "pre"]
         );
+    }
+
+    #[test]
+    fn owned_and_borrowed_resolution_agree() {
+        let mut h = hep("h1", "n1", "eth0", &[]);
+        h.profiles = vec!["used".into()];
+        let s = PolicySet {
+            profiles: vec![profile("unused", &[]), profile("used", &[("a", "b")])],
+            ..set(
+                vec![h],
+                vec![
+                    selecting("match", "a == 'b'"),
+                    selecting("no-match", "a == 'c'"),
+                ],
+            )
+        };
+        let borrowed = resolve(&s, "n1", &HostInterfaces::new());
+        assert_eq!(borrowed.policies.keys().collect::<Vec<_>>(), ["match"]);
+        assert_eq!(borrowed.profiles.keys().collect::<Vec<_>>(), ["used"]);
+        assert_eq!(resolve_owned(s, "n1", &HostInterfaces::new()), borrowed);
     }
 
     #[test]
@@ -1314,6 +1421,13 @@ mod tests {
         let host = ifaces(&[("tap3", &["198.51.100.10"]), ("eth0", &["198.51.100.10"])]);
         let view = resolve(&s, "n1", &host);
         assert_eq!(active(&view), pairs(&[("cali0", "b"), ("eth0", "a")]));
+        assert_eq!(
+            view.warnings,
+            [
+                "endpoint cali0 (HostEndpoint b): no interface cali0 on this host yet; its rules \
+              are in place and take effect when it appears"
+            ]
+        );
     }
 
     #[test]
@@ -1387,6 +1501,53 @@ mod tests {
             &HostInterfaces::new(),
         );
         assert!(view.warnings.is_empty(), "{:?}", view.warnings);
+    }
+
+    fn selecting(name: &str, selector: &str) -> GlobalNetworkPolicy {
+        GlobalNetworkPolicy {
+            selector: Selector::parse(selector).unwrap(),
+            ..gnp(name)
+        }
+    }
+
+    #[test]
+    fn policy_selectors_see_effective_labels() {
+        let mut eth0 = hep("h-eth0", "n1", "eth0", &[]);
+        eth0.meta.labels = meta("x", &[("role", "db")]).labels;
+        eth0.profiles = vec!["prod".into()];
+        let mut eth1 = hep("h-eth1", "n1", "eth1", &[]);
+        eth1.meta.labels = meta("x", &[("role", "web"), ("env", "dev")]).labels;
+        eth1.profiles = vec!["prod".into()];
+        let s = PolicySet {
+            profiles: vec![profile("prod", &[("env", "production")])],
+            ..set(
+                vec![eth0, eth1],
+                vec![
+                    selecting("by-profile-label", "env == 'production'"),
+                    selecting("db-only", "role == 'db'"),
+                    selecting("nobody", "role == 'mail'"),
+                    selecting("not-db", "role != 'db'"),
+                ],
+            )
+        };
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        let got: Vec<(&str, Vec<&str>)> = view
+            .endpoints
+            .iter()
+            .map(|e| (e.hep.as_str(), names(&e.policies.ingress)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("h-eth0", vec!["by-profile-label", "db-only"]),
+                // The HEP's own env=dev beats the profile's env=production.
+                ("h-eth1", vec!["not-db"]),
+            ]
+        );
+        assert_eq!(
+            view.policies.keys().collect::<Vec<_>>(),
+            ["by-profile-label", "db-only", "not-db"]
+        );
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub struct Status {
     /// RFC 3339, UTC: when this file was last written.
     pub updated: String,
     pub policy: Option<PolicyInfo>,
+    /// GlobalNetworkPolicies in force on this node, by name.
+    #[serde(default)]
+    pub policies: Vec<String>,
     pub last_apply: Option<ApplyRecord>,
     /// The current diagnostics of the policy directory (errors make it invalid; warnings too).
     pub diagnostics: Vec<Diagnostic>,
@@ -100,6 +103,7 @@ impl Status {
             started: started.clone(),
             updated: started,
             policy: None,
+            policies: Vec::new(),
             last_apply: None,
             diagnostics: Vec::new(),
             drift_repairs: 0,

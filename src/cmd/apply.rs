@@ -23,7 +23,16 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> CmdResult {
         Ok(desired) => desired,
         Err(exit) => return Ok(exit),
     };
+    if !args.dry_run {
+        if let Some(exit) = super::confirm::guard_apply(&view, &desired, args.force)? {
+            return Ok(exit);
+        }
+    }
     let dp = open_dataplane(settings, Some(view.config.iptables_backend))?;
+    let pending = match args.confirm.filter(|_| !args.dry_run) {
+        Some(secs) => Some(crate::confirm::arm(&dp, &settings.run_dir, secs)?),
+        None => None,
+    };
     let opts = SyncOptions {
         dry_run: args.dry_run,
         ..SyncOptions::default()
@@ -37,6 +46,13 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> CmdResult {
         }
     } else {
         println!("{}", summary("applied", &report));
+    }
+    if !args.dry_run {
+        // An explicit apply supersedes an earlier rollback's hold on the daemon.
+        crate::confirm::resume_after_edit(&settings.run_dir)?;
+    }
+    if let Some(p) = pending {
+        println!("{}", super::confirm::instructions(&p));
     }
     Ok(Exit::Ok)
 }

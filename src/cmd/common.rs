@@ -64,5 +64,5 @@ pub fn load_view_quiet(settings: &Settings) -> Result<NodeView, ViewError> {
     let interfaces = crate::host::interfaces().map_err(|e| {
         ViewError::Host(format!("cannot read the host's network interfaces: {e}").into())
     })?;
-    Ok(resolve::resolve(&set, &settings.node, &interfaces))
+    Ok(resolve::resolve_owned(set, &settings.node, &interfaces))
 }

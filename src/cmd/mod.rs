@@ -3,10 +3,14 @@
 pub mod apply;
 pub mod check;
 pub mod common;
+pub mod confirm;
 pub mod diff;
+pub mod explain;
 pub mod flush;
 pub mod render;
+pub mod run;
 pub mod show;
+pub mod status;
 
 use crate::cli::{Cli, Command};
 use crate::settings::Settings;
@@ -46,5 +50,10 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Diff(args) => diff::run(&settings, &args),
         Command::Apply(args) => apply::run(&settings, &args),
         Command::Flush => flush::run(&settings),
+        Command::Run => run::run(&settings),
+        Command::Status(args) => status::run(&settings, &args),
+        Command::Explain(args) => explain::run(&settings, &args),
+        Command::Confirm => confirm::run(&settings),
+        Command::ConfirmWatch(args) => confirm::watch(&settings, &args),
     }
 }

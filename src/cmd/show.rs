@@ -310,6 +310,147 @@ mod tests {
         );
     }
 
+    fn small_view() -> NodeView {
+        use crate::policy::selector::Selector;
+        let meta = |name: &str| Meta {
+            name: name.into(),
+            labels: Labels::new(),
+            annotations: Labels::new(),
+            origin: Origin {
+                file: "t.yaml".into(),
+                line: 1,
+                column: 1,
+            },
+        };
+        let mut hep = HostEndpoint {
+            meta: meta("h1"),
+            node: "n1".into(),
+            interface: Some(InterfaceName::Named("eth0".into())),
+            expected_ips: vec!["198.51.100.10".parse().unwrap()],
+            profiles: vec![],
+            ports: vec![EndpointPort {
+                name: "http".into(),
+                protocol: Protocol::Tcp,
+                port: 80,
+            }],
+        };
+        hep.meta.labels.insert("role".into(), "web".into());
+        let policy = |name: &str, tier: &str, order: f64| GlobalNetworkPolicy {
+            meta: meta(name),
+            tier: tier.into(),
+            order: Some(order),
+            selector: Selector::all(),
+            types: PolicyTypes {
+                ingress: true,
+                egress: false,
+            },
+            ingress: vec![],
+            egress: vec![],
+            do_not_track: false,
+            pre_dnat: false,
+            apply_on_forward: false,
+        };
+        let set = PolicySet {
+            host_endpoints: vec![hep],
+            policies: vec![
+                policy("a", DEFAULT_TIER, 2.0),
+                policy("b", DEFAULT_TIER, 1.0),
+                policy("s", "sec", 1.0),
+            ],
+            tiers: vec![Tier {
+                meta: meta("sec"),
+                order: Some(1.0),
+                default_action: TierAction::Pass,
+            }],
+            felix_configs: vec![FelixConfiguration {
+                meta: meta("default"),
+                spec: FelixSpec {
+                    failsafe_inbound: Some(vec![FailsafePort {
+                        protocol: FailsafeProtocol::Tcp,
+                        port: 22,
+                        net: Some("198.51.100.0/24".parse().unwrap()),
+                    }]),
+                    failsafe_outbound: Some(vec![]),
+                    ..FelixSpec::default()
+                },
+            }],
+            ..PolicySet::default()
+        };
+        crate::resolve::resolve(&set, "n1", &Default::default())
+    }
+
+    #[test]
+    fn text_report_layout() {
+        let want = "\
+node: n1
+
+endpoint eth0 (HostEndpoint h1)
+  labels: role=web
+  expectedIPs: 198.51.100.10
+  profiles: (none)
+  ports: http tcp/80
+  policies:
+    ingress: tier sec (end: Pass): s; tier default (end: Deny): b, a
+    egress: (none)
+    forward ingress: (none)
+    forward egress: (none)
+    preDNAT ingress: (none)
+    untracked ingress: (none)
+    untracked egress: (none)
+
+failsafe inbound: tcp:198.51.100.0/24:22
+failsafe outbound: (none)
+
+configuration:
+  defaultEndpointToHostAction: Drop
+  interfacePrefix: cali
+  iptablesMarkMask: 0xffff0000
+  chainInsertMode: Insert
+  iptablesRefreshInterval: 90s
+  iptablesPostWriteCheckInterval: 5s
+  iptablesBackend: Auto
+  ipv6Support: true
+  iptablesFilterAllowAction: Accept
+  iptablesMangleAllowAction: Accept
+  iptablesFilterDenyAction: Drop
+  logPrefix: calico-packet
+  logActionRateLimit: (none)
+  logActionRateLimitBurst: 5
+  disableConntrackInvalidCheck: false
+  maxIpsetSize: 1048576
+
+warnings:
+  - endpoint eth0 (HostEndpoint h1) has no egress policy and no profile: all outbound traffic except failsafe ports will be dropped
+";
+        assert_eq!(render_text(&small_view()), want);
+    }
+
+    #[test]
+    fn json_report_shape() {
+        let v = render_json(&small_view());
+        assert_eq!(
+            v["endpoints"][0]["policies"],
+            json!({
+                "ingress": ["s", "b", "a"],
+                "egress": [],
+                "forwardIngress": [],
+                "forwardEgress": [],
+                "preDNATIngress": [],
+                "untrackedIngress": [],
+                "untrackedEgress": [],
+            })
+        );
+        assert_eq!(v["endpoints"][0]["interface"], "eth0");
+        assert_eq!(v["endpoints"][0]["labels"], json!({"role": "web"}));
+        assert_eq!(v["endpoints"][0]["expectedIPs"], json!(["198.51.100.10"]));
+        assert_eq!(
+            v["failsafe"],
+            json!({"inbound": ["tcp:198.51.100.0/24:22"], "outbound": []})
+        );
+        assert_eq!(v["config"]["iptablesMarkMask"], "0xffff0000");
+        assert_eq!(v["warnings"].as_array().unwrap().len(), 1);
+    }
+
     #[test]
     fn durations_print_like_felix_configuration() {
         assert_eq!(duration(std::time::Duration::from_secs(90)), "90s");

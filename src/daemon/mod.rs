@@ -3,6 +3,7 @@
 //! post-write checks, retries and the watchdog, and drives an `Engine` that does the real work
 //! (load policies, reconcile the kernel). The loop knows nothing of YAML, rulesets or iptables.
 
+mod engine;
 mod event_loop;
 pub mod last_good;
 mod netlink;
@@ -11,6 +12,7 @@ mod signals;
 mod timers;
 pub mod watch;
 
+pub use self::engine::RealEngine;
 pub use self::event_loop::{Daemon, Exit, LoopConfig, Waiter};
 pub use self::publish::{Notice, Publisher, SystemPublisher};
 
@@ -21,8 +23,10 @@ use std::time::{Duration, Instant};
 /// Something that happened outside the loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A policy file (or the policy directory itself) changed. Debounced.
-    PolicyChanged,
+    /// A policy file (or the policy directory itself) changed. Debounced; `settled` when the
+    /// last change was complete (a file closed after writing, renamed in, deleted), so a short
+    /// quiet period is enough, rather than a file just created and probably still being written.
+    PolicyChanged { settled: bool },
     /// A link or address appeared, changed or disappeared. Debounced.
     InterfacesChanged,
     /// SIGHUP: reload now.
@@ -74,6 +78,8 @@ pub struct ApplyReport {
     /// One line per change made (chain rewritten, hook restored, set updated); empty when the
     /// kernel already matched.
     pub changes: Vec<String>,
+    /// GlobalNetworkPolicies in force on this node (named by `hostfw status` counters).
+    pub policies: Vec<String>,
 }
 
 /// Errors the engine reports; the loop only logs and records them.
@@ -132,11 +138,17 @@ impl Waiter for ChannelWaiter {
 /// during the first apply is not lost.
 pub fn spawn_sources(
     policy_dir: &std::path::Path,
-    counts: fn(&std::path::Path) -> bool,
+    counts: fn(&str) -> bool,
 ) -> std::io::Result<ChannelWaiter> {
     let (tx, rx) = mpsc::channel();
     signals::spawn(tx.clone())?;
-    watch::spawn(policy_dir.to_path_buf(), counts, tx.clone())?;
+    if let Err(e) = watch::spawn(policy_dir.to_path_buf(), counts, tx.clone()) {
+        // Still enforce and repair; edits then take effect on SIGHUP (systemctl reload).
+        log::error!(
+            "cannot watch {}: {e}; send SIGHUP after editing policies",
+            policy_dir.display()
+        );
+    }
     if let Err(e) = netlink::spawn(tx) {
         // Without link notifications the refresh timer still catches interface changes.
         log::warn!(

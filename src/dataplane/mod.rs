@@ -119,6 +119,11 @@ pub trait Dataplane {
     fn backend(&self) -> Backend;
     /// Whether this family can be programmed at all (tools present, kernel support).
     fn supports(&self, family: Family) -> bool;
+    /// `iptables-save -c -t TABLE`: as `save`, with packet and byte counters (`hostfw status`).
+    /// Implementations without counters return `save`'s output, whose counters read as zero.
+    fn save_counters(&self, family: Family, table: TableName) -> Result<String, DataplaneError> {
+        self.save(family, table)
+    }
 }
 
 /// Keep only hostfw's sets (and their members) from `ipset save` output. Felix's set names all

@@ -205,6 +205,15 @@ impl Dataplane for RealDataplane {
     fn supports(&self, family: Family) -> bool {
         self.tools.contains_key(&family)
     }
+
+    fn save_counters(&self, family: Family, table: TableName) -> Result<String, DataplaneError> {
+        let program = &self.tools(family)?.save;
+        let out = exec::run(program, &["-c", "-t", table.as_str()], None, CHILD_TIMEOUT)?;
+        if !out.status.success() {
+            return Err(failure(program, &out, None));
+        }
+        Ok(out.stdout)
+    }
 }
 
 /// Look at both backends the way Felix does, without loading kernel modules: legacy is probed

@@ -1,7 +1,15 @@
 //! The only reader of the policy directory: which files count, in which order, and their text.
+//! It reads files and directory listings and nothing else; it never parses YAML (that is
+//! `parse`) and never decides validity beyond "this file can be read as UTF-8 text".
 
 use crate::diag::Diagnostic;
-use std::path::PathBuf;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// calicoctl splits files into documents of at most 10 MiB; a whole policy file larger than that
+/// is certainly a mistake (a log, an image), so it is refused before it is read into memory.
+pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
 
 /// One policy file's text and the path used to name it in diagnostics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,8 +18,261 @@ pub struct Source {
     pub text: String,
 }
 
+/// What reading produced: the sources in order, problems found, and whether a path given by the
+/// caller could not be read at all (missing, permission denied, loop). `check` maps the last one
+/// to exit status 2, because then there is no input to judge.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOutcome {
+    pub sources: Vec<Source>,
+    pub diagnostics: Vec<Diagnostic>,
+    pub unreadable: bool,
+}
+
 /// Read every policy file under `paths` (files or directories).
 pub fn read(paths: &[PathBuf]) -> (Vec<Source>, Vec<Diagnostic>) {
-    let _ = paths;
-    (Vec::new(), Vec::new())
+    let out = read_outcome(paths);
+    (out.sources, out.diagnostics)
+}
+
+/// Like `read`, also telling whether a top-level path was unreadable.
+pub fn read_outcome(paths: &[PathBuf]) -> ReadOutcome {
+    let mut out = ReadOutcome::default();
+    for path in paths {
+        read_top(path, &mut out);
+    }
+    out
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// A path named by the caller: a directory is listed (not recursively), a file is always read,
+/// whatever its name.
+fn read_top(path: &Path, out: &mut ReadOutcome) {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            out.unreadable = true;
+            out.diagnostics
+                .push(Diagnostic::file_error(display(path), describe_io(&e, path)));
+            return;
+        }
+    };
+    if meta.is_dir() {
+        read_dir(path, out);
+    } else {
+        read_file(path, &meta, out);
+    }
+}
+
+fn read_dir(dir: &Path, out: &mut ReadOutcome) {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            out.unreadable = true;
+            out.diagnostics.push(Diagnostic::file_error(
+                display(dir),
+                format!("cannot list policy directory: {}", describe_io(&e, dir)),
+            ));
+            return;
+        }
+    };
+    let mut names: Vec<(String, PathBuf)> = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(entry) => {
+                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                    // A name that is not UTF-8 cannot end in `.yaml` as we compare it; say so
+                    // rather than skipping it silently.
+                    out.diagnostics.push(Diagnostic::file_error(
+                        display(&entry.path()),
+                        "file name is not valid UTF-8; ignored",
+                    ));
+                    continue;
+                };
+                if is_policy_file_name(&name) {
+                    names.push((name, entry.path()));
+                }
+            }
+            Err(e) => out.diagnostics.push(Diagnostic::file_error(
+                display(dir),
+                format!("cannot list policy directory: {e}"),
+            )),
+        }
+    }
+    // Name order (byte order of the file name), as calicoctl walks a directory.
+    names.sort();
+    for (_, path) in names {
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => {
+                // Not recursive: a subdirectory named like a policy file is a mistake worth
+                // reporting, not something to descend into.
+                out.diagnostics.push(Diagnostic::file_error(
+                    display(&path),
+                    "is a directory, not a policy file (subdirectories are not read)",
+                ));
+            }
+            Ok(meta) => read_file(&path, &meta, out),
+            Err(e) => out.diagnostics.push(Diagnostic::file_error(
+                display(&path),
+                describe_io(&e, &path),
+            )),
+        }
+    }
+}
+
+/// Whether a directory entry is a policy file: `*.yaml`, `*.yml`, `*.json` (any case), but not a
+/// dotfile or an editor or package-manager leftover.
+pub fn is_policy_file_name(name: &str) -> bool {
+    if name.starts_with('.') || name.starts_with('#') || name.ends_with('~') {
+        return false;
+    }
+    let lower = name.to_ascii_lowercase();
+    let leftovers = [".swp", ".rpmnew", ".rpmsave", ".rpmorig"];
+    if leftovers.iter().any(|s| lower.ends_with(s)) || lower.contains(".dpkg-") {
+        return false;
+    }
+    [".yaml", ".yml", ".json"]
+        .iter()
+        .any(|ext| lower.len() > ext.len() && lower.ends_with(ext))
+}
+
+fn read_file(path: &Path, meta: &fs::Metadata, out: &mut ReadOutcome) {
+    let name = display(path);
+    if !meta.is_file() {
+        out.diagnostics.push(Diagnostic::file_error(
+            name,
+            "is not a regular file (FIFO, socket or device); not read",
+        ));
+        return;
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        out.diagnostics.push(Diagnostic::file_error(
+            name,
+            format!(
+                "file is {} bytes, larger than the {} MiB limit; not read",
+                meta.len(),
+                MAX_FILE_BYTES / (1024 * 1024)
+            ),
+        ));
+        return;
+    }
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            out.diagnostics
+                .push(Diagnostic::file_error(name, describe_io(&e, path)));
+            return;
+        }
+    };
+    // The file may grow between stat and read; never take more than the limit plus one byte.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    if let Err(e) = file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes) {
+        out.diagnostics
+            .push(Diagnostic::file_error(name, describe_io(&e, path)));
+        return;
+    }
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        out.diagnostics.push(Diagnostic::file_error(
+            name,
+            format!(
+                "file is larger than the {} MiB limit; not read",
+                MAX_FILE_BYTES / (1024 * 1024)
+            ),
+        ));
+        return;
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => {
+            if let Some(pos) = text.find('\0') {
+                out.diagnostics.push(binary_diag(name, &text, pos));
+                return;
+            }
+            out.sources.push(Source { path: name, text });
+        }
+        Err(e) => {
+            let pos = e.utf8_error().valid_up_to();
+            let prefix = String::from_utf8_lossy(&e.as_bytes()[..pos]).into_owned();
+            let (line, column) = line_col(&prefix, pos);
+            let mut d = Diagnostic::file_error(
+                name,
+                "file is not valid UTF-8 text (binary data?); policy files must be UTF-8 YAML or JSON",
+            );
+            d.line = line;
+            d.column = column;
+            out.diagnostics.push(d);
+        }
+    }
+}
+
+fn binary_diag(name: String, text: &str, pos: usize) -> Diagnostic {
+    let (line, column) = line_col(text, pos);
+    let mut d = Diagnostic::file_error(
+        name,
+        "file contains a NUL byte (binary data?); policy files must be UTF-8 YAML or JSON",
+    );
+    d.line = line;
+    d.column = column;
+    d
+}
+
+/// 1-based line and column (in characters) of byte offset `pos` in `text`.
+fn line_col(text: &str, pos: usize) -> (u32, u32) {
+    let before = &text[..pos.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line as u32, col as u32)
+}
+
+fn describe_io(e: &io::Error, path: &Path) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => {
+            if fs::symlink_metadata(path).is_ok() {
+                "is a dangling symbolic link".to_string()
+            } else {
+                "does not exist".to_string()
+            }
+        }
+        io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            "too many levels of symbolic links (symlink loop)".to_string()
+        }
+        _ => format!("cannot read: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_file_names() {
+        for ok in ["a.yaml", "b.YML", "c.Yaml", "d.json", "10-x.yaml"] {
+            assert!(is_policy_file_name(ok), "{ok}");
+        }
+        for no in [
+            ".a.yaml",
+            "a.yaml~",
+            "a.yaml.swp",
+            ".a.yaml.swp",
+            "a.yaml.dpkg-dist",
+            "a.yaml.dpkg-old",
+            "a.yaml.rpmnew",
+            "a.yaml.rpmsave",
+            "#a.yaml#",
+            "a.txt",
+            "yaml",
+            ".yaml",
+            "a.yaml.bak",
+        ] {
+            assert!(!is_policy_file_name(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncé", 6), (2, 3));
+        assert_eq!(line_col("", 0), (1, 1));
+    }
 }

@@ -104,18 +104,13 @@ pub fn dispatch_child_chain(root: &str, next: &str) -> String {
     format!("{root}-{next}")
 }
 
-/// Felix's `MakeUniqueID`: `prefix:` + base64url(SHA-224(`prefix:content`)).
+/// Felix's `MakeUniqueID` (selector IDs come from `Selector::unique_id`, the same formula): `prefix:` + base64url(SHA-224(`prefix:content`)).
 pub fn unique_id(prefix: &str, content: &str) -> String {
     let text = format!("{prefix}:{content}");
     format!(
         "{prefix}:{}",
         URL_SAFE_NO_PAD.encode(Sha224::digest(text.as_bytes()))
     )
-}
-
-/// ID of a selector ipset, from the selector's canonical text.
-pub fn selector_set_id(canonical: &str) -> String {
-    unique_id("s", canonical)
 }
 
 /// ID of a named-port ipset: selector ID, protocol (`tcp`/`udp`/`sctp`) and port name.
@@ -178,8 +173,17 @@ mod tests {
     }
 
     #[test]
+    fn selector_ids_use_the_unique_id_formula() {
+        let sel = crate::policy::selector::Selector::parse("role == 'etcd'").unwrap();
+        assert_eq!(sel.unique_id(), unique_id("s", &sel.canonical()));
+        let np = named_port_set_id(&sel.unique_id(), "tcp", "http");
+        assert!(np.starts_with("n:"));
+        assert_ne!(np, named_port_set_id(&sel.unique_id(), "udp", "http"));
+    }
+
+    #[test]
     fn ipset_names_are_truncated_to_31() {
-        let id = selector_set_id("role == \"etcd\"");
+        let id = unique_id("s", "role == \"etcd\"");
         assert!(id.starts_with("s:"));
         assert_eq!(id.len(), 2 + 38);
         let name = ipset_name(false, &id);

@@ -1,1 +1,0 @@
-//! Raw resources to the typed model with Calico v3.32.1 validation; every diagnostic collected.

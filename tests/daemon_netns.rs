@@ -1,0 +1,536 @@
+//! `hostfw run` against the real kernel, inside network namespaces: READY over a notify socket
+//! the test binds, live edits reaching the kernel (checked with traffic), invalid edits keeping
+//! the rules, directory swaps, SIGHUP, SIGTERM leaving the rules, kill -9 and restart never
+//! opening a denied port, boot from the last good set, tamper repair, and an expectedIPs-only
+//! endpoint following an interface added after start.
+//!
+//! Waits are bounded polls ("within 10 s"), never assertions about how fast something was.
+
+mod netns;
+
+use netns::{kernel_tests_enabled, sock, tcp_ok, tcp_server, veth, Netns, Pair, Workdir, HOST4};
+use std::fs;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const NODE: &str = "h";
+const BACKEND: &str = "legacy";
+/// Upper bound for anything the daemon should do "soon"; generous for a loaded CI machine.
+const WITHIN: Duration = Duration::from_secs(15);
+
+/// eth0 of node h, labelled web; web may receive TCP 8080 only. Failsafes off so no other port
+/// is open by default. Refresh and post-write checks far away unless a test wants them.
+fn base_policies(felix_extra: &str) -> String {
+    format!(
+        r#"apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata:
+  name: h-eth0
+  labels:
+    role: web
+spec:
+  node: h
+  interfaceName: eth0
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: allow-8080
+spec:
+  selector: role == 'web'
+  ingress:
+  - action: Allow
+    protocol: TCP
+    destination:
+      ports: [8080]
+  egress:
+  - action: Allow
+---
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata:
+  name: default
+spec:
+  failsafeInboundHostPorts: []
+  failsafeOutboundHostPorts: []
+{felix_extra}"#
+    )
+}
+
+const ALLOW_9090: &str = r#"apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: allow-9090
+spec:
+  selector: role == 'web'
+  ingress:
+  - action: Allow
+    protocol: TCP
+    destination:
+      ports: [9090]
+"#;
+
+const BROKEN: &str = r#"apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: broken
+spec:
+  selector: role == 'web'
+  ingress:
+  - action: Alow
+"#;
+
+/// Write `text` to `dir/name` the way editors and config tools do: temp file, then rename.
+fn put(dir: &Path, name: &str, text: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    fs::write(&tmp, text).unwrap();
+    fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+/// Poll `cond` until it holds or `WITHIN` passes.
+fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + WITHIN;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running `hostfw run` inside a namespace, with the notify socket it reports to.
+struct Daemon {
+    child: Child,
+    notify: UnixDatagram,
+    log: PathBuf,
+    run_dir: PathBuf,
+}
+
+impl Daemon {
+    fn start(ns: &Netns, work: &Workdir) -> Daemon {
+        let root = work.dir.path();
+        let sock_path = root.join(format!("notify-{}", nix_time_tag()));
+        let notify = UnixDatagram::bind(&sock_path).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let log = root.join(format!("daemon-{}.log", nix_time_tag()));
+        let run_dir = root.join("run");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_hostfw")])
+            .arg("--policy-dir")
+            .arg(work.policy_dir())
+            .args(["--node", NODE, "--backend", BACKEND])
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .arg("--state-dir")
+            .arg(root.join("state"))
+            .arg("run")
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("RUST_LOG", "debug")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("HOSTFW_IPTABLES_BACKEND")
+            .env_remove("HOSTFW_NODENAME")
+            .env_remove("HOSTFW_POLICY_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon {
+            child,
+            notify,
+            log,
+            run_dir,
+        }
+    }
+
+    /// Wait for a notification line equal to `want` (e.g. "READY=1").
+    fn expect_notify(&mut self, want: &str) {
+        let end = Instant::now() + WITHIN;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < end {
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if msg.lines().any(|l| l == want) {
+                    return;
+                }
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("daemon exited ({st}) before {want}:\n{}", self.log_text());
+            }
+        }
+        panic!("no {want} within {WITHIN:?}:\n{}", self.log_text());
+    }
+
+    fn status(&self) -> serde_json::Value {
+        fs::read_to_string(self.run_dir.join("status.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+    }
+
+    /// Wait for the exit status (bounded).
+    fn wait_exit(&mut self) -> i32 {
+        let end = Instant::now() + WITHIN;
+        while Instant::now() < end {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("daemon did not exit:\n{}", self.log_text());
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Distinct file names for successive daemons of one test.
+fn nix_time_tag() -> String {
+    use std::sync::atomic::AtomicUsize;
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{}", N.fetch_add(1, Ordering::SeqCst))
+}
+
+fn save(ns: &Netns) -> String {
+    netns::save(ns, BACKEND, false, "filter", false)
+}
+
+#[test]
+fn edits_reach_the_kernel_invalid_edits_do_not_and_stop_leaves_rules() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let pair = Pair::new("dmn-edit");
+    let work = Workdir::new();
+    work.write_policies(&base_policies(""));
+    let dir = work.policy_dir();
+    let _s1 = tcp_server(&pair.host, sock(HOST4, 8080));
+    let _s2 = tcp_server(&pair.host, sock(HOST4, 9090));
+    let mut d = Daemon::start(&pair.host, &work);
+    d.expect_notify("READY=1");
+    assert!(
+        tcp_ok(&pair.peer, None, sock(HOST4, 8080)),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        !tcp_ok(&pair.peer, None, sock(HOST4, 9090)),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(d.status()["state"], "ok");
+    assert_eq!(d.status()["policy"]["generation"], 1);
+    // The writer lock is free between reconciles: `hostfw diff` runs beside the daemon and
+    // finds the kernel in sync.
+    let diff = netns::hostfw(&pair.host, &work, NODE, BACKEND, &["diff"]);
+    assert_eq!(diff.code, 0, "{diff:?}");
+
+    // A new file renamed into the directory opens 9090.
+    put(&dir, "20-allow-9090.yaml", ALLOW_9090);
+    assert!(
+        eventually(|| tcp_ok(&pair.peer, None, sock(HOST4, 9090))),
+        "{}",
+        d.log_text()
+    );
+    assert!(eventually(|| d.status()["policy"]["generation"] == 2));
+
+    // An invalid file: diagnostics in status, rules unchanged.
+    put(&dir, "30-broken.yaml", BROKEN);
+    assert!(
+        eventually(|| d.status()["state"] == "degraded"),
+        "{}",
+        d.log_text()
+    );
+    let status = d.status();
+    let diags = status["diagnostics"].as_array().unwrap();
+    assert!(
+        diags
+            .iter()
+            .any(|x| x["file"].as_str().unwrap_or("").ends_with("30-broken.yaml")),
+        "{status:#}"
+    );
+    assert_eq!(status["policy"]["generation"], 2);
+    assert!(tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
+    assert!(tcp_ok(&pair.peer, None, sock(HOST4, 8080)));
+
+    // Fixing it (removing the file) returns to ok; 9090 stays open.
+    fs::remove_file(dir.join("30-broken.yaml")).unwrap();
+    assert!(
+        eventually(|| d.status()["state"] == "ok"),
+        "{}",
+        d.log_text()
+    );
+    assert!(d.status()["diagnostics"].as_array().unwrap().is_empty());
+
+    // SIGHUP: a reload announced to systemd.
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.expect_notify("RELOADING=1");
+    d.expect_notify("READY=1");
+
+    // SIGTERM: STOPPING, exit 0, rules stay.
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    d.expect_notify("STOPPING=1");
+    assert_eq!(d.wait_exit(), 0, "{}", d.log_text());
+    assert!(save(&pair.host).contains(":cali-"));
+    assert!(tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
+    assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 7070)));
+}
+
+#[test]
+fn status_reports_live_per_policy_counters() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let pair = Pair::new("dmn-count");
+    let work = Workdir::new();
+    work.write_policies(&base_policies(""));
+    let _s = tcp_server(&pair.host, sock(HOST4, 8080));
+    let mut d = Daemon::start(&pair.host, &work);
+    d.expect_notify("READY=1");
+    assert!(tcp_ok(&pair.peer, None, sock(HOST4, 8080)));
+    let out = pair.host.exec(&[
+        env!("CARGO_BIN_EXE_hostfw"),
+        "--run-dir",
+        d.run_dir.to_str().unwrap(),
+        "status",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let counters = v["counters"].as_array().unwrap_or_else(|| panic!("{v:#}"));
+    let inbound = counters
+        .iter()
+        .find(|c| c["policy"] == "allow-8080" && c["direction"] == "inbound")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    // At least the SYN of the accepted connection went through the policy and matched its rule.
+    assert!(
+        inbound["matched"]["packets"].as_u64().unwrap() >= 1,
+        "{v:#}"
+    );
+    assert!(
+        inbound["evaluated"]["packets"].as_u64().unwrap() >= 1,
+        "{v:#}"
+    );
+}
+
+#[test]
+fn replacing_the_whole_directory_converges() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let pair = Pair::new("dmn-swap");
+    let work = Workdir::new();
+    work.write_policies(&base_policies(""));
+    let _s = tcp_server(&pair.host, sock(HOST4, 9090));
+    let mut d = Daemon::start(&pair.host, &work);
+    d.expect_notify("READY=1");
+    assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
+
+    let dir = work.policy_dir();
+    let staged = work.dir.path().join("policies.new");
+    fs::create_dir(&staged).unwrap();
+    fs::write(staged.join("policies.yaml"), base_policies("")).unwrap();
+    fs::write(staged.join("20-allow-9090.yaml"), ALLOW_9090).unwrap();
+    fs::rename(&dir, work.dir.path().join("policies.old")).unwrap();
+    fs::rename(&staged, &dir).unwrap();
+    assert!(
+        eventually(|| tcp_ok(&pair.peer, None, sock(HOST4, 9090))),
+        "{}",
+        d.log_text()
+    );
+
+    // The watch follows the new directory: removing the file there closes 9090 again.
+    fs::remove_file(dir.join("20-allow-9090.yaml")).unwrap();
+    assert!(
+        eventually(|| !tcp_ok(&pair.peer, None, sock(HOST4, 9090))),
+        "{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn kill9_and_restart_never_open_a_denied_port() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let pair = Pair::new("dmn-kill");
+    let work = Workdir::new();
+    work.write_policies(&base_policies(""));
+    let _s = tcp_server(&pair.host, sock(HOST4, 9090));
+    let mut d = Daemon::start(&pair.host, &work);
+    d.expect_notify("READY=1");
+    assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
+
+    // Probe 9090 continuously while the daemon is killed and restarted.
+    let stop = AtomicBool::new(false);
+    let opened = AtomicBool::new(false);
+    let d2 = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::SeqCst) {
+                if tcp_ok(&pair.peer, None, sock(HOST4, 9090)) {
+                    opened.store(true, Ordering::SeqCst);
+                }
+            }
+        });
+        d.signal(nix::sys::signal::Signal::SIGKILL);
+        let _ = d.wait_exit();
+        let mut d2 = Daemon::start(&pair.host, &work);
+        d2.expect_notify("READY=1");
+        // One more probe round after READY before stopping the prober.
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::SeqCst);
+        d2
+    });
+    assert!(!opened.load(Ordering::SeqCst), "9090 opened during restart");
+    assert_eq!(d2.status()["state"], "ok");
+}
+
+#[test]
+fn boot_with_an_invalid_directory_applies_the_last_good_set() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let work = Workdir::new();
+    work.write_policies(&base_policies(""));
+    {
+        // A first life: applies and saves the last good set.
+        let first = Pair::new("dmn-lg1");
+        let mut d = Daemon::start(&first.host, &work);
+        d.expect_notify("READY=1");
+        d.signal(nix::sys::signal::Signal::SIGTERM);
+        assert_eq!(d.wait_exit(), 0);
+    }
+    assert!(work
+        .dir
+        .path()
+        .join("state/last-good/policies.yaml")
+        .is_file());
+
+    // "Reboot": a fresh namespace (no hostfw state in its kernel), and a broken directory.
+    put(&work.policy_dir(), "30-broken.yaml", BROKEN);
+    let pair = Pair::new("dmn-lg2");
+    let _s1 = tcp_server(&pair.host, sock(HOST4, 8080));
+    let _s2 = tcp_server(&pair.host, sock(HOST4, 9090));
+    let mut d = Daemon::start(&pair.host, &work);
+    d.expect_notify("READY=1");
+    let status = d.status();
+    assert_eq!(status["state"], "degraded", "{status:#}");
+    assert_eq!(status["policy"]["origin"], "last-good", "{status:#}");
+    assert!(!status["diagnostics"].as_array().unwrap().is_empty());
+    assert!(tcp_ok(&pair.peer, None, sock(HOST4, 8080)));
+    assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
+}
+
+#[test]
+fn tampering_is_repaired_by_the_refresh() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let pair = Pair::new("dmn-tamper");
+    let work = Workdir::new();
+    work.write_policies(&base_policies("  iptablesRefreshInterval: 1s\n"));
+    let _s = tcp_server(&pair.host, sock(HOST4, 9090));
+    let mut d = Daemon::start(&pair.host, &work);
+    d.expect_notify("READY=1");
+    assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
+
+    // A foreign ACCEPT inserted above our hook opens 9090 until the hook is moved back on top.
+    pair.host.must(&[
+        "iptables-legacy",
+        "-I",
+        "INPUT",
+        "1",
+        "-p",
+        "tcp",
+        "--dport",
+        "9090",
+        "-j",
+        "ACCEPT",
+    ]);
+    assert!(
+        eventually(|| !tcp_ok(&pair.peer, None, sock(HOST4, 9090))),
+        "{}",
+        d.log_text()
+    );
+    // The foreign rule is still there (never ours to delete), below our hook.
+    assert!(save(&pair.host).contains("--dport 9090 -j ACCEPT"));
+
+    // Flushing one of our chains is repaired too.
+    let before = d.status()["drift_repairs"].as_u64().unwrap_or(0);
+    assert!(before >= 1, "{:#}", d.status());
+    pair.host.must(&["iptables-legacy", "-F", "cali-INPUT"]);
+    assert!(
+        eventually(|| d.status()["drift_repairs"].as_u64().unwrap_or(0) > before),
+        "{}",
+        d.log_text()
+    );
+    assert!(save(&pair.host).contains("-A cali-INPUT"));
+}
+
+#[test]
+fn expected_ips_endpoint_follows_an_interface_added_after_start() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let pair = Pair::new("dmn-iface");
+    let work = Workdir::new();
+    // Timers far away: only the netlink notification can make the daemon notice in time.
+    work.write_policies(
+        &(base_policies(
+            "  iptablesRefreshInterval: 600s\n  iptablesPostWriteCheckInterval: 600s\n",
+        ) + r#"---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata:
+  name: h-by-ip
+  labels:
+    role: web
+spec:
+  node: h
+  expectedIPs: ["203.0.113.1"]
+"#),
+    );
+    let mut d = Daemon::start(&pair.host, &work);
+    d.expect_notify("READY=1");
+
+    // A second link appears, carrying the expected IP.
+    let other = Netns::new("dmn-iface-o");
+    veth(&pair.host, "eth1", &other, "eth1");
+    pair.host.addr("eth1", "203.0.113.1/24");
+    other.addr("eth1", "203.0.113.2/24");
+    let _s1 = tcp_server(&pair.host, sock("203.0.113.1", 8080));
+    let _s2 = tcp_server(&pair.host, sock("203.0.113.1", 9090));
+    // The endpoint now governs eth1: its chains appear, and only 8080 gets through.
+    assert!(
+        eventually(|| save(&pair.host).contains(":cali-fh-eth1 ")),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        !tcp_ok(&other, None, sock("203.0.113.1", 9090)),
+        "{}",
+        d.log_text()
+    );
+    assert!(tcp_ok(&other, None, sock("203.0.113.1", 8080)));
+}
