@@ -14,7 +14,7 @@ use crate::ruleset::ipset::{parse_ipset_save, LiveIpsets};
 use crate::ruleset::plan::{self, LiveState, Plan, PlanOptions};
 use crate::ruleset::save::parse_save;
 use crate::ruleset::{Family, Ruleset, Table, TableName};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// How a reconcile runs.
@@ -145,28 +145,55 @@ fn families(dp: &dyn Dataplane) -> Vec<Family> {
 
 /// Read every table of every supported family, and our ipsets.
 pub fn read_live(dp: &dyn Dataplane) -> Result<Live, SyncError> {
-    let mut tables = Vec::new();
-    for family in families(dp) {
-        let saved = dp
-            .save_tables(family)
-            .map_err(|source| SyncError::Read { family, source })?;
-        let mut by_name = BTreeMap::new();
-        for (table, text) in saved {
-            let live = parse_save(&text).map_err(|e| SyncError::Parse {
-                family,
-                table: table.as_str(),
-                message: e.to_string(),
-            })?;
-            by_name.insert(table, live);
-        }
-        tables.push(LiveState {
+    let tables = families(dp)
+        .into_iter()
+        .map(|family| read_family(dp, family))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Live {
+        tables,
+        ipsets: read_ipsets(dp)?,
+    })
+}
+
+fn read_family(dp: &dyn Dataplane, family: Family) -> Result<LiveState, SyncError> {
+    let saved = dp
+        .save_tables(family)
+        .map_err(|source| SyncError::Read { family, source })?;
+    let mut tables = BTreeMap::new();
+    for (table, text) in saved {
+        let live = parse_save(&text).map_err(|e| SyncError::Parse {
             family,
-            tables: by_name,
-        });
+            table: table.as_str(),
+            message: e.to_string(),
+        })?;
+        tables.insert(table, live);
     }
+    Ok(LiveState { family, tables })
+}
+
+fn read_ipsets(dp: &dyn Dataplane) -> Result<LiveIpsets, SyncError> {
     let text = dp.ipset_save().map_err(SyncError::ReadIpsets)?;
-    let ipsets = parse_ipset_save(&text).map_err(|e| SyncError::ParseIpsets(e.to_string()))?;
-    Ok(Live { tables, ipsets })
+    parse_ipset_save(&text).map_err(|e| SyncError::ParseIpsets(e.to_string()))
+}
+
+/// The state after writing `plan`: the families and ipsets it wrote are read again, the rest is
+/// what the pass read before (a large untouched family is not re-read just to verify).
+fn reread_written(dp: &dyn Dataplane, mut live: Live, plan: &Plan) -> Result<Live, SyncError> {
+    let written: BTreeSet<Family> = plan
+        .tables
+        .iter()
+        .filter(|t| !t.is_empty())
+        .map(|t| t.family)
+        .collect();
+    for state in &mut live.tables {
+        if written.contains(&state.family) {
+            *state = read_family(dp, state.family)?;
+        }
+    }
+    if !plan.ipsets.is_empty() {
+        live.ipsets = read_ipsets(dp)?;
+    }
+    Ok(live)
 }
 
 /// The desired state per supported family. A supported family without a desired ruleset (IPv6
@@ -305,7 +332,7 @@ fn pass(
         return Ok(());
     }
     write(dp, &plan, report)?;
-    let after = read_live(dp)?;
+    let after = reread_written(dp, live, &plan)?;
     let residual = make_plan(&after);
     if !residual.is_empty() {
         return Err(SyncError::Verify {
@@ -626,6 +653,26 @@ mod tests {
         assert_eq!(report.restores, 0);
         assert_eq!(report.ipset_restores, 1);
         assert_eq!(fake.set_members(SET).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn verification_rereads_only_what_was_written() {
+        let fake = FakeDataplane::default();
+        reconcile(&both(22), &fake, &quick()).unwrap();
+        fake.clear_calls();
+        let v4_changed = vec![
+            desired(Family::V4, 2222, &["203.0.113.0/24"]),
+            desired(Family::V6, 22, &[]),
+        ];
+        let report = reconcile(&v4_changed, &fake, &quick()).unwrap();
+        assert_eq!(report.restores, 1);
+        let calls = fake.calls();
+        let count = |program: &str| calls.iter().filter(|c| c.argv[0] == program).count();
+        // IPv4: read, write, read again (three tables each read); IPv6 and ipsets: read once.
+        assert_eq!(count("iptables-legacy-save"), 6);
+        assert_eq!(count("ip6tables-legacy-save"), 3);
+        assert_eq!(count("ipset"), 1);
+        assert!(diff(&v4_changed, &fake).unwrap().is_empty());
     }
 
     #[test]
