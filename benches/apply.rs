@@ -1,7 +1,8 @@
 //! Benchmark (harness = false, needs root): apply against the real kernel inside throw-away
 //! network namespaces, issue 4's performance targets at 10,000 policies / 100,000 rules:
 //! 1. a first `hostfw apply` (end to end: load, resolve, render, read, plan, write, verify) vs a
-//!    bare `iptables-restore` of the same rendered payload (target: within 1.1×);
+//!    bare `iptables-restore` of the same rendered payload (target: within 1.1×), with and
+//!    without `--noflush`;
 //! 2. changing one rule of one policy: `hostfw apply` vs a bare `iptables-restore --noflush` of
 //!    just the changed chain (target: within 1.5×);
 //! 3. an in-sync `hostfw apply` runs no restore at all (checked with failing restore wrappers).
@@ -232,6 +233,11 @@ fn bench(backend: &'static str, policies: usize) {
 
     let bare_ns = bench_netns(&format!("bench-{backend}-b"));
     let bare_full = timed_restore(&bare_ns, &restore_tool, &[], &payload);
+    // hostfw must use --noflush (other tools' rules live in the same tables); on nft that
+    // alone roughly doubles the cost, so compare with it too.
+    let noflush_ns = bench_netns(&format!("bench-{backend}-d"));
+    let bare_noflush = timed_restore(&noflush_ns, &restore_tool, &["--noflush"], &payload);
+    drop(noflush_ns);
 
     // 3. In sync: no restore may run (the wrappers would fail it).
     let wrappers = tempfile::tempdir().expect("tempdir");
@@ -288,6 +294,11 @@ fn bench(backend: &'static str, policies: usize) {
         "  bare iptables-restore, same    {}  ratio {}",
         secs(bare_full),
         ratio(first, bare_full)
+    );
+    println!(
+        "  bare restore --noflush, same   {}  ratio {}",
+        secs(bare_noflush),
+        ratio(first, bare_noflush)
     );
     println!(
         "  first reconcile (sync only)    {}  ratio {}",
