@@ -550,7 +550,9 @@ fn felix_configuration_rules() {
         ("backend case", f("{iptablesBackend: nft}"), e("spec.iptablesBackend", "write `NFT`")),
         ("backend other", f("{iptablesBackend: Iptables}"), e("spec.iptablesBackend", "Auto, Legacy, NFT")),
         // 59. kubeNodePortRanges is a Calico field hostfw ignores (warning).
-        ("kubeNodePortRanges", f("{kubeNodePortRanges: [\"30000:32767\"]}"), Warn("spec.kubeNodePortRanges", "ignored")),
+        ("kubeNodePortRanges", f("{kubeNodePortRanges: [\"30000:32767\", 8080]}"), Warn("spec.kubeNodePortRanges", "ignored")),
+        ("kubeNodePortRanges 8", f("{kubeNodePortRanges: [1, 2, 3, 4, 5, 6, 7, 8]}"), e("spec.kubeNodePortRanges", "more than 7")),
+        ("kubeNodePortRanges named", f("{kubeNodePortRanges: [http]}"), e("spec.kubeNodePortRanges[0]", "not names")),
         // 60. Failsafe entries as Felix parses them.
         ("failsafe sctp", f("{failsafeInboundHostPorts: [{protocol: SCTP, port: 22}]}"), e("spec.failsafeInboundHostPorts[0].protocol", "only TCP or UDP")),
         ("failsafe no protocol", f("{failsafeInboundHostPorts: [{port: 22}]}"), e("spec.failsafeInboundHostPorts[0].protocol", "required")),

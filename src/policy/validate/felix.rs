@@ -4,9 +4,10 @@
 
 use super::names::{parse_cidr, parse_ip};
 use super::reader::{boolean, fields, integer, list, string, Ctx, Path, Schema};
+use super::rule;
 use crate::model::{
     AllowAction, BackendChoice, DenyAction, EndpointToHostAction, FailsafePort, FailsafeProtocol,
-    FelixSpec, InsertMode, RateLimit, RateUnit,
+    FelixSpec, InsertMode, Port, RateLimit, RateUnit,
 };
 use crate::policy::parse::Node;
 use ipnet::IpNet;
@@ -199,6 +200,8 @@ enum IgnoredType {
     Duration,
     Bool,
     LogLevel,
+    /// `kubeNodePortRanges`: at most 7 numeric ports or ranges.
+    NodePorts,
     Other,
 }
 
@@ -256,6 +259,7 @@ fn ignored_type(name: &str) -> IgnoredType {
         | "flowLogsCollectorDebugTrace"
         | "requireMTUFile" => IgnoredType::Bool,
         "logSeverityFile" | "logSeverityScreen" | "logSeveritySys" => IgnoredType::LogLevel,
+        "kubeNodePortRanges" => IgnoredType::NodePorts,
         _ => IgnoredType::Other,
     }
 }
@@ -305,6 +309,23 @@ pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Opt
                             &p,
                             format!("log level `{s}` is invalid: use Debug, Info, Warning, Error or Fatal"),
                         );
+                    }
+                }
+            }
+            IgnoredType::NodePorts => {
+                if let Some(items) = list(ctx, value, &p) {
+                    if items.len() > 7 {
+                        ctx.error(value, &p, "kubeNodePortRanges has more than 7 entries");
+                    }
+                    for (i, item) in items.iter().enumerate() {
+                        let ip = p.index(i);
+                        if let Some(Port::Named(_)) = rule::port(ctx, item, &ip) {
+                            ctx.error(
+                                item,
+                                &ip,
+                                "kubeNodePortRanges takes port numbers or ranges, not names",
+                            );
+                        }
                     }
                 }
             }
