@@ -18,6 +18,8 @@ pub const MAX_NODES_PER_FILE: usize = 2_000_000;
 /// Most nodes alias expansion may add to one file. Anchors are rare in policy files; this is
 /// generous for reuse and still stops a YAML bomb early.
 pub const MAX_ALIAS_NODES_PER_FILE: usize = 100_000;
+/// Empty documents reported one by one in a file before the rest are summarised.
+pub const MAX_EMPTY_DOC_REPORTS: usize = 20;
 /// Deepest nesting accepted. Calico resources nest about eight levels; the bound keeps every
 /// recursive walk over the tree (validation, drop) far from the stack limit.
 pub const MAX_DEPTH: usize = 64;
@@ -116,11 +118,17 @@ pub fn parse(file: &str, text: &str) -> (Vec<RawResource>, Vec<Diagnostic>) {
     };
     let mut resources = Vec::new();
     let count = docs.len();
+    let mut empty = 0usize;
     for (i, doc) in docs.into_iter().enumerate() {
         match doc.root {
             Some(root) if !root.is_null() => expand(file, root, &mut resources, &mut diags),
             _ => {
                 if i + 1 == count && trailing_separator_only(text, doc.line) {
+                    continue;
+                }
+                empty += 1;
+                // A file of nothing but separators must not turn into millions of diagnostics.
+                if empty > MAX_EMPTY_DOC_REPORTS {
                     continue;
                 }
                 diags.push(at(
@@ -132,6 +140,15 @@ pub fn parse(file: &str, text: &str) -> (Vec<RawResource>, Vec<Diagnostic>) {
                 ));
             }
         }
+    }
+    if empty > MAX_EMPTY_DOC_REPORTS {
+        diags.push(Diagnostic::file_error(
+            file,
+            format!(
+                "{} more empty documents not reported",
+                empty - MAX_EMPTY_DOC_REPORTS
+            ),
+        ));
     }
     if resources.is_empty() && diags.is_empty() {
         diags.push(Diagnostic::file_error(
@@ -150,8 +167,12 @@ fn trailing_separator_only(text: &str, line: u32) -> bool {
     let Some(first) = lines.next() else {
         return true;
     };
+    // calicoctl drops the rest of a separator line, so `--- # end` is a separator too.
     let first = first.trim_end();
-    (first == "---" || first.is_empty()) && lines.all(|l| l.trim().is_empty())
+    let separator = first.strip_prefix("---").is_some_and(|rest| {
+        rest.is_empty() || (rest.starts_with([' ', '\t']) && rest.trim_start().starts_with('#'))
+    });
+    (separator || first.is_empty()) && lines.all(|l| l.trim().is_empty())
 }
 
 fn at(file: &str, line: u32, column: u32, message: impl Into<String>) -> Diagnostic {
