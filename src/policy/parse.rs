@@ -58,6 +58,18 @@ pub struct Node {
 }
 
 impl Node {
+    /// A null node at a position (what an omitted value reads as).
+    pub fn null(line: u32, column: u32) -> Node {
+        Node {
+            line,
+            column,
+            value: Value::Scalar(Scalar {
+                text: String::new(),
+                plain: true,
+            }),
+        }
+    }
+
     pub fn as_scalar(&self) -> Option<&Scalar> {
         match &self.value {
             Value::Scalar(s) => Some(s),
