@@ -743,3 +743,24 @@ fn policy_defaults_and_values() {
         ]
     );
 }
+
+#[test]
+fn selector_errors_point_inside_the_value() {
+    use hostfw::policy::selector::Selector;
+    let sel = "has(a) && )";
+    let offset = Selector::parse(sel).expect_err("invalid").offset as u32;
+    // Line 5 is `  selector: "has(a) && )"`: the quote is column 13, the text starts at 14.
+    let text = format!(
+        "{API}\nkind: GlobalNetworkPolicy\nmetadata: {{name: p}}\nspec:\n  selector: \"{sel}\"\n"
+    );
+    let l = load_files(&[("a.yaml", &text)]);
+    let d = &l.diagnostics[0];
+    assert_eq!((d.line, d.column), (5, 14 + offset), "{d}");
+    // With an escape in the value the position inside is unknown: the value's start is used.
+    let text = format!(
+        "{API}\nkind: GlobalNetworkPolicy\nmetadata: {{name: p}}\nspec:\n  selector: \"\\x61 == \"\n"
+    );
+    let l = load_files(&[("a.yaml", &text)]);
+    let d = &l.diagnostics[0];
+    assert_eq!((d.line, d.column), (5, 13), "{d}");
+}

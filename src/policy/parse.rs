@@ -31,6 +31,10 @@ pub struct Scalar {
     pub text: String,
     /// True for an unquoted, non-block scalar: only those can be YAML booleans, numbers or null.
     pub plain: bool,
+    /// The source column of the text's first character when the text is a verbatim copy of
+    /// one source line (no escapes, no folding), so a position inside the value (a selector
+    /// error) can be pointed at exactly; None otherwise.
+    pub text_column: Option<u32>,
 }
 
 impl Scalar {
@@ -66,6 +70,7 @@ impl Node {
             value: Value::Scalar(Scalar {
                 text: String::new(),
                 plain: true,
+                text_column: None,
             }),
         }
     }
@@ -449,12 +454,22 @@ fn build_documents(text: &str) -> Result<Vec<Document>, YamlError> {
                 if let Some(tag) = tag {
                     return Err(err(tag_message(&tag.handle, &tag.suffix, &text)));
                 }
+                let quotes = match style {
+                    ScalarStyle::Plain => Some(0),
+                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => Some(2),
+                    _ => None,
+                };
+                let width = span.end.index().saturating_sub(span.start.index());
+                let verbatim = span.start.line() == span.end.line()
+                    && quotes.is_some_and(|q| width == text.chars().count() + q);
                 let node = Node {
                     line,
                     column,
                     value: Value::Scalar(Scalar {
                         text: text.into_owned(),
                         plain: style == ScalarStyle::Plain,
+                        text_column: verbatim
+                            .then(|| column + u32::from(style != ScalarStyle::Plain)),
                     }),
                 };
                 if anchor > 0 {
@@ -705,6 +720,25 @@ mod tests {
             .and_then(|s| s.get("x"))
             .map(|n| (n.line, n.column));
         assert_eq!(x, Some((3, 6)));
+    }
+
+    #[test]
+    fn verbatim_scalars_know_their_text_column() {
+        let text = "a: \"x y\"\nb: 'p''q'\nc: plain text\nd: \"e\\tf\"\ne: |\n  block\n";
+        let (res, d) = parse("f.yaml", text);
+        assert!(d.is_empty(), "{d:?}");
+        let col = |k: &str| {
+            res[0]
+                .node
+                .get(k)
+                .and_then(Node::as_scalar)
+                .and_then(|s| s.text_column)
+        };
+        assert_eq!(col("a"), Some(5));
+        assert_eq!(col("b"), None);
+        assert_eq!(col("c"), Some(4));
+        assert_eq!(col("d"), None);
+        assert_eq!(col("e"), None);
     }
 
     #[test]
