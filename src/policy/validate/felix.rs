@@ -3,7 +3,7 @@
 //! with a warning naming it, still type-checked where its type is known. Pure.
 
 use super::names::{parse_cidr, parse_ip};
-use super::reader::{boolean, fields, integer, list, string, Ctx, Path, Schema};
+use super::reader::{boolean, fields, integer, list, number, string, Ctx, Path, Schema};
 use super::rule;
 use crate::model::{
     AllowAction, BackendChoice, DenyAction, EndpointToHostAction, FailsafePort, FailsafeProtocol,
@@ -18,7 +18,7 @@ use std::time::Duration;
 /// the chains could not carry their verdicts.
 pub(crate) const MIN_MARK_BITS: u32 = 5;
 
-const HANDLED: [&str; 18] = [
+const HANDLED: [&str; 19] = [
     "failsafeInboundHostPorts",
     "failsafeOutboundHostPorts",
     "defaultEndpointToHostAction",
@@ -37,6 +37,9 @@ const HANDLED: [&str; 18] = [
     "logActionRateLimitBurst",
     "disableConntrackInvalidCheck",
     "maxIpsetSize",
+    // Not a Calico v3 field (its config-file name, in seconds), but design §4 lists it: accepted
+    // with a warning pointing at the v3 spelling.
+    "iptablesPostWriteCheckIntervalSecs",
 ];
 
 /// Calico FelixConfiguration fields (api/pkg/apis/projectcalico/v3/felixconfig.go) that mean
@@ -462,6 +465,30 @@ pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Opt
     out.max_ipset_size = field(17)
         .and_then(|n| integer(ctx, n, &path.field(HANDLED[17]), 1, i32::MAX as i128))
         .map(|v| v as u32);
+    if let Some(n) = field(18) {
+        let p = path.field(HANDLED[18]);
+        if field(7).is_some() {
+            ctx.error(
+                n,
+                &p,
+                "give either iptablesPostWriteCheckInterval or iptablesPostWriteCheckIntervalSecs, not both",
+            );
+        } else if let Some(secs) = number(ctx, n, &p) {
+            if (0.0..1e9).contains(&secs) {
+                ctx.warn(
+                    n,
+                    &p,
+                    format!(
+                        "accepted as iptablesPostWriteCheckInterval: {secs}s; Calico's resource \
+                         field is `iptablesPostWriteCheckInterval` (a duration such as `1s`)"
+                    ),
+                );
+                out.iptables_post_write_check_interval = Some(Duration::from_secs_f64(secs));
+            } else {
+                ctx.error(n, &p, "must be a number of seconds, 0 or more");
+            }
+        }
+    }
     (ctx.errors == before).then_some(out)
 }
 
