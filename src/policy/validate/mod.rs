@@ -126,10 +126,7 @@ impl Validator {
             return;
         };
         // apiVersion and kind first: without a known type nothing else can be judged.
-        let api = top
-            .get(0)
-            .and_then(|n| n.as_scalar())
-            .map(|s| s.text.as_str());
+        let api = top.get(0).and_then(|n| n.as_scalar()).map(|s| &*s.text);
         match (kind_text, top.get(1)) {
             (None, _) | (_, None) => {
                 ctx.kind = None;
@@ -453,9 +450,9 @@ fn labels(ctx: &mut Ctx, node: &Node, path: &Path) -> Labels {
 fn require_spec<'n>(
     ctx: &mut Ctx,
     node: &Node,
-    spec: Option<&'n Node>,
+    spec: Option<&'n Node<'n>>,
     path: &Path,
-) -> Option<&'n Node> {
+) -> Option<&'n Node<'n>> {
     if spec.is_none() {
         ctx.error(node, path, "spec is required");
     }

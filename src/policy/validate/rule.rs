@@ -226,7 +226,7 @@ pub(crate) fn protocol_value(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<
         );
         return None;
     };
-    let text = s.text.as_str();
+    let text = &*s.text;
     let numeric = text.starts_with(|c: char| c.is_ascii_digit());
     if numeric {
         let n = if s.plain {
@@ -567,7 +567,7 @@ pub(crate) fn port(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Port> {
         );
         return None;
     };
-    let text = s.text.as_str();
+    let text = &*s.text;
     let numeric = text.bytes().all(|b| b.is_ascii_digit() || b == b'_')
         || (s.plain
             && (text.starts_with("0x") || text.starts_with("0o") || text.starts_with("0b")));
