@@ -338,6 +338,10 @@ fn order_policies(set: &PolicySet) -> Vec<OrderedPolicy<'_>> {
         .collect();
     let tier_info = |name: &str| -> (Option<f64>, TierAction) {
         match tiers.get(name) {
+            // A written-out `default` tier without order keeps the built-in order.
+            Some(t) if name == DEFAULT_TIER => {
+                (t.order.or(Some(DEFAULT_TIER_ORDER)), t.default_action)
+            }
             Some(t) => (t.order, t.default_action),
             None if name == DEFAULT_TIER => (Some(DEFAULT_TIER_ORDER), TierAction::Deny),
             // Validation rejects unknown tiers; treat one defensively as last, fail closed.
@@ -1087,6 +1091,24 @@ mod tests {
             ]
         );
         assert_eq!(view.endpoints[0].policies.egress, *ing);
+    }
+
+    #[test]
+    fn explicit_default_tier_keeps_its_order_and_may_pass() {
+        let s = PolicySet {
+            tiers: vec![
+                tier(DEFAULT_TIER, None, TierAction::Pass),
+                tier("after", Some(2_000_000.0), TierAction::Deny),
+            ],
+            ..set(
+                vec![hep("h", "n1", "eth0", &[])],
+                vec![gnp_in("late", "after", None), gnp("early")],
+            )
+        };
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        let ing = &view.endpoints[0].policies.ingress;
+        assert_eq!(names(ing), ["early", "late"]);
+        assert_eq!(ing[0].default_action, TierAction::Pass);
     }
 
     #[test]
