@@ -15,6 +15,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::fmt::Write;
 
+/// Load, resolve for this node with the host's real interfaces, and print. Exit 0 even with
+/// warnings (they are part of the report); 1 when the policy set is invalid.
 pub fn run(settings: &Settings, args: &ShowArgs) -> CmdResult {
     let view = match common::load_view_quiet(settings) {
         Ok(v) => v,
