@@ -658,9 +658,26 @@ fn compute(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Resoluti
                 used_policies[op.index] = true;
             }
         }
-        if profile_names.is_empty() {
-            no_policy_warnings(&who, &policies, &mut warnings);
-        }
+        // Which directions some profile could allow (profiles run only when no policy does).
+        let profile_allows = |rules: fn(&Profile) -> &[Rule]| {
+            profile_names.iter().any(|n| {
+                n == DEFAULT_ALLOW_PROFILE
+                    || profiles
+                        .get(n.as_str())
+                        .is_some_and(|p| rules(p).iter().any(|r| r.action == RuleAction::Allow))
+            })
+        };
+        let allows = [
+            profile_allows(|p| p.ingress.as_slice()),
+            profile_allows(|p| p.egress.as_slice()),
+        ];
+        no_policy_warnings(
+            &who,
+            &policies,
+            !profile_names.is_empty(),
+            allows,
+            &mut warnings,
+        );
         endpoints.push(ActiveEndpoint {
             hep: hep.meta.name.clone(),
             interface,
@@ -718,27 +735,51 @@ fn compute(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Resoluti
     }
 }
 
-/// Warnings for an endpoint without profiles whose normal ingress or egress has no policy:
-/// Felix drops that direction (after failsafe ports and any preDNAT/untracked allow).
-fn no_policy_warnings(who: &str, policies: &EndpointPolicies, warnings: &mut Vec<String>) {
+/// Warnings for an endpoint whose normal ingress or egress has no policy and no profile that
+/// could allow anything in that direction (`profile_allows`: [ingress, egress]): Felix drops
+/// that direction, after failsafe ports and any preDNAT/untracked allow.
+fn no_policy_warnings(
+    who: &str,
+    policies: &EndpointPolicies,
+    has_profiles: bool,
+    profile_allows: [bool; 2],
+    warnings: &mut Vec<String>,
+) {
     let early_ingress =
         !policies.pre_dnat_ingress.is_empty() || !policies.untracked_ingress.is_empty();
     let early_egress = !policies.untracked_egress.is_empty();
-    for (class, dir, normal, early) in [
-        ("ingress", "inbound", &policies.ingress, early_ingress),
-        ("egress", "outbound", &policies.egress, early_egress),
+    for (class, dir, normal, early, allowed) in [
+        (
+            "ingress",
+            "inbound",
+            &policies.ingress,
+            early_ingress,
+            profile_allows[0],
+        ),
+        (
+            "egress",
+            "outbound",
+            &policies.egress,
+            early_egress,
+            profile_allows[1],
+        ),
     ] {
-        if !normal.is_empty() {
+        if !normal.is_empty() || allowed {
             continue;
         }
+        let why = if has_profiles {
+            format!("its profiles allow no {dir} traffic")
+        } else {
+            "no profile".to_string()
+        };
         warnings.push(if early {
             format!(
-                "{who} has no normal {class} policy and no profile: {dir} traffic that no \
-                 preDNAT or doNotTrack policy allows will be dropped, except failsafe ports"
+                "{who} has no normal {class} policy and {why}: {dir} traffic that no preDNAT \
+                 or doNotTrack policy allows will be dropped, except failsafe ports"
             )
         } else {
             format!(
-                "{who} has no {class} policy and no profile: all {dir} traffic except failsafe \
+                "{who} has no {class} policy and {why}: all {dir} traffic except failsafe \
                  ports will be dropped"
             )
         });
@@ -1320,11 +1361,32 @@ mod tests {
             );
             assert_eq!(view.warnings, want, "{what}");
         }
-        // A profile (even the built-in default-allow) silences them.
+        // A profile that allows (even the built-in default-allow) silences them.
         let mut h = hep("h1", "n1", "eth0", &[]);
         h.profiles = vec![DEFAULT_ALLOW_PROFILE.into()];
         let view = resolve(&set(vec![h], vec![]), "n1", &HostInterfaces::new());
         assert!(view.warnings.is_empty(), "{:?}", view.warnings);
+        // A profile that only applies labels, or allows only inbound, does not.
+        let mut h = hep("h1", "n1", "eth0", &[]);
+        h.profiles = vec!["labels-only".into(), "in-only".into()];
+        let s = PolicySet {
+            profiles: vec![
+                Profile {
+                    ingress: vec![allow_rule()],
+                    ..profile("in-only", &[])
+                },
+                profile("labels-only", &[("a", "b")]),
+            ],
+            ..set(vec![h], vec![])
+        };
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        assert_eq!(
+            view.warnings,
+            [
+                "endpoint eth0 (HostEndpoint h1) has no egress policy and its profiles allow no \
+              outbound traffic: all outbound traffic except failsafe ports will be dropped"
+            ]
+        );
     }
 
     fn felix(name: &str, spec: FelixSpec) -> FelixConfiguration {
