@@ -313,7 +313,9 @@ pub fn effective_labels(hep: &HostEndpoint, profiles: &BTreeMap<&str, &Profile>)
 /// Sort key for an optional order: absent means +infinity, after every number.
 fn cmp_order(a: Option<f64>, b: Option<f64>) -> Ordering {
     match (a, b) {
-        (Some(x), Some(y)) => x.total_cmp(&y),
+        // Numeric comparison as Felix does (-0 equals 0, then the name decides); validation
+        // admits no NaN, which would compare equal here.
+        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
         (Some(_), None) => Ordering::Less,
         (None, Some(_)) => Ordering::Greater,
         (None, None) => Ordering::Equal,
@@ -1097,6 +1099,9 @@ mod tests {
             gnp_in("c-10", DEFAULT_TIER, Some(10.0)),
             gnp_in("b-10", DEFAULT_TIER, Some(10.0)),
             gnp_in("a-neg", DEFAULT_TIER, Some(-5.5)),
+            // -0 equals 0: the name decides, as in Felix.
+            gnp_in("zero-b", DEFAULT_TIER, Some(-0.0)),
+            gnp_in("zero-a", DEFAULT_TIER, Some(0.0)),
             gnp_in("sec-2", "security", Some(2.0)),
             gnp_in("sec-1", "security", Some(1.0)),
             gnp_in("last-a", "aaa-last", Some(0.0)),
@@ -1125,7 +1130,7 @@ mod tests {
                 (
                     "default",
                     TierAction::Deny,
-                    vec!["a-neg", "b-10", "c-10", "d-unordered"]
+                    vec!["a-neg", "zero-a", "zero-b", "b-10", "c-10", "d-unordered"]
                 ),
                 ("aaa-last", TierAction::Deny, vec!["last-a"]),
                 ("zzz-last", TierAction::Deny, vec!["last-z"]),
