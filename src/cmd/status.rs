@@ -13,9 +13,15 @@ use std::fmt::Write;
 
 pub fn run(settings: &Settings, args: &StatusArgs) -> CmdResult {
     let path = settings.status_path();
+    // A pending `apply --confirm` (or a rollback holding the daemon) matters with or without a
+    // daemon.
+    let confirmation = crate::confirm::status_line(&settings.run_dir, crate::confirm::now_unix());
     let status = match status::read(&path) {
         Ok(s) => s,
         Err(e) if e.is_not_found() => {
+            if let Some(line) = &confirmation {
+                println!("confirmation:  {line}");
+            }
             eprintln!(
                 "hostfw: no status at {}: the daemon is not running (start it with `systemctl start hostfw`)",
                 path.display()
@@ -26,11 +32,17 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> CmdResult {
     };
     let running = is_running(status.pid);
     match args.output {
-        OutputFormat::Text => print!("{}", render_text(&status, running)),
+        OutputFormat::Text => {
+            print!("{}", render_text(&status, running));
+            if let Some(line) = &confirmation {
+                println!("confirmation:  {line}");
+            }
+        }
         OutputFormat::Json => {
             let mut v = serde_json::to_value(&status)?;
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("running".into(), running.into());
+                obj.insert("confirmation".into(), confirmation.into());
             }
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
