@@ -37,7 +37,7 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> CmdResult {
         dry_run: args.dry_run,
         ..SyncOptions::default()
     };
-    let report = sync::reconcile(&desired, &dp, &opts).map_err(|e| {
+    let report = sync::reconcile(&desired, &dp, &opts).inspect_err(|_| {
         if let Some(p) = &pending {
             eprintln!(
                 "error: the apply failed; the watcher (pid {}) restores the previous rules in {} s",
@@ -45,7 +45,6 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> CmdResult {
                 p.seconds
             );
         }
-        e
     })?;
     if args.dry_run {
         if report.plan.is_empty() {
