@@ -137,14 +137,18 @@ pub(super) fn run(rs: &Ruleset, ctx: &Context, pkt: &Packet) -> Explanation {
         let decision = if !sim.entered_endpoint {
             Decision::NotHostEndpoint
         } else {
-            accepted_by.unwrap_or_else(|| {
-                let last = hooks.last();
-                Decision::KernelPolicy {
-                    table: last.map_or_else(String::new, |h| h.table.clone()),
-                    chain: last.map_or_else(String::new, |h| h.chain.clone()),
-                    verdict: Verdict::Accept,
-                }
-            })
+            // With `iptables*AllowAction: Return` nothing ACCEPTs: the verdict bit set by the
+            // deciding rule is all there is, and the kernel policy lets the packet through.
+            accepted_by
+                .or_else(|| sim.last_event.clone())
+                .unwrap_or_else(|| {
+                    let last = hooks.last();
+                    Decision::KernelPolicy {
+                        table: last.map_or_else(String::new, |h| h.table.clone()),
+                        chain: last.map_or_else(String::new, |h| h.chain.clone()),
+                        verdict: Verdict::Accept,
+                    }
+                })
         };
         (Verdict::Accept, decision)
     });
