@@ -167,7 +167,8 @@ impl<'a> Spec<'a> {
     fn rules(&self, ctx: &Ctx, table: TableName) -> Vec<Rule> {
         let m = &ctx.marks;
         let deny = ctx.deny(table);
-        let mut rules = Vec::new();
+        let jumps: usize = self.tiers.iter().map(|t| 3 * t.policies.len() + 2).sum();
+        let mut rules = Vec::with_capacity(8 + jumps + 2 * self.profiles.len());
         if self.kind != Kind::Untracked {
             let established = Match::ConntrackState {
                 negated: false,
