@@ -228,3 +228,65 @@ fn golden_outputs_load_into_the_kernel() {
         failures.join("\n")
     );
 }
+
+/// `hostfw render` prints exactly the golden text for each family and for `--ipsets` (the seed
+/// case uses named interfaces only, so the host's own interfaces do not matter).
+#[test]
+fn render_command_prints_the_golden_text() {
+    let dir = Path::new(GOLDEN).join("01-seed-k8s-worker");
+    let policies = dir.join("policies");
+    for (args, file) in [
+        (vec![], OUTPUTS[0]),
+        (vec!["--family", "4"], OUTPUTS[0]),
+        (vec!["--family", "6"], OUTPUTS[1]),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hostfw"))
+            .args(["--policy-dir", policies.to_str().expect("utf-8 path")])
+            .args(["--node", "host-a", "render"])
+            .args(&args)
+            .output()
+            .expect("run hostfw");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let expected = fs::read_to_string(dir.join(file)).expect("golden");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{args:?}");
+    }
+    // --ipsets prints one family's sets; the golden file holds v4 then v6.
+    let dir = Path::new(GOLDEN).join("12-gns-selector");
+    let out = Command::new(env!("CARGO_BIN_EXE_hostfw"))
+        .args([
+            "--policy-dir",
+            dir.join("policies").to_str().expect("utf-8 path"),
+        ])
+        .args(["--node", "host-a", "render", "--ipsets"])
+        .output()
+        .expect("run hostfw");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.starts_with("create cali40s:"), "{text}");
+    assert!(!text.contains("cali60"), "{text}");
+    assert!(fs::read_to_string(dir.join(OUTPUTS[2]))
+        .expect("golden")
+        .starts_with(&text));
+}
+
+/// An invalid policy directory exits 1 without output on stdout.
+#[test]
+fn render_command_rejects_invalid_input() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    fs::write(
+        tmp.path().join("bad.yaml"),
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: x}\nspec: {selector: \"(((\"}\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_hostfw"))
+        .args(["--policy-dir", tmp.path().to_str().expect("utf-8 path")])
+        .args(["--node", "host-a", "render"])
+        .output()
+        .expect("run hostfw");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+}
