@@ -240,6 +240,10 @@ fn edits_reach_the_kernel_invalid_edits_do_not_and_stop_leaves_rules() {
     );
     assert_eq!(d.status()["state"], "ok");
     assert_eq!(d.status()["policy"]["generation"], 1);
+    // The writer lock is free between reconciles: `hostfw diff` runs beside the daemon and
+    // finds the kernel in sync.
+    let diff = netns::hostfw(&pair.host, &work, NODE, BACKEND, &["diff"]);
+    assert_eq!(diff.code, 0, "{diff:?}");
 
     // A new file renamed into the directory opens 9090.
     put(&dir, "20-allow-9090.yaml", ALLOW_9090);
@@ -290,6 +294,44 @@ fn edits_reach_the_kernel_invalid_edits_do_not_and_stop_leaves_rules() {
     assert!(save(&pair.host).contains(":cali-"));
     assert!(tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
     assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 7070)));
+}
+
+#[test]
+fn status_reports_live_per_policy_counters() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let pair = Pair::new("dmn-count");
+    let work = Workdir::new();
+    work.write_policies(&base_policies(""));
+    let _s = tcp_server(&pair.host, sock(HOST4, 8080));
+    let mut d = Daemon::start(&pair.host, &work);
+    d.expect_notify("READY=1");
+    assert!(tcp_ok(&pair.peer, None, sock(HOST4, 8080)));
+    let out = pair.host.exec(&[
+        env!("CARGO_BIN_EXE_hostfw"),
+        "--run-dir",
+        d.run_dir.to_str().unwrap(),
+        "status",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let counters = v["counters"].as_array().unwrap_or_else(|| panic!("{v:#}"));
+    let inbound = counters
+        .iter()
+        .find(|c| c["policy"] == "allow-8080" && c["direction"] == "inbound")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    // At least the SYN of the accepted connection went through the policy and matched its rule.
+    assert!(
+        inbound["matched"]["packets"].as_u64().unwrap() >= 1,
+        "{v:#}"
+    );
+    assert!(
+        inbound["evaluated"]["packets"].as_u64().unwrap() >= 1,
+        "{v:#}"
+    );
 }
 
 #[test]

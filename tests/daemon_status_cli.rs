@@ -5,12 +5,13 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// A status file; `backend` null keeps `hostfw status` from reading this host's kernel counters.
 fn status_json(pid: u32) -> String {
     format!(
         r#"{{
   "state": "degraded",
   "node": "host-a",
-  "backend": "legacy",
+  "backend": null,
   "pid": {pid},
   "started": "2026-01-01T00:00:00.000Z",
   "updated": "2026-01-01T00:05:00.000Z",
@@ -90,6 +91,8 @@ fn live_status_exits_0_with_json() {
     assert_eq!(v["state"], "degraded");
     assert_eq!(v["policy"]["generation"], 4);
     assert_eq!(v["diagnostics"][0]["line"], 4);
+    assert_eq!(v["counters"], serde_json::Value::Null);
+    assert!(v["counters_unavailable"].is_string());
 }
 
 #[test]

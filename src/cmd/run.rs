@@ -1,6 +1,8 @@
-//! `hostfw run`: the daemon. Takes the lock for its whole life, starts the event sources, runs
-//! the loop with the real engine, and maps the loop's end to the exit status (0 stopped by a
-//! signal, 2 after persistent failure so systemd restarts it).
+//! `hostfw run`: the daemon. Holds the daemon lock for its whole life (one daemon per run
+//! directory; the writer lock shared with one-shot commands is taken per reconcile by the
+//! engine), starts the event sources, runs the loop with the real engine, and maps the loop's
+//! end to the exit status (0 stopped by a signal, 2 after persistent failure so systemd
+//! restarts it).
 
 use super::{CmdResult, Exit};
 use crate::daemon::{self, Daemon, LoopConfig, RealEngine, SystemPublisher};
@@ -8,15 +10,18 @@ use crate::settings::Settings;
 use std::time::Duration;
 
 pub fn run(settings: &Settings) -> CmdResult {
-    // The lock first: a SIGTERM while waiting for `hostfw apply` to finish simply ends us.
-    let _lock = crate::lock::acquire_logged(&settings.lock_path())?;
+    // Before the signal handlers: a SIGTERM while waiting for an old instance still ends us.
+    let _daemon = crate::lock::acquire_logged(&settings.run_dir.join("daemon.lock"))?;
     log::info!(
         "hostfw {} starting: node {:?}, policy directory {}",
         env!("CARGO_PKG_VERSION"),
         settings.node,
         settings.policy_dir.display()
     );
-    let waiter = daemon::spawn_sources(&settings.policy_dir, |n: &str| n.ends_with(".yaml"))?;
+    let waiter = daemon::spawn_sources(
+        &settings.policy_dir,
+        crate::policy::source::is_policy_file_name,
+    )?;
     let cfg = LoopConfig {
         watchdog: watchdog_period(),
         ..LoopConfig::default()

@@ -1,11 +1,14 @@
-//! `hostfw status`: print what the daemon reported in `status.json` (text or JSON) and whether
-//! it is still running. Exit 0 when the daemon runs, 2 when there is no status file or the
-//! process that wrote it is gone.
+//! `hostfw status`: print what the daemon reported in `status.json` (text or JSON), whether it
+//! is still running, and (as root) live per-policy packet/byte counters read through the
+//! dataplane. Exit 0 when the daemon runs, 2 when there is no status file or the process that
+//! wrote it is gone.
 
 use super::{CmdResult, Exit};
 use crate::cli::{OutputFormat, StatusArgs};
+use crate::dataplane::{Backend, Dataplane, RealDataplane};
 use crate::render::names;
-use crate::ruleset::save::LiveTable;
+use crate::ruleset::save::{parse_save, LiveTable};
+use crate::ruleset::{Family, TableName};
 use crate::settings::Settings;
 use crate::status::{self, PolicyOrigin, Status};
 use serde::Serialize;
@@ -25,12 +28,26 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> CmdResult {
         Err(e) => return Err(e.into()),
     };
     let running = is_running(status.pid);
+    let counters = if running {
+        live_counters(&status)
+    } else {
+        Err("the daemon is not running".to_string())
+    };
     match args.output {
-        OutputFormat::Text => print!("{}", render_text(&status, running)),
+        OutputFormat::Text => {
+            print!("{}", render_text(&status, running));
+            print!("{}", render_counters(&counters));
+        }
         OutputFormat::Json => {
             let mut v = serde_json::to_value(&status)?;
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("running".into(), running.into());
+                let (list, why) = match &counters {
+                    Ok(c) => (serde_json::to_value(c)?, serde_json::Value::Null),
+                    Err(e) => (serde_json::Value::Null, e.as_str().into()),
+                };
+                obj.insert("counters".into(), list);
+                obj.insert("counters_unavailable".into(), why);
             }
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
@@ -143,6 +160,60 @@ pub fn policy_counters(policies: &[String], tables: &[LiveTable]) -> Vec<PolicyC
                     evaluated,
                     matched,
                 });
+            }
+        }
+    }
+    out
+}
+
+/// Read the kernel's counters through the dataplane (root only) and map them to policies.
+fn live_counters(status: &Status) -> Result<Vec<PolicyCounters>, String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err("reading counters needs root".into());
+    }
+    let backend = match status.backend.as_deref() {
+        Some("legacy") => Backend::Legacy,
+        Some("nft") => Backend::Nft,
+        _ => return Err("the daemon has not chosen an iptables backend yet".into()),
+    };
+    let dp = RealDataplane::new(backend).map_err(|e| e.to_string())?;
+    let mut tables = Vec::new();
+    for family in [Family::V4, Family::V6] {
+        if !dp.supports(family) {
+            continue;
+        }
+        for table in TableName::ALL {
+            let text = dp.save_counters(family, table).map_err(|e| e.to_string())?;
+            tables.push(parse_save(&text).map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(policy_counters(&status.policies, &tables))
+}
+
+/// The counters section of the text report.
+fn render_counters(counters: &Result<Vec<PolicyCounters>, String>) -> String {
+    let mut out = String::new();
+    match counters {
+        Err(why) => {
+            let _ = writeln!(out, "counters:      unavailable ({why})");
+        }
+        Ok(list) if list.is_empty() => {
+            let _ = writeln!(out, "counters:      no policy chains in the kernel");
+        }
+        Ok(list) => {
+            let _ = writeln!(out, "counters (packets/bytes):");
+            let width = list.iter().map(|c| c.policy.len()).max().unwrap_or(0);
+            for c in list {
+                let _ = writeln!(
+                    out,
+                    "  {:width$}  {:8}  evaluated {}/{}  matched {}/{}",
+                    c.policy,
+                    c.direction,
+                    c.evaluated.packets,
+                    c.evaluated.bytes,
+                    c.matched.packets,
+                    c.matched.bytes
+                );
             }
         }
     }
@@ -314,6 +385,40 @@ diagnostics:
                     matched: Count::default(),
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn counters_text_aligns_policy_names() {
+        let list = vec![
+            PolicyCounters {
+                policy: "a".into(),
+                direction: "inbound",
+                evaluated: Count {
+                    packets: 3,
+                    bytes: 180,
+                },
+                matched: Count {
+                    packets: 1,
+                    bytes: 60,
+                },
+            },
+            PolicyCounters {
+                policy: "allow-ssh".into(),
+                direction: "outbound",
+                evaluated: Count::default(),
+                matched: Count::default(),
+            },
+        ];
+        assert_eq!(
+            render_counters(&Ok(list)),
+            "counters (packets/bytes):\n\
+             \x20 a          inbound   evaluated 3/180  matched 1/60\n\
+             \x20 allow-ssh  outbound  evaluated 0/0  matched 0/0\n"
+        );
+        assert_eq!(
+            render_counters(&Err("reading counters needs root".into())),
+            "counters:      unavailable (reading counters needs root)\n"
         );
     }
 

@@ -222,6 +222,9 @@ impl Engine for RealEngine {
     }
 
     fn reconcile(&mut self) -> Result<ApplyReport, EngineError> {
+        // The writer lock only while touching the kernel, so `hostfw diff` and `hostfw apply`
+        // can run beside the daemon instead of waiting for it to exit.
+        let _lock = crate::lock::acquire_logged(&self.settings.lock_path())?;
         self.ensure_dataplane()?;
         let (Some(dp), Some(desired)) = (&self.dataplane, &self.desired) else {
             return Err("no policy set loaded".into());
@@ -246,6 +249,7 @@ impl Engine for RealEngine {
     }
 
     fn kernel_has_state(&mut self) -> Result<bool, EngineError> {
+        let _lock = crate::lock::acquire_logged(&self.settings.lock_path())?;
         let dp = self.ensure_dataplane()?;
         for family in [Family::V4, Family::V6] {
             if !dp.supports(family) {

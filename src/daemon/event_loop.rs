@@ -26,8 +26,10 @@ pub trait Waiter {
 /// The loop's own tunables (the policy set's timers come from `Engine::load`).
 #[derive(Debug, Clone)]
 pub struct LoopConfig {
-    /// Quiet time after the last change before reloading.
+    /// Quiet time after the last change before reloading (also after interface changes).
     pub debounce: Duration,
+    /// Quiet time after a change that completed a file (closed, renamed in, deleted).
+    pub debounce_settled: Duration,
     /// Longest a continuous burst of changes can postpone a reload.
     pub debounce_max: Duration,
     /// First retry delay after a failed reconcile; doubles up to `retry_max`.
@@ -43,6 +45,7 @@ impl Default for LoopConfig {
     fn default() -> LoopConfig {
         LoopConfig {
             debounce: Duration::from_millis(100),
+            debounce_settled: Duration::from_millis(25),
             debounce_max: Duration::from_secs(1),
             retry_first: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),
@@ -117,7 +120,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         let status = Status::starting(node, std::process::id(), waiter.wall());
         let next_watchdog = cfg.watchdog.map(|w| waiter.now() + w);
         Daemon {
-            debounce: Debounce::new(cfg.debounce, cfg.debounce_max),
+            debounce: Debounce::new(cfg.debounce_max),
             backoff: Backoff::new(cfg.retry_first, cfg.retry_max, cfg.retry_attempts),
             engine,
             waiter,
@@ -173,15 +176,20 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
                     self.pending_interfaces = false;
                     self.reload()?;
                 }
-                Some(Event::PolicyChanged) => {
+                Some(Event::PolicyChanged { settled }) => {
                     log::debug!("policy directory changed");
                     self.pending_reload = true;
-                    self.debounce.poke(now);
+                    let quiet = if settled {
+                        self.cfg.debounce_settled
+                    } else {
+                        self.cfg.debounce
+                    };
+                    self.debounce.poke(now, quiet);
                 }
                 Some(Event::InterfacesChanged) => {
                     log::debug!("interfaces changed");
                     self.pending_interfaces = true;
-                    self.debounce.poke(now);
+                    self.debounce.poke(now, self.cfg.debounce);
                 }
                 None => {}
             }

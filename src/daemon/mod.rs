@@ -23,8 +23,10 @@ use std::time::{Duration, Instant};
 /// Something that happened outside the loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A policy file (or the policy directory itself) changed. Debounced.
-    PolicyChanged,
+    /// A policy file (or the policy directory itself) changed. Debounced; `settled` when the
+    /// last change was complete (a file closed after writing, renamed in, deleted), so a short
+    /// quiet period is enough, rather than a file just created and probably still being written.
+    PolicyChanged { settled: bool },
     /// A link or address appeared, changed or disappeared. Debounced.
     InterfacesChanged,
     /// SIGHUP: reload now.

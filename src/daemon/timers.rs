@@ -6,36 +6,35 @@ use std::time::{Duration, Instant};
 /// Felix stops scheduling post-write checks once the interval reaches an hour.
 pub(crate) const POST_WRITE_CAP: Duration = Duration::from_secs(3600);
 
-/// Coalesces a burst of events: fires `quiet` after the last event, but no later than `max`
-/// after the first, so a writer that never pauses still gets its changes applied.
+/// Coalesces a burst of events: fires a quiet period after the last event (each event says how
+/// long: a file still being written asks for longer than a finished one), but no later than
+/// `max` after the first, so a writer that never pauses still gets its changes applied.
 #[derive(Debug, Clone)]
 pub(crate) struct Debounce {
-    quiet: Duration,
     max: Duration,
     first: Option<Instant>,
-    last: Option<Instant>,
+    due: Option<Instant>,
 }
 
 impl Debounce {
-    pub(crate) fn new(quiet: Duration, max: Duration) -> Debounce {
+    pub(crate) fn new(max: Duration) -> Debounce {
         Debounce {
-            quiet,
             max,
             first: None,
-            last: None,
+            due: None,
         }
     }
 
-    /// Record an event.
-    pub(crate) fn poke(&mut self, now: Instant) {
+    /// Record an event at `now` after which `quiet` must pass without another.
+    pub(crate) fn poke(&mut self, now: Instant, quiet: Duration) {
         self.first.get_or_insert(now);
-        self.last = Some(now);
+        self.due = Some(now + quiet);
     }
 
     /// When the burst is considered over; None when nothing is pending.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        match (self.first, self.last) {
-            (Some(first), Some(last)) => Some((last + self.quiet).min(first + self.max)),
+        match (self.first, self.due) {
+            (Some(first), Some(due)) => Some(due.min(first + self.max)),
             _ => None,
         }
     }
@@ -43,7 +42,7 @@ impl Debounce {
     /// Forget the pending burst (it has been handled).
     pub(crate) fn clear(&mut self) {
         self.first = None;
-        self.last = None;
+        self.due = None;
     }
 }
 
@@ -149,11 +148,11 @@ mod tests {
     #[test]
     fn debounce_waits_for_quiet_after_the_last_event() {
         let t0 = Instant::now();
-        let mut d = Debounce::new(100 * MS, 1000 * MS);
+        let mut d = Debounce::new(1000 * MS);
         assert_eq!(d.deadline(), None);
-        d.poke(t0);
-        d.poke(t0 + 50 * MS);
-        d.poke(t0 + 90 * MS);
+        d.poke(t0, 100 * MS);
+        d.poke(t0 + 50 * MS, 100 * MS);
+        d.poke(t0 + 90 * MS, 100 * MS);
         assert_eq!(d.deadline(), Some(t0 + 190 * MS));
         d.clear();
         assert_eq!(d.deadline(), None);
@@ -162,12 +161,25 @@ mod tests {
     #[test]
     fn debounce_fires_at_max_under_a_continuous_burst() {
         let t0 = Instant::now();
-        let mut d = Debounce::new(100 * MS, 1000 * MS);
+        let mut d = Debounce::new(1000 * MS);
         for i in 0..30 {
-            d.poke(t0 + i * 50 * MS);
+            d.poke(t0 + i * 50 * MS, 100 * MS);
         }
         // Last event at 1450 ms would mean 1550 ms, but the first was at 0: capped at 1000 ms.
         assert_eq!(d.deadline(), Some(t0 + 1000 * MS));
+    }
+
+    #[test]
+    fn debounce_quiet_follows_the_last_event() {
+        let t0 = Instant::now();
+        let mut d = Debounce::new(1000 * MS);
+        // A file created (still being written), then closed: the short quiet of the close wins.
+        d.poke(t0, 100 * MS);
+        d.poke(t0 + 5 * MS, 25 * MS);
+        assert_eq!(d.deadline(), Some(t0 + 30 * MS));
+        // Another file created: back to the long quiet.
+        d.poke(t0 + 10 * MS, 100 * MS);
+        assert_eq!(d.deadline(), Some(t0 + 110 * MS));
     }
 
     #[test]

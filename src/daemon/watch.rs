@@ -6,10 +6,23 @@
 use super::Event;
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
+
+/// What one batch of inotify events means for the policy set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing that counts (editor leftovers, other entries of the parent).
+    None,
+    /// Changed, and the last change is complete: a file closed, renamed in or out, deleted,
+    /// chmod'ed, or the directory renamed into place.
+    Settled,
+    /// Changed, but a file was created and not closed yet, or the directory is gone or new.
+    InProgress,
+}
 
 /// What happens to entries of the policy directory that can change the policy set.
 fn dir_mask() -> AddWatchFlags {
@@ -80,24 +93,31 @@ impl DirWatcher {
         Ok(w)
     }
 
-    /// Block until inotify reports something; true when the policy set may have changed.
-    pub fn read(&mut self) -> io::Result<bool> {
+    /// Block until inotify reports something; what it means for the policy set.
+    pub fn read(&mut self) -> io::Result<Change> {
         let events = match self.inotify.read_events() {
             Ok(events) => events,
-            Err(Errno::EINTR) => return Ok(false),
+            Err(Errno::EINTR) => return Ok(Change::None),
             Err(e) => return Err(e.into()),
         };
         let mut changed = false;
         let mut rewatch = false;
+        // Files created in this batch and not yet closed, deleted or moved away: still being
+        // written. The directory itself gone or just created: its files are still to come.
+        let mut open: BTreeSet<OsString> = BTreeSet::new();
+        let mut dir_pending = false;
         for ev in events {
             if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
                 // Events were lost: assume the worst.
                 changed = true;
                 rewatch = true;
+                dir_pending = true;
             } else if ev.wd == self.parent_wd {
                 if ev.name.as_deref() == Some(self.name.as_os_str()) {
                     changed = true;
                     rewatch = true;
+                    // Renamed into place: complete. Created, removed or moved away: not yet.
+                    dir_pending = !ev.mask.contains(AddWatchFlags::IN_MOVED_TO);
                 }
             } else if Some(ev.wd) == self.dir_wd {
                 if ev
@@ -106,12 +126,21 @@ impl DirWatcher {
                 {
                     changed = true;
                     rewatch = true;
+                    dir_pending = true;
                 } else if ev.mask.contains(AddWatchFlags::IN_IGNORED) {
                     rewatch = true;
                 } else {
-                    match &ev.name {
+                    match ev.name {
                         // A name that is not UTF-8 is an error the policy reader reports.
-                        Some(n) => changed |= n.to_str().map_or(true, self.counts),
+                        Some(n) if n.to_str().map_or(true, self.counts) => {
+                            changed = true;
+                            if ev.mask.contains(AddWatchFlags::IN_CREATE) {
+                                open.insert(n);
+                            } else {
+                                open.remove(&n);
+                            }
+                        }
+                        Some(_) => {}
                         // The directory's own attributes (chmod): readability may have changed.
                         None => changed = true,
                     }
@@ -122,7 +151,13 @@ impl DirWatcher {
         if rewatch {
             self.rewatch();
         }
-        Ok(changed)
+        Ok(if !changed {
+            Change::None
+        } else if open.is_empty() && !dir_pending {
+            Change::Settled
+        } else {
+            Change::InProgress
+        })
     }
 
     /// Point the directory watch at whatever `dir` names now.
@@ -152,13 +187,10 @@ pub(crate) fn spawn(dir: PathBuf, counts: fn(&str) -> bool, tx: Sender<Event>) -
     std::thread::Builder::new()
         .name("hostfw-watch".into())
         .spawn(move || loop {
-            match watcher.read() {
-                Ok(true) => {
-                    if tx.send(Event::PolicyChanged).is_err() {
-                        return;
-                    }
-                }
-                Ok(false) => {}
+            let settled = match watcher.read() {
+                Ok(Change::None) => continue,
+                Ok(Change::Settled) => true,
+                Ok(Change::InProgress) => false,
                 Err(e) => {
                     log::error!(
                         "watching {} failed: {e}; changes now need SIGHUP",
@@ -166,6 +198,9 @@ pub(crate) fn spawn(dir: PathBuf, counts: fn(&str) -> bool, tx: Sender<Event>) -
                     );
                     return;
                 }
+            };
+            if tx.send(Event::PolicyChanged { settled }).is_err() {
+                return;
             }
         })?;
     Ok(())
@@ -187,16 +222,24 @@ mod tests {
     }
 
     impl DirWatcher {
-        /// Every queued event, without blocking: did any of them count?
-        fn drain(&mut self) -> bool {
-            let mut changed = false;
+        /// Every queued event, without blocking: what the last batch that counted said.
+        fn change(&mut self) -> Change {
+            let mut last = Change::None;
             loop {
                 let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
                 if poll(&mut fds, PollTimeout::ZERO).unwrap() == 0 {
-                    return changed;
+                    return last;
                 }
-                changed |= self.read().unwrap();
+                match self.read().unwrap() {
+                    Change::None => {}
+                    c => last = c,
+                }
             }
+        }
+
+        /// Did anything count?
+        fn drain(&mut self) -> bool {
+            self.change() != Change::None
         }
     }
 
@@ -226,6 +269,20 @@ mod tests {
     }
 
     #[test]
+    fn a_file_still_open_for_writing_is_in_progress_until_closed() {
+        use std::io::Write;
+        let mut f = fixture();
+        let mut file = fs::File::create(f.dir.join("20-web.yaml")).unwrap();
+        assert_eq!(f.watcher.change(), Change::InProgress);
+        file.write_all(b"b: 2\n").unwrap();
+        drop(file);
+        assert_eq!(f.watcher.change(), Change::Settled);
+        // Written and closed in one go: one settled batch.
+        fs::write(f.dir.join("30-db.yaml"), "c: 3\n").unwrap();
+        assert_eq!(f.watcher.change(), Change::Settled);
+    }
+
+    #[test]
     fn rename_in_and_out_count() {
         let mut f = fixture();
         let outside = f.root.path().join("staged.yaml");
@@ -235,9 +292,9 @@ mod tests {
             "a file beside the directory is not ours"
         );
         fs::rename(&outside, f.dir.join("30-db.yml")).unwrap();
-        assert!(f.watcher.drain());
+        assert_eq!(f.watcher.change(), Change::Settled);
         fs::rename(f.dir.join("30-db.yml"), &outside).unwrap();
-        assert!(f.watcher.drain());
+        assert_eq!(f.watcher.change(), Change::Settled);
     }
 
     #[test]
@@ -276,8 +333,13 @@ mod tests {
         );
         let old = f.root.path().join("policies.d.old");
         fs::rename(&f.dir, &old).unwrap();
+        assert_eq!(
+            f.watcher.change(),
+            Change::InProgress,
+            "gone, not replaced yet"
+        );
         fs::rename(&staged, &f.dir).unwrap();
-        assert!(f.watcher.drain());
+        assert_eq!(f.watcher.change(), Change::Settled, "renamed into place");
         // The watch follows the new directory...
         fs::write(f.dir.join("20-web.yaml"), "b: 1\n").unwrap();
         assert!(f.watcher.drain());
@@ -305,11 +367,11 @@ mod tests {
     fn directory_deleted_and_recreated_is_followed() {
         let mut f = fixture();
         fs::remove_dir_all(&f.dir).unwrap();
-        assert!(f.watcher.drain());
+        assert_eq!(f.watcher.change(), Change::InProgress);
         fs::create_dir(&f.dir).unwrap();
-        assert!(f.watcher.drain());
+        assert_eq!(f.watcher.change(), Change::InProgress);
         fs::write(f.dir.join("10-base.yaml"), "a: 1\n").unwrap();
-        assert!(f.watcher.drain());
+        assert_eq!(f.watcher.change(), Change::Settled);
     }
 
     #[test]

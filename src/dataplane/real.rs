@@ -4,7 +4,7 @@
 
 use super::backend::{self, BackendObservation, BackendProbe};
 use super::exec::{self, FailureKind, CHILD_TIMEOUT};
-use super::{filter_ipset_save, Backend, Dataplane, DataplaneError};
+use super::{filter_ipset_save, split_save, Backend, Dataplane, DataplaneError};
 use crate::ruleset::{Family, TableName};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -143,6 +143,17 @@ impl Dataplane for RealDataplane {
         Ok(out.stdout)
     }
 
+    fn save_tables(&self, family: Family) -> Result<BTreeMap<TableName, String>, DataplaneError> {
+        // One process for all tables. Without `-t` the tools list only tables that exist, so
+        // reading never loads a kernel module.
+        let program = &self.tools(family)?.save;
+        let out = exec::run(program, &[], None, CHILD_TIMEOUT)?;
+        if !out.status.success() {
+            return Err(failure(program, &out, None));
+        }
+        Ok(split_save(&out.stdout))
+    }
+
     fn restore(
         &self,
         family: Family,
@@ -193,6 +204,15 @@ impl Dataplane for RealDataplane {
 
     fn supports(&self, family: Family) -> bool {
         self.tools.contains_key(&family)
+    }
+
+    fn save_counters(&self, family: Family, table: TableName) -> Result<String, DataplaneError> {
+        let program = &self.tools(family)?.save;
+        let out = exec::run(program, &["-c", "-t", table.as_str()], None, CHILD_TIMEOUT)?;
+        if !out.status.success() {
+            return Err(failure(program, &out, None));
+        }
+        Ok(out.stdout)
     }
 }
 

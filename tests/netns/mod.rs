@@ -195,7 +195,15 @@ pub fn neighbours(ns: &Netns, dev: &str, other: &Netns, other_dev: &str, addrs: 
     let lladdr = mac(other, other_dev);
     for addr in addrs {
         ns.ip(&[
-            "neigh", "replace", addr, "lladdr", &lladdr, "dev", dev, "nud", "permanent",
+            "neigh",
+            "replace",
+            addr,
+            "lladdr",
+            &lladdr,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
         ]);
     }
 }

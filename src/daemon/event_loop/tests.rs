@@ -345,10 +345,10 @@ fn stop_leaves_kernel_alone_and_exits_cleanly() {
 #[test]
 fn debounce_coalesces_a_burst_into_one_reload() {
     let run = Setup::new(vec![valid_quiet("aaaa"), valid_quiet("bbbb")])
-        .at(10 * SEC, Event::PolicyChanged)
-        .at(10 * SEC + 30 * MS, Event::PolicyChanged)
-        .at(10 * SEC + 60 * MS, Event::PolicyChanged)
-        .at(10 * SEC + 90 * MS, Event::PolicyChanged)
+        .at(10 * SEC, Event::PolicyChanged { settled: false })
+        .at(10 * SEC + 30 * MS, Event::PolicyChanged { settled: false })
+        .at(10 * SEC + 60 * MS, Event::PolicyChanged { settled: false })
+        .at(10 * SEC + 90 * MS, Event::PolicyChanged { settled: false })
         .at(20 * SEC, Event::Stop)
         .run();
     let log = run.engine.borrow();
@@ -356,6 +356,20 @@ fn debounce_coalesces_a_burst_into_one_reload() {
     assert_eq!(log.times("load"), vec![Duration::ZERO, 10 * SEC + 190 * MS]);
     assert_eq!(log.count("reconcile"), 2);
     assert_eq!(run.last_status().policy.unwrap().generation, 2);
+}
+
+#[test]
+fn a_finished_write_reloads_after_the_short_quiet() {
+    let run = Setup::new(vec![valid_quiet("aaaa"), valid_quiet("bbbb")])
+        // Created (still being written), then closed 10 ms later.
+        .at(10 * SEC, Event::PolicyChanged { settled: false })
+        .at(10 * SEC + 10 * MS, Event::PolicyChanged { settled: true })
+        .at(20 * SEC, Event::Stop)
+        .run();
+    assert_eq!(
+        run.engine.borrow().times("load"),
+        vec![Duration::ZERO, 10 * SEC + 35 * MS]
+    );
 }
 
 #[test]
@@ -382,7 +396,7 @@ fn sighup_reloads_at_once_with_reloading_and_ready() {
 #[test]
 fn sighup_cancels_a_pending_debounced_reload() {
     let run = Setup::new(vec![valid_quiet("aaaa"), valid_quiet("bbbb")])
-        .at(10 * SEC, Event::PolicyChanged)
+        .at(10 * SEC, Event::PolicyChanged { settled: false })
         .at(10 * SEC + 20 * MS, Event::Reload)
         .at(20 * SEC, Event::Stop)
         .run();
@@ -398,7 +412,7 @@ fn invalid_change_keeps_last_good_and_records_diagnostics() {
         invalid("10-web.yaml"),
         valid_quiet("cccc"),
     ])
-    .at(10 * SEC, Event::PolicyChanged)
+    .at(10 * SEC, Event::PolicyChanged { settled: false })
     .at(15 * SEC, Event::Stop)
     .run();
     let statuses = run.published.borrow().statuses.clone();
@@ -426,8 +440,8 @@ fn invalid_change_is_retried_on_the_next_change() {
         invalid("10-web.yaml"),
         valid_quiet("cccc"),
     ])
-    .at(10 * SEC, Event::PolicyChanged)
-    .at(12 * SEC, Event::PolicyChanged)
+    .at(10 * SEC, Event::PolicyChanged { settled: false })
+    .at(12 * SEC, Event::PolicyChanged { settled: false })
     .at(15 * SEC, Event::Stop)
     .run();
     let last = run.last_status();
@@ -647,7 +661,7 @@ fn fixing_the_directory_after_a_last_good_boot_returns_to_ok() {
     setup.engine.kernel_has_state = false;
     setup.engine.last_good = valid_quiet("9999");
     let run = setup
-        .at(10 * SEC, Event::PolicyChanged)
+        .at(10 * SEC, Event::PolicyChanged { settled: false })
         .at(20 * SEC, Event::Stop)
         .run();
     let status = run.last_status();
