@@ -1,5 +1,10 @@
 //! Per-endpoint chains (reference §1.3, §2.1, §2.2; Felix `endpointIptablesChain`): conntrack,
 //! failsafe, tiers of policy jumps, profiles and the final deny, per chain type.
+//!
+//! Every policy is jumped to directly. Felix instead moves two or more adjacent policies with
+//! an identical selector into a policy-group chain (`cali-gi-`/`cali-go-` + a SHA3 ID); its ID
+//! input could not be checked against published vectors, so hostfw does not reproduce it and
+//! differs from Felix in exactly those endpoint chains (semantics are the same).
 
 use super::names;
 use super::{clear_mark, commented, put, rule, set_mark, Ctx};
