@@ -290,3 +290,51 @@ fn render_command_rejects_invalid_input() {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
 }
+
+/// Invariants over every golden case and both families: each jump/goto target is a chain of
+/// the same table, every chain is reachable (nothing orphaned), every chain name fits in 28
+/// characters, and every set a rule matches on is in the ruleset's ipsets with the right family.
+#[test]
+fn rendered_tables_are_closed_and_reachable() {
+    use hostfw::ruleset::{Action, Match};
+    use std::collections::BTreeSet;
+    for dir in cases() {
+        let node = fs::read_to_string(dir.join("node")).expect("node file");
+        let set = hostfw::policy::load_paths(&[dir.join("policies")])
+            .set
+            .expect("valid policies");
+        let view = hostfw::resolve::resolve(&set, node.trim(), &interfaces(&dir));
+        for family in [Family::V4, Family::V6] {
+            let rs = render(&view, family).expect("render");
+            for table in &rs.tables {
+                let mut targets: BTreeSet<&str> = BTreeSet::new();
+                let rules = table
+                    .chains
+                    .values()
+                    .flat_map(|c| c.rules.iter())
+                    .chain(table.hooks.iter().map(|h| &h.rule));
+                for rule in rules {
+                    if let Action::Jump(t) | Action::Goto(t) = &rule.action {
+                        assert!(
+                            table.chains.contains_key(t),
+                            "{} {family:?} {:?}: dangling target {t}",
+                            dir.display(),
+                            table.name
+                        );
+                        targets.insert(t);
+                    }
+                    for m in &rule.matches {
+                        if let Match::Set { name, .. } = m {
+                            let s = rs.ipsets.get(name).expect("referenced ipset exists");
+                            assert_eq!(s.family, family);
+                        }
+                    }
+                }
+                for name in table.chains.keys() {
+                    assert!(name.len() <= 28, "{name} too long");
+                    assert!(targets.contains(name.as_str()), "{name} unreachable");
+                }
+            }
+        }
+    }
+}
