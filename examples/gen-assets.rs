@@ -178,7 +178,8 @@ fn render_exit_status(w: &mut dyn Write) -> io::Result<()> {
 }
 
 /// ENVIRONMENT: every variable clap reads (from the CLI definition, so a new `env = ...` option
-/// appears here by itself), plus the ones read outside clap.
+/// appears here by itself), plus the ones read outside clap (the daemon's lockout guard mode,
+/// env_logger's filter).
 fn render_environment(cmd: &clap::Command, w: &mut dyn Write) -> io::Result<()> {
     writeln!(w, ".SH ENVIRONMENT")?;
     writeln!(
@@ -198,6 +199,13 @@ fn render_environment(cmd: &clap::Command, w: &mut dyn Write) -> io::Result<()> 
             roff_escape(long)
         )?;
     }
+    writeln!(
+        w,
+        ".TP\n.B HOSTFW_LOCKOUT_GUARD\nWhat the daemon does when a new ruleset would cut the \
+         SSH session of the person applying it, or leave no inbound SSH at all: \\fBwarn\\fR \
+         (the default) logs a loud warning and applies it; \\fBrefuse\\fR keeps the current \
+         rules."
+    )?;
     writeln!(
         w,
         ".TP\n.B RUST_LOG\nLog filter in env_logger syntax (for example \\fBinfo\\fR or \

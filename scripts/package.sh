@@ -49,6 +49,9 @@ main() {
     cmp -s etc/default/hostfw etc/sysconfig/hostfw ||
         die "etc/default/hostfw and etc/sysconfig/hostfw differ; they document the same variables"
 
+    # cargo-deb computes the libc dependency with it; without it the .deb would lack one.
+    command -v dpkg-shlibdeps >/dev/null || die "dpkg-shlibdeps not found (apt-get install dpkg-dev)"
+
     local version
     version=$(check_versions)
     install_tool cargo-deb "$CARGO_DEB_VERSION" cargo-deb

@@ -201,6 +201,10 @@ pub struct ExplainArgs {
     /// The flow was DNATed (matches `--ctstate DNAT`).
     #[arg(long)]
     pub dnat: bool,
+    /// Evaluate the kernel's current tables (every rule, foreign ones included, and the kernel
+    /// chains' policies) instead of the rendered ruleset. Needs root.
+    #[arg(long)]
+    pub live: bool,
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }

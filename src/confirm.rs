@@ -9,8 +9,15 @@
 //!   `{"token": str, "created_unix": u64, "deadline_unix": u64, "seconds": u64,
 //!   "backend": "legacy"|"nft", "watcher_pid": u32|null}`. While it exists and
 //!   `deadline_unix + PENDING_GRACE_SECS` has not passed, the daemon must not reconcile.
+//! - `confirm-rolled-back.json`: written by the watcher after a rollback,
+//!   `{"token": str, "rolled_back_unix": u64}`. The kernel then holds the old rules while the
+//!   policy directory still holds the unconfirmed ones: the daemon must not reconcile until the
+//!   policy directory changes or it is reloaded (SIGHUP), and then removes the file
+//!   (`resume_after_edit`).
 //! - `confirm-snapshot.json`: the state to restore (private to this module).
 //! - `confirm.log`: what the watcher did (it has no terminal).
+//!
+//! The daemon asks `daemon_hold` before each reconcile; `status` shows `status_line`.
 
 use crate::dataplane::{Dataplane, DataplaneError};
 use crate::ruleset::{Family, TableName};
@@ -24,6 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const PENDING_FILE: &str = "confirm-pending.json";
 pub const SNAPSHOT_FILE: &str = "confirm-snapshot.json";
 pub const LOG_FILE: &str = "confirm.log";
+pub const ROLLED_BACK_FILE: &str = "confirm-rolled-back.json";
 
 /// After the deadline the watcher restores within moments; if it died instead, the pending file
 /// stops pausing the daemon this long after the deadline.
@@ -44,6 +52,103 @@ impl Pending {
     /// True while the daemon must hold off: until the deadline plus grace.
     pub fn pauses_daemon(&self, now_unix: u64) -> bool {
         now_unix < self.deadline_unix.saturating_add(PENDING_GRACE_SECS)
+    }
+}
+
+/// The record of a rollback the daemon must respect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolledBack {
+    pub token: String,
+    pub rolled_back_unix: u64,
+}
+
+/// Why the daemon must not reconcile now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// An `apply --confirm` waits for `hostfw confirm`.
+    Pending(Pending),
+    /// An unconfirmed apply was rolled back; wait for the policy directory to change.
+    RolledBack(RolledBack),
+}
+
+impl std::fmt::Display for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hold::Pending(p) => write!(
+                f,
+                "apply --confirm pending: run `hostfw confirm` before {} (unix time) or the \
+                 previous rules are restored; reconciliation paused",
+                p.deadline_unix
+            ),
+            Hold::RolledBack(r) => write!(
+                f,
+                "an unconfirmed apply was rolled back at {} (unix time); reconciliation paused \
+                 until the policy directory changes or hostfw is reloaded",
+                r.rolled_back_unix
+            ),
+        }
+    }
+}
+
+/// What the daemon must respect right now (`None`: reconcile as usual). A pending file whose
+/// deadline and grace have passed (its watcher died) no longer holds.
+pub fn daemon_hold(run_dir: &Path, now_unix: u64) -> Option<Hold> {
+    if let Ok(Some(p)) = pending(run_dir) {
+        if p.pauses_daemon(now_unix) {
+            return Some(Hold::Pending(p));
+        }
+    }
+    match read_json::<RolledBack>(&run_dir.join(ROLLED_BACK_FILE)) {
+        Ok(Some(r)) => Some(Hold::RolledBack(r)),
+        _ => None,
+    }
+}
+
+/// The policy directory changed (or SIGHUP): a rollback no longer holds the daemon.
+pub fn resume_after_edit(run_dir: &Path) -> Result<(), ConfirmError> {
+    let path = run_dir.join(ROLLED_BACK_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(ConfirmError::File { path, source }),
+    }
+}
+
+/// One line for `hostfw status` (None when nothing is pending or held).
+pub fn status_line(run_dir: &Path, now_unix: u64) -> Option<String> {
+    match daemon_hold(run_dir, now_unix)? {
+        Hold::Pending(p) => Some(format!(
+            "confirmation pending: rollback in {} s unless `hostfw confirm` runs (watcher pid {})",
+            p.deadline_unix.saturating_sub(now_unix),
+            p.watcher_pid
+                .map_or_else(|| "?".to_string(), |pid| pid.to_string())
+        )),
+        h @ Hold::RolledBack(_) => Some(h.to_string()),
+    }
+}
+
+/// Record a rollback for the daemon (see `ROLLED_BACK_FILE`).
+pub fn record_rollback(run_dir: &Path, token: &str) -> Result<(), ConfirmError> {
+    write_json(
+        &run_dir.join(ROLLED_BACK_FILE),
+        &RolledBack {
+            token: token.to_string(),
+            rolled_back_unix: now_unix(),
+        },
+    )
+}
+
+/// The shared lock, waiting at most `timeout`: a daemon holds it for its whole life, and a
+/// rollback must not wait for it forever (a pending confirmation pauses the daemon's writes).
+pub fn acquire_within(path: &Path, timeout: Duration) -> Option<crate::lock::LockGuard> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(crate::lock::acquire(&path, |_| {}));
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(guard)) => Some(guard),
+        _ => None,
     }
 }
 
@@ -424,6 +529,36 @@ mod tests {
     fn nothing_of_ours_reduces_to_nothing() {
         let save = "*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j CT --notrack\nCOMMIT\n";
         assert_eq!(reduce_save(save, TableName::Raw), "");
+    }
+
+    #[test]
+    fn holds_for_the_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path();
+        assert_eq!(daemon_hold(run, 1000), None);
+        let p = Pending {
+            token: "t1".into(),
+            created_unix: 1000,
+            deadline_unix: 1010,
+            seconds: 10,
+            backend: "legacy".into(),
+            watcher_pid: Some(42),
+        };
+        write_pending(run, &p).unwrap();
+        assert_eq!(daemon_hold(run, 1005), Some(Hold::Pending(p.clone())));
+        let line = status_line(run, 1005).unwrap();
+        assert!(
+            line.contains("rollback in 5 s") && line.contains("pid 42"),
+            "{line}"
+        );
+        // A dead watcher's file stops holding after the grace period.
+        assert_eq!(daemon_hold(run, 1010 + PENDING_GRACE_SECS), None);
+        clear(run).unwrap();
+        record_rollback(run, "t1").unwrap();
+        assert!(matches!(daemon_hold(run, 2000), Some(Hold::RolledBack(_))));
+        resume_after_edit(run).unwrap();
+        assert_eq!(daemon_hold(run, 2000), None);
+        assert_eq!(status_line(run, 2000), None);
     }
 
     #[test]

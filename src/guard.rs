@@ -418,6 +418,75 @@ pub fn check_host(
     Ok(check(view, &prepared, interfaces, &sessions))
 }
 
+/// The daemon's use of the guard before a reconcile: log every finding loudly; `Err` (with the
+/// reason to record) only when `mode` is `Refuse` and something was found. Resolves `set` for
+/// `node` against `interfaces` (the same inputs the rulesets were rendered from).
+pub fn daemon_gate(
+    set: &crate::model::PolicySet,
+    node: &str,
+    interfaces: &HostInterfaces,
+    rulesets: &[Ruleset],
+    mode: DaemonMode,
+) -> Result<(), String> {
+    let view = crate::resolve::resolve(set, node, interfaces);
+    let findings = match check_host(&view, rulesets, interfaces) {
+        Ok(f) => f,
+        Err(e) => {
+            log::error!("lockout guard could not run: {e}");
+            return Ok(());
+        }
+    };
+    for f in &findings {
+        log::warn!("LOCKOUT GUARD: {}", f.message);
+    }
+    if findings.is_empty() {
+        return Ok(());
+    }
+    match mode {
+        DaemonMode::Warn => {
+            log::warn!(
+                "LOCKOUT GUARD: applying anyway (set HOSTFW_LOCKOUT_GUARD=refuse to keep the \
+                 current rules instead)"
+            );
+            Ok(())
+        }
+        DaemonMode::Refuse => Err(format!(
+            "lockout guard refused the new rules (HOSTFW_LOCKOUT_GUARD=refuse): {}",
+            findings
+                .iter()
+                .map(|f| f.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+    }
+}
+
+/// `hostfw check`'s use of the guard: resolve `set` for `node` on this host, render, and return
+/// the findings as warning lines (empty when the set cannot be rendered: check reports that
+/// elsewhere).
+pub fn check_warnings(set: &crate::model::PolicySet, node: &str) -> Vec<String> {
+    let Ok(interfaces) = crate::host::interfaces() else {
+        return Vec::new();
+    };
+    let view = crate::resolve::resolve(set, node, &interfaces);
+    let mut families = vec![Family::V4];
+    if view.config.ipv6_support {
+        families.push(Family::V6);
+    }
+    let Ok(rulesets) = families
+        .into_iter()
+        .map(|f| crate::render::render(&view, f))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return Vec::new();
+    };
+    check_host(&view, &rulesets, &interfaces)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| format!("warning: lockout guard: {}", f.message))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

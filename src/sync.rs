@@ -68,16 +68,15 @@ impl ReconcileReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    #[error("reading the {family:?} {table} table: {source}")]
+    #[error("reading the {} tables: {source}", family_name(*family))]
     Read {
         family: Family,
-        table: &'static str,
         #[source]
         source: DataplaneError,
     },
     #[error("reading ipsets: {0}")]
     ReadIpsets(#[source] DataplaneError),
-    #[error("cannot parse {family:?} {table} table as saved by iptables-save: {message}")]
+    #[error("cannot parse the {} {table} table as saved by iptables-save: {message}", family_name(*family))]
     Parse {
         family: Family,
         table: &'static str,
@@ -93,6 +92,13 @@ pub enum SyncError {
     },
     #[error("verification failed after {attempts} attempt(s): the kernel still differs from the desired state:\n{residual}")]
     Verify { attempts: u32, residual: String },
+}
+
+fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "IPv4",
+        Family::V6 => "IPv6",
+    }
 }
 
 impl SyncError {
@@ -141,13 +147,11 @@ fn families(dp: &dyn Dataplane) -> Vec<Family> {
 pub fn read_live(dp: &dyn Dataplane) -> Result<Live, SyncError> {
     let mut tables = Vec::new();
     for family in families(dp) {
+        let saved = dp
+            .save_tables(family)
+            .map_err(|source| SyncError::Read { family, source })?;
         let mut by_name = BTreeMap::new();
-        for table in TableName::ALL {
-            let text = dp.save(family, table).map_err(|source| SyncError::Read {
-                family,
-                table: table.as_str(),
-                source,
-            })?;
+        for (table, text) in saved {
             let live = parse_save(&text).map_err(|e| SyncError::Parse {
                 family,
                 table: table.as_str(),

@@ -6,4 +6,9 @@ systemctl daemon-reload >/dev/null 2>&1 || :
 if [ "$1" -ge 1 ]; then
     # Package upgrade, not uninstall.
     systemctl try-restart hostfw.service >/dev/null 2>&1 || :
+else
+    # cargo-generate-rpm cannot package directory entries, so rpm does not know these are ours:
+    # remove them when empty (an admin's policy files keep /etc/hostfw/policies.d).
+    rmdir /usr/share/doc/hostfw/examples /usr/share/doc/hostfw /usr/share/licenses/hostfw \
+        /etc/hostfw/policies.d /etc/hostfw 2>/dev/null || :
 fi

@@ -47,6 +47,10 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> CmdResult {
     } else {
         println!("{}", summary("applied", &report));
     }
+    if !args.dry_run {
+        // An explicit apply supersedes an earlier rollback's hold on the daemon.
+        crate::confirm::resume_after_edit(&settings.run_dir)?;
+    }
     if let Some(p) = pending {
         println!("{}", super::confirm::instructions(&p));
     }

@@ -13,6 +13,12 @@ pub fn run(settings: &Settings, args: &CheckArgs) -> CmdResult {
     };
     let checked = crate::policy::load_checked(&paths);
     let loaded = &checked.loaded;
+    // The lockout guard only means something for the directory this node would apply.
+    if let (Some(set), true) = (&loaded.set, args.paths.is_empty()) {
+        for w in crate::guard::check_warnings(set, &settings.node) {
+            eprintln!("{w}");
+        }
+    }
     match args.output {
         OutputFormat::Text => {
             for d in &loaded.diagnostics {

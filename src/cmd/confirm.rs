@@ -7,13 +7,22 @@ use super::{CmdResult, Exit};
 use crate::cli::ConfirmWatchArgs;
 use crate::confirm::{self, WatchEnd};
 use crate::dataplane::{Backend, RealDataplane};
-use crate::lock;
 use crate::settings::Settings;
+use std::time::Duration;
+
+/// How long `confirm` and the watcher wait for the lock before going ahead without it (a
+/// running daemon holds it for its whole life but pauses while a confirmation is pending).
+const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 pub fn run(settings: &Settings) -> CmdResult {
-    let _lock = lock::acquire_logged(&settings.lock_path())?;
+    let _lock = confirm::acquire_within(&settings.lock_path(), LOCK_WAIT);
     let Some(p) = confirm::pending(&settings.run_dir)? else {
-        eprintln!("error: no apply --confirm is pending: nothing to confirm");
+        match confirm::daemon_hold(&settings.run_dir, confirm::now_unix()) {
+            Some(hold @ confirm::Hold::RolledBack(_)) => {
+                eprintln!("error: too late: {hold}")
+            }
+            _ => eprintln!("error: no apply --confirm is pending: nothing to confirm"),
+        }
         return Ok(Exit::Invalid);
     };
     confirm::clear(&settings.run_dir)?;
@@ -36,7 +45,10 @@ pub fn watch(settings: &Settings, args: &ConfirmWatchArgs) -> CmdResult {
         log::info!("confirmation {} confirmed or superseded", args.token);
         return Ok(Exit::Ok);
     }
-    let _lock = lock::acquire_logged(&settings.lock_path())?;
+    let lock = confirm::acquire_within(&settings.lock_path(), LOCK_WAIT);
+    if lock.is_none() {
+        log::warn!("the hostfw lock is held (a running daemon?): restoring without it");
+    }
     // Confirmed while we waited for the lock?
     match confirm::pending(run_dir)? {
         Some(p) if p.token == args.token => {}
@@ -59,6 +71,7 @@ pub fn watch(settings: &Settings, args: &ConfirmWatchArgs) -> CmdResult {
         "apply --confirm was not confirmed in time: restoring the previous rules ({backend})"
     );
     let result = confirm::restore(&dp, &snapshot);
+    confirm::record_rollback(run_dir, &args.token)?;
     confirm::clear(run_dir)?;
     match result {
         Ok(()) => {
@@ -72,8 +85,10 @@ pub fn watch(settings: &Settings, args: &ConfirmWatchArgs) -> CmdResult {
     }
 }
 
-/// The lockout guard before an apply: print every finding; `Some(exit)` when the apply must stop
-/// (a finding and no `--force`).
+/// The lockout guard before an apply: print every finding; `Some(exit)` when the apply must stop:
+/// a detected SSH session would be cut off (`Lockout`) and there is no `--force`. A host with no
+/// reachable SSH at all but no session to lose (console, cloud-init) gets a loud warning only:
+/// refusing there would block hosts deliberately run without SSH.
 pub(super) fn guard_apply(
     view: &crate::resolve::NodeView,
     desired: &[crate::ruleset::Ruleset],
@@ -85,7 +100,10 @@ pub(super) fn guard_apply(
     for f in &findings {
         eprintln!("lockout guard: {}", f.message);
     }
-    if findings.is_empty() {
+    let lockout = findings
+        .iter()
+        .any(|f| f.severity == crate::guard::Severity::Lockout);
+    if !lockout {
         return Ok(None);
     }
     if force {
@@ -93,8 +111,8 @@ pub(super) fn guard_apply(
         return Ok(None);
     }
     eprintln!(
-        "error: refusing to apply: the new rules would lock SSH out (see above); fix the policy, \
-         or use --force (ideally with --confirm SECS)"
+        "error: refusing to apply: the new rules would cut off the SSH session applying them (see \
+         above); fix the policy, or use --force (ideally with --confirm SECS)"
     );
     Ok(Some(Exit::Invalid))
 }

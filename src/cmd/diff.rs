@@ -42,7 +42,8 @@ pub fn run(settings: &Settings, args: &DiffArgs) -> CmdResult {
     })
 }
 
-/// `{"inSync", "backend", "tables": [{family, table, create, rewrite, delete, hooks}], "ipsets"}`.
+/// `{"inSync", "backend", "tables": [{family, table, create, rewrite, delete, hooks}],
+/// "ipsets": {create, update, replace, destroy}}`; only tables with changes are listed.
 fn plan_json(plan: &Plan, dp: &dyn Dataplane) -> serde_json::Value {
     let tables: Vec<serde_json::Value> = plan
         .tables
@@ -67,8 +68,55 @@ fn plan_json(plan: &Plan, dp: &dyn Dataplane) -> serde_json::Value {
         "backend": dp.backend().as_str(),
         "tables": tables,
         "ipsets": {
-            "before": plan.ipsets.before,
-            "after": plan.ipsets.after,
+            "create": plan.ipsets.create,
+            "update": plan.ipsets.update,
+            "replace": plan.ipsets.replace,
+            "destroy": plan.ipsets.destroy,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::fake::FakeDataplane;
+    use crate::dataplane::Backend;
+    use crate::ruleset::plan::TablePlan;
+    use crate::ruleset::{Family, TableName};
+
+    #[test]
+    fn json_lists_only_tables_with_changes() {
+        let fake = FakeDataplane::new(Backend::Nft);
+        let table = |family, table, input: &str| TablePlan {
+            family,
+            table,
+            create: vec!["cali-INPUT".into()],
+            rewrite: Vec::new(),
+            delete: Vec::new(),
+            hooks: vec!["INPUT".into()],
+            restore_input: input.into(),
+        };
+        let plan = Plan {
+            ipsets: Default::default(),
+            tables: vec![
+                table(Family::V4, TableName::Raw, ""),
+                table(Family::V6, TableName::Filter, "*filter\nCOMMIT\n"),
+            ],
+        };
+        assert_eq!(
+            plan_json(&plan, &fake),
+            serde_json::json!({
+                "inSync": false,
+                "backend": "nft",
+                "tables": [{
+                    "family": "ipv6", "table": "filter", "create": ["cali-INPUT"],
+                    "rewrite": [], "delete": [], "hooks": ["INPUT"],
+                }],
+                "ipsets": {"create": [], "update": [], "replace": [], "destroy": []},
+            })
+        );
+        let in_sync = plan_json(&Plan::default(), &fake);
+        assert_eq!(in_sync["inSync"], true);
+        assert_eq!(in_sync["tables"], serde_json::json!([]));
+    }
 }

@@ -36,12 +36,42 @@ pub fn run(settings: &Settings, args: &ExplainArgs) -> CmdResult {
             return Ok(Exit::Invalid);
         }
     };
-    let e = explain::explain(&ruleset, &ctx, &packet);
+    let e = if args.live {
+        let live = live_ruleset(settings, &view, family)?;
+        let mut ctx = explain::Context::build(&view, family, &live.ruleset)?;
+        ctx.kernel_policies = live.policies;
+        let mut e = explain::explain(&live.ruleset, &ctx, &packet);
+        e.notes.extend(
+            live.unknown
+                .iter()
+                .map(|u| format!("rule not understood, treated as never matching: {u}")),
+        );
+        e
+    } else {
+        explain::explain(&ruleset, &ctx, &packet)
+    };
     match args.output {
         OutputFormat::Text => print!("{}", explain::render_text(&e)),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&e)?),
     }
     Ok(Exit::Ok)
+}
+
+/// The kernel's tables of `family` and hostfw's ipsets, read through the dataplane.
+fn live_ruleset(
+    settings: &Settings,
+    view: &crate::resolve::NodeView,
+    family: Family,
+) -> Result<explain::live::LiveRuleset, super::CmdError> {
+    use crate::dataplane::Dataplane;
+    use crate::ruleset::TableName;
+    let dp = super::apply::open_dataplane(settings, Some(view.config.iptables_backend))?;
+    let mut saves = Vec::new();
+    for table in TableName::ALL {
+        saves.push((table, dp.save(family, table)?));
+    }
+    let ipsets = crate::ruleset::parse_ipset_save(&dp.ipset_save()?)?;
+    Ok(explain::live::parse(family, &saves, &ipsets))
 }
 
 /// The packet the flags describe, or what is wrong with them.

@@ -5,6 +5,7 @@ use super::DataplaneError;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -69,19 +70,29 @@ pub(crate) fn run(
             }
         })
     });
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-
-    let status = match wait_with_deadline(&mut child, timeout) {
-        Some(status) => status,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(DataplaneError::Timeout {
-                program: display,
-                timeout,
-            });
-        }
+    // The readers finish when the child closes its output, i.e. (almost always) when it exits:
+    // waiting for them wakes up at once instead of polling.
+    let (done, finished) = mpsc::channel();
+    let stdout = drain(child.stdout.take(), done.clone());
+    let stderr = drain(child.stderr.take(), done);
+    let deadline = Instant::now() + timeout;
+    let outputs_closed = (0..2).all(|_| {
+        finished
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+    });
+    let status = if outputs_closed {
+        wait_with_deadline(&mut child, deadline)
+    } else {
+        None
+    };
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(DataplaneError::Timeout {
+            program: display,
+            timeout,
+        });
     };
     if let Some(writer) = writer {
         let _ = writer.join();
@@ -93,20 +104,24 @@ pub(crate) fn run(
     })
 }
 
-fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<String> {
+fn drain<R: Read + Send + 'static>(
+    pipe: Option<R>,
+    done: mpsc::Sender<()>,
+) -> thread::JoinHandle<String> {
     thread::spawn(move || {
         let mut bytes = Vec::new();
         if let Some(mut pipe) = pipe {
             let _ = pipe.read_to_end(&mut bytes);
         }
+        let _ = done.send(());
         String::from_utf8_lossy(&bytes).into_owned()
     })
 }
 
-/// Poll for the child's exit with a short, growing sleep (most calls finish in milliseconds).
-fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_micros(200);
+/// Reap the child; its output is closed, so it is exiting: poll briefly (a child that closed
+/// its output but keeps running is still bounded by the deadline).
+fn wait_with_deadline(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+    let mut pause = Duration::from_micros(50);
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Some(status),

@@ -4,7 +4,7 @@
 
 use super::backend::{self, BackendObservation, BackendProbe};
 use super::exec::{self, FailureKind, CHILD_TIMEOUT};
-use super::{filter_ipset_save, Backend, Dataplane, DataplaneError};
+use super::{filter_ipset_save, split_save, Backend, Dataplane, DataplaneError};
 use crate::ruleset::{Family, TableName};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -141,6 +141,17 @@ impl Dataplane for RealDataplane {
             return Err(failure(program, &out, None));
         }
         Ok(out.stdout)
+    }
+
+    fn save_tables(&self, family: Family) -> Result<BTreeMap<TableName, String>, DataplaneError> {
+        // One process for all tables. Without `-t` the tools list only tables that exist, so
+        // reading never loads a kernel module.
+        let program = &self.tools(family)?.save;
+        let out = exec::run(program, &[], None, CHILD_TIMEOUT)?;
+        if !out.status.success() {
+            return Err(failure(program, &out, None));
+        }
+        Ok(split_save(&out.stdout))
     }
 
     fn restore(

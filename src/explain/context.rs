@@ -43,6 +43,9 @@ pub struct Context {
     pub owners: BTreeMap<String, ChainOwner>,
     /// Per (table, policy/profile chain): the API rule index of each iptables rule.
     pub rule_index: BTreeMap<(TableName, String), Vec<Option<usize>>>,
+    /// Policies of kernel chains that are not ACCEPT (live mode); missing means ACCEPT, which
+    /// is what hostfw's rendered hooks assume.
+    pub kernel_policies: BTreeMap<(TableName, String), super::Verdict>,
 }
 
 impl Context {
@@ -52,6 +55,7 @@ impl Context {
             marks,
             owners: BTreeMap::new(),
             rule_index: BTreeMap::new(),
+            kernel_policies: BTreeMap::new(),
         }
     }
 
@@ -153,6 +157,7 @@ impl Context {
             marks,
             owners,
             rule_index,
+            kernel_policies: BTreeMap::new(),
         })
     }
 

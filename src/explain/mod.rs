@@ -5,6 +5,7 @@
 //! owners (`context`).
 
 pub mod context;
+pub mod live;
 mod sim;
 mod text;
 
@@ -141,6 +142,12 @@ pub enum Decision {
     ForwardDefault { endpoint: String },
     /// The interface is no host endpoint: hostfw leaves the packet alone.
     NotHostEndpoint,
+    /// No rule took a verdict: the policy of a kernel chain decided.
+    KernelPolicy {
+        table: String,
+        chain: String,
+        verdict: Verdict,
+    },
     /// Any other rule (workload-interface handling, hand-built rulesets).
     Rule {
         table: String,
@@ -196,6 +203,14 @@ impl Decision {
             Decision::NotHostEndpoint => {
                 "not a host endpoint: hostfw leaves this traffic alone".into()
             }
+            Decision::KernelPolicy {
+                table,
+                chain,
+                verdict,
+            } => format!(
+                "no rule decided: the policy of {table} {chain} ({})",
+                verdict.as_str()
+            ),
             Decision::Rule {
                 table,
                 chain,

@@ -107,7 +107,22 @@ pub(super) fn run(rs: &Ruleset, ctx: &Context, pkt: &Packet) -> Explanation {
         let Some(table) = rs.tables.iter().find(|t| t.name == hook.table) else {
             continue;
         };
-        let (trace, end) = sim.hook(table, &hook);
+        let (mut trace, end) = sim.hook(table, &hook);
+        let end = match end {
+            HookEnd::Policy => match ctx.kernel_policies.get(&(hook.table, hook.chain.into())) {
+                Some(v) if *v != Verdict::Accept => {
+                    trace.outcome = format!("policy {}", v.as_str());
+                    let d = Decision::KernelPolicy {
+                        table: hook.table.as_str().into(),
+                        chain: hook.chain.into(),
+                        verdict: *v,
+                    };
+                    HookEnd::Verdict(*v, d)
+                }
+                _ => HookEnd::Policy,
+            },
+            end => end,
+        };
         hooks.push(trace);
         match end {
             HookEnd::Verdict(Verdict::Accept, d) => accepted_by = Some(d),
@@ -122,11 +137,13 @@ pub(super) fn run(rs: &Ruleset, ctx: &Context, pkt: &Packet) -> Explanation {
         let decision = if !sim.entered_endpoint {
             Decision::NotHostEndpoint
         } else {
-            accepted_by.unwrap_or_else(|| Decision::Rule {
-                table: "-".into(),
-                chain: "-".into(),
-                index: 0,
-                comment: Some("no rule decided: kernel chain policy ACCEPT".into()),
+            accepted_by.unwrap_or_else(|| {
+                let last = hooks.last();
+                Decision::KernelPolicy {
+                    table: last.map_or_else(String::new, |h| h.table.clone()),
+                    chain: last.map_or_else(String::new, |h| h.chain.clone()),
+                    verdict: Verdict::Accept,
+                }
             })
         };
         (Verdict::Accept, decision)

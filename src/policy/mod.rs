@@ -21,13 +21,16 @@ pub struct Loaded {
 /// Parse and validate already-read sources. Pure.
 pub fn load_sources(sources: &[source::Source]) -> Loaded {
     let mut diagnostics = Vec::new();
-    let mut resources = Vec::new();
+    let mut validator = validate::Validator::default();
+    // One file's YAML tree at a time: memory stays near one file's tree plus the typed set.
     for s in sources {
-        let (mut r, mut d) = parse::parse(&s.path, &s.text);
-        resources.append(&mut r);
+        let (resources, mut d) = parse::parse(&s.path, &s.text);
         diagnostics.append(&mut d);
+        for r in &resources {
+            validator.add(r);
+        }
     }
-    let (set, mut d) = validate::validate(&resources);
+    let (set, mut d) = validator.finish();
     diagnostics.append(&mut d);
     finish(set, diagnostics)
 }

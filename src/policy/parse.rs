@@ -1,13 +1,13 @@
-//! YAML text to raw resources with positions. The only module that knows the YAML crate.
+//! YAML text to raw resources with positions. The only module that knows the YAML crate
+//! (saphyr-parser: yaml-rust2's successor, which parses `&str` input without copying).
 //! Pure: it builds its own spanned node tree (so validation can point at line and column),
 //! rejects what calicoctl's strict YAML decoding rejects (syntax errors, duplicate keys), bounds
 //! alias expansion and nesting, and expands the document layouts (single, `---` multi-document,
 //! bare top-level list, typed `XxxList`). It knows nothing about fields below `kind`/`items`.
 
 use crate::diag::Diagnostic;
+use saphyr_parser::{Event, Marker, Parser, ScalarStyle};
 use std::collections::HashMap;
-use yaml_rust2::parser::{Event, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// The only apiVersion calicoctl accepts for the kinds hostfw reads.
 pub const API_VERSION: &str = "projectcalico.org/v3";
@@ -379,8 +379,8 @@ fn build_documents(text: &str) -> Result<Vec<Document>, YamlError> {
         alias_nodes: 0,
     };
     let mut current: Option<Document> = None;
-    loop {
-        let (event, mark) = parser.next_token().map_err(|e| {
+    while let Some(next) = parser.next_event() {
+        let (event, span) = next.map_err(|e| {
             let (line, column) = pos(e.marker());
             YamlError {
                 line,
@@ -388,7 +388,7 @@ fn build_documents(text: &str) -> Result<Vec<Document>, YamlError> {
                 message: syntax_message(e.info()),
             }
         })?;
-        let (line, column) = pos(&mark);
+        let (line, column) = pos(&span.start);
         let err = |message: String| YamlError {
             line,
             column,
@@ -397,7 +397,7 @@ fn build_documents(text: &str) -> Result<Vec<Document>, YamlError> {
         let node = match event {
             Event::StreamStart | Event::Nothing => continue,
             Event::StreamEnd => break,
-            Event::DocumentStart => {
+            Event::DocumentStart(_) => {
                 b.anchors.clear();
                 current = Some(Document {
                     line,
@@ -420,8 +420,8 @@ fn build_documents(text: &str) -> Result<Vec<Document>, YamlError> {
                     line,
                     column,
                     value: Value::Scalar(Scalar {
-                        text,
-                        plain: style == TScalarStyle::Plain,
+                        text: text.into_owned(),
+                        plain: style == ScalarStyle::Plain,
                     }),
                 };
                 if anchor > 0 {

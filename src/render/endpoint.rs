@@ -196,10 +196,7 @@ impl<'a> Spec<'a> {
             rules.push(rule(vec![], Action::Jump(failsafe.into())));
         }
         rules.push(rule(vec![], clear_mark(m.accept | m.pass)));
-        let policy_prefix = match self.dir {
-            Dir::Ingress => names::POLICY_INBOUND_PFX,
-            Dir::Egress => names::POLICY_OUTBOUND_PFX,
-        };
+        let inbound = self.dir == Dir::Ingress;
         for tier in self.tiers.iter().filter(|t| !t.policies.is_empty()) {
             rules.push(commented(
                 vec![],
@@ -209,7 +206,7 @@ impl<'a> Spec<'a> {
             for policy in &tier.policies {
                 rules.push(rule(
                     vec![ctx.mark_clear(m.pass)],
-                    Action::Jump(names::policy_chain(policy_prefix, policy)),
+                    Action::Jump(ctx.policy_chain(policy, inbound)),
                 ));
                 if self.kind == Kind::Untracked {
                     // An untracked allow is "NOTRACK and allow".

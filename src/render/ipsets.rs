@@ -9,14 +9,20 @@ use crate::policy::selector::Selector;
 use crate::resolve::NodeView;
 use crate::ruleset::{Family, Ipset, IpsetType};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+
+/// Cache key of a set: selector source text, plus protocol and name for a named-port set.
+type SetKey = (String, Option<(&'static str, String)>);
 
 /// Collects the ipsets rules ask for; `finish` keeps those the final tables reference.
 pub struct SetCollector<'a> {
     view: &'a NodeView,
     family: Family,
     sets: BTreeMap<String, Ipset>,
+    /// Set name by selector source text (and named port), so a selector used by many rules is
+    /// hashed and evaluated once.
+    names: HashMap<SetKey, String>,
 }
 
 impl<'a> SetCollector<'a> {
@@ -25,6 +31,7 @@ impl<'a> SetCollector<'a> {
             view,
             family,
             sets: BTreeMap::new(),
+            names: HashMap::new(),
         }
     }
 
@@ -41,6 +48,10 @@ impl<'a> SetCollector<'a> {
 
     /// The `hash:net` set of everything `selector` selects; returns its dataplane name.
     pub fn selector_set(&mut self, selector: &Selector) -> String {
+        let key = (selector.source().to_string(), None);
+        if let Some(name) = self.names.get(&key) {
+            return name.clone();
+        }
         let id = selector.unique_id();
         let name = names::ipset_name(self.v6(), &id);
         if !self.sets.contains_key(&name) {
@@ -63,12 +74,25 @@ impl<'a> SetCollector<'a> {
             }
             self.insert(name.clone(), IpsetType::HashNet, members);
         }
+        self.names.insert(key, name.clone());
         name
     }
 
     /// The `hash:ip,port` set of the named port `port` (protocol `proto`: tcp, udp or sctp) on
     /// the endpoints `selector` selects.
-    pub fn named_port_set(&mut self, selector: &Selector, proto: &str, port: &str) -> String {
+    pub fn named_port_set(
+        &mut self,
+        selector: &Selector,
+        proto: &'static str,
+        port: &str,
+    ) -> String {
+        let key = (
+            selector.source().to_string(),
+            Some((proto, port.to_string())),
+        );
+        if let Some(name) = self.names.get(&key) {
+            return name.clone();
+        }
         let sel_id = selector.unique_id();
         let id = names::named_port_set_id(&sel_id, proto, port);
         let name = names::ipset_name(self.v6(), &id);
@@ -89,6 +113,7 @@ impl<'a> SetCollector<'a> {
             }
             self.insert(name.clone(), IpsetType::HashIpPort, members);
         }
+        self.names.insert(key, name.clone());
         name
     }
 

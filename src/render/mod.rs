@@ -18,7 +18,7 @@ use crate::model::{AllowAction, DenyAction};
 use crate::resolve::{EffectiveConfig, NodeView};
 use crate::ruleset::{Action, Chain, Family, HookRule, Match, Rule, Ruleset, Table, TableName};
 use marks::{MarkError, Marks};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Why a NodeView cannot be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +35,17 @@ pub fn render(view: &NodeView, family: Family) -> Result<Ruleset, RenderError> {
         cfg: &view.config,
         family,
         marks: Marks::allocate(view.config.iptables_mark_mask)?,
+        policy_chains: view
+            .policies
+            .keys()
+            .map(|p| {
+                let names = [
+                    names::policy_chain(names::POLICY_INBOUND_PFX, p),
+                    names::policy_chain(names::POLICY_OUTBOUND_PFX, p),
+                ];
+                (p.as_str(), names)
+            })
+            .collect(),
     };
     let mut sets = ipsets::SetCollector::new(view, family);
     let mut tables = Vec::with_capacity(3);
@@ -67,28 +78,25 @@ pub fn render(view: &NodeView, family: Family) -> Result<Ruleset, RenderError> {
 
 /// Keep only the chains reachable from the hook rules (Felix programs a chain only while
 /// something references it).
-fn prune(name: TableName, mut all: BTreeMap<String, Chain>, hooks: Vec<HookRule>) -> Table {
-    let mut chains = BTreeMap::new();
-    let mut todo: Vec<String> = hooks
+fn prune(name: TableName, all: BTreeMap<String, Chain>, hooks: Vec<HookRule>) -> Table {
+    let mut reachable: HashSet<&str> = HashSet::new();
+    let mut todo: Vec<&str> = hooks
         .iter()
         .filter_map(|h| target(&h.rule.action))
-        .map(str::to_string)
         .collect();
+    // Endpoint chains jump to the same policy chains many times: check the cheap hash set
+    // before the ordered map.
     while let Some(next) = todo.pop() {
-        if chains.contains_key(&next) {
+        if reachable.contains(next) {
             continue;
         }
-        if let Some(chain) = all.remove(&next) {
-            todo.extend(
-                chain
-                    .rules
-                    .iter()
-                    .filter_map(|r| target(&r.action))
-                    .map(str::to_string),
-            );
-            chains.insert(next, chain);
+        if let Some(chain) = all.get(next) {
+            reachable.insert(chain.name.as_str());
+            todo.extend(chain.rules.iter().filter_map(|r| target(&r.action)));
         }
     }
+    let keep: HashSet<String> = reachable.into_iter().map(str::to_string).collect();
+    let chains = all.into_iter().filter(|(n, _)| keep.contains(n)).collect();
     Table {
         name,
         chains,
@@ -109,6 +117,9 @@ pub(crate) struct Ctx<'a> {
     pub cfg: &'a EffectiveConfig,
     pub family: Family,
     pub marks: Marks,
+    /// Inbound and outbound chain names of every policy, computed once: endpoint chains name
+    /// each policy once per endpoint and direction.
+    policy_chains: HashMap<&'a str, [String; 2]>,
 }
 
 impl Ctx<'_> {
@@ -136,6 +147,27 @@ impl Ctx<'_> {
         match self.deny(table) {
             Action::Reject => "Reject",
             _ => "Drop",
+        }
+    }
+
+    /// `cali-pi-…` (inbound) or `cali-po-…` (outbound) chain of `policy`.
+    pub fn policy_chain(&self, policy: &str, inbound: bool) -> String {
+        match self.policy_chains.get(policy) {
+            Some([i, o]) => {
+                if inbound {
+                    i.clone()
+                } else {
+                    o.clone()
+                }
+            }
+            None => names::policy_chain(
+                if inbound {
+                    names::POLICY_INBOUND_PFX
+                } else {
+                    names::POLICY_OUTBOUND_PFX
+                },
+                policy,
+            ),
         }
     }
 

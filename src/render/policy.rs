@@ -14,7 +14,7 @@ use crate::model::{
 use crate::policy::selector::Selector;
 use crate::ruleset::{Action, Chain, Family, Match, PortSpec, Rule, SetDirection, TableName};
 use ipnet::IpNet;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 
 /// Slots in one `-m multiport` match: a port costs one, a range two.
 pub(crate) const MULTIPORT_SLOTS: usize = 15;
@@ -40,17 +40,13 @@ pub fn add(
     sets: &mut SetCollector,
     chains: &mut BTreeMap<String, Chain>,
 ) -> Result<(), RenderError> {
-    let mut policies: BTreeSet<(String, DirKey)> = BTreeSet::new();
-    let mut profiles: BTreeSet<(String, DirKey)> = BTreeSet::new();
+    // Hash sets while collecting (many endpoints list the same policies), sorted afterwards
+    // so chains are built in a deterministic order.
+    let mut policies: HashSet<(&str, DirKey)> = HashSet::new();
+    let mut profiles: HashSet<(&str, DirKey)> = HashSet::new();
     for ep in &ctx.view.endpoints {
         let p = &ep.policies;
-        let mut want = |tiers: &[crate::resolve::TierPolicies], dir: DirKey| {
-            for t in tiers {
-                for name in &t.policies {
-                    policies.insert((name.clone(), dir));
-                }
-            }
-        };
+        let mut want = |tiers, dir| want_policies(&mut policies, tiers, dir);
         match table {
             TableName::Filter => {
                 want(&p.ingress, DirKey::In);
@@ -58,15 +54,15 @@ pub fn add(
                 want(&p.forward_ingress, DirKey::In);
                 want(&p.forward_egress, DirKey::Out);
                 for prof in &ep.profiles {
-                    profiles.insert((prof.clone(), DirKey::In));
-                    profiles.insert((prof.clone(), DirKey::Out));
+                    profiles.insert((prof.as_str(), DirKey::In));
+                    profiles.insert((prof.as_str(), DirKey::Out));
                 }
             }
             TableName::Mangle => {
                 want(&p.egress, DirKey::Out);
                 want(&p.pre_dnat_ingress, DirKey::In);
                 for prof in &ep.profiles {
-                    profiles.insert((prof.clone(), DirKey::Out));
+                    profiles.insert((prof.as_str(), DirKey::Out));
                 }
             }
             TableName::Raw => {
@@ -77,26 +73,30 @@ pub fn add(
             }
         }
     }
+    let mut policies: Vec<(&str, DirKey)> = policies.into_iter().collect();
+    policies.sort_unstable();
+    let mut profiles: Vec<(&str, DirKey)> = profiles.into_iter().collect();
+    profiles.sort_unstable();
     for (name, dir) in policies {
-        let Some(policy) = ctx.view.policies.get(&name) else {
+        let Some(policy) = ctx.view.policies.get(name) else {
             continue;
         };
         let owner = Owner {
             kind: names::GNP_KIND,
             kind_short: names::GNP_KIND_SHORT,
-            name: &name,
+            name,
             tier: &policy.tier,
         };
-        let (prefix, api_rules) = match dir {
-            DirKey::In => (names::POLICY_INBOUND_PFX, &policy.ingress),
-            DirKey::Out => (names::POLICY_OUTBOUND_PFX, &policy.egress),
+        let api_rules = match dir {
+            DirKey::In => &policy.ingress,
+            DirKey::Out => &policy.egress,
         };
         let rules = chain_rules(ctx, table, sets, api_rules, &owner, dir.into())?;
-        put(chains, names::policy_chain(prefix, &name), rules);
+        put(chains, ctx.policy_chain(name, dir == DirKey::In), rules);
     }
     let allow_all = vec![allow_all_rule()];
     for (name, dir) in profiles {
-        let api_rules = match (ctx.view.profiles.get(&name), dir) {
+        let api_rules = match (ctx.view.profiles.get(name), dir) {
             (Some(p), DirKey::In) => &p.ingress,
             (Some(p), DirKey::Out) => &p.egress,
             (None, _) if name == DEFAULT_ALLOW_PROFILE => &allow_all,
@@ -105,7 +105,7 @@ pub fn add(
         let owner = Owner {
             kind: "Profile",
             kind_short: "pro",
-            name: &name,
+            name,
             tier: "",
         };
         let prefix = match dir {
@@ -113,13 +113,25 @@ pub fn add(
             DirKey::Out => names::PROFILE_OUTBOUND_PFX,
         };
         let rules = chain_rules(ctx, table, sets, api_rules, &owner, dir.into())?;
-        put(chains, names::profile_chain(prefix, &name), rules);
+        put(chains, names::profile_chain(prefix, name), rules);
     }
     Ok(())
 }
 
+fn want_policies<'v>(
+    set: &mut HashSet<(&'v str, DirKey)>,
+    tiers: &'v [crate::resolve::TierPolicies],
+    dir: DirKey,
+) {
+    for t in tiers {
+        for name in &t.policies {
+            set.insert((name.as_str(), dir));
+        }
+    }
+}
+
 /// Sortable direction key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum DirKey {
     In,
     Out,
@@ -280,7 +292,7 @@ fn side(
     e: &EntityRule,
     family: Family,
     sets: &mut SetCollector,
-    named_proto: &str,
+    named_proto: &'static str,
 ) -> Option<Side> {
     let (Some(nets), Some(not_nets)) = (
         filter_nets(&e.nets, family, false),
@@ -436,6 +448,13 @@ fn api_rule(
     if !rule_in_family(r, ctx.family) {
         return Ok(Vec::new());
     }
+    // iptables allows one `-p` per rule. `protocol: X, notProtocol: Y` is `protocol: X` when
+    // they differ and can never match when they are the same protocol.
+    let not_protocol = match (r.protocol, r.not_protocol) {
+        (Some(p), Some(n)) if p.number() == n.number() => return Ok(Vec::new()),
+        (Some(_), Some(_)) => None,
+        (_, n) => n,
+    };
     let named_proto = r.protocol.and_then(named_port_protocol).unwrap_or("tcp");
     let Some(mut src) = side(&r.source, ctx.family, sets, named_proto) else {
         return Ok(Vec::new());
@@ -493,7 +512,7 @@ fn api_rule(
         }
     }
 
-    let mut m = main_match(ctx, r, &src, &dst);
+    let mut m = main_match(ctx, r, not_protocol, &src, &dst);
     if blocks.started {
         m.push(ctx.mark_set(ctx.marks.scratch0));
     }
@@ -507,7 +526,13 @@ fn api_rule(
 }
 
 /// Felix's `CalculateRuleMatch`: positive fragments, then the negated ones, in §5.2 order.
-fn main_match(ctx: &Ctx, r: &model::Rule, src: &Side, dst: &Side) -> Vec<Match> {
+fn main_match(
+    ctx: &Ctx,
+    r: &model::Rule,
+    not_protocol: Option<Protocol>,
+    src: &Side,
+    dst: &Side,
+) -> Vec<Match> {
     let mut m = Vec::new();
     if let Some(p) = r.protocol {
         m.push(protocol_match(p, false));
@@ -547,7 +572,7 @@ fn main_match(ctx: &Ctx, r: &model::Rule, src: &Side, dst: &Side) -> Vec<Match> 
     if let Some(icmp) = r.icmp {
         m.push(icmp_match(ctx, false, icmp));
     }
-    if let Some(p) = r.not_protocol {
+    if let Some(p) = not_protocol {
         m.push(protocol_match(p, true));
     }
     if let Some(n) = src.not_nets.first() {

@@ -604,3 +604,39 @@ fn reject_never_outside_filter() {
         &r(vec![], Action::Drop, &["Drop if no profiles matched"])
     );
 }
+
+#[test]
+fn protocol_with_not_protocol_uses_one_p_flag() {
+    let mut differ = api_rule(RuleAction::Allow);
+    differ.protocol = Some(Protocol::Tcp);
+    differ.not_protocol = Some(Protocol::Udp);
+    let mut same = api_rule(RuleAction::Allow);
+    same.protocol = Some(Protocol::Udp);
+    same.not_protocol = Some(Protocol::Number(17));
+    let mut only_not = api_rule(RuleAction::Allow);
+    only_not.not_protocol = Some(Protocol::Number(47));
+    let mut v = seed_view();
+    v.policies.insert(
+        "k8s-worker-host".into(),
+        gnp("k8s-worker-host", vec![differ, same, only_not], vec![]),
+    );
+    let rules = policy_rules(&v, Family::V4, "cali-pi-gnp/k8s-worker-host");
+    let marks: Vec<&Vec<Match>> = rules
+        .iter()
+        .filter(|r| r.action == set_mark(A))
+        .map(|r| &r.matches)
+        .collect();
+    assert_eq!(
+        marks,
+        vec![
+            &vec![Match::Protocol {
+                negated: false,
+                name: "tcp".into()
+            }],
+            &vec![Match::Protocol {
+                negated: true,
+                name: "47".into()
+            }],
+        ]
+    );
+}

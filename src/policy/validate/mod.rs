@@ -87,23 +87,28 @@ const METADATA: Schema<'static> = Schema {
 pub fn validate(resources: &[RawResource]) -> (PolicySet, Vec<Diagnostic>) {
     let mut v = Validator::default();
     for r in resources {
-        v.resource(r);
+        v.add(r);
     }
     v.finish()
 }
 
+/// Incremental validation: feed resources one file at a time (so a file's YAML tree can be
+/// dropped before the next is parsed), then `finish` for the checks that need every resource.
 #[derive(Default)]
-struct Validator {
+pub struct Validator {
     set: PolicySet,
     diags: Vec<Diagnostic>,
     /// First definition of each (kind, name), for the duplicate-name error.
     seen: BTreeMap<(&'static str, String), Origin>,
     /// Tier references to check once every Tier is known: (tier, diagnostic if missing).
     tier_refs: Vec<(String, Diagnostic)>,
+    /// Parsed selectors by text (see `Ctx::selectors`).
+    selectors: std::collections::HashMap<String, Selector>,
 }
 
 impl Validator {
-    fn resource(&mut self, r: &RawResource) {
+    /// Validate one resource into the set under construction.
+    pub fn add(&mut self, r: &RawResource) {
         let node = &r.node;
         let kind_text = node.get_text("kind");
         let name_text = node.get("metadata").and_then(|m| m.get_text("name"));
@@ -114,6 +119,7 @@ impl Validator {
             name: name_text,
             diags: &mut self.diags,
             errors: 0,
+            selectors: &mut self.selectors,
         };
         let root = Path::ROOT;
         let Some(top) = fields(&mut ctx, node, &root, &TOP) else {
@@ -279,7 +285,9 @@ impl Validator {
         }
     }
 
-    fn finish(mut self) -> (PolicySet, Vec<Diagnostic>) {
+    /// Cross-resource checks (tiers that must exist), the implicit default tier, and the set
+    /// with every Vec sorted by name.
+    pub fn finish(mut self) -> (PolicySet, Vec<Diagnostic>) {
         if !self.set.tiers.iter().any(|t| t.meta.name == DEFAULT_TIER) {
             self.set.tiers.push(Tier {
                 meta: Meta {

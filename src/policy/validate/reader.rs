@@ -5,6 +5,8 @@
 
 use crate::diag::{Diagnostic, Severity};
 use crate::policy::parse::{Node, Value};
+use crate::policy::selector::Selector;
+use std::collections::HashMap;
 
 /// One step of a field path.
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +89,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) name: Option<&'a str>,
     pub(crate) diags: &'a mut Vec<Diagnostic>,
     pub(crate) errors: usize,
+    /// Selectors already parsed in this load, by text: real policy sets repeat the same few
+    /// selectors in thousands of rules.
+    pub(crate) selectors: &'a mut HashMap<String, Selector>,
 }
 
 impl<'a> Ctx<'a> {
@@ -115,6 +120,9 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Most fields one schema may declare (FelixConfiguration's handled subset is the largest).
+pub(crate) const MAX_FIELDS: usize = 24;
+
 /// How a mapping's fields are declared for `fields`.
 pub(crate) struct Schema<'s> {
     /// Canonical field names, in the order `Fields::get` indexes them.
@@ -129,6 +137,7 @@ pub(crate) struct Schema<'s> {
 
 impl<'s> Schema<'s> {
     pub(crate) const fn of(known: &'s [&'s str]) -> Schema<'s> {
+        assert!(known.len() <= MAX_FIELDS, "schema larger than MAX_FIELDS");
         Schema {
             known,
             exact: &[],
@@ -140,7 +149,8 @@ impl<'s> Schema<'s> {
 
 /// The values of a mapping's known fields, by index into `Schema::known`; null counts as absent.
 pub(crate) struct Fields<'n> {
-    values: Vec<Option<&'n Node>>,
+    /// A fixed array rather than a Vec: one is built for every mapping of every rule.
+    values: [Option<&'n Node>; MAX_FIELDS],
     /// The ignored fields present (key node, canonical name, value), for callers that type-check
     /// them anyway.
     pub(crate) ignored: Vec<(&'n Node, &'static str, &'n Node)>,
@@ -163,7 +173,7 @@ pub(crate) fn fields<'n>(
     schema: &Schema<'static>,
 ) -> Option<Fields<'n>> {
     let mut out = Fields {
-        values: vec![None; schema.known.len()],
+        values: [None; MAX_FIELDS],
         ignored: Vec::new(),
     };
     let entries = match &node.value {
@@ -178,7 +188,8 @@ pub(crate) fn fields<'n>(
             return None;
         }
     };
-    let mut first_key: Vec<Option<&Node>> = vec![None; schema.known.len()];
+    debug_assert!(schema.known.len() <= MAX_FIELDS);
+    let mut first_key: [Option<&Node>; MAX_FIELDS] = [None; MAX_FIELDS];
     for (key, value) in entries {
         let Some(name) = key.as_scalar().map(|s| s.text.as_str()) else {
             continue;
@@ -372,7 +383,7 @@ fn yaml11_float(body: &str) -> bool {
         let e = e.strip_prefix(['-', '+']).unwrap_or(e);
         !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit())
     });
-    digits(int) && frac.bytes().all(|b| b.is_ascii_digit() || b == b'.') && exp_ok
+    digits(int) && frac.bytes().all(|b| b.is_ascii_digit()) && exp_ok
 }
 
 /// A string field. Plain scalars that YAML 1.1 would turn into something else are errors with a
@@ -687,6 +698,8 @@ mod tests {
             "0",
             "1.5",
             "10.0.0.1",
+            "198.51.100.50",
+            "1.10.0",
             "1.2.3",
             "v1.10",
             "abc",

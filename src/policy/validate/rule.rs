@@ -352,8 +352,14 @@ pub(crate) fn selector(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Option
     if text.trim_matches([' ', '\t']).is_empty() {
         return Some(None);
     }
+    if let Some(s) = ctx.selectors.get(text) {
+        return Some(Some(s.clone()));
+    }
     match Selector::parse(text) {
-        Ok(s) => Some(Some(s)),
+        Ok(s) => {
+            ctx.selectors.insert(text.to_string(), s.clone());
+            Some(Some(s))
+        }
         Err(e) => {
             ctx.error(node, path, format!("invalid selector: {e}"));
             None

@@ -1,0 +1,212 @@
+//! Benchmark (harness = false): render a large NodeView in both families — issue 3's target:
+//! 10,000 GlobalNetworkPolicies with 100,000 rules governing 20 endpoints in under 1 s. Every
+//! policy applies to every endpoint (the worst case for endpoint chains). Prints the figures;
+//! run with `cargo bench --bench render`. Without `--bench` (e.g. `cargo test --all-targets`) it
+//! runs at 1/100 scale as a smoke test.
+
+use hostfw::model::*;
+use hostfw::policy::selector::Selector;
+use hostfw::render::render;
+use hostfw::resolve::{
+    ActiveEndpoint, EffectiveConfig, EndpointPolicies, NodeView, SelectableEndpoint,
+    SelectableNetworkSet, SelectorSources, TierPolicies,
+};
+use hostfw::ruleset::Family;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+const POLICIES: usize = 10_000;
+const RULES_PER_POLICY: usize = 10;
+const ENDPOINTS: usize = 20;
+
+fn meta(name: String) -> Meta {
+    Meta {
+        name,
+        labels: Labels::new(),
+        annotations: Labels::new(),
+        origin: Origin {
+            file: "bench.yaml".into(),
+            line: 1,
+            column: 1,
+        },
+    }
+}
+
+fn base_rule(action: RuleAction) -> Rule {
+    Rule {
+        action,
+        ip_version: None,
+        protocol: None,
+        not_protocol: None,
+        icmp: None,
+        not_icmp: None,
+        source: EntityRule::default(),
+        destination: EntityRule::default(),
+        annotations: Labels::new(),
+    }
+}
+
+/// Ten rules per policy: nets (v4 and v6), ports and ranges, selectors, ICMP, deny and log.
+fn policy(i: usize) -> GlobalNetworkPolicy {
+    let mut ingress = Vec::new();
+    let mut egress = Vec::new();
+    for r in 0..RULES_PER_POLICY / 2 {
+        let mut rule = base_rule(RuleAction::Allow);
+        rule.protocol = Some(Protocol::Tcp);
+        let port = (1000 + (i * 7 + r) % 60000) as u16;
+        rule.source.nets = vec![
+            format!("198.51.{}.0/24", (i + r) % 256).parse().unwrap(),
+            format!("2001:db8:{:x}::/48", (i + r) % 4096)
+                .parse()
+                .unwrap(),
+        ];
+        rule.destination.ports = vec![Port::Single(port), Port::Range(port + 1, port + 10)];
+        ingress.push(rule);
+    }
+    for r in 0..RULES_PER_POLICY / 2 {
+        let rule = match r {
+            0 => {
+                let mut rule = base_rule(RuleAction::Allow);
+                rule.protocol = Some(Protocol::Icmp);
+                rule.icmp = Some(IcmpMatch {
+                    icmp_type: 8,
+                    code: None,
+                });
+                rule
+            }
+            1 => base_rule(RuleAction::Log),
+            _ => {
+                let mut rule = base_rule(RuleAction::Deny);
+                rule.protocol = Some(Protocol::Udp);
+                rule.destination.selector =
+                    Some(Selector::parse(&format!("role == 'r{}'", (i + r) % 25)).unwrap());
+                rule.destination.ports = vec![Port::Single(2000 + r as u16)];
+                rule
+            }
+        };
+        egress.push(rule);
+    }
+    GlobalNetworkPolicy {
+        meta: meta(format!("policy-{i:05}")),
+        tier: DEFAULT_TIER.into(),
+        order: Some(i as f64),
+        selector: Selector::all(),
+        types: PolicyTypes {
+            ingress: true,
+            egress: true,
+        },
+        ingress,
+        egress,
+        do_not_track: false,
+        pre_dnat: false,
+        apply_on_forward: i % 10 == 0,
+    }
+}
+
+fn config() -> EffectiveConfig {
+    EffectiveConfig {
+        failsafe_inbound: vec![],
+        failsafe_outbound: vec![],
+        default_endpoint_to_host_action: EndpointToHostAction::Drop,
+        interface_prefix: "cali".into(),
+        iptables_mark_mask: 0xffff_0000,
+        chain_insert_mode: InsertMode::Insert,
+        iptables_refresh_interval: std::time::Duration::from_secs(180),
+        iptables_post_write_check_interval: std::time::Duration::from_secs(5),
+        iptables_backend: BackendChoice::Auto,
+        ipv6_support: true,
+        iptables_filter_allow_action: AllowAction::Accept,
+        iptables_mangle_allow_action: AllowAction::Accept,
+        iptables_filter_deny_action: DenyAction::Drop,
+        log_prefix: "calico-packet".into(),
+        log_action_rate_limit: None,
+        log_action_rate_limit_burst: 5,
+        disable_conntrack_invalid_check: false,
+        max_ipset_size: 1_048_576,
+    }
+}
+
+fn view(policies: usize) -> NodeView {
+    let names: Vec<String> = (0..policies).map(|i| format!("policy-{i:05}")).collect();
+    let tier = vec![TierPolicies {
+        tier: DEFAULT_TIER.into(),
+        default_action: TierAction::Deny,
+        policies: names.clone(),
+    }];
+    let forward = vec![TierPolicies {
+        tier: DEFAULT_TIER.into(),
+        default_action: TierAction::Deny,
+        policies: names.iter().step_by(10).cloned().collect(),
+    }];
+    let endpoints = (0..ENDPOINTS)
+        .map(|e| ActiveEndpoint {
+            hep: format!("host-eth{e}"),
+            interface: InterfaceName::Named(format!("eth{e}")),
+            labels: Labels::new(),
+            expected_ips: vec![],
+            profiles: vec![],
+            ports: vec![],
+            policies: EndpointPolicies {
+                ingress: tier.clone(),
+                egress: tier.clone(),
+                forward_ingress: forward.clone(),
+                forward_egress: forward.clone(),
+                ..Default::default()
+            },
+        })
+        .collect();
+    let selectables = (0..1000)
+        .map(|n| SelectableEndpoint {
+            name: format!("hep-{n}"),
+            labels: [("role".to_string(), format!("r{}", n % 25))]
+                .into_iter()
+                .collect(),
+            expected_ips: vec![format!("198.51.100.{}", n % 250).parse().unwrap()],
+            ports: vec![],
+        })
+        .collect();
+    NodeView {
+        node: "bench".into(),
+        config: config(),
+        endpoints,
+        policies: (0..policies)
+            .map(|i| (names[i].clone(), policy(i)))
+            .collect::<BTreeMap<_, _>>(),
+        profiles: BTreeMap::new(),
+        selector_sources: SelectorSources {
+            endpoints: selectables,
+            network_sets: vec![SelectableNetworkSet {
+                name: "world".into(),
+                labels: Labels::new(),
+                nets: vec!["0.0.0.0/0".parse().unwrap()],
+            }],
+        },
+        warnings: vec![],
+    }
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let policies = if full { POLICIES } else { POLICIES / 100 };
+    let v = view(policies);
+    let start = Instant::now();
+    let v4 = render(&v, Family::V4).expect("render v4");
+    let v6 = render(&v, Family::V6).expect("render v6");
+    let elapsed = start.elapsed();
+    let rules = |rs: &hostfw::ruleset::Ruleset| -> usize {
+        rs.tables
+            .iter()
+            .flat_map(|t| t.chains.values())
+            .map(|c| c.rules.len())
+            .sum()
+    };
+    println!(
+        "render: {policies} policies, {} API rules, {ENDPOINTS} endpoints: v4 {} rules / {} ipsets, v6 {} rules / {} ipsets, both families in {:.1} ms",
+        policies * RULES_PER_POLICY,
+        rules(&v4),
+        v4.ipsets.len(),
+        rules(&v6),
+        v6.ipsets.len(),
+        elapsed.as_secs_f64() * 1000.0
+    );
+}

@@ -1,0 +1,230 @@
+//! Golden cases for `render` (tests/golden/render/NN-what/): policies -> load -> resolve for the
+//! case's node and interfaces -> render both families -> restore text and ipset text, compared
+//! with the expected files (regenerate with UPDATE_GOLDEN=1 and review the diff by hand). The
+//! kernel test loads every expected file into fresh network namespaces on both iptables
+//! backends.
+
+use hostfw::render::render;
+use hostfw::resolve::HostInterfaces;
+use hostfw::ruleset::ipset::sets_restore;
+use hostfw::ruleset::restore::ruleset_restore;
+use hostfw::ruleset::Family;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const GOLDEN: &str = "tests/golden/render";
+
+fn cases() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(GOLDEN)
+        .expect("golden directory")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// `interfaces`: one line per interface, `name [address...]`.
+fn interfaces(dir: &Path) -> HostInterfaces {
+    let mut out = HostInterfaces::new();
+    if let Ok(text) = fs::read_to_string(dir.join("interfaces")) {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let mut words = line.split_whitespace();
+            let name = words.next().expect("interface name").to_string();
+            let addrs = words
+                .map(|w| w.parse().expect("interface address"))
+                .collect();
+            out.insert(name, addrs);
+        }
+    }
+    out
+}
+
+/// The three outputs of one case: v4 restore text, v6 restore text, ipset restore text.
+fn render_case(dir: &Path) -> [String; 3] {
+    let node = fs::read_to_string(dir.join("node")).expect("node file");
+    let loaded = hostfw::policy::load_paths(&[dir.join("policies")]);
+    let Some(set) = loaded.set else {
+        let diags: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+        panic!("{}: invalid policies:\n{}", dir.display(), diags.join("\n"));
+    };
+    let view = hostfw::resolve::resolve(&set, node.trim(), &interfaces(dir));
+    let v4 = render(&view, Family::V4).expect("render v4");
+    let v6 = render(&view, Family::V6).expect("render v6");
+    let sets = sets_restore(v4.ipsets.values().chain(v6.ipsets.values()));
+    [ruleset_restore(&v4), ruleset_restore(&v6), sets]
+}
+
+const OUTPUTS: [&str; 3] = ["expected-v4.rules", "expected-v6.rules", "expected.ipsets"];
+
+/// A minimal line diff (longest common subsequence) for readable failures.
+fn diff(expected: &str, actual: &str) -> String {
+    let a: Vec<&str> = expected.lines().collect();
+    let b: Vec<&str> = actual.lines().collect();
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out.push_str(&format!("+{}\n", b[j]));
+            j += 1;
+        } else {
+            out.push_str(&format!("-{}\n", a[i]));
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn golden_render_cases() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
+    let all = cases();
+    assert!(all.len() >= 25, "expected at least 25 golden cases");
+    let mut failures = Vec::new();
+    for dir in &all {
+        let outputs = render_case(dir);
+        for (file, actual) in OUTPUTS.iter().zip(outputs.iter()) {
+            let path = dir.join(file);
+            if update {
+                fs::write(&path, actual).expect("write golden");
+                continue;
+            }
+            let expected = fs::read_to_string(&path).unwrap_or_default();
+            if &expected != actual {
+                failures.push(format!(
+                    "--- {}\n{}",
+                    path.display(),
+                    diff(&expected, actual)
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "golden mismatch (UPDATE_GOLDEN=1 to regenerate):\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn render_is_deterministic() {
+    for dir in cases() {
+        assert_eq!(render_case(&dir), render_case(&dir), "{}", dir.display());
+    }
+}
+
+/// A network namespace deleted on drop, so a failing assertion does not leak it.
+struct Netns(String);
+
+impl Netns {
+    fn new(name: String) -> Netns {
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("run ip netns add")
+            .success();
+        assert!(ok, "ip netns add {name}");
+        Netns(name)
+    }
+
+    /// Run `argv` inside the namespace with `input` on stdin; Err(stderr) on failure.
+    fn run(&self, argv: &[&str], input: &str) -> Result<(), String> {
+        use std::io::Write;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(argv)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn {argv:?}: {e}"))?;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn have(binary: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {binary}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Every golden output must load into a real kernel: ipsets with `ipset restore`, then each
+/// family's rules with `--test` and for real, on the legacy and the nft backend, each in a fresh
+/// namespace.
+#[test]
+fn golden_outputs_load_into_the_kernel() {
+    let is_root = nix::unistd::Uid::effective().is_root();
+    let tools = [
+        "ipset",
+        "iptables-legacy-restore",
+        "ip6tables-legacy-restore",
+        "iptables-nft-restore",
+        "ip6tables-nft-restore",
+    ];
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
+    if !is_root || !missing.is_empty() {
+        let why = format!("not root ({is_root}) or missing {missing:?}");
+        if std::env::var_os("CI").is_some_and(|v| v == "true") {
+            panic!("kernel test cannot run under CI: {why}");
+        }
+        eprintln!("SKIPPED golden_outputs_load_into_the_kernel: {why}");
+        return;
+    }
+    let mut failures = Vec::new();
+    for (n, dir) in cases().iter().enumerate() {
+        let read = |f: &str| fs::read_to_string(dir.join(f)).expect("golden output");
+        let (v4, v6, sets) = (read(OUTPUTS[0]), read(OUTPUTS[1]), read(OUTPUTS[2]));
+        for backend in ["legacy", "nft"] {
+            let ns = Netns::new(format!("hfw-render-{}-{n}-{backend}", std::process::id()));
+            let mut step = |what: &str, argv: &[&str], input: &str| {
+                if let Err(e) = ns.run(argv, input) {
+                    failures.push(format!("{} [{backend}] {what}: {e}", dir.display()));
+                }
+            };
+            step("ipset restore", &["ipset", "restore"], &sets);
+            let v4_bin = format!("iptables-{backend}-restore");
+            let v6_bin = format!("ip6tables-{backend}-restore");
+            step("v4 --test", &[&v4_bin, "--noflush", "--test"], &v4);
+            step("v6 --test", &[&v6_bin, "--noflush", "--test"], &v6);
+            step("v4 load", &[&v4_bin, "--noflush"], &v4);
+            step("v6 load", &[&v6_bin, "--noflush"], &v6);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "kernel rejected golden output:\n{}",
+        failures.join("\n")
+    );
+}

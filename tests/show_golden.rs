@@ -1,0 +1,150 @@
+//! Golden tests for `hostfw show`: each `tests/golden/show/NN-what/` holds `policies/*.yaml`, a
+//! `node` file (the node name), an optional `interfaces` file (one interface per line: its name,
+//! then its addresses) and the expected `expected.txt` / `expected.json`. The policies are loaded
+//! with the real loader, resolved with the given interfaces (never the host's), and rendered.
+//! `UPDATE_GOLDEN=1 cargo test --test show_golden` rewrites the expected files (review them!).
+
+use hostfw::cmd::show::{render_json, render_text};
+use hostfw::resolve::{resolve, HostInterfaces};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn golden_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/show")
+}
+
+/// Parse an `interfaces` file: `eth0 198.51.100.10 2001:db8::10`, blank lines and `#` comments
+/// ignored.
+fn parse_interfaces(text: &str) -> HostInterfaces {
+    let mut ifaces = HostInterfaces::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let mut words = line.split_whitespace();
+        let Some(name) = words.next() else { continue };
+        let addrs = words
+            .map(|w| {
+                w.parse()
+                    .unwrap_or_else(|e| panic!("bad address {w:?}: {e}"))
+            })
+            .collect();
+        ifaces.insert(name.to_string(), addrs);
+    }
+    ifaces
+}
+
+/// A line diff (longest common subsequence) printed with `-` expected / `+` actual markers and
+/// a little context, so a failing golden test says exactly what changed.
+fn line_diff(expected: &str, actual: &str) -> String {
+    let a: Vec<&str> = expected.lines().collect();
+    let b: Vec<&str> = actual.lines().collect();
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let mut ops = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            ops.push((' ', a[i]));
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            ops.push(('+', b[j]));
+            j += 1;
+        } else {
+            ops.push(('-', a[i]));
+            i += 1;
+        }
+    }
+    let near_change = |k: usize| {
+        let lo = k.saturating_sub(3);
+        let hi = (k + 3).min(ops.len() - 1);
+        ops[lo..=hi].iter().any(|(m, _)| *m != ' ')
+    };
+    let mut out = String::from("--- expected\n+++ actual\n");
+    let mut skipped = false;
+    for (k, (mark, line)) in ops.iter().enumerate() {
+        if near_change(k) {
+            out.push_str(&format!("{mark}{line}\n"));
+            skipped = false;
+        } else if !skipped {
+            out.push_str("@@\n");
+            skipped = true;
+        }
+    }
+    out
+}
+
+/// Compare `actual` with the file, or rewrite the file under UPDATE_GOLDEN=1. Returns a failure
+/// message instead of panicking so every scenario is reported in one run.
+fn check(path: &Path, actual: &str) -> Option<String> {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        fs::write(path, actual).unwrap();
+        return None;
+    }
+    let expected = fs::read_to_string(path).unwrap_or_default();
+    (expected != actual).then(|| {
+        format!(
+            "{} differs (UPDATE_GOLDEN=1 regenerates it):\n{}",
+            path.display(),
+            line_diff(&expected, actual)
+        )
+    })
+}
+
+#[test]
+fn show_golden_scenarios() {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(golden_root())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 10, "expected at least 10 show scenarios");
+    let mut failures = Vec::new();
+    for dir in &dirs {
+        let node = fs::read_to_string(dir.join("node"))
+            .unwrap_or_else(|e| panic!("{}: node file: {e}", dir.display()));
+        let interfaces = fs::read_to_string(dir.join("interfaces"))
+            .map(|t| parse_interfaces(&t))
+            .unwrap_or_default();
+        let loaded = hostfw::policy::load_paths(&[dir.join("policies")]);
+        let Some(set) = loaded.set else {
+            let diags: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+            failures.push(format!(
+                "{}: policies do not load:\n{}",
+                dir.display(),
+                diags.join("\n")
+            ));
+            continue;
+        };
+        let view = resolve(&set, node.trim(), &interfaces);
+        let json = serde_json::to_string_pretty(&render_json(&view)).unwrap() + "\n";
+        failures.extend(check(&dir.join("expected.txt"), &render_text(&view)));
+        failures.extend(check(&dir.join("expected.json"), &json));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn interfaces_file_format() {
+    let ifaces = parse_interfaces("# host\neth0 198.51.100.10 2001:db8::10\n\nlo\n");
+    assert_eq!(ifaces.len(), 2);
+    assert_eq!(ifaces["eth0"].len(), 2);
+    assert!(ifaces["lo"].is_empty());
+}
+
+#[test]
+fn line_diff_marks_changed_lines() {
+    let d = line_diff("a\nb\nc\n", "a\nx\nc\n");
+    assert!(
+        d.contains("-b\n") && d.contains("+x\n") && d.contains(" a\n"),
+        "{d}"
+    );
+}
