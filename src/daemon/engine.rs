@@ -9,7 +9,7 @@ use crate::diag::{self, Diagnostic};
 use crate::guard;
 use crate::model::BackendChoice;
 use crate::resolve::{self, HostInterfaces, NodeView};
-use crate::ruleset::{Family, Ruleset, TableName};
+use crate::ruleset::{Family, Ruleset};
 use crate::settings::Settings;
 use crate::sync::{self, SyncOptions};
 use std::path::Path;
@@ -297,9 +297,8 @@ impl Engine for RealEngine {
             if !dp.supports(family) {
                 continue;
             }
-            for table in TableName::ALL {
-                let text = dp.save(family, table)?;
-                let live = crate::ruleset::save::parse_save(&text)?;
+            for text in dp.save_tables(family)?.values() {
+                let live = crate::ruleset::save::parse_save(text)?;
                 if live.chains.keys().any(|c| c.starts_with("cali-")) {
                     return Ok(true);
                 }
