@@ -7,7 +7,7 @@ use crate::model::*;
 use ipnet::IpNet;
 use serde::Serialize;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -326,13 +326,17 @@ fn cmp_order(a: Option<f64>, b: Option<f64>) -> Ordering {
 struct OrderedPolicy<'a> {
     /// Position in `set.policies`.
     index: usize,
+    /// Which distinct selector text this policy has (policies often share one), so each
+    /// distinct selector is evaluated once per endpoint.
+    selector_id: usize,
     policy: &'a GlobalNetworkPolicy,
     default_action: TierAction,
 }
 
 /// Every policy in evaluation order: tier order (absent last), tier name, policy order (absent
 /// last), policy name. Sorted once so that per endpoint only the selector is evaluated.
-fn order_policies(set: &PolicySet) -> Vec<OrderedPolicy<'_>> {
+/// Also returns how many distinct selector texts there are.
+fn order_policies(set: &PolicySet) -> (Vec<OrderedPolicy<'_>>, usize) {
     let tiers: BTreeMap<&str, &Tier> = set
         .tiers
         .iter()
@@ -350,16 +354,20 @@ fn order_policies(set: &PolicySet) -> Vec<OrderedPolicy<'_>> {
             None => (None, TierAction::Deny),
         }
     };
+    let mut selector_ids: HashMap<&str, usize> = HashMap::new();
     let mut ordered: Vec<(Option<f64>, OrderedPolicy<'_>)> = set
         .policies
         .iter()
         .enumerate()
         .map(|(index, p)| {
             let (tier_order, default_action) = tier_info(&p.tier);
+            let next_id = selector_ids.len();
+            let selector_id = *selector_ids.entry(p.selector.source()).or_insert(next_id);
             (
                 tier_order,
                 OrderedPolicy {
                     index,
+                    selector_id,
                     policy: p,
                     default_action,
                 },
@@ -372,7 +380,8 @@ fn order_policies(set: &PolicySet) -> Vec<OrderedPolicy<'_>> {
             .then_with(|| cmp_order(a.policy.order, b.policy.order))
             .then_with(|| a.policy.meta.name.cmp(&b.policy.meta.name))
     });
-    ordered.into_iter().map(|(_, p)| p).collect()
+    let distinct = selector_ids.len();
+    (ordered.into_iter().map(|(_, p)| p).collect(), distinct)
 }
 
 /// Append `p` to a class list, opening a new tier entry when the tier changes.
@@ -579,7 +588,7 @@ fn compute(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Resoluti
         .filter(|h| h.node == node)
         .collect();
     let assigned = assign_interfaces(&local, interfaces, &config, &mut warnings);
-    let ordered = order_policies(set);
+    let (ordered, distinct_selectors) = order_policies(set);
 
     let mut used_policies = vec![false; set.policies.len()];
     let mut used_profiles = vec![false; set.profiles.len()];
@@ -611,10 +620,14 @@ fn compute(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Resoluti
             }
         }
         let mut policies = EndpointPolicies::default();
+        // Selector evaluation is the only per-(policy, endpoint) cost besides bookkeeping, and
+        // it is paid once per distinct selector text.
+        let mut selected: Vec<Option<bool>> = vec![None; distinct_selectors];
         for op in &ordered {
             let p = op.policy;
-            // The only per-(policy, endpoint) cost besides bookkeeping.
-            if !p.selector.matches(&labels) {
+            let matches =
+                *selected[op.selector_id].get_or_insert_with(|| p.selector.matches(&labels));
+            if !matches {
                 continue;
             }
             let mut used = false;
@@ -1227,6 +1240,28 @@ mod tests {
             view.policies.keys().collect::<Vec<_>>(),
             ["dnt", "fwd", "in", "out", "pre"]
         );
+    }
+
+    #[test]
+    fn shared_selector_text_is_evaluated_per_endpoint() {
+        let mut db = hep("a-db", "n1", "eth0", &[]);
+        db.meta.labels = meta("x", &[("role", "db")]).labels;
+        let web = hep("b-web", "n1", "eth1", &[]);
+        let s = set(
+            vec![db, web],
+            vec![
+                selecting("db-1", "role == 'db'"),
+                selecting("db-2", "role == 'db'"),
+                selecting("web", "role == 'web'"),
+            ],
+        );
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        let got: Vec<Vec<&str>> = view
+            .endpoints
+            .iter()
+            .map(|e| names(&e.policies.ingress))
+            .collect();
+        assert_eq!(got, vec![vec!["db-1", "db-2"], vec!["web"]]);
     }
 
     #[test]
