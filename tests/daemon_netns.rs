@@ -513,15 +513,30 @@ fn tampering_is_repaired_by_the_refresh() {
     // The foreign rule is still there (never ours to delete), below our hook.
     assert!(save(&pair.host).contains("--dport 9090 -j ACCEPT"));
 
-    // Flushing one of our chains is repaired too.
-    let before = d.status()["drift_repairs"].as_u64().unwrap_or(0);
+    let repairs = || d.status()["drift_repairs"].as_u64().unwrap_or(0);
+    let before = repairs();
     assert!(before >= 1, "{:#}", d.status());
-    pair.host.must(&["iptables-legacy", "-F", "cali-INPUT"]);
+
+    // Deleting our hook (now rule 1 of INPUT again) lets the foreign ACCEPT decide: restored.
+    let input = pair.host.must(&["iptables-legacy", "-S", "INPUT"]);
     assert!(
-        eventually(|| d.status()["drift_repairs"].as_u64().unwrap_or(0) > before),
+        input
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("-j cali-INPUT")),
+        "our hook is not first: {input}"
+    );
+    pair.host.must(&["iptables-legacy", "-D", "INPUT", "1"]);
+    assert!(
+        eventually(|| repairs() > before && !tcp_ok(&pair.peer, None, sock(HOST4, 9090))),
         "{}",
         d.log_text()
     );
+
+    // Flushing one of our chains is repaired too.
+    let before = repairs();
+    pair.host.must(&["iptables-legacy", "-F", "cali-INPUT"]);
+    assert!(eventually(|| repairs() > before), "{}", d.log_text());
     assert!(save(&pair.host).contains("-A cali-INPUT"));
 }
 
