@@ -227,6 +227,11 @@ impl Engine for RealEngine {
                 diagnostics.extend(refused);
                 return LoadOutcome::Invalid { diagnostics };
             }
+            // A valid edit (or SIGHUP, or start) is the admin's answer to a rolled-back
+            // `apply --confirm`: the daemon may enforce the directory again.
+            if let Err(e) = crate::confirm::resume_after_edit(&self.settings.run_dir) {
+                log::warn!("{e}");
+            }
         }
         let files: Vec<PolicyFile> = sources
             .iter()
@@ -279,6 +284,13 @@ impl Engine for RealEngine {
     }
 
     fn reconcile(&mut self) -> Result<ApplyReport, EngineError> {
+        // A pending `apply --confirm` (or its rollback) owns the kernel until it is confirmed,
+        // rolled back, or the directory is edited: reconciling now would undo it.
+        let now = crate::confirm::now_unix();
+        if let Some(hold) = crate::confirm::daemon_hold(&self.settings.run_dir, now) {
+            log::warn!("not reconciling: {hold}");
+            return Ok(ApplyReport::default());
+        }
         // The writer lock only while touching the kernel, so `hostfw diff` and `hostfw apply`
         // can run beside the daemon instead of waiting for it to exit.
         let _lock = crate::lock::acquire_logged(&self.settings.lock_path())?;
