@@ -81,7 +81,7 @@ pub fn render(view: &NodeView, family: Family) -> Result<Ruleset, RenderError> {
 /// Keep only the chains reachable from the hook rules (Felix programs a chain only while
 /// something references it).
 fn prune(name: TableName, all: BTreeMap<String, Chain>, hooks: Vec<HookRule>) -> Table {
-    let mut reachable: HashSet<&str, BuildHasherDefault<Fnv>> = HashSet::default();
+    let mut reachable: FastSet<&str> = FastSet::default();
     let mut todo: Vec<&str> = hooks
         .iter()
         .filter_map(|h| target(&h.rule.action))
@@ -106,9 +106,13 @@ fn prune(name: TableName, all: BTreeMap<String, Chain>, hooks: Vec<HookRule>) ->
     }
 }
 
-/// FNV-1a. `prune` looks up every jump target (over a million for large inputs); chain names
-/// are short and come from our own rendering, so a fast unkeyed hash is enough.
-struct Fnv(u64);
+/// FNV-1a. `prune` and `policy::add` look up every jump target and policy reference (over a
+/// million for large inputs); the keys are short names from the admin's own configuration, so
+/// a fast unkeyed hash is enough.
+pub(crate) struct Fnv(u64);
+
+/// A hash set with the FNV hasher.
+pub(crate) type FastSet<T> = HashSet<T, BuildHasherDefault<Fnv>>;
 
 impl Default for Fnv {
     fn default() -> Self {

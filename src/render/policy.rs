@@ -6,7 +6,7 @@ use super::endpoint::Dir;
 use super::ipsets::{named_port_protocol, SetCollector};
 use super::names;
 use super::static_chains::same_family;
-use super::{clear_mark, put, rule, set_mark, Ctx, RenderError};
+use super::{clear_mark, put, rule, set_mark, Ctx, FastSet, RenderError};
 use crate::model::{
     self, EntityRule, InterfaceName, IpVersion, Port, Protocol, RateUnit, RuleAction,
     DEFAULT_ALLOW_PROFILE,
@@ -14,7 +14,7 @@ use crate::model::{
 use crate::policy::selector::Selector;
 use crate::ruleset::{Action, Chain, Family, Match, PortSpec, Rule, SetDirection, TableName};
 use ipnet::IpNet;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 /// Slots in one `-m multiport` match: a port costs one, a range two.
 pub(crate) const MULTIPORT_SLOTS: usize = 15;
@@ -42,8 +42,8 @@ pub fn add(
 ) -> Result<(), RenderError> {
     // Hash sets while collecting (many endpoints list the same policies), sorted afterwards
     // so chains are built in a deterministic order.
-    let mut policies: HashSet<(&str, DirKey)> = HashSet::new();
-    let mut profiles: HashSet<(&str, DirKey)> = HashSet::new();
+    let mut policies: FastSet<(&str, DirKey)> = FastSet::default();
+    let mut profiles: FastSet<(&str, DirKey)> = FastSet::default();
     for ep in &ctx.view.endpoints {
         let p = &ep.policies;
         let mut want = |tiers, dir| want_policies(&mut policies, tiers, dir);
@@ -119,7 +119,7 @@ pub fn add(
 }
 
 fn want_policies<'v>(
-    set: &mut HashSet<(&'v str, DirKey)>,
+    set: &mut FastSet<(&'v str, DirKey)>,
     tiers: &'v [crate::resolve::TierPolicies],
     dir: DirKey,
 ) {
