@@ -34,38 +34,55 @@ const RULES_PER_POLICY: usize = 10;
 /// The policy whose rule the "one-rule change" edits.
 const CHANGED: usize = 4242;
 
-fn policies_yaml(policies: usize, changed_port: u16) -> String {
-    let mut out = String::with_capacity(policies * 700);
-    out.push_str(
+/// The policy directory: settings and the endpoint in one file, the policies spread over 100
+/// files (a single file would exceed the loader's size limit).
+fn policy_files(policies: usize, changed_port: u16) -> Vec<(String, String)> {
+    let mut files = vec![(
+        "00-base.yaml".to_string(),
         "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  name: default\n\
          spec:\n  ipv6Support: false\n---\napiVersion: projectcalico.org/v3\nkind: HostEndpoint\n\
          metadata:\n  name: bench-eth0\n  labels: {role: bench}\nspec:\n  interfaceName: eth0\n  \
-         node: bench\n",
+         node: bench\n"
+            .to_string(),
+    )];
+    let per_file = policies.div_ceil(100);
+    for (f, chunk) in (0..policies)
+        .collect::<Vec<_>>()
+        .chunks(per_file)
+        .enumerate()
+    {
+        let mut out = String::with_capacity(chunk.len() * 800);
+        for &i in chunk {
+            policy(i, policies, changed_port, &mut out);
+        }
+        files.push((format!("p{f:03}.yaml"), out));
+    }
+    files
+}
+
+/// One inbound policy of ten rules (every third one a Deny), each with a source and a port.
+fn policy(i: usize, policies: usize, changed_port: u16, out: &mut String) {
+    let _ = write!(
+        out,
+        "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  \
+         name: p{i:05}\nspec:\n  order: {i}\n  selector: \"role == 'bench'\"\n  types: [Ingress]\n  \
+         ingress:\n"
     );
-    for i in 0..policies {
+    for r in 0..RULES_PER_POLICY {
+        let port = if i == CHANGED % policies && r == 0 {
+            changed_port
+        } else {
+            (1000 + (i * RULES_PER_POLICY + r) % 60000) as u16
+        };
         let _ = write!(
             out,
-            "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  \
-             name: p{i:05}\nspec:\n  order: {i}\n  selector: \"role == 'bench'\"\n  types: [Ingress]\n  \
-             ingress:\n"
+            "  - action: {}\n    protocol: TCP\n    source:\n      nets: [\"198.51.{}.{}/32\"]\n    \
+             destination:\n      ports: [{port}]\n",
+            if r % 3 == 2 { "Deny" } else { "Allow" },
+            (i / 250) % 256,
+            i % 250
         );
-        for r in 0..RULES_PER_POLICY {
-            let port = if i == CHANGED % policies && r == 0 {
-                changed_port
-            } else {
-                (1000 + (i * RULES_PER_POLICY + r) % 60000) as u16
-            };
-            let _ = write!(
-                out,
-                "  - action: {}\n    protocol: TCP\n    source:\n      nets: [\"198.51.{}.{}/32\"]\n    \
-                 destination:\n      ports: [{port}]\n",
-                if r % 3 == 2 { "Deny" } else { "Allow" },
-                (i / 250) % 256,
-                i % 250
-            );
-        }
     }
-    out
 }
 
 /// A namespace with `eth0` (one end of a veth pair whose other end stays inside) holding
@@ -201,7 +218,7 @@ fn bench(backend: &'static str, policies: usize) {
     };
     let restore_tool = format!("iptables-{backend}-restore");
     let work = Workdir::new();
-    work.write_policies(&policies_yaml(policies, 7));
+    work.write_policy_files(&policy_files(policies, 7));
 
     // 1. First apply, end to end, vs bare restore of the rendered payload.
     let target = bench_netns(&format!("bench-{backend}-a"));
@@ -233,7 +250,7 @@ fn bench(backend: &'static str, policies: usize) {
     assert!(again.stdout.contains("in sync"), "{again:?}");
 
     // 2. One rule of one policy changes.
-    work.write_policies(&policies_yaml(policies, 7007));
+    work.write_policy_files(&policy_files(policies, 7007));
     let changed_ruleset = desired(&target, &work);
     let chain = changed_chain(&ruleset, &changed_ruleset);
     let (one, one_summary) = timed_apply(&target, &work, backend);

@@ -114,6 +114,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(ns: &Netns, work: &Workdir) -> Daemon {
+        Daemon::start_with_env(ns, work, &[])
+    }
+
+    fn start_with_env(ns: &Netns, work: &Workdir, env: &[(&str, &str)]) -> Daemon {
         let root = work.dir.path();
         let sock_path = root.join(format!("notify-{}", nix_time_tag()));
         let notify = UnixDatagram::bind(&sock_path).unwrap();
@@ -138,6 +142,8 @@ impl Daemon {
             .env_remove("HOSTFW_IPTABLES_BACKEND")
             .env_remove("HOSTFW_NODENAME")
             .env_remove("HOSTFW_POLICY_DIR")
+            .env_remove("HOSTFW_LOCKOUT_GUARD")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
@@ -331,6 +337,37 @@ fn status_reports_live_per_policy_counters() {
     assert!(
         inbound["evaluated"]["packets"].as_u64().unwrap() >= 1,
         "{v:#}"
+    );
+}
+
+#[test]
+fn lockout_guard_warns_by_default_and_refuses_when_asked() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    // The base policies admit no SSH on eth0 (failsafes off): the guard's "unreachable" case.
+    let pair = Pair::new("dmn-guard");
+    let work = Workdir::new();
+    work.write_policies(&base_policies(""));
+    let mut d = Daemon::start(&pair.host, &work);
+    d.expect_notify("READY=1");
+    assert_eq!(d.status()["state"], "ok");
+    assert!(d.log_text().contains("lockout guard: "), "{}", d.log_text());
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(d.wait_exit(), 0);
+
+    let fresh = Pair::new("dmn-guard2");
+    let mut d = Daemon::start_with_env(&fresh.host, &work, &[("HOSTFW_LOCKOUT_GUARD", "refuse")]);
+    d.expect_notify("READY=1");
+    let status = d.status();
+    assert_eq!(status["state"], "degraded", "{status:#}");
+    let diags = status["diagnostics"].as_array().unwrap();
+    assert!(
+        diags.iter().any(|x| x["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("lockout guard")),
+        "{status:#}"
     );
 }
 

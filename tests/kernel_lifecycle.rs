@@ -517,3 +517,40 @@ fn default_endpoint_to_host_action(backend: &'static str) {
     }
 }
 on_both_backends!(default_endpoint_to_host_action);
+
+// ------------------------------------------------------------------------------------------
+
+/// Auto-detection follows hostfw's own state, and refuses when both backends hold it.
+#[test]
+fn auto_backend_follows_our_state_and_refuses_when_ambiguous() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let pair = Pair::new("autobe");
+    let work = Workdir::new();
+    work.write_policies(&web("8080"));
+    let run = |backend: &str, args: &[&str]| hostfw(&pair.host, &work, NODE, backend, args);
+
+    let legacy = run("legacy", &["apply"]);
+    assert_eq!(legacy.code, 0, "{legacy:?}");
+    // Only legacy holds our state: auto picks it and finds it in sync.
+    let auto = run("auto", &["diff"]);
+    assert_eq!(auto.code, 0, "{auto:?}");
+    assert!(auto.stdout.contains("backend legacy"), "{auto:?}");
+
+    let nft = run("nft", &["apply"]);
+    assert_eq!(nft.code, 0, "{nft:?}");
+    let refused = run("auto", &["apply"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains("both iptables backends hold")
+            && refused.stderr.contains("--backend"),
+        "{refused:?}"
+    );
+
+    // Cleaning one backend up makes auto-detection unambiguous again.
+    assert_eq!(run("legacy", &["flush"]).code, 0);
+    let auto = run("auto", &["diff"]);
+    assert_eq!(auto.code, 0, "{auto:?}");
+    assert!(auto.stdout.contains("backend nft"), "{auto:?}");
+}

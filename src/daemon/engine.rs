@@ -6,9 +6,10 @@ use super::last_good::{self, PolicyFile};
 use super::{ApplyReport, Engine, EngineError, Intervals, LoadOutcome, PolicySource};
 use crate::dataplane::{Backend, Dataplane, RealDataplane};
 use crate::diag::{self, Diagnostic};
+use crate::guard;
 use crate::model::BackendChoice;
-use crate::resolve::{self, HostInterfaces};
-use crate::ruleset::{Family, Ruleset, TableName};
+use crate::resolve::{self, HostInterfaces, NodeView};
+use crate::ruleset::{Family, Ruleset};
 use crate::settings::Settings;
 use crate::sync::{self, SyncOptions};
 use std::path::Path;
@@ -47,6 +48,7 @@ pub struct RealEngine {
     desired: Option<Desired>,
     dataplane: Option<RealDataplane>,
     sync: SyncOptions,
+    guard_mode: guard::DaemonMode,
 }
 
 impl RealEngine {
@@ -55,6 +57,7 @@ impl RealEngine {
             settings,
             desired: None,
             dataplane: None,
+            guard_mode: guard::daemon_mode_from_env(),
             // The loop retries with its own, longer backoff; keep each reconcile short.
             sync: SyncOptions {
                 max_attempts: 3,
@@ -104,7 +107,7 @@ impl RealEngine {
         &self,
         set: &crate::model::PolicySet,
         interfaces: &HostInterfaces,
-    ) -> Result<Rendered, crate::render::RenderError> {
+    ) -> Result<(Rendered, NodeView), crate::render::RenderError> {
         let view = resolve::resolve(set, &self.settings.node, interfaces);
         let mut families = vec![Family::V4];
         if view.config.ipv6_support {
@@ -118,12 +121,44 @@ impl RealEngine {
             refresh: view.config.iptables_refresh_interval,
             post_write: view.config.iptables_post_write_check_interval,
         };
-        Ok(Rendered {
+        let rendered = Rendered {
             rulesets,
             intervals,
             policies: view.policies.keys().cloned().collect(),
-            warnings: view.warnings,
-        })
+            warnings: view.warnings.clone(),
+        };
+        Ok((rendered, view))
+    }
+
+    /// The lockout guard on a new policy set: would it cut off SSH? Findings are logged; in
+    /// refuse mode (`HOSTFW_LOCKOUT_GUARD=refuse`) they become errors that reject the set.
+    fn guard(
+        &self,
+        view: &NodeView,
+        rendered: &Rendered,
+        interfaces: &HostInterfaces,
+        dir: &Path,
+    ) -> Vec<Diagnostic> {
+        let findings = match guard::check_host(view, &rendered.rulesets, interfaces) {
+            Ok(f) => f,
+            Err(e) => {
+                log::warn!("lockout guard could not run: {e}");
+                return Vec::new();
+            }
+        };
+        let refuse = self.guard_mode == guard::DaemonMode::Refuse;
+        findings
+            .iter()
+            .filter_map(|f| {
+                log::warn!("lockout guard: {}", f.message);
+                refuse.then(|| {
+                    Diagnostic::file_error(
+                        dir.display().to_string(),
+                        format!("lockout guard (HOSTFW_LOCKOUT_GUARD=refuse): {}", f.message),
+                    )
+                })
+            })
+            .collect()
     }
 }
 
@@ -161,7 +196,7 @@ impl Engine for RealEngine {
             _ => return LoadOutcome::Invalid { diagnostics },
         };
         let interfaces = read_interfaces();
-        let rendered = match self.render(&set, &interfaces) {
+        let (rendered, view) = match self.render(&set, &interfaces) {
             Ok(r) => r,
             Err(e) => {
                 diagnostics.push(Diagnostic::file_error(
@@ -171,6 +206,13 @@ impl Engine for RealEngine {
                 return LoadOutcome::Invalid { diagnostics };
             }
         };
+        if from == PolicySource::Directory {
+            let refused = self.guard(&view, &rendered, &interfaces, &dir);
+            if !refused.is_empty() {
+                diagnostics.extend(refused);
+                return LoadOutcome::Invalid { diagnostics };
+            }
+        }
         let files: Vec<PolicyFile> = sources
             .iter()
             .map(|s| PolicyFile {
@@ -203,7 +245,7 @@ impl Engine for RealEngine {
             return false;
         }
         match self.render(&desired.set, &now) {
-            Ok(rendered) => {
+            Ok((rendered, _)) => {
                 let changed = rendered != desired.rendered;
                 if changed {
                     rendered.log_warnings();
@@ -255,9 +297,8 @@ impl Engine for RealEngine {
             if !dp.supports(family) {
                 continue;
             }
-            for table in TableName::ALL {
-                let text = dp.save(family, table)?;
-                let live = crate::ruleset::save::parse_save(&text)?;
+            for text in dp.save_tables(family)?.values() {
+                let live = crate::ruleset::save::parse_save(text)?;
                 if live.chains.keys().any(|c| c.starts_with("cali-")) {
                     return Ok(true);
                 }

@@ -18,6 +18,8 @@ pub const MAX_NODES_PER_FILE: usize = 2_000_000;
 /// Most nodes alias expansion may add to one file. Anchors are rare in policy files; this is
 /// generous for reuse and still stops a YAML bomb early.
 pub const MAX_ALIAS_NODES_PER_FILE: usize = 100_000;
+/// Empty documents reported one by one in a file before the rest are summarised.
+pub const MAX_EMPTY_DOC_REPORTS: usize = 20;
 /// Deepest nesting accepted. Calico resources nest about eight levels; the bound keeps every
 /// recursive walk over the tree (validation, drop) far from the stack limit.
 pub const MAX_DEPTH: usize = 64;
@@ -29,6 +31,10 @@ pub struct Scalar {
     pub text: String,
     /// True for an unquoted, non-block scalar: only those can be YAML booleans, numbers or null.
     pub plain: bool,
+    /// The source column of the text's first character when the text is a verbatim copy of
+    /// one source line (no escapes, no folding), so a position inside the value (a selector
+    /// error) can be pointed at exactly; None otherwise.
+    pub text_column: Option<u32>,
 }
 
 impl Scalar {
@@ -56,6 +62,19 @@ pub struct Node {
 }
 
 impl Node {
+    /// A null node at a position (what an omitted value reads as).
+    pub fn null(line: u32, column: u32) -> Node {
+        Node {
+            line,
+            column,
+            value: Value::Scalar(Scalar {
+                text: String::new(),
+                plain: true,
+                text_column: None,
+            }),
+        }
+    }
+
     pub fn as_scalar(&self) -> Option<&Scalar> {
         match &self.value {
             Value::Scalar(s) => Some(s),
@@ -116,11 +135,17 @@ pub fn parse(file: &str, text: &str) -> (Vec<RawResource>, Vec<Diagnostic>) {
     };
     let mut resources = Vec::new();
     let count = docs.len();
+    let mut empty = 0usize;
     for (i, doc) in docs.into_iter().enumerate() {
         match doc.root {
             Some(root) if !root.is_null() => expand(file, root, &mut resources, &mut diags),
             _ => {
                 if i + 1 == count && trailing_separator_only(text, doc.line) {
+                    continue;
+                }
+                empty += 1;
+                // A file of nothing but separators must not turn into millions of diagnostics.
+                if empty > MAX_EMPTY_DOC_REPORTS {
                     continue;
                 }
                 diags.push(at(
@@ -132,6 +157,15 @@ pub fn parse(file: &str, text: &str) -> (Vec<RawResource>, Vec<Diagnostic>) {
                 ));
             }
         }
+    }
+    if empty > MAX_EMPTY_DOC_REPORTS {
+        diags.push(Diagnostic::file_error(
+            file,
+            format!(
+                "{} more empty documents not reported",
+                empty - MAX_EMPTY_DOC_REPORTS
+            ),
+        ));
     }
     if resources.is_empty() && diags.is_empty() {
         diags.push(Diagnostic::file_error(
@@ -150,8 +184,12 @@ fn trailing_separator_only(text: &str, line: u32) -> bool {
     let Some(first) = lines.next() else {
         return true;
     };
+    // calicoctl drops the rest of a separator line, so `--- # end` is a separator too.
     let first = first.trim_end();
-    (first == "---" || first.is_empty()) && lines.all(|l| l.trim().is_empty())
+    let separator = first.strip_prefix("---").is_some_and(|rest| {
+        rest.is_empty() || (rest.starts_with([' ', '\t']) && rest.trim_start().starts_with('#'))
+    });
+    (separator || first.is_empty()) && lines.all(|l| l.trim().is_empty())
 }
 
 fn at(file: &str, line: u32, column: u32, message: impl Into<String>) -> Diagnostic {
@@ -416,12 +454,22 @@ fn build_documents(text: &str) -> Result<Vec<Document>, YamlError> {
                 if let Some(tag) = tag {
                     return Err(err(tag_message(&tag.handle, &tag.suffix, &text)));
                 }
+                let quotes = match style {
+                    ScalarStyle::Plain => Some(0),
+                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => Some(2),
+                    _ => None,
+                };
+                let width = span.end.index().saturating_sub(span.start.index());
+                let verbatim = span.start.line() == span.end.line()
+                    && quotes.is_some_and(|q| width == text.chars().count() + q);
                 let node = Node {
                     line,
                     column,
                     value: Value::Scalar(Scalar {
                         text: text.into_owned(),
                         plain: style == ScalarStyle::Plain,
+                        text_column: verbatim
+                            .then(|| column + u32::from(style != ScalarStyle::Plain)),
                     }),
                 };
                 if anchor > 0 {
@@ -672,6 +720,25 @@ mod tests {
             .and_then(|s| s.get("x"))
             .map(|n| (n.line, n.column));
         assert_eq!(x, Some((3, 6)));
+    }
+
+    #[test]
+    fn verbatim_scalars_know_their_text_column() {
+        let text = "a: \"x y\"\nb: 'p''q'\nc: plain text\nd: \"e\\tf\"\ne: |\n  block\n";
+        let (res, d) = parse("f.yaml", text);
+        assert!(d.is_empty(), "{d:?}");
+        let col = |k: &str| {
+            res[0]
+                .node
+                .get(k)
+                .and_then(Node::as_scalar)
+                .and_then(|s| s.text_column)
+        };
+        assert_eq!(col("a"), Some(5));
+        assert_eq!(col("b"), None);
+        assert_eq!(col("c"), Some(4));
+        assert_eq!(col("d"), None);
+        assert_eq!(col("e"), None);
     }
 
     #[test]

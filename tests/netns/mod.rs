@@ -441,10 +441,17 @@ impl Workdir {
 
     /// Replace the policy directory's content with one file.
     pub fn write_policies(&self, yaml: &str) {
+        self.write_policy_files(&[("policies.yaml".to_string(), yaml.to_string())]);
+    }
+
+    /// Replace the policy directory's content with these files.
+    pub fn write_policy_files(&self, files: &[(String, String)]) {
         let dir = self.policy_dir();
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("policy dir");
-        std::fs::write(dir.join("policies.yaml"), yaml).expect("write policies");
+        for (name, yaml) in files {
+            std::fs::write(dir.join(name), yaml).expect("write policies");
+        }
     }
 }
 

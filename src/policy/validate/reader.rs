@@ -96,13 +96,24 @@ pub(crate) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub(crate) fn report(&mut self, severity: Severity, node: &Node, path: &Path, msg: String) {
+        self.report_at(severity, (node.line, node.column), path, msg);
+    }
+
+    /// Report at an explicit (line, column), e.g. inside a scalar.
+    pub(crate) fn report_at(
+        &mut self,
+        severity: Severity,
+        (line, column): (u32, u32),
+        path: &Path,
+        msg: String,
+    ) {
         if severity == Severity::Error {
             self.errors += 1;
         }
         self.diags.push(Diagnostic {
             file: self.file.to_string(),
-            line: node.line,
-            column: node.column,
+            line,
+            column,
             severity,
             kind: self.kind.map(str::to_string),
             name: self.name.map(str::to_string),
