@@ -156,6 +156,15 @@ mod tests {
         );
     }
 
+    /// Felix's `policy_test.go` vector for a shortened profile chain name.
+    #[test]
+    fn profile_chain_matches_felix_vector() {
+        assert_eq!(
+            profile_chain(PROFILE_INBOUND_PFX, "long-policy-name-that-gets-hashed"),
+            "cali-pri-_ffOMcf6pikpiZ6hgKc"
+        );
+    }
+
     #[test]
     fn empty_suffix_becomes_underscore() {
         assert_eq!(length_limited_id("cali-fh-", "", 28), "cali-fh-_");

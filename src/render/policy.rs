@@ -771,6 +771,150 @@ mod tests {
         assert!(long.starts_with("a-very-long-prefix-web-web-w"));
     }
 
+    /// Felix's `policy_test.go` "CIDR split tests", with its mark values (A 0x80, S0 0x200,
+    /// S1 0x400); the drop bit is not used by allow rules.
+    fn felix_cidr_split(
+        src: &[&str],
+        not_src: &[&str],
+        dst: &[&str],
+        not_dst: &[&str],
+    ) -> Vec<Rule> {
+        use crate::render::tests::{api_rule as base, net, seed_view};
+        let view = seed_view();
+        let ctx = Ctx {
+            view: &view,
+            cfg: &view.config,
+            family: Family::V4,
+            marks: crate::render::marks::Marks {
+                accept: 0x80,
+                pass: 0x100,
+                drop: 0x800,
+                scratch0: 0x200,
+                scratch1: 0x400,
+            },
+            long_policy_chains: Default::default(),
+        };
+        let mut r = base(RuleAction::Allow);
+        r.source.nets = src.iter().map(|n| net(n)).collect();
+        r.source.not_nets = not_src.iter().map(|n| net(n)).collect();
+        r.destination.nets = dst.iter().map(|n| net(n)).collect();
+        r.destination.not_nets = not_dst.iter().map(|n| net(n)).collect();
+        let owner = Owner {
+            kind: names::GNP_KIND,
+            kind_short: "gnp",
+            name: "test",
+            tier: "default",
+        };
+        let mut sets = SetCollector::new(&view, Family::V4);
+        api_rule(&ctx, TableName::Filter, &mut sets, &r, &owner).unwrap()
+    }
+
+    fn src(n: &str, negated: bool) -> Match {
+        Match::Source {
+            negated,
+            net: n.parse().unwrap(),
+        }
+    }
+
+    fn dst(n: &str, negated: bool) -> Match {
+        Match::Destination {
+            negated,
+            net: n.parse().unwrap(),
+        }
+    }
+
+    fn mark(value: u32, mask: u32) -> Match {
+        Match::Mark {
+            negated: false,
+            value,
+            mask,
+        }
+    }
+
+    #[test]
+    fn felix_cidr_split_one_of_everything() {
+        let rules = felix_cidr_split(
+            &["10.0.0.0/24"],
+            &["11.0.0.0/24"],
+            &["12.0.0.0/24"],
+            &["13.0.0.0/24"],
+        );
+        let expected = vec![
+            rule(
+                vec![],
+                Action::SetMaskedMark {
+                    value: 0x200,
+                    mask: 0x600,
+                },
+            ),
+            rule(vec![src("11.0.0.0/24", false)], clear_mark(0x200)),
+            rule(vec![dst("13.0.0.0/24", false)], clear_mark(0x200)),
+            rule(
+                vec![
+                    src("10.0.0.0/24", false),
+                    dst("12.0.0.0/24", false),
+                    mark(0x200, 0x200),
+                ],
+                set_mark(0x80),
+            ),
+            rule(vec![mark(0x80, 0x80)], Action::Return),
+        ];
+        assert_eq!(rules, expected);
+    }
+
+    #[test]
+    fn felix_cidr_split_two_of_everything() {
+        let rules = felix_cidr_split(
+            &["10.0.0.0/24", "10.0.1.0/24"],
+            &["11.0.0.0/24", "11.0.1.0/24"],
+            &["12.0.0.0/24", "12.0.1.0/24"],
+            &["13.0.0.0/24", "13.0.1.0/24"],
+        );
+        let expected = vec![
+            rule(
+                vec![],
+                Action::SetMaskedMark {
+                    value: 0,
+                    mask: 0x600,
+                },
+            ),
+            rule(vec![src("10.0.0.0/24", false)], set_mark(0x200)),
+            rule(vec![src("10.0.1.0/24", false)], set_mark(0x200)),
+            rule(vec![dst("12.0.0.0/24", false)], set_mark(0x400)),
+            rule(vec![dst("12.0.1.0/24", false)], set_mark(0x400)),
+            rule(vec![mark(0, 0x400)], clear_mark(0x200)),
+            rule(vec![src("11.0.0.0/24", false)], clear_mark(0x200)),
+            rule(vec![src("11.0.1.0/24", false)], clear_mark(0x200)),
+            rule(vec![dst("13.0.0.0/24", false)], clear_mark(0x200)),
+            rule(vec![dst("13.0.1.0/24", false)], clear_mark(0x200)),
+            rule(vec![mark(0x200, 0x200)], set_mark(0x80)),
+            rule(vec![mark(0x80, 0x80)], Action::Return),
+        ];
+        assert_eq!(rules, expected);
+    }
+
+    #[test]
+    fn felix_cidr_split_two_src_one_not_src() {
+        let rules = felix_cidr_split(&["10.0.0.0/24", "10.0.1.0/24"], &["11.0.0.0/24"], &[], &[]);
+        let expected = vec![
+            rule(
+                vec![],
+                Action::SetMaskedMark {
+                    value: 0,
+                    mask: 0x600,
+                },
+            ),
+            rule(vec![src("10.0.0.0/24", false)], set_mark(0x200)),
+            rule(vec![src("10.0.1.0/24", false)], set_mark(0x200)),
+            rule(
+                vec![src("11.0.0.0/24", true), mark(0x200, 0x200)],
+                set_mark(0x80),
+            ),
+            rule(vec![mark(0x80, 0x80)], Action::Return),
+        ];
+        assert_eq!(rules, expected);
+    }
+
     #[test]
     fn nets_filtering() {
         let v4: IpNet = "10.0.0.0/8".parse().unwrap();
