@@ -494,7 +494,7 @@ fn assign_interfaces<'a>(
 /// Whether an ingress rule could allow TCP port 22 (used only for the SSH lock-out warning).
 fn may_allow_ssh(rule: &Rule) -> bool {
     let tcp = |p: Protocol| p.number() == 6;
-    let proto_ok = rule.protocol.map_or(true, tcp) && !rule.not_protocol.is_some_and(tcp);
+    let proto_ok = rule.protocol.is_none_or(tcp) && !rule.not_protocol.is_some_and(tcp);
     let port_hit = |p: &Port| match p {
         Port::Single(n) => *n == 22,
         Port::Range(a, b) => (*a..=*b).contains(&22),

@@ -390,7 +390,7 @@ fn yaml11_float(body: &str) -> bool {
         None => return false,
     };
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || b == b'_');
-    let exp_ok = exp.map_or(true, |e| {
+    let exp_ok = exp.is_none_or(|e| {
         let e = e.strip_prefix(['-', '+']).unwrap_or(e);
         !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit())
     });
