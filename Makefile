@@ -2,10 +2,10 @@
 # run as root on Debian/Ubuntu, so a fresh machine needs nothing else.
 
 CARGO ?= cargo
-SYSTEM_PACKAGES := iptables ipset iproute2 procps
+SYSTEM_PACKAGES := iptables ipset iproute2 procps systemd
 APT_MISSING = $(shell for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done)
 
-.PHONY: all build test lint deps demo clean
+.PHONY: all build test lint deps demo package test-packages clean
 
 all: build
 
@@ -33,6 +33,18 @@ lint:
 # Every test: unit, golden, CLI, and real-kernel tests in network namespaces (need root).
 test: deps lint
 	$(CARGO) test --all-targets
+
+# The daemon protecting a throwaway network namespace with the shipped demo policies.
+demo: deps
+	scripts/demo.sh
+
+# .deb and .rpm under target/packages (installs cargo-deb / cargo-generate-rpm if missing).
+package: deps
+	scripts/package.sh
+
+# Build both packages and test them (lintian, rpmlint, file lists, install/remove/purge).
+test-packages: deps
+	scripts/test-packages.sh
 
 clean:
 	$(CARGO) clean

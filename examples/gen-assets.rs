@@ -1,8 +1,9 @@
 //! Build-time asset generator for the packages: writes the `hostfw(8)` man page and the bash, zsh
-//! and fish completions, all derived from the clap definition in `hostfw::cli`, into the
-//! directory given as the only argument. It documents the CLI; it must not invent options the
-//! CLI lacks, so everything per-option comes from clap and only the prose sections (exit status,
-//! files, environment extras) are written here.
+//! and fish completions, all derived from the clap definition in `hostfw::cli`, and the licence
+//! notices of the crates linked into the binary (from `cargo metadata`), into the directory given
+//! as the only argument. It documents the CLI; it must not invent options the CLI lacks, so
+//! everything per-option comes from clap and only the prose sections (exit status, files,
+//! environment extras) are written here.
 //!
 //! Usage: `cargo run --example gen-assets -- target/assets`
 
@@ -58,7 +59,143 @@ fn generate(dir: &Path) -> io::Result<Vec<PathBuf>> {
         fs::write(&path, out)?;
         written.push(path);
     }
+
+    let notices_path = dir.join("THIRD-PARTY-NOTICES");
+    fs::write(&notices_path, third_party_notices()?)?;
+    written.push(notices_path);
     Ok(written)
+}
+
+/// The licence texts of every crate statically linked into the binary: MIT, BSD and ISC require
+/// their notices to travel with binary copies. The crates are hostfw's normal (not dev, not
+/// build-script) dependencies, transitively, for the host platform, in name order; each entry
+/// carries the crate's own LICENSE*/LICENCE*/COPYING*/NOTICE* files.
+fn third_party_notices() -> io::Result<String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let host = command_stdout(std::process::Command::new("rustc").arg("-vV"))?
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .ok_or_else(|| io::Error::other("rustc -vV printed no host triple"))?;
+    let metadata = command_stdout(std::process::Command::new(cargo).args([
+        "metadata",
+        "--format-version",
+        "1",
+        "--locked",
+        "--filter-platform",
+        &host,
+    ]))?;
+    let metadata: serde_json::Value = serde_json::from_str(&metadata).map_err(io::Error::other)?;
+    let packages: std::collections::BTreeMap<&str, &serde_json::Value> = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p["id"].as_str()?, p)))
+        .collect();
+    let nodes: std::collections::BTreeMap<&str, &serde_json::Value> = metadata["resolve"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| Some((n["id"].as_str()?, n)))
+        .collect();
+    let root = metadata["resolve"]["root"]
+        .as_str()
+        .ok_or_else(|| io::Error::other("cargo metadata: no root package"))?;
+
+    // Walk normal dependency edges only ("kind": null); dev and build dependencies are not linked.
+    let mut linked = std::collections::BTreeSet::new();
+    let mut todo = vec![root];
+    while let Some(id) = todo.pop() {
+        if !linked.insert(id) {
+            continue;
+        }
+        for dep in nodes
+            .get(id)
+            .and_then(|n| n["deps"].as_array())
+            .into_iter()
+            .flatten()
+        {
+            let normal = dep["dep_kinds"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k["kind"].is_null()));
+            if let (true, Some(pkg)) = (normal, dep["pkg"].as_str()) {
+                todo.push(pkg);
+            }
+        }
+    }
+    linked.remove(root);
+
+    let mut crates: Vec<&serde_json::Value> = linked
+        .iter()
+        .filter_map(|id| packages.get(id).copied())
+        .collect();
+    crates.sort_by_key(|p| (p["name"].as_str(), p["version"].as_str()));
+    let mut out = String::from(
+        "Third-party software in hostfw\n\n\
+         /usr/sbin/hostfw is statically linked with the Rust crates below. Each is listed with \
+         its\nversion, its licence (as its author declares it) and the licence files it ships.\n",
+    );
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for package in crates {
+        let name = package["name"].as_str().unwrap_or("?");
+        let version = package["version"].as_str().unwrap_or("?");
+        let license = package["license"].as_str().unwrap_or("(not declared)");
+        out.push_str(&format!("\n==== {name} {version}: {license}\n"));
+        let dir = package["manifest_path"]
+            .as_str()
+            .and_then(|m| Path::new(m).parent().map(Path::to_path_buf));
+        let mut files: Vec<PathBuf> = dir
+            .and_then(|d| fs::read_dir(d).ok())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && is_license_file(p))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            out.push_str("(the crate ships no licence file)\n");
+        }
+        for file in files {
+            let text = fs::read_to_string(&file)?;
+            let text = text.trim_end().to_owned();
+            let file_name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let label = format!("{name} {version} {file_name}");
+            // Most crates ship the same Apache and MIT texts: print each text once.
+            match seen.get(&text) {
+                Some(first) => out.push_str(&format!("\n---- {file_name}: the text of {first}\n")),
+                None => {
+                    out.push_str(&format!("\n---- {file_name}\n{text}\n"));
+                    seen.insert(text, label);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn is_license_file(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_uppercase())
+        .unwrap_or_default();
+    ["LICENSE", "LICENCE", "COPYING", "NOTICE", "UNLICENSE"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+}
+
+/// Runs a command and returns its stdout; a failure carries the command's stderr.
+fn command_stdout(cmd: &mut std::process::Command) -> io::Result<String> {
+    let output = cmd.output()?;
+    if !output.status.success() {
+        return Err(io::Error::other(format!(
+            "{:?} failed: {}",
+            cmd,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    String::from_utf8(output.stdout).map_err(io::Error::other)
 }
 
 /// The whole man page: clap_mangen's name, synopsis, description and global options, then one

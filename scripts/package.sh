@@ -64,7 +64,7 @@ main() {
     rm -rf target/assets
     "$CARGO" run --quiet --locked --example gen-assets -- target/assets >/dev/null
     # -n: no name or time stamp in the header, so the same page gives the same bytes.
-    gzip -9n --keep --force target/assets/hostfw.8
+    gzip -9n --keep --force target/assets/hostfw.8 target/assets/THIRD-PARTY-NOTICES
 
     mkdir -p "$OUT"
     local arch rpm_arch deb rpm

@@ -290,6 +290,15 @@ deb_lifecycle() {
     expect "purge deletes /etc/default/hostfw" test ! -e "$R/etc/default/hostfw"
     expect "purge keeps the admin's policy file" test -f "$R/etc/hostfw/policies.d/50-pkgtest.yaml"
     expect "dpkg forgot the package" sh -c "! chroot '$R' dpkg-query -W hostfw >/dev/null 2>&1"
+
+    say "-- without a running systemd (chroot, container image build, this CI host)"
+    rmdir "$R/run/systemd/system"
+    expect "dpkg -i" in_root dpkg -i "$deb"
+    expect_actions "install starts nothing" ""
+    expect "install still enables the unit for the next boot" \
+        test -L "$R/etc/systemd/system/sysinit.target.wants/$UNIT"
+    expect "dpkg -P" in_root dpkg -P hostfw
+    expect_actions "purge stops nothing" ""
     leftovers "$COMMON_ALLOWED|^/var/lib/dpkg(/|$)|^/etc/hostfw(/policies\.d(/50-pkgtest\.yaml)?)?$" >"$WORK/deb.leftovers"
     expect_same "purge leaves nothing but the admin's policy file and dpkg's records" /dev/null "$WORK/deb.leftovers"
 }

@@ -171,13 +171,16 @@ pub struct ExplainArgs {
     /// Interface the packet arrives on (ingress, forward) or leaves by (egress).
     #[arg(long, value_name = "IF")]
     pub iface: String,
+    /// Ingress: to this host; egress: from this host; forward: through it.
     #[arg(long, value_enum)]
     pub direction: DirectionArg,
     /// Forward only: the interface the packet leaves by.
     #[arg(long, value_name = "IF")]
     pub out_iface: Option<String>,
+    /// Source address of the packet.
     #[arg(long, value_name = "IP")]
     pub src: std::net::IpAddr,
+    /// Destination address of the packet.
     #[arg(long, value_name = "IP")]
     pub dst: std::net::IpAddr,
     /// tcp, udp, icmp, icmpv6, sctp, or a protocol number.

@@ -28,9 +28,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// A confirmation is pending (read by the daemon and `status`).
 pub const PENDING_FILE: &str = "confirm-pending.json";
+/// The state a rollback restores.
 pub const SNAPSHOT_FILE: &str = "confirm-snapshot.json";
+/// The watcher's log.
 pub const LOG_FILE: &str = "confirm.log";
+/// A rollback happened; the daemon holds off until the policies change.
 pub const ROLLED_BACK_FILE: &str = "confirm-rolled-back.json";
 
 /// After the deadline the watcher restores within moments; if it died instead, the pending file
@@ -317,14 +321,17 @@ fn family_number(f: Family) -> u8 {
     }
 }
 
+/// Where the pending confirmation lives in `run_dir`.
 pub fn pending_path(run_dir: &Path) -> PathBuf {
     run_dir.join(PENDING_FILE)
 }
 
+/// Where the snapshot lives in `run_dir`.
 pub fn snapshot_path(run_dir: &Path) -> PathBuf {
     run_dir.join(SNAPSHOT_FILE)
 }
 
+/// Where the watcher logs in `run_dir`.
 pub fn log_path(run_dir: &Path) -> PathBuf {
     run_dir.join(LOG_FILE)
 }
@@ -365,14 +372,17 @@ pub fn pending(run_dir: &Path) -> Result<Option<Pending>, ConfirmError> {
     read_json(&pending_path(run_dir))
 }
 
+/// Record a pending confirmation (atomically).
 pub fn write_pending(run_dir: &Path, p: &Pending) -> Result<(), ConfirmError> {
     write_json(&pending_path(run_dir), p)
 }
 
+/// The saved snapshot, if any.
 pub fn read_snapshot(run_dir: &Path) -> Result<Option<Snapshot>, ConfirmError> {
     read_json(&snapshot_path(run_dir))
 }
 
+/// Save the snapshot (atomically).
 pub fn write_snapshot(run_dir: &Path, s: &Snapshot) -> Result<(), ConfirmError> {
     write_json(&snapshot_path(run_dir), s)
 }

@@ -274,7 +274,7 @@ fn candidate_sources(rs: &Ruleset, sessions: &[SshSession], v6: bool) -> Vec<IpA
     });
     out.into_iter()
         .filter(|ip| ip.is_ipv6() == v6)
-        .take(512)
+        .take(128)
         .collect()
 }
 

@@ -7,7 +7,7 @@ use crate::model::*;
 use ipnet::IpNet;
 use serde::Serialize;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -313,7 +313,9 @@ pub fn effective_labels(hep: &HostEndpoint, profiles: &BTreeMap<&str, &Profile>)
 /// Sort key for an optional order: absent means +infinity, after every number.
 fn cmp_order(a: Option<f64>, b: Option<f64>) -> Ordering {
     match (a, b) {
-        (Some(x), Some(y)) => x.total_cmp(&y),
+        // Numeric comparison as Felix does (-0 equals 0, then the name decides); validation
+        // admits no NaN, which would compare equal here.
+        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
         (Some(_), None) => Ordering::Less,
         (None, Some(_)) => Ordering::Greater,
         (None, None) => Ordering::Equal,
@@ -324,13 +326,17 @@ fn cmp_order(a: Option<f64>, b: Option<f64>) -> Ordering {
 struct OrderedPolicy<'a> {
     /// Position in `set.policies`.
     index: usize,
+    /// Which distinct selector text this policy has (policies often share one), so each
+    /// distinct selector is evaluated once per endpoint.
+    selector_id: usize,
     policy: &'a GlobalNetworkPolicy,
     default_action: TierAction,
 }
 
 /// Every policy in evaluation order: tier order (absent last), tier name, policy order (absent
 /// last), policy name. Sorted once so that per endpoint only the selector is evaluated.
-fn order_policies(set: &PolicySet) -> Vec<OrderedPolicy<'_>> {
+/// Also returns how many distinct selector texts there are.
+fn order_policies(set: &PolicySet) -> (Vec<OrderedPolicy<'_>>, usize) {
     let tiers: BTreeMap<&str, &Tier> = set
         .tiers
         .iter()
@@ -338,22 +344,30 @@ fn order_policies(set: &PolicySet) -> Vec<OrderedPolicy<'_>> {
         .collect();
     let tier_info = |name: &str| -> (Option<f64>, TierAction) {
         match tiers.get(name) {
+            // A written-out `default` tier without order keeps the built-in order.
+            Some(t) if name == DEFAULT_TIER => {
+                (t.order.or(Some(DEFAULT_TIER_ORDER)), t.default_action)
+            }
             Some(t) => (t.order, t.default_action),
             None if name == DEFAULT_TIER => (Some(DEFAULT_TIER_ORDER), TierAction::Deny),
             // Validation rejects unknown tiers; treat one defensively as last, fail closed.
             None => (None, TierAction::Deny),
         }
     };
+    let mut selector_ids: HashMap<&str, usize> = HashMap::new();
     let mut ordered: Vec<(Option<f64>, OrderedPolicy<'_>)> = set
         .policies
         .iter()
         .enumerate()
         .map(|(index, p)| {
             let (tier_order, default_action) = tier_info(&p.tier);
+            let next_id = selector_ids.len();
+            let selector_id = *selector_ids.entry(p.selector.source()).or_insert(next_id);
             (
                 tier_order,
                 OrderedPolicy {
                     index,
+                    selector_id,
                     policy: p,
                     default_action,
                 },
@@ -366,7 +380,8 @@ fn order_policies(set: &PolicySet) -> Vec<OrderedPolicy<'_>> {
             .then_with(|| cmp_order(a.policy.order, b.policy.order))
             .then_with(|| a.policy.meta.name.cmp(&b.policy.meta.name))
     });
-    ordered.into_iter().map(|(_, p)| p).collect()
+    let distinct = selector_ids.len();
+    (ordered.into_iter().map(|(_, p)| p).collect(), distinct)
 }
 
 /// Append `p` to a class list, opening a new tier entry when the tier changes.
@@ -479,7 +494,7 @@ fn assign_interfaces<'a>(
 /// Whether an ingress rule could allow TCP port 22 (used only for the SSH lock-out warning).
 fn may_allow_ssh(rule: &Rule) -> bool {
     let tcp = |p: Protocol| p.number() == 6;
-    let proto_ok = rule.protocol.map_or(true, tcp) && !rule.not_protocol.is_some_and(tcp);
+    let proto_ok = rule.protocol.is_none_or(tcp) && !rule.not_protocol.is_some_and(tcp);
     let port_hit = |p: &Port| match p {
         Port::Single(n) => *n == 22,
         Port::Range(a, b) => (*a..=*b).contains(&22),
@@ -573,7 +588,7 @@ fn compute(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Resoluti
         .filter(|h| h.node == node)
         .collect();
     let assigned = assign_interfaces(&local, interfaces, &config, &mut warnings);
-    let ordered = order_policies(set);
+    let (ordered, distinct_selectors) = order_policies(set);
 
     let mut used_policies = vec![false; set.policies.len()];
     let mut used_profiles = vec![false; set.profiles.len()];
@@ -605,10 +620,14 @@ fn compute(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Resoluti
             }
         }
         let mut policies = EndpointPolicies::default();
+        // Selector evaluation is the only per-(policy, endpoint) cost besides bookkeeping, and
+        // it is paid once per distinct selector text.
+        let mut selected: Vec<Option<bool>> = vec![None; distinct_selectors];
         for op in &ordered {
             let p = op.policy;
-            // The only per-(policy, endpoint) cost besides bookkeeping.
-            if !p.selector.matches(&labels) {
+            let matches =
+                *selected[op.selector_id].get_or_insert_with(|| p.selector.matches(&labels));
+            if !matches {
                 continue;
             }
             let mut used = false;
@@ -654,9 +673,26 @@ fn compute(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Resoluti
                 used_policies[op.index] = true;
             }
         }
-        if profile_names.is_empty() {
-            no_policy_warnings(&who, &policies, &mut warnings);
-        }
+        // Which directions some profile could allow (profiles run only when no policy does).
+        let profile_allows = |rules: fn(&Profile) -> &[Rule]| {
+            profile_names.iter().any(|n| {
+                n == DEFAULT_ALLOW_PROFILE
+                    || profiles
+                        .get(n.as_str())
+                        .is_some_and(|p| rules(p).iter().any(|r| r.action == RuleAction::Allow))
+            })
+        };
+        let allows = [
+            profile_allows(|p| p.ingress.as_slice()),
+            profile_allows(|p| p.egress.as_slice()),
+        ];
+        no_policy_warnings(
+            &who,
+            &policies,
+            !profile_names.is_empty(),
+            allows,
+            &mut warnings,
+        );
         endpoints.push(ActiveEndpoint {
             hep: hep.meta.name.clone(),
             interface,
@@ -714,27 +750,51 @@ fn compute(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Resoluti
     }
 }
 
-/// Warnings for an endpoint without profiles whose normal ingress or egress has no policy:
-/// Felix drops that direction (after failsafe ports and any preDNAT/untracked allow).
-fn no_policy_warnings(who: &str, policies: &EndpointPolicies, warnings: &mut Vec<String>) {
+/// Warnings for an endpoint whose normal ingress or egress has no policy and no profile that
+/// could allow anything in that direction (`profile_allows`: [ingress, egress]): Felix drops
+/// that direction, after failsafe ports and any preDNAT/untracked allow.
+fn no_policy_warnings(
+    who: &str,
+    policies: &EndpointPolicies,
+    has_profiles: bool,
+    profile_allows: [bool; 2],
+    warnings: &mut Vec<String>,
+) {
     let early_ingress =
         !policies.pre_dnat_ingress.is_empty() || !policies.untracked_ingress.is_empty();
     let early_egress = !policies.untracked_egress.is_empty();
-    for (class, dir, normal, early) in [
-        ("ingress", "inbound", &policies.ingress, early_ingress),
-        ("egress", "outbound", &policies.egress, early_egress),
+    for (class, dir, normal, early, allowed) in [
+        (
+            "ingress",
+            "inbound",
+            &policies.ingress,
+            early_ingress,
+            profile_allows[0],
+        ),
+        (
+            "egress",
+            "outbound",
+            &policies.egress,
+            early_egress,
+            profile_allows[1],
+        ),
     ] {
-        if !normal.is_empty() {
+        if !normal.is_empty() || allowed {
             continue;
         }
+        let why = if has_profiles {
+            format!("its profiles allow no {dir} traffic")
+        } else {
+            "no profile".to_string()
+        };
         warnings.push(if early {
             format!(
-                "{who} has no normal {class} policy and no profile: {dir} traffic that no \
-                 preDNAT or doNotTrack policy allows will be dropped, except failsafe ports"
+                "{who} has no normal {class} policy and {why}: {dir} traffic that no preDNAT \
+                 or doNotTrack policy allows will be dropped, except failsafe ports"
             )
         } else {
             format!(
-                "{who} has no {class} policy and no profile: all {dir} traffic except failsafe \
+                "{who} has no {class} policy and {why}: all {dir} traffic except failsafe \
                  ports will be dropped"
             )
         });
@@ -1052,6 +1112,9 @@ mod tests {
             gnp_in("c-10", DEFAULT_TIER, Some(10.0)),
             gnp_in("b-10", DEFAULT_TIER, Some(10.0)),
             gnp_in("a-neg", DEFAULT_TIER, Some(-5.5)),
+            // -0 equals 0: the name decides, as in Felix.
+            gnp_in("zero-b", DEFAULT_TIER, Some(-0.0)),
+            gnp_in("zero-a", DEFAULT_TIER, Some(0.0)),
             gnp_in("sec-2", "security", Some(2.0)),
             gnp_in("sec-1", "security", Some(1.0)),
             gnp_in("last-a", "aaa-last", Some(0.0)),
@@ -1080,13 +1143,31 @@ mod tests {
                 (
                     "default",
                     TierAction::Deny,
-                    vec!["a-neg", "b-10", "c-10", "d-unordered"]
+                    vec!["a-neg", "zero-a", "zero-b", "b-10", "c-10", "d-unordered"]
                 ),
                 ("aaa-last", TierAction::Deny, vec!["last-a"]),
                 ("zzz-last", TierAction::Deny, vec!["last-z"]),
             ]
         );
         assert_eq!(view.endpoints[0].policies.egress, *ing);
+    }
+
+    #[test]
+    fn explicit_default_tier_keeps_its_order_and_may_pass() {
+        let s = PolicySet {
+            tiers: vec![
+                tier(DEFAULT_TIER, None, TierAction::Pass),
+                tier("after", Some(2_000_000.0), TierAction::Deny),
+            ],
+            ..set(
+                vec![hep("h", "n1", "eth0", &[])],
+                vec![gnp_in("late", "after", None), gnp("early")],
+            )
+        };
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        let ing = &view.endpoints[0].policies.ingress;
+        assert_eq!(names(ing), ["early", "late"]);
+        assert_eq!(ing[0].default_action, TierAction::Pass);
     }
 
     #[test]
@@ -1159,6 +1240,28 @@ mod tests {
             view.policies.keys().collect::<Vec<_>>(),
             ["dnt", "fwd", "in", "out", "pre"]
         );
+    }
+
+    #[test]
+    fn shared_selector_text_is_evaluated_per_endpoint() {
+        let mut db = hep("a-db", "n1", "eth0", &[]);
+        db.meta.labels = meta("x", &[("role", "db")]).labels;
+        let web = hep("b-web", "n1", "eth1", &[]);
+        let s = set(
+            vec![db, web],
+            vec![
+                selecting("db-1", "role == 'db'"),
+                selecting("db-2", "role == 'db'"),
+                selecting("web", "role == 'web'"),
+            ],
+        );
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        let got: Vec<Vec<&str>> = view
+            .endpoints
+            .iter()
+            .map(|e| names(&e.policies.ingress))
+            .collect();
+        assert_eq!(got, vec![vec!["db-1", "db-2"], vec!["web"]]);
     }
 
     #[test]
@@ -1298,11 +1401,32 @@ mod tests {
             );
             assert_eq!(view.warnings, want, "{what}");
         }
-        // A profile (even the built-in default-allow) silences them.
+        // A profile that allows (even the built-in default-allow) silences them.
         let mut h = hep("h1", "n1", "eth0", &[]);
         h.profiles = vec![DEFAULT_ALLOW_PROFILE.into()];
         let view = resolve(&set(vec![h], vec![]), "n1", &HostInterfaces::new());
         assert!(view.warnings.is_empty(), "{:?}", view.warnings);
+        // A profile that only applies labels, or allows only inbound, does not.
+        let mut h = hep("h1", "n1", "eth0", &[]);
+        h.profiles = vec!["labels-only".into(), "in-only".into()];
+        let s = PolicySet {
+            profiles: vec![
+                Profile {
+                    ingress: vec![allow_rule()],
+                    ..profile("in-only", &[])
+                },
+                profile("labels-only", &[("a", "b")]),
+            ],
+            ..set(vec![h], vec![])
+        };
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        assert_eq!(
+            view.warnings,
+            [
+                "endpoint eth0 (HostEndpoint h1) has no egress policy and its profiles allow no \
+              outbound traffic: all outbound traffic except failsafe ports will be dropped"
+            ]
+        );
     }
 
     fn felix(name: &str, spec: FelixSpec) -> FelixConfiguration {

@@ -152,6 +152,12 @@ fn confirmed_stays(backend: &'static str) {
     let run = c.run(&["apply", "--confirm", "3"]);
     assert_eq!(run.code, 0, "{run:?}");
     let pid = watcher_pid(&run.stdout);
+    // `status` shows the pending confirmation even without a daemon (which makes it exit 2).
+    let status = c.run(&["status"]);
+    assert!(
+        status.stdout.contains("confirmation pending: rollback in"),
+        "{status:?}"
+    );
     let confirmed = c.run(&["confirm"]);
     assert_eq!(confirmed.code, 0, "{confirmed:?}");
     eventually("the watcher exits after the confirmation", || !alive(pid));

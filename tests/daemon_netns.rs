@@ -114,6 +114,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(ns: &Netns, work: &Workdir) -> Daemon {
+        Daemon::start_with_env(ns, work, &[])
+    }
+
+    fn start_with_env(ns: &Netns, work: &Workdir, env: &[(&str, &str)]) -> Daemon {
         let root = work.dir.path();
         let sock_path = root.join(format!("notify-{}", nix_time_tag()));
         let notify = UnixDatagram::bind(&sock_path).unwrap();
@@ -138,6 +142,8 @@ impl Daemon {
             .env_remove("HOSTFW_IPTABLES_BACKEND")
             .env_remove("HOSTFW_NODENAME")
             .env_remove("HOSTFW_POLICY_DIR")
+            .env_remove("HOSTFW_LOCKOUT_GUARD")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
@@ -335,6 +341,37 @@ fn status_reports_live_per_policy_counters() {
 }
 
 #[test]
+fn lockout_guard_warns_by_default_and_refuses_when_asked() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    // The base policies admit no SSH on eth0 (failsafes off): the guard's "unreachable" case.
+    let pair = Pair::new("dmn-guard");
+    let work = Workdir::new();
+    work.write_policies(&base_policies(""));
+    let mut d = Daemon::start(&pair.host, &work);
+    d.expect_notify("READY=1");
+    assert_eq!(d.status()["state"], "ok");
+    assert!(d.log_text().contains("lockout guard: "), "{}", d.log_text());
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(d.wait_exit(), 0);
+
+    let fresh = Pair::new("dmn-guard2");
+    let mut d = Daemon::start_with_env(&fresh.host, &work, &[("HOSTFW_LOCKOUT_GUARD", "refuse")]);
+    d.expect_notify("READY=1");
+    let status = d.status();
+    assert_eq!(status["state"], "degraded", "{status:#}");
+    let diags = status["diagnostics"].as_array().unwrap();
+    assert!(
+        diags.iter().any(|x| x["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("lockout guard")),
+        "{status:#}"
+    );
+}
+
+#[test]
 fn replacing_the_whole_directory_converges() {
     if !kernel_tests_enabled() {
         return;
@@ -476,15 +513,30 @@ fn tampering_is_repaired_by_the_refresh() {
     // The foreign rule is still there (never ours to delete), below our hook.
     assert!(save(&pair.host).contains("--dport 9090 -j ACCEPT"));
 
-    // Flushing one of our chains is repaired too.
-    let before = d.status()["drift_repairs"].as_u64().unwrap_or(0);
+    let repairs = || d.status()["drift_repairs"].as_u64().unwrap_or(0);
+    let before = repairs();
     assert!(before >= 1, "{:#}", d.status());
-    pair.host.must(&["iptables-legacy", "-F", "cali-INPUT"]);
+
+    // Deleting our hook (now rule 1 of INPUT again) lets the foreign ACCEPT decide: restored.
+    let input = pair.host.must(&["iptables-legacy", "-S", "INPUT"]);
     assert!(
-        eventually(|| d.status()["drift_repairs"].as_u64().unwrap_or(0) > before),
+        input
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("-j cali-INPUT")),
+        "our hook is not first: {input}"
+    );
+    pair.host.must(&["iptables-legacy", "-D", "INPUT", "1"]);
+    assert!(
+        eventually(|| repairs() > before && !tcp_ok(&pair.peer, None, sock(HOST4, 9090))),
         "{}",
         d.log_text()
     );
+
+    // Flushing one of our chains is repaired too.
+    let before = repairs();
+    pair.host.must(&["iptables-legacy", "-F", "cali-INPUT"]);
+    assert!(eventually(|| repairs() > before), "{}", d.log_text());
     assert!(save(&pair.host).contains("-A cali-INPUT"));
 }
 

@@ -561,3 +561,39 @@ fn json_and_text_name_the_policy_and_the_path() {
         .iter()
         .any(|s| s["owner"] == "GlobalNetworkPolicy web ingress rule 1"));
 }
+
+#[test]
+fn allow_action_return_still_names_the_policy() {
+    let yaml = format!(
+        "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {{name: default}}\n\
+         spec:\n  iptablesFilterAllowAction: Return\n  iptablesFilterDenyAction: Reject\n---\n{WEB}{}",
+        hep("a-eth0", "eth0", "{role: web}")
+    );
+    let v = view(&yaml);
+    check(
+        &v,
+        &[
+            (
+                "allowed with RETURN verdicts: the kernel policy accepts, the policy decided",
+                P::tcp_in("198.51.100.2", 8080),
+                Verdict::Accept,
+                policy("web", Some(0), RuleVerdict::Allow, "ingress"),
+            ),
+            (
+                "deny action REJECT",
+                P::tcp_in("198.51.100.2", 9090),
+                Verdict::Reject,
+                policy("web", Some(1), RuleVerdict::Deny, "ingress"),
+            ),
+            (
+                "end of tier with REJECT",
+                P::tcp_in("198.51.100.100", 8080),
+                Verdict::Reject,
+                Decision::EndOfTier {
+                    tier: "default".into(),
+                    endpoint: "a-eth0 (eth0)".into(),
+                },
+            ),
+        ],
+    );
+}

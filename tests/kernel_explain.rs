@@ -18,7 +18,7 @@
 
 mod netns;
 
-use hostfw::explain::{self, ConnState, Direction, Packet};
+use hostfw::explain::{self, ConnState, Decision, Direction, Packet};
 use hostfw::policy::{load_sources, source::Source};
 use hostfw::ruleset::{parse_ipset_save, Family, TableName};
 use netns::*;
@@ -508,6 +508,7 @@ fn differential(tag: &str, backend: &'static str, yaml: &str, seed: u64) {
     let delivered = observe(&t, &probes);
     let mut wrong = Vec::new();
     let mut passes = 0;
+    let mut decided: std::collections::BTreeMap<String, usize> = Default::default();
     for p in &probes {
         let v6 = p.packet.src.is_ipv6();
         let (rs, ctx) = if v6 { &v6_rendered } else { &v4_rendered };
@@ -525,6 +526,28 @@ fn differential(tag: &str, backend: &'static str, yaml: &str, seed: u64) {
             ));
         }
         passes += usize::from(e.verdict.passes());
+        let kind = match &e.decision {
+            Decision::Policy {
+                policy,
+                rule,
+                action,
+                ..
+            } => format!("{policy}[{}] {action:?}", rule.map_or(-1, |r| r as i64)),
+            Decision::Profile {
+                profile,
+                rule,
+                action,
+                ..
+            } => format!(
+                "profile {profile}[{}] {action:?}",
+                rule.map_or(-1, |r| r as i64)
+            ),
+            other => serde_json::to_value(other).expect("json")["kind"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string(),
+        };
+        *decided.entry(kind).or_default() += 1;
         let kernel = delivered.contains(&p.id);
         if kernel != e.verdict.passes() {
             wrong.push(format!(
@@ -545,6 +568,7 @@ fn differential(tag: &str, backend: &'static str, yaml: &str, seed: u64) {
         delivered.len(),
         wrong.len()
     );
+    eprintln!("  decided by: {decided:?}");
     assert!(
         wrong.is_empty(),
         "{tag}/{backend}: {} of {} probes disagree:\n{}",
@@ -712,6 +736,56 @@ spec:
     )
 }
 
+/// A tier that ends in Pass, a named port (`hash:ip,port` ipset), and a profile deciding what
+/// the tier passes on; egress allowed by the profile only.
+fn scenario_profile() -> String {
+    format!(
+        r#"apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {{name: edge}}
+spec: {{order: 50, defaultAction: Pass}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: edge.web}}
+spec:
+  tier: edge
+  selector: "role == 'worker'"
+  types: [Ingress]
+  ingress:
+  - {{action: Deny, protocol: TCP, source: {{nets: ["198.51.100.128/25"]}}}}
+  - {{action: Allow, protocol: TCP, destination: {{ports: [http]}}}}
+  - {{action: Deny, protocol: UDP, destination: {{ports: [dns]}}, source: {{nets: ["2001:db8::/124"]}}}}
+---
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {{name: open-dns}}
+spec:
+  ingress:
+  - {{action: Allow, protocol: UDP, destination: {{ports: [53, 5353]}}}}
+  - {{action: Allow, protocol: ICMP}}
+  - {{action: Allow, protocol: TCP, destination: {{ports: [443]}}}}
+  egress:
+  - {{action: Deny, protocol: TCP, destination: {{ports: [9090]}}}}
+  - {{action: Allow}}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata:
+  name: worker-eth0
+  labels: {{role: worker}}
+spec:
+  interfaceName: eth0
+  node: {NODE}
+  expectedIPs: ["{HOST_C4}", "{HOST_C6}"]
+  profiles: [open-dns]
+  ports:
+  - {{name: http, port: 8080, protocol: TCP}}
+  - {{name: dns, port: 5353, protocol: UDP}}
+"#
+    )
+}
+
 macro_rules! differential_test {
     ($name:ident, $scenario:ident, $backend:literal, $seed:literal) => {
         #[test]
@@ -727,3 +801,5 @@ differential_test!(named_legacy, scenario_named, "legacy", 0x5eed_0001);
 differential_test!(named_nft, scenario_named, "nft", 0x5eed_0002);
 differential_test!(star_legacy, scenario_star, "legacy", 0x5eed_0003);
 differential_test!(star_nft, scenario_star, "nft", 0x5eed_0004);
+differential_test!(profile_legacy, scenario_profile, "legacy", 0x5eed_0005);
+differential_test!(profile_nft, scenario_profile, "nft", 0x5eed_0006);

@@ -155,6 +155,7 @@ fn empty_documents_follow_calicoctl() {
     // A final `---` (and trailing blank lines) is harmless.
     assert!(load(&format!("{doc}---\n")).set.is_some());
     assert!(load(&format!("{doc}---\n\n\n")).set.is_some());
+    assert!(load(&format!("{doc}--- # end of file\n")).set.is_some());
     // An empty middle document and a comment-only final document are errors.
     let l = load(&format!("{doc}---\n---\n{doc}"));
     assert!(l.set.is_none(), "{:?}", messages(&l));
@@ -171,6 +172,17 @@ fn empty_documents_follow_calicoctl() {
             "{empty:?}"
         );
     }
+}
+
+#[test]
+fn many_empty_documents_are_summarised() {
+    let l = load(&"---\n".repeat(10_000));
+    assert!(l.set.is_none());
+    assert_eq!(l.diagnostics.len(), 21);
+    assert_eq!(
+        l.diagnostics[0].message,
+        "9979 more empty documents not reported"
+    );
 }
 
 #[test]

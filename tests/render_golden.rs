@@ -228,3 +228,113 @@ fn golden_outputs_load_into_the_kernel() {
         failures.join("\n")
     );
 }
+
+/// `hostfw render` prints exactly the golden text for each family and for `--ipsets` (the seed
+/// case uses named interfaces only, so the host's own interfaces do not matter).
+#[test]
+fn render_command_prints_the_golden_text() {
+    let dir = Path::new(GOLDEN).join("01-seed-k8s-worker");
+    let policies = dir.join("policies");
+    for (args, file) in [
+        (vec![], OUTPUTS[0]),
+        (vec!["--family", "4"], OUTPUTS[0]),
+        (vec!["--family", "6"], OUTPUTS[1]),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hostfw"))
+            .args(["--policy-dir", policies.to_str().expect("utf-8 path")])
+            .args(["--node", "host-a", "render"])
+            .args(&args)
+            .output()
+            .expect("run hostfw");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let expected = fs::read_to_string(dir.join(file)).expect("golden");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{args:?}");
+    }
+    // --ipsets prints one family's sets; the golden file holds v4 then v6.
+    let dir = Path::new(GOLDEN).join("12-gns-selector");
+    let out = Command::new(env!("CARGO_BIN_EXE_hostfw"))
+        .args([
+            "--policy-dir",
+            dir.join("policies").to_str().expect("utf-8 path"),
+        ])
+        .args(["--node", "host-a", "render", "--ipsets"])
+        .output()
+        .expect("run hostfw");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.starts_with("create cali40s:"), "{text}");
+    assert!(!text.contains("cali60"), "{text}");
+    assert!(fs::read_to_string(dir.join(OUTPUTS[2]))
+        .expect("golden")
+        .starts_with(&text));
+}
+
+/// An invalid policy directory exits 1 without output on stdout.
+#[test]
+fn render_command_rejects_invalid_input() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    fs::write(
+        tmp.path().join("bad.yaml"),
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: x}\nspec: {selector: \"(((\"}\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_hostfw"))
+        .args(["--policy-dir", tmp.path().to_str().expect("utf-8 path")])
+        .args(["--node", "host-a", "render"])
+        .output()
+        .expect("run hostfw");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+}
+
+/// Invariants over every golden case and both families: each jump/goto target is a chain of
+/// the same table, every chain is reachable (nothing orphaned), every chain name fits in 28
+/// characters, and every set a rule matches on is in the ruleset's ipsets with the right family.
+#[test]
+fn rendered_tables_are_closed_and_reachable() {
+    use hostfw::ruleset::{Action, Match};
+    use std::collections::BTreeSet;
+    for dir in cases() {
+        let node = fs::read_to_string(dir.join("node")).expect("node file");
+        let set = hostfw::policy::load_paths(&[dir.join("policies")])
+            .set
+            .expect("valid policies");
+        let view = hostfw::resolve::resolve(&set, node.trim(), &interfaces(&dir));
+        for family in [Family::V4, Family::V6] {
+            let rs = render(&view, family).expect("render");
+            for table in &rs.tables {
+                let mut targets: BTreeSet<&str> = BTreeSet::new();
+                let rules = table
+                    .chains
+                    .values()
+                    .flat_map(|c| c.rules.iter())
+                    .chain(table.hooks.iter().map(|h| &h.rule));
+                for rule in rules {
+                    if let Action::Jump(t) | Action::Goto(t) = &rule.action {
+                        assert!(
+                            table.chains.contains_key(t),
+                            "{} {family:?} {:?}: dangling target {t}",
+                            dir.display(),
+                            table.name
+                        );
+                        targets.insert(t);
+                    }
+                    for m in &rule.matches {
+                        if let Match::Set { name, .. } = m {
+                            let s = rs.ipsets.get(name).expect("referenced ipset exists");
+                            assert_eq!(s.family, family);
+                        }
+                    }
+                }
+                for name in table.chains.keys() {
+                    assert!(name.len() <= 28, "{name} too long");
+                    assert!(targets.contains(name.as_str()), "{name} unreachable");
+                }
+            }
+        }
+    }
+}

@@ -87,3 +87,13 @@ fn invalid_policy_exits_1_with_diagnostics_on_stderr() {
         "{stderr}"
     );
 }
+
+#[test]
+fn missing_policy_directory_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = show(&dir.path().join("does-not-exist"), "n1", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("does-not-exist"), "{stderr}");
+}

@@ -158,7 +158,10 @@ fn file_and_document_level() {
         ("failsafe unknown", felix("{failsafeInboundHostPorts: [{proto: TCP, port: 22}]}"), e("spec.failsafeInboundHostPorts[0]", "did you mean `protocol`")),
         ("felix typo", felix("{ipv6Suport: false}"), e("spec", "did you mean `ipv6Support`")),
         ("felix typo of ignored", felix("{ipipEnabld: true}"), e("spec", "did you mean `ipipEnabled`")),
-        ("felix v1 config name", felix("{iptablesPostWriteCheckIntervalSecs: 1}"), e("spec", "did you mean `iptablesPostWriteCheckInterval`")),
+        ("felix v1 config name", felix("{iptablesPostWriteCheckIntervalSec: 1}"), e("spec", "did you mean `iptablesPostWriteCheckInterval")),
+        ("felix design's Secs name", felix("{iptablesPostWriteCheckIntervalSecs: 1.5}"), Warn("spec.iptablesPostWriteCheckIntervalSecs", "accepted as iptablesPostWriteCheckInterval: 1.5s")),
+        ("felix Secs and duration", felix("{iptablesPostWriteCheckIntervalSecs: 1, iptablesPostWriteCheckInterval: 1s}"), e("spec.iptablesPostWriteCheckIntervalSecs", "not both")),
+        ("felix Secs negative", felix("{iptablesPostWriteCheckIntervalSecs: -1}"), e("spec.iptablesPostWriteCheckIntervalSecs", "0 or more")),
         ("gns unknown", res("GlobalNetworkSet", "s", "{nets: [], allowedEgressDomains: [a.com]}"), e("spec", "unknown field")),
         ("profile unknown", res("Profile", "a", "{order: 1}"), e("spec", "unknown field `order`")),
         ("tier unknown", res("Tier", "t", "{order: 1, action: Pass}"), e("spec", "unknown field `action`")),
@@ -550,7 +553,9 @@ fn felix_configuration_rules() {
         ("backend case", f("{iptablesBackend: nft}"), e("spec.iptablesBackend", "write `NFT`")),
         ("backend other", f("{iptablesBackend: Iptables}"), e("spec.iptablesBackend", "Auto, Legacy, NFT")),
         // 59. kubeNodePortRanges is a Calico field hostfw ignores (warning).
-        ("kubeNodePortRanges", f("{kubeNodePortRanges: [\"30000:32767\"]}"), Warn("spec.kubeNodePortRanges", "ignored")),
+        ("kubeNodePortRanges", f("{kubeNodePortRanges: [\"30000:32767\", 8080]}"), Warn("spec.kubeNodePortRanges", "ignored")),
+        ("kubeNodePortRanges 8", f("{kubeNodePortRanges: [1, 2, 3, 4, 5, 6, 7, 8]}"), e("spec.kubeNodePortRanges", "more than 7")),
+        ("kubeNodePortRanges named", f("{kubeNodePortRanges: [http]}"), e("spec.kubeNodePortRanges[0]", "not names")),
         // 60. Failsafe entries as Felix parses them.
         ("failsafe sctp", f("{failsafeInboundHostPorts: [{protocol: SCTP, port: 22}]}"), e("spec.failsafeInboundHostPorts[0].protocol", "only TCP or UDP")),
         ("failsafe no protocol", f("{failsafeInboundHostPorts: [{port: 22}]}"), e("spec.failsafeInboundHostPorts[0].protocol", "required")),
@@ -740,4 +745,25 @@ fn policy_defaults_and_values() {
             Port::Named("ssh".into())
         ]
     );
+}
+
+#[test]
+fn selector_errors_point_inside_the_value() {
+    use hostfw::policy::selector::Selector;
+    let sel = "has(a) && )";
+    let offset = Selector::parse(sel).expect_err("invalid").offset as u32;
+    // Line 5 is `  selector: "has(a) && )"`: the quote is column 13, the text starts at 14.
+    let text = format!(
+        "{API}\nkind: GlobalNetworkPolicy\nmetadata: {{name: p}}\nspec:\n  selector: \"{sel}\"\n"
+    );
+    let l = load_files(&[("a.yaml", &text)]);
+    let d = &l.diagnostics[0];
+    assert_eq!((d.line, d.column), (5, 14 + offset), "{d}");
+    // With an escape in the value the position inside is unknown: the value's start is used.
+    let text = format!(
+        "{API}\nkind: GlobalNetworkPolicy\nmetadata: {{name: p}}\nspec:\n  selector: \"\\x61 == \"\n"
+    );
+    let l = load_files(&[("a.yaml", &text)]);
+    let d = &l.diagnostics[0];
+    assert_eq!((d.line, d.column), (5, 13), "{d}");
 }

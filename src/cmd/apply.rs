@@ -37,7 +37,15 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> CmdResult {
         dry_run: args.dry_run,
         ..SyncOptions::default()
     };
-    let report = sync::reconcile(&desired, &dp, &opts)?;
+    let report = sync::reconcile(&desired, &dp, &opts).inspect_err(|_| {
+        if let Some(p) = &pending {
+            eprintln!(
+                "error: the apply failed; the watcher (pid {}) restores the previous rules in {} s",
+                p.watcher_pid.unwrap_or(0),
+                p.seconds
+            );
+        }
+    })?;
     if args.dry_run {
         if report.plan.is_empty() {
             println!("in sync (backend {}): nothing to do", report.backend);

@@ -12,6 +12,9 @@ use crate::settings::Settings;
 pub enum ViewError {
     /// The policy directory is invalid; its diagnostics were already printed. Exit 1.
     Invalid,
+    /// The policy directory could not be read at all (missing, permission, loop); the
+    /// diagnostics were already printed. Exit 2, as `check` does.
+    Unreadable,
     /// The host could not be read (interfaces) or another I/O failure. Exit 2.
     Host(CmdError),
 }
@@ -21,6 +24,7 @@ impl ViewError {
     pub fn into_cmd_result(self) -> CmdResult {
         match self {
             ViewError::Invalid => Ok(Exit::Invalid),
+            ViewError::Unreadable => Ok(Exit::Error),
             ViewError::Host(e) => Err(e),
         }
     }
@@ -30,6 +34,7 @@ impl std::fmt::Display for ViewError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ViewError::Invalid => f.write_str("the policy set is invalid"),
+            ViewError::Unreadable => f.write_str("the policy directory cannot be read"),
             ViewError::Host(e) => write!(f, "{e}"),
         }
     }
@@ -38,13 +43,17 @@ impl std::fmt::Display for ViewError {
 impl std::error::Error for ViewError {}
 
 /// Load and validate `settings.policy_dir`, printing every diagnostic (errors and warnings) to
-/// stderr. `Err(ViewError::Invalid)` when any error was found.
+/// stderr. `Err(ViewError::Unreadable)` when the directory cannot be read at all,
+/// `Err(ViewError::Invalid)` when any error was found.
 pub fn load_set(settings: &Settings) -> Result<PolicySet, ViewError> {
-    let loaded = crate::policy::load_paths(std::slice::from_ref(&settings.policy_dir));
-    for d in &loaded.diagnostics {
+    let checked = crate::policy::load_checked(std::slice::from_ref(&settings.policy_dir));
+    for d in &checked.loaded.diagnostics {
         eprintln!("{d}");
     }
-    loaded.set.ok_or(ViewError::Invalid)
+    if checked.unreadable {
+        return Err(ViewError::Unreadable);
+    }
+    checked.loaded.set.ok_or(ViewError::Invalid)
 }
 
 /// This node's resolved view: `load_set`, then the host's interfaces, then `resolve` for

@@ -1,7 +1,8 @@
-//! `hostfw confirm` (keep the rules of a pending `apply --confirm`) and the hidden
+//! `hostfw confirm` (keep the rules of a pending `apply --confirm`), the hidden
 //! `hostfw confirm-watch` the apply leaves behind (restore the snapshot when the deadline passes
-//! unconfirmed). Both take the shared lock before touching the pending state, so a confirm and
-//! a rollback never race.
+//! unconfirmed), and the two hooks `apply` calls: the lockout guard and the confirmation
+//! instructions. Confirm and watcher take the shared lock (bounded wait) before touching the
+//! pending state, so a confirm and a rollback do not race.
 
 use super::{CmdResult, Exit};
 use crate::cli::ConfirmWatchArgs;

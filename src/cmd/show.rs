@@ -10,9 +10,13 @@ use crate::model::*;
 use crate::resolve::{flat_names, EffectiveConfig, NodeView, TierPolicies};
 use crate::settings::Settings;
 use ipnet::IpNet;
-use serde_json::{json, Map, Value};
+use serde::ser::SerializeMap;
+use serde::Serialize;
+use serde_json::{json, Value};
 use std::fmt::Write;
 
+/// Load, resolve for this node with the host's real interfaces, and print. Exit 0 even with
+/// warnings (they are part of the report); 1 when the policy set is invalid.
 pub fn run(settings: &Settings, args: &ShowArgs) -> CmdResult {
     let view = match common::load_view_quiet(settings) {
         Ok(v) => v,
@@ -20,7 +24,7 @@ pub fn run(settings: &Settings, args: &ShowArgs) -> CmdResult {
     };
     match args.output {
         OutputFormat::Text => print!("{}", render_text(&view)),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&render_json(&view))?),
+        OutputFormat::Json => println!("{}", render_json(&view)),
     }
     Ok(Exit::Ok)
 }
@@ -146,42 +150,87 @@ fn config_fields(c: &EffectiveConfig) -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// The JSON report of design §3.1, plus the effective `config`.
-pub fn render_json(view: &NodeView) -> Value {
-    let endpoints: Vec<Value> = view
-        .endpoints
-        .iter()
-        .map(|ep| {
-            let policies: Map<String, Value> = ep
-                .policies
-                .classes()
-                .iter()
-                .map(|(name, tiers)| (name.to_string(), json!(flat_names(tiers))))
-                .collect();
-            json!({
-                "name": ep.hep,
-                "interface": ep.interface.display(),
-                "labels": ep.labels,
-                "expectedIPs": ep.expected_ips.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                "profiles": ep.profiles,
-                "policies": policies,
+/// The JSON report of design §3.1 (keys in that order), plus the effective `config`.
+#[derive(Serialize)]
+struct Report<'a> {
+    node: &'a str,
+    endpoints: Vec<EndpointReport<'a>>,
+    failsafe: FailsafeReport,
+    config: OrderedFields,
+    warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+struct EndpointReport<'a> {
+    name: &'a str,
+    interface: &'a str,
+    labels: &'a Labels,
+    #[serde(rename = "expectedIPs")]
+    expected_ips: Vec<String>,
+    profiles: &'a [String],
+    policies: OrderedFields,
+}
+
+#[derive(Serialize)]
+struct FailsafeReport {
+    inbound: Vec<String>,
+    outbound: Vec<String>,
+}
+
+/// A JSON object whose keys keep the given order (serde_json's Map would sort them).
+struct OrderedFields(Vec<(&'static str, Value)>);
+
+impl Serialize for OrderedFields {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// The JSON report as pretty-printed text (no trailing newline).
+pub fn render_json(view: &NodeView) -> String {
+    let report = Report {
+        node: &view.node,
+        endpoints: view
+            .endpoints
+            .iter()
+            .map(|ep| EndpointReport {
+                name: &ep.hep,
+                interface: ep.interface.display(),
+                labels: &ep.labels,
+                expected_ips: ep.expected_ips.iter().map(|a| a.to_string()).collect(),
+                profiles: &ep.profiles,
+                policies: OrderedFields(
+                    ep.policies
+                        .classes()
+                        .iter()
+                        .map(|(name, tiers)| (*name, json!(flat_names(tiers))))
+                        .collect(),
+                ),
             })
-        })
-        .collect();
-    let config: Map<String, Value> = config_fields(&view.config)
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    json!({
-        "node": view.node,
-        "endpoints": endpoints,
-        "failsafe": {
-            "inbound": view.config.failsafe_inbound.iter().map(failsafe_string).collect::<Vec<_>>(),
-            "outbound": view.config.failsafe_outbound.iter().map(failsafe_string).collect::<Vec<_>>(),
+            .collect(),
+        failsafe: FailsafeReport {
+            inbound: view
+                .config
+                .failsafe_inbound
+                .iter()
+                .map(failsafe_string)
+                .collect(),
+            outbound: view
+                .config
+                .failsafe_outbound
+                .iter()
+                .map(failsafe_string)
+                .collect(),
         },
-        "config": config,
-        "warnings": view.warnings,
-    })
+        config: OrderedFields(config_fields(&view.config)),
+        warnings: &view.warnings,
+    };
+    // Plain strings, numbers and maps of strings: serialisation cannot fail.
+    serde_json::to_string_pretty(&report).unwrap_or_default()
 }
 
 /// How each traffic class is labelled in text output, and whether its tiers end in the tier's
@@ -427,7 +476,18 @@ warnings:
 
     #[test]
     fn json_report_shape() {
-        let v = render_json(&small_view());
+        let text = render_json(&small_view());
+        let v: Value = serde_json::from_str(&text).unwrap();
+        // Keys in design §3.1's order.
+        let keys = [
+            "\"node\"",
+            "\"endpoints\"",
+            "\"failsafe\"",
+            "\"config\"",
+            "\"warnings\"",
+        ];
+        let pos: Vec<usize> = keys.iter().map(|k| text.find(k).unwrap()).collect();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]), "{text}");
         assert_eq!(
             v["endpoints"][0]["policies"],
             json!({

@@ -16,9 +16,15 @@ use std::fmt::Write;
 
 pub fn run(settings: &Settings, args: &StatusArgs) -> CmdResult {
     let path = settings.status_path();
+    // A pending `apply --confirm` (or a rollback holding the daemon) matters with or without a
+    // daemon.
+    let confirmation = crate::confirm::status_line(&settings.run_dir, crate::confirm::now_unix());
     let status = match status::read(&path) {
         Ok(s) => s,
         Err(e) if e.is_not_found() => {
+            if let Some(line) = &confirmation {
+                println!("confirmation:  {line}");
+            }
             eprintln!(
                 "hostfw: no status at {}: the daemon is not running (start it with `systemctl start hostfw`)",
                 path.display()
@@ -36,12 +42,16 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> CmdResult {
     match args.output {
         OutputFormat::Text => {
             print!("{}", render_text(&status, running));
+            if let Some(line) = &confirmation {
+                println!("confirmation:  {line}");
+            }
             print!("{}", render_counters(&counters));
         }
         OutputFormat::Json => {
             let mut v = serde_json::to_value(&status)?;
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("running".into(), running.into());
+                obj.insert("confirmation".into(), confirmation.into());
                 let (list, why) = match &counters {
                     Ok(c) => (serde_json::to_value(c)?, serde_json::Value::Null),
                     Err(e) => (serde_json::Value::Null, e.as_str().into()),

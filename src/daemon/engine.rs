@@ -6,9 +6,10 @@ use super::last_good::{self, PolicyFile};
 use super::{ApplyReport, Engine, EngineError, Intervals, LoadOutcome, PolicySource};
 use crate::dataplane::{Backend, Dataplane, RealDataplane};
 use crate::diag::{self, Diagnostic};
+use crate::guard;
 use crate::model::BackendChoice;
-use crate::resolve::{self, HostInterfaces};
-use crate::ruleset::{Family, Ruleset, TableName};
+use crate::resolve::{self, HostInterfaces, NodeView};
+use crate::ruleset::{Family, Ruleset};
 use crate::settings::Settings;
 use crate::sync::{self, SyncOptions};
 use std::path::Path;
@@ -47,6 +48,7 @@ pub struct RealEngine {
     desired: Option<Desired>,
     dataplane: Option<RealDataplane>,
     sync: SyncOptions,
+    guard_mode: guard::DaemonMode,
 }
 
 impl RealEngine {
@@ -55,6 +57,7 @@ impl RealEngine {
             settings,
             desired: None,
             dataplane: None,
+            guard_mode: guard::daemon_mode_from_env(),
             // The loop retries with its own, longer backoff; keep each reconcile short.
             sync: SyncOptions {
                 max_attempts: 3,
@@ -104,7 +107,7 @@ impl RealEngine {
         &self,
         set: &crate::model::PolicySet,
         interfaces: &HostInterfaces,
-    ) -> Result<Rendered, crate::render::RenderError> {
+    ) -> Result<(Rendered, NodeView), crate::render::RenderError> {
         let view = resolve::resolve(set, &self.settings.node, interfaces);
         let mut families = vec![Family::V4];
         if view.config.ipv6_support {
@@ -118,12 +121,56 @@ impl RealEngine {
             refresh: view.config.iptables_refresh_interval,
             post_write: view.config.iptables_post_write_check_interval,
         };
-        Ok(Rendered {
+        let rendered = Rendered {
             rulesets,
             intervals,
             policies: view.policies.keys().cloned().collect(),
-            warnings: view.warnings,
-        })
+            warnings: view.warnings.clone(),
+        };
+        Ok((rendered, view))
+    }
+
+    /// The lockout guard on a new policy set: would it cut off SSH? Findings are logged; in
+    /// refuse mode (`HOSTFW_LOCKOUT_GUARD=refuse`) they become errors that reject the set.
+    fn guard(
+        &self,
+        view: &NodeView,
+        rendered: &Rendered,
+        interfaces: &HostInterfaces,
+        dir: &Path,
+    ) -> Vec<Diagnostic> {
+        let findings = match guard::check_host(view, &rendered.rulesets, interfaces) {
+            Ok(f) => f,
+            Err(e) => {
+                log::warn!("lockout guard could not run: {e}");
+                return Vec::new();
+            }
+        };
+        let refuse = self.guard_mode == guard::DaemonMode::Refuse;
+        findings
+            .iter()
+            .filter_map(|f| {
+                log::warn!("lockout guard: {}", f.message);
+                refuse.then(|| {
+                    Diagnostic::file_error(
+                        dir.display().to_string(),
+                        format!("lockout guard (HOSTFW_LOCKOUT_GUARD=refuse): {}", f.message),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// Hand freed heap back to the kernel. Loading and reconciling a large policy set allocate
+/// hundreds of megabytes that are free again afterwards, but glibc keeps freed memory in the
+/// process; without this the idle daemon would stay at its peak size.
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own heap under its own locks; no Rust invariant is
+    // involved.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -158,10 +205,13 @@ impl Engine for RealEngine {
         diag::sort(&mut diagnostics);
         let set = match loaded.set {
             Some(set) if !diagnostics.iter().any(Diagnostic::is_error) => set,
-            _ => return LoadOutcome::Invalid { diagnostics },
+            _ => {
+                release_memory();
+                return LoadOutcome::Invalid { diagnostics };
+            }
         };
         let interfaces = read_interfaces();
-        let rendered = match self.render(&set, &interfaces) {
+        let (rendered, view) = match self.render(&set, &interfaces) {
             Ok(r) => r,
             Err(e) => {
                 diagnostics.push(Diagnostic::file_error(
@@ -171,6 +221,18 @@ impl Engine for RealEngine {
                 return LoadOutcome::Invalid { diagnostics };
             }
         };
+        if from == PolicySource::Directory {
+            let refused = self.guard(&view, &rendered, &interfaces, &dir);
+            if !refused.is_empty() {
+                diagnostics.extend(refused);
+                return LoadOutcome::Invalid { diagnostics };
+            }
+            // A valid edit (or SIGHUP, or start) is the admin's answer to a rolled-back
+            // `apply --confirm`: the daemon may enforce the directory again.
+            if let Err(e) = crate::confirm::resume_after_edit(&self.settings.run_dir) {
+                log::warn!("{e}");
+            }
+        }
         let files: Vec<PolicyFile> = sources
             .iter()
             .map(|s| PolicyFile {
@@ -203,7 +265,7 @@ impl Engine for RealEngine {
             return false;
         }
         match self.render(&desired.set, &now) {
-            Ok(rendered) => {
+            Ok((rendered, _)) => {
                 let changed = rendered != desired.rendered;
                 if changed {
                     rendered.log_warnings();
@@ -222,6 +284,13 @@ impl Engine for RealEngine {
     }
 
     fn reconcile(&mut self) -> Result<ApplyReport, EngineError> {
+        // A pending `apply --confirm` (or its rollback) owns the kernel until it is confirmed,
+        // rolled back, or the directory is edited: reconciling now would undo it.
+        let now = crate::confirm::now_unix();
+        if let Some(hold) = crate::confirm::daemon_hold(&self.settings.run_dir, now) {
+            log::warn!("not reconciling: {hold}");
+            return Ok(ApplyReport::default());
+        }
         // The writer lock only while touching the kernel, so `hostfw diff` and `hostfw apply`
         // can run beside the daemon instead of waiting for it to exit.
         let _lock = crate::lock::acquire_logged(&self.settings.lock_path())?;
@@ -229,7 +298,9 @@ impl Engine for RealEngine {
         let (Some(dp), Some(desired)) = (&self.dataplane, &self.desired) else {
             return Err("no policy set loaded".into());
         };
-        let report = sync::reconcile(&desired.rendered.rulesets, dp, &self.sync)?;
+        let report = sync::reconcile(&desired.rendered.rulesets, dp, &self.sync);
+        release_memory();
+        let report = report?;
         let changes = if report.in_sync() {
             Vec::new()
         } else {
@@ -255,9 +326,8 @@ impl Engine for RealEngine {
             if !dp.supports(family) {
                 continue;
             }
-            for table in TableName::ALL {
-                let text = dp.save(family, table)?;
-                let live = crate::ruleset::save::parse_save(&text)?;
+            for text in dp.save_tables(family)?.values() {
+                let live = crate::ruleset::save::parse_save(text)?;
                 if live.chains.keys().any(|c| c.starts_with("cali-")) {
                     return Ok(true);
                 }

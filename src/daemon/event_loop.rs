@@ -271,7 +271,13 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         if announce {
             self.publisher.notify(&[Notice::Reloading]);
         }
-        let result = match self.engine.load(PolicySource::Directory) {
+        let started = self.waiter.now();
+        let outcome = self.engine.load(PolicySource::Directory);
+        log::debug!(
+            "policy directory read and checked in {} ms",
+            status::millis(self.waiter.now().saturating_duration_since(started))
+        );
+        let result = match outcome {
             LoadOutcome::Valid {
                 source_hash,
                 diagnostics,

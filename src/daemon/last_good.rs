@@ -6,7 +6,7 @@
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One policy file: its name (no directory) and text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,11 +104,6 @@ fn remove_leftovers(parent: &Path, base: &str) {
     }
 }
 
-/// Default location under a state directory.
-pub fn dir_in(state_dir: &Path) -> PathBuf {
-    state_dir.join("last-good")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,7 +133,7 @@ mod tests {
     #[test]
     fn save_creates_then_replaces_the_whole_set() {
         let state = tempfile::tempdir().unwrap();
-        let target = dir_in(state.path());
+        let target = state.path().join("last-good");
         save(&target, &[file("a.yaml", "1"), file("b.yaml", "2")]).unwrap();
         assert_eq!(
             listing(&target),
@@ -161,14 +156,14 @@ mod tests {
         let stale = state.path().join(".last-good.tmp.99999");
         fs::create_dir(&stale).unwrap();
         fs::write(stale.join("x.yaml"), "half").unwrap();
-        save(&dir_in(state.path()), &[file("a.yaml", "1")]).unwrap();
+        save(&state.path().join("last-good"), &[file("a.yaml", "1")]).unwrap();
         assert!(!stale.exists());
     }
 
     #[test]
     fn bad_names_are_refused_and_the_old_set_kept() {
         let state = tempfile::tempdir().unwrap();
-        let target = dir_in(state.path());
+        let target = state.path().join("last-good");
         save(&target, &[file("a.yaml", "1")]).unwrap();
         assert!(save(&target, &[file("../evil.yaml", "x")]).is_err());
         assert_eq!(listing(&target), vec![("a.yaml".into(), "1".into())]);

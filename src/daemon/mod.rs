@@ -1,5 +1,5 @@
 //! The daemon (`hostfw run`): the only home of signals, inotify and netlink. Helper threads feed
-//! one channel with `Event`s; one loop (`core`) waits on it with a deadline for debounce, refresh,
+//! one channel with `Event`s; one loop (`event_loop`) waits on it with a deadline for debounce, refresh,
 //! post-write checks, retries and the watchdog, and drives an `Engine` that does the real work
 //! (load policies, reconcile the kernel). The loop knows nothing of YAML, rulesets or iptables.
 

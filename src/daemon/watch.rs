@@ -132,7 +132,7 @@ impl DirWatcher {
                 } else {
                     match ev.name {
                         // A name that is not UTF-8 is an error the policy reader reports.
-                        Some(n) if n.to_str().map_or(true, self.counts) => {
+                        Some(n) if n.to_str().is_none_or(self.counts) => {
                             changed = true;
                             if ev.mask.contains(AddWatchFlags::IN_CREATE) {
                                 open.insert(n);

@@ -48,7 +48,7 @@ pub fn parse(family: Family, saves: &[(TableName, String)], ipsets: &LiveIpsets)
     let sets = ipsets
         .sets
         .values()
-        .filter(|s| s.family.map_or(true, |f| (f == Family::V6) == v6))
+        .filter(|s| s.family.is_none_or(|f| (f == Family::V6) == v6))
         .map(|s| {
             (
                 s.name.clone(),

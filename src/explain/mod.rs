@@ -86,6 +86,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The iptables spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Accept => "ACCEPT",

@@ -137,14 +137,18 @@ pub(super) fn run(rs: &Ruleset, ctx: &Context, pkt: &Packet) -> Explanation {
         let decision = if !sim.entered_endpoint {
             Decision::NotHostEndpoint
         } else {
-            accepted_by.unwrap_or_else(|| {
-                let last = hooks.last();
-                Decision::KernelPolicy {
-                    table: last.map_or_else(String::new, |h| h.table.clone()),
-                    chain: last.map_or_else(String::new, |h| h.chain.clone()),
-                    verdict: Verdict::Accept,
-                }
-            })
+            // With `iptables*AllowAction: Return` nothing ACCEPTs: the verdict bit set by the
+            // deciding rule is all there is, and the kernel policy lets the packet through.
+            accepted_by
+                .or_else(|| sim.last_event.clone())
+                .unwrap_or_else(|| {
+                    let last = hooks.last();
+                    Decision::KernelPolicy {
+                        table: last.map_or_else(String::new, |h| h.table.clone()),
+                        chain: last.map_or_else(String::new, |h| h.chain.clone()),
+                        verdict: Verdict::Accept,
+                    }
+                })
         };
         (Verdict::Accept, decision)
     });
@@ -695,4 +699,327 @@ fn net_member_contains(member: &str, addr: IpAddr) -> bool {
         return net.contains(&addr);
     }
     text.parse::<IpAddr>().is_ok_and(|ip| ip == addr)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The walk itself over hand-built tables: kernel semantics of goto/return, hooks' missing
+    //! interfaces, conntrack before and after raw, sets, kernel policies.
+    use super::*;
+    use crate::explain::context::Context;
+    use crate::render::marks::Marks;
+    use crate::ruleset::{Chain, Family, HookRule, Ipset};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    fn rule(matches: Vec<Match>, action: Action) -> Rule {
+        Rule {
+            matches,
+            action,
+            comments: Vec::new(),
+        }
+    }
+
+    fn table(name: TableName, hooks: Vec<(&str, Rule)>, chains: Vec<(&str, Vec<Rule>)>) -> Table {
+        Table {
+            name,
+            chains: chains
+                .into_iter()
+                .map(|(n, rules)| {
+                    (
+                        n.to_string(),
+                        Chain {
+                            name: n.to_string(),
+                            rules,
+                        },
+                    )
+                })
+                .collect(),
+            hooks: hooks
+                .into_iter()
+                .map(|(k, r)| HookRule {
+                    kernel_chain: k.to_string(),
+                    position: HookPosition::Append,
+                    rule: r,
+                })
+                .collect(),
+        }
+    }
+
+    fn ruleset(tables: Vec<Table>) -> Ruleset {
+        let mut all: Vec<Table> = TableName::ALL
+            .into_iter()
+            .map(|n| table(n, vec![], vec![]))
+            .collect();
+        for t in tables {
+            let i = TableName::ALL.iter().position(|n| *n == t.name).unwrap();
+            all[i] = t;
+        }
+        Ruleset {
+            family: Family::V4,
+            tables: all,
+            ipsets: BTreeMap::new(),
+        }
+    }
+
+    fn ctx() -> Context {
+        Context::bare(Marks::allocate(0xffff_0000).unwrap())
+    }
+
+    fn packet(proto: u8, dport: u16) -> Packet {
+        Packet {
+            direction: Direction::Ingress,
+            iface: "eth0".into(),
+            out_iface: None,
+            src: "198.51.100.2".parse().unwrap(),
+            dst: "198.51.100.1".parse().unwrap(),
+            proto,
+            sport: Some(40000),
+            dport: Some(dport),
+            icmp_type: None,
+            icmp_code: None,
+            state: ConnState::New,
+            dnat: false,
+        }
+    }
+
+    const BIT: u32 = 0x10000;
+
+    fn mark_set() -> Match {
+        Match::Mark {
+            negated: false,
+            value: BIT,
+            mask: BIT,
+        }
+    }
+
+    #[test]
+    fn goto_returns_to_the_caller_of_the_chain_that_jumped() {
+        // INPUT: jump a; a: goto b, then DROP (skipped: b returns past it); b: set bit, return.
+        // Back in INPUT: ACCEPT on the bit.
+        let rs = ruleset(vec![table(
+            TableName::Filter,
+            vec![
+                ("INPUT", rule(vec![], Action::Jump("a".into()))),
+                ("INPUT", rule(vec![mark_set()], Action::Accept)),
+                ("INPUT", rule(vec![], Action::Drop)),
+            ],
+            vec![
+                (
+                    "a",
+                    vec![
+                        rule(vec![], Action::Goto("b".into())),
+                        rule(vec![], Action::Drop),
+                    ],
+                ),
+                (
+                    "b",
+                    vec![
+                        rule(
+                            vec![],
+                            Action::SetMark {
+                                value: BIT,
+                                mask: BIT,
+                            },
+                        ),
+                        rule(vec![], Action::Return),
+                        rule(vec![], Action::Drop),
+                    ],
+                ),
+            ],
+        )]);
+        let e = run(&rs, &ctx(), &packet(6, 80));
+        assert_eq!(e.verdict, Verdict::Accept);
+        let steps: Vec<(String, usize)> = e.hooks[2]
+            .steps
+            .iter()
+            .map(|s| (s.chain.clone(), s.index))
+            .collect();
+        assert_eq!(
+            steps,
+            vec![
+                ("INPUT".into(), 0),
+                ("a".into(), 0),
+                ("b".into(), 0),
+                ("b".into(), 1),
+                ("INPUT".into(), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn kernel_chain_policy_and_return_in_a_kernel_chain() {
+        let rs = ruleset(vec![table(
+            TableName::Filter,
+            vec![
+                ("INPUT", rule(vec![], Action::Return)),
+                ("INPUT", rule(vec![], Action::Accept)),
+            ],
+            vec![],
+        )]);
+        let mut c = ctx();
+        c.kernel_policies
+            .insert((TableName::Filter, "INPUT".into()), Verdict::Drop);
+        let e = run(&rs, &c, &packet(6, 80));
+        assert_eq!(e.verdict, Verdict::Drop);
+        assert_eq!(
+            e.decision,
+            Decision::KernelPolicy {
+                table: "filter".into(),
+                chain: "INPUT".into(),
+                verdict: Verdict::Drop
+            }
+        );
+        // With the default ACCEPT policy and no endpoint chain: not a host endpoint.
+        let e = run(&rs, &ctx(), &packet(6, 80));
+        assert_eq!(
+            (e.verdict, e.decision),
+            (Verdict::Accept, Decision::NotHostEndpoint)
+        );
+    }
+
+    #[test]
+    fn interfaces_wildcards_and_missing_out_interface() {
+        let iface = |name: &str, negated| Match::InInterface {
+            negated,
+            name: name.into(),
+        };
+        let cases = [
+            (iface("eth+", false), true),
+            (iface("eth0", false), true),
+            (iface("eth1", false), false),
+            (iface("et", false), false),
+            (iface("wlan+", true), true),
+            // PREROUTING has no out interface: `-o eth0` never matches, `! -o eth0` always.
+            (
+                Match::OutInterface {
+                    negated: false,
+                    name: "eth0".into(),
+                },
+                false,
+            ),
+            (
+                Match::OutInterface {
+                    negated: true,
+                    name: "eth0".into(),
+                },
+                true,
+            ),
+        ];
+        for (m, hit) in cases {
+            let rs = ruleset(vec![table(
+                TableName::Raw,
+                vec![("PREROUTING", rule(vec![m.clone()], Action::Drop))],
+                vec![],
+            )]);
+            let e = run(&rs, &ctx(), &packet(17, 53));
+            assert_eq!(e.verdict == Verdict::Drop, hit, "{m:?}");
+        }
+    }
+
+    #[test]
+    fn conntrack_state_is_invalid_in_raw_and_untracked_after_notrack() {
+        let ct = |s: &str| Match::ConntrackState {
+            negated: false,
+            states: s.into(),
+        };
+        let mut p = packet(6, 80);
+        p.state = ConnState::Established;
+        // raw sees INVALID (no conntrack yet) even for an established flow.
+        let rs = ruleset(vec![table(
+            TableName::Raw,
+            vec![("PREROUTING", rule(vec![ct("INVALID")], Action::Drop))],
+            vec![],
+        )]);
+        assert_eq!(run(&rs, &ctx(), &p).verdict, Verdict::Drop);
+        // After NOTRACK in raw, mangle sees UNTRACKED, not ESTABLISHED.
+        let rs = ruleset(vec![
+            table(
+                TableName::Raw,
+                vec![("PREROUTING", rule(vec![], Action::NoTrack))],
+                vec![],
+            ),
+            table(
+                TableName::Mangle,
+                vec![
+                    (
+                        "PREROUTING",
+                        rule(vec![ct("RELATED,ESTABLISHED")], Action::Accept),
+                    ),
+                    ("PREROUTING", rule(vec![ct("UNTRACKED")], Action::Drop)),
+                ],
+                vec![],
+            ),
+        ]);
+        assert_eq!(run(&rs, &ctx(), &p).verdict, Verdict::Drop);
+        // DNAT is a state of its own, only when asked for.
+        let rs = ruleset(vec![table(
+            TableName::Filter,
+            vec![("INPUT", rule(vec![ct("DNAT")], Action::Drop))],
+            vec![],
+        )]);
+        assert_eq!(run(&rs, &ctx(), &p).verdict, Verdict::Accept);
+        p.dnat = true;
+        assert_eq!(run(&rs, &ctx(), &p).verdict, Verdict::Drop);
+    }
+
+    #[test]
+    fn ipset_members_net_and_ip_port() {
+        let mut rs = ruleset(vec![table(
+            TableName::Filter,
+            vec![
+                (
+                    "INPUT",
+                    rule(
+                        vec![Match::Set {
+                            negated: false,
+                            name: "ports".into(),
+                            direction: SetDirection::DstDst,
+                        }],
+                        Action::Accept,
+                    ),
+                ),
+                (
+                    "INPUT",
+                    rule(
+                        vec![Match::Set {
+                            negated: true,
+                            name: "nets".into(),
+                            direction: SetDirection::Src,
+                        }],
+                        Action::Reject,
+                    ),
+                ),
+                ("INPUT", rule(vec![], Action::Drop)),
+            ],
+            vec![],
+        )]);
+        let set = |name: &str, t, members: &[&str]| Ipset {
+            name: name.into(),
+            set_type: t,
+            family: Family::V4,
+            max_elements: 10,
+            members: members
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<BTreeSet<_>>(),
+        };
+        rs.ipsets.insert(
+            "ports".into(),
+            set("ports", IpsetType::HashIpPort, &["198.51.100.1,tcp:80"]),
+        );
+        rs.ipsets.insert(
+            "nets".into(),
+            set(
+                "nets",
+                IpsetType::HashNet,
+                &["198.51.100.0/30", "203.0.113.9"],
+            ),
+        );
+        assert_eq!(run(&rs, &ctx(), &packet(6, 80)).verdict, Verdict::Accept);
+        // udp:80 is not tcp:80; the source is in `nets`, so not rejected: dropped.
+        assert_eq!(run(&rs, &ctx(), &packet(17, 80)).verdict, Verdict::Drop);
+        let mut outside = packet(6, 81);
+        outside.src = "198.51.100.9".parse().unwrap();
+        assert_eq!(run(&rs, &ctx(), &outside).verdict, Verdict::Reject);
+    }
 }

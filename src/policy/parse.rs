@@ -7,6 +7,7 @@
 
 use crate::diag::Diagnostic;
 use saphyr_parser::{Event, Marker, Parser, ScalarStyle};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// The only apiVersion calicoctl accepts for the kinds hostfw reads.
@@ -18,6 +19,8 @@ pub const MAX_NODES_PER_FILE: usize = 2_000_000;
 /// Most nodes alias expansion may add to one file. Anchors are rare in policy files; this is
 /// generous for reuse and still stops a YAML bomb early.
 pub const MAX_ALIAS_NODES_PER_FILE: usize = 100_000;
+/// Empty documents reported one by one in a file before the rest are summarised.
+pub const MAX_EMPTY_DOC_REPORTS: usize = 20;
 /// Deepest nesting accepted. Calico resources nest about eight levels; the bound keeps every
 /// recursive walk over the tree (validation, drop) far from the stack limit.
 pub const MAX_DEPTH: usize = 64;
@@ -25,38 +28,56 @@ pub const MAX_DEPTH: usize = 64;
 /// A scalar as written, and whether it was plain (unquoted). YAML 1.1 typing (booleans,
 /// numbers, null) is decided by validation, which knows the target field's type.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scalar {
-    pub text: String,
+pub struct Scalar<'t> {
+    /// Borrowed from the source text whenever the parser could (no escapes or folding).
+    pub text: Cow<'t, str>,
     /// True for an unquoted, non-block scalar: only those can be YAML booleans, numbers or null.
     pub plain: bool,
+    /// The source column of the text's first character when the text is a verbatim copy of
+    /// one source line (no escapes, no folding), so a position inside the value (a selector
+    /// error) can be pointed at exactly; None otherwise.
+    pub text_column: Option<u32>,
 }
 
-impl Scalar {
+impl Scalar<'_> {
     /// YAML null: an empty plain scalar, `~`, or `null` in its three spellings.
     pub fn is_null(&self) -> bool {
-        self.plain && matches!(self.text.as_str(), "" | "~" | "null" | "Null" | "NULL")
+        self.plain && matches!(&*self.text, "" | "~" | "null" | "Null" | "NULL")
     }
 }
 
 /// The shape of a node.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Scalar(Scalar),
-    Seq(Vec<Node>),
+pub enum Value<'t> {
+    Scalar(Scalar<'t>),
+    Seq(Vec<Node<'t>>),
     /// Entries in document order; keys are scalars and unique (checked while parsing).
-    Map(Vec<(Node, Node)>),
+    Map(Vec<(Node<'t>, Node<'t>)>),
 }
 
 /// A YAML node with the 1-based line and column where it starts.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node {
+pub struct Node<'t> {
     pub line: u32,
     pub column: u32,
-    pub value: Value,
+    pub value: Value<'t>,
 }
 
-impl Node {
-    pub fn as_scalar(&self) -> Option<&Scalar> {
+impl<'t> Node<'t> {
+    /// A null node at a position (what an omitted value reads as).
+    pub fn null(line: u32, column: u32) -> Node<'t> {
+        Node {
+            line,
+            column,
+            value: Value::Scalar(Scalar {
+                text: Cow::Borrowed(""),
+                plain: true,
+                text_column: None,
+            }),
+        }
+    }
+
+    pub fn as_scalar(&self) -> Option<&Scalar<'t>> {
         match &self.value {
             Value::Scalar(s) => Some(s),
             _ => None,
@@ -69,7 +90,7 @@ impl Node {
     }
 
     /// The value of key `key` (exact case) in a mapping node.
-    pub fn get(&self, key: &str) -> Option<&Node> {
+    pub fn get(&self, key: &str) -> Option<&Node<'t>> {
         match &self.value {
             Value::Map(entries) => entries
                 .iter()
@@ -81,9 +102,7 @@ impl Node {
 
     /// The text of a scalar value under `key`, if any.
     pub fn get_text(&self, key: &str) -> Option<&str> {
-        self.get(key)
-            .and_then(Node::as_scalar)
-            .map(|s| s.text.as_str())
+        self.get(key).and_then(Node::as_scalar).map(|s| &*s.text)
     }
 
     /// A short name for the node's shape, for messages.
@@ -99,13 +118,13 @@ impl Node {
 
 /// One resource as found in a file: a mapping node (not yet checked beyond its layout).
 #[derive(Debug, Clone, PartialEq)]
-pub struct RawResource {
+pub struct RawResource<'t> {
     pub file: String,
-    pub node: Node,
+    pub node: Node<'t>,
 }
 
 /// Parse one file. Any YAML error rejects the whole file: its resources are not returned.
-pub fn parse(file: &str, text: &str) -> (Vec<RawResource>, Vec<Diagnostic>) {
+pub fn parse<'t>(file: &str, text: &'t str) -> (Vec<RawResource<'t>>, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let docs = match build_documents(text) {
         Ok(docs) => docs,
@@ -116,11 +135,17 @@ pub fn parse(file: &str, text: &str) -> (Vec<RawResource>, Vec<Diagnostic>) {
     };
     let mut resources = Vec::new();
     let count = docs.len();
+    let mut empty = 0usize;
     for (i, doc) in docs.into_iter().enumerate() {
         match doc.root {
             Some(root) if !root.is_null() => expand(file, root, &mut resources, &mut diags),
             _ => {
                 if i + 1 == count && trailing_separator_only(text, doc.line) {
+                    continue;
+                }
+                empty += 1;
+                // A file of nothing but separators must not turn into millions of diagnostics.
+                if empty > MAX_EMPTY_DOC_REPORTS {
                     continue;
                 }
                 diags.push(at(
@@ -132,6 +157,15 @@ pub fn parse(file: &str, text: &str) -> (Vec<RawResource>, Vec<Diagnostic>) {
                 ));
             }
         }
+    }
+    if empty > MAX_EMPTY_DOC_REPORTS {
+        diags.push(Diagnostic::file_error(
+            file,
+            format!(
+                "{} more empty documents not reported",
+                empty - MAX_EMPTY_DOC_REPORTS
+            ),
+        ));
     }
     if resources.is_empty() && diags.is_empty() {
         diags.push(Diagnostic::file_error(
@@ -150,8 +184,12 @@ fn trailing_separator_only(text: &str, line: u32) -> bool {
     let Some(first) = lines.next() else {
         return true;
     };
+    // calicoctl drops the rest of a separator line, so `--- # end` is a separator too.
     let first = first.trim_end();
-    (first == "---" || first.is_empty()) && lines.all(|l| l.trim().is_empty())
+    let separator = first.strip_prefix("---").is_some_and(|rest| {
+        rest.is_empty() || (rest.starts_with([' ', '\t']) && rest.trim_start().starts_with('#'))
+    });
+    (separator || first.is_empty()) && lines.all(|l| l.trim().is_empty())
 }
 
 fn at(file: &str, line: u32, column: u32, message: impl Into<String>) -> Diagnostic {
@@ -166,7 +204,12 @@ fn at_node(file: &str, node: &Node, message: impl Into<String>) -> Diagnostic {
 }
 
 /// Split one document into resources according to its layout.
-fn expand(file: &str, root: Node, out: &mut Vec<RawResource>, diags: &mut Vec<Diagnostic>) {
+fn expand<'t>(
+    file: &str,
+    root: Node<'t>,
+    out: &mut Vec<RawResource<'t>>,
+    diags: &mut Vec<Diagnostic>,
+) {
     match root.value {
         Value::Seq(items) => {
             for item in items {
@@ -196,7 +239,12 @@ fn expand(file: &str, root: Node, out: &mut Vec<RawResource>, diags: &mut Vec<Di
     }
 }
 
-fn expand_mapping(file: &str, root: Node, out: &mut Vec<RawResource>, diags: &mut Vec<Diagnostic>) {
+fn expand_mapping<'t>(
+    file: &str,
+    root: Node<'t>,
+    out: &mut Vec<RawResource<'t>>,
+    diags: &mut Vec<Diagnostic>,
+) {
     let kind = root.get_text("kind").map(str::to_string);
     let Some(kind) = kind else {
         out.push(RawResource {
@@ -229,12 +277,12 @@ fn expand_mapping(file: &str, root: Node, out: &mut Vec<RawResource>, diags: &mu
     let mut items_node = None;
     let mut saw_api = false;
     for (key, value) in entries {
-        let name = key.as_scalar().map(|s| s.text.as_str()).unwrap_or("");
+        let name = key.as_scalar().map(|s| &*s.text).unwrap_or("");
         match name {
             "kind" | "metadata" => {}
             "apiVersion" => {
                 saw_api = true;
-                let v = value.as_scalar().map(|s| s.text.as_str()).unwrap_or("");
+                let v = value.as_scalar().map(|s| &*s.text).unwrap_or("");
                 if v != API_VERSION {
                     diags.push(at_node(
                         file,
@@ -321,33 +369,33 @@ struct YamlError {
     message: String,
 }
 
-struct Document {
+struct Document<'t> {
     line: u32,
     column: u32,
-    root: Option<Node>,
+    root: Option<Node<'t>>,
 }
 
-enum Frame {
+enum Frame<'t> {
     Seq {
         line: u32,
         column: u32,
         anchor: usize,
-        items: Vec<Node>,
+        items: Vec<Node<'t>>,
     },
     Map {
         line: u32,
         column: u32,
         anchor: usize,
-        entries: Vec<(Node, Node)>,
-        key: Option<Node>,
+        entries: Vec<(Node<'t>, Node<'t>)>,
+        key: Option<Node<'t>>,
         /// Built once a mapping is large enough that a linear duplicate scan would cost.
         index: Option<HashMap<String, usize>>,
     },
 }
 
-struct Builder {
-    stack: Vec<Frame>,
-    anchors: HashMap<usize, (Node, usize)>,
+struct Builder<'t> {
+    stack: Vec<Frame<'t>>,
+    anchors: HashMap<usize, (Node<'t>, usize)>,
     nodes: usize,
     alias_nodes: usize,
 }
@@ -356,7 +404,7 @@ fn pos(mark: &Marker) -> (u32, u32) {
     (mark.line() as u32, mark.col() as u32 + 1)
 }
 
-fn count_nodes(node: &Node) -> usize {
+fn count_nodes(node: &Node<'_>) -> usize {
     match &node.value {
         Value::Scalar(_) => 1,
         Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
@@ -369,7 +417,7 @@ fn count_nodes(node: &Node) -> usize {
     }
 }
 
-fn build_documents(text: &str) -> Result<Vec<Document>, YamlError> {
+fn build_documents(text: &str) -> Result<Vec<Document<'_>>, YamlError> {
     let mut parser = Parser::new_from_str(text);
     let mut docs = Vec::new();
     let mut b = Builder {
@@ -416,12 +464,22 @@ fn build_documents(text: &str) -> Result<Vec<Document>, YamlError> {
                 if let Some(tag) = tag {
                     return Err(err(tag_message(&tag.handle, &tag.suffix, &text)));
                 }
+                let quotes = match style {
+                    ScalarStyle::Plain => Some(0),
+                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => Some(2),
+                    _ => None,
+                };
+                let width = span.end.index().saturating_sub(span.start.index());
+                let verbatim = span.start.line() == span.end.line()
+                    && quotes.is_some_and(|q| width == text.chars().count() + q);
                 let node = Node {
                     line,
                     column,
                     value: Value::Scalar(Scalar {
-                        text: text.into_owned(),
+                        text,
                         plain: style == ScalarStyle::Plain,
+                        text_column: verbatim
+                            .then(|| column + u32::from(style != ScalarStyle::Plain)),
                     }),
                 };
                 if anchor > 0 {
@@ -495,8 +553,8 @@ fn build_documents(text: &str) -> Result<Vec<Document>, YamlError> {
     Ok(docs)
 }
 
-impl Builder {
-    fn open(&mut self, frame: Frame) -> Result<(), String> {
+impl<'t> Builder<'t> {
+    fn open(&mut self, frame: Frame<'t>) -> Result<(), String> {
         if self.stack.len() >= MAX_DEPTH {
             return Err(format!(
                 "YAML nesting deeper than {MAX_DEPTH} levels; no resource needs that"
@@ -507,7 +565,7 @@ impl Builder {
     }
 
     /// Close the innermost collection and return it as a node.
-    fn close(&mut self) -> Option<Node> {
+    fn close(&mut self) -> Option<Node<'t>> {
         let frame = self.stack.pop()?;
         let (node, anchor) = match frame {
             Frame::Seq {
@@ -555,7 +613,7 @@ impl Builder {
 
     /// Add a finished node to the enclosing collection; returns it when it is a document root.
     #[allow(clippy::type_complexity)]
-    fn push(&mut self, node: Node) -> Result<Option<Node>, (u32, u32, String)> {
+    fn push(&mut self, node: Node<'t>) -> Result<Option<Node<'t>>, (u32, u32, String)> {
         match self.stack.last_mut() {
             None => Ok(Some(node)),
             Some(Frame::Seq { items, .. }) => {
@@ -569,7 +627,7 @@ impl Builder {
                 ..
             }) => match key.take() {
                 None => {
-                    let Some(text) = node.as_scalar().map(|s| s.text.clone()) else {
+                    let Some(text) = node.as_scalar().map(|s| s.text.to_string()) else {
                         return Err((
                             node.line,
                             node.column,
@@ -600,7 +658,9 @@ impl Builder {
                         let mut ix: HashMap<String, usize> = entries
                             .iter()
                             .enumerate()
-                            .filter_map(|(i, (k, _))| k.as_scalar().map(|s| (s.text.clone(), i)))
+                            .filter_map(|(i, (k, _))| {
+                                k.as_scalar().map(|s| (s.text.to_string(), i))
+                            })
                             .collect();
                         ix.insert(text, entries.len());
                         *index = Some(ix);
@@ -672,6 +732,25 @@ mod tests {
             .and_then(|s| s.get("x"))
             .map(|n| (n.line, n.column));
         assert_eq!(x, Some((3, 6)));
+    }
+
+    #[test]
+    fn verbatim_scalars_know_their_text_column() {
+        let text = "a: \"x y\"\nb: 'p''q'\nc: plain text\nd: \"e\\tf\"\ne: |\n  block\n";
+        let (res, d) = parse("f.yaml", text);
+        assert!(d.is_empty(), "{d:?}");
+        let col = |k: &str| {
+            res[0]
+                .node
+                .get(k)
+                .and_then(Node::as_scalar)
+                .and_then(|s| s.text_column)
+        };
+        assert_eq!(col("a"), Some(5));
+        assert_eq!(col("b"), None);
+        assert_eq!(col("c"), Some(4));
+        assert_eq!(col("d"), None);
+        assert_eq!(col("e"), None);
     }
 
     #[test]

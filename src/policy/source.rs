@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 /// is certainly a mistake (a log, an image), so it is refused before it is read into memory.
 pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
 
+/// Most bytes read from all policy files together: a directory of many large files is refused
+/// (with a diagnostic) rather than read into memory without bound.
+pub const MAX_TOTAL_BYTES: u64 = 256 * 1024 * 1024;
+
 /// One policy file's text and the path used to name it in diagnostics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
@@ -26,6 +30,8 @@ pub struct ReadOutcome {
     pub sources: Vec<Source>,
     pub diagnostics: Vec<Diagnostic>,
     pub unreadable: bool,
+    /// Bytes still allowed by the total limit.
+    budget: u64,
 }
 
 /// Read every policy file under `paths` (files or directories).
@@ -36,7 +42,14 @@ pub fn read(paths: &[PathBuf]) -> (Vec<Source>, Vec<Diagnostic>) {
 
 /// Like `read`, also telling whether a top-level path was unreadable.
 pub fn read_outcome(paths: &[PathBuf]) -> ReadOutcome {
-    let mut out = ReadOutcome::default();
+    read_with_budget(paths, MAX_TOTAL_BYTES)
+}
+
+fn read_with_budget(paths: &[PathBuf], budget: u64) -> ReadOutcome {
+    let mut out = ReadOutcome {
+        budget,
+        ..ReadOutcome::default()
+    };
     for path in paths {
         read_top(path, &mut out);
     }
@@ -158,6 +171,17 @@ fn read_file(path: &Path, meta: &fs::Metadata, out: &mut ReadOutcome) {
         ));
         return;
     }
+    if meta.len() > out.budget {
+        out.diagnostics.push(Diagnostic::file_error(
+            name,
+            format!(
+                "not read: the policy files together exceed {} MiB",
+                MAX_TOTAL_BYTES / (1024 * 1024)
+            ),
+        ));
+        out.budget = 0;
+        return;
+    }
     let file = match fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
@@ -189,6 +213,7 @@ fn read_file(path: &Path, meta: &fs::Metadata, out: &mut ReadOutcome) {
                 out.diagnostics.push(binary_diag(name, &text, pos));
                 return;
             }
+            out.budget = out.budget.saturating_sub(text.len() as u64);
             out.sources.push(Source { path: name, text });
         }
         Err(e) => {
@@ -268,6 +293,24 @@ mod tests {
         ] {
             assert!(!is_policy_file_name(no), "{no}");
         }
+    }
+
+    #[test]
+    fn total_size_is_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in ["a.yaml", "b.yaml", "c.yaml"] {
+            fs::write(dir.path().join(name), "x".repeat(100)).expect("write");
+        }
+        let out = read_with_budget(&[dir.path().to_path_buf()], 250);
+        let read: Vec<&str> = out
+            .sources
+            .iter()
+            .map(|s| &s.path[s.path.len() - 6..])
+            .collect();
+        assert_eq!(read, vec!["a.yaml", "b.yaml"]);
+        assert_eq!(out.diagnostics.len(), 1);
+        assert!(out.diagnostics[0].file.ends_with("c.yaml"));
+        assert!(out.diagnostics[0].message.contains("together exceed"));
     }
 
     #[test]

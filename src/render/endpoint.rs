@@ -1,5 +1,10 @@
 //! Per-endpoint chains (reference §1.3, §2.1, §2.2; Felix `endpointIptablesChain`): conntrack,
 //! failsafe, tiers of policy jumps, profiles and the final deny, per chain type.
+//!
+//! Every policy is jumped to directly. Felix instead moves two or more adjacent policies with
+//! an identical selector into a policy-group chain (`cali-gi-`/`cali-go-` + a SHA3 ID); its ID
+//! input could not be checked against published vectors, so hostfw does not reproduce it and
+//! differs from Felix in exactly those endpoint chains (semantics are the same).
 
 use super::names;
 use super::{clear_mark, commented, put, rule, set_mark, Ctx};
@@ -167,7 +172,8 @@ impl<'a> Spec<'a> {
     fn rules(&self, ctx: &Ctx, table: TableName) -> Vec<Rule> {
         let m = &ctx.marks;
         let deny = ctx.deny(table);
-        let mut rules = Vec::new();
+        let jumps: usize = self.tiers.iter().map(|t| 3 * t.policies.len() + 2).sum();
+        let mut rules = Vec::with_capacity(8 + jumps + 2 * self.profiles.len());
         if self.kind != Kind::Untracked {
             let established = Match::ConntrackState {
                 negated: false,

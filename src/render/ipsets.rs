@@ -12,17 +12,18 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-/// Cache key of a set: selector source text, plus protocol and name for a named-port set.
-type SetKey = (String, Option<(&'static str, String)>);
+/// Cache key of a named-port set: selector source text, protocol, port name.
+type PortSetKey = (String, &'static str, String);
 
 /// Collects the ipsets rules ask for; `finish` keeps those the final tables reference.
 pub struct SetCollector<'a> {
     view: &'a NodeView,
     family: Family,
     sets: BTreeMap<String, Ipset>,
-    /// Set name by selector source text (and named port), so a selector used by many rules is
-    /// hashed and evaluated once.
-    names: HashMap<SetKey, String>,
+    /// Set name by selector source text, so a selector used by many rules is hashed and
+    /// evaluated once.
+    selector_names: HashMap<String, String>,
+    port_names: HashMap<PortSetKey, String>,
 }
 
 impl<'a> SetCollector<'a> {
@@ -31,7 +32,8 @@ impl<'a> SetCollector<'a> {
             view,
             family,
             sets: BTreeMap::new(),
-            names: HashMap::new(),
+            selector_names: HashMap::new(),
+            port_names: HashMap::new(),
         }
     }
 
@@ -48,8 +50,7 @@ impl<'a> SetCollector<'a> {
 
     /// The `hash:net` set of everything `selector` selects; returns its dataplane name.
     pub fn selector_set(&mut self, selector: &Selector) -> String {
-        let key = (selector.source().to_string(), None);
-        if let Some(name) = self.names.get(&key) {
+        if let Some(name) = self.selector_names.get(selector.source()) {
             return name.clone();
         }
         let id = selector.unique_id();
@@ -74,7 +75,8 @@ impl<'a> SetCollector<'a> {
             }
             self.insert(name.clone(), IpsetType::HashNet, members);
         }
-        self.names.insert(key, name.clone());
+        self.selector_names
+            .insert(selector.source().to_string(), name.clone());
         name
     }
 
@@ -86,11 +88,8 @@ impl<'a> SetCollector<'a> {
         proto: &'static str,
         port: &str,
     ) -> String {
-        let key = (
-            selector.source().to_string(),
-            Some((proto, port.to_string())),
-        );
-        if let Some(name) = self.names.get(&key) {
+        let key = (selector.source().to_string(), proto, port.to_string());
+        if let Some(name) = self.port_names.get(&key) {
             return name.clone();
         }
         let sel_id = selector.unique_id();
@@ -113,7 +112,7 @@ impl<'a> SetCollector<'a> {
             }
             self.insert(name.clone(), IpsetType::HashIpPort, members);
         }
-        self.names.insert(key, name.clone());
+        self.port_names.insert(key, name.clone());
         name
     }
 

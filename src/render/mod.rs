@@ -19,6 +19,7 @@ use crate::resolve::{EffectiveConfig, NodeView};
 use crate::ruleset::{Action, Chain, Family, HookRule, Match, Rule, Ruleset, Table, TableName};
 use marks::{MarkError, Marks};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Why a NodeView cannot be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,9 +36,10 @@ pub fn render(view: &NodeView, family: Family) -> Result<Ruleset, RenderError> {
         cfg: &view.config,
         family,
         marks: Marks::allocate(view.config.iptables_mark_mask)?,
-        policy_chains: view
+        long_policy_chains: view
             .policies
             .keys()
+            .filter(|p| !names::policy_chain_is_verbatim(p))
             .map(|p| {
                 let names = [
                     names::policy_chain(names::POLICY_INBOUND_PFX, p),
@@ -79,7 +81,7 @@ pub fn render(view: &NodeView, family: Family) -> Result<Ruleset, RenderError> {
 /// Keep only the chains reachable from the hook rules (Felix programs a chain only while
 /// something references it).
 fn prune(name: TableName, all: BTreeMap<String, Chain>, hooks: Vec<HookRule>) -> Table {
-    let mut reachable: HashSet<&str> = HashSet::new();
+    let mut reachable: FastSet<&str> = FastSet::default();
     let mut todo: Vec<&str> = hooks
         .iter()
         .filter_map(|h| target(&h.rule.action))
@@ -104,6 +106,32 @@ fn prune(name: TableName, all: BTreeMap<String, Chain>, hooks: Vec<HookRule>) ->
     }
 }
 
+/// FNV-1a. `prune` and `policy::add` look up every jump target and policy reference (over a
+/// million for large inputs); the keys are short names from the admin's own configuration, so
+/// a fast unkeyed hash is enough.
+pub(crate) struct Fnv(u64);
+
+/// A hash set with the FNV hasher.
+pub(crate) type FastSet<T> = HashSet<T, BuildHasherDefault<Fnv>>;
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 fn target(action: &Action) -> Option<&str> {
     match action {
         Action::Jump(t) | Action::Goto(t) => Some(t),
@@ -117,9 +145,9 @@ pub(crate) struct Ctx<'a> {
     pub cfg: &'a EffectiveConfig,
     pub family: Family,
     pub marks: Marks,
-    /// Inbound and outbound chain names of every policy, computed once: endpoint chains name
-    /// each policy once per endpoint and direction.
-    policy_chains: HashMap<&'a str, [String; 2]>,
+    /// Inbound and outbound chain names of the policies whose names get shortened (a hash),
+    /// computed once: endpoint chains name each policy once per endpoint and direction.
+    long_policy_chains: HashMap<&'a str, [String; 2]>,
 }
 
 impl Ctx<'_> {
@@ -152,7 +180,15 @@ impl Ctx<'_> {
 
     /// `cali-pi-…` (inbound) or `cali-po-…` (outbound) chain of `policy`.
     pub fn policy_chain(&self, policy: &str, inbound: bool) -> String {
-        match self.policy_chains.get(policy) {
+        let prefix = if inbound {
+            names::POLICY_INBOUND_PFX
+        } else {
+            names::POLICY_OUTBOUND_PFX
+        };
+        if names::policy_chain_is_verbatim(policy) {
+            return names::policy_chain(prefix, policy);
+        }
+        match self.long_policy_chains.get(policy) {
             Some([i, o]) => {
                 if inbound {
                     i.clone()
@@ -160,14 +196,7 @@ impl Ctx<'_> {
                     o.clone()
                 }
             }
-            None => names::policy_chain(
-                if inbound {
-                    names::POLICY_INBOUND_PFX
-                } else {
-                    names::POLICY_OUTBOUND_PFX
-                },
-                policy,
-            ),
+            None => names::policy_chain(prefix, policy),
         }
     }
 

@@ -86,11 +86,26 @@ pub fn endpoint_chain(prefix: &str, iface: &str) -> String {
 
 /// Name of a GlobalNetworkPolicy chain (v3.32+ ID `gnp/<name>`).
 pub fn policy_chain(prefix: &str, policy: &str) -> String {
+    if policy_chain_is_verbatim(policy) {
+        // The common case, without the intermediate ID string.
+        let mut name = String::with_capacity(MAX_CHAIN_NAME_LEN);
+        name.push_str(prefix);
+        name.push_str(GNP_KIND_SHORT);
+        name.push('/');
+        name.push_str(policy);
+        return name;
+    }
     length_limited_id(
         prefix,
         &format!("{GNP_KIND_SHORT}/{policy}"),
         MAX_CHAIN_NAME_LEN,
     )
+}
+
+/// Whether `cali-pi-gnp/<policy>` (and `cali-po-…`, same length) fits unshortened. The ID
+/// starts with `gnp/`, never `_`, so only the length decides.
+pub fn policy_chain_is_verbatim(policy: &str) -> bool {
+    POLICY_INBOUND_PFX.len() + GNP_KIND_SHORT.len() + 1 + policy.len() <= MAX_CHAIN_NAME_LEN
 }
 
 /// Name of a profile chain (`cali-pri-<name>`).
@@ -141,6 +156,15 @@ mod tests {
         );
     }
 
+    /// Felix's `policy_test.go` vector for a shortened profile chain name.
+    #[test]
+    fn profile_chain_matches_felix_vector() {
+        assert_eq!(
+            profile_chain(PROFILE_INBOUND_PFX, "long-policy-name-that-gets-hashed"),
+            "cali-pri-_ffOMcf6pikpiZ6hgKc"
+        );
+    }
+
     #[test]
     fn empty_suffix_becomes_underscore() {
         assert_eq!(length_limited_id("cali-fh-", "", 28), "cali-fh-_");
@@ -160,6 +184,19 @@ mod tests {
         let long = policy_chain(POLICY_INBOUND_PFX, "allow-k8s-worker-host");
         assert_eq!(long.len(), 28);
         assert!(long.starts_with("cali-pi-_"));
+        // The fast path agrees with the general algorithm on both sides of the limit.
+        for name in ["k8s-worker-host1", "k8s-worker-host12"] {
+            assert_eq!(
+                policy_chain(POLICY_OUTBOUND_PFX, name),
+                length_limited_id(
+                    POLICY_OUTBOUND_PFX,
+                    &format!("gnp/{name}"),
+                    MAX_CHAIN_NAME_LEN
+                )
+            );
+        }
+        assert!(policy_chain_is_verbatim("k8s-worker-host1"));
+        assert!(!policy_chain_is_verbatim("k8s-worker-host12"));
         // Same suffix hash for fhfw and thfw of the `*` endpoint.
         let fw_in = endpoint_chain(FROM_HOST_ENDPOINT_FORWARD_PFX, ANY_INTERFACE);
         let fw_out = endpoint_chain(TO_HOST_ENDPOINT_FORWARD_PFX, ANY_INTERFACE);

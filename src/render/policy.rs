@@ -6,7 +6,7 @@ use super::endpoint::Dir;
 use super::ipsets::{named_port_protocol, SetCollector};
 use super::names;
 use super::static_chains::same_family;
-use super::{clear_mark, put, rule, set_mark, Ctx, RenderError};
+use super::{clear_mark, put, rule, set_mark, Ctx, FastSet, RenderError};
 use crate::model::{
     self, EntityRule, InterfaceName, IpVersion, Port, Protocol, RateUnit, RuleAction,
     DEFAULT_ALLOW_PROFILE,
@@ -14,7 +14,7 @@ use crate::model::{
 use crate::policy::selector::Selector;
 use crate::ruleset::{Action, Chain, Family, Match, PortSpec, Rule, SetDirection, TableName};
 use ipnet::IpNet;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 /// Slots in one `-m multiport` match: a port costs one, a range two.
 pub(crate) const MULTIPORT_SLOTS: usize = 15;
@@ -42,8 +42,8 @@ pub fn add(
 ) -> Result<(), RenderError> {
     // Hash sets while collecting (many endpoints list the same policies), sorted afterwards
     // so chains are built in a deterministic order.
-    let mut policies: HashSet<(&str, DirKey)> = HashSet::new();
-    let mut profiles: HashSet<(&str, DirKey)> = HashSet::new();
+    let mut policies: FastSet<(&str, DirKey)> = FastSet::default();
+    let mut profiles: FastSet<(&str, DirKey)> = FastSet::default();
     for ep in &ctx.view.endpoints {
         let p = &ep.policies;
         let mut want = |tiers, dir| want_policies(&mut policies, tiers, dir);
@@ -119,7 +119,7 @@ pub fn add(
 }
 
 fn want_policies<'v>(
-    set: &mut HashSet<(&'v str, DirKey)>,
+    set: &mut FastSet<(&'v str, DirKey)>,
     tiers: &'v [crate::resolve::TierPolicies],
     dir: DirKey,
 ) {
@@ -769,6 +769,150 @@ mod tests {
         let long = log_prefix("a-very-long-prefix-%n-%n-%n-%n", &owner);
         assert_eq!(long.len(), MAX_LOG_PREFIX_LEN);
         assert!(long.starts_with("a-very-long-prefix-web-web-w"));
+    }
+
+    /// Felix's `policy_test.go` "CIDR split tests", with its mark values (A 0x80, S0 0x200,
+    /// S1 0x400); the drop bit is not used by allow rules.
+    fn felix_cidr_split(
+        src: &[&str],
+        not_src: &[&str],
+        dst: &[&str],
+        not_dst: &[&str],
+    ) -> Vec<Rule> {
+        use crate::render::tests::{api_rule as base, net, seed_view};
+        let view = seed_view();
+        let ctx = Ctx {
+            view: &view,
+            cfg: &view.config,
+            family: Family::V4,
+            marks: crate::render::marks::Marks {
+                accept: 0x80,
+                pass: 0x100,
+                drop: 0x800,
+                scratch0: 0x200,
+                scratch1: 0x400,
+            },
+            long_policy_chains: Default::default(),
+        };
+        let mut r = base(RuleAction::Allow);
+        r.source.nets = src.iter().map(|n| net(n)).collect();
+        r.source.not_nets = not_src.iter().map(|n| net(n)).collect();
+        r.destination.nets = dst.iter().map(|n| net(n)).collect();
+        r.destination.not_nets = not_dst.iter().map(|n| net(n)).collect();
+        let owner = Owner {
+            kind: names::GNP_KIND,
+            kind_short: "gnp",
+            name: "test",
+            tier: "default",
+        };
+        let mut sets = SetCollector::new(&view, Family::V4);
+        api_rule(&ctx, TableName::Filter, &mut sets, &r, &owner).unwrap()
+    }
+
+    fn src(n: &str, negated: bool) -> Match {
+        Match::Source {
+            negated,
+            net: n.parse().unwrap(),
+        }
+    }
+
+    fn dst(n: &str, negated: bool) -> Match {
+        Match::Destination {
+            negated,
+            net: n.parse().unwrap(),
+        }
+    }
+
+    fn mark(value: u32, mask: u32) -> Match {
+        Match::Mark {
+            negated: false,
+            value,
+            mask,
+        }
+    }
+
+    #[test]
+    fn felix_cidr_split_one_of_everything() {
+        let rules = felix_cidr_split(
+            &["10.0.0.0/24"],
+            &["11.0.0.0/24"],
+            &["12.0.0.0/24"],
+            &["13.0.0.0/24"],
+        );
+        let expected = vec![
+            rule(
+                vec![],
+                Action::SetMaskedMark {
+                    value: 0x200,
+                    mask: 0x600,
+                },
+            ),
+            rule(vec![src("11.0.0.0/24", false)], clear_mark(0x200)),
+            rule(vec![dst("13.0.0.0/24", false)], clear_mark(0x200)),
+            rule(
+                vec![
+                    src("10.0.0.0/24", false),
+                    dst("12.0.0.0/24", false),
+                    mark(0x200, 0x200),
+                ],
+                set_mark(0x80),
+            ),
+            rule(vec![mark(0x80, 0x80)], Action::Return),
+        ];
+        assert_eq!(rules, expected);
+    }
+
+    #[test]
+    fn felix_cidr_split_two_of_everything() {
+        let rules = felix_cidr_split(
+            &["10.0.0.0/24", "10.0.1.0/24"],
+            &["11.0.0.0/24", "11.0.1.0/24"],
+            &["12.0.0.0/24", "12.0.1.0/24"],
+            &["13.0.0.0/24", "13.0.1.0/24"],
+        );
+        let expected = vec![
+            rule(
+                vec![],
+                Action::SetMaskedMark {
+                    value: 0,
+                    mask: 0x600,
+                },
+            ),
+            rule(vec![src("10.0.0.0/24", false)], set_mark(0x200)),
+            rule(vec![src("10.0.1.0/24", false)], set_mark(0x200)),
+            rule(vec![dst("12.0.0.0/24", false)], set_mark(0x400)),
+            rule(vec![dst("12.0.1.0/24", false)], set_mark(0x400)),
+            rule(vec![mark(0, 0x400)], clear_mark(0x200)),
+            rule(vec![src("11.0.0.0/24", false)], clear_mark(0x200)),
+            rule(vec![src("11.0.1.0/24", false)], clear_mark(0x200)),
+            rule(vec![dst("13.0.0.0/24", false)], clear_mark(0x200)),
+            rule(vec![dst("13.0.1.0/24", false)], clear_mark(0x200)),
+            rule(vec![mark(0x200, 0x200)], set_mark(0x80)),
+            rule(vec![mark(0x80, 0x80)], Action::Return),
+        ];
+        assert_eq!(rules, expected);
+    }
+
+    #[test]
+    fn felix_cidr_split_two_src_one_not_src() {
+        let rules = felix_cidr_split(&["10.0.0.0/24", "10.0.1.0/24"], &["11.0.0.0/24"], &[], &[]);
+        let expected = vec![
+            rule(
+                vec![],
+                Action::SetMaskedMark {
+                    value: 0,
+                    mask: 0x600,
+                },
+            ),
+            rule(vec![src("10.0.0.0/24", false)], set_mark(0x200)),
+            rule(vec![src("10.0.1.0/24", false)], set_mark(0x200)),
+            rule(
+                vec![src("11.0.0.0/24", true), mark(0x200, 0x200)],
+                set_mark(0x80),
+            ),
+            rule(vec![mark(0x80, 0x80)], Action::Return),
+        ];
+        assert_eq!(rules, expected);
     }
 
     #[test]

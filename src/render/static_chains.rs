@@ -232,7 +232,8 @@ fn filter(ctx: &Ctx, chains: &mut BTreeMap<String, Chain>) {
     let endpoint_to_host = match ctx.cfg.default_endpoint_to_host_action {
         EndpointToHostAction::Drop => Action::Drop,
         EndpointToHostAction::Return => Action::Return,
-        EndpointToHostAction::Accept => allow,
+        // Felix uses a plain ACCEPT here, not iptablesFilterAllowAction.
+        EndpointToHostAction::Accept => Action::Accept,
     };
     wl_to_host.push(commented(
         vec![],

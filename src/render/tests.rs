@@ -33,7 +33,7 @@ fn fs(protocol: FailsafeProtocol, port: u16) -> FailsafePort {
     }
 }
 
-fn config() -> EffectiveConfig {
+pub(super) fn config() -> EffectiveConfig {
     use FailsafeProtocol::*;
     EffectiveConfig {
         failsafe_inbound: vec![fs(Tcp, 22), fs(Udp, 68)],
@@ -57,7 +57,7 @@ fn config() -> EffectiveConfig {
     }
 }
 
-fn api_rule(action: RuleAction) -> crate::model::Rule {
+pub(super) fn api_rule(action: RuleAction) -> crate::model::Rule {
     crate::model::Rule {
         action,
         ip_version: None,
@@ -71,7 +71,7 @@ fn api_rule(action: RuleAction) -> crate::model::Rule {
     }
 }
 
-fn net(s: &str) -> ipnet::IpNet {
+pub(super) fn net(s: &str) -> ipnet::IpNet {
     s.parse().unwrap()
 }
 
@@ -106,7 +106,7 @@ fn tier(policies: &[&str]) -> Vec<TierPolicies> {
 }
 
 /// The reference §10 seed example: k8s-worker-host on eth0.
-fn seed_view() -> NodeView {
+pub(super) fn seed_view() -> NodeView {
     let mut ssh = api_rule(RuleAction::Allow);
     ssh.protocol = Some(Protocol::Tcp);
     ssh.source.nets = vec![net("192.168.100.0/24")];

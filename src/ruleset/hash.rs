@@ -60,7 +60,7 @@ impl KernelChainHooks<'_> {
             self.top.len() + foreign_rules + self.bottom.len() + self.always_appended.len(),
         );
         out.extend(self.top.iter().map(|(_, h)| Some(h.as_str())));
-        out.extend(std::iter::repeat(None).take(foreign_rules));
+        out.extend(std::iter::repeat_n(None, foreign_rules));
         out.extend(self.bottom.iter().map(|(_, h)| Some(h.as_str())));
         out.extend(self.always_appended.iter().map(|(_, h)| Some(h.as_str())));
         out

@@ -260,7 +260,7 @@ fn plan_table(
         .chains
         .keys()
         .filter(|n| is_owned_chain(n))
-        .filter(|n| desired.map_or(true, |t| !t.chains.contains_key(*n)))
+        .filter(|n| desired.is_none_or(|t| !t.chains.contains_key(*n)))
         .cloned()
         .collect();
 

@@ -3,10 +3,11 @@
 //! with a warning naming it, still type-checked where its type is known. Pure.
 
 use super::names::{parse_cidr, parse_ip};
-use super::reader::{boolean, fields, integer, list, string, Ctx, Path, Schema};
+use super::reader::{boolean, fields, integer, list, number, string, Ctx, Path, Schema};
+use super::rule;
 use crate::model::{
     AllowAction, BackendChoice, DenyAction, EndpointToHostAction, FailsafePort, FailsafeProtocol,
-    FelixSpec, InsertMode, RateLimit, RateUnit,
+    FelixSpec, InsertMode, Port, RateLimit, RateUnit,
 };
 use crate::policy::parse::Node;
 use ipnet::IpNet;
@@ -17,7 +18,7 @@ use std::time::Duration;
 /// the chains could not carry their verdicts.
 pub(crate) const MIN_MARK_BITS: u32 = 5;
 
-const HANDLED: [&str; 18] = [
+const HANDLED: [&str; 19] = [
     "failsafeInboundHostPorts",
     "failsafeOutboundHostPorts",
     "defaultEndpointToHostAction",
@@ -36,6 +37,9 @@ const HANDLED: [&str; 18] = [
     "logActionRateLimitBurst",
     "disableConntrackInvalidCheck",
     "maxIpsetSize",
+    // Not a Calico v3 field (its config-file name, in seconds), but design §4 lists it: accepted
+    // with a warning pointing at the v3 spelling.
+    "iptablesPostWriteCheckIntervalSecs",
 ];
 
 /// Calico FelixConfiguration fields (api/pkg/apis/projectcalico/v3/felixconfig.go) that mean
@@ -199,6 +203,8 @@ enum IgnoredType {
     Duration,
     Bool,
     LogLevel,
+    /// `kubeNodePortRanges`: at most 7 numeric ports or ranges.
+    NodePorts,
     Other,
 }
 
@@ -256,6 +262,7 @@ fn ignored_type(name: &str) -> IgnoredType {
         | "flowLogsCollectorDebugTrace"
         | "requireMTUFile" => IgnoredType::Bool,
         "logSeverityFile" | "logSeverityScreen" | "logSeveritySys" => IgnoredType::LogLevel,
+        "kubeNodePortRanges" => IgnoredType::NodePorts,
         _ => IgnoredType::Other,
     }
 }
@@ -305,6 +312,23 @@ pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Opt
                             &p,
                             format!("log level `{s}` is invalid: use Debug, Info, Warning, Error or Fatal"),
                         );
+                    }
+                }
+            }
+            IgnoredType::NodePorts => {
+                if let Some(items) = list(ctx, value, &p) {
+                    if items.len() > 7 {
+                        ctx.error(value, &p, "kubeNodePortRanges has more than 7 entries");
+                    }
+                    for (i, item) in items.iter().enumerate() {
+                        let ip = p.index(i);
+                        if let Some(Port::Named(_)) = rule::port(ctx, item, &ip) {
+                            ctx.error(
+                                item,
+                                &ip,
+                                "kubeNodePortRanges takes port numbers or ranges, not names",
+                            );
+                        }
                     }
                 }
             }
@@ -441,6 +465,30 @@ pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Opt
     out.max_ipset_size = field(17)
         .and_then(|n| integer(ctx, n, &path.field(HANDLED[17]), 1, i32::MAX as i128))
         .map(|v| v as u32);
+    if let Some(n) = field(18) {
+        let p = path.field(HANDLED[18]);
+        if field(7).is_some() {
+            ctx.error(
+                n,
+                &p,
+                "give either iptablesPostWriteCheckInterval or iptablesPostWriteCheckIntervalSecs, not both",
+            );
+        } else if let Some(secs) = number(ctx, n, &p) {
+            if (0.0..1e9).contains(&secs) {
+                ctx.warn(
+                    n,
+                    &p,
+                    format!(
+                        "accepted as iptablesPostWriteCheckInterval: {secs}s; Calico's resource \
+                         field is `iptablesPostWriteCheckInterval` (a duration such as `1s`)"
+                    ),
+                );
+                out.iptables_post_write_check_interval = Some(Duration::from_secs_f64(secs));
+            } else {
+                ctx.error(n, &p, "must be a number of seconds, 0 or more");
+            }
+        }
+    }
     (ctx.errors == before).then_some(out)
 }
 

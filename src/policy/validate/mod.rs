@@ -126,10 +126,7 @@ impl Validator {
             return;
         };
         // apiVersion and kind first: without a known type nothing else can be judged.
-        let api = top
-            .get(0)
-            .and_then(|n| n.as_scalar())
-            .map(|s| s.text.as_str());
+        let api = top.get(0).and_then(|n| n.as_scalar()).map(|s| &*s.text);
         match (kind_text, top.get(1)) {
             (None, _) | (_, None) => {
                 ctx.kind = None;
@@ -178,70 +175,50 @@ impl Validator {
                 None
             }
         };
+        if let Some(meta) = &meta {
+            check_duplicate(&mut self.seen, &mut ctx, node, kind, meta);
+        }
         let spec = top.get(3);
         let spath = root.field("spec");
+        // Each kind's spec is read (and its errors reported) even when the metadata was
+        // invalid; the resource joins the set only when both are valid. The kind functions
+        // build their value with a placeholder Meta that is replaced here.
+        let set = &mut self.set;
         match kind {
             "HostEndpoint" => {
-                let hep = host_endpoint(&mut ctx, node, spec, &spath);
-                if let (Some(meta), Some(hep)) = (meta.clone(), hep) {
-                    self.set.host_endpoints.push(HostEndpoint { meta, ..hep });
+                if let (Some(hep), Some(meta)) = (host_endpoint(&mut ctx, node, spec, &spath), meta)
+                {
+                    set.host_endpoints.push(HostEndpoint { meta, ..hep });
                 }
             }
             "GlobalNetworkPolicy" => {
-                if let Some(gnp) = policy(&mut ctx, node, spec, &spath, &mut self.tier_refs) {
-                    if let Some(meta) = meta.clone() {
-                        self.set.policies.push(GlobalNetworkPolicy { meta, ..gnp });
-                    }
+                let gnp = policy(&mut ctx, node, spec, &spath, &mut self.tier_refs);
+                if let (Some(gnp), Some(meta)) = (gnp, meta) {
+                    set.policies.push(GlobalNetworkPolicy { meta, ..gnp });
                 }
             }
             "GlobalNetworkSet" => {
-                let nets = network_set(&mut ctx, spec, &spath);
-                if let (Some(meta), Some(nets)) = (meta.clone(), nets) {
-                    self.set.network_sets.push(GlobalNetworkSet { meta, nets });
+                if let (Some(nets), Some(meta)) = (network_set(&mut ctx, spec, &spath), meta) {
+                    set.network_sets.push(GlobalNetworkSet { meta, nets });
                 }
             }
             "Profile" => {
-                if let Some(p) = profile(&mut ctx, spec, &spath) {
-                    if let Some(meta) = meta.clone() {
-                        self.set.profiles.push(Profile { meta, ..p });
-                    }
+                if let (Some(p), Some(meta)) = (profile(&mut ctx, spec, &spath), meta) {
+                    set.profiles.push(Profile { meta, ..p });
                 }
             }
             "Tier" => {
                 let is_default = meta.as_ref().is_some_and(|m| m.name == DEFAULT_TIER);
-                if let Some(t) = tier(&mut ctx, spec, &spath, is_default) {
-                    if let Some(meta) = meta.clone() {
-                        self.set.tiers.push(Tier { meta, ..t });
-                    }
+                if let (Some(t), Some(meta)) = (tier(&mut ctx, spec, &spath, is_default), meta) {
+                    set.tiers.push(Tier { meta, ..t });
                 }
             }
             _ => {
-                if let Some(spec) = felix::felix_spec(&mut ctx, spec, &spath) {
-                    if let Some(meta) = meta.clone() {
-                        self.set
-                            .felix_configs
-                            .push(crate::model::FelixConfiguration { meta, spec });
-                    }
+                if let (Some(spec), Some(meta)) = (felix::felix_spec(&mut ctx, spec, &spath), meta)
+                {
+                    set.felix_configs
+                        .push(crate::model::FelixConfiguration { meta, spec });
                 }
-            }
-        }
-        if let Some(meta) = meta {
-            let key = (kind, meta.name.clone());
-            if let Some(first) = self.seen.get(&key) {
-                let at = node
-                    .get("metadata")
-                    .and_then(|m| m.get("name"))
-                    .unwrap_or(node);
-                ctx.error(
-                    at,
-                    &root.field("metadata").field("name"),
-                    format!(
-                        "duplicate {kind} `{}`: also defined at {}:{}:{}",
-                        meta.name, first.file, first.line, first.column
-                    ),
-                );
-            } else {
-                self.seen.insert(key, meta.origin);
             }
         }
     }
@@ -319,6 +296,36 @@ impl Validator {
         s.felix_configs
             .sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
         (self.set, self.diags)
+    }
+}
+
+/// A second definition of a (kind, name) is an error at the second, naming the first.
+fn check_duplicate(
+    seen: &mut BTreeMap<(&'static str, String), Origin>,
+    ctx: &mut Ctx,
+    node: &Node,
+    kind: &'static str,
+    meta: &Meta,
+) {
+    let key = (kind, meta.name.clone());
+    match seen.get(&key) {
+        Some(first) => {
+            let at = node
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .unwrap_or(node);
+            ctx.error(
+                at,
+                &Path::ROOT.field("metadata").field("name"),
+                format!(
+                    "duplicate {kind} `{}`: also defined at {}:{}:{}",
+                    meta.name, first.file, first.line, first.column
+                ),
+            );
+        }
+        None => {
+            seen.insert(key, meta.origin.clone());
+        }
     }
 }
 
@@ -443,9 +450,9 @@ fn labels(ctx: &mut Ctx, node: &Node, path: &Path) -> Labels {
 fn require_spec<'n>(
     ctx: &mut Ctx,
     node: &Node,
-    spec: Option<&'n Node>,
+    spec: Option<&'n Node<'n>>,
     path: &Path,
-) -> Option<&'n Node> {
+) -> Option<&'n Node<'n>> {
     if spec.is_none() {
         ctx.error(node, path, "spec is required");
     }
@@ -456,6 +463,7 @@ const HEP: Schema<'static> =
     Schema::of(&["node", "interfaceName", "expectedIPs", "profiles", "ports"]);
 const ENDPOINT_PORT: Schema<'static> = Schema::of(&["name", "protocol", "port"]);
 
+/// The placeholder `Meta` of a value built before its metadata is attached (see `add`).
 fn empty_meta() -> Meta {
     Meta {
         name: String::new(),
@@ -679,14 +687,7 @@ fn policy(
     tier_refs: &mut Vec<(String, Diagnostic)>,
 ) -> Option<GlobalNetworkPolicy> {
     // An absent spec is a policy with no rules: valid in Calico (selects all(), Ingress).
-    let null = Node {
-        line: res.line,
-        column: res.column,
-        value: crate::policy::parse::Value::Scalar(crate::policy::parse::Scalar {
-            text: String::new(),
-            plain: true,
-        }),
-    };
+    let null = Node::null(res.line, res.column);
     let spec = spec.unwrap_or(&null);
     let f = fields(ctx, spec, path, &GNP)?;
     let before = ctx.errors;

@@ -96,13 +96,24 @@ pub(crate) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub(crate) fn report(&mut self, severity: Severity, node: &Node, path: &Path, msg: String) {
+        self.report_at(severity, (node.line, node.column), path, msg);
+    }
+
+    /// Report at an explicit (line, column), e.g. inside a scalar.
+    pub(crate) fn report_at(
+        &mut self,
+        severity: Severity,
+        (line, column): (u32, u32),
+        path: &Path,
+        msg: String,
+    ) {
         if severity == Severity::Error {
             self.errors += 1;
         }
         self.diags.push(Diagnostic {
             file: self.file.to_string(),
-            line: node.line,
-            column: node.column,
+            line,
+            column,
             severity,
             kind: self.kind.map(str::to_string),
             name: self.name.map(str::to_string),
@@ -150,14 +161,14 @@ impl<'s> Schema<'s> {
 /// The values of a mapping's known fields, by index into `Schema::known`; null counts as absent.
 pub(crate) struct Fields<'n> {
     /// A fixed array rather than a Vec: one is built for every mapping of every rule.
-    values: [Option<&'n Node>; MAX_FIELDS],
+    values: [Option<&'n Node<'n>>; MAX_FIELDS],
     /// The ignored fields present (key node, canonical name, value), for callers that type-check
     /// them anyway.
-    pub(crate) ignored: Vec<(&'n Node, &'static str, &'n Node)>,
+    pub(crate) ignored: Vec<(&'n Node<'n>, &'static str, &'n Node<'n>)>,
 }
 
 impl<'n> Fields<'n> {
-    pub(crate) fn get(&self, i: usize) -> Option<&'n Node> {
+    pub(crate) fn get(&self, i: usize) -> Option<&'n Node<'n>> {
         self.values.get(i).copied().flatten()
     }
 }
@@ -168,7 +179,7 @@ impl<'n> Fields<'n> {
 /// node is not a mapping (after reporting it); null yields no fields.
 pub(crate) fn fields<'n>(
     ctx: &mut Ctx,
-    node: &'n Node,
+    node: &'n Node<'n>,
     path: &Path,
     schema: &Schema<'static>,
 ) -> Option<Fields<'n>> {
@@ -191,7 +202,7 @@ pub(crate) fn fields<'n>(
     debug_assert!(schema.known.len() <= MAX_FIELDS);
     let mut first_key: [Option<&Node>; MAX_FIELDS] = [None; MAX_FIELDS];
     for (key, value) in entries {
-        let Some(name) = key.as_scalar().map(|s| s.text.as_str()) else {
+        let Some(name) = key.as_scalar().map(|s| &*s.text) else {
             continue;
         };
         let found = schema.known.iter().position(|k| *k == name).or_else(|| {
@@ -379,7 +390,7 @@ fn yaml11_float(body: &str) -> bool {
         None => return false,
     };
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || b == b'_');
-    let exp_ok = exp.map_or(true, |e| {
+    let exp_ok = exp.is_none_or(|e| {
         let e = e.strip_prefix(['-', '+']).unwrap_or(e);
         !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit())
     });
@@ -388,7 +399,7 @@ fn yaml11_float(body: &str) -> bool {
 
 /// A string field. Plain scalars that YAML 1.1 would turn into something else are errors with a
 /// hint to quote them.
-pub(crate) fn string<'n>(ctx: &mut Ctx, node: &'n Node, path: &Path) -> Option<&'n str> {
+pub(crate) fn string<'n>(ctx: &mut Ctx, node: &'n Node<'n>, path: &Path) -> Option<&'n str> {
     let Some(s) = node.as_scalar() else {
         ctx.error(
             node,
@@ -435,7 +446,7 @@ pub(crate) fn boolean(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<bool> {
         );
         return None;
     }
-    match s.text.as_str() {
+    match &*s.text {
         "true" | "True" | "TRUE" => Some(true),
         "false" | "False" | "FALSE" => Some(false),
         t if matches!(
@@ -554,7 +565,7 @@ pub(crate) fn number(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<f64> {
         );
         return None;
     }
-    let t = s.text.as_str();
+    let t = &*s.text;
     let looks_float = !t.starts_with("0x") && t.contains(['.', 'e', 'E']);
     if !looks_float {
         return match parse_int(t) {
@@ -583,7 +594,7 @@ pub(crate) fn number(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<f64> {
 }
 
 /// A list field; null is an empty list.
-pub(crate) fn list<'n>(ctx: &mut Ctx, node: &'n Node, path: &Path) -> Option<&'n [Node]> {
+pub(crate) fn list<'n>(ctx: &mut Ctx, node: &'n Node<'n>, path: &Path) -> Option<&'n [Node<'n>]> {
     match &node.value {
         Value::Seq(items) => Some(items),
         Value::Scalar(s) if s.is_null() => Some(&[]),
@@ -602,9 +613,9 @@ pub(crate) fn list<'n>(ctx: &mut Ctx, node: &'n Node, path: &Path) -> Option<&'n
 /// JSON decoding turns null into "".
 pub(crate) fn string_map<'n>(
     ctx: &mut Ctx,
-    node: &'n Node,
+    node: &'n Node<'n>,
     path: &Path,
-) -> Option<Vec<(&'n Node, &'n str, &'n Node, &'n str)>> {
+) -> Option<Vec<(&'n Node<'n>, &'n str, &'n Node<'n>, &'n str)>> {
     let entries = match &node.value {
         Value::Map(entries) => entries,
         Value::Scalar(s) if s.is_null() => return Some(Vec::new()),

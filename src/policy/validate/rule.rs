@@ -5,6 +5,7 @@ use super::names::{
     annotation_key_problem, iana_problem, parse_cidr, parse_ip, MAX_ANNOTATION_BYTES,
 };
 use super::reader::{fields, integer, list, parse_int, string, string_map, Ctx, Path, Schema};
+use crate::diag::Severity;
 use crate::model::{EntityRule, IcmpMatch, IpVersion, Labels, Port, Protocol, Rule, RuleAction};
 use crate::policy::parse::Node;
 use crate::policy::selector::Selector;
@@ -225,7 +226,7 @@ pub(crate) fn protocol_value(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<
         );
         return None;
     };
-    let text = s.text.as_str();
+    let text = &*s.text;
     let numeric = text.starts_with(|c: char| c.is_ascii_digit());
     if numeric {
         let n = if s.plain {
@@ -361,7 +362,16 @@ pub(crate) fn selector(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Option
             Some(Some(s))
         }
         Err(e) => {
-            ctx.error(node, path, format!("invalid selector: {e}"));
+            // Point at the offending character when the value is a verbatim copy of its line.
+            let at = node
+                .as_scalar()
+                .and_then(|s| s.text_column)
+                .and_then(|c| {
+                    text.get(..e.offset)
+                        .map(|before| c + before.chars().count() as u32)
+                })
+                .map_or((node.line, node.column), |c| (node.line, c));
+            ctx.report_at(Severity::Error, at, path, format!("invalid selector: {e}"));
             None
         }
     }
@@ -557,7 +567,7 @@ pub(crate) fn port(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Port> {
         );
         return None;
     };
-    let text = s.text.as_str();
+    let text = &*s.text;
     let numeric = text.bytes().all(|b| b.is_ascii_digit() || b == b'_')
         || (s.plain
             && (text.starts_with("0x") || text.starts_with("0o") || text.starts_with("0b")));
