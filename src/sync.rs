@@ -135,6 +135,27 @@ pub struct Live {
     pub ipsets: LiveIpsets,
 }
 
+/// The kernel state a successful reconcile last saw (after its verifying read). A long-lived
+/// caller (the daemon) passes it to the next `reconcile_cached`, which then plans without
+/// reading first: on a large ruleset the read costs as much as the write. A stale cache is safe:
+/// a plan built from it either fails to apply or leaves a residual diff, and both make the pass
+/// retry from a fresh read; the verification always reads what was written. An in-sync answer
+/// from the cache reads nothing, so a drift check must `invalidate` first.
+#[derive(Debug, Clone, Default)]
+pub struct LiveCache(Option<Live>);
+
+impl LiveCache {
+    /// Forget the cached state (e.g. after the kernel may have been changed by someone else):
+    /// the next reconcile reads first.
+    pub fn invalidate(&mut self) {
+        self.0 = None;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
 /// Families this dataplane can program, in write order.
 fn families(dp: &dyn Dataplane) -> Vec<Family> {
     [Family::V4, Family::V6]
@@ -266,13 +287,24 @@ pub fn reconcile(
     dp: &dyn Dataplane,
     opts: &SyncOptions,
 ) -> Result<ReconcileReport, SyncError> {
+    reconcile_cached(desired, dp, opts, &mut LiveCache::default())
+}
+
+/// `reconcile`, starting from `cache` instead of a read when it holds a state (see
+/// `LiveCache`); on success the cache holds the verified state, on failure it is emptied.
+pub fn reconcile_cached(
+    desired: &[Ruleset],
+    dp: &dyn Dataplane,
+    opts: &SyncOptions,
+    cache: &mut LiveCache,
+) -> Result<ReconcileReport, SyncError> {
     let desired = desired_for(dp, desired);
-    run_passes(dp, opts, |live| plan_against(&desired, live, dp))
+    run_passes(dp, opts, cache, |live| plan_against(&desired, live, dp))
 }
 
 /// Remove every chain, hook rule and ipset hostfw owns, and verify nothing of ours is left.
 pub fn flush(dp: &dyn Dataplane, opts: &SyncOptions) -> Result<ReconcileReport, SyncError> {
-    run_passes(dp, opts, |live| {
+    run_passes(dp, opts, &mut LiveCache::default(), |live| {
         plan::flush_plan(&live.tables, &live.ipsets)
     })
 }
@@ -280,6 +312,7 @@ pub fn flush(dp: &dyn Dataplane, opts: &SyncOptions) -> Result<ReconcileReport, 
 fn run_passes(
     dp: &dyn Dataplane,
     opts: &SyncOptions,
+    cache: &mut LiveCache,
     make_plan: impl Fn(&Live) -> Plan,
 ) -> Result<ReconcileReport, SyncError> {
     let started = Instant::now();
@@ -298,8 +331,13 @@ fn run_passes(
     let mut backoff = opts.initial_backoff;
     loop {
         report.attempts += 1;
-        match pass(dp, opts, &make_plan, &mut report) {
-            Ok(()) => break,
+        // Only the first pass may trust the cache; a retry always reads.
+        let start = cache.0.take();
+        match pass(dp, opts, start, &make_plan, &mut report) {
+            Ok(seen) => {
+                cache.0 = seen;
+                break;
+            }
             Err(e) if e.is_retryable() && report.attempts < opts.max_attempts.max(1) => {
                 log::warn!(
                     "reconcile attempt {} failed, re-reading and retrying in {} ms: {e}",
@@ -316,20 +354,25 @@ fn run_passes(
     Ok(report)
 }
 
-/// One read → plan → write → verify pass.
+/// One read → plan → write → verify pass, starting from `start` instead of a read when given.
+/// Returns the state it last saw (verified after a write).
 fn pass(
     dp: &dyn Dataplane,
     opts: &SyncOptions,
+    start: Option<Live>,
     make_plan: &impl Fn(&Live) -> Plan,
     report: &mut ReconcileReport,
-) -> Result<(), SyncError> {
-    let live = read_live(dp)?;
+) -> Result<Option<Live>, SyncError> {
+    let live = match start {
+        Some(live) => live,
+        None => read_live(dp)?,
+    };
     let plan = make_plan(&live);
     if report.attempts == 1 {
         report.plan = plan.clone();
     }
     if opts.dry_run || plan.is_empty() {
-        return Ok(());
+        return Ok(Some(live));
     }
     write(dp, &plan, report)?;
     let after = reread_written(dp, live, &plan)?;
@@ -340,7 +383,7 @@ fn pass(
             residual: residual.to_string(),
         });
     }
-    Ok(())
+    Ok(Some(after))
 }
 
 fn write(dp: &dyn Dataplane, plan: &Plan, report: &mut ReconcileReport) -> Result<(), SyncError> {
@@ -673,6 +716,50 @@ mod tests {
         assert_eq!(count("ip6tables-legacy-save"), 3);
         assert_eq!(count("ipset"), 1);
         assert!(diff(&v4_changed, &fake).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_cached_state_saves_the_first_read_and_a_stale_one_is_repaired() {
+        let fake = FakeDataplane::default();
+        let mut cache = LiveCache::default();
+        reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        assert!(!cache.is_empty());
+
+        // A change planned from the cache: no read before the write.
+        fake.clear_calls();
+        let report = reconcile_cached(&both(2222), &fake, &quick(), &mut cache).unwrap();
+        assert_eq!(report.attempts, 1);
+        let calls = fake.calls();
+        assert!(calls[0].is_restore(), "first call was {:?}", calls[0].argv);
+        assert!(diff(&both(2222), &fake).unwrap().is_empty());
+
+        // Someone flushes our chain behind the cache's back: a change planned from the stale
+        // cache is caught by verification and the retry reads afresh.
+        fake.external_restore(
+            Family::V4,
+            TableName::Filter,
+            "*filter\n:cali-pi-test - -\nCOMMIT\n",
+        );
+        let report = reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        assert_eq!(report.attempts, 2);
+        assert!(diff(&both(22), &fake).unwrap().is_empty());
+
+        // In sync according to the cache: nothing is read or written; after `invalidate` the
+        // drift is seen.
+        fake.external_restore(
+            Family::V4,
+            TableName::Filter,
+            "*filter\n:cali-pi-test - -\nCOMMIT\n",
+        );
+        fake.clear_calls();
+        assert!(reconcile_cached(&both(22), &fake, &quick(), &mut cache)
+            .unwrap()
+            .in_sync());
+        assert!(fake.calls().is_empty());
+        cache.invalidate();
+        let report = reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        assert_eq!(report.restores, 1);
+        assert!(diff(&both(22), &fake).unwrap().is_empty());
     }
 
     #[test]
