@@ -30,9 +30,11 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-# Every test: unit, golden, CLI, and real-kernel tests in network namespaces (need root).
+# Every test: unit, golden, CLI, real-kernel tests in network namespaces (need root), then the
+# package build and install tests.
 test: deps lint
-	$(CARGO) test --all-targets
+	$(CARGO) test
+	scripts/test-packages.sh
 
 # The daemon protecting a throwaway network namespace with the shipped demo policies.
 demo: deps

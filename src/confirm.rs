@@ -19,11 +19,13 @@
 //!
 //! The daemon asks `daemon_hold` before each reconcile; `status` shows `status_line`.
 
-use crate::dataplane::{Dataplane, DataplaneError};
-use crate::ruleset::{Family, TableName};
-use crate::sync::{self, SyncError, SyncOptions};
+use crate::dataplane::{Backend, Dataplane, DataplaneError};
+use crate::ruleset::plan::{self, is_owned_chain, PlanOptions};
+use crate::ruleset::restore::{kernel_chain_rank, RestoreBuilder};
+use crate::ruleset::{parse_ipset_save, Family, Ipset, LiveTable, Ruleset, SaveError, TableName};
+use crate::sync::{self, Live, SyncError};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -156,24 +158,35 @@ pub fn acquire_within(path: &Path, timeout: Duration) -> Option<crate::lock::Loc
     }
 }
 
-/// One table of one family as `iptables-save` printed it, reduced to restore input for our
-/// part only.
+/// hostfw's part of one table of one family, as `iptables-save` printed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedTable {
     /// 4 or 6.
     pub family: u8,
     /// `raw`, `mangle` or `filter`.
     pub table: String,
-    /// `iptables-restore --noflush` input recreating our chains and hook rules (empty when we
-    /// had nothing in this table).
-    pub restore: String,
+    /// Our chains (`cali-*`), each with its rules' save text (after `-A CHAIN `), in order.
+    pub chains: BTreeMap<String, Vec<String>>,
+    /// Our rules in other chains (hook rules), in kernel order.
+    pub hooks: Vec<SavedHook>,
+}
+
+/// One hook rule and where it sat among the foreign rules of its chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedHook {
+    pub chain: String,
+    /// How many foreign rules came before it: it goes back after as many of them as are still
+    /// there, so a foreign rule added or removed meanwhile does not break the restore.
+    pub foreign_before: usize,
+    /// Save text after `-A CHAIN `.
+    pub text: String,
 }
 
 /// hostfw's kernel state at one moment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub tables: Vec<SavedTable>,
-    /// `ipset restore` input for our sets (`create` and `add` lines).
+    /// `ipset save` output for our sets (`create` and `add` lines).
     pub ipsets: String,
 }
 
@@ -181,10 +194,12 @@ pub struct Snapshot {
 pub enum ConfirmError {
     #[error("reading hostfw's current state: {0}")]
     Save(#[source] DataplaneError),
+    #[error("reading hostfw's current state: {0}")]
+    Read(#[source] SyncError),
+    #[error("the snapshot's ipsets cannot be read: {0}")]
+    SnapshotIpsets(#[source] SaveError),
     #[error("restoring the snapshot: {0}")]
     Restore(#[source] DataplaneError),
-    #[error("removing the new rules before restoring: {0}")]
-    Flush(#[source] SyncError),
     #[error("{}: {source}", path.display())]
     File {
         path: PathBuf,
@@ -201,114 +216,305 @@ pub enum ConfirmError {
     Spawn(#[source] io::Error),
 }
 
-/// Reduce one table's `iptables-save` text to restore input for what hostfw owns: `cali-`
-/// chains with their rules, and hook rules (rules in other chains carrying a `cali:` hash
-/// comment) at their positions among the foreign rules: `-A` when nothing foreign follows them,
-/// `-I CHAIN N` otherwise. Pure.
-pub fn reduce_save(save: &str, table: TableName) -> String {
-    let mut chains: Vec<&str> = Vec::new();
-    let mut rules: Vec<String> = Vec::new();
-    // Per kernel chain: each rule, ours or not, in order.
-    let mut kernel: BTreeMap<&str, Vec<(bool, &str)>> = BTreeMap::new();
-    let mut kernel_order: Vec<&str> = Vec::new();
-    for line in save.lines() {
-        if let Some(decl) = line.strip_prefix(':') {
-            let name = decl.split_whitespace().next().unwrap_or("");
-            if name.starts_with("cali-") {
-                chains.push(name);
-            }
-            continue;
-        }
-        let Some(rest) = line.strip_prefix("-A ") else {
-            continue;
-        };
-        let chain = rest.split_whitespace().next().unwrap_or("");
-        if chain.starts_with("cali-") {
-            rules.push(line.to_string());
-        } else {
-            let ours = line.contains("--comment \"cali:") || line.contains("--comment cali:");
-            if !kernel.contains_key(chain) {
-                kernel_order.push(chain);
-            }
-            kernel.entry(chain).or_default().push((ours, line));
-        }
-    }
+/// Our part of one live table: `cali-` chains with their rules, and hook rules (rules in other
+/// chains carrying a `cali:` hash) with the count of foreign rules before each. Pure.
+pub fn saved_table(family: Family, table: TableName, live: &LiveTable) -> SavedTable {
+    let mut chains = BTreeMap::new();
     let mut hooks = Vec::new();
-    for chain in kernel_order {
-        let entries = &kernel[chain];
-        for (i, (ours, line)) in entries.iter().enumerate() {
-            if !ours {
+    for (name, chain) in &live.chains {
+        if is_owned_chain(name) {
+            let rules = chain.rules.iter().map(|r| r.text.clone()).collect();
+            chains.insert(name.clone(), rules);
+            continue;
+        }
+        let mut foreign_before = 0;
+        for rule in &chain.rules {
+            if rule.hash.is_none() {
+                foreign_before += 1;
                 continue;
             }
-            let foreign_after = entries[i + 1..].iter().any(|(o, _)| !o);
-            if foreign_after {
-                let body = &line["-A ".len() + chain.len()..];
-                hooks.push(format!("-I {chain} {}{body}", i + 1));
-            } else {
-                hooks.push(line.to_string());
-            }
+            hooks.push(SavedHook {
+                chain: name.clone(),
+                foreign_before,
+                text: rule.text.clone(),
+            });
         }
     }
-    if chains.is_empty() && hooks.is_empty() {
-        return String::new();
+    SavedTable {
+        family: family_number(family),
+        table: table.as_str().to_string(),
+        chains,
+        hooks,
     }
-    let mut out = format!("*{}\n", table.as_str());
-    for c in &chains {
-        out.push_str(&format!(":{c} - [0:0]\n"));
-    }
-    for r in rules {
-        out.push_str(&r);
-        out.push('\n');
-    }
-    for h in hooks {
-        out.push_str(&h);
-        out.push('\n');
-    }
-    out.push_str("COMMIT\n");
-    out
 }
 
 /// Read hostfw's current state through the dataplane.
 pub fn snapshot(dp: &dyn Dataplane) -> Result<Snapshot, ConfirmError> {
+    let live = sync::read_live(dp).map_err(ConfirmError::Read)?;
     let mut tables = Vec::new();
-    for family in [Family::V4, Family::V6] {
-        if !dp.supports(family) {
-            continue;
-        }
-        for table in TableName::ALL {
-            let save = dp.save(family, table).map_err(ConfirmError::Save)?;
-            tables.push(SavedTable {
-                family: family_number(family),
-                table: table.as_str().to_string(),
-                restore: reduce_save(&save, table),
-            });
+    for state in &live.tables {
+        for (table, lt) in &state.tables {
+            tables.push(saved_table(state.family, *table, lt));
         }
     }
     let ipsets = dp.ipset_save().map_err(ConfirmError::Save)?;
     Ok(Snapshot { tables, ipsets })
 }
 
-/// Put the snapshot back: remove everything hostfw owns now, then recreate the sets and the
-/// tables as they were.
+/// Everything a rollback writes, in order: `ipsets_before`, each table's input (one
+/// `iptables-restore` call per table), `ipsets_after`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RollbackPlan {
+    /// Creates and fills the snapshot's sets (members by add/del, metadata changes by swap), so
+    /// no rule, old or restored, ever points at a missing or half-filled set.
+    pub ipsets_before: String,
+    /// Per table that differs from the snapshot: the restore input.
+    pub tables: Vec<(Family, TableName, String)>,
+    /// Destroys our sets that nothing references any more.
+    pub ipsets_after: String,
+}
+
+/// Plans the rollback from `live` to `snap`. Each table that differs becomes ONE transaction
+/// that flushes every live `cali-` chain, deletes our live hook rules by value, recreates the
+/// snapshot's chains, rules and hook rules, and deletes our chains the snapshot lacks: the
+/// kernel swaps it in at `COMMIT`, so packets see the new state or the old, never a table
+/// without our rules. With `nft`, the chain deletions follow in a second transaction of the
+/// same input (older iptables-nft-restore sees references as they were when a transaction
+/// started); by then those chains are empty and unreferenced, so they match nothing. Pure.
+pub fn rollback_plan(
+    snap: &Snapshot,
+    live: &Live,
+    nft: bool,
+) -> Result<RollbackPlan, ConfirmError> {
+    let empty = LiveTable::default();
+    let mut tables = Vec::new();
+    for state in &live.tables {
+        for table in TableName::ALL {
+            let live_table = state.tables.get(&table).unwrap_or(&empty);
+            let saved = snap
+                .tables
+                .iter()
+                .find(|t| t.family == family_number(state.family) && t.table == table.as_str());
+            let input = table_rollback(state.family, table, saved, live_table, nft);
+            if !input.is_empty() {
+                tables.push((state.family, table, input));
+            }
+        }
+    }
+    let (ipsets_before, ipsets_after) = ipset_rollback(snap, live, nft)?;
+    Ok(RollbackPlan {
+        ipsets_before,
+        tables,
+        ipsets_after,
+    })
+}
+
+/// The rollback input of one table; empty when the table already holds the snapshot's state.
+fn table_rollback(
+    family: Family,
+    table: TableName,
+    saved: Option<&SavedTable>,
+    live: &LiveTable,
+    nft: bool,
+) -> String {
+    let now = saved_table(family, table, live);
+    let want = saved.cloned().unwrap_or_else(|| SavedTable {
+        chains: BTreeMap::new(),
+        hooks: Vec::new(),
+        ..now.clone()
+    });
+    if now.chains == want.chains && now.hooks == want.hooks {
+        return String::new();
+    }
+    let mut b = RestoreBuilder::new();
+    b.start(table);
+    // 1. Create the snapshot's chains and flush every live one of ours (doomed ones included:
+    //    their own jumps must go before anything they reference is deleted).
+    let declared: BTreeSet<&String> = now.chains.keys().chain(want.chains.keys()).collect();
+    for name in &declared {
+        b.chain_line(name);
+    }
+    // 2. Our live hook rules go, by value.
+    for hook in &now.hooks {
+        b.delete_by_value(&hook.chain, &hook.text);
+    }
+    let mut text = b.finish();
+    // 3. The snapshot's rules, verbatim as iptables-save printed them.
+    for (name, rules) in &want.chains {
+        for rule in rules {
+            push_rule(&mut text, "-A", name, rule);
+        }
+    }
+    // 4. The snapshot's hook rules, each after as many foreign rules as preceded it then.
+    let mut placed: BTreeMap<&str, usize> = BTreeMap::new();
+    for hook in &want.hooks {
+        let foreign = match live.chains.get(&hook.chain) {
+            Some(c) => c.rules.iter().filter(|r| r.hash.is_none()).count(),
+            None if is_builtin_chain(&hook.chain) => 0,
+            None => {
+                log::warn!(
+                    "not restoring a hook rule in chain {} ({}): the chain no longer exists",
+                    hook.chain,
+                    table.as_str()
+                );
+                continue;
+            }
+        };
+        let ours = placed.entry(hook.chain.as_str()).or_default();
+        if hook.foreign_before >= foreign {
+            push_rule(&mut text, "-A", &hook.chain, &hook.text);
+        } else {
+            let at = format!("{} {}", hook.chain, hook.foreign_before + *ours + 1);
+            push_rule(&mut text, "-I", &at, &hook.text);
+        }
+        *ours += 1;
+    }
+    // 5. Our chains the snapshot does not have, once nothing references them.
+    let doomed: Vec<&String> = now
+        .chains
+        .keys()
+        .filter(|n| !want.chains.contains_key(*n))
+        .collect();
+    if nft && !doomed.is_empty() {
+        text.push_str("COMMIT\n");
+        let mut b = RestoreBuilder::new();
+        b.start(table);
+        for name in &doomed {
+            b.delete_chain(name);
+        }
+        b.commit();
+        text.push_str(&b.finish());
+    } else {
+        for name in &doomed {
+            push_rule(&mut text, "-X", name, "");
+        }
+        text.push_str("COMMIT\n");
+    }
+    text
+}
+
+/// True for the kernel's own chains, which exist even when a table was never loaded.
+fn is_builtin_chain(name: &str) -> bool {
+    // kernel_chain_rank ranks exactly the built-in chains below 5.
+    kernel_chain_rank(name) < 5
+}
+
+/// `VERB TARGET TEXT` (TARGET is a chain, or `CHAIN N` for `-I`).
+fn push_rule(out: &mut String, verb: &str, target: &str, rule: &str) {
+    out.push_str(verb);
+    out.push(' ');
+    out.push_str(target);
+    if !rule.is_empty() {
+        out.push(' ');
+        out.push_str(rule);
+    }
+    out.push('\n');
+}
+
+/// The set changes: the snapshot's sets as wanted, plus live sets that foreign rules still
+/// reference (those must survive as they are). Planned by `ruleset::plan`, so an existing set is
+/// updated in place (add/del, or swapped when its metadata differs), never destroyed while a
+/// rule uses it; sets nobody wants are destroyed after the tables are written.
+fn ipset_rollback(
+    snap: &Snapshot,
+    live: &Live,
+    nft: bool,
+) -> Result<(String, String), ConfirmError> {
+    let saved = parse_ipset_save(&snap.ipsets).map_err(ConfirmError::SnapshotIpsets)?;
+    let foreign_refs: BTreeSet<String> = live
+        .tables
+        .iter()
+        .flat_map(|s| s.tables.values())
+        .flat_map(|t| t.chains.iter())
+        .filter(|(name, _)| !is_owned_chain(name))
+        .flat_map(|(_, c)| c.rules.iter())
+        .filter(|r| r.hash.is_none())
+        .flat_map(|r| sets_in(&r.text))
+        .collect();
+    let kept = live
+        .ipsets
+        .sets
+        .values()
+        .filter(|s| foreign_refs.contains(&s.name) && !saved.sets.contains_key(&s.name));
+    let mut by_family: BTreeMap<Family, BTreeMap<String, Ipset>> = BTreeMap::new();
+    for set in saved.sets.values().chain(kept) {
+        let (Some(set_type), Some(family), Some(max_elements)) =
+            (set.set_type, set.family, set.max_elements)
+        else {
+            log::warn!(
+                "not restoring ipset {}: hostfw does not create its kind",
+                set.name
+            );
+            continue;
+        };
+        by_family.entry(family).or_default().insert(
+            set.name.clone(),
+            Ipset {
+                name: set.name.clone(),
+                set_type,
+                family,
+                max_elements,
+                members: set.members.clone(),
+            },
+        );
+    }
+    let desired: Vec<Ruleset> = by_family
+        .into_iter()
+        .map(|(family, ipsets)| Ruleset {
+            family,
+            tables: Vec::new(),
+            ipsets,
+        })
+        .collect();
+    // No live tables and no desired tables: only the set part of the plan has content.
+    let p = plan::plan(&desired, &[], &live.ipsets, PlanOptions { nft });
+    Ok((p.ipsets.before, p.ipsets.after))
+}
+
+/// Set names a rule matches on (`--match-set NAME`).
+fn sets_in(rule: &str) -> Vec<String> {
+    let words: Vec<&str> = rule.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|w| w[0] == "--match-set")
+        .map(|w| w[1].to_string())
+        .collect()
+}
+
+/// Passes a rollback makes before giving up: a failed write (lock held, a concurrent change
+/// making a delete-by-value miss) is retried after re-reading the kernel.
+const ROLLBACK_ATTEMPTS: u32 = 3;
+
+/// Put the snapshot back without ever leaving the host more open than before or after: each
+/// table changes in one transaction (see `rollback_plan`), sets are ready before any rule uses
+/// them and destroyed only after none does.
 pub fn restore(dp: &dyn Dataplane, snap: &Snapshot) -> Result<(), ConfirmError> {
-    sync::flush(dp, &SyncOptions::default()).map_err(ConfirmError::Flush)?;
-    if !snap.ipsets.trim().is_empty() {
-        dp.ipset_restore(&snap.ipsets)
+    let mut attempt = 1;
+    loop {
+        match restore_once(dp, snap) {
+            Err(ConfirmError::Restore(e)) if e.is_retryable() && attempt < ROLLBACK_ATTEMPTS => {
+                log::warn!("rollback attempt {attempt} failed, re-reading and retrying: {e}");
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn restore_once(dp: &dyn Dataplane, snap: &Snapshot) -> Result<(), ConfirmError> {
+    let live = sync::read_live(dp).map_err(ConfirmError::Read)?;
+    let plan = rollback_plan(snap, &live, dp.backend() == Backend::Nft)?;
+    if !plan.ipsets_before.is_empty() {
+        dp.ipset_restore(&plan.ipsets_before)
             .map_err(ConfirmError::Restore)?;
     }
-    for t in &snap.tables {
-        let family = if t.family == 6 {
-            Family::V6
-        } else {
-            Family::V4
-        };
-        let Some(table) = TableName::ALL.into_iter().find(|n| n.as_str() == t.table) else {
-            continue;
-        };
-        if t.restore.is_empty() || !dp.supports(family) {
-            continue;
-        }
-        dp.restore(family, table, &t.restore)
+    for (family, table, input) in &plan.tables {
+        dp.restore(*family, *table, input)
+            .map_err(ConfirmError::Restore)?;
+    }
+    if !plan.ipsets_after.is_empty() {
+        dp.ipset_restore(&plan.ipsets_after)
             .map_err(ConfirmError::Restore)?;
     }
     Ok(())
@@ -510,8 +716,11 @@ pub fn wait(run_dir: &Path, token: &str) -> Result<WatchEnd, ConfirmError> {
 mod tests {
     use super::*;
 
+    use crate::dataplane::fake::{Call, FakeDataplane};
+    use crate::ruleset::parse_save;
+
     #[test]
-    fn reduce_keeps_our_chains_and_hooks_in_place() {
+    fn saved_table_keeps_our_chains_and_hook_positions() {
         let save = "*filter\n\
             :INPUT ACCEPT [0:0]\n\
             :FORWARD ACCEPT [0:0]\n\
@@ -524,21 +733,269 @@ mod tests {
             -A cali-INPUT -m comment --comment \"cali:abc\" -j DROP\n\
             -A f2b-sshd -j RETURN\n\
             COMMIT\n";
+        let t = saved_table(Family::V4, TableName::Filter, &parse_save(save).unwrap());
+        assert_eq!((t.family, t.table.as_str()), (4, "filter"));
         assert_eq!(
-            reduce_save(save, TableName::Filter),
-            "*filter\n\
-             :cali-INPUT - [0:0]\n\
-             -A cali-INPUT -m comment --comment \"cali:abc\" -j DROP\n\
-             -I INPUT 2 -m comment --comment \"cali:Cz_u1IQiXIMmKD4c\" -j cali-INPUT\n\
-             -A FORWARD -m comment --comment \"cali:S93hcgKJrXEqnTfs\" -m mark --mark 0x10000/0x10000 -j ACCEPT\n\
-             COMMIT\n"
+            t.chains,
+            BTreeMap::from([(
+                "cali-INPUT".to_string(),
+                vec!["-m comment --comment \"cali:abc\" -j DROP".to_string()]
+            )])
+        );
+        // FORWARD's hook has no foreign rule before it, INPUT's one (the f2b jump).
+        assert_eq!(
+            t.hooks,
+            [
+                SavedHook {
+                    chain: "FORWARD".into(),
+                    foreign_before: 0,
+                    text: "-m comment --comment \"cali:S93hcgKJrXEqnTfs\" -m mark --mark 0x10000/0x10000 -j ACCEPT".into(),
+                },
+                SavedHook {
+                    chain: "INPUT".into(),
+                    foreign_before: 1,
+                    text: "-m comment --comment \"cali:Cz_u1IQiXIMmKD4c\" -j cali-INPUT".into(),
+                },
+            ]
+        );
+    }
+
+    const F: Family = Family::V4;
+
+    /// The confirmed state: foreign rules around our INPUT hook, two chains of ours in filter
+    /// (one using a set), one in mangle; nothing in raw.
+    fn seed_old(dp: &FakeDataplane) {
+        dp.external_ipset_restore(
+            "create cali40s:a hash:net family inet hashsize 1024 maxelem 1048576\n\
+             add cali40s:a 198.51.100.0/24\n",
+        );
+        dp.external_restore(
+            F,
+            TableName::Filter,
+            "*filter\n:cali-INPUT - [0:0]\n:cali-old - [0:0]\n\
+             -A INPUT -s 203.0.113.9/32 -j DROP\n\
+             -A INPUT -m comment --comment \"cali:h1\" -j cali-INPUT\n\
+             -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n\
+             -A cali-INPUT -m comment --comment \"cali:r1\" -m set --match-set cali40s:a src -j ACCEPT\n\
+             -A cali-INPUT -m comment --comment \"cali:r2\" -j cali-old\n\
+             -A cali-old -m comment --comment \"cali:r3\" -j DROP\n\
+             COMMIT\n",
+        );
+        dp.external_restore(
+            F,
+            TableName::Mangle,
+            "*mangle\n:cali-PREROUTING - [0:0]\n\
+             -A PREROUTING -m comment --comment \"cali:m1\" -j cali-PREROUTING\n\
+             -A cali-PREROUTING -m comment --comment \"cali:m2\" -j ACCEPT\n\
+             COMMIT\n",
+        );
+    }
+
+    /// The unconfirmed apply: filter rewritten (new chain on a new set, `cali-old` gone, the hook
+    /// moved to the top), a chain and hook added to raw, a member of `cali40s:a` changed;
+    /// mangle untouched.
+    fn apply_new(dp: &FakeDataplane) {
+        dp.external_ipset_restore(
+            "create cali40s:b hash:net family inet hashsize 1024 maxelem 1048576\n\
+             add cali40s:b 203.0.113.0/24\nadd cali40s:a 198.51.100.7\ndel cali40s:a 198.51.100.0/24\n",
+        );
+        dp.external_restore(
+            F,
+            TableName::Filter,
+            "*filter\n:cali-INPUT - [0:0]\n:cali-new - [0:0]\n:cali-old - [0:0]\n\
+             -A cali-new -m comment --comment \"cali:n1\" -m set --match-set cali40s:b src -j ACCEPT\n\
+             -A cali-INPUT -m comment --comment \"cali:r9\" -j cali-new\n\
+             -X cali-old\n\
+             -D INPUT -m comment --comment \"cali:h1\" -j cali-INPUT\n\
+             -I INPUT 1 -m comment --comment \"cali:h2\" -j cali-INPUT\n\
+             COMMIT\n",
+        );
+        dp.external_restore(
+            F,
+            TableName::Raw,
+            "*raw\n:cali-PREROUTING - [0:0]\n\
+             -A cali-PREROUTING -m comment --comment \"cali:q1\" -j ACCEPT\n\
+             -A PREROUTING -m comment --comment \"cali:q2\" -j cali-PREROUTING\n\
+             COMMIT\n",
+        );
+    }
+
+    fn writes(dp: &FakeDataplane) -> Vec<Call> {
+        dp.calls()
+            .into_iter()
+            .filter(|c| c.is_restore() || c.is_ipset_restore())
+            .collect()
+    }
+
+    fn rollback_scenario(backend: crate::dataplane::Backend) -> (FakeDataplane, Vec<Call>) {
+        let dp = FakeDataplane::new(backend);
+        seed_old(&dp);
+        let snap = snapshot(&dp).unwrap();
+        apply_new(&dp);
+        assert_ne!(snapshot(&dp).unwrap(), snap);
+        dp.clear_calls();
+        restore(&dp, &snap).unwrap();
+        // Back exactly where we were: chains, rules, hook positions among foreign rules, sets.
+        assert_eq!(snapshot(&dp).unwrap(), snap);
+        assert_eq!(
+            dp.rules(F, TableName::Filter, "INPUT").unwrap(),
+            [
+                "-s 203.0.113.9/32 -j DROP",
+                "-m comment --comment \"cali:h1\" -j cali-INPUT",
+                "-p tcp -m tcp --dport 22 -j ACCEPT",
+            ]
+        );
+        assert_eq!(dp.sets(), ["cali40s:a"]);
+        let w = writes(&dp);
+        // Sets first, then exactly one restore per changed table (raw and filter of IPv4;
+        // mangle and IPv6 already match), then the destruction of the set nobody uses.
+        let kinds: Vec<String> = w.iter().map(|c| c.argv[0].clone()).collect();
+        let restore = match backend {
+            crate::dataplane::Backend::Legacy => "iptables-legacy-restore",
+            crate::dataplane::Backend::Nft => "iptables-nft-restore",
+        };
+        assert_eq!(kinds, ["ipset", restore, restore, "ipset"], "{w:#?}");
+        let before = w[0].stdin.clone().unwrap();
+        assert!(before.contains("add cali40s:a 198.51.100.0/24"), "{before}");
+        assert!(!before.contains("destroy"), "{before}");
+        assert_eq!(w[3].stdin.as_deref(), Some("destroy cali40s:b\n"));
+        assert!(w[1].stdin.as_deref().unwrap().starts_with("*raw\n"));
+        (dp, w)
+    }
+
+    /// Every line of a filter rollback that removes the new state or recreates the old one.
+    fn assert_filter_removes_and_recreates(txn: &str) {
+        for line in [
+            ":cali-INPUT - [0:0]",
+            ":cali-new - [0:0]",
+            ":cali-old - [0:0]",
+            "-D INPUT -m comment --comment \"cali:h2\" -j cali-INPUT",
+            "-A cali-INPUT -m comment --comment \"cali:r1\" -m set --match-set cali40s:a src -j ACCEPT",
+            "-A cali-INPUT -m comment --comment \"cali:r2\" -j cali-old",
+            "-A cali-old -m comment --comment \"cali:r3\" -j DROP",
+            // One foreign rule preceded the hook then, two are there now: after the first.
+            "-I INPUT 2 -m comment --comment \"cali:h1\" -j cali-INPUT",
+        ] {
+            assert!(txn.lines().any(|l| l == line), "missing {line:?} in\n{txn}");
+        }
+        // The deletions come before the re-creation.
+        let pos = |needle: &str| txn.find(needle).unwrap();
+        assert!(pos("-D INPUT") < pos("-A cali-INPUT") && pos("-D INPUT") < pos("-I INPUT 2"));
+    }
+
+    #[test]
+    fn legacy_rollback_is_one_transaction_per_table() {
+        let (_, w) = rollback_scenario(crate::dataplane::Backend::Legacy);
+        let filter = w[2].stdin.clone().unwrap();
+        assert_eq!(filter.matches("COMMIT").count(), 1, "{filter}");
+        assert!(filter.starts_with("*filter\n"), "{filter}");
+        assert_filter_removes_and_recreates(&filter);
+        assert!(filter.ends_with("-X cali-new\nCOMMIT\n"), "{filter}");
+        assert_eq!(
+            w[1].stdin.as_deref(),
+            Some(
+                "*raw\n:cali-PREROUTING - [0:0]\n\
+                 -D PREROUTING -m comment --comment \"cali:q2\" -j cali-PREROUTING\n\
+                 -X cali-PREROUTING\nCOMMIT\n"
+            )
         );
     }
 
     #[test]
-    fn nothing_of_ours_reduces_to_nothing() {
-        let save = "*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j CT --notrack\nCOMMIT\n";
-        assert_eq!(reduce_save(save, TableName::Raw), "");
+    fn nft_rollback_deletes_chains_in_a_second_transaction() {
+        let (_, w) = rollback_scenario(crate::dataplane::Backend::Nft);
+        let filter = w[2].stdin.clone().unwrap();
+        let txns: Vec<&str> = filter.split_inclusive("COMMIT\n").collect();
+        assert_eq!(txns.len(), 2, "{filter}");
+        assert_filter_removes_and_recreates(txns[0]);
+        assert!(!txns[0].contains("-X"), "{}", txns[0]);
+        assert_eq!(txns[1], "*filter\n-X cali-new\nCOMMIT\n");
+        assert_eq!(
+            w[1].stdin.as_deref(),
+            Some(
+                "*raw\n:cali-PREROUTING - [0:0]\n\
+                 -D PREROUTING -m comment --comment \"cali:q2\" -j cali-PREROUTING\n\
+                 COMMIT\n*raw\n-X cali-PREROUTING\nCOMMIT\n"
+            )
+        );
+    }
+
+    #[test]
+    fn rollback_after_a_flush_recreates_everything_in_one_write_per_table() {
+        let dp = FakeDataplane::new(crate::dataplane::Backend::Legacy);
+        seed_old(&dp);
+        let snap = snapshot(&dp).unwrap();
+        crate::sync::flush(&dp, &crate::sync::SyncOptions::default()).unwrap();
+        dp.clear_calls();
+        restore(&dp, &snap).unwrap();
+        let after = snapshot(&dp).unwrap();
+        assert_eq!(after.tables, snap.tables);
+        // The set is recreated (with hostfw's own create options), same kind and members.
+        assert_eq!(
+            parse_ipset_save(&after.ipsets).unwrap(),
+            parse_ipset_save(&snap.ipsets).unwrap()
+        );
+        let tables: Vec<String> = dp
+            .restores()
+            .iter()
+            .map(|c| c.stdin.clone().unwrap().lines().next().unwrap().to_string())
+            .collect();
+        assert_eq!(tables, ["*mangle", "*filter"]);
+    }
+
+    #[test]
+    fn hooks_survive_foreign_rules_disappearing_and_foreign_sets_stay() {
+        let dp = FakeDataplane::new(crate::dataplane::Backend::Legacy);
+        seed_old(&dp);
+        let snap = snapshot(&dp).unwrap();
+        apply_new(&dp);
+        // Meanwhile an admin removed both foreign INPUT rules and added one using a set of
+        // ours that the snapshot does not have.
+        dp.external_restore(
+            F,
+            TableName::Filter,
+            "*filter\n-D INPUT -s 203.0.113.9/32 -j DROP\n-D INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n\
+             -A INPUT -m set --match-set cali40s:b src -j DROP\nCOMMIT\n",
+        );
+        restore(&dp, &snap).unwrap();
+        // The hook had one foreign rule before it; none of those is left, so it goes first.
+        assert_eq!(
+            dp.rules(F, TableName::Filter, "INPUT").unwrap(),
+            [
+                "-m set --match-set cali40s:b src -j DROP",
+                "-m comment --comment \"cali:h1\" -j cali-INPUT",
+            ]
+        );
+        assert_eq!(dp.sets(), ["cali40s:a", "cali40s:b"]);
+        assert_eq!(
+            dp.set_members("cali40s:a")
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["198.51.100.0/24"]
+        );
+    }
+
+    #[test]
+    fn nothing_to_roll_back_writes_nothing() {
+        let dp = FakeDataplane::new(crate::dataplane::Backend::Nft);
+        seed_old(&dp);
+        let snap = snapshot(&dp).unwrap();
+        dp.clear_calls();
+        restore(&dp, &snap).unwrap();
+        assert!(writes(&dp).is_empty(), "{:#?}", dp.calls());
+    }
+
+    #[test]
+    fn a_failed_write_is_retried_from_a_fresh_read() {
+        use crate::dataplane::fake::{Fault, Op};
+        let dp = FakeDataplane::new(crate::dataplane::Backend::Legacy);
+        seed_old(&dp);
+        let snap = snapshot(&dp).unwrap();
+        apply_new(&dp);
+        dp.inject(Op::Restore, Fault::Busy);
+        restore(&dp, &snap).unwrap();
+        assert_eq!(snapshot(&dp).unwrap(), snap);
     }
 
     #[test]
@@ -584,40 +1041,5 @@ mod tests {
         assert!(p.pauses_daemon(105));
         assert!(p.pauses_daemon(110 + PENDING_GRACE_SECS - 1));
         assert!(!p.pauses_daemon(110 + PENDING_GRACE_SECS));
-    }
-
-    #[test]
-    fn snapshot_and_restore_through_the_fake() {
-        use crate::dataplane::fake::FakeDataplane;
-        use crate::dataplane::Backend;
-        let dp = FakeDataplane::new(Backend::Nft);
-        dp.external_restore(
-            Family::V4,
-            TableName::Filter,
-            "*filter\n:cali-INPUT - [0:0]\n-A cali-INPUT -m comment --comment \"cali:x1\" -j ACCEPT\n\
-             -A INPUT -m comment --comment \"cali:h1\" -j cali-INPUT\nCOMMIT\n",
-        );
-        let snap = snapshot(&dp).unwrap();
-        let filter = snap
-            .tables
-            .iter()
-            .find(|t| t.family == 4 && t.table == "filter")
-            .unwrap();
-        assert!(
-            filter.restore.contains(":cali-INPUT - [0:0]"),
-            "{}",
-            filter.restore
-        );
-        // Something else replaces our state; restore brings the old one back.
-        crate::sync::flush(&dp, &SyncOptions::default()).unwrap();
-        assert!(dp
-            .rules(Family::V4, TableName::Filter, "cali-INPUT")
-            .is_none());
-        restore(&dp, &snap).unwrap();
-        assert_eq!(
-            dp.rules(Family::V4, TableName::Filter, "cali-INPUT")
-                .map(|r| r.len()),
-            Some(1)
-        );
     }
 }

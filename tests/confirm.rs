@@ -1,6 +1,7 @@
 //! `apply --confirm` and `hostfw confirm` with real traffic in network namespaces (both
-//! backends): unconfirmed → the previous rules come back by themselves; confirmed → the new
-//! rules stay; the watcher survives the session that started it being killed.
+//! backends): unconfirmed → the previous rules come back by themselves, and a port closed in
+//! both states is never seen open during the rollback; confirmed → the new rules stay; the
+//! watcher survives the session that started it being killed.
 
 mod netns;
 
@@ -9,8 +10,17 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const NODE: &str = "hfw-confirm";
-/// "Eventually" for the rollback: far beyond the 3 s deadline, never a timing assertion.
-const EVENTUALLY: Duration = Duration::from_secs(15);
+/// The confirmation window: long enough that the checks right after `apply --confirm` still
+/// see the new rules on a loaded machine.
+const WINDOW: &str = "8";
+/// "Eventually" for the rollback: far beyond the deadline, never a timing assertion.
+const EVENTUALLY: Duration = Duration::from_secs(40);
+/// Open in the old (confirmed) state only.
+const OLD_PORT: u16 = 8080;
+/// Open in the new (unconfirmed) state only.
+const NEW_PORT: u16 = 7070;
+/// Closed in both states: seeing it open means an intermediate state was more open than both.
+const CLOSED_PORT: u16 = 9090;
 
 fn policy(port: u16) -> String {
     format!(
@@ -48,15 +58,16 @@ struct Case {
 }
 
 impl Case {
-    /// Host with servers on 8080 and 9090, the "open 8080" policy applied (confirmed state).
+    /// Host with servers on the three ports, the "open OLD_PORT" policy applied (confirmed
+    /// state), the "open NEW_PORT" policy written (not applied yet).
     fn new(tag: &str, backend: &'static str) -> Case {
         let pair = Pair::new(&format!("cf{tag}-{backend}"));
-        let servers = [8080, 9090]
+        let servers = [OLD_PORT, NEW_PORT, CLOSED_PORT]
             .map(|p| tcp_server(&pair.host, sock("::", p)))
             .into_iter()
             .collect();
         let work = Workdir::new();
-        work.write_policies(&policy(8080));
+        work.write_policies(&policy(OLD_PORT));
         let c = Case {
             pair,
             work,
@@ -65,9 +76,11 @@ impl Case {
         };
         let run = c.run(&["apply"]);
         assert_eq!(run.code, 0, "{run:?}");
-        assert!(c.open(8080) && !c.open(9090), "8080 open, 9090 closed");
-        // The new policy closes 8080 (and opens 9090).
-        c.work.write_policies(&policy(9090));
+        assert!(c.open(OLD_PORT), "old state: {OLD_PORT} open");
+        assert!(!c.open(NEW_PORT), "old state: {NEW_PORT} closed");
+        assert!(!c.open(CLOSED_PORT), "old state: {CLOSED_PORT} closed");
+        // The new policy closes OLD_PORT and opens NEW_PORT.
+        c.work.write_policies(&policy(NEW_PORT));
         c
     }
 
@@ -116,16 +129,26 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 fn unconfirmed_rolls_back(backend: &'static str) {
     let c = Case::new("rb", backend);
-    let run = c.run(&["apply", "--confirm", "3"]);
+    let run = c.run(&["apply", "--confirm", WINDOW]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("hostfw confirm"), "{run:?}");
     assert!(c.run_dir().join("confirm-pending.json").exists());
-    assert!(!c.open(8080), "the new rules close 8080");
-    eventually("8080 open again after the rollback", || c.open(8080));
+    assert!(!c.open(OLD_PORT), "the new rules close {OLD_PORT}");
+    assert!(c.open(NEW_PORT), "the new rules open {NEW_PORT}");
+    // Until the old rules are back, keep probing the port both states close: a rollback that
+    // removes the new rules before the old ones are in place shows it open.
+    eventually("OLD_PORT open again after the rollback", || {
+        assert!(
+            !c.open(CLOSED_PORT),
+            "{CLOSED_PORT} seen open while rolling back: the host was more open than both states"
+        );
+        c.open(OLD_PORT)
+    });
     assert!(
-        !c.open(9090),
+        !c.open(CLOSED_PORT),
         "the rollback restored the old rules, not nothing"
     );
+    assert!(!c.open(NEW_PORT), "the rollback removed the new rules");
     eventually("pending file removed", || {
         !c.run_dir().join("confirm-pending.json").exists()
     });
@@ -135,7 +158,7 @@ fn unconfirmed_rolls_back(backend: &'static str) {
     assert_eq!(late.code, 1, "{late:?}");
     assert!(late.stderr.contains("too late"), "{late:?}");
     // The restored state is exactly the old policy's render: diff against it is empty.
-    c.work.write_policies(&policy(8080));
+    c.work.write_policies(&policy(OLD_PORT));
     let diff = c.run(&["diff"]);
     assert_eq!(
         diff.code, 0,
@@ -149,7 +172,7 @@ fn unconfirmed_rolls_back(backend: &'static str) {
 
 fn confirmed_stays(backend: &'static str) {
     let c = Case::new("ok", backend);
-    let run = c.run(&["apply", "--confirm", "3"]);
+    let run = c.run(&["apply", "--confirm", WINDOW]);
     assert_eq!(run.code, 0, "{run:?}");
     let pid = watcher_pid(&run.stdout);
     // `status` shows the pending confirmation even without a daemon (which makes it exit 2).
@@ -161,8 +184,12 @@ fn confirmed_stays(backend: &'static str) {
     let confirmed = c.run(&["confirm"]);
     assert_eq!(confirmed.code, 0, "{confirmed:?}");
     eventually("the watcher exits after the confirmation", || !alive(pid));
-    assert!(!c.open(8080), "confirmed rules stay: 8080 closed");
-    assert!(c.open(9090), "confirmed rules stay: 9090 open");
+    assert!(!c.open(OLD_PORT), "confirmed rules stay: {OLD_PORT} closed");
+    assert!(c.open(NEW_PORT), "confirmed rules stay: {NEW_PORT} open");
+    assert!(
+        !c.open(CLOSED_PORT),
+        "confirmed rules stay: {CLOSED_PORT} closed"
+    );
     let again = c.run(&["confirm"]);
     assert_eq!(again.code, 1, "nothing left to confirm: {again:?}");
 }
@@ -174,7 +201,7 @@ fn watcher_survives_session_kill(backend: &'static str) {
     // login shell would.
     let script = format!(
         "ip netns exec {ns} {exe} --policy-dir {pol} --node {NODE} --backend {backend} \
-         --run-dir {run} --state-dir {state} apply --confirm 4 > {out} 2>&1; sleep 60",
+         --run-dir {run} --state-dir {state} apply --confirm {WINDOW} > {out} 2>&1; sleep 60",
         ns = c.pair.host.name,
         exe = env!("CARGO_BIN_EXE_hostfw"),
         pol = c.work.policy_dir().display(),
@@ -200,8 +227,8 @@ fn watcher_survives_session_kill(backend: &'static str) {
     let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
     let _ = session.wait();
     assert!(alive(pid), "the watcher died with the session");
-    assert!(!c.open(8080));
-    eventually("the orphaned watcher rolls back", || c.open(8080));
+    assert!(!c.open(OLD_PORT));
+    eventually("the orphaned watcher rolls back", || c.open(OLD_PORT));
     eventually("the watcher exits after the rollback", || !alive(pid));
     assert!(!c.run_dir().join("confirm-pending.json").exists());
 }

@@ -1,16 +1,19 @@
-//! Watching the policy directory with inotify: the directory itself (files created, written,
-//! renamed in or out, deleted, chmod'ed) and its parent (the directory replaced, deleted and
-//! recreated, or a symlink to it swapped). Editors' temporary files are filtered out by the
-//! caller's `counts` predicate (the policy reader's ignore rules). Never reads the files.
+//! Watching the policy directory with inotify through the `notify` crate: the directory itself
+//! (files created, written, renamed in or out, deleted, chmod'ed) and its parent (the directory
+//! replaced, deleted and recreated, or a symlink to it swapped). Editors' temporary files are
+//! filtered out by the caller's `counts` predicate (the policy reader's ignore rules). Never
+//! reads the files. `notify` does not pass on IN_UNMOUNT / IN_IGNORED, so a filesystem
+//! unmounted from under the directory ends its watch until the next parent event; mounting
+//! over it is invisible to inotify either way (SIGHUP covers both).
 
 use super::Event;
-use nix::errno::Errno;
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+use notify::{EventKind, INotifyWatcher, RecursiveMode, Watcher};
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{self, Receiver, Sender};
 
 /// What one batch of inotify events means for the policy set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,36 +27,25 @@ pub enum Change {
     InProgress,
 }
 
-/// What happens to entries of the policy directory that can change the policy set.
-fn dir_mask() -> AddWatchFlags {
-    AddWatchFlags::IN_CREATE
-        | AddWatchFlags::IN_CLOSE_WRITE
-        | AddWatchFlags::IN_MOVED_TO
-        | AddWatchFlags::IN_MOVED_FROM
-        | AddWatchFlags::IN_DELETE
-        | AddWatchFlags::IN_ATTRIB
-        | AddWatchFlags::IN_DELETE_SELF
-        | AddWatchFlags::IN_MOVE_SELF
-        | AddWatchFlags::IN_ONLYDIR
+/// What one `notify` event says about the policy directory.
+enum Seen {
+    /// Lost events, or the directory itself created, removed, renamed or chmod'ed. `placed`:
+    /// renamed into place, so complete.
+    Dir { placed: bool },
+    /// An entry of the directory created (`created`) or otherwise changed.
+    Entry { name: OsString, created: bool },
+    /// Not ours: another entry of the parent, or a kind of access that changes nothing.
+    Nothing,
 }
 
-/// What happens in the parent that can replace the policy directory.
-fn parent_mask() -> AddWatchFlags {
-    AddWatchFlags::IN_CREATE
-        | AddWatchFlags::IN_MOVED_TO
-        | AddWatchFlags::IN_MOVED_FROM
-        | AddWatchFlags::IN_DELETE
-        | AddWatchFlags::IN_ATTRIB
-        | AddWatchFlags::IN_ONLYDIR
-}
-
-/// An inotify watch on one directory and its parent. Blocking reads: no timers, no polling.
+/// An inotify watch (via `notify`) on one directory and its parent. Blocking reads: no timers,
+/// no polling.
 pub struct DirWatcher {
-    inotify: Inotify,
+    watcher: INotifyWatcher,
+    events: Receiver<notify::Result<notify::Event>>,
+    /// The directory as `parent.join(name)`: the exact path `notify` reports for both the
+    /// parent's entry and the directory's own events, so the two compare equal.
     dir: PathBuf,
-    name: OsString,
-    parent_wd: WatchDescriptor,
-    dir_wd: Option<WatchDescriptor>,
     counts: fn(&str) -> bool,
 }
 
@@ -61,32 +53,26 @@ impl DirWatcher {
     /// Watch `dir` (which may not exist yet; its parent must). `counts` says whether a file name
     /// in the directory is a policy file (by name only: the file may already be gone).
     pub fn new(dir: &Path, counts: fn(&str) -> bool) -> io::Result<DirWatcher> {
-        let name = dir
-            .file_name()
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("{}: not a directory name", dir.display()),
-                )
-            })?
-            .to_os_string();
+        let name = dir.file_name().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: not a directory name", dir.display()),
+            )
+        })?;
         let parent = match dir.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let inotify = Inotify::init(InitFlags::IN_CLOEXEC).map_err(io::Error::from)?;
-        let parent_wd = inotify.add_watch(&parent, parent_mask()).map_err(|e| {
-            io::Error::new(
-                io::Error::from(e).kind(),
-                format!("{}: {e}", parent.display()),
-            )
-        })?;
+        let (tx, events) = mpsc::channel();
+        let mut watcher =
+            INotifyWatcher::new(tx, notify::Config::default()).map_err(|e| io_error(&parent, e))?;
+        watcher
+            .watch(&parent, RecursiveMode::NonRecursive)
+            .map_err(|e| io_error(&parent, e))?;
         let mut w = DirWatcher {
-            inotify,
-            dir: dir.to_path_buf(),
-            name,
-            parent_wd,
-            dir_wd: None,
+            watcher,
+            events,
+            dir: parent.join(name),
             counts,
         };
         w.rewatch();
@@ -95,90 +81,142 @@ impl DirWatcher {
 
     /// Block until inotify reports something; what it means for the policy set.
     pub fn read(&mut self) -> io::Result<Change> {
-        let events = match self.inotify.read_events() {
-            Ok(events) => events,
-            Err(Errno::EINTR) => return Ok(Change::None),
-            Err(e) => return Err(e.into()),
-        };
+        let batch = self.next_batch()?;
+        Ok(self.interpret(batch))
+    }
+
+    /// Block for one event, then take every event already queued behind it: one batch, as one
+    /// `read(2)` of the inotify descriptor would have returned.
+    fn next_batch(&mut self) -> io::Result<Vec<notify::Event>> {
+        let first = self
+            .events
+            .recv()
+            .map_err(|_| io::Error::other("notify's event thread stopped"))?;
+        std::iter::once(first)
+            .chain(self.events.try_iter())
+            .map(|r| r.map_err(|e| io_error(&self.dir, e)))
+            .collect()
+    }
+
+    /// What a batch means; re-arms the directory watch when the directory may have been replaced.
+    fn interpret(&mut self, batch: Vec<notify::Event>) -> Change {
         let mut changed = false;
         let mut rewatch = false;
         // Files created in this batch and not yet closed, deleted or moved away: still being
         // written. The directory itself gone or just created: its files are still to come.
         let mut open: BTreeSet<OsString> = BTreeSet::new();
         let mut dir_pending = false;
-        for ev in events {
-            if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
-                // Events were lost: assume the worst.
-                changed = true;
-                rewatch = true;
-                dir_pending = true;
-            } else if ev.wd == self.parent_wd {
-                if ev.name.as_deref() == Some(self.name.as_os_str()) {
+        for ev in &batch {
+            match self.classify(ev) {
+                Seen::Dir { placed } => {
                     changed = true;
                     rewatch = true;
-                    // Renamed into place: complete. Created, removed or moved away: not yet.
-                    dir_pending = !ev.mask.contains(AddWatchFlags::IN_MOVED_TO);
+                    dir_pending = !placed;
                 }
-            } else if Some(ev.wd) == self.dir_wd {
-                if ev
-                    .mask
-                    .intersects(AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF)
-                {
-                    changed = true;
-                    rewatch = true;
-                    dir_pending = true;
-                } else if ev.mask.contains(AddWatchFlags::IN_IGNORED) {
-                    rewatch = true;
-                } else {
-                    match ev.name {
-                        // A name that is not UTF-8 is an error the policy reader reports.
-                        Some(n) if n.to_str().is_none_or(self.counts) => {
-                            changed = true;
-                            if ev.mask.contains(AddWatchFlags::IN_CREATE) {
-                                open.insert(n);
-                            } else {
-                                open.remove(&n);
-                            }
+                Seen::Entry { name, created } => {
+                    // A name that is not UTF-8 is an error the policy reader reports.
+                    if name.to_str().is_none_or(self.counts) {
+                        changed = true;
+                        if created {
+                            open.insert(name);
+                        } else {
+                            open.remove(&name);
                         }
-                        Some(_) => {}
-                        // The directory's own attributes (chmod): readability may have changed.
-                        None => changed = true,
                     }
                 }
+                Seen::Nothing => {}
             }
-            // Anything else comes from a replaced directory's old watch: not ours any more.
         }
         if rewatch {
             self.rewatch();
         }
-        Ok(if !changed {
+        if !changed {
             Change::None
         } else if open.is_empty() && !dir_pending {
             Change::Settled
         } else {
             Change::InProgress
-        })
+        }
+    }
+
+    /// Map one `notify` event onto the inotify events the policy set cares about.
+    fn classify(&self, ev: &notify::Event) -> Seen {
+        if ev.need_rescan() {
+            // The kernel queue overflowed and events were lost: assume the worst.
+            return Seen::Dir { placed: false };
+        }
+        let kind = match ev.kind {
+            // `notify` also reports a rename's two halves as one event with both paths; the
+            // halves have already arrived on their own, so it adds nothing.
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => return Seen::Nothing,
+            // IN_MODIFY, IN_OPEN: `notify` asks for them, but a write only counts when the file
+            // is closed, and opening (the daemon reading the directory) changes nothing.
+            EventKind::Modify(ModifyKind::Data(_))
+            | EventKind::Access(AccessKind::Open(_))
+            | EventKind::Access(AccessKind::Close(AccessMode::Read)) => return Seen::Nothing,
+            k => k,
+        };
+        let Some(path) = ev.paths.first() else {
+            return Seen::Nothing;
+        };
+        if *path == self.dir {
+            // The parent's entry (created, deleted, renamed, chmod'ed) or the directory's own
+            // IN_DELETE_SELF / IN_MOVE_SELF / IN_ATTRIB: `notify` gives both the same path.
+            // Only a rename into place is complete. (A chmod of a symlinked directory's target
+            // thus reads as in progress too, where raw inotify could tell it apart: a longer
+            // debounce, nothing missed.)
+            return Seen::Dir {
+                placed: kind == EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            };
+        }
+        match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) if parent == self.dir => match kind {
+                EventKind::Create(_) => Seen::Entry {
+                    name: name.to_os_string(),
+                    created: true,
+                },
+                // Closed after writing, renamed in or out, deleted, chmod'ed.
+                EventKind::Access(AccessKind::Close(AccessMode::Write))
+                | EventKind::Modify(ModifyKind::Name(_))
+                | EventKind::Modify(ModifyKind::Metadata(_))
+                | EventKind::Remove(_) => Seen::Entry {
+                    name: name.to_os_string(),
+                    created: false,
+                },
+                _ => Seen::Nothing,
+            },
+            // Another entry of the parent.
+            _ => Seen::Nothing,
+        }
     }
 
     /// Point the directory watch at whatever `dir` names now.
     fn rewatch(&mut self) {
-        match self.inotify.add_watch(&self.dir, dir_mask()) {
-            Ok(wd) => {
-                if let Some(old) = self.dir_wd.replace(wd) {
-                    if old != wd {
-                        // The old directory may still exist elsewhere: stop hearing about it.
-                        let _ = self.inotify.rm_watch(old);
-                    }
-                }
-            }
-            Err(e) => {
-                log::debug!("cannot watch {}: {e}", self.dir.display());
-                if let Some(old) = self.dir_wd.take() {
-                    let _ = self.inotify.rm_watch(old);
-                }
-            }
+        // `notify` keys its watches by path: re-adding the path for a new directory would leave
+        // the old directory's descriptor reporting under the same name (a swapped symlink's old
+        // target never sees IN_MOVE_SELF). Drop it first; `notify` may already have dropped it
+        // itself (directory deleted or moved away), which is not an error here.
+        let _ = self.watcher.unwatch(&self.dir);
+        // inotify's IN_ONLYDIR, which `notify` does not pass: a file of that name is not a
+        // policy directory. A replacement later arrives as a parent event and re-arms.
+        if !self.dir.is_dir() {
+            log::debug!("cannot watch {}: not a directory", self.dir.display());
+            return;
+        }
+        if let Err(e) = self.watcher.watch(&self.dir, RecursiveMode::NonRecursive) {
+            log::debug!("cannot watch {}: {e}", self.dir.display());
         }
     }
+}
+
+/// A `notify` error as an `io::Error` naming `path`, keeping the OS error kind when there is one.
+fn io_error(path: &Path, e: notify::Error) -> io::Error {
+    let kind = match &e.kind {
+        notify::ErrorKind::Io(io) => io.kind(),
+        notify::ErrorKind::PathNotFound => io::ErrorKind::NotFound,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, format!("{}: {e}", path.display()))
 }
 
 /// Run a `DirWatcher` on its own thread, sending `PolicyChanged` for every relevant batch.
@@ -208,31 +246,40 @@ pub(crate) fn spawn(dir: PathBuf, counts: fn(&str) -> bool, tx: Sender<Event>) -
 
 #[cfg(test)]
 mod tests {
-    //! inotify queues events synchronously inside the syscall that caused them, so after a file
-    //! operation returns, `drain` sees exactly its events: no sleeps, no timing.
+    //! Events reach the watcher through `notify`'s thread, so after a file operation returns its
+    //! events may still be on their way. `change` therefore creates a marker directory in the
+    //! parent and reads until the marker's own event arrives: inotify queues events in the order
+    //! the syscalls happened and `notify` forwards them in that order, so everything before the
+    //! marker is exactly the operation's events. No sleeps, no timing.
     use super::*;
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::fs;
-    use std::os::fd::AsFd;
     use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Stand-in for the policy reader's ignore rules: visible `*.yaml`/`*.yml` only.
     fn counts(name: &str) -> bool {
         !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml"))
     }
 
+    /// Unique marker names across the tests running in parallel.
+    static MARKS: AtomicUsize = AtomicUsize::new(0);
+
     impl DirWatcher {
-        /// Every queued event, without blocking: what the last batch that counted said.
+        /// Every event up to now, batch by batch: what the last batch that counted said.
         fn change(&mut self) -> Change {
+            let parent = self.dir.parent().unwrap().to_path_buf();
+            let mark = parent.join(format!(".mark-{}", MARKS.fetch_add(1, Ordering::Relaxed)));
+            fs::create_dir(&mark).unwrap();
             let mut last = Change::None;
             loop {
-                let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
-                if poll(&mut fds, PollTimeout::ZERO).unwrap() == 0 {
-                    return last;
-                }
-                match self.read().unwrap() {
+                let batch = self.next_batch().unwrap();
+                let marked = batch.iter().any(|e| e.paths.contains(&mark));
+                match self.interpret(batch) {
                     Change::None => {}
                     c => last = c,
+                }
+                if marked {
+                    return last;
                 }
             }
         }
@@ -279,6 +326,43 @@ mod tests {
         assert_eq!(f.watcher.change(), Change::Settled);
         // Written and closed in one go: one settled batch.
         fs::write(f.dir.join("30-db.yaml"), "c: 3\n").unwrap();
+        assert_eq!(f.watcher.change(), Change::Settled);
+    }
+
+    #[test]
+    fn reading_the_directory_does_not_count() {
+        // `notify` always asks inotify for IN_OPEN: the daemon's own reload opens the directory
+        // and every file in it, and hearing that as a change would reload forever.
+        let mut f = fixture();
+        let names: Vec<_> = fs::read_dir(&f.dir).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        assert_eq!(fs::read(f.dir.join("10-base.yaml")).unwrap(), b"a: 1\n");
+        assert!(!f.watcher.drain());
+    }
+
+    #[test]
+    fn writes_before_close_do_not_settle() {
+        // `notify` also asks for IN_MODIFY; a write only counts once the file is closed.
+        use std::io::Write;
+        let mut f = fixture();
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(f.dir.join("10-base.yaml"))
+            .unwrap();
+        file.write_all(b"b: 2\n").unwrap();
+        assert!(!f.watcher.drain(), "written, not closed");
+        drop(file);
+        assert_eq!(f.watcher.change(), Change::Settled);
+    }
+
+    #[test]
+    fn chmod_of_the_directory_counts_and_keeps_the_watch() {
+        // The parent's IN_ATTRIB re-arms the directory watch on the same directory: files must
+        // still be heard afterwards.
+        let mut f = fixture();
+        fs::set_permissions(&f.dir, fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(f.watcher.drain());
+        fs::write(f.dir.join("20-web.yaml"), "b: 1\n").unwrap();
         assert_eq!(f.watcher.change(), Change::Settled);
     }
 
