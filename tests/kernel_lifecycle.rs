@@ -97,6 +97,16 @@ fn foreign(text: &str) -> String {
         .collect()
 }
 
+/// A connection expected to work: probed once more if the first try missed the short timeout
+/// (a loaded machine); a blocked flow is never retried, so a leak cannot hide.
+fn passes(from: &Netns, from_addr: Option<&str>, to: std::net::SocketAddr) -> bool {
+    tcp_ok(from, from_addr, to) || tcp_ok(from, from_addr, to)
+}
+
+fn blocked(from: &Netns, from_addr: Option<&str>, to: std::net::SocketAddr) -> bool {
+    !tcp_ok(from, from_addr, to)
+}
+
 fn hep_yaml(labels: &str) -> String {
     format!(
         "---\napiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata:\n  name: host-eth0\n  \
@@ -207,7 +217,7 @@ fn incremental(backend: &'static str) {
     s.expect(&["apply"], 0);
     for port in [8080, 9090] {
         assert!(
-            tcp_ok(peer, None, sock(HOST4, port)),
+            passes(peer, None, sock(HOST4, port)),
             "port {port} before the change"
         );
     }
@@ -253,8 +263,8 @@ fn incremental(backend: &'static str) {
         "{:?}",
         after[&changed]
     );
-    assert!(tcp_ok(peer, None, sock(HOST4, 9091)));
-    assert!(!tcp_ok(peer, None, sock(HOST4, 9090)));
+    assert!(passes(peer, None, sock(HOST4, 9091)));
+    assert!(blocked(peer, None, sock(HOST4, 9090)));
 }
 on_both_backends!(incremental);
 
@@ -277,14 +287,14 @@ fn drift(backend: &'static str) {
     let _servers = [8080, 9090].map(|p| tcp_server(host, sock("::", p)));
     s.expect(&["apply"], 0);
     s.expect(&["diff"], 0);
-    assert!(!tcp_ok(peer, None, sock(HOST4, 9090)));
+    assert!(blocked(peer, None, sock(HOST4, 9090)));
 
     // 1. Someone deletes our INPUT hook: the host is open.
     let hook = hook_line(&s, "INPUT", "cali-INPUT");
     let delete = hook.replacen("-A ", "-D ", 1);
     s.restore(false, &format!("*filter\n{delete}\nCOMMIT\n"));
     assert!(
-        tcp_ok(peer, None, sock(HOST4, 9090)),
+        passes(peer, None, sock(HOST4, 9090)),
         "hook removal had no effect"
     );
     let report = s.expect(&["diff"], 1);
@@ -296,11 +306,11 @@ fn drift(backend: &'static str) {
     );
     s.expect(&["apply"], 0);
     s.expect(&["diff"], 0);
-    assert!(!tcp_ok(peer, None, sock(HOST4, 9090)), "hook not repaired");
+    assert!(blocked(peer, None, sock(HOST4, 9090)), "hook not repaired");
 
     // 2. Someone flushes one of our chains.
     s.restore(false, "*filter\n-F cali-INPUT\nCOMMIT\n");
-    assert!(tcp_ok(peer, None, sock(HOST4, 9090)), "flush had no effect");
+    assert!(passes(peer, None, sock(HOST4, 9090)), "flush had no effect");
     let report = s.expect(&["diff"], 1);
     assert!(
         report
@@ -310,7 +320,7 @@ fn drift(backend: &'static str) {
     );
     s.expect(&["apply"], 0);
     s.expect(&["diff"], 0);
-    assert!(!tcp_ok(peer, None, sock(HOST4, 9090)), "chain not repaired");
+    assert!(blocked(peer, None, sock(HOST4, 9090)), "chain not repaired");
 
     // 3. Someone inserts an ACCEPT above our hook (insert mode: ours must come first).
     let foreign_rule = "-A INPUT -p tcp -m tcp --dport 9090 -j ACCEPT";
@@ -319,7 +329,7 @@ fn drift(backend: &'static str) {
         "*filter\n-I INPUT 1 -p tcp -m tcp --dport 9090 -j ACCEPT\nCOMMIT\n",
     );
     assert!(
-        tcp_ok(peer, None, sock(HOST4, 9090)),
+        passes(peer, None, sock(HOST4, 9090)),
         "foreign accept had no effect"
     );
     let report = s.expect(&["diff"], 1);
@@ -338,7 +348,7 @@ fn drift(backend: &'static str) {
     assert!(input[0].ends_with("-j cali-INPUT"), "{input:?}");
     assert_eq!(input[1], foreign_rule, "{input:?}");
     assert!(
-        !tcp_ok(peer, None, sock(HOST4, 9090)),
+        blocked(peer, None, sock(HOST4, 9090)),
         "our hook is not first again"
     );
 }
@@ -405,12 +415,12 @@ fn failure(backend: &'static str) {
     );
     assert!(failed.stderr.contains("5 attempt(s)"), "{failed:?}");
     assert_eq!(s.save_all(), good, "a failed apply changed the kernel");
-    assert!(tcp_ok(peer, None, sock(HOST4, 8080)));
-    assert!(!tcp_ok(peer, None, sock(HOST4, 9090)));
+    assert!(passes(peer, None, sock(HOST4, 8080)));
+    assert!(blocked(peer, None, sock(HOST4, 9090)));
 
     // Without the fault the same change applies.
     s.expect(&["apply"], 0);
-    assert!(tcp_ok(peer, None, sock(HOST4, 9090)));
+    assert!(passes(peer, None, sock(HOST4, 9090)));
 }
 on_both_backends!(failure);
 
@@ -487,7 +497,7 @@ fn default_endpoint_to_host_action(backend: &'static str) {
     neighbours(&plain, "eth0", host, "wl0", &["203.0.113.129"]);
     let _server = tcp_server(host, sock("::", 9000));
     assert!(
-        tcp_ok(&workload, None, sock("203.0.113.1", 9000)),
+        passes(&workload, None, sock("203.0.113.1", 9000)),
         "before apply"
     );
 
@@ -507,11 +517,11 @@ fn default_endpoint_to_host_action(backend: &'static str) {
             "{configured}"
         );
         assert!(
-            !tcp_ok(&workload, None, sock("203.0.113.1", 9000)),
+            blocked(&workload, None, sock("203.0.113.1", 9000)),
             "{action}: traffic from cali1234 passed"
         );
         assert!(
-            tcp_ok(&plain, None, sock("203.0.113.129", 9000)),
+            passes(&plain, None, sock("203.0.113.129", 9000)),
             "{action}: traffic from an unpoliced interface was blocked"
         );
     }

@@ -377,7 +377,10 @@ pub fn ping_ok(ns: &Netns, to: IpAddr) -> bool {
         };
         let fd: OwnedFd = socket(family, SockType::Raw, SockFlag::empty(), proto)
             .expect("raw ICMP socket (root)");
-        let id = (std::process::id() as u16) ^ 0x5a5a;
+        // A fresh id per probe: a reused id could match an earlier echo's conntrack entry and
+        // pass as an established flow.
+        static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+        let id = (std::process::id() as u16) ^ (NEXT_ID.fetch_add(1, Ordering::SeqCst) as u16);
         let mut packet = vec![request, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1];
         packet.extend_from_slice(b"hostfw-probe");
         if to.is_ipv4() {
