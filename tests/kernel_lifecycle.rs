@@ -468,11 +468,9 @@ on_both_backends!(dry_run_writes_nothing);
 
 // ------------------------------------------------------------------------------------------
 
-/// Traffic from a `cali`-prefixed interface to the host goes to `cali-wl-to-host`, where (with no
-/// workloads on a standalone host) the workload dispatch's "Unknown interface" rule drops it
-/// before the configured DefaultEndpointToHostAction is reached (Felix's layout, reference §1.2,
-/// §2.6). The setting still lands in the kernel, and an ordinary interface without a HEP is not
-/// policed at all.
+/// Traffic from a `cali`-prefixed (workload) interface to the host goes to `cali-wl-to-host` and
+/// meets the configured DefaultEndpointToHostAction (the seed document's feature): Drop blocks
+/// it, Accept lets it in. An ordinary interface without a HEP is not policed at all.
 fn default_endpoint_to_host_action(backend: &'static str) {
     let felix = |action: &str| {
         format!(
@@ -501,7 +499,7 @@ fn default_endpoint_to_host_action(backend: &'static str) {
         "before apply"
     );
 
-    for (action, target) in [("Drop", "DROP"), ("Accept", "ACCEPT")] {
+    for (action, target, allowed) in [("Drop", "DROP", false), ("Accept", "ACCEPT", true)] {
         s.work.write_policies(&felix(action));
         s.expect(&["apply"], 0);
         let filter = s.save(false, "filter");
@@ -516,10 +514,17 @@ fn default_endpoint_to_host_action(backend: &'static str) {
             configured.ends_with(&format!("-j {target}")),
             "{configured}"
         );
-        assert!(
-            blocked(&workload, None, sock("203.0.113.1", 9000)),
-            "{action}: traffic from cali1234 passed"
-        );
+        if allowed {
+            assert!(
+                passes(&workload, None, sock("203.0.113.1", 9000)),
+                "{action}: traffic from cali1234 was blocked"
+            );
+        } else {
+            assert!(
+                blocked(&workload, None, sock("203.0.113.1", 9000)),
+                "{action}: traffic from cali1234 passed"
+            );
+        }
         assert!(
             passes(&plain, None, sock("203.0.113.129", 9000)),
             "{action}: traffic from an unpoliced interface was blocked"

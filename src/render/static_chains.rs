@@ -13,9 +13,10 @@
 //!   packets.
 //!
 //! The workload-to-host feature stays (seed document: `defaultEndpointToHostAction`): `-i
-//! <prefix>+ --goto cali-wl-to-host` in `cali-INPUT`, `cali-wl-to-host`, the workload dispatch
-//! chains (end rules only, as there are no workloads), `-o <prefix>+ RETURN` in `cali-OUTPUT` and
-//! the workload jumps in `cali-FORWARD`.
+//! <prefix>+ --goto cali-wl-to-host` in `cali-INPUT`, `cali-wl-to-host` (without Felix's jump to
+//! the workload dispatch chain, which on a host without workloads would drop everything before
+//! the configured action), the workload dispatch chains (end rules only, as there are no
+//! workloads), `-o <prefix>+ RETURN` in `cali-OUTPUT` and the workload jumps in `cali-FORWARD`.
 
 use super::names::{self, kernel};
 use super::{clear_mark, commented, put, rule, set_mark, Ctx};
@@ -228,7 +229,10 @@ fn filter(ctx: &Ctx, chains: &mut BTreeMap<String, Chain>) {
             ));
         }
     }
-    wl_to_host.push(rule(vec![], Action::Jump(names::FROM_WL_DISPATCH.into())));
+    // Felix jumps to `cali-from-wl-dispatch` here so that known workloads' policy runs first. A
+    // standalone host has no known workloads, and that chain would drop every packet as
+    // "Unknown interface" before the configured action: defaultEndpointToHostAction would never
+    // take effect. So the configured action follows directly.
     let endpoint_to_host = match ctx.cfg.default_endpoint_to_host_action {
         EndpointToHostAction::Drop => Action::Drop,
         EndpointToHostAction::Return => Action::Return,
