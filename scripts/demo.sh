@@ -48,8 +48,10 @@ fi
 # --- namespaces ---------------------------------------------------------------------------
 WORK=$(mktemp -d /tmp/hostfw-demo.XXXXXX)
 LISTENER=
+DAEMON=
 cleanup() {
     set +e
+    [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null
     [ -n "$LISTENER" ] && kill "$LISTENER" 2>/dev/null && wait "$LISTENER" 2>/dev/null
     ip netns del "$HOST_NS" 2>/dev/null
     ip netns del "$PEER_NS" 2>/dev/null
@@ -73,8 +75,12 @@ ip -n "$PEER_NS" link set veth-peer up
 
 in_host() { ip netns exec "$HOST_NS" "$@"; }
 in_peer() { ip netns exec "$PEER_NS" "$@"; }
+# The daemon watches a copy, so the demo can edit it live.
+POLDIR=$WORK/policies.d
+mkdir -p "$POLDIR"
+cp "$POLICIES"/*.yaml "$POLDIR"/
 hostfw() {
-    in_host "$BIN" --policy-dir "$POLICIES" --node hostfw-demo \
+    in_host "$BIN" --policy-dir "$POLDIR" --node hostfw-demo \
         --run-dir "$WORK/run" --state-dir "$WORK/state" "$@"
 }
 
@@ -147,14 +153,60 @@ hostfw show
 bold "What apply will do: hostfw diff"
 hostfw diff || true
 
-bold "hostfw apply"
-hostfw apply
+bold "hostfw apply: the lockout guard refuses (nothing allows SSH, failsafe ports are off)"
+rc=0
+hostfw apply || rc=$?
+[ "$rc" = 1 ] || die "apply should have been refused by the lockout guard (exit $rc)"
+echo "  (exit 1: refused, nothing written; \`hostfw apply --force\` would insist)"
 
-bold "After apply: 2222 only from $PEER4, 8080 open, 9090 denied, ping allowed"
+# until CMD succeeds, at most ~10 s.
+until_ok() {
+    local i
+    for i in $(seq 1 50); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+    return 1
+}
+
+bold "hostfw run: the daemon applies the directory and keeps it in force (it only warns about SSH)"
+hostfw run >"$WORK/daemon.log" 2>&1 &
+DAEMON=$!
+until_ok hostfw diff || { cat "$WORK/daemon.log"; die "the daemon did not converge"; }
+sed 's/^/  daemon: /' "$WORK/daemon.log"
+hostfw status
+
+bold "Protected: 2222 only from $PEER4, 8080 open, 9090 denied, ping allowed"
 show_probes
 
-bold "hostfw diff (in sync: exit 0)"
-hostfw diff
+bold "Live edit: a policy opening 9090 is dropped into the directory; the daemon applies it"
+cat >"$POLDIR/40-open-9090.yaml" <<'YAML'
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: open-9090
+spec:
+  order: 10
+  selector: role == 'demo'
+  ingress:
+  - action: Allow
+    protocol: TCP
+    destination:
+      ports: [9090]
+YAML
+until_ok tcp "$HOST4" 9090 || die "the edit did not reach the kernel"
+probe "peer $PEER4 -> $HOST4 tcp/9090" 0 tcp "$HOST4" 9090
+probe "peer $PEER6 -> $HOST6 tcp/9090" 1 tcp "$HOST6" 9090
+
+bold "A broken edit: reported with file, line and field; the rules in force stay"
+printf 'apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: broken\nspec:\n  ingress:\n  - action: allow\n' >"$POLDIR/50-broken.yaml"
+until_ok grep -q broken "$WORK/run/status.json" || true
+hostfw check || true
+probe "peer $PEER4 -> $HOST4 tcp/9090" 0 tcp "$HOST4" 9090
+rm -f "$POLDIR/50-broken.yaml"
+
+bold "SIGTERM: the daemon exits, the rules stay in the kernel (fail closed)"
+kill -TERM "$DAEMON" && wait "$DAEMON" || true
+DAEMON=
+probe "peer $PEER4 -> $HOST4 tcp/8080" 0 tcp "$HOST4" 8080
+probe "peer $PEER6 -> $HOST6 tcp/2222" 1 tcp "$HOST6" 2222
 
 bold "hostfw flush: our chains, hooks and sets are gone, the rest untouched"
 hostfw flush

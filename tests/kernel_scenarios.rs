@@ -303,7 +303,16 @@ spec:
     let mut before = Verdicts::default();
     probe(&mut before, false);
     before.assert("before apply");
-    s.apply();
+    // The lockout guard refuses a set that leaves no inbound SSH, and writes nothing...
+    let refused = s.run(&["apply"]);
+    assert_eq!(refused.code, 1, "apply without --force: {refused:?}");
+    assert!(refused.stderr.contains("--force"), "{refused:?}");
+    let mut still_open = Verdicts::default();
+    probe(&mut still_open, false);
+    still_open.assert("after the refused apply");
+    // ...until the admin insists.
+    let forced = s.run(&["apply", "--force"]);
+    assert_eq!(forced.code, 0, "apply --force: {forced:?}");
     let mut after = Verdicts::default();
     probe(&mut after, true);
     after.assert(&format!("after apply ({backend})"));

@@ -101,19 +101,26 @@ pub(super) fn guard_apply(
     for f in &findings {
         eprintln!("lockout guard: {}", f.message);
     }
-    let lockout = findings
-        .iter()
-        .any(|f| f.severity == crate::guard::Severity::Lockout);
-    if !lockout {
+    // Both kinds refuse (issue 7): cutting off the session applying the rules, and leaving no
+    // inbound SSH at all once failsafe ports are gone. `check` and the daemon only warn.
+    if findings.is_empty() {
         return Ok(None);
     }
     if force {
         eprintln!("lockout guard: applying anyway (--force)");
         return Ok(None);
     }
+    let lockout = findings
+        .iter()
+        .any(|f| f.severity == crate::guard::Severity::Lockout);
+    let what = if lockout {
+        "the new rules would cut off the SSH session applying them"
+    } else {
+        "the new rules would leave no way to reach this host over SSH"
+    };
     eprintln!(
-        "error: refusing to apply: the new rules would cut off the SSH session applying them (see \
-         above); fix the policy, or use --force (ideally with --confirm SECS)"
+        "error: refusing to apply: {what} (see above); fix the policy, or use --force (ideally \
+         with --confirm SECS)"
     );
     Ok(Some(Exit::Invalid))
 }
