@@ -10,6 +10,7 @@
 //! - `04-bignet.yaml`: the large GlobalNetworkSet (`netset: big`); its `nets` list is the last
 //!   thing in the file, so appending `  - <net>` adds one member.
 //! - `40-bignet-policy.yaml`: the policy that puts the large set into the ruleset (a Deny).
+//! - `41-probe.yaml`: lets the per-packet probe (TCP 9999, ICMP from 198.51.100.2) in.
 //! - `50-edit.yaml`: one small policy whose single rule's port the harness edits
 //!   (`ports: [40000]`).
 //! - `p-NNNN.yaml`: the bulk policies, 100 per file.
@@ -104,6 +105,7 @@ pub fn files(scale: Scale, seed: u64) -> Vec<(String, String)> {
         ("03-small-sets.yaml".to_string(), small_sets()),
         ("04-bignet.yaml".to_string(), bignet(scale.bignet)),
         ("40-bignet-policy.yaml".to_string(), bignet_policy()),
+        ("41-probe.yaml".to_string(), probe_policy()),
         ("50-edit.yaml".to_string(), edit_policy(40000)),
     ];
     let per_file = 100;
@@ -212,7 +214,17 @@ fn bignet(n: usize) -> String {
 fn bignet_policy() -> String {
     "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: security.deny-bignet\nspec:\n  \
      tier: security\n  order: 1\n  selector: all()\n  types: [Ingress]\n  ingress:\n  - action: Deny\n    source:\n      \
-     selector: netset == 'big'\n  - action: Pass\n"
+     selector: netset == 'big'\n"
+        .to_string()
+}
+
+/// What the per-packet probe needs (TCP 9999 and ICMP from the peer namespace), evaluated right
+/// after `deny-bignet`, so a probe packet pays for exactly one large-set lookup.
+fn probe_policy() -> String {
+    "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: security.allow-probe\nspec:\n  \
+     tier: security\n  order: 2\n  selector: all()\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    protocol: TCP\n    \
+     source:\n      nets: [198.51.100.2/32]\n    destination:\n      ports: [9999]\n  - action: Allow\n    protocol: ICMP\n    \
+     source:\n      nets: [198.51.100.2/32]\n"
         .to_string()
 }
 
