@@ -151,7 +151,13 @@ bench_scale_backend() {
     for ((r = 0; r <= reps; r++)); do
         mkns "$eps"
         t0=$(now_us)
-        hf "$NS" "$be" "$dir" apply >/dev/null
+        if ! hf "$NS" "$be" "$dir" apply >/dev/null 2>"$WORK/apply.err"; then
+            # Recorded, and the rest of this scale/backend skipped: every later stage needs it.
+            tail -3 "$WORK/apply.err" >&2
+            record "$scale" "$be" apply_failed 1
+            delns "$NS"
+            return 0
+        fi
         t1=$(now_us)
         [ $r = 0 ] || record "$scale" "$be" apply_full $((t1 - t0))
         delns "$NS"
@@ -411,6 +417,8 @@ for s, b in keys:
         if d(m):
             row("%s %s" % (tag, label), d(m))
     med = lambda m: statistics.median(d(m)) if d(m) else float("nan")
+    if d("apply_failed"):
+        print("| %-52s | %10s | %10s | %10s | |" % (tag + " first apply FAILED (see log)", "", "", ""))
     if d("apply_full"):
         print("| %-52s | %10.2f | %10s | %10s | x |" % (tag + " first apply / floor", med("apply_full") / med("floor_full"), "", ""))
         print("| %-52s | %10.2f | %10s | %10s | x |" % (tag + " one-rule change / floor", med("apply_one_rule") / med("floor_one_rule"), "", ""))
