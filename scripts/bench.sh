@@ -3,7 +3,7 @@
 # inside network namespaces this script creates (the host's namespace, firewall and interfaces
 # are never touched; everything is removed on exit). Run as root: `make bench`.
 #
-# Usage: scripts/bench.sh [--quick]
+# Usage: scripts/bench.sh [--quick] | --report FILE
 #   --quick  S and M only, the nft backend only, fewer repetitions, 10 s idle window.
 # Environment: BENCH_SCALES="S M L", BENCH_BACKENDS="legacy nft", BENCH_REPS=5 (BENCH_REPS_L=2
 #   for L; each after one warm-up), BENCH_EDITS=20,
@@ -23,6 +23,69 @@ else
 fi
 
 die() { echo "bench: $*" >&2; exit 2; }
+# summary RESULTS SECONDS IDLE: the table (median, min, max per measurement, ratios) on stdout.
+summary() {
+python3 - "$1" "$2" "$3" <<'EOF'
+import statistics, sys
+from collections import defaultdict
+data = defaultdict(list)
+for line in open(sys.argv[1]):
+    s, b, m, v = line.rstrip("\n").split("\t")
+    data[(s, b, m)].append(float(v))
+ms = lambda us: us / 1000
+def row(label, vals, unit="ms", conv=ms):
+    v = sorted(conv(x) for x in vals)
+    print("| %-52s | %10.1f | %10.1f | %10.1f | %s |" % (label, statistics.median(v), v[0], v[-1], unit))
+keys = sorted({(s, b) for s, b, _ in data}, key=lambda k: ("SML".index(k[0]), k[1]))
+print("\n| %-52s | %10s | %10s | %10s | unit |" % ("measurement", "median", "min", "max"))
+print("|" + "-" * 54 + "|" + ("-" * 12 + "|") * 3 + "------|")
+for s, b in keys:
+    d = lambda m: data.get((s, b, m), [])
+    tag = "%s %s" % (s, b if b != "-" else "(in process)")
+    if b == "-":
+        row(tag + " load+validate+resolve", d("load_resolve"), conv=float)
+        row(tag + " render (v4+v6)", d("render"), conv=float)
+        print("| %-52s | %10d | %10s | %10s | rules |" % (tag + " rendered rules", d("rendered_rules")[0], "", ""))
+        print("| %-52s | %10.0f | %10s | %10s | MB |" % (tag + " peak RSS (load..render)", d("rss_kb")[0] / 1024, "", ""))
+        continue
+    for m, label in [("apply_full", "first apply"), ("floor_full", "  floor: bare ipset+iptables-restore"),
+                     ("apply_one_rule", "one-rule change"), ("floor_one_rule", "  floor: restore --noflush changed chains"),
+                     ("apply_set_member", "one set member added"), ("apply_in_sync", "in-sync apply")]:
+        if d(m):
+            row("%s %s" % (tag, label), d(m))
+    med = lambda m: statistics.median(d(m)) if d(m) else float("nan")
+    if d("apply_failed"):
+        print("| %-52s | %10s | %10s | %10s | |" % (tag + " first apply FAILED (see log)", "", "", ""))
+    if d("apply_full"):
+        print("| %-52s | %10.2f | %10s | %10s | x |" % (tag + " first apply / floor", med("apply_full") / med("floor_full"), "", ""))
+        print("| %-52s | %10.2f | %10s | %10s | x |" % (tag + " one-rule change / floor", med("apply_one_rule") / med("floor_one_rule"), "", ""))
+        print("| %-52s | %10.1f | %10s | %10s | x |" % (tag + " first apply / one-rule change", med("apply_full") / med("apply_one_rule"), "", ""))
+        print("| %-52s | %10d | %10s | %10s | count |" % (tag + " restores spawned when in sync", max(d("in_sync_restores") or [0]), "", ""))
+    if d("latency_us"):
+        v = sorted(ms(x) for x in d("latency_us"))
+        p99 = v[min(len(v) - 1, int(round(0.99 * (len(v) - 1))))]
+        print("| %-52s | %10.1f | %10.1f | %10.1f | ms (p50 min max) |" % (tag + " daemon reaction, %d edits" % len(v), statistics.median(v), v[0], v[-1]))
+        print("| %-52s | %10.1f | %10s | %10s | ms |" % (tag + " daemon reaction p99", p99, "", ""))
+        print("| %-52s | %10.0f | %10s | %10s | MB |" % (tag + " daemon peak RSS", d("daemon_rss_kb")[0] / 1024, "", ""))
+        print("| %-52s | %10d | %10s | %10s | count |" % (tag + " daemon context switches while idle %d s" % (d("idle_window") or [float(sys.argv[3])])[0], d("idle_wakeups")[0], "", ""))
+        if d("idle_wake_episodes"):
+            print("| %-52s | %10d | %10s | %10s | count |" % (tag + " daemon wake-ups (syscall bursts) idle %d s" % d("idle_strace_window")[0], d("idle_wake_episodes")[0], "", ""))
+    if d("conn_rate_with"):
+        w, wo = statistics.median(d("conn_rate_with")), statistics.median(d("conn_rate_without"))
+        print("| %-52s | %10.0f | %10.0f | %10.0f | conn/s |" % (tag + " TCP conn rate, large set in policy", w, min(d("conn_rate_with")), max(d("conn_rate_with"))))
+        print("| %-52s | %10.0f | %10.0f | %10.0f | conn/s |" % (tag + " TCP conn rate, without it", wo, min(d("conn_rate_without")), max(d("conn_rate_without"))))
+        print("| %-52s | %10.3f | %10s | %10s | x |" % (tag + " with / without", w / wo, "", ""))
+if sys.argv[2] != "-":
+    print("\ntotal time: %s s" % sys.argv[2])
+EOF
+}
+
+# --report FILE: print the table of samples kept earlier with BENCH_OUT (several runs' files
+# concatenated are fine).
+if [ "${1:-}" = --report ]; then
+    summary "${2:?--report FILE}" "-" "${BENCH_IDLE:-60}"
+    exit 0
+fi
 [ "$(id -u)" = 0 ] || die "run as root: it creates network namespaces"
 for c in ip ipset python3 iptables-legacy-restore iptables-nft-restore; do
     command -v $c >/dev/null || die "missing $c"
@@ -287,6 +350,7 @@ time.sleep(2)
 s0 = switches()
 time.sleep(idle)
 print("idle_wakeups", switches() - s0)
+print("idle_window", int(idle))
 # Then a second window under strace (ptrace stops would inflate the switch count above): each
 # burst of syscalls is one wake-up, to hold against the configured timers.
 window = max(5, int(idle / 2))
@@ -388,55 +452,4 @@ done
 last=${SCALES##* }
 per_packet "$last" "${BACKENDS%% *}"
 
-python3 - "$RESULTS" "$(($(date +%s) - START))" "$IDLE" <<'EOF'
-import statistics, sys
-from collections import defaultdict
-data = defaultdict(list)
-for line in open(sys.argv[1]):
-    s, b, m, v = line.rstrip("\n").split("\t")
-    data[(s, b, m)].append(float(v))
-ms = lambda us: us / 1000
-def row(label, vals, unit="ms", conv=ms):
-    v = sorted(conv(x) for x in vals)
-    print("| %-52s | %10.1f | %10.1f | %10.1f | %s |" % (label, statistics.median(v), v[0], v[-1], unit))
-keys = sorted({(s, b) for s, b, _ in data}, key=lambda k: ("SML".index(k[0]), k[1]))
-print("\n| %-52s | %10s | %10s | %10s | unit |" % ("measurement", "median", "min", "max"))
-print("|" + "-" * 54 + "|" + ("-" * 12 + "|") * 3 + "------|")
-for s, b in keys:
-    d = lambda m: data.get((s, b, m), [])
-    tag = "%s %s" % (s, b if b != "-" else "(in process)")
-    if b == "-":
-        row(tag + " load+validate+resolve", d("load_resolve"), conv=float)
-        row(tag + " render (v4+v6)", d("render"), conv=float)
-        print("| %-52s | %10d | %10s | %10s | rules |" % (tag + " rendered rules", d("rendered_rules")[0], "", ""))
-        print("| %-52s | %10.0f | %10s | %10s | MB |" % (tag + " peak RSS (load..render)", d("rss_kb")[0] / 1024, "", ""))
-        continue
-    for m, label in [("apply_full", "first apply"), ("floor_full", "  floor: bare ipset+iptables-restore"),
-                     ("apply_one_rule", "one-rule change"), ("floor_one_rule", "  floor: restore --noflush changed chains"),
-                     ("apply_set_member", "one set member added"), ("apply_in_sync", "in-sync apply")]:
-        if d(m):
-            row("%s %s" % (tag, label), d(m))
-    med = lambda m: statistics.median(d(m)) if d(m) else float("nan")
-    if d("apply_failed"):
-        print("| %-52s | %10s | %10s | %10s | |" % (tag + " first apply FAILED (see log)", "", "", ""))
-    if d("apply_full"):
-        print("| %-52s | %10.2f | %10s | %10s | x |" % (tag + " first apply / floor", med("apply_full") / med("floor_full"), "", ""))
-        print("| %-52s | %10.2f | %10s | %10s | x |" % (tag + " one-rule change / floor", med("apply_one_rule") / med("floor_one_rule"), "", ""))
-        print("| %-52s | %10.1f | %10s | %10s | x |" % (tag + " first apply / one-rule change", med("apply_full") / med("apply_one_rule"), "", ""))
-        print("| %-52s | %10d | %10s | %10s | count |" % (tag + " restores spawned when in sync", max(d("in_sync_restores") or [0]), "", ""))
-    if d("latency_us"):
-        v = sorted(ms(x) for x in d("latency_us"))
-        p99 = v[min(len(v) - 1, int(round(0.99 * (len(v) - 1))))]
-        print("| %-52s | %10.1f | %10.1f | %10.1f | ms (p50 min max) |" % (tag + " daemon reaction, %d edits" % len(v), statistics.median(v), v[0], v[-1]))
-        print("| %-52s | %10.1f | %10s | %10s | ms |" % (tag + " daemon reaction p99", p99, "", ""))
-        print("| %-52s | %10.0f | %10s | %10s | MB |" % (tag + " daemon peak RSS", d("daemon_rss_kb")[0] / 1024, "", ""))
-        print("| %-52s | %10d | %10s | %10s | count |" % (tag + " daemon context switches while idle %s s" % sys.argv[3], d("idle_wakeups")[0], "", ""))
-        if d("idle_wake_episodes"):
-            print("| %-52s | %10d | %10s | %10s | count |" % (tag + " daemon wake-ups (syscall bursts) idle %d s" % d("idle_strace_window")[0], d("idle_wake_episodes")[0], "", ""))
-    if d("conn_rate_with"):
-        w, wo = statistics.median(d("conn_rate_with")), statistics.median(d("conn_rate_without"))
-        print("| %-52s | %10.0f | %10.0f | %10.0f | conn/s |" % (tag + " TCP conn rate, large set in policy", w, min(d("conn_rate_with")), max(d("conn_rate_with"))))
-        print("| %-52s | %10.0f | %10.0f | %10.0f | conn/s |" % (tag + " TCP conn rate, without it", wo, min(d("conn_rate_without")), max(d("conn_rate_without"))))
-        print("| %-52s | %10.3f | %10s | %10s | x |" % (tag + " with / without", w / wo, "", ""))
-print("\ntotal time: %s s" % sys.argv[2])
-EOF
+summary "$RESULTS" "$(($(date +%s) - START))" "$IDLE"
