@@ -5,7 +5,7 @@ CARGO ?= cargo
 SYSTEM_PACKAGES := iptables ipset iproute2 procps systemd
 APT_MISSING = $(shell for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done)
 
-.PHONY: all build test lint deps demo package test-packages clean
+.PHONY: all build test lint deps demo package test-packages bench clean
 
 all: build
 
@@ -47,6 +47,11 @@ package: deps
 # Build both packages and test them (lintian, rpmlint, file lists, install/remove/purge).
 test-packages: deps
 	scripts/test-packages.sh
+
+# Every stage measured against the kernel tools' own floor, in namespaces (root; ~35 min;
+# BENCH_ARGS=--quick for S and M on one backend). Results: docs/performance.md.
+bench: deps
+	scripts/bench.sh $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

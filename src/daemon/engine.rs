@@ -49,6 +49,8 @@ pub struct RealEngine {
     dataplane: Option<RealDataplane>,
     sync: SyncOptions,
     guard_mode: guard::DaemonMode,
+    /// What the last verified write left in the kernel; lets a policy edit skip the first read.
+    live: sync::LiveCache,
 }
 
 impl RealEngine {
@@ -58,6 +60,7 @@ impl RealEngine {
             desired: None,
             dataplane: None,
             guard_mode: guard::daemon_mode_from_env(),
+            live: sync::LiveCache::default(),
             // The loop retries with its own, longer backoff; keep each reconcile short.
             sync: SyncOptions {
                 max_attempts: 3,
@@ -283,12 +286,14 @@ impl Engine for RealEngine {
         }
     }
 
-    fn reconcile(&mut self) -> Result<ApplyReport, EngineError> {
+    fn reconcile(&mut self, fresh_read: bool) -> Result<ApplyReport, EngineError> {
         // A pending `apply --confirm` (or its rollback) owns the kernel until it is confirmed,
         // rolled back, or the directory is edited: reconciling now would undo it.
         let now = crate::confirm::now_unix();
         if let Some(hold) = crate::confirm::daemon_hold(&self.settings.run_dir, now) {
             log::warn!("not reconciling: {hold}");
+            // The confirmation's watcher may rewrite the kernel meanwhile.
+            self.live.invalidate();
             return Ok(ApplyReport::default());
         }
         // The writer lock only while touching the kernel, so `hostfw diff` and `hostfw apply`
@@ -298,7 +303,11 @@ impl Engine for RealEngine {
         let (Some(dp), Some(desired)) = (&self.dataplane, &self.desired) else {
             return Err("no policy set loaded".into());
         };
-        let report = sync::reconcile(&desired.rendered.rulesets, dp, &self.sync);
+        if fresh_read {
+            self.live.invalidate();
+        }
+        let report =
+            sync::reconcile_cached(&desired.rendered.rulesets, dp, &self.sync, &mut self.live);
         release_memory();
         let report = report?;
         let changes = if report.in_sync() {

@@ -403,7 +403,9 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
             return Ok(());
         }
         let started = self.waiter.now();
-        let result = self.engine.reconcile();
+        // Drift checks must see the kernel as it is; applies may plan from the last verified
+        // state (a full save of a large ruleset costs as much as the write).
+        let result = self.engine.reconcile(purpose == Purpose::Check);
         let finished = self.waiter.now();
         let took = finished.saturating_duration_since(started);
         let purpose = if self.unapplied.is_some() {

@@ -9,9 +9,16 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// No iptables or ipset call should take this long; a child that does is hung (e.g. stuck on a
-/// lock another tool never releases) and is killed.
-pub(crate) const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
+/// No iptables or ipset call without input should take this long; a child that does is hung
+/// (e.g. stuck on a lock another tool never releases) and is killed. Saving a very large table
+/// through iptables-nft takes tens of seconds, hence the generous base.
+pub(crate) const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The deadline for a child fed `input`: the base plus one second per 100 KB, because
+/// `iptables-nft-restore` of a 100,000-rule payload legitimately runs for tens of seconds.
+pub(crate) fn timeout_for(input: &str) -> Duration {
+    CHILD_TIMEOUT + Duration::from_secs(input.len() as u64 / 100_000)
+}
 
 /// What a finished child left behind.
 pub(crate) struct Output {
@@ -226,6 +233,17 @@ mod tests {
         let payload = "-A cali-x -j ACCEPT\n".repeat(200_000);
         let out = run(&cat, &[], Some(&payload), CHILD_TIMEOUT).unwrap();
         assert_eq!(out.stdout.len(), payload.len());
+    }
+
+    #[test]
+    fn large_inputs_get_a_longer_deadline() {
+        assert_eq!(timeout_for(""), CHILD_TIMEOUT);
+        // A 25 MB restore payload (about 200,000 rules) gets 250 s more than the base.
+        let payload = "x".repeat(25_000_000);
+        assert_eq!(
+            timeout_for(&payload),
+            CHILD_TIMEOUT + Duration::from_secs(250)
+        );
     }
 
     #[test]

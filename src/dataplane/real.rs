@@ -3,7 +3,7 @@
 //! backends for auto-detection.
 
 use super::backend::{self, BackendObservation, BackendProbe};
-use super::exec::{self, FailureKind, CHILD_TIMEOUT};
+use super::exec::{self, timeout_for, FailureKind, CHILD_TIMEOUT};
 use super::{filter_ipset_save, split_save, Backend, Dataplane, DataplaneError};
 use crate::ruleset::{Family, TableName};
 use std::collections::BTreeMap;
@@ -164,7 +164,7 @@ impl Dataplane for RealDataplane {
         // --wait: queue behind another xtables writer instead of failing at once; the interval
         // is in microseconds (nft ignores it with a notice).
         let args = ["--noflush", "--wait", "10", "--wait-interval", "50000"];
-        let out = exec::run(program, &args, Some(input), CHILD_TIMEOUT)?;
+        let out = exec::run(program, &args, Some(input), timeout_for(input))?;
         if !out.status.success() {
             return Err(failure(program, &out, Some(input)));
         }
@@ -191,7 +191,12 @@ impl Dataplane for RealDataplane {
             program: "ipset".into(),
             package: "ipset",
         })?;
-        let out = exec::run(program, &["restore", "-exist"], Some(input), CHILD_TIMEOUT)?;
+        let out = exec::run(
+            program,
+            &["restore", "-exist"],
+            Some(input),
+            timeout_for(input),
+        )?;
         if !out.status.success() {
             return Err(failure(program, &out, Some(input)));
         }

@@ -127,7 +127,7 @@ impl Engine for FakeEngine {
         self.interfaces.pop_front().unwrap_or(false)
     }
 
-    fn reconcile(&mut self) -> Result<ApplyReport, EngineError> {
+    fn reconcile(&mut self, _fresh_read: bool) -> Result<ApplyReport, EngineError> {
         self.record("reconcile");
         self.reconciles
             .pop_front()
