@@ -233,25 +233,6 @@ fn watcher_survives_session_kill(backend: &'static str) {
     assert!(!c.run_dir().join("confirm-pending.json").exists());
 }
 
-macro_rules! on_both_backends {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[test]
-            fn legacy() {
-                if super::kernel_tests_enabled() {
-                    super::$scenario("legacy");
-                }
-            }
-            #[test]
-            fn nft() {
-                if super::kernel_tests_enabled() {
-                    super::$scenario("nft");
-                }
-            }
-        }
-    };
-}
-
 on_both_backends!(unconfirmed_rolls_back);
 on_both_backends!(confirmed_stays);
 on_both_backends!(watcher_survives_session_kill);
