@@ -24,19 +24,7 @@ const CLOSED_PORT: u16 = 9090;
 
 fn policy(port: u16) -> String {
     format!(
-        r#"apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata:
-  name: only-{port}
-spec:
-  selector: "role == 'web'"
-  types: [Ingress]
-  ingress:
-  - action: Allow
-    protocol: TCP
-    destination:
-      ports: [{port}]
----
+        r#"{}---
 apiVersion: projectcalico.org/v3
 kind: HostEndpoint
 metadata:
@@ -46,7 +34,8 @@ spec:
   interfaceName: eth0
   node: {NODE}
   expectedIPs: ["{HOST4}"]
-"#
+"#,
+        allow_ports_policy(&format!("only-{port}"), &port.to_string())
     )
 }
 

@@ -74,14 +74,6 @@ fn blocked(from: &Netns, from_addr: Option<&str>, to: std::net::SocketAddr) -> b
     !tcp_ok(from, from_addr, to)
 }
 
-fn allow_ports_policy(name: &str, ports: &str) -> String {
-    format!(
-        "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: {name}\n\
-         spec:\n  selector: \"role == 'web'\"\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    \
-         protocol: TCP\n    destination:\n      ports: [{ports}]\n"
-    )
-}
-
 fn web(ports: &str) -> String {
     format!(
         "{}{}",

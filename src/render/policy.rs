@@ -537,22 +537,16 @@ fn main_match(
     if let Some(p) = r.protocol {
         m.push(protocol_match(p, false));
     }
-    // A positive port list is one multiport match (rules were already split to fit); a negated
-    // one may take several matches (split_ports), all of which must miss.
-    let src_ports = (!src.ports.is_empty()).then(|| src.ports.clone());
-    let dst_ports = (!dst.ports.is_empty()).then(|| dst.ports.clone());
-    let src_pos = SideMatches::positive(src, src_ports);
-    let dst_pos = SideMatches::positive(dst, dst_ports);
-    push_side(&mut m, true, false, src_pos);
-    push_side(&mut m, false, false, dst_pos);
+    push_side(&mut m, true, false, SideMatches::positive(src));
+    push_side(&mut m, false, false, SideMatches::positive(dst));
     if let Some(icmp) = r.icmp {
         m.push(icmp_match(ctx, false, icmp));
     }
     if let Some(p) = not_protocol {
         m.push(protocol_match(p, true));
     }
-    push_side(&mut m, true, true, SideMatches::negated(src));
-    push_side(&mut m, false, true, SideMatches::negated(dst));
+    push_side(&mut m, true, true, SideMatches::negative(src));
+    push_side(&mut m, false, true, SideMatches::negative(dst));
     if let Some(icmp) = r.not_icmp {
         m.push(icmp_match(ctx, true, icmp));
     }
@@ -569,16 +563,23 @@ struct SideMatches<'a> {
 }
 
 impl<'a> SideMatches<'a> {
-    fn positive(side: &'a Side, ports: Option<Vec<PortSpec>>) -> Self {
+    /// A positive port list is one multiport match: a longer list was already split into
+    /// several rules (see `api_rule`), since one rule's matches are ANDed.
+    fn positive(side: &'a Side) -> Self {
         SideMatches {
             net: side.nets.first(),
             sets: &side.sets,
-            ports: ports.into_iter().collect(),
+            ports: if side.ports.is_empty() {
+                Vec::new()
+            } else {
+                vec![side.ports.clone()]
+            },
             named: &side.named,
         }
     }
 
-    fn negated(side: &'a Side) -> Self {
+    /// A negated port list may take several matches in one rule: all of them must miss.
+    fn negative(side: &'a Side) -> Self {
         SideMatches {
             net: side.not_nets.first(),
             sets: &side.not_sets,

@@ -548,6 +548,15 @@ pub fn scenario_hep(name: &str, interface: Option<&str>, labels: &str) -> String
     )
 }
 
+/// A GlobalNetworkPolicy `name` letting TCP to `ports` (YAML list items) into `role == 'web'`.
+pub fn allow_ports_policy(name: &str, ports: &str) -> String {
+    format!(
+        "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: {name}\n\
+         spec:\n  selector: \"role == 'web'\"\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    \
+         protocol: TCP\n    destination:\n      ports: [{ports}]\n"
+    )
+}
+
 /// A host/peer pair with a policy directory and a backend: one per-backend scenario test.
 pub struct Scenario {
     pub pair: Pair,
