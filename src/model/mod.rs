@@ -150,6 +150,24 @@ pub struct Rule {
     pub annotations: Labels,
 }
 
+impl Rule {
+    /// A rule with `action` and no criteria, so it matches every packet: the built-in
+    /// default-allow profile's rule is `matching_all(Allow)`.
+    pub fn matching_all(action: RuleAction) -> Rule {
+        Rule {
+            action,
+            ip_version: None,
+            protocol: None,
+            not_protocol: None,
+            icmp: None,
+            not_icmp: None,
+            source: EntityRule::default(),
+            destination: EntityRule::default(),
+            annotations: Labels::new(),
+        }
+    }
+}
+
 /// `interfaceName` of a HostEndpoint.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum InterfaceName {

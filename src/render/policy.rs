@@ -94,7 +94,8 @@ pub fn add(
         let rules = chain_rules(ctx, table, sets, api_rules, &owner, dir.into())?;
         put(chains, ctx.policy_chain(name, dir == DirKey::In), rules);
     }
-    let allow_all = vec![allow_all_rule()];
+    // The built-in `projectcalico-default-allow` profile: allow everything.
+    let allow_all = vec![model::Rule::matching_all(RuleAction::Allow)];
     for (name, dir) in profiles {
         let api_rules = match (ctx.view.profiles.get(name), dir) {
             (Some(p), DirKey::In) => &p.ingress,
@@ -143,21 +144,6 @@ impl From<DirKey> for Dir {
             DirKey::In => Dir::Ingress,
             DirKey::Out => Dir::Egress,
         }
-    }
-}
-
-/// The built-in `projectcalico-default-allow` profile: allow everything.
-fn allow_all_rule() -> model::Rule {
-    model::Rule {
-        action: RuleAction::Allow,
-        ip_version: None,
-        protocol: None,
-        not_protocol: None,
-        icmp: None,
-        not_icmp: None,
-        source: EntityRule::default(),
-        destination: EntityRule::default(),
-        annotations: Default::default(),
     }
 }
 

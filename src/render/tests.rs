@@ -58,17 +58,7 @@ pub(super) fn config() -> EffectiveConfig {
 }
 
 pub(super) fn api_rule(action: RuleAction) -> crate::model::Rule {
-    crate::model::Rule {
-        action,
-        ip_version: None,
-        protocol: None,
-        not_protocol: None,
-        icmp: None,
-        not_icmp: None,
-        source: EntityRule::default(),
-        destination: EntityRule::default(),
-        annotations: Labels::new(),
-    }
+    crate::model::Rule::matching_all(action)
 }
 
 pub(super) fn net(s: &str) -> ipnet::IpNet {

@@ -271,13 +271,7 @@ impl Validator {
             self.set.tiers.push(Tier {
                 meta: Meta {
                     name: DEFAULT_TIER.to_string(),
-                    labels: Labels::new(),
-                    annotations: Labels::new(),
-                    origin: Origin {
-                        file: String::new(),
-                        line: 0,
-                        column: 0,
-                    },
+                    ..empty_meta()
                 },
                 order: Some(DEFAULT_TIER_ORDER),
                 default_action: TierAction::Deny,
