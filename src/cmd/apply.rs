@@ -98,7 +98,7 @@ pub(super) fn load_desired(settings: &Settings) -> Result<(NodeView, Vec<Ruleset
 /// The desired rulesets: IPv4 always, IPv6 when `ipv6Support` is on. A configuration render
 /// cannot honour (e.g. an `iptablesMarkMask` with too few bits) is reported on stderr and the
 /// command ends with exit 1 before touching the kernel.
-pub(super) fn desired_rulesets(view: &NodeView) -> Result<Vec<Ruleset>, Exit> {
+fn desired_rulesets(view: &NodeView) -> Result<Vec<Ruleset>, Exit> {
     let mut families = vec![Family::V4];
     if view.config.ipv6_support {
         families.push(Family::V6);

@@ -29,6 +29,23 @@ pub struct Meta {
     pub origin: Origin,
 }
 
+#[cfg(test)]
+impl Meta {
+    /// Test shorthand: `name` with no labels or annotations, defined at t.yaml:1:1.
+    pub(crate) fn for_test(name: &str) -> Meta {
+        Meta {
+            name: name.into(),
+            labels: Labels::new(),
+            annotations: Labels::new(),
+            origin: Origin {
+                file: "t.yaml".into(),
+                line: 1,
+                column: 1,
+            },
+        }
+    }
+}
+
 /// An IP family. Ordered V4 before V6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum IpVersion {

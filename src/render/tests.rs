@@ -13,16 +13,7 @@ use crate::ruleset::{HookPosition, PortSpec, Rule, SetDirection};
 use std::time::Duration;
 
 fn meta(name: &str) -> Meta {
-    Meta {
-        name: name.into(),
-        labels: Labels::new(),
-        annotations: Labels::new(),
-        origin: Origin {
-            file: "t.yaml".into(),
-            line: 1,
-            column: 1,
-        },
-    }
+    Meta::for_test(name)
 }
 
 fn fs(protocol: FailsafeProtocol, port: u16) -> FailsafePort {
