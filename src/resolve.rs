@@ -894,20 +894,6 @@ mod tests {
         }
     }
 
-    fn allow_rule() -> Rule {
-        Rule {
-            action: RuleAction::Allow,
-            ip_version: None,
-            protocol: None,
-            not_protocol: None,
-            icmp: None,
-            not_icmp: None,
-            source: EntityRule::default(),
-            destination: EntityRule::default(),
-            annotations: Labels::new(),
-        }
-    }
-
     /// A normal Ingress+Egress policy in the default tier selecting every endpoint.
     fn gnp(name: &str) -> GlobalNetworkPolicy {
         GlobalNetworkPolicy {
@@ -1412,7 +1398,7 @@ mod tests {
         let s = PolicySet {
             profiles: vec![
                 Profile {
-                    ingress: vec![allow_rule()],
+                    ingress: vec![Rule::matching_all(RuleAction::Allow)],
                     ..profile("in-only", &[])
                 },
                 profile("labels-only", &[("a", "b")]),
@@ -1569,7 +1555,7 @@ mod tests {
                 ports,
                 ..EntityRule::default()
             },
-            ..allow_rule()
+            ..Rule::matching_all(RuleAction::Allow)
         };
         let warning = "failsafeInboundHostPorts does not include tcp:22 and no ingress policy \
                        or profile allows TCP port 22: SSH to this host will be blocked";
@@ -1586,7 +1572,11 @@ mod tests {
                 vec![tcp_rule(vec![Port::Range(1, 1024)])],
                 false,
             ),
-            ("allow everything", vec![allow_rule()], false),
+            (
+                "allow everything",
+                vec![Rule::matching_all(RuleAction::Allow)],
+                false,
+            ),
             (
                 "udp 22",
                 vec![Rule {

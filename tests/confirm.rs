@@ -24,19 +24,7 @@ const CLOSED_PORT: u16 = 9090;
 
 fn policy(port: u16) -> String {
     format!(
-        r#"apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata:
-  name: only-{port}
-spec:
-  selector: "role == 'web'"
-  types: [Ingress]
-  ingress:
-  - action: Allow
-    protocol: TCP
-    destination:
-      ports: [{port}]
----
+        r#"{}---
 apiVersion: projectcalico.org/v3
 kind: HostEndpoint
 metadata:
@@ -46,7 +34,8 @@ spec:
   interfaceName: eth0
   node: {NODE}
   expectedIPs: ["{HOST4}"]
-"#
+"#,
+        allow_ports_policy(&format!("only-{port}"), &port.to_string())
     )
 }
 
@@ -231,25 +220,6 @@ fn watcher_survives_session_kill(backend: &'static str) {
     eventually("the orphaned watcher rolls back", || c.open(OLD_PORT));
     eventually("the watcher exits after the rollback", || !alive(pid));
     assert!(!c.run_dir().join("confirm-pending.json").exists());
-}
-
-macro_rules! on_both_backends {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[test]
-            fn legacy() {
-                if super::kernel_tests_enabled() {
-                    super::$scenario("legacy");
-                }
-            }
-            #[test]
-            fn nft() {
-                if super::kernel_tests_enabled() {
-                    super::$scenario("nft");
-                }
-            }
-        }
-    };
 }
 
 on_both_backends!(unconfirmed_rolls_back);

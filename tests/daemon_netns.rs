@@ -8,11 +8,14 @@
 
 mod netns;
 
-use netns::{kernel_tests_enabled, sock, tcp_ok, tcp_server, veth, Netns, Pair, Workdir, HOST4};
+use netns::{
+    hostfw_command, kernel_tests_enabled, sock, tcp_ok, tcp_server, veth, Netns, Pair, Workdir,
+    HOST4,
+};
 use std::fs;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -104,6 +107,14 @@ fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// A host/peer pair named `tag` and a policy directory holding `base_policies(extra)`.
+fn with_base_policies(tag: &str, extra: &str) -> (Pair, Workdir) {
+    let pair = Pair::new(tag);
+    let work = Workdir::new();
+    work.write_policies(&base_policies(extra));
+    (pair, work)
+}
+
 /// A running `hostfw run` inside a namespace, with the notify socket it reports to.
 struct Daemon {
     child: Child,
@@ -117,6 +128,13 @@ impl Daemon {
         Daemon::start_with_env(ns, work, &[])
     }
 
+    /// Started, and has told systemd it is ready (the first apply is done).
+    fn ready(ns: &Netns, work: &Workdir) -> Daemon {
+        let mut d = Daemon::start(ns, work);
+        d.expect_notify("READY=1");
+        d
+    }
+
     fn start_with_env(ns: &Netns, work: &Workdir, env: &[(&str, &str)]) -> Daemon {
         let root = work.dir.path();
         let sock_path = root.join(format!("notify-{}", nix_time_tag()));
@@ -126,22 +144,10 @@ impl Daemon {
             .unwrap();
         let log = root.join(format!("daemon-{}.log", nix_time_tag()));
         let run_dir = root.join("run");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_hostfw")])
-            .arg("--policy-dir")
-            .arg(work.policy_dir())
-            .args(["--node", NODE, "--backend", BACKEND])
-            .arg("--run-dir")
-            .arg(&run_dir)
-            .arg("--state-dir")
-            .arg(root.join("state"))
-            .arg("run")
+        let child = hostfw_command(ns, work, NODE, BACKEND, &["run"])
             .env("NOTIFY_SOCKET", &sock_path)
             .env("RUST_LOG", "debug")
             .env_remove("WATCHDOG_USEC")
-            .env_remove("HOSTFW_IPTABLES_BACKEND")
-            .env_remove("HOSTFW_NODENAME")
-            .env_remove("HOSTFW_POLICY_DIR")
             .env_remove("HOSTFW_LOCKOUT_GUARD")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -226,14 +232,11 @@ fn edits_reach_the_kernel_invalid_edits_do_not_and_stop_leaves_rules() {
     if !kernel_tests_enabled() {
         return;
     }
-    let pair = Pair::new("dmn-edit");
-    let work = Workdir::new();
-    work.write_policies(&base_policies(""));
+    let (pair, work) = with_base_policies("dmn-edit", "");
     let dir = work.policy_dir();
     let _s1 = tcp_server(&pair.host, sock(HOST4, 8080));
     let _s2 = tcp_server(&pair.host, sock(HOST4, 9090));
-    let mut d = Daemon::start(&pair.host, &work);
-    d.expect_notify("READY=1");
+    let mut d = Daemon::ready(&pair.host, &work);
     assert!(
         tcp_ok(&pair.peer, None, sock(HOST4, 8080)),
         "{}",
@@ -307,12 +310,9 @@ fn status_reports_live_per_policy_counters() {
     if !kernel_tests_enabled() {
         return;
     }
-    let pair = Pair::new("dmn-count");
-    let work = Workdir::new();
-    work.write_policies(&base_policies(""));
+    let (pair, work) = with_base_policies("dmn-count", "");
     let _s = tcp_server(&pair.host, sock(HOST4, 8080));
-    let mut d = Daemon::start(&pair.host, &work);
-    d.expect_notify("READY=1");
+    let d = Daemon::ready(&pair.host, &work);
     assert!(tcp_ok(&pair.peer, None, sock(HOST4, 8080)));
     let out = pair.host.exec(&[
         env!("CARGO_BIN_EXE_hostfw"),
@@ -346,11 +346,8 @@ fn lockout_guard_warns_by_default_and_refuses_when_asked() {
         return;
     }
     // The base policies admit no SSH on eth0 (failsafes off): the guard's "unreachable" case.
-    let pair = Pair::new("dmn-guard");
-    let work = Workdir::new();
-    work.write_policies(&base_policies(""));
-    let mut d = Daemon::start(&pair.host, &work);
-    d.expect_notify("READY=1");
+    let (pair, work) = with_base_policies("dmn-guard", "");
+    let mut d = Daemon::ready(&pair.host, &work);
     assert_eq!(d.status()["state"], "ok");
     assert!(d.log_text().contains("lockout guard: "), "{}", d.log_text());
     d.signal(nix::sys::signal::Signal::SIGTERM);
@@ -376,12 +373,9 @@ fn replacing_the_whole_directory_converges() {
     if !kernel_tests_enabled() {
         return;
     }
-    let pair = Pair::new("dmn-swap");
-    let work = Workdir::new();
-    work.write_policies(&base_policies(""));
+    let (pair, work) = with_base_policies("dmn-swap", "");
     let _s = tcp_server(&pair.host, sock(HOST4, 9090));
-    let mut d = Daemon::start(&pair.host, &work);
-    d.expect_notify("READY=1");
+    let d = Daemon::ready(&pair.host, &work);
     assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
 
     let dir = work.policy_dir();
@@ -411,12 +405,9 @@ fn kill9_and_restart_never_open_a_denied_port() {
     if !kernel_tests_enabled() {
         return;
     }
-    let pair = Pair::new("dmn-kill");
-    let work = Workdir::new();
-    work.write_policies(&base_policies(""));
+    let (pair, work) = with_base_policies("dmn-kill", "");
     let _s = tcp_server(&pair.host, sock(HOST4, 9090));
-    let mut d = Daemon::start(&pair.host, &work);
-    d.expect_notify("READY=1");
+    let mut d = Daemon::ready(&pair.host, &work);
     assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
 
     // Probe 9090 continuously while the daemon is killed and restarted.
@@ -432,8 +423,7 @@ fn kill9_and_restart_never_open_a_denied_port() {
         });
         d.signal(nix::sys::signal::Signal::SIGKILL);
         let _ = d.wait_exit();
-        let mut d2 = Daemon::start(&pair.host, &work);
-        d2.expect_notify("READY=1");
+        let d2 = Daemon::ready(&pair.host, &work);
         // One more probe round after READY before stopping the prober.
         std::thread::sleep(Duration::from_millis(100));
         stop.store(true, Ordering::SeqCst);
@@ -453,8 +443,7 @@ fn boot_with_an_invalid_directory_applies_the_last_good_set() {
     {
         // A first life: applies and saves the last good set.
         let first = Pair::new("dmn-lg1");
-        let mut d = Daemon::start(&first.host, &work);
-        d.expect_notify("READY=1");
+        let mut d = Daemon::ready(&first.host, &work);
         d.signal(nix::sys::signal::Signal::SIGTERM);
         assert_eq!(d.wait_exit(), 0);
     }
@@ -469,8 +458,7 @@ fn boot_with_an_invalid_directory_applies_the_last_good_set() {
     let pair = Pair::new("dmn-lg2");
     let _s1 = tcp_server(&pair.host, sock(HOST4, 8080));
     let _s2 = tcp_server(&pair.host, sock(HOST4, 9090));
-    let mut d = Daemon::start(&pair.host, &work);
-    d.expect_notify("READY=1");
+    let d = Daemon::ready(&pair.host, &work);
     let status = d.status();
     assert_eq!(status["state"], "degraded", "{status:#}");
     assert_eq!(status["policy"]["origin"], "last-good", "{status:#}");
@@ -484,12 +472,9 @@ fn tampering_is_repaired_by_the_refresh() {
     if !kernel_tests_enabled() {
         return;
     }
-    let pair = Pair::new("dmn-tamper");
-    let work = Workdir::new();
-    work.write_policies(&base_policies("  iptablesRefreshInterval: 1s\n"));
+    let (pair, work) = with_base_policies("dmn-tamper", "  iptablesRefreshInterval: 1s\n");
     let _s = tcp_server(&pair.host, sock(HOST4, 9090));
-    let mut d = Daemon::start(&pair.host, &work);
-    d.expect_notify("READY=1");
+    let d = Daemon::ready(&pair.host, &work);
     assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
 
     // A foreign ACCEPT inserted above our hook opens 9090 until the hook is moved back on top.
@@ -563,8 +548,7 @@ spec:
   expectedIPs: ["203.0.113.1"]
 "#),
     );
-    let mut d = Daemon::start(&pair.host, &work);
-    d.expect_notify("READY=1");
+    let d = Daemon::ready(&pair.host, &work);
 
     // A second link appears, carrying the expected IP.
     let other = Netns::new("dmn-iface-o");

@@ -10,7 +10,6 @@ use hostfw::policy::{load_sources, source::Source};
 use hostfw::resolve::{resolve, HostInterfaces, NodeView};
 use hostfw::ruleset::Family;
 use netns::*;
-use std::process::Command;
 
 const NODE: &str = "hfw-guard";
 
@@ -160,27 +159,13 @@ fn run_env(
     ssh: Option<&str>,
     args: &[&str],
 ) -> HostfwRun {
-    let root = work.dir.path();
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_hostfw")])
-        .arg("--policy-dir")
-        .arg(work.policy_dir())
-        .args(["--node", NODE, "--backend", backend])
-        .arg("--run-dir")
-        .arg(root.join("run"))
-        .arg("--state-dir")
-        .arg(root.join("state"))
-        .args(args)
-        .env_remove("SSH_CONNECTION");
+    let mut cmd = hostfw_command(ns, work, NODE, backend, args);
+    // The guard reads the caller's SSH session from the environment: only the one given counts.
+    cmd.env_remove("SSH_CONNECTION");
     if let Some(s) = ssh {
         cmd.env("SSH_CONNECTION", s);
     }
-    let out = cmd.output().expect("run hostfw");
-    HostfwRun {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    run_hostfw(cmd)
 }
 
 fn cli_refuses_then_forces(backend: &'static str) {

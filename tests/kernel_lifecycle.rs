@@ -10,49 +10,10 @@ use netns::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-const NODE: &str = "hfw-test";
+const NODE: &str = SCENARIO_NODE;
 
-macro_rules! on_both_backends {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[test]
-            fn legacy() {
-                if super::kernel_tests_enabled() {
-                    super::$scenario("legacy");
-                }
-            }
-            #[test]
-            fn nft() {
-                if super::kernel_tests_enabled() {
-                    super::$scenario("nft");
-                }
-            }
-        }
-    };
-}
-
-struct Scenario {
-    pair: Pair,
-    work: Workdir,
-    backend: &'static str,
-}
-
+// Per-file additions to the shared harness's scenario.
 impl Scenario {
-    fn new(tag: &str, backend: &'static str, yaml: &str) -> Scenario {
-        let pair = Pair::new(&format!("{tag}-{backend}"));
-        let work = Workdir::new();
-        work.write_policies(yaml);
-        Scenario {
-            pair,
-            work,
-            backend,
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> HostfwRun {
-        hostfw(&self.pair.host, &self.work, NODE, self.backend, args)
-    }
-
     fn expect(&self, args: &[&str], code: i32) -> HostfwRun {
         let run = self.run(args);
         assert_eq!(run.code, code, "hostfw {args:?}: {run:?}");
@@ -72,6 +33,12 @@ impl Scenario {
             }
         }
         all
+    }
+
+    /// `apply` with `extra_path` first in PATH (wrappers that inject failures).
+    fn apply_with_path(&self, extra_path: &Path) -> HostfwRun {
+        let (ns, work) = (&self.pair.host, &self.work);
+        hostfw_with_path(ns, work, NODE, self.backend, &["apply"], Some(extra_path))
     }
 
     fn restore(&self, v6: bool, input: &str) {
@@ -107,27 +74,11 @@ fn blocked(from: &Netns, from_addr: Option<&str>, to: std::net::SocketAddr) -> b
     !tcp_ok(from, from_addr, to)
 }
 
-fn hep_yaml(labels: &str) -> String {
-    format!(
-        "---\napiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata:\n  name: host-eth0\n  \
-         labels: {labels}\nspec:\n  interfaceName: eth0\n  node: {NODE}\n  \
-         expectedIPs: [\"{HOST4}\", \"{HOST6}\"]\n"
-    )
-}
-
-fn allow_ports_policy(name: &str, ports: &str) -> String {
-    format!(
-        "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: {name}\n\
-         spec:\n  selector: \"role == 'web'\"\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    \
-         protocol: TCP\n    destination:\n      ports: [{ports}]\n"
-    )
-}
-
 fn web(ports: &str) -> String {
     format!(
         "{}{}",
         allow_ports_policy("web", ports),
-        hep_yaml("{role: web}")
+        scenario_hep("host-eth0", Some("eth0"), "{role: web}")
     )
 }
 
@@ -208,7 +159,7 @@ fn incremental(backend: &'static str) {
             "{}{}{}",
             allow_ports_policy("svc-a", "8080"),
             allow_ports_policy("svc-b", b_port),
-            hep_yaml("{role: web}")
+            scenario_hep("host-eth0", Some("eth0"), "{role: web}")
         )
     };
     let s = Scenario::new("incr", backend, &policies("9090"));
@@ -281,6 +232,19 @@ fn hook_line(s: &Scenario, kernel_chain: &str, target: &str) -> String {
         .to_string()
 }
 
+/// After a tampering that reopened port 9090: the flow passes, `diff` reports the drift (exit 1,
+/// naming `fix`), `apply` repairs it and `diff` is clean again. Callers check the flow after.
+fn reported_and_repaired(s: &Scenario, peer: &Netns, what: &str, fix: &str) {
+    assert!(
+        passes(peer, None, sock(HOST4, 9090)),
+        "{what} had no effect"
+    );
+    let report = s.expect(&["diff"], 1);
+    assert!(report.stdout.contains(fix), "{report:?}");
+    s.expect(&["apply"], 0);
+    s.expect(&["diff"], 0);
+}
+
 fn drift(backend: &'static str) {
     let s = Scenario::new("drift", backend, &web("8080"));
     let (host, peer) = (&s.pair.host, &s.pair.peer);
@@ -293,33 +257,17 @@ fn drift(backend: &'static str) {
     let hook = hook_line(&s, "INPUT", "cali-INPUT");
     let delete = hook.replacen("-A ", "-D ", 1);
     s.restore(false, &format!("*filter\n{delete}\nCOMMIT\n"));
-    assert!(
-        passes(peer, None, sock(HOST4, 9090)),
-        "hook removal had no effect"
+    reported_and_repaired(
+        &s,
+        peer,
+        "hook removal",
+        "IPv4 filter: fix hook rules in INPUT",
     );
-    let report = s.expect(&["diff"], 1);
-    assert!(
-        report
-            .stdout
-            .contains("IPv4 filter: fix hook rules in INPUT"),
-        "{report:?}"
-    );
-    s.expect(&["apply"], 0);
-    s.expect(&["diff"], 0);
     assert!(blocked(peer, None, sock(HOST4, 9090)), "hook not repaired");
 
     // 2. Someone flushes one of our chains.
     s.restore(false, "*filter\n-F cali-INPUT\nCOMMIT\n");
-    assert!(passes(peer, None, sock(HOST4, 9090)), "flush had no effect");
-    let report = s.expect(&["diff"], 1);
-    assert!(
-        report
-            .stdout
-            .contains("IPv4 filter: rewrite chain cali-INPUT"),
-        "{report:?}"
-    );
-    s.expect(&["apply"], 0);
-    s.expect(&["diff"], 0);
+    reported_and_repaired(&s, peer, "flush", "IPv4 filter: rewrite chain cali-INPUT");
     assert!(blocked(peer, None, sock(HOST4, 9090)), "chain not repaired");
 
     // 3. Someone inserts an ACCEPT above our hook (insert mode: ours must come first).
@@ -328,17 +276,7 @@ fn drift(backend: &'static str) {
         false,
         "*filter\n-I INPUT 1 -p tcp -m tcp --dport 9090 -j ACCEPT\nCOMMIT\n",
     );
-    assert!(
-        passes(peer, None, sock(HOST4, 9090)),
-        "foreign accept had no effect"
-    );
-    let report = s.expect(&["diff"], 1);
-    assert!(
-        report.stdout.contains("fix hook rules in INPUT"),
-        "{report:?}"
-    );
-    s.expect(&["apply"], 0);
-    s.expect(&["diff"], 0);
+    reported_and_repaired(&s, peer, "foreign accept", "fix hook rules in INPUT");
     let input: Vec<String> = s
         .save(false, "filter")
         .lines()
@@ -386,27 +324,13 @@ fn failure(backend: &'static str) {
     failing_restores(wrappers.path(), backend);
 
     // In sync: a second apply spawns no restore at all (the wrappers would fail it).
-    let again = hostfw_with_path(
-        host,
-        &s.work,
-        NODE,
-        backend,
-        &["apply"],
-        Some(wrappers.path()),
-    );
+    let again = s.apply_with_path(wrappers.path());
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stdout.contains("in sync"), "{again:?}");
 
     // A change whose restore fails: exit 2, the error carries stderr and input, state intact.
     s.work.write_policies(&web("9090"));
-    let failed = hostfw_with_path(
-        host,
-        &s.work,
-        NODE,
-        backend,
-        &["apply"],
-        Some(wrappers.path()),
-    );
+    let failed = s.apply_with_path(wrappers.path());
     assert_eq!(failed.code, 2, "{failed:?}");
     assert!(failed.stderr.contains("injected failure"), "{failed:?}");
     assert!(

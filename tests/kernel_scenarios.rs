@@ -9,7 +9,7 @@ mod netns;
 use netns::*;
 use std::net::IpAddr;
 
-const NODE: &str = "hfw-test";
+const NODE: &str = SCENARIO_NODE;
 
 /// Both families' addresses of one role, and how to format a socket address.
 #[derive(Clone, Copy)]
@@ -72,64 +72,26 @@ impl Verdicts {
     }
 }
 
-/// A host/peer pair with a policy directory and a backend.
-struct Scenario {
-    pair: Pair,
-    work: Workdir,
-    backend: &'static str,
+/// The common shape of a scenario: every flow of `probe` before apply (`applied = false`, all
+/// expectations must hold), then `apply`, then every flow again (`applied = true`), reported
+/// under `after`.
+fn around_apply<R>(probe: &impl Fn(&mut Verdicts, bool), apply: impl FnOnce() -> R, after: &str) {
+    let mut before = Verdicts::default();
+    probe(&mut before, false);
+    before.assert("before apply");
+    apply();
+    let mut later = Verdicts::default();
+    probe(&mut later, true);
+    later.assert(after);
 }
 
+// Per-file additions to the shared harness's scenario.
 impl Scenario {
-    fn new(tag: &str, backend: &'static str, yaml: &str) -> Scenario {
-        let pair = Pair::new(&format!("{tag}-{backend}"));
-        let work = Workdir::new();
-        work.write_policies(yaml);
-        Scenario {
-            pair,
-            work,
-            backend,
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> HostfwRun {
-        hostfw(&self.pair.host, &self.work, NODE, self.backend, args)
-    }
-
     fn apply(&self) -> HostfwRun {
         let run = self.run(&["apply"]);
         assert_eq!(run.code, 0, "apply failed: {run:?}");
         run
     }
-}
-
-/// `mod NAME { legacy, nft }`: one test per backend, skipped (loudly) when not root outside CI.
-macro_rules! on_both_backends {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[test]
-            fn legacy() {
-                if super::kernel_tests_enabled() {
-                    super::$scenario("legacy");
-                }
-            }
-            #[test]
-            fn nft() {
-                if super::kernel_tests_enabled() {
-                    super::$scenario("nft");
-                }
-            }
-        }
-    };
-}
-
-fn hep(name: &str, interface: Option<&str>, labels: &str) -> String {
-    let iface = interface
-        .map(|i| format!("  interfaceName: \"{i}\"\n"))
-        .unwrap_or_default();
-    format!(
-        "---\napiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata:\n  name: {name}\n  \
-         labels: {labels}\nspec:\n{iface}  node: {NODE}\n  expectedIPs: [\"{HOST4}\", \"{HOST6}\"]\n"
-    )
 }
 
 // ------------------------------------------------------------------------------------------
@@ -185,7 +147,7 @@ spec:
 "#;
     format!(
         "{policy}{}",
-        hep(
+        scenario_hep(
             "my-host-eth0",
             Some("eth0"),
             "{role: k8s-worker, environment: production}"
@@ -285,7 +247,7 @@ spec:
     destination:
       ports: [10250]
 {}"#,
-        hep("h-eth0", Some("eth0"), "{role: worker}")
+        scenario_hep("h-eth0", Some("eth0"), "{role: worker}")
     );
     let s = Scenario::new("fsempty", backend, &yaml);
     let (host, peer) = (&s.pair.host, &s.pair.peer);
@@ -409,7 +371,7 @@ fn pre_dnat_router(backend: &'static str) {
     ingress:
       - action: Deny
 {}"#,
-        hep(
+        scenario_hep(
             "master1-eth0",
             Some("eth0"),
             "{role: master, type: external}"
@@ -439,13 +401,7 @@ fn pre_dnat_router(backend: &'static str) {
             });
         }
     };
-    let mut before = Verdicts::default();
-    probe(&mut before, false);
-    before.assert("before apply");
-    r.apply();
-    let mut after = Verdicts::default();
-    probe(&mut after, true);
-    after.assert(&format!("after apply ({backend})"));
+    around_apply(&probe, || r.apply(), &format!("after apply ({backend})"));
 }
 on_both_backends!(pre_dnat_router);
 
@@ -468,7 +424,7 @@ spec:
     destination:
       ports: [80]
 {}"#,
-            hep("edge-eth0", Some("eth0"), "{role: edge}")
+            scenario_hep("edge-eth0", Some("eth0"), "{role: edge}")
         )
     };
     let r = Router::new("aof", backend, &yaml(true));
@@ -485,13 +441,11 @@ spec:
             );
         }
     };
-    let mut before = Verdicts::default();
-    probe(&mut before, false);
-    before.assert("before apply");
-    r.apply();
-    let mut after = Verdicts::default();
-    probe(&mut after, true);
-    after.assert(&format!("applyOnForward: true ({backend})"));
+    around_apply(
+        &probe,
+        || r.apply(),
+        &format!("applyOnForward: true ({backend})"),
+    );
 
     r.work.write_policies(&yaml(false));
     r.apply();
@@ -554,7 +508,7 @@ spec:
     destination:
       ports: [7171, 7272]
 {}"#,
-        hep("lb-eth0", Some("eth0"), "{role: lb}")
+        scenario_hep("lb-eth0", Some("eth0"), "{role: lb}")
     );
     let s = Scenario::new("dnt", backend, &yaml);
     let (host, peer) = (&s.pair.host, &s.pair.peer);
@@ -577,13 +531,7 @@ spec:
             });
         }
     };
-    let mut before = Verdicts::default();
-    probe(&mut before, false);
-    before.assert("before apply");
-    s.apply();
-    let mut after = Verdicts::default();
-    probe(&mut after, true);
-    after.assert(&format!("after apply ({backend})"));
+    around_apply(&probe, || s.apply(), &format!("after apply ({backend})"));
 }
 on_both_backends!(do_not_track);
 
@@ -616,42 +564,30 @@ spec:
 "#;
 
 fn star_endpoint(backend: &'static str) {
-    let yaml = format!(
-        "{WEB_POLICIES}{}",
-        hep("all-ifaces", Some("*"), "{role: web}")
-    );
-    let s = Scenario::new("star", backend, &yaml);
-    let (host, peer) = (&s.pair.host, &s.pair.peer);
-    let _servers = [8080, 9090].map(|p| tcp_server(host, sock("::", p)));
-    let probe = |v: &mut Verdicts, applied: bool| {
-        for (f, lo) in [(V4, "127.0.0.1"), (V6, "::1")] {
-            v.check(format!("peer -> {}:8080", f.host), true, || {
-                tcp_ok(peer, None, sock(f.host, 8080))
-            });
-            v.check(format!("peer -> {}:9090", f.host), !applied, || {
-                tcp_ok(peer, None, sock(f.host, 9090))
-            });
-            v.check(format!("host -> {lo}:8080 over lo"), true, || {
-                tcp_ok(host, None, sock(lo, 8080))
-            });
-            v.check(format!("host -> {lo}:9090 over lo"), !applied, || {
-                tcp_ok(host, None, sock(lo, 9090))
-            });
-        }
-    };
-    let mut before = Verdicts::default();
-    probe(&mut before, false);
-    before.assert("before apply");
-    s.apply();
-    let mut after = Verdicts::default();
-    probe(&mut after, true);
-    after.assert(&format!("after apply ({backend})"));
+    web_endpoint(backend, "star", "all-ifaces", Some("*"), true);
 }
 on_both_backends!(star_endpoint);
 
 fn expected_ips_only(backend: &'static str) {
-    let yaml = format!("{WEB_POLICIES}{}", hep("by-address", None, "{role: web}"));
-    let s = Scenario::new("eips", backend, &yaml);
+    web_endpoint(backend, "eips", "by-address", None, false);
+}
+on_both_backends!(expected_ips_only);
+
+/// WEB_POLICIES on an endpoint named `hep_name` (on `interface`, or by expectedIPs alone): the
+/// peer reaches 8080 but not 9090 on both families; over lo the same holds only when
+/// `lo_governed`, otherwise lo (holding none of the expected IPs) stays open.
+fn web_endpoint(
+    backend: &'static str,
+    tag: &str,
+    hep_name: &str,
+    interface: Option<&str>,
+    lo_governed: bool,
+) {
+    let yaml = format!(
+        "{WEB_POLICIES}{}",
+        scenario_hep(hep_name, interface, "{role: web}")
+    );
+    let s = Scenario::new(tag, backend, &yaml);
     let (host, peer) = (&s.pair.host, &s.pair.peer);
     let _servers = [8080, 9090].map(|p| tcp_server(host, sock("::", p)));
     let probe = |v: &mut Verdicts, applied: bool| {
@@ -662,18 +598,17 @@ fn expected_ips_only(backend: &'static str) {
             v.check(format!("peer -> {}:9090", f.host), !applied, || {
                 tcp_ok(peer, None, sock(f.host, 9090))
             });
-            // lo holds none of the expected IPs: not governed.
-            v.check(format!("host -> {lo}:9090 over lo"), true, || {
-                tcp_ok(host, None, sock(lo, 9090))
-            });
+            if lo_governed {
+                v.check(format!("host -> {lo}:8080 over lo"), true, || {
+                    tcp_ok(host, None, sock(lo, 8080))
+                });
+            }
+            v.check(
+                format!("host -> {lo}:9090 over lo"),
+                !(applied && lo_governed),
+                || tcp_ok(host, None, sock(lo, 9090)),
+            );
         }
     };
-    let mut before = Verdicts::default();
-    probe(&mut before, false);
-    before.assert("before apply");
-    s.apply();
-    let mut after = Verdicts::default();
-    probe(&mut after, true);
-    after.assert(&format!("after apply ({backend})"));
+    around_apply(&probe, || s.apply(), &format!("after apply ({backend})"));
 }
-on_both_backends!(expected_ips_only);

@@ -4,6 +4,9 @@
 //! kernel test loads every expected file into fresh network namespaces on both iptables
 //! backends.
 
+mod golden_compare;
+
+use golden_compare::check;
 use hostfw::render::render;
 use hostfw::resolve::HostInterfaces;
 use hostfw::ruleset::ipset::sets_restore;
@@ -58,58 +61,15 @@ fn render_case(dir: &Path) -> [String; 3] {
 
 const OUTPUTS: [&str; 3] = ["expected-v4.rules", "expected-v6.rules", "expected.ipsets"];
 
-/// A minimal line diff (longest common subsequence) for readable failures.
-fn diff(expected: &str, actual: &str) -> String {
-    let a: Vec<&str> = expected.lines().collect();
-    let b: Vec<&str> = actual.lines().collect();
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, String::new());
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            i += 1;
-            j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push_str(&format!("+{}\n", b[j]));
-            j += 1;
-        } else {
-            out.push_str(&format!("-{}\n", a[i]));
-            i += 1;
-        }
-    }
-    out
-}
-
 #[test]
 fn golden_render_cases() {
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
     let all = cases();
     assert!(all.len() >= 25, "expected at least 25 golden cases");
     let mut failures = Vec::new();
     for dir in &all {
         let outputs = render_case(dir);
         for (file, actual) in OUTPUTS.iter().zip(outputs.iter()) {
-            let path = dir.join(file);
-            if update {
-                fs::write(&path, actual).expect("write golden");
-                continue;
-            }
-            let expected = fs::read_to_string(&path).unwrap_or_default();
-            if &expected != actual {
-                failures.push(format!(
-                    "--- {}\n{}",
-                    path.display(),
-                    diff(&expected, actual)
-                ));
-            }
+            failures.extend(check(&dir.join(file), actual));
         }
     }
     assert!(

@@ -15,13 +15,9 @@ use crate::sync::{self, ReconcileReport, SyncOptions};
 
 pub fn run(settings: &Settings, args: &ApplyArgs) -> CmdResult {
     let _lock = lock::acquire_logged(&settings.lock_path())?;
-    let view = match common::load_view(settings) {
-        Ok(view) => view,
-        Err(e) => return e.into_cmd_result(),
-    };
-    let desired = match desired_rulesets(&view) {
-        Ok(desired) => desired,
-        Err(exit) => return Ok(exit),
+    let (view, desired) = match load_desired(settings) {
+        Ok(loaded) => loaded,
+        Err(done) => return done,
     };
     if !args.dry_run {
         if let Some(exit) = super::confirm::guard_apply(&view, &desired, args.force)? {
@@ -91,10 +87,18 @@ pub(super) fn open_dataplane(
     Ok(dp)
 }
 
+/// The node's view (warnings printed) and its desired rulesets, or, as `Err`, the result that
+/// ends the command (an invalid or unreadable policy set, a configuration render refuses).
+pub(super) fn load_desired(settings: &Settings) -> Result<(NodeView, Vec<Ruleset>), CmdResult> {
+    let view = common::load_view(settings).map_err(common::ViewError::into_cmd_result)?;
+    let desired = desired_rulesets(&view).map_err(Ok)?;
+    Ok((view, desired))
+}
+
 /// The desired rulesets: IPv4 always, IPv6 when `ipv6Support` is on. A configuration render
 /// cannot honour (e.g. an `iptablesMarkMask` with too few bits) is reported on stderr and the
 /// command ends with exit 1 before touching the kernel.
-pub(super) fn desired_rulesets(view: &NodeView) -> Result<Vec<Ruleset>, Exit> {
+fn desired_rulesets(view: &NodeView) -> Result<Vec<Ruleset>, Exit> {
     let mut families = vec![Family::V4];
     if view.config.ipv6_support {
         families.push(Family::V6);

@@ -1,8 +1,7 @@
 //! `hostfw diff [--output json]`: what `apply` would change, without writing. Exit 0 when the
 //! kernel is in sync, 1 when changes are pending (or the policy set is invalid), 2 on error.
 
-use super::apply::{desired_rulesets, open_dataplane};
-use super::common;
+use super::apply::{load_desired, open_dataplane};
 use super::{CmdResult, Exit};
 use crate::cli::{DiffArgs, OutputFormat};
 use crate::dataplane::Dataplane;
@@ -13,13 +12,9 @@ use crate::sync;
 
 pub fn run(settings: &Settings, args: &DiffArgs) -> CmdResult {
     let _lock = lock::acquire_logged(&settings.lock_path())?;
-    let view = match common::load_view(settings) {
-        Ok(view) => view,
-        Err(e) => return e.into_cmd_result(),
-    };
-    let desired = match desired_rulesets(&view) {
-        Ok(desired) => desired,
-        Err(exit) => return Ok(exit),
+    let (view, desired) = match load_desired(settings) {
+        Ok(loaded) => loaded,
+        Err(done) => return done,
     };
     let dp = open_dataplane(settings, Some(view.config.iptables_backend))?;
     let plan = sync::diff(&desired, &dp)?;

@@ -361,16 +361,7 @@ mod tests {
 
     fn small_view() -> NodeView {
         use crate::policy::selector::Selector;
-        let meta = |name: &str| Meta {
-            name: name.into(),
-            labels: Labels::new(),
-            annotations: Labels::new(),
-            origin: Origin {
-                file: "t.yaml".into(),
-                line: 1,
-                column: 1,
-            },
-        };
+        let meta = Meta::for_test;
         let mut hep = HostEndpoint {
             meta: meta("h1"),
             node: "n1".into(),

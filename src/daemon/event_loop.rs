@@ -200,18 +200,30 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
 
     /// Startup: load and apply the directory; when it is invalid, fall back as design §5 says.
     fn start(&mut self) -> Result<(), Fatal> {
-        match self.engine.load(PolicySource::Directory) {
+        let outcome = self.engine.load(PolicySource::Directory);
+        if self.adopt_directory(outcome)? {
+            Ok(())
+        } else {
+            self.start_degraded()
+        }
+    }
+
+    /// A load of the policy directory: a valid set is accepted and applied (`Ok(true)`); an
+    /// invalid one is rejected (`Ok(false)`), and the caller decides what runs instead.
+    fn adopt_directory(&mut self, outcome: LoadOutcome) -> Result<bool, Fatal> {
+        match outcome {
             LoadOutcome::Valid {
                 source_hash,
                 diagnostics,
                 intervals,
             } => {
                 self.accept(source_hash, diagnostics, intervals, PolicyOrigin::Directory);
-                self.reconcile(Purpose::Apply)
+                self.reconcile(Purpose::Apply)?;
+                Ok(true)
             }
             LoadOutcome::Invalid { diagnostics } => {
                 self.reject(diagnostics);
-                self.start_degraded()
+                Ok(false)
             }
         }
     }
@@ -277,20 +289,13 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
             "policy directory read and checked in {} ms",
             status::millis(self.waiter.now().saturating_duration_since(started))
         );
-        let result = match outcome {
-            LoadOutcome::Valid {
-                source_hash,
-                diagnostics,
-                intervals,
-            } => {
-                self.accept(source_hash, diagnostics, intervals, PolicyOrigin::Directory);
-                self.reconcile(Purpose::Apply)
-            }
-            LoadOutcome::Invalid { diagnostics } => {
-                self.reject(diagnostics);
+        let result = match self.adopt_directory(outcome) {
+            Ok(false) => {
+                // The running set stays; only the new diagnostics are shown.
                 self.publish();
                 Ok(())
             }
+            other => other.map(|_| ()),
         };
         if announce {
             let summary = self.status.summary();

@@ -29,6 +29,23 @@ pub struct Meta {
     pub origin: Origin,
 }
 
+#[cfg(test)]
+impl Meta {
+    /// Test shorthand: `name` with no labels or annotations, defined at t.yaml:1:1.
+    pub(crate) fn for_test(name: &str) -> Meta {
+        Meta {
+            name: name.into(),
+            labels: Labels::new(),
+            annotations: Labels::new(),
+            origin: Origin {
+                file: "t.yaml".into(),
+                line: 1,
+                column: 1,
+            },
+        }
+    }
+}
+
 /// An IP family. Ordered V4 before V6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum IpVersion {
@@ -148,6 +165,24 @@ pub struct Rule {
     pub destination: EntityRule,
     /// Rule `metadata.annotations`; rendered as `key=value` comments.
     pub annotations: Labels,
+}
+
+impl Rule {
+    /// A rule with `action` and no criteria, so it matches every packet: the built-in
+    /// default-allow profile's rule is `matching_all(Allow)`.
+    pub fn matching_all(action: RuleAction) -> Rule {
+        Rule {
+            action,
+            ip_version: None,
+            protocol: None,
+            not_protocol: None,
+            icmp: None,
+            not_icmp: None,
+            source: EntityRule::default(),
+            destination: EntityRule::default(),
+            annotations: Labels::new(),
+        }
+    }
 }
 
 /// `interfaceName` of a HostEndpoint.

@@ -94,7 +94,8 @@ pub fn add(
         let rules = chain_rules(ctx, table, sets, api_rules, &owner, dir.into())?;
         put(chains, ctx.policy_chain(name, dir == DirKey::In), rules);
     }
-    let allow_all = vec![allow_all_rule()];
+    // The built-in `projectcalico-default-allow` profile: allow everything.
+    let allow_all = vec![model::Rule::matching_all(RuleAction::Allow)];
     for (name, dir) in profiles {
         let api_rules = match (ctx.view.profiles.get(name), dir) {
             (Some(p), DirKey::In) => &p.ingress,
@@ -143,21 +144,6 @@ impl From<DirKey> for Dir {
             DirKey::In => Dir::Ingress,
             DirKey::Out => Dir::Egress,
         }
-    }
-}
-
-/// The built-in `projectcalico-default-allow` profile: allow everything.
-fn allow_all_rule() -> model::Rule {
-    model::Rule {
-        action: RuleAction::Allow,
-        ip_version: None,
-        protocol: None,
-        not_protocol: None,
-        icmp: None,
-        not_icmp: None,
-        source: EntityRule::default(),
-        destination: EntityRule::default(),
-        annotations: Default::default(),
     }
 }
 
@@ -537,80 +523,73 @@ fn main_match(
     if let Some(p) = r.protocol {
         m.push(protocol_match(p, false));
     }
-    if let Some(n) = src.nets.first() {
-        m.push(net_match(true, false, *n));
-    }
-    m.extend(
-        src.sets
-            .iter()
-            .map(|s| set_match(false, s, SetDirection::Src)),
-    );
-    if !src.ports.is_empty() {
-        m.push(ports_match(true, false, src.ports.clone()));
-    }
-    m.extend(
-        src.named
-            .iter()
-            .map(|s| set_match(false, s, SetDirection::SrcSrc)),
-    );
-    if let Some(n) = dst.nets.first() {
-        m.push(net_match(false, false, *n));
-    }
-    m.extend(
-        dst.sets
-            .iter()
-            .map(|s| set_match(false, s, SetDirection::Dst)),
-    );
-    if !dst.ports.is_empty() {
-        m.push(ports_match(false, false, dst.ports.clone()));
-    }
-    m.extend(
-        dst.named
-            .iter()
-            .map(|s| set_match(false, s, SetDirection::DstDst)),
-    );
+    push_side(&mut m, true, false, SideMatches::positive(src));
+    push_side(&mut m, false, false, SideMatches::positive(dst));
     if let Some(icmp) = r.icmp {
         m.push(icmp_match(ctx, false, icmp));
     }
     if let Some(p) = not_protocol {
         m.push(protocol_match(p, true));
     }
-    if let Some(n) = src.not_nets.first() {
-        m.push(net_match(true, true, *n));
-    }
-    m.extend(
-        src.not_sets
-            .iter()
-            .map(|s| set_match(true, s, SetDirection::Src)),
-    );
-    for split in split_ports(&src.not_ports) {
-        m.push(ports_match(true, true, split));
-    }
-    m.extend(
-        src.not_named
-            .iter()
-            .map(|s| set_match(true, s, SetDirection::SrcSrc)),
-    );
-    if let Some(n) = dst.not_nets.first() {
-        m.push(net_match(false, true, *n));
-    }
-    m.extend(
-        dst.not_sets
-            .iter()
-            .map(|s| set_match(true, s, SetDirection::Dst)),
-    );
-    for split in split_ports(&dst.not_ports) {
-        m.push(ports_match(false, true, split));
-    }
-    m.extend(
-        dst.not_named
-            .iter()
-            .map(|s| set_match(true, s, SetDirection::DstDst)),
-    );
+    push_side(&mut m, true, true, SideMatches::negative(src));
+    push_side(&mut m, false, true, SideMatches::negative(dst));
     if let Some(icmp) = r.not_icmp {
         m.push(icmp_match(ctx, true, icmp));
     }
     m
+}
+
+/// One side's (source or destination) fragments of one polarity, in Felix's order:
+/// net, selector sets, ports, named-port sets.
+struct SideMatches<'a> {
+    net: Option<&'a IpNet>,
+    sets: &'a [String],
+    ports: Vec<Vec<PortSpec>>,
+    named: &'a [String],
+}
+
+impl<'a> SideMatches<'a> {
+    /// A positive port list is one multiport match: a longer list was already split into
+    /// several rules (see `api_rule`), since one rule's matches are ANDed.
+    fn positive(side: &'a Side) -> Self {
+        SideMatches {
+            net: side.nets.first(),
+            sets: &side.sets,
+            ports: if side.ports.is_empty() {
+                Vec::new()
+            } else {
+                vec![side.ports.clone()]
+            },
+            named: &side.named,
+        }
+    }
+
+    /// A negated port list may take several matches in one rule: all of them must miss.
+    fn negative(side: &'a Side) -> Self {
+        SideMatches {
+            net: side.not_nets.first(),
+            sets: &side.not_sets,
+            ports: split_ports(&side.not_ports),
+            named: &side.not_named,
+        }
+    }
+}
+
+/// Appends one side's fragments; `is_src` picks the source/destination flavour of each match.
+fn push_side(m: &mut Vec<Match>, is_src: bool, negated: bool, side: SideMatches) {
+    let (set_dir, named_dir) = if is_src {
+        (SetDirection::Src, SetDirection::SrcSrc)
+    } else {
+        (SetDirection::Dst, SetDirection::DstDst)
+    };
+    if let Some(n) = side.net {
+        m.push(net_match(is_src, negated, *n));
+    }
+    m.extend(side.sets.iter().map(|s| set_match(negated, s, set_dir)));
+    for ports in side.ports {
+        m.push(ports_match(is_src, negated, ports));
+    }
+    m.extend(side.named.iter().map(|s| set_match(negated, s, named_dir)));
 }
 
 fn icmp_match(ctx: &Ctx, negated: bool, icmp: model::IcmpMatch) -> Match {

@@ -13,16 +13,7 @@ use crate::ruleset::{HookPosition, PortSpec, Rule, SetDirection};
 use std::time::Duration;
 
 fn meta(name: &str) -> Meta {
-    Meta {
-        name: name.into(),
-        labels: Labels::new(),
-        annotations: Labels::new(),
-        origin: Origin {
-            file: "t.yaml".into(),
-            line: 1,
-            column: 1,
-        },
-    }
+    Meta::for_test(name)
 }
 
 fn fs(protocol: FailsafeProtocol, port: u16) -> FailsafePort {
@@ -58,17 +49,7 @@ pub(super) fn config() -> EffectiveConfig {
 }
 
 pub(super) fn api_rule(action: RuleAction) -> crate::model::Rule {
-    crate::model::Rule {
-        action,
-        ip_version: None,
-        protocol: None,
-        not_protocol: None,
-        icmp: None,
-        not_icmp: None,
-        source: EntityRule::default(),
-        destination: EntityRule::default(),
-        annotations: Labels::new(),
-    }
+    crate::model::Rule::matching_all(action)
 }
 
 pub(super) fn net(s: &str) -> ipnet::IpNet {

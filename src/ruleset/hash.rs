@@ -122,14 +122,6 @@ mod tests {
     use super::*;
     use crate::ruleset::{Action, Match};
 
-    fn jump(target: &str) -> Rule {
-        Rule {
-            matches: vec![],
-            action: Action::Jump(target.into()),
-            comments: vec![],
-        }
-    }
-
     #[test]
     fn empty_chain_has_no_hashes() {
         assert!(rule_hashes("cali-x", &[]).is_empty());
@@ -137,7 +129,7 @@ mod tests {
 
     #[test]
     fn hashes_depend_on_chain_and_position() {
-        let r = jump("cali-a");
+        let r = Rule::jump_to("cali-a");
         let a = rule_hashes("cali-x", [&r, &r]);
         let b = rule_hashes("cali-y", [&r]);
         assert_eq!(a.len(), 2);
@@ -175,14 +167,6 @@ mod felix_vectors {
     use super::*;
     use crate::ruleset::{Action, Match, PortSpec};
 
-    fn jump(target: &str) -> Rule {
-        Rule {
-            matches: vec![],
-            action: Action::Jump(target.into()),
-            comments: vec![],
-        }
-    }
-
     fn failsafe(proto: &str, port: u16) -> Rule {
         Rule {
             matches: vec![
@@ -205,11 +189,11 @@ mod felix_vectors {
         // `-A INPUT -m comment --comment "cali:Cz_u1IQiXIMmKD4c" -j cali-INPUT` (issue
         // projectcalico/calico#8002 and many k8s dumps); FORWARD from the same dumps.
         assert_eq!(
-            rule_hashes("INPUT", [&jump("cali-INPUT")]),
+            rule_hashes("INPUT", [&Rule::jump_to("cali-INPUT")]),
             ["Cz_u1IQiXIMmKD4c"]
         );
         assert_eq!(
-            rule_hashes("FORWARD", [&jump("cali-FORWARD")]),
+            rule_hashes("FORWARD", [&Rule::jump_to("cali-FORWARD")]),
             ["wUHhoiAYhphO9Mso"]
         );
     }
@@ -246,15 +230,15 @@ mod felix_vectors {
         // --comment "Policy explicitly accepted packet." -m mark --mark 0x10000/0x10000 -j
         // ACCEPT` then `"cali:mp77cMpurHhyjLrM" -j MARK --set-xmark 0x10000/0x10000`).
         assert_eq!(
-            rule_hashes("OUTPUT", [&jump("cali-OUTPUT")]),
+            rule_hashes("OUTPUT", [&Rule::jump_to("cali-OUTPUT")]),
             ["tVnHkvAo15HuiPy0"]
         );
         assert_eq!(
-            rule_hashes("PREROUTING", [&jump("cali-PREROUTING")]),
+            rule_hashes("PREROUTING", [&Rule::jump_to("cali-PREROUTING")]),
             ["6gwbT8clXdHdC1b1"]
         );
         assert_eq!(
-            rule_hashes("POSTROUTING", [&jump("cali-POSTROUTING")]),
+            rule_hashes("POSTROUTING", [&Rule::jump_to("cali-POSTROUTING")]),
             ["O3lYWMrLQYEMJtB5"]
         );
         let appends = [
@@ -286,7 +270,7 @@ mod felix_vectors {
             crate::ruleset::HookRule {
                 kernel_chain: "FORWARD".into(),
                 position: HookPosition::Insert,
-                rule: jump("cali-FORWARD"),
+                rule: Rule::jump_to("cali-FORWARD"),
             },
         ];
         let grouped = hook_hashes(&appends);
@@ -337,7 +321,10 @@ mod felix_vectors {
         assert_eq!(
             rule_hashes(
                 "cali-POSTROUTING",
-                [&jump("cali-fip-snat"), &jump("cali-nat-outgoing")]
+                [
+                    &Rule::jump_to("cali-fip-snat"),
+                    &Rule::jump_to("cali-nat-outgoing")
+                ]
             ),
             ["Z-c7XtVd2Bq7s_hA", "nYKhEzDlr11Jccal"]
         );

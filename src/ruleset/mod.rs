@@ -173,6 +173,18 @@ pub struct Rule {
     pub comments: Vec<String>,
 }
 
+#[cfg(test)]
+impl Rule {
+    /// Test shorthand shared by the ruleset unit tests: no matches, no comments, a jump.
+    pub(crate) fn jump_to(target: &str) -> Rule {
+        Rule {
+            matches: vec![],
+            action: Action::Jump(target.into()),
+            comments: vec![],
+        }
+    }
+}
+
 /// A chain hostfw owns (`cali-` prefix), in full.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Chain {

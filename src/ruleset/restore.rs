@@ -196,21 +196,13 @@ mod tests {
     use crate::ruleset::{Action, Chain, HookPosition, HookRule, Match};
     use std::collections::BTreeMap;
 
-    fn jump(target: &str) -> Rule {
-        Rule {
-            matches: vec![],
-            action: Action::Jump(target.into()),
-            comments: vec![],
-        }
-    }
-
     fn filter_table() -> Table {
         let mut chains = BTreeMap::new();
         chains.insert(
             "cali-INPUT".to_string(),
             Chain {
                 name: "cali-INPUT".into(),
-                rules: vec![jump("cali-from-host-endpoint")],
+                rules: vec![Rule::jump_to("cali-from-host-endpoint")],
             },
         );
         chains.insert(
@@ -239,17 +231,17 @@ mod tests {
                 HookRule {
                     kernel_chain: "INPUT".into(),
                     position: HookPosition::Insert,
-                    rule: jump("cali-INPUT"),
+                    rule: Rule::jump_to("cali-INPUT"),
                 },
                 HookRule {
                     kernel_chain: "OUTPUT".into(),
                     position: HookPosition::Append,
-                    rule: jump("cali-OUTPUT"),
+                    rule: Rule::jump_to("cali-OUTPUT"),
                 },
                 HookRule {
                     kernel_chain: "FORWARD".into(),
                     position: HookPosition::Insert,
-                    rule: jump("cali-FORWARD"),
+                    rule: Rule::jump_to("cali-FORWARD"),
                 },
             ],
         }
@@ -258,7 +250,8 @@ mod tests {
     #[test]
     fn full_table_form() {
         let text = table_restore(&filter_table());
-        let cali_input_hash = &rule_hashes("cali-INPUT", [&jump("cali-from-host-endpoint")])[0];
+        let cali_input_hash =
+            &rule_hashes("cali-INPUT", [&Rule::jump_to("cali-from-host-endpoint")])[0];
         let set_hash = &rule_hashes(
             "FORWARD*appends*",
             [&Rule {
@@ -270,7 +263,7 @@ mod tests {
                 comments: vec![],
             }],
         )[0];
-        let out_hash = &rule_hashes("OUTPUT", [&jump("cali-OUTPUT")])[0];
+        let out_hash = &rule_hashes("OUTPUT", [&Rule::jump_to("cali-OUTPUT")])[0];
         let expected = format!(
             "*filter\n\
              :cali-INPUT - [0:0]\n\

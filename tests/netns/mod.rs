@@ -489,6 +489,23 @@ pub fn hostfw_with_path(
     args: &[&str],
     extra_path: Option<&Path>,
 ) -> HostfwRun {
+    let mut cmd = hostfw_command(ns, work, node, backend, args);
+    if let Some(extra) = extra_path {
+        let path = std::env::var("PATH").unwrap_or_default();
+        cmd.env("PATH", format!("{}:{path}", extra.display()));
+    }
+    run_hostfw(cmd)
+}
+
+/// The hostfw command line inside `ns` with `work`'s directories, not yet run, so a caller can
+/// still adjust its environment. The HOSTFW_* variables are removed so the flags alone decide.
+pub fn hostfw_command(
+    ns: &Netns,
+    work: &Workdir,
+    node: &str,
+    backend: &str,
+    args: &[&str],
+) -> Command {
     let root = work.dir.path();
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_hostfw")])
@@ -503,10 +520,11 @@ pub fn hostfw_with_path(
         .env_remove("HOSTFW_IPTABLES_BACKEND")
         .env_remove("HOSTFW_NODENAME")
         .env_remove("HOSTFW_POLICY_DIR");
-    if let Some(extra) = extra_path {
-        let path = std::env::var("PATH").unwrap_or_default();
-        cmd.env("PATH", format!("{}:{path}", extra.display()));
-    }
+    cmd
+}
+
+/// Runs a command made by `hostfw_command` to completion.
+pub fn run_hostfw(mut cmd: Command) -> HostfwRun {
     let out = cmd.output().expect("run hostfw");
     HostfwRun {
         code: out.status.code().unwrap_or(-1),
@@ -514,6 +532,87 @@ pub fn hostfw_with_path(
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// The node name the per-backend `Scenario` tests run hostfw as.
+pub const SCENARIO_NODE: &str = "hfw-test";
+
+/// A HostEndpoint for `SCENARIO_NODE` owning the host side's addresses, on `interface` or,
+/// without one, matched by its expectedIPs alone.
+pub fn scenario_hep(name: &str, interface: Option<&str>, labels: &str) -> String {
+    let iface = interface
+        .map(|i| format!("  interfaceName: \"{i}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "---\napiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata:\n  name: {name}\n  \
+         labels: {labels}\nspec:\n{iface}  node: {SCENARIO_NODE}\n  expectedIPs: [\"{HOST4}\", \"{HOST6}\"]\n"
+    )
+}
+
+/// A GlobalNetworkPolicy `name` letting TCP to `ports` (YAML list items) into `role == 'web'`.
+pub fn allow_ports_policy(name: &str, ports: &str) -> String {
+    format!(
+        "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: {name}\n\
+         spec:\n  selector: \"role == 'web'\"\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    \
+         protocol: TCP\n    destination:\n      ports: [{ports}]\n"
+    )
+}
+
+/// A host/peer pair with a policy directory and a backend: one per-backend scenario test.
+pub struct Scenario {
+    pub pair: Pair,
+    pub work: Workdir,
+    pub backend: &'static str,
+}
+
+impl Scenario {
+    /// Namespaces named after `tag` and the backend, with `yaml` as the only policy file.
+    pub fn new(tag: &str, backend: &'static str, yaml: &str) -> Scenario {
+        let pair = Pair::new(&format!("{tag}-{backend}"));
+        let work = Workdir::new();
+        work.write_policies(yaml);
+        Scenario {
+            pair,
+            work,
+            backend,
+        }
+    }
+
+    /// hostfw on the host side, as node `SCENARIO_NODE`.
+    pub fn run(&self, args: &[&str]) -> HostfwRun {
+        hostfw(
+            &self.pair.host,
+            &self.work,
+            SCENARIO_NODE,
+            self.backend,
+            args,
+        )
+    }
+}
+
+/// `mod NAME { legacy, nft }`: one test per backend running `fn NAME(backend)`, skipped
+/// (loudly) when not root outside CI. The calling file must have `kernel_tests_enabled` in scope.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[test]
+            fn legacy() {
+                if super::kernel_tests_enabled() {
+                    super::$scenario("legacy");
+                }
+            }
+            #[test]
+            fn nft() {
+                if super::kernel_tests_enabled() {
+                    super::$scenario("nft");
+                }
+            }
+        }
+    };
+}
+// Exported by path so `use netns::*` brings it in; unused in the files without backends.
+#[allow(unused_imports)]
+pub(crate) use on_both_backends;
 
 /// `ip[6]tables-<backend>-save [-c] [-t table]` inside `ns`, with the header and comment lines
 /// (which carry timestamps) removed.

@@ -18,7 +18,9 @@ use crate::policy::parse::{Node, RawResource, API_VERSION};
 use crate::policy::selector::Selector;
 use ipnet::IpNet;
 use names::{is_dns_label, label_key_problem, label_value_problem, name_problem};
-use reader::{boolean, fields, integer, list, number, string, string_map, Ctx, Path, Schema};
+use reader::{
+    boolean, each_string, fields, integer, list, number, string, string_map, Ctx, Path, Schema,
+};
 use std::collections::BTreeMap;
 
 /// The kinds hostfw enforces.
@@ -269,13 +271,7 @@ impl Validator {
             self.set.tiers.push(Tier {
                 meta: Meta {
                     name: DEFAULT_TIER.to_string(),
-                    labels: Labels::new(),
-                    annotations: Labels::new(),
-                    origin: Origin {
-                        file: String::new(),
-                        line: 0,
-                        column: 0,
-                    },
+                    ..empty_meta()
                 },
                 order: Some(DEFAULT_TIER_ORDER),
                 default_action: TierAction::Deny,
@@ -531,45 +527,33 @@ fn host_endpoint(
     });
     let epath = path.field("expectedIPs");
     let mut expected_ips = Vec::new();
-    if let Some(n) = f.get(2) {
-        if let Some(items) = list(ctx, n, &epath) {
-            for (i, item) in items.iter().enumerate() {
-                let p = epath.index(i);
-                let Some(s) = string(ctx, item, &p) else {
-                    continue;
+    each_string(
+        ctx,
+        f.get(2),
+        &epath,
+        |ctx, item, p, s| match names::parse_ip(s) {
+            Some(ip) => expected_ips.push(ip),
+            None => {
+                let hint = if s.contains('/') {
+                    " (expectedIPs are single addresses, not CIDRs)"
+                } else {
+                    ""
                 };
-                match names::parse_ip(s) {
-                    Some(ip) => expected_ips.push(ip),
-                    None => {
-                        let hint = if s.contains('/') {
-                            " (expectedIPs are single addresses, not CIDRs)"
-                        } else {
-                            ""
-                        };
-                        ctx.error(item, &p, format!("`{s}` is not an IP address{hint}"));
-                    }
-                }
+                ctx.error(item, p, format!("`{s}` is not an IP address{hint}"));
             }
-        }
-    }
+        },
+    );
     let ppath = path.field("profiles");
     let mut profiles = Vec::new();
-    if let Some(n) = f.get(3) {
-        if let Some(items) = list(ctx, n, &ppath) {
-            for (i, item) in items.iter().enumerate() {
-                let p = ppath.index(i);
-                let Some(s) = string(ctx, item, &p) else {
-                    continue;
-                };
-                match name_problem(s) {
-                    Some(problem) => {
-                        ctx.error(item, &p, format!("invalid profile name: {problem}"))
-                    }
-                    None => profiles.push(s.to_string()),
-                }
-            }
-        }
-    }
+    each_string(
+        ctx,
+        f.get(3),
+        &ppath,
+        |ctx, item, p, s| match name_problem(s) {
+            Some(problem) => ctx.error(item, p, format!("invalid profile name: {problem}")),
+            None => profiles.push(s.to_string()),
+        },
+    );
     let portpath = path.field("ports");
     let mut ports = Vec::new();
     if let Some(n) = f.get(4) {
@@ -871,29 +855,21 @@ fn network_set(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Option<Vec<Ip
     let before = ctx.errors;
     let mut nets = Vec::new();
     let npath = path.field("nets");
-    if let Some(n) = f.get(0) {
-        if let Some(items) = list(ctx, n, &npath) {
-            for (i, item) in items.iter().enumerate() {
-                let p = npath.index(i);
-                let Some(s) = string(ctx, item, &p) else {
-                    continue;
-                };
-                let net = if s.contains('/') {
-                    names::parse_cidr(s).map(|n| n.trunc())
-                } else {
-                    names::parse_ip(s).map(IpNet::from)
-                };
-                match net {
-                    Some(net) => nets.push(net),
-                    None => ctx.error(
-                        item,
-                        &p,
-                        format!("`{s}` is neither a CIDR nor an IP address"),
-                    ),
-                }
-            }
+    each_string(ctx, f.get(0), &npath, |ctx, item, p, s| {
+        let net = if s.contains('/') {
+            names::parse_cidr(s).map(|n| n.trunc())
+        } else {
+            names::parse_ip(s).map(IpNet::from)
+        };
+        match net {
+            Some(net) => nets.push(net),
+            None => ctx.error(
+                item,
+                p,
+                format!("`{s}` is neither a CIDR nor an IP address"),
+            ),
         }
-    }
+    });
     (ctx.errors == before).then_some(nets)
 }
 

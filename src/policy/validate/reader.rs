@@ -424,14 +424,14 @@ pub(crate) fn string<'n>(ctx: &mut Ctx, node: &'n Node<'n>, path: &Path) -> Opti
     Some(&s.text)
 }
 
-/// A boolean field: `true` or `false` (also `True`/`TRUE`/`False`/`FALSE`, as YAML 1.2 core).
-/// YAML 1.1's `yes`/`no`/`on`/`off`/`y`/`n` are refused with a hint rather than guessed.
-pub(crate) fn boolean(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<bool> {
+/// The text of a plain (unquoted) scalar, for the typed fields (boolean, integer, number):
+/// a mapping, list or quoted string there is reported as not being `what`.
+fn plain_scalar<'n>(ctx: &mut Ctx, node: &'n Node, path: &Path, what: &str) -> Option<&'n str> {
     let Some(s) = node.as_scalar() else {
         ctx.error(
             node,
             path,
-            format!("expected true or false, found {}", node.shape()),
+            format!("expected {what}, found {}", node.shape()),
         );
         return None;
     };
@@ -440,13 +440,20 @@ pub(crate) fn boolean(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<bool> {
             node,
             path,
             format!(
-                "expected true or false, found the quoted string \"{}\"; remove the quotes",
+                "expected {what}, found the quoted string \"{}\"; remove the quotes",
                 s.text
             ),
         );
         return None;
     }
-    match &*s.text {
+    Some(&s.text)
+}
+
+/// A boolean field: `true` or `false` (also `True`/`TRUE`/`False`/`FALSE`, as YAML 1.2 core).
+/// YAML 1.1's `yes`/`no`/`on`/`off`/`y`/`n` are refused with a hint rather than guessed.
+pub(crate) fn boolean(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<bool> {
+    let s = plain_scalar(ctx, node, path, "true or false")?;
+    match s {
         "true" | "True" | "TRUE" => Some(true),
         "false" | "False" | "FALSE" => Some(false),
         t if matches!(
@@ -512,26 +519,8 @@ pub(crate) fn integer(
     min: i128,
     max: i128,
 ) -> Option<i128> {
-    let Some(s) = node.as_scalar() else {
-        ctx.error(
-            node,
-            path,
-            format!("expected an integer, found {}", node.shape()),
-        );
-        return None;
-    };
-    if !s.plain {
-        ctx.error(
-            node,
-            path,
-            format!(
-                "expected an integer, found the quoted string \"{}\"; remove the quotes",
-                s.text
-            ),
-        );
-        return None;
-    }
-    match parse_int(&s.text) {
+    let s = plain_scalar(ctx, node, path, "an integer")?;
+    match parse_int(s) {
         Ok(v) if v < min || v > max => {
             ctx.error(node, path, format!("{v} is out of range ({min} to {max})"));
             None
@@ -546,26 +535,8 @@ pub(crate) fn integer(
 
 /// A number field (policy and tier `order`): an integer or a decimal fraction, finite.
 pub(crate) fn number(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<f64> {
-    let Some(s) = node.as_scalar() else {
-        ctx.error(
-            node,
-            path,
-            format!("expected a number, found {}", node.shape()),
-        );
-        return None;
-    };
-    if !s.plain {
-        ctx.error(
-            node,
-            path,
-            format!(
-                "expected a number, found the quoted string \"{}\"; remove the quotes",
-                s.text
-            ),
-        );
-        return None;
-    }
-    let t = &*s.text;
+    let s = plain_scalar(ctx, node, path, "a number")?;
+    let t = s;
     let looks_float = !t.starts_with("0x") && t.contains(['.', 'e', 'E']);
     if !looks_float {
         return match parse_int(t) {
@@ -589,6 +560,26 @@ pub(crate) fn number(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<f64> {
         _ => {
             ctx.error(node, path, format!("expected a number, found `{t}`"));
             None
+        }
+    }
+}
+
+/// Calls `each` with every string item of an optional list field (the item's node, its path
+/// and its text). A non-list or a non-string item is reported here and skipped, so `each` only
+/// judges the text.
+pub(crate) fn each_string<'n>(
+    ctx: &mut Ctx,
+    node: Option<&'n Node<'n>>,
+    path: &Path,
+    mut each: impl FnMut(&mut Ctx, &'n Node<'n>, &Path, &'n str),
+) {
+    let Some(items) = node.and_then(|n| list(ctx, n, path)) else {
+        return;
+    };
+    for (i, item) in items.iter().enumerate() {
+        let p = path.index(i);
+        if let Some(s) = string(ctx, item, &p) {
+            each(ctx, item, &p, s);
         }
     }
 }
