@@ -109,22 +109,7 @@ fn config() -> EffectiveConfig {
     EffectiveConfig {
         failsafe_inbound: vec![],
         failsafe_outbound: vec![],
-        default_endpoint_to_host_action: EndpointToHostAction::Drop,
-        interface_prefix: "cali".into(),
-        iptables_mark_mask: 0xffff_0000,
-        chain_insert_mode: InsertMode::Insert,
-        iptables_refresh_interval: std::time::Duration::from_secs(180),
-        iptables_post_write_check_interval: std::time::Duration::from_secs(5),
-        iptables_backend: BackendChoice::Auto,
-        ipv6_support: true,
-        iptables_filter_allow_action: AllowAction::Accept,
-        iptables_mangle_allow_action: AllowAction::Accept,
-        iptables_filter_deny_action: DenyAction::Drop,
-        log_prefix: "calico-packet".into(),
-        log_action_rate_limit: None,
-        log_action_rate_limit_burst: 5,
-        disable_conntrack_invalid_check: false,
-        max_ipset_size: 1_048_576,
+        ..EffectiveConfig::default()
     }
 }
 

@@ -10,7 +10,6 @@ use crate::resolve::{
     SelectableNetworkSet, SelectorSources, TierPolicies,
 };
 use crate::ruleset::{HookPosition, PortSpec, Rule, SetDirection};
-use std::time::Duration;
 
 fn meta(name: &str) -> Meta {
     Meta::for_test(name)
@@ -26,25 +25,11 @@ fn fs(protocol: FailsafeProtocol, port: u16) -> FailsafePort {
 
 pub(super) fn config() -> EffectiveConfig {
     use FailsafeProtocol::*;
+    // Felix's defaults (resolve's built-ins), with a short failsafe list to keep vectors small.
     EffectiveConfig {
         failsafe_inbound: vec![fs(Tcp, 22), fs(Udp, 68)],
         failsafe_outbound: vec![fs(Udp, 53), fs(Udp, 67)],
-        default_endpoint_to_host_action: EndpointToHostAction::Drop,
-        interface_prefix: "cali".into(),
-        iptables_mark_mask: 0xffff_0000,
-        chain_insert_mode: InsertMode::Insert,
-        iptables_refresh_interval: Duration::from_secs(180),
-        iptables_post_write_check_interval: Duration::from_secs(5),
-        iptables_backend: BackendChoice::Auto,
-        ipv6_support: true,
-        iptables_filter_allow_action: AllowAction::Accept,
-        iptables_mangle_allow_action: AllowAction::Accept,
-        iptables_filter_deny_action: DenyAction::Drop,
-        log_prefix: "calico-packet".into(),
-        log_action_rate_limit: None,
-        log_action_rate_limit_burst: 5,
-        disable_conntrack_invalid_check: false,
-        max_ipset_size: 1_048_576,
+        ..EffectiveConfig::default()
     }
 }
 
