@@ -643,6 +643,25 @@ mod tests {
         }
     }
 
+    /// Live IPv4 sets as `ipset save` would report them: (name, type, maxelem, members).
+    fn live_sets(sets: &[(&str, IpsetType, u32, &[&str])]) -> LiveIpsets {
+        LiveIpsets {
+            sets: sets
+                .iter()
+                .map(|&(name, set_type, max, members)| {
+                    let set = LiveIpset {
+                        name: name.into(),
+                        set_type: Some(set_type),
+                        family: Some(Family::V4),
+                        max_elements: Some(max),
+                        members: members.iter().map(|m| m.to_string()).collect(),
+                    };
+                    (name.to_string(), set)
+                })
+                .collect(),
+        }
+    }
+
     fn ruleset(filter_table: Table, sets: &[Ipset]) -> Ruleset {
         Ruleset {
             family: Family::V4,
@@ -948,19 +967,12 @@ mod tests {
             &[ipset("cali40s:a", &["198.51.100.0/24"])],
         );
         let (_, live) = converge(&desired, &foreign_filter(), PlanOptions::default());
-        let live_sets = LiveIpsets {
-            sets: [(
-                "cali40s:a".to_string(),
-                LiveIpset {
-                    name: "cali40s:a".into(),
-                    set_type: Some(IpsetType::HashNet),
-                    family: Some(Family::V4),
-                    max_elements: Some(1048576),
-                    members: ["198.51.100.0/24".to_string()].into(),
-                },
-            )]
-            .into(),
-        };
+        let live_sets = live_sets(&[(
+            "cali40s:a",
+            IpsetType::HashNet,
+            1048576,
+            &["198.51.100.0/24"],
+        )]);
         let p = flush_plan(&live_state(&live), &live_sets);
         let fp = filter_plan(&p);
         assert_eq!(fp.delete.len(), 4);
@@ -977,31 +989,21 @@ mod tests {
 
     #[test]
     fn ipset_member_deltas_and_lifecycle() {
-        let live_sets = LiveIpsets {
-            sets: [
-                (
-                    "cali40s:a",
-                    &["198.51.100.1", "198.51.100.2"][..],
-                    1048576u32,
-                ),
-                ("cali40s:gone", &["203.0.113.0/24"][..], 1048576),
-                ("cali40s:small", &["203.0.113.5"][..], 100),
-            ]
-            .into_iter()
-            .map(|(n, m, max)| {
-                (
-                    n.to_string(),
-                    LiveIpset {
-                        name: n.into(),
-                        set_type: Some(IpsetType::HashNet),
-                        family: Some(Family::V4),
-                        max_elements: Some(max),
-                        members: m.iter().map(|s| s.to_string()).collect(),
-                    },
-                )
-            })
-            .collect(),
-        };
+        let live_sets = live_sets(&[
+            (
+                "cali40s:a",
+                IpsetType::HashNet,
+                1048576,
+                &["198.51.100.1", "198.51.100.2"],
+            ),
+            (
+                "cali40s:gone",
+                IpsetType::HashNet,
+                1048576,
+                &["203.0.113.0/24"],
+            ),
+            ("cali40s:small", IpsetType::HashNet, 100, &["203.0.113.5"]),
+        ]);
         let desired = ruleset(
             filter(None, HookPosition::Insert),
             &[
@@ -1036,19 +1038,7 @@ mod tests {
             &[ipset("cali40s:a", &["198.51.100.0/24"])],
         );
         let (_, live) = converge(&desired, &foreign_filter(), PlanOptions::default());
-        let live_sets = LiveIpsets {
-            sets: [(
-                "cali40s:a".to_string(),
-                LiveIpset {
-                    name: "cali40s:a".into(),
-                    set_type: Some(IpsetType::HashIpPort),
-                    family: Some(Family::V4),
-                    max_elements: Some(1048576),
-                    members: BTreeSet::new(),
-                },
-            )]
-            .into(),
-        };
+        let live_sets = live_sets(&[("cali40s:a", IpsetType::HashIpPort, 1048576, &[])]);
         let p = plan(
             std::slice::from_ref(&desired),
             &live_state(&live),
