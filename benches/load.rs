@@ -4,6 +4,8 @@
 //! input size and peak RSS. `cargo bench --bench load`; under `cargo test --all-targets` (no
 //! `--bench` argument) it runs at 1/100 scale as a smoke test.
 
+mod common;
+
 use hostfw::policy::{load_sources, parse, source::Source, validate};
 use std::fmt::Write;
 use std::time::{Duration, Instant};
@@ -89,13 +91,6 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 fn main() {
     let scale = if std::env::args().any(|a| a == "--bench") {
         1
@@ -123,7 +118,7 @@ fn main() {
         text: heps,
     });
     let bytes: usize = sources.iter().map(|s| s.text.len()).sum();
-    let rss_before = peak_rss_mb().unwrap_or(0.0);
+    let rss_before = common::peak_rss_mb().unwrap_or(0.0);
 
     // The whole path as the agent runs it.
     let start = Instant::now();
@@ -131,7 +126,7 @@ fn main() {
     let loaded = load_sources(&sources);
     let total = start.elapsed();
     let cpu = cpu_time() - cpu_start;
-    let peak = peak_rss_mb();
+    let peak = common::peak_rss_mb();
     let Some(set) = loaded.set else {
         for d in loaded.diagnostics.iter().take(5) {
             eprintln!("{d}");

@@ -4,6 +4,8 @@
 //! `cargo bench --bench resolve`. Under `cargo test --all-targets` (no `--bench` argument) it
 //! runs at 1/100 scale as a smoke test.
 
+mod common;
+
 use hostfw::resolve::{resolve_owned, HostInterfaces};
 use std::fmt::Write;
 use std::time::Instant;
@@ -66,13 +68,6 @@ fn host_endpoint(node: usize, n: usize, out: &mut String) {
         node % 256,
         n + 1
     );
-}
-
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 fn main() {
@@ -148,7 +143,7 @@ fn main() {
         resolved.as_secs_f64() * 1e3,
         total.as_secs_f64() * 1e3
     );
-    if let Some(mb) = peak_rss_mb() {
+    if let Some(mb) = common::peak_rss_mb() {
         println!("  peak RSS {mb:.0} MB (target < 300 MB)");
     }
 }
