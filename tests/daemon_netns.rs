@@ -570,3 +570,48 @@ spec:
     );
     assert!(tcp_ok(&other, None, sock("203.0.113.1", 8080)));
 }
+
+/// A pending `apply --confirm` owns the kernel: the daemon loads an edit but does not write it
+/// while the confirmation is pending (that would undo or pre-empt the rollback), and applies it
+/// once the confirmation is gone.
+#[test]
+fn a_pending_confirmation_pauses_reconciliation() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let (pair, work) = with_base_policies("dmn-hold", "");
+    let dir = work.policy_dir();
+    let _s = tcp_server(&pair.host, sock(HOST4, 9090));
+    let d = Daemon::ready(&pair.host, &work);
+    assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
+
+    let now = hostfw::confirm::now_unix();
+    let pending = hostfw::confirm::Pending {
+        token: "test".into(),
+        created_unix: now,
+        deadline_unix: now + 600,
+        seconds: 600,
+        backend: BACKEND.into(),
+        watcher_pid: None,
+    };
+    hostfw::confirm::write_pending(&d.run_dir, &pending).unwrap();
+    put(&dir, "20-allow-9090.yaml", ALLOW_9090);
+    assert!(
+        eventually(|| d.log_text().contains("not reconciling")),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        !tcp_ok(&pair.peer, None, sock(HOST4, 9090)),
+        "the edit reached the kernel during a pending confirmation: {}",
+        d.log_text()
+    );
+
+    fs::remove_file(d.run_dir.join(hostfw::confirm::PENDING_FILE)).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        eventually(|| tcp_ok(&pair.peer, None, sock(HOST4, 9090))),
+        "{}",
+        d.log_text()
+    );
+}
