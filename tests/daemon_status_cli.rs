@@ -79,7 +79,9 @@ fn live_status_exits_0_with_json() {
     // A live process whose name starts with "hostfw", as the daemon's does.
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("hostfw-sleeper");
-    fs::copy("/bin/sleep", &fake).unwrap();
+    // A symlink, not a copy: the kernel names the process after the path it was started by,
+    // and writing a fresh executable races with other tests' forks (ETXTBSY).
+    std::os::unix::fs::symlink("/bin/sleep", &fake).unwrap();
     let mut sleeper = Command::new(&fake).arg("30").spawn().unwrap();
     fs::write(dir.path().join("status.json"), status_json(sleeper.id())).unwrap();
     let out = status_cmd(dir.path(), true);
