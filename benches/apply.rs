@@ -13,7 +13,9 @@
 //! argument) it runs at 1/100 scale as a smoke test. `HOSTFW_BENCH_BACKENDS=nft` limits the
 //! backends.
 
-#[path = "../tests/netns/mod.rs"]
+// The kernel tests' namespace harness; the bench uses only a few of its helpers.
+#[path = "../tests/kernel/netns.rs"]
+#[allow(dead_code)]
 mod netns;
 
 use hostfw::cmd::common::load_view;

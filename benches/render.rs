@@ -6,8 +6,8 @@
 //! waiting for a core); run with `cargo bench --bench render`. Without `--bench` (e.g. `cargo
 //! test --all-targets`) it runs at 1/100 scale as a smoke test.
 
+use hostfw::model::selector::Selector;
 use hostfw::model::*;
-use hostfw::policy::selector::Selector;
 use hostfw::render::render;
 use hostfw::resolve::{
     ActiveEndpoint, EffectiveConfig, EndpointPolicies, NodeView, SelectableEndpoint,

@@ -856,7 +856,7 @@ fn ssh_warning(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::selector::Selector;
+    use crate::model::selector::Selector;
 
     fn meta(name: &str, labels: &[(&str, &str)]) -> Meta {
         Meta {

@@ -360,7 +360,7 @@ mod tests {
     }
 
     fn small_view() -> NodeView {
-        use crate::policy::selector::Selector;
+        use crate::model::selector::Selector;
         let meta = Meta::for_test;
         let mut hep = HostEndpoint {
             meta: meta("h1"),

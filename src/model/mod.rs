@@ -2,8 +2,10 @@
 //! defaults already applied. Pure data; produced only by `policy::validate`, consumed by
 //! `resolve` and `render`. Nothing here reads files or knows YAML.
 
-use crate::policy::selector::Selector;
+pub mod selector;
+
 use ipnet::IpNet;
+use selector::Selector;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -1,9 +1,8 @@
 //! Loading policy: read the directory (source), parse YAML into raw resources (parse), validate
-//! into the typed model (validate), with the selector language alongside. All-or-nothing: a
+//! into the typed model (validate; selectors live in `model::selector`). All-or-nothing: a
 //! `PolicySet` exists only when no error was found.
 
 pub mod parse;
-pub mod selector;
 pub mod source;
 pub mod validate;
 

@@ -4,8 +4,8 @@
 
 use super::names;
 use super::static_chains::same_family;
+use crate::model::selector::Selector;
 use crate::model::IpVersion;
-use crate::policy::selector::Selector;
 use crate::resolve::NodeView;
 use crate::ruleset::{Family, Ipset, IpsetType};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};

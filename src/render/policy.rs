@@ -7,11 +7,11 @@ use super::ipsets::{named_port_protocol, SetCollector};
 use super::names;
 use super::static_chains::same_family;
 use super::{clear_mark, put, rule, set_mark, Ctx, FastSet, RenderError};
+use crate::model::selector::Selector;
 use crate::model::{
     self, EntityRule, InterfaceName, IpVersion, Port, Protocol, RateUnit, RuleAction,
     DEFAULT_ALLOW_PROFILE,
 };
-use crate::policy::selector::Selector;
 use crate::ruleset::{Action, Chain, Family, Match, PortSpec, Rule, SetDirection, TableName};
 use ipnet::IpNet;
 use std::collections::BTreeMap;

@@ -3,8 +3,8 @@
 //! (reference §1.2, §2.2, §5.3), not copied from output.
 
 use super::*;
+use crate::model::selector::Selector;
 use crate::model::*;
-use crate::policy::selector::Selector;
 use crate::resolve::{
     ActiveEndpoint, EffectiveConfig, EndpointPolicies, NodeView, SelectableEndpoint,
     SelectableNetworkSet, SelectorSources, TierPolicies,

@@ -9,13 +9,13 @@ mod reader;
 mod rule;
 
 use crate::diag::Diagnostic;
+use crate::model::selector::Selector;
 use crate::model::{
     EndpointPort, GlobalNetworkPolicy, GlobalNetworkSet, HostEndpoint, InterfaceName, Labels, Meta,
     Origin, PolicySet, PolicyTypes, Profile, Protocol, Tier, TierAction, DEFAULT_ALLOW_PROFILE,
     DEFAULT_TIER, DEFAULT_TIER_ORDER,
 };
 use crate::policy::parse::{Node, RawResource, API_VERSION};
-use crate::policy::selector::Selector;
 use ipnet::IpNet;
 use names::{is_dns_label, label_key_problem, label_value_problem, name_problem};
 use reader::{

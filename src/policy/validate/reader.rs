@@ -4,8 +4,8 @@
 //! Pure; knows the node tree of `parse` but no resource kind.
 
 use crate::diag::{Diagnostic, Severity};
+use crate::model::selector::Selector;
 use crate::policy::parse::{Node, Value};
-use crate::policy::selector::Selector;
 use std::collections::HashMap;
 
 /// One step of a field path.

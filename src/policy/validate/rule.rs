@@ -6,9 +6,9 @@ use super::names::{
 };
 use super::reader::{fields, integer, list, parse_int, string, string_map, Ctx, Path, Schema};
 use crate::diag::Severity;
+use crate::model::selector::Selector;
 use crate::model::{EntityRule, IcmpMatch, IpVersion, Labels, Port, Protocol, Rule, RuleAction};
 use crate::policy::parse::Node;
-use crate::policy::selector::Selector;
 use ipnet::IpNet;
 
 /// Longest selector accepted. Calico v3.32.1 has no limit (master: 1024 characters); hostfw caps

@@ -3,7 +3,7 @@
 //! both states is never seen open during the rollback; confirmed → the new rules stay; the
 //! watcher survives the session that started it being killed.
 
-mod netns;
+use crate::netns;
 
 use netns::*;
 use std::process::Command;

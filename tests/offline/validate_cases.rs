@@ -749,7 +749,7 @@ fn policy_defaults_and_values() {
 
 #[test]
 fn selector_errors_point_inside_the_value() {
-    use hostfw::policy::selector::Selector;
+    use hostfw::model::selector::Selector;
     let sel = "has(a) && )";
     let offset = Selector::parse(sel).expect_err("invalid").offset as u32;
     // Line 5 is `  selector: "has(a) && )"`: the quote is column 13, the text starts at 14.

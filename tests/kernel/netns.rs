@@ -6,8 +6,6 @@
 //! Gate: `kernel_tests_enabled()` returns false (with a loud message) when not root, unless
 //! `CI=true`, where it panics: under CI these tests must run.
 
-#![allow(dead_code)]
-
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -657,6 +655,3 @@ pub fn restore(ns: &Netns, backend: &str, v6: bool, input: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
-
-/// Both backends, for tests that run once per backend.
-pub const BACKENDS: [&str; 2] = ["legacy", "nft"];

@@ -3,8 +3,8 @@
 //! and property tests. Expected values come from the reference and Felix's own test vectors
 //! (libcalico-go/lib/selector/parser/parser_test.go), never from this implementation's output.
 
+use hostfw::model::selector::{Selector, MAX_LABEL_LEN, MAX_NESTING};
 use hostfw::model::Labels;
-use hostfw::policy::selector::{Selector, MAX_LABEL_LEN, MAX_NESTING};
 use proptest::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

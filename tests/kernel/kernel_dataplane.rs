@@ -1,7 +1,7 @@
 //! Real-kernel tests of the dataplane layer alone (no policies): save/restore/ipset through the
 //! real tools inside a fresh network namespace, failure classification, backend detection.
 
-mod netns;
+use crate::netns;
 
 use hostfw::dataplane::{
     choose_backend, probe, Backend, BackendError, Dataplane, DataplaneError, RealDataplane,

@@ -4,7 +4,7 @@
 //! kernel test loads every expected file into fresh network namespaces on both iptables
 //! backends.
 
-mod golden_compare;
+use crate::golden_compare;
 
 use golden_compare::check;
 use hostfw::render::render;

@@ -2,7 +2,7 @@
 //! network namespace: `apply` refuses with a message naming the policy that would drop the
 //! session from `SSH_CONNECTION`, applies with `--force`; `check` only warns.
 
-mod netns;
+use crate::netns;
 
 use hostfw::explain::{Decision, RuleVerdict};
 use hostfw::guard::{self, parse_ssh_connection, Prepared, Severity, SshSession};

@@ -4,7 +4,7 @@
 //! with the real loader, resolved with the given interfaces (never the host's), and rendered.
 //! `UPDATE_GOLDEN=1 cargo test --test show_golden` rewrites the expected files (review them!).
 
-mod golden_compare;
+use crate::golden_compare;
 
 use golden_compare::{check, line_diff};
 use hostfw::cmd::show::{render_json, render_text};

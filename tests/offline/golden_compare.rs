@@ -1,8 +1,6 @@
 //! Golden-file comparison shared by the golden tests (`mod golden_compare;`): a readable line
 //! diff and the compare-or-regenerate step. Holds no test data and runs nothing.
 
-#![allow(dead_code)]
-
 use std::fs;
 use std::path::Path;
 

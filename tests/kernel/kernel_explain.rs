@@ -16,7 +16,7 @@
 //! The same probes also go through `explain --live`'s path (the kernel's tables read back with
 //! iptables-save and parsed): it must reach the same verdict and decision as the rendered one.
 
-mod netns;
+use crate::netns;
 
 use hostfw::explain::{self, ConnState, Decision, Direction, Packet};
 use hostfw::policy::{load_sources, source::Source};

@@ -4,7 +4,7 @@
 //! nothing, a second apply that spawns no restore, and defaultEndpointToHostAction for traffic
 //! from a `cali`-prefixed interface.
 
-mod netns;
+use crate::netns;
 
 use netns::*;
 use std::collections::{BTreeMap, BTreeSet};

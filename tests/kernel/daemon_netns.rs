@@ -6,7 +6,7 @@
 //!
 //! Waits are bounded polls ("within 10 s"), never assertions about how fast something was.
 
-mod netns;
+use crate::netns;
 
 use netns::{
     hostfw_command, kernel_tests_enabled, sock, tcp_ok, tcp_server, veth, Netns, Pair, Workdir,

@@ -4,7 +4,7 @@
 //! flows pass before `apply` (so a denial is hostfw's doing, not the topology's).
 //! Expected verdicts follow Felix's semantics (reference: felix-iptables.md §2-§4, §8).
 
-mod netns;
+use crate::netns;
 
 use netns::*;
 use std::net::IpAddr;

@@ -1,0 +1,12 @@
+//! Real-kernel tests in network namespaces (root; under CI=true they fail when they cannot run):
+//! dataplane, scenarios with real packets, daemon, confirm, guard, explain against live counters.
+
+mod confirm;
+mod daemon_netns;
+mod guard;
+mod kernel_dataplane;
+mod kernel_explain;
+mod kernel_lifecycle;
+mod kernel_scenarios;
+mod netns;
+mod ruleset_kernel;
