@@ -1,6 +1,7 @@
-//! Whole-render unit tests on hand-built NodeViews: the reference §10 sample, table contents,
-//! ipVersion filtering and match blocks. Expected rules are written from Felix's layout
-//! (reference §1.2, §2.2, §5.3), not copied from output.
+//! Whole-render unit tests on hand-built NodeViews: the seed sample, table contents,
+//! ipVersion filtering, match blocks and provenance. Expected rules are written from Felix's
+//! layout (`docs/felix-layout.md`; Felix `felix/rules/static.go`, `felix/rules/endpoints.go`,
+//! `felix/rules/policy.go`), not copied from output.
 
 use super::*;
 use crate::model::selector::Selector;
@@ -71,7 +72,7 @@ fn tier(policies: &[&str]) -> Vec<TierPolicies> {
     }]
 }
 
-/// The reference §10 seed example: k8s-worker-host on eth0.
+/// The seed example (tests/golden/render/01-seed-k8s-worker): k8s-worker-host on eth0.
 pub(super) fn seed_view() -> NodeView {
     let mut ssh = api_rule(RuleAction::Allow);
     ssh.protocol = Some(Protocol::Tcp);
@@ -526,7 +527,7 @@ fn selector_sets_fold_not_selector_and_collect_members() {
     let rs = render(&v, Family::V4).unwrap();
     let folded = Selector::parse("(role == 'etcd') && (!(bad == 'x'))").unwrap();
     let id = folded.unique_id();
-    let set_name = names::ipset_name(false, &id);
+    let set_name = names::ipset_name(Family::V4, &id);
     let pi = chain(&rs, TableName::Filter, "cali-pi-gnp/k8s-worker-host");
     assert_eq!(
         pi[0].matches,
