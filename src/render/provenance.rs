@@ -85,6 +85,15 @@ impl Provenance {
             .map(|at| rules[at].1)
     }
 
+    /// Every recorded rule origin: table, chain, rule index, origin.
+    pub fn entries(&self) -> impl Iterator<Item = (TableName, &str, usize, Origin)> {
+        self.origins.iter().flat_map(|((table, chain), rules)| {
+            rules
+                .iter()
+                .map(move |(i, o)| (*table, chain.as_str(), *i as usize, *o))
+        })
+    }
+
     /// The name of an interned tier.
     pub fn tier(&self, id: TierId) -> &str {
         &self.tiers[id.0 as usize]

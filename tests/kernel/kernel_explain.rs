@@ -557,7 +557,7 @@ fn differential(tag: &str, backend: &'static str, yaml: &str, seed: u64) {
                 p.from,
                 if kernel { "delivered" } else { "dropped" },
                 e.verdict.as_str(),
-                explain::render_text(&e)
+                e.to_string()
             ));
         }
     }

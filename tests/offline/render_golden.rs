@@ -7,7 +7,7 @@
 use crate::golden_compare;
 
 use golden_compare::check;
-use hostfw::render::render;
+use hostfw::render::render_with_provenance;
 use hostfw::resolve::HostInterfaces;
 use hostfw::ruleset::ipset::sets_restore;
 use hostfw::ruleset::restore::ruleset_restore;
@@ -53,8 +53,9 @@ fn render_case(dir: &Path) -> [String; 3] {
         panic!("{}: invalid policies:\n{}", dir.display(), diags.join("\n"));
     };
     let view = hostfw::resolve::resolve(&set, node.trim(), &interfaces(dir));
-    let v4 = render(&view, Family::V4).expect("render v4");
-    let v6 = render(&view, Family::V6).expect("render v6");
+    // With provenance: the goldens prove it changes no byte of the restore text.
+    let (v4, _) = render_with_provenance(&view, Family::V4).expect("render v4");
+    let (v6, _) = render_with_provenance(&view, Family::V6).expect("render v6");
     let sets = sets_restore(v4.ipsets.values().chain(v6.ipsets.values()));
     [ruleset_restore(&v4), ruleset_restore(&v6), sets]
 }
@@ -253,9 +254,12 @@ fn render_command_rejects_invalid_input() {
 
 /// Invariants over every golden case and both families: each jump/goto target is a chain of
 /// the same table, every chain is reachable (nothing orphaned), every chain name fits in 28
-/// characters, and every set a rule matches on is in the ruleset's ipsets with the right family.
+/// characters, every set a rule matches on is in the ruleset's ipsets with the right family,
+/// and every rule origin in the provenance names a rule the ruleset has (an API rule one of a
+/// chain its owner's policy or profile).
 #[test]
 fn rendered_tables_are_closed_and_reachable() {
+    use hostfw::render::provenance::{Origin, OwnerKind};
     use hostfw::ruleset::{Action, Match};
     use std::collections::BTreeSet;
     for dir in cases() {
@@ -264,8 +268,17 @@ fn rendered_tables_are_closed_and_reachable() {
             .set
             .expect("valid policies");
         let view = hostfw::resolve::resolve(&set, node.trim(), &interfaces(&dir));
-        for family in [Family::V4, Family::V6] {
-            let rs = render(&view, family).expect("render");
+        for family in Family::ALL {
+            let (rs, provenance) = render_with_provenance(&view, family).expect("render");
+            for (table, chain, index, origin) in provenance.entries() {
+                let t = rs.tables.iter().find(|t| t.name == table).expect("table");
+                let rules = t.chains.get(chain).map_or(0, |c| c.rules.len());
+                assert!(index < rules, "{} {chain}[{index}]", dir.display());
+                if let Origin::ApiRule(_) = origin {
+                    let owner = provenance.owner(chain).expect("owned chain");
+                    assert!(!matches!(owner.kind, OwnerKind::Endpoint { .. }), "{chain}");
+                }
+            }
             for table in &rs.tables {
                 let mut targets: BTreeSet<&str> = BTreeSet::new();
                 let rules = table
