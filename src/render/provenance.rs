@@ -5,8 +5,9 @@
 //! without it. Pure.
 //!
 //! Memory: at 1.5 million rules per family most rules are endpoint-chain jumps with nothing to
-//! attribute, so only the rules that have an origin are stored (sparse, 12 bytes each), owners
-//! and tier names are interned and referred to by index.
+//! attribute, and the rules of one API rule share their origin, so origins are stored as runs
+//! (12 bytes each) over the attributed rules only; owners and tier names are interned and
+//! referred to by index.
 
 use crate::model::Direction;
 use crate::ruleset::{Rule, TableName};
@@ -61,36 +62,54 @@ struct OwnerId(u32);
 pub struct Provenance {
     owners: Vec<ChainOwner>,
     tiers: Vec<String>,
-    /// Owner of each owned chain, by chain name.
-    chain_owners: BTreeMap<String, OwnerId>,
-    /// Per (table, chain): the rules with an origin, by rule index, ascending.
-    origins: BTreeMap<(TableName, String), Vec<(u32, Origin)>>,
+    /// By chain name: the owner and the rule origins.
+    chains: BTreeMap<String, ChainTrace>,
+}
+
+/// What is recorded of one chain name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ChainTrace {
+    owner: Option<OwnerId>,
+    /// Per table holding the chain with attributed rules: its rule origins as runs.
+    tables: Vec<(TableName, Vec<Run>)>,
+}
+
+/// Rules from `start` up to the next run's start share `origin` (`None`: nothing to
+/// attribute). Runs, not one entry per rule: the iptables rules of one API rule, and all the
+/// rules of a failsafe chain, share their origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    start: u32,
+    origin: Option<Origin>,
 }
 
 impl Provenance {
     /// Who owns `chain`, if a policy, profile or host endpoint does.
     pub fn owner(&self, chain: &str) -> Option<&ChainOwner> {
-        self.chain_owners
-            .get(chain)
-            .map(|id| &self.owners[id.0 as usize])
+        let id = self.chains.get(chain)?.owner?;
+        self.owners.get(id.0 as usize)
     }
 
     /// Where rule `index` of `chain` in `table` came from, if it came from anything.
     pub fn origin(&self, table: TableName, chain: &str, index: usize) -> Option<Origin> {
-        let rules = self.origins.get(&(table, chain.to_string()))?;
+        let runs = self.runs(table, chain)?;
         let index = u32::try_from(index).ok()?;
-        rules
-            .binary_search_by_key(&index, |(i, _)| *i)
-            .ok()
-            .map(|at| rules[at].1)
+        let after = runs.partition_point(|r| r.start <= index);
+        runs.get(after.checked_sub(1)?)?.origin
     }
 
     /// Every recorded rule origin: table, chain, rule index, origin.
     pub fn entries(&self) -> impl Iterator<Item = (TableName, &str, usize, Origin)> {
-        self.origins.iter().flat_map(|((table, chain), rules)| {
-            rules
-                .iter()
-                .map(move |(i, o)| (*table, chain.as_str(), *i as usize, *o))
+        self.chains.iter().flat_map(|(chain, trace)| {
+            trace.tables.iter().flat_map(move |(table, runs)| {
+                // Every run with an origin is followed by one that ends it.
+                runs.windows(2).flat_map(move |w| {
+                    let origin = w[0].origin;
+                    (w[0].start..w[1].start).filter_map(move |i| {
+                        origin.map(|o| (*table, chain.as_str(), i as usize, o))
+                    })
+                })
+            })
         })
     }
 
@@ -102,13 +121,33 @@ impl Provenance {
     /// Keep only the rule origins of the chains of `table` for which `keep` holds, as render's
     /// reachability pruning does. Owners stay: they are per chain name, not per table.
     pub(crate) fn retain(&mut self, table: TableName, keep: impl Fn(&str) -> bool) {
-        self.origins.retain(|(t, c), _| *t != table || keep(c));
+        for (chain, trace) in &mut self.chains {
+            if !keep(chain) {
+                trace.tables.retain(|(t, _)| *t != table);
+            }
+        }
     }
 
     /// Keep only the rule origins of chains `keep` approves (used by explain to drop chains
     /// whose live copy differs from the render).
     pub fn retain_chains(&mut self, keep: impl Fn(TableName, &str) -> bool) {
-        self.origins.retain(|(t, c), _| keep(*t, c));
+        for (chain, trace) in &mut self.chains {
+            trace.tables.retain(|(t, _)| keep(*t, chain));
+        }
+    }
+
+    fn runs(&self, table: TableName, chain: &str) -> Option<&[Run]> {
+        let trace = self.chains.get(chain)?;
+        trace
+            .tables
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map(|(_, runs)| runs.as_slice())
+    }
+
+    /// Called once per chain and table while rendering, never per rule.
+    fn trace_mut(&mut self, chain: &str) -> &mut ChainTrace {
+        self.chains.entry(chain.to_string()).or_default()
     }
 }
 
@@ -123,14 +162,16 @@ pub(crate) struct Recorder {
 impl Recorder {
     /// Record that `owner` owns `chain`.
     pub fn own(&mut self, chain: &str, owner: ChainOwner) {
-        let next = OwnerId(index_u32(self.out.owners.len()));
-        let id = *self.owner_ids.entry(owner).or_insert_with_key(|o| {
-            self.out.owners.push(o.clone());
-            next
-        });
-        if !self.out.chain_owners.contains_key(chain) {
-            self.out.chain_owners.insert(chain.to_string(), id);
-        }
+        let id = match self.owner_ids.get(&owner) {
+            Some(id) => *id,
+            None => {
+                let id = OwnerId(index_u32(self.out.owners.len()));
+                self.out.owners.push(owner.clone());
+                self.owner_ids.insert(owner, id);
+                id
+            }
+        };
+        self.out.trace_mut(chain).owner.get_or_insert(id);
     }
 
     /// Intern a tier name.
@@ -144,12 +185,37 @@ impl Recorder {
         id
     }
 
-    /// Record the origins of `chain`'s rules in `table` (ascending indexes); nothing is stored
-    /// for a chain none of whose rules has an origin.
+    /// Record the origins of `chain`'s rules in `table` (`origins`: rule index and origin, for
+    /// the rules that have one, ascending); nothing is stored for a chain none of whose rules
+    /// has an origin.
     pub fn rules(&mut self, table: TableName, chain: &str, origins: Vec<(u32, Origin)>) {
-        if !origins.is_empty() {
-            self.out.origins.insert((table, chain.to_string()), origins);
+        if origins.is_empty() {
+            return;
         }
+        let mut runs: Vec<Run> = Vec::new();
+        let mut next = 0;
+        for (i, origin) in origins {
+            let continues = next == i && runs.last().is_some_and(|r| r.origin == Some(origin));
+            if !continues {
+                if i > next && !runs.is_empty() {
+                    runs.push(Run {
+                        start: next,
+                        origin: None,
+                    });
+                }
+                runs.push(Run {
+                    start: i,
+                    origin: Some(origin),
+                });
+            }
+            next = i + 1;
+        }
+        runs.push(Run {
+            start: next,
+            origin: None,
+        });
+        runs.shrink_to_fit();
+        self.out.trace_mut(chain).tables.push((table, runs));
     }
 
     pub fn finish(self) -> Provenance {
