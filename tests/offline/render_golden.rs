@@ -252,6 +252,31 @@ fn render_command_rejects_invalid_input() {
     assert!(out.stdout.is_empty());
 }
 
+/// Provenance is never written: for every golden case the restore text and the `cali:` hashes
+/// of a render with provenance are those of a plain render (and the goldens pin both).
+#[test]
+fn provenance_changes_no_restore_text_or_hash() {
+    use hostfw::ruleset::hash::table_hashes;
+    let mut traced_rules = 0;
+    for dir in cases() {
+        let node = fs::read_to_string(dir.join("node")).expect("node file");
+        let set = hostfw::policy::load_paths(&[dir.join("policies")])
+            .set
+            .expect("valid policies");
+        let view = hostfw::resolve::resolve(&set, node.trim(), &interfaces(&dir));
+        for family in Family::ALL {
+            let plain = hostfw::render::render(&view, family).expect("render");
+            let (traced, provenance) = render_with_provenance(&view, family).expect("render");
+            traced_rules += provenance.entries().count();
+            assert_eq!(ruleset_restore(&traced), ruleset_restore(&plain));
+            for (a, b) in traced.tables.iter().zip(&plain.tables) {
+                assert_eq!(table_hashes(a), table_hashes(b), "{}", dir.display());
+            }
+        }
+    }
+    assert!(traced_rules > 100, "only {traced_rules} rules with an origin");
+}
+
 /// Invariants over every golden case and both families: each jump/goto target is a chain of
 /// the same table, every chain is reachable (nothing orphaned), every chain name fits in 28
 /// characters, every set a rule matches on is in the ruleset's ipsets with the right family,
