@@ -231,10 +231,8 @@ fn observe_backend(backend: Backend) -> Option<BackendObservation> {
     let mut text = String::new();
     let mut probed = false;
     for family in Family::ALL {
-        if backend == Backend::Legacy {
-            if !proc_net(family.legacy_tables_proc_file()).exists() {
-                continue;
-            }
+        if backend == Backend::Legacy && !proc_net(family.legacy_tables_proc_file()).exists() {
+            continue;
         }
         let name = format!("{}-{}-save", family.iptables(), backend.as_str());
         let Some(program) = exec::find_in_path(&name) else {

@@ -36,12 +36,7 @@ pub(crate) fn iface_name(ep: &ActiveEndpoint) -> &str {
 
 /// Add the endpoint chains of `table` for every active endpoint, recording their owners and
 /// rule origins in `rec`.
-pub fn add(
-    ctx: &Ctx,
-    table: TableName,
-    chains: &mut BTreeMap<String, Chain>,
-    rec: &mut Recorder,
-) {
+pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>, rec: &mut Recorder) {
     for ep in &ctx.view.endpoints {
         let iface = iface_name(ep);
         let shown = match &ep.interface {
@@ -248,11 +243,11 @@ impl<'a> Spec<'a> {
                 let origin = Origin::TierEnd(rec.tier(&tier.tier));
                 rules.push_from(
                     commented(
-                    vec![ctx.mark_clear(m.pass)],
-                    deny.clone(),
-                    &format!(
-                        "End of tier {}. {} if no policies passed packet",
-                        tier.tier,
+                        vec![ctx.mark_clear(m.pass)],
+                        deny.clone(),
+                        &format!(
+                            "End of tier {}. {} if no policies passed packet",
+                            tier.tier,
                             ctx.deny_word(table)
                         ),
                     ),

@@ -1,10 +1,10 @@
 //! Every chain name, chain-name prefix and ipset name hostfw writes, spelled in one place, and
 //! Felix's length limit (`GetLengthLimitedID`). Pure; knows nothing about rules.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use crate::model::Direction;
 use crate::ruleset::Family;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use sha2::{Digest, Sha224, Sha256};
 
 /// iptables chain names are limited to 28 characters (Felix's `MaxChainNameLength`).

@@ -182,12 +182,9 @@ fn chain_rules(
     if rules.is_empty() {
         rules.push(rule(vec![], Action::None));
     }
-    rules[0].comments.push(format!(
-        "{} {} {}",
-        owner.kind,
-        owner.name,
-        dir.api_name()
-    ));
+    rules[0]
+        .comments
+        .push(format!("{} {} {}", owner.kind, owner.name, dir.api_name()));
     Ok((rules, origins))
 }
 

@@ -16,10 +16,14 @@ use std::collections::{BTreeMap, HashMap};
 /// What kind of thing owns a chain.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum OwnerKind {
-    Policy { tier: String },
+    Policy {
+        tier: String,
+    },
     Profile,
     /// A host endpoint's chain; `interface` is its interface, `*` for the all-interfaces one.
-    Endpoint { interface: String },
+    Endpoint {
+        interface: String,
+    },
 }
 
 /// The owner of one chain (the same in every table that has the chain).

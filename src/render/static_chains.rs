@@ -82,12 +82,7 @@ pub fn hooks(ctx: &Ctx, table: TableName) -> Vec<HookRule> {
 
 /// Add the static chains of `table` (pruning later drops the unreferenced ones, e.g. failsafe
 /// chains when no endpoint is active).
-pub fn add(
-    ctx: &Ctx,
-    table: TableName,
-    chains: &mut BTreeMap<String, Chain>,
-    rec: &mut Recorder,
-) {
+pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>, rec: &mut Recorder) {
     match table {
         TableName::Raw => raw(ctx, chains),
         TableName::Mangle => mangle(ctx, chains),

@@ -663,15 +663,15 @@ fn provenance_of_policy_and_profile_rules() {
                 Some(ApiRule(2)),
             ],
         ),
-        (Family::V6, "cali-pi-gnp/k8s-worker-host", &[Some(ApiRule(2))]),
+        (
+            Family::V6,
+            "cali-pi-gnp/k8s-worker-host",
+            &[Some(ApiRule(2))],
+        ),
         (
             Family::V4,
             "cali-po-gnp/k8s-worker-host",
-            &[
-                Some(ApiRule(0)),
-                Some(ApiRule(0)),
-                Some(ApiRule(1)),
-            ],
+            &[Some(ApiRule(0)), Some(ApiRule(0)), Some(ApiRule(1))],
         ),
         // Deny (two rules), then allow (mark; its RETURN stripped at the end).
         (
@@ -759,8 +759,16 @@ fn provenance_of_endpoint_defaults_tier_ends_and_failsafes() {
     }
     // (chain, comment of the rule, origin): the endpoint's last rules.
     let cases = [
-        ("cali-fh-eth0", "Drop if no profiles matched", ProfileFallThrough),
-        ("cali-fh-eth1", "Drop if no profiles matched", ProfileFallThrough),
+        (
+            "cali-fh-eth0",
+            "Drop if no profiles matched",
+            ProfileFallThrough,
+        ),
+        (
+            "cali-fh-eth1",
+            "Drop if no profiles matched",
+            ProfileFallThrough,
+        ),
         ("cali-fh-eth2", "Drop if no profiles matched", DefaultAction),
         ("cali-th-eth2", "Drop if no profiles matched", DefaultAction),
         (
@@ -776,14 +784,22 @@ fn provenance_of_endpoint_defaults_tier_ends_and_failsafes() {
     ];
     for (name, comment, want) in cases {
         let at = rule_with_comment(&rs, filter, name, comment);
-        assert_eq!(prov.origin(filter, name, at), Some(want), "{name} {comment}");
+        assert_eq!(
+            prov.origin(filter, name, at),
+            Some(want),
+            "{name} {comment}"
+        );
     }
     // Structural rules (conntrack, mark bookkeeping, jumps) come from nothing.
     let fh = chain(&rs, filter, "cali-fh-eth0");
     let structural: Vec<usize> = (0..fh.len())
         .filter(|&i| prov.origin(filter, "cali-fh-eth0", i).is_none())
         .collect();
-    assert_eq!(structural.len(), fh.len() - 2, "all but the tier end and fall-through");
+    assert_eq!(
+        structural.len(),
+        fh.len() - 2,
+        "all but the tier end and fall-through"
+    );
     // Every failsafe entry, with the chain's direction.
     for (name, dir) in [
         (names::FAILSAFE_IN, Direction::Ingress),
@@ -806,7 +822,10 @@ fn provenance_names_only_rendered_rules() {
         // Every recorded origin names a rule the ruleset has (pruned chains left no trace).
         let mut seen = 0;
         for (table, name, index, _) in prov.entries() {
-            assert!(index < chain(&traced, table, name).len(), "{table:?} {name}[{index}]");
+            assert!(
+                index < chain(&traced, table, name).len(),
+                "{table:?} {name}[{index}]"
+            );
             seen += 1;
         }
         assert!(seen > 10, "{family:?}: {seen} origins");

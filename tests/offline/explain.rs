@@ -114,10 +114,8 @@ fn check(view: &NodeView, rows: &[(&str, P, Verdict, Decision)]) {
         let e = run(view, p);
         if e.verdict != *verdict || e.decision != *decision {
             bad.push(format!(
-                "{what}: expected {verdict:?} by {decision:?}\n  got {:?} by {:?}\n{}",
-                e.verdict,
-                e.decision,
-                e.to_string()
+                "{what}: expected {verdict:?} by {decision:?}\n  got {:?} by {:?}\n{e}",
+                e.verdict, e.decision,
             ));
         }
     }

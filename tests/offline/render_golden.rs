@@ -274,7 +274,10 @@ fn provenance_changes_no_restore_text_or_hash() {
             }
         }
     }
-    assert!(traced_rules > 100, "only {traced_rules} rules with an origin");
+    assert!(
+        traced_rules > 100,
+        "only {traced_rules} rules with an origin"
+    );
 }
 
 /// Invariants over every golden case and both families: each jump/goto target is a chain of
