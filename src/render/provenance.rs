@@ -6,15 +6,15 @@
 //!
 //! Memory: at 1.5 million rules per family most rules are endpoint-chain jumps with nothing to
 //! attribute, and the rules of one API rule share their origin, so origins are stored as runs
-//! (12 bytes each) over the attributed rules only; owners and tier names are interned and
-//! referred to by index.
+//! (12 bytes each) over the attributed rules only; tier names are interned and referred to by
+//! index. Each owner is stored once per chain name, not per table.
 
 use crate::model::Direction;
 use crate::ruleset::{Rule, TableName};
 use std::collections::{BTreeMap, HashMap};
 
 /// What kind of thing owns a chain.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnerKind {
     Policy {
         tier: String,
@@ -27,7 +27,7 @@ pub enum OwnerKind {
 }
 
 /// The owner of one chain (the same in every table that has the chain).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainOwner {
     pub kind: OwnerKind,
     /// Policy, profile or HostEndpoint name.
@@ -57,14 +57,9 @@ pub enum Origin {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TierId(u32);
 
-/// Index of an interned chain owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct OwnerId(u32);
-
 /// The provenance of one rendered `Ruleset`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Provenance {
-    owners: Vec<ChainOwner>,
     tiers: Vec<String>,
     /// By chain name: the owner and the rule origins.
     chains: BTreeMap<String, ChainTrace>,
@@ -73,7 +68,7 @@ pub struct Provenance {
 /// What is recorded of one chain name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct ChainTrace {
-    owner: Option<OwnerId>,
+    owner: Option<ChainOwner>,
     /// Per table holding the chain with attributed rules: its rule origins as runs.
     tables: Vec<(TableName, Vec<Run>)>,
 }
@@ -90,8 +85,7 @@ struct Run {
 impl Provenance {
     /// Who owns `chain`, if a policy, profile or host endpoint does.
     pub fn owner(&self, chain: &str) -> Option<&ChainOwner> {
-        let id = self.chains.get(chain)?.owner?;
-        self.owners.get(id.0 as usize)
+        self.chains.get(chain)?.owner.as_ref()
     }
 
     /// Where rule `index` of `chain` in `table` came from, if it came from anything.
@@ -159,23 +153,13 @@ impl Provenance {
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
     out: Provenance,
-    owner_ids: HashMap<ChainOwner, OwnerId>,
     tier_ids: HashMap<String, TierId>,
 }
 
 impl Recorder {
     /// Record that `owner` owns `chain`.
     pub fn own(&mut self, chain: &str, owner: ChainOwner) {
-        let id = match self.owner_ids.get(&owner) {
-            Some(id) => *id,
-            None => {
-                let id = OwnerId(index_u32(self.out.owners.len()));
-                self.out.owners.push(owner.clone());
-                self.owner_ids.insert(owner, id);
-                id
-            }
-        };
-        self.out.trace_mut(chain).owner.get_or_insert(id);
+        self.out.trace_mut(chain).owner.get_or_insert(owner);
     }
 
     /// Intern a tier name.
