@@ -138,8 +138,10 @@ fn cmd_daemon_load(args: &[String]) -> Result<(), String> {
         backend: None,
         run_dir: state.path().join("run"),
         state_dir: state.path().join("state"),
+        lockout_guard: hostfw::guard::DaemonMode::Warn,
     };
-    let mut engine = RealEngine::new(settings);
+    let source = Box::new(hostfw::source::directory::Directory::new(dir));
+    let mut engine = RealEngine::new(settings, source);
     let mut times = Vec::new();
     for rep in 0..=reps {
         let started = Instant::now();

@@ -18,9 +18,15 @@ use std::fmt::Write;
 /// Load, resolve for this node with the host's real interfaces, and print. Exit 0 even with
 /// warnings (they are part of the report); 1 when the policy set is invalid.
 pub fn run(settings: &Settings, args: &ShowArgs) -> CmdResult {
-    let view = match common::load_view_quiet(settings) {
-        Ok(v) => v,
-        Err(e) => return e.into_cmd_result(),
+    // The view only: `show` renders nothing, and prints the warnings itself.
+    let want = common::Want {
+        families: crate::desired::Families::Nothing,
+        guard: false,
+        print_warnings: false,
+    };
+    let view = match common::load_desired(settings, want) {
+        Ok(d) => d.view,
+        Err(done) => return done,
     };
     match args.output {
         OutputFormat::Text => print!("{}", render_text(&view)),

@@ -1,5 +1,6 @@
-//! Architecture guard for render: the module is pure (no files, processes, clock or
-//! environment) and never produces iptables text (only `ruleset`'s writer does).
+//! Architecture guard for render and the desired-state spine around it: both are pure (no
+//! files, processes, clock or environment), and render never produces iptables text (only
+//! `ruleset`'s writer does).
 
 use std::fs;
 use std::path::Path;
@@ -37,4 +38,31 @@ fn render_has_no_effects_and_writes_no_text() {
         checked >= 8,
         "expected the render module files, found {checked}"
     );
+}
+
+/// `desired` (and the `finding` type it returns) is pure: the caller reads the host (its
+/// interfaces, the SSH sessions the guard protects) and passes them in.
+#[test]
+fn desired_has_no_effects() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for file in ["desired.rs", "finding.rs"] {
+        let path = src.join(file);
+        let text = fs::read_to_string(&path).expect("read");
+        for forbidden in [
+            "std::fs",
+            "std::process",
+            "std::env",
+            "Instant::now",
+            "SystemTime",
+            "std::thread",
+            "crate::host",
+            "observe_sessions",
+        ] {
+            assert!(
+                !text.contains(forbidden),
+                "{} uses {forbidden}",
+                path.display()
+            );
+        }
+    }
 }
