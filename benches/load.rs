@@ -149,7 +149,7 @@ fn main() {
     let mut validator = validate::Validator::default();
     for s in &sources {
         let t0 = Instant::now();
-        let (raw, _) = parse::parse(&s.path, &s.text);
+        let (raw, _) = parse::parse(&s.name, &s.text);
         let t1 = Instant::now();
         for r in &raw {
             validator.add(r);

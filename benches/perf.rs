@@ -1,4 +1,4 @@
-//! Performance harness binary (harness = false) driven by `scripts/bench.sh` (issue 8). Owns the
+//! Performance harness binary (harness = false) driven by `scripts/bench.sh`. Owns the
 //! in-process measurements (load+validate+resolve, render, peak RSS) and the policy generator's
 //! command line; the kernel-facing stages (apply, floors, daemon) live in the script, which runs
 //! the real `hostfw` binary. Must not touch the kernel.

@@ -199,6 +199,9 @@ mod tests {
         guard::parse_ssh_connection("198.51.100.2 50022 198.51.100.1 22").expect("session")
     }
 
+    /// One case: what, policies, the guard's sessions, the finding kinds expected.
+    type Case<'a> = (&'a str, String, Option<&'a [SshSession]>, &'a [FindingKind]);
+
     fn compute_with(yaml: &str, families: Families, guard: Option<&[SshSession]>) -> Desired {
         let options = Options { families, guard };
         compute(&set(yaml), NODE, &interfaces(), options).expect("renders")
@@ -242,7 +245,7 @@ mod tests {
     #[test]
     fn guard_verdicts() {
         let session = [admin()];
-        let cases: [(&str, String, Option<&[SshSession]>, &[FindingKind]); 6] = [
+        let cases: [Case; 6] = [
             (
                 "failsafe ports keep SSH open",
                 format!("{DENY_SSH}{HEP}"),
@@ -315,7 +318,7 @@ mod tests {
     fn resolution_warnings_come_first_as_findings() {
         let none_here = "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\n\
             metadata: {name: h-other}\nspec: {node: other, interfaceName: eth0}\n";
-        let cases: [(&str, String, Option<&[SshSession]>, &[FindingKind]); 3] = [
+        let cases: [Case; 3] = [
             (
                 "an endpoint here, policy both ways",
                 format!("{ALLOW_ALL}{HEP}"),

@@ -156,7 +156,8 @@ fn config_fields(c: &EffectiveConfig) -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// The JSON report of design §3.1 (keys in that order), plus the effective `config`.
+/// The JSON report docs/design.md promises ("Product contract"; keys in that order), plus the
+/// effective `config`.
 #[derive(Serialize)]
 struct Report<'a> {
     node: &'a str,
@@ -475,7 +476,7 @@ warnings:
     fn json_report_shape() {
         let text = render_json(&small_view());
         let v: Value = serde_json::from_str(&text).unwrap();
-        // Keys in design §3.1's order.
+        // Keys in the order docs/design.md ("Product contract") gives.
         let keys = [
             "\"node\"",
             "\"endpoints\"",

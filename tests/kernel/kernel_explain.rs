@@ -508,7 +508,8 @@ fn differential(tag: &str, backend: &'static str, yaml: &str, seed: u64) {
             "unparsed rules: {:?}",
             live.unknown
         );
-        let mut ctx = explain::Context::build(&view, family, &live.ruleset).expect("context");
+        let mut ctx =
+            explain::Context::build(&desired.view, family, &live.ruleset).expect("context");
         ctx.kernel_policies = live.policies;
         (live.ruleset, ctx)
     };

@@ -1,7 +1,7 @@
 //! `explain` over rendered rulesets: YAML → load → resolve → render → one packet. Each expected
-//! verdict and deciding rule is reasoned from Felix's semantics (reference felix-iptables.md:
-//! conntrack first, failsafe before policy, tiers end in deny, no policy + no profile = deny,
-//! forwarded traffic allowed without forward policy, untracked allow accepted in raw).
+//! verdict and deciding rule is reasoned from Felix's semantics (felix/rules/static.go,
+//! felix/rules/policy.go, felix/rules/endpoints.go): conntrack first, failsafe before policy, tiers end in deny, no policy + no profile = deny,
+//! forwarded traffic allowed without forward policy, untracked allow accepted in raw.
 
 use hostfw::explain::{self, ConnState, Decision, Direction, Packet, RuleVerdict, Verdict};
 use hostfw::policy::load_sources;

@@ -1,5 +1,6 @@
-//! Bad input for the loader (issue 2, "Bad input"): every case gets a diagnostic naming the file,
-//! never a panic, never unbounded work. Also the file-selection rules of design §2.
+//! Bad input for the loader (docs/design.md, "Failure model"): every case gets a diagnostic
+//! naming the file, never a panic, never unbounded work. Also the directory source's
+//! file-selection rules (docs/design.md, "Product contract").
 
 use hostfw::policy::{load_checked, load_sources};
 use hostfw::source::directory::{self, MAX_FILE_BYTES};
