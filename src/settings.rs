@@ -117,4 +117,20 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn lockout_guard_flag() {
+        use clap::Parser;
+        let cases = [
+            ("refuse", DaemonMode::Refuse),
+            ("REFUSE", DaemonMode::Refuse),
+            ("warn", DaemonMode::Warn),
+            ("anything else", DaemonMode::Warn),
+        ];
+        for (value, want) in cases {
+            let cli = crate::cli::Cli::try_parse_from(["hostfw", "--lockout-guard", value, "run"])
+                .expect("parses");
+            assert_eq!(Settings::from_args(&cli.global).lockout_guard, want, "{value}");
+        }
+    }
 }
