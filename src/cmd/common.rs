@@ -49,7 +49,7 @@ impl std::error::Error for ViewError {}
 /// Load and validate `settings.policy_dir`, printing every diagnostic (errors and warnings) to
 /// stderr. `Err(ViewError::Unreadable)` when the directory cannot be read at all,
 /// `Err(ViewError::Invalid)` when any error was found.
-pub fn load_set(settings: &Settings) -> Result<PolicySet, ViewError> {
+fn load_set(settings: &Settings) -> Result<PolicySet, ViewError> {
     let checked = crate::policy::load_checked(std::slice::from_ref(&settings.policy_dir));
     for d in &checked.loaded.diagnostics {
         eprintln!("{d}");
@@ -61,7 +61,7 @@ pub fn load_set(settings: &Settings) -> Result<PolicySet, ViewError> {
 }
 
 /// The host's network interfaces, or the error that ends the command (exit 2).
-pub fn host_interfaces() -> Result<HostInterfaces, ViewError> {
+fn host_interfaces() -> Result<HostInterfaces, ViewError> {
     crate::host::interfaces().map_err(|e| {
         ViewError::Host(format!("cannot read the host's network interfaces: {e}").into())
     })
@@ -95,8 +95,10 @@ pub fn load_desired(settings: &Settings, want: Want) -> Result<Desired, CmdResul
     };
     let computed = desired::compute_owned(set, &settings.node, &interfaces, options);
     let print = |findings: &[Finding]| {
-        let warnings = findings.iter().filter(|f| f.kind == FindingKind::Warning);
-        for w in warnings.filter(|_| want.print_warnings) {
+        if !want.print_warnings {
+            return;
+        }
+        for w in findings.iter().filter(|f| f.kind == FindingKind::Warning) {
             eprintln!("warning: {}", w.message);
         }
     };
