@@ -153,7 +153,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Con
     }
 }
 
-/// Write atomically (temp file + rename) so readers never see half a file.
+/// Write atomically (`fsutil::write_atomic`) so readers never see half a file.
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ConfirmError> {
     let file_err = |source| ConfirmError::File {
         path: path.to_path_buf(),
@@ -163,9 +163,7 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ConfirmError> 
         std::fs::create_dir_all(dir).map_err(file_err)?;
     }
     let text = serde_json::to_string_pretty(value).map_err(|e| file_err(io::Error::other(e)))?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text).map_err(file_err)?;
-    std::fs::rename(&tmp, path).map_err(file_err)
+    crate::fsutil::write_atomic(path, text.as_bytes()).map_err(file_err)
 }
 
 /// The pending confirmation, if any (what the daemon and `status` call).
