@@ -136,7 +136,8 @@ pub(crate) const MAX_FIELDS: usize = 24;
 
 /// How a mapping's fields are declared for `fields`.
 pub(crate) struct Schema<'s> {
-    /// Canonical field names, in the order `Fields::get` indexes them.
+    /// Canonical field names: the one place a field of this kind is declared (`Fields::get`
+    /// looks values up by these names).
     pub known: &'s [&'s str],
     /// Fields that must be spelled exactly (top-level `kind`, `apiVersion`).
     pub exact: &'s [&'s str],
@@ -158,8 +159,10 @@ impl<'s> Schema<'s> {
     }
 }
 
-/// The values of a mapping's known fields, by index into `Schema::known`; null counts as absent.
+/// The values of a mapping's known fields, looked up by canonical name; null counts as absent.
 pub(crate) struct Fields<'n> {
+    /// The schema's canonical names: `values[i]` is the field `known[i]`.
+    known: &'static [&'static str],
     /// A fixed array rather than a Vec: one is built for every mapping of every rule.
     values: [Option<&'n Node<'n>>; MAX_FIELDS],
     /// The ignored fields present (key node, canonical name, value), for callers that type-check
@@ -168,8 +171,14 @@ pub(crate) struct Fields<'n> {
 }
 
 impl<'n> Fields<'n> {
-    pub(crate) fn get(&self, i: usize) -> Option<&'n Node<'n>> {
-        self.values.get(i).copied().flatten()
+    /// The value of the known field `name` (its canonical spelling), if given and not null.
+    /// Panics when `name` is not in the schema: that is a typo in hostfw, and answering "absent"
+    /// would silently skip validating the field.
+    pub(crate) fn get(&self, name: &str) -> Option<&'n Node<'n>> {
+        match self.known.iter().position(|k| *k == name) {
+            Some(i) => self.values[i],
+            None => panic!("field `{name}` is not in the schema {:?}", self.known),
+        }
     }
 }
 
@@ -184,6 +193,7 @@ pub(crate) fn fields<'n>(
     schema: &Schema<'static>,
 ) -> Option<Fields<'n>> {
     let mut out = Fields {
+        known: schema.known,
         values: [None; MAX_FIELDS],
         ignored: Vec::new(),
     };
