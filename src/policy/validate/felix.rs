@@ -3,7 +3,7 @@
 //! with a warning naming it, still type-checked where its type is known. Pure.
 
 use super::names::{parse_cidr, parse_ip};
-use super::reader::{boolean, fields, integer, list, number, string, Ctx, Path, Schema};
+use super::reader::{boolean, fields, integer, list, number, string, Ctx, FieldPath, Schema};
 use super::rule;
 use crate::model::{
     AllowAction, BackendChoice, DenyAction, EndpointToHostAction, FailsafePort, FailsafeProtocol,
@@ -276,7 +276,11 @@ const FELIX: Schema<'static> = Schema {
 const FAILSAFE: Schema<'static> = Schema::of(&["protocol", "port", "net"]);
 
 /// Read a FelixConfiguration spec (absent spec = nothing set).
-pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Option<FelixSpec> {
+pub(crate) fn felix_spec(
+    ctx: &mut Ctx,
+    spec: Option<&Node>,
+    path: &FieldPath,
+) -> Option<FelixSpec> {
     let mut out = FelixSpec::default();
     let Some(spec) = spec else {
         return Some(out);
@@ -335,8 +339,12 @@ pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Opt
             IgnoredType::Other => {}
         }
     }
-    out.failsafe_inbound = f.get("failsafeInboundHostPorts").and_then(|n| failsafe_list(ctx, n, &path.field("failsafeInboundHostPorts")));
-    out.failsafe_outbound = f.get("failsafeOutboundHostPorts").and_then(|n| failsafe_list(ctx, n, &path.field("failsafeOutboundHostPorts")));
+    out.failsafe_inbound = f
+        .get("failsafeInboundHostPorts")
+        .and_then(|n| failsafe_list(ctx, n, &path.field("failsafeInboundHostPorts")));
+    out.failsafe_outbound = f
+        .get("failsafeOutboundHostPorts")
+        .and_then(|n| failsafe_list(ctx, n, &path.field("failsafeOutboundHostPorts")));
     out.default_endpoint_to_host_action = f.get("defaultEndpointToHostAction").and_then(|n| {
         exact_enum(
             ctx,
@@ -404,10 +412,12 @@ pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Opt
             None
         }
     });
-    out.iptables_refresh_interval =
-        f.get("iptablesRefreshInterval").and_then(|n| duration(ctx, n, &path.field("iptablesRefreshInterval")));
-    out.iptables_post_write_check_interval =
-        f.get("iptablesPostWriteCheckInterval").and_then(|n| duration(ctx, n, &path.field("iptablesPostWriteCheckInterval")));
+    out.iptables_refresh_interval = f
+        .get("iptablesRefreshInterval")
+        .and_then(|n| duration(ctx, n, &path.field("iptablesRefreshInterval")));
+    out.iptables_post_write_check_interval = f
+        .get("iptablesPostWriteCheckInterval")
+        .and_then(|n| duration(ctx, n, &path.field("iptablesPostWriteCheckInterval")));
     out.iptables_backend = f.get("iptablesBackend").and_then(|n| {
         exact_enum(
             ctx,
@@ -420,15 +430,19 @@ pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Opt
             ],
         )
     });
-    out.ipv6_support = f.get("ipv6Support").and_then(|n| boolean(ctx, n, &path.field("ipv6Support")));
+    out.ipv6_support = f
+        .get("ipv6Support")
+        .and_then(|n| boolean(ctx, n, &path.field("ipv6Support")));
     let allow = [
         ("Accept", AllowAction::Accept),
         ("Return", AllowAction::Return),
     ];
-    out.iptables_filter_allow_action =
-        f.get("iptablesFilterAllowAction").and_then(|n| exact_enum(ctx, n, &path.field("iptablesFilterAllowAction"), &allow));
-    out.iptables_mangle_allow_action =
-        f.get("iptablesMangleAllowAction").and_then(|n| exact_enum(ctx, n, &path.field("iptablesMangleAllowAction"), &allow));
+    out.iptables_filter_allow_action = f
+        .get("iptablesFilterAllowAction")
+        .and_then(|n| exact_enum(ctx, n, &path.field("iptablesFilterAllowAction"), &allow));
+    out.iptables_mangle_allow_action = f
+        .get("iptablesMangleAllowAction")
+        .and_then(|n| exact_enum(ctx, n, &path.field("iptablesMangleAllowAction"), &allow));
     out.iptables_filter_deny_action = f.get("iptablesFilterDenyAction").and_then(|n| {
         exact_enum(
             ctx,
@@ -454,14 +468,18 @@ pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Opt
             None => Some(s.to_string()),
         }
     });
-    out.log_action_rate_limit =
-        f.get("logActionRateLimit").and_then(|n| rate_limit(ctx, n, &path.field("logActionRateLimit")));
-    out.log_action_rate_limit_burst = f.get("logActionRateLimitBurst")
+    out.log_action_rate_limit = f
+        .get("logActionRateLimit")
+        .and_then(|n| rate_limit(ctx, n, &path.field("logActionRateLimit")));
+    out.log_action_rate_limit_burst = f
+        .get("logActionRateLimitBurst")
         .and_then(|n| integer(ctx, n, &path.field("logActionRateLimitBurst"), 0, 9999))
         .map(|v| v as u32);
-    out.disable_conntrack_invalid_check =
-        f.get("disableConntrackInvalidCheck").and_then(|n| boolean(ctx, n, &path.field("disableConntrackInvalidCheck")));
-    out.max_ipset_size = f.get("maxIpsetSize")
+    out.disable_conntrack_invalid_check = f
+        .get("disableConntrackInvalidCheck")
+        .and_then(|n| boolean(ctx, n, &path.field("disableConntrackInvalidCheck")));
+    out.max_ipset_size = f
+        .get("maxIpsetSize")
         .and_then(|n| integer(ctx, n, &path.field("maxIpsetSize"), 1, i32::MAX as i128))
         .map(|v| v as u32);
     if let Some(n) = f.get("iptablesPostWriteCheckIntervalSecs") {
@@ -495,7 +513,7 @@ pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Opt
 fn exact_enum<T: Copy>(
     ctx: &mut Ctx,
     node: &Node,
-    path: &Path,
+    path: &FieldPath,
     options: &[(&str, T)],
 ) -> Option<T> {
     let s = string(ctx, node, path)?;
@@ -517,7 +535,7 @@ fn exact_enum<T: Copy>(
 }
 
 /// A Kubernetes duration as Calico's CRD pattern allows: `([0-9]+(\.[0-9]+)?(ms|s|m|h))*`.
-pub(crate) fn duration(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Duration> {
+pub(crate) fn duration(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<Duration> {
     let s = match node.as_scalar() {
         Some(s) if s.plain && s.text.bytes().all(|b| b.is_ascii_digit()) => {
             ctx.error(
@@ -585,7 +603,7 @@ pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 /// `logActionRateLimit`: `N/second|minute|hour|day`, N from 1 to 9999.
-fn rate_limit(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<RateLimit> {
+fn rate_limit(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<RateLimit> {
     let s = string(ctx, node, path)?;
     let parsed = s.split_once('/').and_then(|(n, unit)| {
         let count = (!n.is_empty()
@@ -614,7 +632,7 @@ fn rate_limit(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<RateLimit> {
 }
 
 /// A failsafe list: omitted (None) means the defaults, `[]` means none.
-fn failsafe_list(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Vec<FailsafePort>> {
+fn failsafe_list(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<Vec<FailsafePort>> {
     let items = list(ctx, node, path)?;
     let before = ctx.errors;
     let mut out = Vec::with_capacity(items.len());
@@ -628,7 +646,7 @@ fn failsafe_list(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Vec<Failsafe
 
 /// One failsafe entry as Felix parses it: protocol TCP or UDP in any case (Felix lowercases it),
 /// port 0-65535, optional net (CIDR or IP, normalised to its network).
-fn failsafe(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<FailsafePort> {
+fn failsafe(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<FailsafePort> {
     if let Some(s) = node.as_scalar() {
         ctx.error(
             node,

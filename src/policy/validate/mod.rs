@@ -19,7 +19,7 @@ use crate::policy::parse::{Node, RawResource, API_VERSION};
 use ipnet::IpNet;
 use names::{is_dns_label, label_key_problem, label_value_problem, name_problem};
 use reader::{
-    boolean, each_string, fields, integer, list, number, string, string_map, Ctx, Path, Schema,
+    boolean, each_string, fields, integer, list, number, string, string_map, Ctx, FieldPath, Schema,
 };
 use std::collections::BTreeMap;
 
@@ -123,12 +123,15 @@ impl Validator {
             errors: 0,
             selectors: &mut self.selectors,
         };
-        let root = Path::ROOT;
+        let root = FieldPath::ROOT;
         let Some(top) = fields(&mut ctx, node, &root, &TOP) else {
             return;
         };
         // apiVersion and kind first: without a known type nothing else can be judged.
-        let api = top.get("apiVersion").and_then(|n| n.as_scalar()).map(|s| &*s.text);
+        let api = top
+            .get("apiVersion")
+            .and_then(|n| n.as_scalar())
+            .map(|s| &*s.text);
         match (kind_text, top.get("kind")) {
             (None, _) | (_, None) => {
                 ctx.kind = None;
@@ -228,7 +231,7 @@ impl Validator {
     /// A kind that is not one of the six: namespaced kinds are errors, cluster plumbing is
     /// ignored with a warning, anything else is unknown.
     fn other_kind(ctx: &mut Ctx, kind: &str, at: &Node) {
-        let path = Path::ROOT.field("kind");
+        let path = FieldPath::ROOT.field("kind");
         if NAMESPACED_KINDS.contains(&kind) {
             ctx.error(
                 at,
@@ -312,7 +315,7 @@ fn check_duplicate(
                 .unwrap_or(node);
             ctx.error(
                 at,
-                &Path::ROOT.field("metadata").field("name"),
+                &FieldPath::ROOT.field("metadata").field("name"),
                 format!(
                     "duplicate {kind} `{}`: also defined at {}:{}:{}",
                     meta.name, first.file, first.line, first.column
@@ -326,7 +329,13 @@ fn check_duplicate(
 }
 
 /// `metadata`: name (per-kind rules), labels, annotations; `namespace` is refused.
-fn metadata(ctx: &mut Ctx, node: &Node, path: &Path, kind: &str, origin: Origin) -> Option<Meta> {
+fn metadata(
+    ctx: &mut Ctx,
+    node: &Node,
+    path: &FieldPath,
+    kind: &str,
+    origin: Origin,
+) -> Option<Meta> {
     let f = fields(ctx, node, path, &METADATA)?;
     let before = ctx.errors;
     let npath = path.field("name");
@@ -422,7 +431,7 @@ fn name_rule(kind: &str, name: &str) -> Option<String> {
 }
 
 /// A label map (metadata.labels, labelsToApply): qualified keys, valid values.
-fn labels(ctx: &mut Ctx, node: &Node, path: &Path) -> Labels {
+fn labels(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Labels {
     let Some(entries) = string_map(ctx, node, path) else {
         return Labels::new();
     };
@@ -447,7 +456,7 @@ fn require_spec<'n>(
     ctx: &mut Ctx,
     node: &Node,
     spec: Option<&'n Node<'n>>,
-    path: &Path,
+    path: &FieldPath,
 ) -> Option<&'n Node<'n>> {
     if spec.is_none() {
         ctx.error(node, path, "spec is required");
@@ -477,7 +486,7 @@ fn host_endpoint(
     ctx: &mut Ctx,
     res: &Node,
     spec: Option<&Node>,
-    path: &Path,
+    path: &FieldPath,
 ) -> Option<HostEndpoint> {
     let spec = require_spec(ctx, res, spec, path)?;
     let f = fields(ctx, spec, path, &HEP)?;
@@ -591,7 +600,7 @@ fn host_endpoint(
     })
 }
 
-fn endpoint_port(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<EndpointPort> {
+fn endpoint_port(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<EndpointPort> {
     let f = fields(ctx, node, path, &ENDPOINT_PORT)?;
     let npath = path.field("name");
     let name = match f.get("name") {
@@ -667,7 +676,7 @@ fn policy(
     ctx: &mut Ctx,
     res: &Node,
     spec: Option<&Node>,
-    path: &Path,
+    path: &FieldPath,
     tier_refs: &mut Vec<(String, Diagnostic)>,
 ) -> Option<GlobalNetworkPolicy> {
     // An absent spec is a policy with no rules: valid in Calico (selects all(), Ingress).
@@ -675,7 +684,9 @@ fn policy(
     let spec = spec.unwrap_or(&null);
     let f = fields(ctx, spec, path, &GNP)?;
     let before = ctx.errors;
-    let order = f.get("order").and_then(|n| number(ctx, n, &path.field("order")));
+    let order = f
+        .get("order")
+        .and_then(|n| number(ctx, n, &path.field("order")));
     let tpath = path.field("tier");
     let tier = match f.get("tier") {
         None => DEFAULT_TIER.to_string(),
@@ -847,7 +858,7 @@ const GNS: Schema<'static> = Schema::of(&["nets"]);
 
 /// GlobalNetworkSet nets: CIDRs or bare IPs, not strict (host bits are dropped, as Felix does),
 /// families may mix.
-fn network_set(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Option<Vec<IpNet>> {
+fn network_set(ctx: &mut Ctx, spec: Option<&Node>, path: &FieldPath) -> Option<Vec<IpNet>> {
     let Some(spec) = spec else {
         return Some(Vec::new());
     };
@@ -875,7 +886,7 @@ fn network_set(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Option<Vec<Ip
 
 const PROFILE: Schema<'static> = Schema::of(&["ingress", "egress", "labelsToApply"]);
 
-fn profile(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Option<Profile> {
+fn profile(ctx: &mut Ctx, spec: Option<&Node>, path: &FieldPath) -> Option<Profile> {
     let before = ctx.errors;
     let (ingress, egress, labels_to_apply) = match spec {
         None => (Vec::new(), Vec::new(), Labels::new()),
@@ -900,7 +911,7 @@ fn profile(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Option<Profile> {
 
 const TIER: Schema<'static> = Schema::of(&["order", "defaultAction"]);
 
-fn tier(ctx: &mut Ctx, spec: Option<&Node>, path: &Path, is_default: bool) -> Option<Tier> {
+fn tier(ctx: &mut Ctx, spec: Option<&Node>, path: &FieldPath, is_default: bool) -> Option<Tier> {
     let before = ctx.errors;
     let mut order = None;
     let mut default_action = TierAction::Deny;

@@ -4,7 +4,7 @@
 use super::names::{
     annotation_key_problem, iana_problem, parse_cidr, parse_ip, MAX_ANNOTATION_BYTES,
 };
-use super::reader::{fields, integer, list, parse_int, string, string_map, Ctx, Path, Schema};
+use super::reader::{fields, integer, list, parse_int, string, string_map, Ctx, FieldPath, Schema};
 use crate::diag::Severity;
 use crate::model::selector::Selector;
 use crate::model::{EntityRule, IcmpMatch, IpVersion, Labels, Port, Protocol, Rule, RuleAction};
@@ -44,7 +44,7 @@ const ICMP: Schema<'static> = Schema::of(&["type", "code"]);
 const RULE_META: Schema<'static> = Schema::of(&["annotations"]);
 
 /// Read a list of rules (`ingress`, `egress`); invalid rules are reported and left out.
-pub(crate) fn rules(ctx: &mut Ctx, node: Option<&Node>, path: &Path) -> Vec<Rule> {
+pub(crate) fn rules(ctx: &mut Ctx, node: Option<&Node>, path: &FieldPath) -> Vec<Rule> {
     let Some(node) = node else {
         return Vec::new();
     };
@@ -66,7 +66,7 @@ struct Families {
     first: Option<IpVersion>,
 }
 
-fn rule(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Rule> {
+fn rule(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<Rule> {
     let before = ctx.errors;
     let f = fields(ctx, node, path, &RULE)?;
 
@@ -207,7 +207,7 @@ fn rule(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Rule> {
 }
 
 /// `protocol` / `notProtocol`: a number 1-255 (also as a digit string) or a case-sensitive name.
-pub(crate) fn protocol_value(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Protocol> {
+pub(crate) fn protocol_value(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<Protocol> {
     let Some(s) = node.as_scalar() else {
         ctx.error(
             node,
@@ -274,7 +274,7 @@ pub(crate) fn protocol_value(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<
     Some(p)
 }
 
-fn icmp_match(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<IcmpMatch> {
+fn icmp_match(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<IcmpMatch> {
     let f = fields(ctx, node, path, &ICMP)?;
     let icmp_type = f
         .get("type")
@@ -296,7 +296,7 @@ fn icmp_match(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<IcmpMatch> {
 
 /// Object or rule annotations: keys are qualified names (checked lowercased), values free-form,
 /// at most 256 KiB in total.
-pub(crate) fn annotations(ctx: &mut Ctx, node: &Node, path: &Path) -> Labels {
+pub(crate) fn annotations(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Labels {
     let Some(entries) = string_map(ctx, node, path) else {
         return Labels::new();
     };
@@ -322,7 +322,7 @@ pub(crate) fn annotations(ctx: &mut Ctx, node: &Node, path: &Path) -> Labels {
 }
 
 /// A selector field. Returns Some(None) for an empty selector.
-pub(crate) fn selector(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Option<Selector>> {
+pub(crate) fn selector(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<Option<Selector>> {
     let text = string(ctx, node, path)?;
     if text.chars().count() > MAX_SELECTOR_CHARS {
         ctx.error(
@@ -370,7 +370,7 @@ pub(crate) fn selector(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Option
 fn entity(
     ctx: &mut Ctx,
     node: &Node,
-    path: &Path,
+    path: &FieldPath,
     families: &mut Families,
     protocol: Option<Protocol>,
 ) -> EntityRule {
@@ -473,7 +473,7 @@ fn entity(
 fn rule_cidr(
     ctx: &mut Ctx,
     node: &Node,
-    path: &Path,
+    path: &FieldPath,
     families: &mut Families,
     not_nets: bool,
 ) -> Option<IpNet> {
@@ -545,7 +545,7 @@ fn rule_cidr(
 }
 
 /// One port item: a number 1-65535, a range `a:b`, or an IANA-style port name.
-pub(crate) fn port(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Port> {
+pub(crate) fn port(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<Port> {
     let Some(s) = node.as_scalar() else {
         ctx.error(
             node,
