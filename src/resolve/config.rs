@@ -2,11 +2,10 @@
 //! port lists), overlaid by FelixConfiguration `default`, then by `node.<name>`. Pure.
 
 use crate::model::*;
-use serde::Serialize;
 use std::time::Duration;
 
 /// FelixConfiguration with `default` and `node.<name>` merged and built-in defaults filled in.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EffectiveConfig {
     pub failsafe_inbound: Vec<FailsafePort>,
     pub failsafe_outbound: Vec<FailsafePort>,

@@ -14,7 +14,6 @@ use crate::model::*;
 use assign::assign_interfaces;
 use ipnet::IpNet;
 use order::{order_policies, push_policy};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use warnings::{endpoint_label, no_policy_warnings, ssh_warning};
@@ -23,7 +22,7 @@ use warnings::{endpoint_label, no_policy_warnings, ssh_warning};
 pub type HostInterfaces = BTreeMap<String, Vec<IpAddr>>;
 
 /// The policies of one tier that apply to one endpoint in one traffic class, in evaluation order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TierPolicies {
     pub tier: String,
     pub default_action: TierAction,
@@ -32,7 +31,7 @@ pub struct TierPolicies {
 }
 
 /// Per traffic class, the tiers (in tier order) with at least one applicable policy.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EndpointPolicies {
     /// Normal (filter INPUT) ingress: neither doNotTrack nor preDNAT.
     pub ingress: Vec<TierPolicies>,
@@ -50,7 +49,7 @@ pub struct EndpointPolicies {
 }
 
 /// One interface governed by one HostEndpoint of this node.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ActiveEndpoint {
     /// The HostEndpoint's name.
     pub hep: String,
@@ -66,14 +65,14 @@ pub struct ActiveEndpoint {
 }
 
 /// Addresses a rule selector can match: every node's HostEndpoints and every GlobalNetworkSet.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SelectorSources {
     pub endpoints: Vec<SelectableEndpoint>,
     pub network_sets: Vec<SelectableNetworkSet>,
 }
 
 /// A HostEndpoint (of any node) as a rule selector sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SelectableEndpoint {
     pub name: String,
     pub labels: Labels,
@@ -81,7 +80,7 @@ pub struct SelectableEndpoint {
     pub ports: Vec<EndpointPort>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SelectableNetworkSet {
     pub name: String,
     pub labels: Labels,
@@ -89,7 +88,7 @@ pub struct SelectableNetworkSet {
 }
 
 /// Everything render needs for this node.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodeView {
     pub node: String,
     pub config: EffectiveConfig,
