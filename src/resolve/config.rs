@@ -27,7 +27,8 @@ pub struct EffectiveConfig {
     pub max_ipset_size: u32,
 }
 
-/// Felix's default inbound failsafe ports, per design §4 (the seed table, without Typha's 5473).
+/// Felix's default inbound failsafe ports (`FailsafeInboundHostPorts` in
+/// felix/config/config_params.go) less Typha's tcp:5473: a standalone host runs no Typha.
 const DEFAULT_FAILSAFE_INBOUND: [(FailsafeProtocol, u16); 8] = [
     (FailsafeProtocol::Tcp, 22),
     (FailsafeProtocol::Udp, 68),
@@ -39,7 +40,8 @@ const DEFAULT_FAILSAFE_INBOUND: [(FailsafeProtocol, u16); 8] = [
     (FailsafeProtocol::Tcp, 6667),
 ];
 
-/// Felix's default outbound failsafe ports, per design §4.
+/// Felix's default outbound failsafe ports (`FailsafeOutboundHostPorts` in
+/// felix/config/config_params.go), likewise less tcp:5473.
 const DEFAULT_FAILSAFE_OUTBOUND: [(FailsafeProtocol, u16); 8] = [
     (FailsafeProtocol::Udp, 53),
     (FailsafeProtocol::Udp, 67),

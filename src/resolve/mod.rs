@@ -512,7 +512,7 @@ mod tests {
         }
         let cases = vec![
             Case {
-                what: "named interface is active even when the host lacks it (design §6)",
+                what: "named interface is active even when the host lacks it (docs/felix-layout.md, Deviations)",
                 heps: vec![hep("h1", "n1", "eth9", &[])],
                 host: ifaces(&[("eth0", &["198.51.100.10"])]),
                 want: pairs(&[("eth9", "h1")]),

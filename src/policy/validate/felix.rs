@@ -37,8 +37,9 @@ const HANDLED: [&str; 19] = [
     "logActionRateLimitBurst",
     "disableConntrackInvalidCheck",
     "maxIpsetSize",
-    // Not a Calico v3 field (its config-file name, in seconds), but design §4 lists it: accepted
-    // with a warning pointing at the v3 spelling.
+    // Not a Calico v3 field but Felix's config-file/environment name, in seconds
+    // (felix/config/config_params.go): accepted with a warning pointing at the v3 spelling, since
+    // operators copy it from a Felix configuration.
     "iptablesPostWriteCheckIntervalSecs",
 ];
 

@@ -1,6 +1,7 @@
 //! Raw resources to the typed model with Calico v3.32.1 validation; every diagnostic collected.
 //! Pure. This file dispatches on `kind`, checks metadata and cross-resource rules (duplicate
-//! names, tiers that must exist) and the five policy kinds; rules live in `rule`, the
+//! names, tiers that must exist) and the HostEndpoint, GlobalNetworkPolicy, GlobalNetworkSet,
+//! Profile and Tier specs; rules live in `rule`, the
 //! FelixConfiguration subset in `felix`, the field reader and YAML 1.1 policy in `reader`.
 
 mod felix;
