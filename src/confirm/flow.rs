@@ -1,8 +1,9 @@
 //! The confirmation flow: arm (snapshot, pending file, detached watcher), the watcher's wait for
 //! confirmation or deadline, and the restore through the dataplane with bounded retries.
 
+use super::plan::{rollback_plan, saved_table};
 use super::state::{log_path, now_unix, pending, read_snapshot, write_pending, write_snapshot};
-use super::{rollback_plan, saved_table, ConfirmError, Pending, Snapshot};
+use super::{ConfirmError, Pending, Snapshot};
 use crate::dataplane::{Backend, Dataplane};
 use crate::sync;
 use std::io;
@@ -10,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Read hostfw's current state through the dataplane.
-pub fn snapshot(dp: &dyn Dataplane) -> Result<Snapshot, ConfirmError> {
+pub(super) fn snapshot(dp: &dyn Dataplane) -> Result<Snapshot, ConfirmError> {
     let live = sync::read_live(dp).map_err(ConfirmError::Read)?;
     let mut tables = Vec::new();
     for state in &live.tables {

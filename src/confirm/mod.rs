@@ -18,17 +18,20 @@
 //! - `confirm.log`: what the watcher did (it has no terminal).
 //!
 //! The daemon asks `daemon_hold` before each reconcile; `status` shows `status_line`.
+//!
+//! Parts: `plan` (the rollback planner, pure), `state` (those files), `flow` (arm, watcher, wait,
+//! restore).
 
 mod flow;
 mod plan;
 mod state;
 
-pub use flow::{arm, restore, snapshot, wait, WatchEnd};
-pub use plan::{rollback_plan, saved_table, RollbackPlan, SavedHook, SavedTable, Snapshot};
+pub use flow::{arm, restore, wait, WatchEnd};
+pub use plan::{SavedHook, SavedTable, Snapshot};
 pub use state::{
-    clear, daemon_hold, log_path, now_unix, pending, pending_path, read_snapshot, record_rollback,
-    resume_after_edit, snapshot_path, status_line, write_pending, write_snapshot, Hold, Pending,
-    RolledBack, LOG_FILE, PENDING_FILE, PENDING_GRACE_SECS, ROLLED_BACK_FILE, SNAPSHOT_FILE,
+    clear, daemon_hold, now_unix, pending, read_snapshot, record_rollback, resume_after_edit,
+    status_line, write_pending, Hold, Pending, RolledBack, LOG_FILE, PENDING_FILE,
+    PENDING_GRACE_SECS, ROLLED_BACK_FILE, SNAPSHOT_FILE,
 };
 
 use crate::dataplane::DataplaneError;
@@ -65,6 +68,8 @@ pub enum ConfirmError {
 
 #[cfg(test)]
 mod tests {
+    use super::flow::snapshot;
+    use super::plan::saved_table;
     use super::*;
 
     use crate::dataplane::fake::{Call, FakeDataplane};

@@ -123,17 +123,17 @@ pub fn record_rollback(run_dir: &Path, token: &str) -> Result<(), ConfirmError> 
 }
 
 /// Where the pending confirmation lives in `run_dir`.
-pub fn pending_path(run_dir: &Path) -> PathBuf {
+fn pending_path(run_dir: &Path) -> PathBuf {
     run_dir.join(PENDING_FILE)
 }
 
 /// Where the snapshot lives in `run_dir`.
-pub fn snapshot_path(run_dir: &Path) -> PathBuf {
+fn snapshot_path(run_dir: &Path) -> PathBuf {
     run_dir.join(SNAPSHOT_FILE)
 }
 
 /// Where the watcher logs in `run_dir`.
-pub fn log_path(run_dir: &Path) -> PathBuf {
+pub(super) fn log_path(run_dir: &Path) -> PathBuf {
     run_dir.join(LOG_FILE)
 }
 
@@ -182,7 +182,7 @@ pub fn read_snapshot(run_dir: &Path) -> Result<Option<Snapshot>, ConfirmError> {
 }
 
 /// Save the snapshot (atomically).
-pub fn write_snapshot(run_dir: &Path, s: &Snapshot) -> Result<(), ConfirmError> {
+pub(super) fn write_snapshot(run_dir: &Path, s: &Snapshot) -> Result<(), ConfirmError> {
     write_json(&snapshot_path(run_dir), s)
 }
 

@@ -2,6 +2,9 @@
 //! which policies apply to each per traffic class and in what order, and the effective
 //! FelixConfiguration. Pure: the host's interfaces and addresses come in as data.
 //! What `hostfw show` prints and what `render` consumes.
+//!
+//! Parts: `config` (the effective FelixConfiguration), `assign` (interface assignment), `order`
+//! (policy evaluation order), `warnings`; this file walks the endpoints and builds the view.
 
 mod assign;
 mod config;
