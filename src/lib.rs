@@ -8,8 +8,8 @@
 //! `render` once per enabled family (`ruleset::Ruleset`), the lockout `guard` on those rulesets,
 //! all findings as `finding::Finding` -> `sync` reads the kernel through `dataplane`, plans the
 //! minimal change (`ruleset::plan`), writes it, and verifies.
-//! Pure modules: desired, diag, finding, model, policy::{parse, validate}, resolve, render,
-//! ruleset.
+//! Pure modules (scanned by tests/offline/purity.rs): desired, finding, model,
+//! policy::{parse, validate}, resolve, render, ruleset, explain::sim, daemon::timers; diag too.
 
 pub mod cli;
 pub mod cmd;
@@ -20,6 +20,7 @@ pub mod desired;
 pub mod diag;
 pub mod explain;
 pub mod finding;
+pub(crate) mod fsutil;
 pub mod guard;
 pub mod host;
 pub mod lock;

@@ -130,7 +130,11 @@ mod tests {
         for (value, want) in cases {
             let cli = crate::cli::Cli::try_parse_from(["hostfw", "--lockout-guard", value, "run"])
                 .expect("parses");
-            assert_eq!(Settings::from_args(&cli.global).lockout_guard, want, "{value}");
+            assert_eq!(
+                Settings::from_args(&cli.global).lockout_guard,
+                want,
+                "{value}"
+            );
         }
     }
 }

@@ -1,6 +1,6 @@
-//! Bad input for the loader (docs/design.md, "Failure model"): every case gets a diagnostic
-//! naming the file, never a panic, never unbounded work. Also the directory source's
-//! file-selection rules (docs/design.md, "Product contract").
+//! Bad input for the loader: every case gets a diagnostic naming the file, never a panic, never
+//! unbounded work (docs/policy-format.md, "Limits"). Also the file-selection rules
+//! (docs/policy-format.md, "Which files are read").
 
 use hostfw::policy::{load_checked, load_sources};
 use hostfw::source::directory::{self, MAX_FILE_BYTES};
