@@ -142,7 +142,6 @@ fn from_view(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::explain::{Decision, RuleVerdict};
     use crate::finding::FindingKind;
     use crate::source::NamedText;
 
@@ -288,30 +287,6 @@ mod tests {
             let got: Vec<FindingKind> = d.guard_findings().map(|f| f.kind).collect();
             assert_eq!(got, want, "{what}: {:?}", d.findings);
         }
-    }
-
-    /// The verdicts are judged on the marks alone; a finding still names the rule behind it.
-    #[test]
-    fn guard_findings_name_the_policy_rule() {
-        let yaml = format!("{NO_FAILSAFE}{DENY_SSH}{HEP}");
-        let d = compute_with(&yaml, Families::Enabled, Some(&[admin()]));
-        let found: Vec<&Finding> = d.guard_findings().collect();
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert!(
-            found[0].message.contains("deny-ssh"),
-            "{}",
-            found[0].message
-        );
-        assert_eq!(
-            found[0].decision,
-            Some(Decision::Policy {
-                policy: "deny-ssh".into(),
-                tier: "default".into(),
-                direction: "ingress".into(),
-                rule: Some(0),
-                action: RuleVerdict::Deny,
-            })
-        );
     }
 
     #[test]

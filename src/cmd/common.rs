@@ -9,6 +9,7 @@ use crate::finding::{Finding, FindingKind};
 use crate::guard::SshSession;
 use crate::model::PolicySet;
 use crate::resolve::HostInterfaces;
+use crate::ruleset::{Family, Ruleset};
 use crate::settings::Settings;
 
 /// Why no view could be produced; maps onto the documented exit codes.
@@ -113,4 +114,19 @@ pub fn load_desired(settings: &Settings, want: Want) -> Result<Desired, CmdResul
             Err(Ok(Exit::Invalid))
         }
     }
+}
+
+/// This node's desired state with `family` rendered whether or not the configuration enables
+/// it (`render --family`, `explain`): the state and that family's ruleset.
+pub fn load_family(settings: &Settings, family: Family) -> Result<(Desired, Ruleset), CmdResult> {
+    let want = Want {
+        families: Families::Only(family),
+        guard: false,
+        print_warnings: true,
+    };
+    let mut desired = load_desired(settings, want)?;
+    let ruleset = desired.rulesets.pop();
+    let ruleset =
+        ruleset.ok_or_else(|| Err(format!("no {family:?} ruleset was rendered").into()))?;
+    Ok((desired, ruleset))
 }

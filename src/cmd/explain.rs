@@ -2,10 +2,9 @@
 //! family (or, with `--live`, the kernel's) and print what the simulator says. Reads the policy directory and the host's interfaces (as
 //! `show` does); never touches the kernel's rules, so it needs no root.
 
-use super::common::{self, Want};
+use super::common;
 use super::{CmdResult, Exit};
 use crate::cli::{DirectionArg, ExplainArgs, OutputFormat, StateArg};
-use crate::desired::Families;
 use crate::explain::{self, ConnState, Direction, Packet};
 use crate::ruleset::Family;
 use crate::settings::Settings;
@@ -26,20 +25,11 @@ pub fn run(settings: &Settings, args: &ExplainArgs) -> CmdResult {
     } else {
         Family::V4
     };
-    // The packet's family, whether or not the configuration enables it.
-    let want = Want {
-        families: Families::Only(family),
-        guard: false,
-        print_warnings: true,
-    };
-    let desired = match common::load_desired(settings, want) {
-        Ok(d) => d,
+    let (desired, ruleset) = match common::load_family(settings, family) {
+        Ok(loaded) => loaded,
         Err(done) => return done,
     };
     let view = &desired.view;
-    let Some(ruleset) = desired.ruleset(family) else {
-        return Err(format!("no {family:?} ruleset was rendered").into());
-    };
     let e = if args.live {
         let live = live_ruleset(settings, view, family)?;
         let mut ctx = explain::Context::build(view, family, &live.ruleset)?;
@@ -52,14 +42,14 @@ pub fn run(settings: &Settings, args: &ExplainArgs) -> CmdResult {
         );
         e
     } else {
-        let ctx = match explain::prepare(view, ruleset) {
+        let ctx = match explain::prepare(view, &ruleset) {
             Ok(ctx) => ctx,
             Err(e) => {
                 eprintln!("error: {e}");
                 return Ok(Exit::Invalid);
             }
         };
-        explain::explain(ruleset, &ctx, &packet)
+        explain::explain(&ruleset, &ctx, &packet)
     };
     match args.output {
         OutputFormat::Text => print!("{}", explain::render_text(&e)),
