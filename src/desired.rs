@@ -1,8 +1,8 @@
 //! This node's desired state, computed in one place: a validated policy set, the node's name,
 //! the host's interfaces and a few choices the caller passes in as data (which families to
 //! render, the SSH sessions the lockout guard protects) give the node view, the effective
-//! configuration, one ruleset per family (each rendered exactly once), the ipsets and the
-//! findings. Every command and the daemon's engine call `compute`; nothing else resolves and
+//! configuration, one ruleset per family (each rendered once; the guard renders a tagged copy
+//! only to name the rule behind a finding, see `guard::check`), the ipsets and the findings. Every command and the daemon's engine call `compute`; nothing else resolves and
 //! renders. Pure: no files, processes, clock or environment (the caller reads the host).
 
 use crate::finding::Finding;
