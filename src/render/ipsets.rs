@@ -1,7 +1,6 @@
 //! Selector and named-port ipsets (`docs/felix-layout.md` "Ipsets"; Felix
-//! `felix/calc/rule_scanner.go`): IDs from the
-//! selector's canonical text, members from every node's HostEndpoint `expectedIPs` and from
-//! GlobalNetworkSets, per family.
+//! `felix/calc/rule_scanner.go`): IDs from the selector's canonical text, members from every
+//! node's HostEndpoint `expectedIPs` and from GlobalNetworkSets, per family.
 
 use super::names;
 use super::static_chains::same_family;
