@@ -758,19 +758,12 @@ fn provenance_of_endpoint_defaults_tier_ends_and_failsafes() {
         );
     }
     // (chain, comment of the rule, origin): the endpoint's last rules.
+    let no_profile = "Drop if no profiles matched";
     let cases = [
-        (
-            "cali-fh-eth0",
-            "Drop if no profiles matched",
-            ProfileFallThrough,
-        ),
-        (
-            "cali-fh-eth1",
-            "Drop if no profiles matched",
-            ProfileFallThrough,
-        ),
-        ("cali-fh-eth2", "Drop if no profiles matched", DefaultAction),
-        ("cali-th-eth2", "Drop if no profiles matched", DefaultAction),
+        ("cali-fh-eth0", no_profile, ProfileFallThrough),
+        ("cali-fh-eth1", no_profile, ProfileFallThrough),
+        ("cali-fh-eth2", no_profile, DefaultAction),
+        ("cali-th-eth2", no_profile, DefaultAction),
         (
             "cali-fhfw-eth0",
             "Allow forwarded traffic by default",

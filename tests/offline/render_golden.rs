@@ -252,6 +252,15 @@ fn render_command_rejects_invalid_input() {
     assert!(out.stdout.is_empty());
 }
 
+/// The NodeView of a case whose policies are valid.
+fn case_view(dir: &Path) -> hostfw::resolve::NodeView {
+    let node = fs::read_to_string(dir.join("node")).expect("node file");
+    let set = hostfw::policy::load_paths(&[dir.join("policies")])
+        .set
+        .expect("valid policies");
+    hostfw::resolve::resolve(&set, node.trim(), &interfaces(dir))
+}
+
 /// Provenance is never written: for every golden case the restore text and the `cali:` hashes
 /// of a render with provenance are those of a plain render (and the goldens pin both).
 #[test]
@@ -259,11 +268,7 @@ fn provenance_changes_no_restore_text_or_hash() {
     use hostfw::ruleset::hash::table_hashes;
     let mut traced_rules = 0;
     for dir in cases() {
-        let node = fs::read_to_string(dir.join("node")).expect("node file");
-        let set = hostfw::policy::load_paths(&[dir.join("policies")])
-            .set
-            .expect("valid policies");
-        let view = hostfw::resolve::resolve(&set, node.trim(), &interfaces(&dir));
+        let view = case_view(&dir);
         for family in Family::ALL {
             let plain = hostfw::render::render(&view, family).expect("render");
             let (traced, provenance) = render_with_provenance(&view, family).expect("render");
@@ -283,19 +288,15 @@ fn provenance_changes_no_restore_text_or_hash() {
 /// Invariants over every golden case and both families: each jump/goto target is a chain of
 /// the same table, every chain is reachable (nothing orphaned), every chain name fits in 28
 /// characters, every set a rule matches on is in the ruleset's ipsets with the right family,
-/// and every rule origin in the provenance names a rule the ruleset has (an API rule one of a
-/// chain its owner's policy or profile).
+/// and every rule origin in the provenance names a rule the ruleset has (API-rule origins only
+/// in chains a policy or profile owns).
 #[test]
 fn rendered_tables_are_closed_and_reachable() {
     use hostfw::render::provenance::{Origin, OwnerKind};
     use hostfw::ruleset::{Action, Match};
     use std::collections::BTreeSet;
     for dir in cases() {
-        let node = fs::read_to_string(dir.join("node")).expect("node file");
-        let set = hostfw::policy::load_paths(&[dir.join("policies")])
-            .set
-            .expect("valid policies");
-        let view = hostfw::resolve::resolve(&set, node.trim(), &interfaces(&dir));
+        let view = case_view(&dir);
         for family in Family::ALL {
             let (rs, provenance) = render_with_provenance(&view, family).expect("render");
             for (table, chain, index, origin) in provenance.entries() {
