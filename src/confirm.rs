@@ -766,8 +766,8 @@ mod tests {
     /// (one using a set), one in mangle; nothing in raw.
     fn seed_old(dp: &FakeDataplane) {
         dp.external_ipset_restore(
-            "create cali40s:a hash:net family inet hashsize 1024 maxelem 1048576\n\
-             add cali40s:a 198.51.100.0/24\n",
+            "create cali40s:aAAAAAAAAAAAAAAAAAAAAAA hash:net family inet hashsize 1024 maxelem 1048576\n\
+             add cali40s:aAAAAAAAAAAAAAAAAAAAAAA 198.51.100.0/24\n",
         );
         dp.external_restore(
             F,
@@ -776,7 +776,7 @@ mod tests {
              -A INPUT -s 203.0.113.9/32 -j DROP\n\
              -A INPUT -m comment --comment \"cali:h1\" -j cali-INPUT\n\
              -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n\
-             -A cali-INPUT -m comment --comment \"cali:r1\" -m set --match-set cali40s:a src -j ACCEPT\n\
+             -A cali-INPUT -m comment --comment \"cali:r1\" -m set --match-set cali40s:aAAAAAAAAAAAAAAAAAAAAAA src -j ACCEPT\n\
              -A cali-INPUT -m comment --comment \"cali:r2\" -j cali-old\n\
              -A cali-old -m comment --comment \"cali:r3\" -j DROP\n\
              COMMIT\n",
@@ -792,18 +792,18 @@ mod tests {
     }
 
     /// The unconfirmed apply: filter rewritten (new chain on a new set, `cali-old` gone, the hook
-    /// moved to the top), a chain and hook added to raw, a member of `cali40s:a` changed;
+    /// moved to the top), a chain and hook added to raw, a member of `cali40s:aAAAAAAAAAAAAAAAAAAAAAA` changed;
     /// mangle untouched.
     fn apply_new(dp: &FakeDataplane) {
         dp.external_ipset_restore(
-            "create cali40s:b hash:net family inet hashsize 1024 maxelem 1048576\n\
-             add cali40s:b 203.0.113.0/24\nadd cali40s:a 198.51.100.7\ndel cali40s:a 198.51.100.0/24\n",
+            "create cali40s:bAAAAAAAAAAAAAAAAAAAAAA hash:net family inet hashsize 1024 maxelem 1048576\n\
+             add cali40s:bAAAAAAAAAAAAAAAAAAAAAA 203.0.113.0/24\nadd cali40s:aAAAAAAAAAAAAAAAAAAAAAA 198.51.100.7\ndel cali40s:aAAAAAAAAAAAAAAAAAAAAAA 198.51.100.0/24\n",
         );
         dp.external_restore(
             F,
             TableName::Filter,
             "*filter\n:cali-INPUT - [0:0]\n:cali-new - [0:0]\n:cali-old - [0:0]\n\
-             -A cali-new -m comment --comment \"cali:n1\" -m set --match-set cali40s:b src -j ACCEPT\n\
+             -A cali-new -m comment --comment \"cali:n1\" -m set --match-set cali40s:bAAAAAAAAAAAAAAAAAAAAAA src -j ACCEPT\n\
              -A cali-INPUT -m comment --comment \"cali:r9\" -j cali-new\n\
              -X cali-old\n\
              -D INPUT -m comment --comment \"cali:h1\" -j cali-INPUT\n\
@@ -845,7 +845,7 @@ mod tests {
                 "-p tcp -m tcp --dport 22 -j ACCEPT",
             ]
         );
-        assert_eq!(dp.sets(), ["cali40s:a"]);
+        assert_eq!(dp.sets(), ["cali40s:aAAAAAAAAAAAAAAAAAAAAAA"]);
         let w = writes(&dp);
         // Sets first, then exactly one restore per changed table (raw and filter of IPv4;
         // mangle and IPv6 already match), then the destruction of the set nobody uses.
@@ -856,9 +856,15 @@ mod tests {
         };
         assert_eq!(kinds, ["ipset", restore, restore, "ipset"], "{w:#?}");
         let before = w[0].stdin.clone().unwrap();
-        assert!(before.contains("add cali40s:a 198.51.100.0/24"), "{before}");
+        assert!(
+            before.contains("add cali40s:aAAAAAAAAAAAAAAAAAAAAAA 198.51.100.0/24"),
+            "{before}"
+        );
         assert!(!before.contains("destroy"), "{before}");
-        assert_eq!(w[3].stdin.as_deref(), Some("destroy cali40s:b\n"));
+        assert_eq!(
+            w[3].stdin.as_deref(),
+            Some("destroy cali40s:bAAAAAAAAAAAAAAAAAAAAAA\n")
+        );
         assert!(w[1].stdin.as_deref().unwrap().starts_with("*raw\n"));
         (dp, w)
     }
@@ -870,7 +876,7 @@ mod tests {
             ":cali-new - [0:0]",
             ":cali-old - [0:0]",
             "-D INPUT -m comment --comment \"cali:h2\" -j cali-INPUT",
-            "-A cali-INPUT -m comment --comment \"cali:r1\" -m set --match-set cali40s:a src -j ACCEPT",
+            "-A cali-INPUT -m comment --comment \"cali:r1\" -m set --match-set cali40s:aAAAAAAAAAAAAAAAAAAAAAA src -j ACCEPT",
             "-A cali-INPUT -m comment --comment \"cali:r2\" -j cali-old",
             "-A cali-old -m comment --comment \"cali:r3\" -j DROP",
             // One foreign rule preceded the hook then, two are there now: after the first.
@@ -955,20 +961,26 @@ mod tests {
             F,
             TableName::Filter,
             "*filter\n-D INPUT -s 203.0.113.9/32 -j DROP\n-D INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n\
-             -A INPUT -m set --match-set cali40s:b src -j DROP\nCOMMIT\n",
+             -A INPUT -m set --match-set cali40s:bAAAAAAAAAAAAAAAAAAAAAA src -j DROP\nCOMMIT\n",
         );
         restore(&dp, &snap).unwrap();
         // The hook had one foreign rule before it; none of those is left, so it goes first.
         assert_eq!(
             dp.rules(F, TableName::Filter, "INPUT").unwrap(),
             [
-                "-m set --match-set cali40s:b src -j DROP",
+                "-m set --match-set cali40s:bAAAAAAAAAAAAAAAAAAAAAA src -j DROP",
                 "-m comment --comment \"cali:h1\" -j cali-INPUT",
             ]
         );
-        assert_eq!(dp.sets(), ["cali40s:a", "cali40s:b"]);
         assert_eq!(
-            dp.set_members("cali40s:a")
+            dp.sets(),
+            [
+                "cali40s:aAAAAAAAAAAAAAAAAAAAAAA",
+                "cali40s:bAAAAAAAAAAAAAAAAAAAAAA"
+            ]
+        );
+        assert_eq!(
+            dp.set_members("cali40s:aAAAAAAAAAAAAAAAAAAAAAA")
                 .unwrap()
                 .into_iter()
                 .collect::<Vec<_>>(),

@@ -4,16 +4,19 @@
 //!
 //! Write semantics: each table restore is one atomic transaction (the kernel applies all of it
 //! or none). A pass writes in plan order (ipsets `before`, tables raw → mangle → filter per
-//! family, ipsets `after`) and stops at the first failure; the tables written before it keep
-//! their new content, which the plan orders so that no intermediate state is more open than both
-//! the old and the new state. A retry re-reads everything and plans from what is really there,
-//! so a partial pass converges on the next attempt.
+//! family, ipsets `after`) and stops at the first failure. A table written earlier in the same
+//! pass is then put back as the pass read it (and set members with it): a new raw table beside
+//! an old filter table can admit what both the old and the new policy deny (a source the old
+//! policy dropped untracked in raw and the new one drops in filter), so a pass ends in the old
+//! state or the new, never a mix (docs/design.md, "Failure model"). A retry re-reads everything
+//! and plans from what is really there.
 
+use crate::confirm::{self, Snapshot};
 use crate::dataplane::{Backend, Dataplane, DataplaneError};
-use crate::ruleset::ipset::{parse_ipset_save, LiveIpsets};
+use crate::ruleset::ipset::{parse_ipset_save, write_add, write_create, LiveIpsets};
 use crate::ruleset::plan::{self, LiveState, Plan, PlanOptions};
 use crate::ruleset::save::parse_save;
-use crate::ruleset::{Family, Ruleset, Table, TableName};
+use crate::ruleset::{Family, Ipset, Ruleset, Table, TableName};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -92,6 +95,14 @@ pub enum SyncError {
     },
     #[error("verification failed after {attempts} attempt(s): the kernel still differs from the desired state:\n{residual}")]
     Verify { attempts: u32, residual: String },
+    /// The save tool printed no trace of a table just written: its output cannot be trusted,
+    /// and planning from it again would insert the hook rules once more on every retry.
+    #[error("{} {table}: iptables-save shows none of the chains hostfw just wrote there (it printed {bytes} bytes for that family); its output cannot be trusted, so hostfw stops instead of writing the same rules again", family_name(*family))]
+    UntrustedSave {
+        family: Family,
+        table: &'static str,
+        bytes: usize,
+    },
 }
 
 fn family_name(family: Family) -> &'static str {
@@ -109,7 +120,9 @@ impl SyncError {
             | SyncError::ReadIpsets(source)
             | SyncError::Write { source, .. } => source.is_retryable(),
             SyncError::Verify { .. } => true,
-            SyncError::Parse { .. } | SyncError::ParseIpsets(_) => false,
+            SyncError::Parse { .. }
+            | SyncError::ParseIpsets(_)
+            | SyncError::UntrustedSave { .. } => false,
         }
     }
 
@@ -177,9 +190,15 @@ pub fn read_live(dp: &dyn Dataplane) -> Result<Live, SyncError> {
 }
 
 fn read_family(dp: &dyn Dataplane, family: Family) -> Result<LiveState, SyncError> {
+    read_family_sized(dp, family).map(|(state, _)| state)
+}
+
+/// `read_family`, with the number of bytes the save tool printed.
+fn read_family_sized(dp: &dyn Dataplane, family: Family) -> Result<(LiveState, usize), SyncError> {
     let saved = dp
         .save_tables(family)
         .map_err(|source| SyncError::Read { family, source })?;
+    let bytes = saved.values().map(String::len).sum();
     let mut tables = BTreeMap::new();
     for (table, text) in saved {
         let live = parse_save(&text).map_err(|e| SyncError::Parse {
@@ -189,7 +208,7 @@ fn read_family(dp: &dyn Dataplane, family: Family) -> Result<LiveState, SyncErro
         })?;
         tables.insert(table, live);
     }
-    Ok(LiveState { family, tables })
+    Ok((LiveState { family, tables }, bytes))
 }
 
 fn read_ipsets(dp: &dyn Dataplane) -> Result<LiveIpsets, SyncError> {
@@ -208,13 +227,36 @@ fn reread_written(dp: &dyn Dataplane, mut live: Live, plan: &Plan) -> Result<Liv
         .collect();
     for state in &mut live.tables {
         if written.contains(&state.family) {
-            *state = read_family(dp, state.family)?;
+            let (fresh, bytes) = read_family_sized(dp, state.family)?;
+            check_trustworthy(plan, &fresh, bytes)?;
+            *state = fresh;
         }
     }
     if !plan.ipsets.is_empty() {
         live.ipsets = read_ipsets(dp)?;
     }
     Ok(live)
+}
+
+/// After a successful write the save must show at least one of the chains the plan created or
+/// rewrote in each table: a save that exits 0 yet prints nothing (or another table) would make
+/// every retry plan a fresh install and insert the hook rules again.
+fn check_trustworthy(plan: &Plan, fresh: &LiveState, bytes: usize) -> Result<(), SyncError> {
+    for t in plan.tables.iter().filter(|t| t.family == fresh.family) {
+        let mut written = t.create.iter().chain(&t.rewrite).peekable();
+        if written.peek().is_none() {
+            continue;
+        }
+        let seen = fresh.tables.get(&t.table);
+        if !written.any(|c| seen.is_some_and(|live| live.chains.contains_key(c))) {
+            return Err(SyncError::UntrustedSave {
+                family: t.family,
+                table: t.table.as_str(),
+                bytes,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The desired state per supported family. A supported family without a desired ruleset (IPv6
@@ -374,7 +416,7 @@ fn pass(
     if opts.dry_run || plan.is_empty() {
         return Ok(Some(live));
     }
-    write(dp, &plan, report)?;
+    write(dp, &plan, &live, report)?;
     let after = reread_written(dp, live, &plan)?;
     let residual = make_plan(&after);
     if !residual.is_empty() {
@@ -386,7 +428,12 @@ fn pass(
     Ok(Some(after))
 }
 
-fn write(dp: &dyn Dataplane, plan: &Plan, report: &mut ReconcileReport) -> Result<(), SyncError> {
+fn write(
+    dp: &dyn Dataplane,
+    plan: &Plan,
+    before: &Live,
+    report: &mut ReconcileReport,
+) -> Result<(), SyncError> {
     let failed = |source| SyncError::Write {
         attempts: report.attempts,
         source,
@@ -395,15 +442,19 @@ fn write(dp: &dyn Dataplane, plan: &Plan, report: &mut ReconcileReport) -> Resul
         dp.ipset_restore(&plan.ipsets.before).map_err(failed)?;
         report.ipset_restores += 1;
     }
+    let mut written: Vec<(Family, TableName)> = Vec::new();
     for table in &plan.tables {
         if table.restore_input.is_empty() {
             continue;
         }
-        dp.restore(table.family, table.table, &table.restore_input)
-            .map_err(|source| SyncError::Write {
+        if let Err(source) = dp.restore(table.family, table.table, &table.restore_input) {
+            put_back(dp, before, &written, !plan.ipsets.before.is_empty());
+            return Err(SyncError::Write {
                 attempts: report.attempts,
                 source,
-            })?;
+            });
+        }
+        written.push((table.family, table.table));
         report.restores += 1;
         report.chains_created += table.create.len();
         report.chains_rewritten += table.rewrite.len();
@@ -423,6 +474,89 @@ fn write(dp: &dyn Dataplane, plan: &Plan, report: &mut ReconcileReport) -> Resul
     Ok(())
 }
 
+/// A later table of the pass failed: put the `written` tables back as `before` held them (one
+/// transaction each, as `confirm` rolls back), then the set members the pass changed. Tables
+/// first: until then the old rules of the unwritten tables meet the new members, the window
+/// the plan already accepts while it writes. Best effort: a failure here is logged, and the
+/// retry plans from whatever the kernel then holds.
+fn put_back(dp: &dyn Dataplane, before: &Live, written: &[(Family, TableName)], sets: bool) {
+    if written.is_empty() && !sets {
+        return;
+    }
+    let snapshot = Snapshot {
+        tables: written
+            .iter()
+            .filter_map(|(family, table)| {
+                let state = before.tables.iter().find(|s| s.family == *family)?;
+                let live = state.tables.get(table).cloned().unwrap_or_default();
+                Some(confirm::saved_table(*family, *table, &live))
+            })
+            .collect(),
+        ipsets: ipsets_text(&before.ipsets),
+    };
+    let result = (|| -> Result<(), String> {
+        let mut now = Live {
+            tables: Vec::new(),
+            ipsets: read_ipsets(dp).map_err(|e| e.to_string())?,
+        };
+        for family in written.iter().map(|(f, _)| *f).collect::<BTreeSet<_>>() {
+            let mut state = read_family(dp, family).map_err(|e| e.to_string())?;
+            state
+                .tables
+                .retain(|table, _| written.contains(&(family, *table)));
+            now.tables.push(state);
+        }
+        let rollback = confirm::rollback_plan(&snapshot, &now, dp.backend() == Backend::Nft)
+            .map_err(|e| e.to_string())?;
+        for (family, table, input) in &rollback.tables {
+            dp.restore(*family, *table, input)
+                .map_err(|e| e.to_string())?;
+            log::warn!(
+                "{} {}: put back as it was before this pass, because a later table failed",
+                family_name(*family),
+                table.as_str()
+            );
+        }
+        for input in [&rollback.ipsets_before, &rollback.ipsets_after] {
+            if !input.is_empty() {
+                dp.ipset_restore(input).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        log::error!(
+            "a table write failed and the tables written before it could not be put back \
+             (the retry will plan from what the kernel holds): {e}"
+        );
+    }
+}
+
+/// `ipset save` text of the sets as read (kinds hostfw does not create are left out: a
+/// rollback never creates them either).
+fn ipsets_text(sets: &LiveIpsets) -> String {
+    let mut out = String::new();
+    for set in sets.sets.values() {
+        let (Some(set_type), Some(family), Some(max_elements)) =
+            (set.set_type, set.family, set.max_elements)
+        else {
+            continue;
+        };
+        let ipset = Ipset {
+            name: set.name.clone(),
+            set_type,
+            family,
+            max_elements,
+            members: BTreeSet::new(),
+        };
+        write_create(&mut out, &set.name, &ipset);
+        for member in &set.members {
+            write_add(&mut out, &set.name, member);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,7 +567,7 @@ mod tests {
     };
     use std::collections::BTreeSet;
 
-    const SET: &str = "cali40s:testset";
+    const SET: &str = "cali40s:testsetAAAAAAAAAAAAAAAA";
 
     fn rule(matches: Vec<Match>, action: Action) -> Rule {
         Rule {
@@ -619,9 +753,121 @@ mod tests {
         assert_eq!(report.attempts, 2);
         let calls = fake.calls();
         let first_restore = calls.iter().position(Call::is_restore).unwrap();
-        // After the failed restore the pass stops: the next call is a re-read, not a write.
-        assert_eq!(calls[first_restore + 1].argv[0], "iptables-legacy-save");
+        // After the failed restore no other table is written: the set the pass created is put
+        // back (destroyed), then the next pass reads and writes the same table again.
+        let next_restore = first_restore
+            + 1
+            + calls[first_restore + 1..]
+                .iter()
+                .position(Call::is_restore)
+                .unwrap();
+        assert_eq!(calls[next_restore].stdin, calls[first_restore].stdin);
+        assert!(calls[first_restore..next_restore].iter().any(
+            |c| c.is_ipset_restore() && c.stdin.as_deref() == Some(&format!("destroy {SET}\n"))
+        ));
         assert!(diff(&both(22), &fake).unwrap().is_empty());
+    }
+
+    /// `desired(family, port, members)` plus a raw chain dropping `untracked_drop` untracked.
+    fn with_raw_drop(mut ruleset: Ruleset, untracked_drop: Option<&str>) -> Ruleset {
+        let raw = ruleset
+            .tables
+            .iter_mut()
+            .find(|t| t.name == TableName::Raw)
+            .unwrap();
+        if let Some(source) = untracked_drop {
+            raw.chains.insert(
+                "cali-PREROUTING".into(),
+                Chain {
+                    name: "cali-PREROUTING".into(),
+                    rules: vec![rule(
+                        vec![Match::Source {
+                            negated: false,
+                            net: source.parse().unwrap(),
+                        }],
+                        Action::Drop,
+                    )],
+                },
+            );
+            raw.hooks.push(HookRule {
+                kernel_chain: "PREROUTING".into(),
+                position: HookPosition::Insert,
+                rule: rule(Vec::new(), Action::Jump("cali-PREROUTING".into())),
+            });
+        }
+        ruleset
+    }
+
+    /// The attack: the old policy drops a source untracked (raw), the new one drops it in
+    /// filter. Raw is written first; when filter then fails, raw must not stay new (neither
+    /// table would drop the source): every failing table of the pass leaves the old state.
+    #[test]
+    fn a_later_table_failing_puts_the_earlier_ones_back() {
+        let old = vec![
+            with_raw_drop(
+                desired(Family::V4, 22, &["203.0.113.0/24"]),
+                Some("198.51.100.9/32"),
+            ),
+            desired(Family::V6, 22, &[]),
+        ];
+        let new = vec![
+            desired(Family::V4, 2222, &["203.0.113.0/24", "198.51.100.9/32"]),
+            desired(Family::V6, 2222, &[]),
+        ];
+        for failing in [TableName::Filter, TableName::Mangle] {
+            let fake = FakeDataplane::default();
+            reconcile(&old, &fake, &quick()).unwrap();
+            let mut new = new.clone();
+            if failing == TableName::Mangle {
+                // A mangle chain in the new state: the pass writes raw, then fails mangle.
+                let mangle = new[0]
+                    .tables
+                    .iter_mut()
+                    .find(|t| t.name == TableName::Mangle)
+                    .unwrap();
+                mangle.chains.insert(
+                    "cali-mangle-x".into(),
+                    Chain {
+                        name: "cali-mangle-x".into(),
+                        rules: vec![rule(Vec::new(), Action::Return)],
+                    },
+                );
+            }
+            for _ in 0..5 {
+                fake.inject(Op::RestoreOf(failing), Fault::Fail("injected".into()));
+            }
+            let err = reconcile(&new, &fake, &quick()).unwrap_err();
+            assert!(matches!(err, SyncError::Write { attempts: 5, .. }), "{err}");
+            assert!(
+                diff(&old, &fake).unwrap().is_empty(),
+                "{failing:?} failed and the kernel is not the old state: {}",
+                diff(&old, &fake).unwrap()
+            );
+            // The raw table was written (and put back) on every pass.
+            let raw_writes = fake
+                .restores()
+                .iter()
+                .filter(|c| c.stdin.as_deref().is_some_and(|i| i.starts_with("*raw")))
+                .count();
+            assert!(raw_writes >= 10, "{raw_writes}");
+        }
+    }
+
+    /// A save that exits 0 and prints nothing: one write, then a refusal, never a second
+    /// insertion of the hook rules.
+    #[test]
+    fn an_empty_save_after_a_write_stops_instead_of_reinserting_hooks() {
+        let fake = FakeDataplane::default();
+        reconcile(&both(22), &fake, &quick()).unwrap();
+        fake.blind_saves();
+        let err = reconcile(&both(2222), &fake, &quick()).unwrap_err();
+        assert!(matches!(err, SyncError::UntrustedSave { .. }), "{err}");
+        assert!(err.to_string().contains("cannot be trusted"), "{err}");
+        assert_eq!(
+            input_rule_count(&fake),
+            2,
+            "one extra hook at most, no retry"
+        );
     }
 
     #[test]

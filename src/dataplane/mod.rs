@@ -10,6 +10,7 @@ mod real;
 pub use backend::{choose_backend, BackendError, BackendObservation, BackendProbe};
 pub use real::{probe, RealDataplane};
 
+use crate::ruleset::ipset::is_owned_set;
 use crate::ruleset::{Family, TableName};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -111,7 +112,7 @@ pub trait Dataplane {
     }
     /// Feed `input` to `iptables-restore --noflush` (one table, one transaction).
     fn restore(&self, family: Family, table: TableName, input: &str) -> Result<(), DataplaneError>;
-    /// `ipset save` output restricted to hostfw's sets (names starting with `cali`).
+    /// `ipset save` output restricted to hostfw's sets (`ruleset::ipset::is_owned_set`).
     fn ipset_save(&self) -> Result<String, DataplaneError>;
     /// Feed `input` to `ipset restore -exist`.
     fn ipset_restore(&self, input: &str) -> Result<(), DataplaneError>;
@@ -126,24 +127,20 @@ pub trait Dataplane {
     }
 }
 
-/// Keep only hostfw's sets (and their members) from `ipset save` output. Felix's set names all
-/// start with `cali` (`cali40s:...`, `cali60s:...`); everything else belongs to someone else.
+/// Keep only hostfw's sets (and their members) from `ipset save` output: the exact name shapes
+/// `ruleset::ipset::is_owned_set` accepts; everything else belongs to someone else.
 pub fn filter_ipset_save(text: &str) -> String {
     let mut out = String::new();
     for line in text.lines() {
         let mut words = line.split_whitespace();
         let verb = words.next();
         let name = words.next();
-        if matches!(verb, Some("create") | Some("add")) && name.is_some_and(is_our_set) {
+        if matches!(verb, Some("create") | Some("add")) && name.is_some_and(is_owned_set) {
             out.push_str(line);
             out.push('\n');
         }
     }
     out
-}
-
-fn is_our_set(name: &str) -> bool {
-    name.starts_with("cali")
 }
 
 /// Split a whole `iptables-save` (all tables) into one text per table hostfw writes. The
@@ -182,16 +179,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ipset_filter_keeps_only_cali_sets() {
-        let text = "create f2b-sshd hash:ip family inet hashsize 1024 maxelem 65536\n\
-                    add f2b-sshd 203.0.113.9\n\
-                    create cali40s:abc hash:net family inet hashsize 1024 maxelem 1048576\n\
-                    add cali40s:abc 198.51.100.0/24\n\
-                    create docker-cali hash:ip family inet hashsize 1024 maxelem 65536\n";
+    fn ipset_filter_keeps_only_our_set_shapes() {
+        let ours = "cali40s:AAAAAAAAAAAAAAAAAAAAAAA";
+        let text = format!(
+            "create f2b-sshd hash:ip family inet hashsize 1024 maxelem 65536\n\
+             add f2b-sshd 203.0.113.9\n\
+             create {ours} hash:net family inet hashsize 1024 maxelem 1048576\n\
+             add {ours} 198.51.100.0/24\n\
+             create cali40-office hash:net family inet hashsize 1024 maxelem 65536\n\
+             add cali40-office 192.0.2.0/24\n\
+             create docker-cali hash:ip family inet hashsize 1024 maxelem 65536\n"
+        );
         assert_eq!(
-            filter_ipset_save(text),
-            "create cali40s:abc hash:net family inet hashsize 1024 maxelem 1048576\n\
-             add cali40s:abc 198.51.100.0/24\n"
+            filter_ipset_save(&text),
+            format!(
+                "create {ours} hash:net family inet hashsize 1024 maxelem 1048576\n\
+                 add {ours} 198.51.100.0/24\n"
+            )
         );
     }
 
