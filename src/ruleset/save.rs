@@ -84,15 +84,47 @@ fn split_counters(line: &str) -> Option<(u64, u64, &str)> {
     Some((packets, bytes, inner[close + 1..].trim_start()))
 }
 
+/// True when `line` ends inside a `"…"` string (iptables escapes `"` and `\\` in saved
+/// strings with a backslash).
+fn ends_inside_quotes(line: &str, mut open: bool) -> bool {
+    let mut escaped = false;
+    for c in line.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if open => escaped = true,
+            '"' => open = !open,
+            _ => {}
+        }
+    }
+    open
+}
+
+/// The lines of `text` with quoted newlines joined back, each with its first line's number.
+fn logical_lines(text: &str) -> Vec<(usize, std::borrow::Cow<'_, str>)> {
+    let mut out: Vec<(usize, std::borrow::Cow<'_, str>)> = Vec::new();
+    let mut open = false;
+    for (idx, line) in text.lines().enumerate() {
+        match out.last_mut() {
+            Some((_, joined)) if open => {
+                let joined = joined.to_mut();
+                joined.push('\n');
+                joined.push_str(line);
+            }
+            _ => out.push((idx + 1, std::borrow::Cow::Borrowed(line))),
+        }
+        open = ends_inside_quotes(line, open);
+    }
+    out
+}
+
 /// Parses one table's `iptables-save` output. Empty output (the table is not loaded) gives an
 /// empty table. `# ...` comment lines are skipped, except iptables-nft's "incompatible" notice,
 /// which is an error because the rules it hides could be anything.
 pub fn parse_save(text: &str) -> Result<LiveTable, SaveError> {
     let mut table = LiveTable::default();
     let mut seen_table = false;
-    for (idx, raw) in text.lines().enumerate() {
-        let line_no = idx + 1;
-        let line = raw.trim_end();
+    for (line_no, joined) in logical_lines(text) {
+        let line = joined.trim_end();
         if line.is_empty() {
             continue;
         }
@@ -232,6 +264,28 @@ mod tests {
             parse_save(text),
             Err(SaveError::Incompatible { line: 1, .. })
         ));
+    }
+
+    /// A foreign rule whose comment holds newlines (one posing as a rule of ours) is one foreign
+    /// rule; the rules after it parse as usual.
+    #[test]
+    fn a_newline_in_a_foreign_comment_is_one_rule() {
+        let text = "*filter\n:INPUT ACCEPT [0:0]\n\
+                    -A INPUT -s 203.0.113.9/32 -m comment --comment \"line1\n\
+                    -A INPUT -m comment --comment \\\"cali:FAKEFAKEFAKEFAKE\\\" -j ACCEPT\n\
+                    end\" -j DROP\n\
+                    -A INPUT -m comment --comment \"cali:Cz_u1IQiXIMmKD4c\" -j cali-INPUT\n\
+                    COMMIT\n";
+        let t = parse_save(text).unwrap();
+        let input = &t.chains["INPUT"].rules;
+        assert_eq!(input.len(), 2, "{input:?}");
+        assert_eq!(input[0].hash, None);
+        assert!(
+            input[0].text.ends_with("end\" -j DROP"),
+            "{}",
+            input[0].text
+        );
+        assert_eq!(input[1].hash.as_deref(), Some("Cz_u1IQiXIMmKD4c"));
     }
 
     #[test]
