@@ -14,7 +14,7 @@
 use crate::confirm::{self, Snapshot};
 use crate::dataplane::{Backend, Dataplane, DataplaneError};
 use crate::ruleset::ipset::{parse_ipset_save, write_add, write_create, LiveIpsets};
-use crate::ruleset::plan::{self, LiveState, Plan, PlanOptions};
+use crate::ruleset::plan::{self, LiveState, Plan, PlanOptions, Suspects};
 use crate::ruleset::save::parse_save;
 use crate::ruleset::{Family, Ipset, Ruleset, Table, TableName};
 use std::collections::{BTreeMap, BTreeSet};
@@ -154,19 +154,74 @@ pub struct Live {
 /// a plan built from it either fails to apply or leaves a residual diff, and both make the pass
 /// retry from a fresh read; the verification always reads what was written. An in-sync answer
 /// from the cache reads nothing, so a drift check must `invalidate` first.
+///
+/// It also remembers the text the kernel printed for each rule of ours (by chain and hash) in
+/// the last verified state, and survives `invalidate` with it: a later read whose rule under the
+/// same hash reads differently was tampered with (`iptables -R` keeping the comment), and the
+/// chain is repaired. The kernel prints a rule it was given the same way every time, so the
+/// comparison needs no model of how it rewrites rule text.
 #[derive(Debug, Clone, Default)]
-pub struct LiveCache(Option<Live>);
+pub struct LiveCache {
+    live: Option<Live>,
+    texts: RuleTexts,
+}
+
+/// Printed text of our rules by (family, table, chain, hash).
+type RuleTexts = BTreeMap<(Family, TableName, String, String), String>;
 
 impl LiveCache {
     /// Forget the cached state (e.g. after the kernel may have been changed by someone else):
-    /// the next reconcile reads first.
+    /// the next reconcile reads first. The remembered rule texts stay.
     pub fn invalidate(&mut self) {
-        self.0 = None;
+        self.live = None;
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_none()
+        self.live.is_none()
     }
+
+    /// Remember the rule texts of a verified state.
+    fn learn(&mut self, live: &Live) {
+        self.texts = rule_texts(live);
+    }
+
+    /// Chains holding a rule of ours whose text differs from the remembered one.
+    fn suspects(&self, live: &Live) -> Suspects {
+        let mut suspects = Suspects::default();
+        for ((family, table, chain, hash), text) in rule_texts(live) {
+            let key = (family, table, chain, hash);
+            if self.texts.get(&key).is_some_and(|known| *known != text) {
+                log::warn!(
+                    "{} {} chain {}: rule cali:{} was changed in place (kept its hash): repairing",
+                    family_name(family),
+                    table.as_str(),
+                    key.2,
+                    key.3
+                );
+                suspects.chains.insert((family, table, key.2));
+            }
+        }
+        suspects
+    }
+}
+
+fn rule_texts(live: &Live) -> RuleTexts {
+    let mut texts = RuleTexts::new();
+    for state in &live.tables {
+        for (table, lt) in &state.tables {
+            for chain in lt.chains.values() {
+                for rule in &chain.rules {
+                    if let Some(hash) = &rule.hash {
+                        texts.insert(
+                            (state.family, *table, chain.name.clone(), hash.clone()),
+                            rule.text.clone(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    texts
 }
 
 /// Families this dataplane can program, in write order.
@@ -307,17 +362,18 @@ pub fn empty_ruleset(family: Family) -> Ruleset {
 pub fn diff(desired: &[Ruleset], dp: &dyn Dataplane) -> Result<Plan, SyncError> {
     let desired = desired_for(dp, desired);
     let live = read_live(dp)?;
-    Ok(plan_against(&desired, &live, dp))
+    Ok(plan_against(&desired, &live, dp, &Suspects::default()))
 }
 
-fn plan_against(desired: &[Ruleset], live: &Live, dp: &dyn Dataplane) -> Plan {
-    plan::plan(
+fn plan_against(desired: &[Ruleset], live: &Live, dp: &dyn Dataplane, suspects: &Suspects) -> Plan {
+    plan::plan_with_suspects(
         desired,
         &live.tables,
         &live.ipsets,
         PlanOptions {
             nft: dp.backend() == Backend::Nft,
         },
+        suspects,
     )
 }
 
@@ -341,12 +397,14 @@ pub fn reconcile_cached(
     cache: &mut LiveCache,
 ) -> Result<ReconcileReport, SyncError> {
     let desired = desired_for(dp, desired);
-    run_passes(dp, opts, cache, |live| plan_against(&desired, live, dp))
+    run_passes(dp, opts, cache, |live, suspects| {
+        plan_against(&desired, live, dp, suspects)
+    })
 }
 
 /// Remove every chain, hook rule and ipset hostfw owns, and verify nothing of ours is left.
 pub fn flush(dp: &dyn Dataplane, opts: &SyncOptions) -> Result<ReconcileReport, SyncError> {
-    run_passes(dp, opts, &mut LiveCache::default(), |live| {
+    run_passes(dp, opts, &mut LiveCache::default(), |live, _| {
         plan::flush_plan(&live.tables, &live.ipsets)
     })
 }
@@ -355,7 +413,7 @@ fn run_passes(
     dp: &dyn Dataplane,
     opts: &SyncOptions,
     cache: &mut LiveCache,
-    make_plan: impl Fn(&Live) -> Plan,
+    make_plan: impl Fn(&Live, &Suspects) -> Plan,
 ) -> Result<ReconcileReport, SyncError> {
     let started = Instant::now();
     let mut report = ReconcileReport {
@@ -374,10 +432,14 @@ fn run_passes(
     loop {
         report.attempts += 1;
         // Only the first pass may trust the cache; a retry always reads.
-        let start = cache.0.take();
-        match pass(dp, opts, start, &make_plan, &mut report) {
+        let start = cache.live.take();
+        match pass(dp, opts, start, cache, &make_plan, &mut report) {
             Ok(seen) => {
-                cache.0 = seen;
+                // A dry run may have seen drift it did not repair: nothing to learn from it.
+                if !opts.dry_run {
+                    cache.learn(&seen);
+                }
+                cache.live = Some(seen);
                 break;
             }
             Err(e) if e.is_retryable() && report.attempts < opts.max_attempts.max(1) => {
@@ -396,36 +458,38 @@ fn run_passes(
     Ok(report)
 }
 
-/// One read → plan → write → verify pass, starting from `start` instead of a read when given.
-/// Returns the state it last saw (verified after a write).
+/// One read → plan → write → verify pass, starting from `start` instead of a read when given;
+/// `cache` supplies the remembered rule texts. Returns the state it last saw (verified after a
+/// write).
 fn pass(
     dp: &dyn Dataplane,
     opts: &SyncOptions,
     start: Option<Live>,
-    make_plan: &impl Fn(&Live) -> Plan,
+    cache: &LiveCache,
+    make_plan: &impl Fn(&Live, &Suspects) -> Plan,
     report: &mut ReconcileReport,
-) -> Result<Option<Live>, SyncError> {
+) -> Result<Live, SyncError> {
     let live = match start {
         Some(live) => live,
         None => read_live(dp)?,
     };
-    let plan = make_plan(&live);
+    let plan = make_plan(&live, &cache.suspects(&live));
     if report.attempts == 1 {
         report.plan = plan.clone();
     }
     if opts.dry_run || plan.is_empty() {
-        return Ok(Some(live));
+        return Ok(live);
     }
     write(dp, &plan, &live, report)?;
     let after = reread_written(dp, live, &plan)?;
-    let residual = make_plan(&after);
+    let residual = make_plan(&after, &Suspects::default());
     if !residual.is_empty() {
         return Err(SyncError::Verify {
             attempts: report.attempts,
             residual: residual.to_string(),
         });
     }
-    Ok(Some(after))
+    Ok(after)
 }
 
 fn write(
@@ -1049,5 +1113,37 @@ mod tests {
         ));
         assert!(err.to_string().contains("run as root"));
         assert_eq!(fake.calls().len(), 1);
+    }
+
+    /// A rule of ours rewritten in place with the same hash and target but another match: the
+    /// daemon's cache remembers the verified text and repairs the chain on its next refresh.
+    #[test]
+    fn a_rule_changed_under_its_hash_is_repaired_from_the_remembered_text() {
+        let fake = FakeDataplane::default();
+        let mut cache = LiveCache::default();
+        reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        let original = fake
+            .rules(Family::V4, TableName::Filter, "cali-INPUT")
+            .unwrap();
+        let tampered = original[0].replace("22", "1:65535");
+        assert_ne!(tampered, original[0]);
+        fake.external_restore(
+            Family::V4,
+            TableName::Filter,
+            &format!(
+                "*filter\n:cali-INPUT - [0:0]\n-A cali-INPUT {tampered}\n-A cali-INPUT {}\nCOMMIT\n",
+                original[1]
+            ),
+        );
+        // Hashes alone see nothing wrong.
+        assert!(diff(&both(22), &fake).unwrap().is_empty());
+        cache.invalidate();
+        let report = reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        assert_eq!(report.plan.tables[2].rewrite, ["cali-INPUT"]);
+        assert_eq!(
+            fake.rules(Family::V4, TableName::Filter, "cali-INPUT")
+                .unwrap(),
+            original
+        );
     }
 }
