@@ -5,6 +5,7 @@
 //! `iptables-save`-like text, records every call (argv and stdin) and injects failures.
 //! Spawns nothing and reads nothing from the host.
 
+use super::real::restore_args;
 use super::{Backend, Dataplane, DataplaneError};
 use crate::ruleset::ipset::normalize_member;
 use crate::ruleset::{Family, TableName};
@@ -292,16 +293,10 @@ impl Dataplane for FakeDataplane {
         let state = &mut *state;
         let program = program(self.backend, family, "restore");
         state.calls.push(Call {
-            argv: [
-                program.as_str(),
-                "--noflush",
-                "--wait",
-                "10",
-                "--wait-interval",
-                "50000",
-            ]
-            .map(String::from)
-            .to_vec(),
+            argv: std::iter::once(program.as_str())
+                .chain(restore_args(self.backend).iter().copied())
+                .map(String::from)
+                .collect(),
             stdin: Some(input.to_string()),
         });
         while let Some((f, t, text)) = state.interference.pop_front() {

@@ -8,6 +8,7 @@ pub mod fake;
 mod real;
 
 pub use backend::{choose_backend, BackendError, BackendObservation, BackendProbe};
+pub use exec::{cancel_children, while_waiting};
 pub use real::{probe, RealDataplane};
 
 use crate::ruleset::ipset::is_owned_set;
@@ -58,7 +59,10 @@ pub enum DataplaneError {
     KernelUnsupported { program: String, stderr: String },
     #[error("{program}: the xtables lock is held or the resource is busy (will retry): {stderr}")]
     Busy { program: String, stderr: String },
-    #[error("{program} failed ({status}): {stderr}\n--- input ---\n{input}--- end of input ---")]
+    #[error(
+        "{program} failed ({status}): {stderr}{}\n--- input ---\n{input}--- end of input ---",
+        failing_line(stderr, input)
+    )]
     RestoreFailed {
         program: String,
         status: String,
@@ -73,6 +77,8 @@ pub enum DataplaneError {
     },
     #[error("{program} did not finish within {}s and was killed", timeout.as_secs())]
     Timeout { program: String, timeout: Duration },
+    #[error("{program} was killed because hostfw is stopping (SIGTERM); a restore commits all of its transaction or none")]
+    Cancelled { program: String },
     #[error("could not run {program}: {source}")]
     Spawn {
         program: String,
@@ -85,14 +91,34 @@ pub enum DataplaneError {
 
 impl DataplaneError {
     /// True when the same write may succeed after a re-read: another writer held the lock or
-    /// changed the table under us (a stale rule index makes a restore fail), or a child hung.
+    /// changed the table under us (a stale rule index makes a restore fail). A child that hung
+    /// until its deadline is not retried at once: five more deadlines would hold the xtables
+    /// lock for many minutes; the daemon retries on its own, later.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            DataplaneError::Busy { .. }
-                | DataplaneError::RestoreFailed { .. }
-                | DataplaneError::Timeout { .. }
+            DataplaneError::Busy { .. } | DataplaneError::RestoreFailed { .. }
         )
+    }
+}
+
+/// `\nfailing line N of the input: TEXT` when the tool named the line it refused
+/// (`Error occurred at line: N` from legacy, `line N failed` from nft), else nothing: the
+/// headline then says what failed, not just a notice printed before it.
+fn failing_line(stderr: &str, input: &str) -> String {
+    let number = stderr.lines().find_map(|l| {
+        let n = l
+            .split_once("Error occurred at line: ")
+            .map(|(_, n)| n)
+            .or_else(|| {
+                l.split_once(": line ")
+                    .and_then(|(_, r)| r.strip_suffix(" failed"))
+            })?;
+        n.trim().parse::<usize>().ok()
+    });
+    match number.and_then(|n| Some((n, input.lines().nth(n.checked_sub(1)?)?))) {
+        Some((n, line)) => format!("\nfailing line {n} of the input: {line}"),
+        None => String::new(),
     }
 }
 
@@ -219,6 +245,27 @@ mod tests {
             tables[&TableName::Filter],
             "# Table `filter' is incompatible, use 'nft' tool.\n"
         );
+    }
+
+    #[test]
+    fn a_failed_restore_names_the_line_it_refused() {
+        let input = "*filter\n:cali-x - [0:0]\n-X cali-pi-old\nCOMMIT\n";
+        for stderr in [
+            "iptables-restore v1.8.9 (legacy): Couldn't delete chain\nError occurred at line: 3",
+            "iptables-nft-restore: line 3 failed",
+        ] {
+            let err = DataplaneError::RestoreFailed {
+                program: "iptables-restore".into(),
+                status: "exit status 1".into(),
+                stderr: stderr.into(),
+                input: input.into(),
+            };
+            assert!(
+                err.to_string()
+                    .contains("failing line 3 of the input: -X cali-pi-old\n"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

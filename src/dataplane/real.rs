@@ -108,6 +108,16 @@ impl RealDataplane {
     }
 }
 
+/// `iptables-restore` flags. `--wait`: queue behind another xtables writer instead of failing
+/// at once. `--wait-interval` (microseconds between lock attempts) only for legacy: iptables-nft
+/// ignores it and prints a notice that would head every error message.
+pub(crate) fn restore_args(backend: Backend) -> &'static [&'static str] {
+    match backend {
+        Backend::Legacy => &["--noflush", "--wait", "10", "--wait-interval", "50000"],
+        Backend::Nft => &["--noflush", "--wait", "10"],
+    }
+}
+
 /// Turn a failed child into the matching error; `input` is kept for restores.
 fn failure(program: &Path, out: &exec::Output, input: Option<&str>) -> DataplaneError {
     let program = exec::display_name(program);
@@ -161,10 +171,12 @@ impl Dataplane for RealDataplane {
         input: &str,
     ) -> Result<(), DataplaneError> {
         let program = &self.tools(family)?.restore;
-        // --wait: queue behind another xtables writer instead of failing at once; the interval
-        // is in microseconds (nft ignores it with a notice).
-        let args = ["--noflush", "--wait", "10", "--wait-interval", "50000"];
-        let out = exec::run(program, &args, Some(input), timeout_for(input))?;
+        let out = exec::run(
+            program,
+            restore_args(self.backend),
+            Some(input),
+            timeout_for(input),
+        )?;
         if !out.status.success() {
             return Err(failure(program, &out, Some(input)));
         }
