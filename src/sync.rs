@@ -475,6 +475,15 @@ fn pass(
     };
     let plan = make_plan(&live, &cache.suspects(&live));
     if report.attempts == 1 {
+        for (family, table, kept) in plan.kept() {
+            log::warn!(
+                "{} {table}: keeping chain {} (emptied) instead of deleting it: still referenced by foreign chain {}; remove that jump and hostfw deletes it",
+                family_name(family),
+                kept.chain,
+                kept.referrers.join(", "),
+                table = table.as_str()
+            );
+        }
         report.plan = plan.clone();
     }
     if opts.dry_run || plan.is_empty() {

@@ -5,7 +5,7 @@
 //! `iptables-save`-like text, records every call (argv and stdin) and injects failures.
 //! Spawns nothing and reads nothing from the host.
 
-use super::real::restore_args;
+use super::real::RESTORE_ARGS;
 use super::{Backend, Dataplane, DataplaneError};
 use crate::ruleset::ipset::normalize_member;
 use crate::ruleset::{Family, TableName};
@@ -294,7 +294,7 @@ impl Dataplane for FakeDataplane {
         let program = program(self.backend, family, "restore");
         state.calls.push(Call {
             argv: std::iter::once(program.as_str())
-                .chain(restore_args(self.backend).iter().copied())
+                .chain(RESTORE_ARGS)
                 .map(String::from)
                 .collect(),
             stdin: Some(input.to_string()),

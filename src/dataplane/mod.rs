@@ -103,18 +103,16 @@ impl DataplaneError {
 }
 
 /// `\nfailing line N of the input: TEXT` when the tool named the line it refused
-/// (`Error occurred at line: N` from legacy, `line N failed` from nft), else nothing: the
+/// (`Error occurred at line: N`, or `iptables-restore: line N failed…`), else nothing: the
 /// headline then says what failed, not just a notice printed before it.
 fn failing_line(stderr: &str, input: &str) -> String {
     let number = stderr.lines().find_map(|l| {
-        let n = l
+        let after = l
             .split_once("Error occurred at line: ")
-            .map(|(_, n)| n)
-            .or_else(|| {
-                l.split_once(": line ")
-                    .and_then(|(_, r)| r.strip_suffix(" failed"))
-            })?;
-        n.trim().parse::<usize>().ok()
+            .or_else(|| l.split_once(": line "))?
+            .1;
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        after[..digits].parse::<usize>().ok()
     });
     match number.and_then(|n| Some((n, input.lines().nth(n.checked_sub(1)?)?))) {
         Some((n, line)) => format!("\nfailing line {n} of the input: {line}"),
@@ -252,7 +250,8 @@ mod tests {
         let input = "*filter\n:cali-x - [0:0]\n-X cali-pi-old\nCOMMIT\n";
         for stderr in [
             "iptables-restore v1.8.9 (legacy): Couldn't delete chain\nError occurred at line: 3",
-            "iptables-nft-restore: line 3 failed",
+            "iptables-restore: line 3 failed",
+            "iptables-nft-restore: line 3 failed: No chain/target/match by that name.",
         ] {
             let err = DataplaneError::RestoreFailed {
                 program: "iptables-restore".into(),

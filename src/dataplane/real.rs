@@ -109,14 +109,10 @@ impl RealDataplane {
 }
 
 /// `iptables-restore` flags. `--wait`: queue behind another xtables writer instead of failing
-/// at once. `--wait-interval` (microseconds between lock attempts) only for legacy: iptables-nft
-/// ignores it and prints a notice that would head every error message.
-pub(crate) fn restore_args(backend: Backend) -> &'static [&'static str] {
-    match backend {
-        Backend::Legacy => &["--noflush", "--wait", "10", "--wait-interval", "50000"],
-        Backend::Nft => &["--noflush", "--wait", "10"],
-    }
-}
+/// at once. No `--wait-interval`: iptables 1.8.9 legacy ignores it and prints a notice
+/// ("Ignoring deprecated --wait-interval option.") that then headed every error message, and
+/// iptables-nft accepts and ignores it; older versions fall back to their default interval.
+pub(crate) const RESTORE_ARGS: [&str; 3] = ["--noflush", "--wait", "10"];
 
 /// Turn a failed child into the matching error; `input` is kept for restores.
 fn failure(program: &Path, out: &exec::Output, input: Option<&str>) -> DataplaneError {
@@ -171,12 +167,7 @@ impl Dataplane for RealDataplane {
         input: &str,
     ) -> Result<(), DataplaneError> {
         let program = &self.tools(family)?.restore;
-        let out = exec::run(
-            program,
-            restore_args(self.backend),
-            Some(input),
-            timeout_for(input),
-        )?;
+        let out = exec::run(program, &RESTORE_ARGS, Some(input), timeout_for(input))?;
         if !out.status.success() {
             return Err(failure(program, &out, Some(input)));
         }

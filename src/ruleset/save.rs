@@ -53,25 +53,49 @@ impl LiveTable {
     }
 }
 
-/// The hash of a rule: the first `--comment "?cali:([A-Za-z0-9_-]+)"?` in its text (the
-/// same pattern Felix uses, so rules Felix wrote are recognised too).
+/// The hash of a rule: the first `--comment` whose value is `cali:([A-Za-z0-9_-]+)` (the
+/// pattern Felix uses, so rules Felix wrote are recognised too). Words are split as the shell
+/// would split the saved line, so text inside another quoted string (a foreign comment holding
+/// `--comment cali:…`) never counts.
 pub fn find_hash(text: &str) -> Option<&str> {
-    const KEY: &str = "--comment ";
-    let mut rest = text;
-    while let Some(pos) = rest.find(KEY) {
-        let after = &rest[pos + KEY.len()..];
-        let body = after.strip_prefix('"').unwrap_or(after);
-        if let Some(h) = body.strip_prefix("cali:") {
-            let end = h
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-                .unwrap_or(h.len());
-            if end > 0 {
-                return Some(&h[..end]);
-            }
+    let words = words(text);
+    words.windows(2).find_map(|w| {
+        if w[0] != "--comment" {
+            return None;
         }
-        rest = after;
+        let value = w[1].strip_prefix('"').unwrap_or(w[1]);
+        let h = value.strip_prefix("cali:")?;
+        let end = h
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .unwrap_or(h.len());
+        (end > 0).then(|| &h[..end])
+    })
+}
+
+/// `text` split at blanks outside `"…"` (quotes stay on the words; `\\` escapes inside them).
+fn words(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = None;
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if let Some(s) = start.take() {
+                    out.push(&text[s..i]);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        start.get_or_insert(i);
     }
-    None
+    if let Some(s) = start {
+        out.push(&text[s..]);
+    }
+    out
 }
 
 /// Splits `[p:b] rest` into counters and rest; `None` if the line has no counter prefix.
@@ -215,6 +239,15 @@ mod tests {
         assert_eq!(find_hash("-m comment --comment \"calico\" -j ACCEPT"), None);
         assert_eq!(find_hash("-m comment --comment \"cali:\" -j ACCEPT"), None);
         assert_eq!(find_hash("-j ACCEPT"), None);
+        // A `--comment cali:` inside another comment is that comment's text.
+        assert_eq!(
+            find_hash("-m comment --comment \"x\n--comment cali:FAKEFAKE -j ACCEPT\" -j DROP"),
+            None
+        );
+        assert_eq!(
+            find_hash("-m comment --comment \"a \\\" --comment cali:FAKE\" -j DROP"),
+            None
+        );
     }
 
     #[test]
