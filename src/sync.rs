@@ -14,7 +14,7 @@
 use crate::confirm::{self, Snapshot};
 use crate::dataplane::{Backend, Dataplane, DataplaneError};
 use crate::ruleset::ipset::{parse_ipset_save, write_add, write_create, LiveIpsets};
-use crate::ruleset::plan::{self, LiveState, Plan, PlanOptions, Suspects};
+use crate::ruleset::plan::{self, LiveState, Overtaken, Plan, PlanOptions, Suspects};
 use crate::ruleset::save::parse_save;
 use crate::ruleset::{Family, Ipset, Ruleset, Table, TableName};
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,6 +59,9 @@ pub struct ReconcileReport {
     pub ipset_restores: usize,
     /// Passes it took (1 when nothing failed).
     pub attempts: u32,
+    /// Foreign jumps (fail2ban, CrowdSec, sshguard, admin chains) our inserted hooks precede in
+    /// the verified state; each is logged as a warning when this reconcile wrote hooks.
+    pub overtaken: Vec<Overtaken>,
     pub duration: Duration,
 }
 
@@ -397,9 +400,18 @@ pub fn reconcile_cached(
     cache: &mut LiveCache,
 ) -> Result<ReconcileReport, SyncError> {
     let desired = desired_for(dp, desired);
-    run_passes(dp, opts, cache, |live, suspects| {
+    let mut report = run_passes(dp, opts, cache, |live, suspects| {
         plan_against(&desired, live, dp, suspects)
-    })
+    })?;
+    if let Some(seen) = &cache.live {
+        report.overtaken = plan::overtaken_jumps(&desired, &seen.tables);
+    }
+    if report.hooks_fixed > 0 {
+        for o in &report.overtaken {
+            log::warn!("{o}");
+        }
+    }
+    Ok(report)
 }
 
 /// Remove every chain, hook rule and ipset hostfw owns, and verify nothing of ours is left.
@@ -426,6 +438,7 @@ fn run_passes(
         restores: 0,
         ipset_restores: 0,
         attempts: 0,
+        overtaken: Vec::new(),
         duration: Duration::ZERO,
     };
     let mut backoff = opts.initial_backoff;

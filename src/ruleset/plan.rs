@@ -325,6 +325,83 @@ fn same_target(text: &str, want: &Rule) -> bool {
     printed.is_some_and(|p| expected.contains(&p))
 }
 
+/// A foreign jump in a kernel chain that hostfw's inserted hook now precedes: whatever hostfw
+/// accepts (failsafe ports, allowed traffic) never reaches that chain, so e.g. fail2ban's bans
+/// stop applying to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overtaken {
+    pub family: Family,
+    pub table: TableName,
+    /// The kernel chain (`INPUT`).
+    pub chain: String,
+    /// The foreign chain jumped to (`f2b-sshd`).
+    pub target: String,
+    /// Whose it looks like: `fail2ban`, `CrowdSec`, `sshguard` or `the admin`.
+    pub owner: &'static str,
+}
+
+impl fmt::Display for Overtaken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {}: hostfw's hook is inserted above the jump to {} ({}): traffic hostfw \
+             accepts (failsafe ports, allowed policy) never reaches it, so its verdicts (bans) do \
+             not apply; set `chainInsertMode: Append` in FelixConfiguration, or keep those \
+             sources out of the failsafe nets",
+            family_label(self.family),
+            self.table.as_str(),
+            self.chain,
+            self.target,
+            self.owner
+        )
+    }
+}
+
+/// The foreign jumps to user chains that `desired`'s insert-mode hooks go above, in `live`.
+pub fn overtaken_jumps(desired: &[Ruleset], live: &[LiveState]) -> Vec<Overtaken> {
+    let mut out = Vec::new();
+    for ruleset in desired {
+        let Some(state) = live.iter().find(|l| l.family == ruleset.family) else {
+            continue;
+        };
+        for table in &ruleset.tables {
+            let Some(lt) = state.tables.get(&table.name) else {
+                continue;
+            };
+            for (chain, hooks) in hook_hashes(&table.hooks) {
+                let Some(lc) = lt.chains.get(chain).filter(|_| !hooks.top.is_empty()) else {
+                    continue;
+                };
+                for rule in lc.rules.iter().filter(|r| r.hash.is_none()) {
+                    let Some((_, target)) = printed_target(&rule.text) else {
+                        continue;
+                    };
+                    if is_owned_chain(target) || !lt.chains.contains_key(target) {
+                        continue;
+                    }
+                    let owner = if target.starts_with("f2b-") || target.starts_with("fail2ban") {
+                        "fail2ban"
+                    } else if target.to_ascii_lowercase().starts_with("crowdsec") {
+                        "CrowdSec"
+                    } else if target.to_ascii_lowercase().starts_with("sshguard") {
+                        "sshguard"
+                    } else {
+                        "the admin"
+                    };
+                    out.push(Overtaken {
+                        family: ruleset.family,
+                        table: table.name,
+                        chain: chain.to_string(),
+                        target: target.to_string(),
+                        owner,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Non-owned chains whose foreign rules (no hash of ours) jump or go to `target`.
 fn foreign_referrers(live: &LiveTable, target: &str) -> Vec<String> {
     live.chains
@@ -1362,5 +1439,50 @@ mod tests {
             let (_, clean) = converge(&new, &unreferenced, PlanOptions { nft });
             assert!(!clean.chains.contains_key("cali-pi-old"));
         }
+    }
+
+    /// fail2ban's jump and an admin chain's jump in INPUT come after our inserted hook: both
+    /// are reported; in append mode nothing is.
+    #[test]
+    fn foreign_jumps_below_an_inserted_hook_are_reported() {
+        let mut live = foreign_filter();
+        for chain in ["f2b-sshd", "crowdsec-chain"] {
+            live.chains.insert(
+                chain.into(),
+                LiveChain {
+                    name: chain.into(),
+                    policy: None,
+                    rules: vec![rule_of("-j RETURN")],
+                },
+            );
+            live.chains
+                .get_mut("INPUT")
+                .unwrap()
+                .rules
+                .push(rule_of(&format!(
+                    "-p tcp -m multiport --dports 22 -j {chain}"
+                )));
+        }
+        let found = overtaken_jumps(
+            &[ruleset(filter(None, HookPosition::Insert), &[])],
+            &live_state(&live),
+        );
+        let seen: Vec<(&str, &str, &str)> = found
+            .iter()
+            .map(|o| (o.chain.as_str(), o.target.as_str(), o.owner))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("INPUT", "f2b-sshd", "fail2ban"),
+                ("INPUT", "crowdsec-chain", "CrowdSec")
+            ]
+        );
+        assert!(found[0].to_string().contains("chainInsertMode: Append"));
+        assert!(overtaken_jumps(
+            &[ruleset(filter(None, HookPosition::Append), &[])],
+            &live_state(&live)
+        )
+        .is_empty());
     }
 }

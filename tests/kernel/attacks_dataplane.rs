@@ -422,3 +422,30 @@ fn restore_flags_are_ones_the_tool_honours(backend: &'static str) {
     }
 }
 on_both_backends!(restore_flags_are_ones_the_tool_honours);
+
+// ------------------------------------------------------------------------------------------
+
+/// Attack: fail2ban's jump in INPUT ends up below hostfw's inserted hook, so the failsafe
+/// ACCEPT on 22 lets banned clients in. Felix's Insert semantics stay; hostfw now warns, naming
+/// the jump and the remedy.
+fn a_fail2ban_jump_overtaken_by_our_hook_is_reported(backend: &'static str) {
+    let s = Scenario::new(
+        "f2b",
+        backend,
+        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
+    );
+    restore(
+        &s.pair.host,
+        backend,
+        false,
+        "*filter\n:f2b-sshd - [0:0]\n-A f2b-sshd -s 203.0.113.66/32 -j REJECT\n-A f2b-sshd -j RETURN\n\
+         -A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd\nCOMMIT\n",
+    );
+    let run = expect(&s, &["apply"], 0);
+    assert!(
+        run.stderr.contains("jump to f2b-sshd (fail2ban)")
+            && run.stderr.contains("chainInsertMode: Append"),
+        "{run:?}"
+    );
+}
+on_both_backends!(a_fail2ban_jump_overtaken_by_our_hook_is_reported);
