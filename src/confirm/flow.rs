@@ -102,7 +102,7 @@ pub fn arm(dp: &dyn Dataplane, run_dir: &Path, seconds: u64) -> Result<Pending, 
 fn spawn_watcher(run_dir: &Path, p: &Pending) -> Result<u32, ConfirmError> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().map_err(ConfirmError::Spawn)?;
-    let log = std::fs::OpenOptions::new()
+    let log = crate::fsutil::private_options()
         .create(true)
         .append(true)
         .open(log_path(run_dir))

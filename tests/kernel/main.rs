@@ -2,6 +2,7 @@
 //! dataplane, scenarios with real packets, daemon, confirm, guard, explain against live counters.
 
 mod attacks_dataplane;
+mod attacks_local_users;
 mod confirm;
 mod daemon_netns;
 mod guard;
