@@ -25,5 +25,6 @@ pub mod render;
 pub mod resolve;
 pub mod ruleset;
 pub mod settings;
+pub mod sshd;
 pub mod status;
 pub mod sync;
