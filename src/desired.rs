@@ -6,7 +6,7 @@
 //! renders. Pure: no files, processes, clock or environment (the caller reads the host).
 
 use crate::finding::Finding;
-use crate::guard::{self, SshSession};
+use crate::guard::{self, Observed};
 use crate::model::PolicySet;
 use crate::render::RenderError;
 use crate::resolve::{self, EffectiveConfig, HostInterfaces, NodeView};
@@ -28,8 +28,8 @@ pub enum Families {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options<'a> {
     pub families: Families,
-    /// The sessions the lockout guard protects; `None` runs no guard.
-    pub guard: Option<&'a [SshSession]>,
+    /// The sessions and SSH ports the lockout guard protects; `None` runs no guard.
+    pub guard: Option<&'a Observed>,
 }
 
 /// The outcome.
@@ -122,8 +122,8 @@ fn from_view(
         .map(|family| crate::render::render(&view, family))
         .collect::<Result<Vec<_>, _>>()
         .and_then(|rulesets| match options.guard {
-            Some(sessions) => {
-                findings.extend(guard::check(&view, &rulesets, interfaces, sessions)?);
+            Some(observed) => {
+                findings.extend(guard::check(&view, &rulesets, interfaces, observed)?);
                 Ok(rulesets)
             }
             None => Ok(rulesets),
@@ -202,7 +202,11 @@ mod tests {
     type Case<'a> = (&'a str, String, Option<&'a [SshSession]>, &'a [FindingKind]);
 
     fn compute_with(yaml: &str, families: Families, guard: Option<&[SshSession]>) -> Desired {
-        let options = Options { families, guard };
+        let observed = guard.map(|s| Observed::from_sessions(s.to_vec()));
+        let options = Options {
+            families,
+            guard: observed.as_ref(),
+        };
         compute(&set(yaml), NODE, &interfaces(), options).expect("renders")
     }
 

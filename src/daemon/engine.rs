@@ -161,12 +161,12 @@ impl Engine for RealEngine {
         // The guard judges a new set from the directory; the last good set is a fallback that
         // was judged when it was new.
         let sessions = match from {
-            PolicySource::Directory => Some(guard::observe_sessions(&interfaces)),
+            PolicySource::Directory => Some(guard::observe(&interfaces)),
             PolicySource::LastGood => None,
         };
         let options = Options {
             families: Families::Enabled,
-            guard: sessions.as_deref(),
+            guard: sessions.as_ref(),
         };
         let desired = match desired::compute(&set, &self.settings.node, &interfaces, options) {
             Ok(d) => d,

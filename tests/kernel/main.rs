@@ -3,6 +3,7 @@
 
 mod attacks_dataplane;
 mod attacks_local_users;
+mod attacks_lockout;
 mod attacks_policy;
 mod confirm;
 mod daemon_netns;
