@@ -143,6 +143,7 @@ fn from_view(
 mod tests {
     use super::*;
     use crate::finding::FindingKind;
+    use crate::guard::SshSession;
     use crate::source::NamedText;
 
     const NODE: &str = "n1";
