@@ -9,13 +9,15 @@ pub mod live;
 mod sim;
 mod text;
 
-pub use context::{ChainOwner, Context, OwnerKind};
+pub use context::Context;
 pub use text::render_text;
 
 use serde::Serialize;
 use std::net::IpAddr;
 
-/// Which way the packet travels relative to this host.
+/// Which way the packet travels relative to this host: the packet's path through the hooks,
+/// not a rule direction (`model::Direction`): a forwarded packet crosses both an ingress and
+/// an egress endpoint chain, so the path needs a third value that no rule list has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {

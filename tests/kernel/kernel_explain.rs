@@ -563,13 +563,12 @@ fn differential(tag: &str, backend: &'static str, yaml: &str, seed: u64) {
         let kernel = delivered.contains(&p.id);
         if kernel != e.verdict.passes() {
             wrong.push(format!(
-                "probe {} ({:?} from {:?}): kernel {}, explain {}\n{}",
+                "probe {} ({:?} from {:?}): kernel {}, explain {}\n{e}",
                 p.id,
                 p.proto,
                 p.from,
                 if kernel { "delivered" } else { "dropped" },
                 e.verdict.as_str(),
-                explain::render_text(&e)
             ));
         }
     }
