@@ -184,7 +184,7 @@ impl Plan {
                 writeln!(
                     f,
                     "{} {}: keeping chain {} (emptied) instead of deleting it: still referenced by foreign chain {}; remove that jump and hostfw deletes it",
-                    family_label(t.family),
+                    t.family.label(),
                     t.table.as_str(),
                     k.chain,
                     k.referrers.join(", ")
@@ -341,7 +341,7 @@ impl fmt::Display for Overtaken {
              accepts (failsafe ports, allowed policy) never reaches it, so its verdicts (bans) do \
              not apply; set `chainInsertMode: Append` in FelixConfiguration, or keep those \
              sources out of the failsafe nets",
-            family_label(self.family),
+            self.family.label(),
             self.table.as_str(),
             self.chain,
             self.target,
