@@ -26,14 +26,14 @@ mod flow;
 mod plan;
 mod state;
 
-pub use flow::{arm, restore, wait, WatchEnd};
+pub use flow::{arm, restore, roll_back, wait, RollBack, WatchEnd};
 pub use plan::{SavedHook, SavedTable, Snapshot};
 // `sync` puts tables back with the same planner when a later table of a pass fails.
 pub(crate) use plan::{rollback_plan, saved_table};
 pub use state::{
-    clear, daemon_hold, now_unix, pending, read_snapshot, record_rollback, resume_after_edit,
-    status_line, write_pending, Hold, Pending, RolledBack, LOG_FILE, PENDING_FILE,
-    PENDING_GRACE_SECS, ROLLED_BACK_FILE, SNAPSHOT_FILE,
+    boottime_ms, clear, daemon_hold, now_unix, pending, read_snapshot, record_rollback,
+    resume_after_edit, status_line, write_pending, Hold, Pending, RolledBack, LOG_FILE,
+    PENDING_FILE, PENDING_GRACE_SECS, ROLLED_BACK_FILE, SNAPSHOT_FILE,
 };
 
 use crate::dataplane::DataplaneError;
@@ -380,17 +380,33 @@ mod tests {
             deadline_unix: 1010,
             seconds: 10,
             backend: "legacy".into(),
-            watcher_pid: Some(42),
+            watcher_pid: Some(std::process::id()),
+            deadline_boot_ms: None,
         };
         write_pending(run, &p).unwrap();
         assert_eq!(daemon_hold(run, 1005), Some(Hold::Pending(p.clone())));
         let line = status_line(run, 1005).unwrap();
         assert!(
-            line.contains("rollback in 5 s") && line.contains("pid 42"),
+            line.contains("rollback in 5 s")
+                && line.contains(&format!("pid {}", std::process::id())),
             "{line}"
         );
-        // A dead watcher's file stops holding after the grace period.
-        assert_eq!(daemon_hold(run, 1010 + PENDING_GRACE_SECS), None);
+        // The watcher is gone: status says so.
+        let dead = Pending {
+            watcher_pid: Some(i32::MAX as u32),
+            ..p.clone()
+        };
+        write_pending(run, &dead).unwrap();
+        let line = status_line(run, 1005).unwrap();
+        assert!(line.contains("is not running"), "{line}");
+        // After the grace period the rollback is owed by whoever comes next; it never lapses.
+        assert_eq!(
+            daemon_hold(run, 1010 + PENDING_GRACE_SECS),
+            Some(Hold::Abandoned(dead.clone()))
+        );
+        assert!(status_line(run, 1010 + PENDING_GRACE_SECS)
+            .unwrap()
+            .contains("did not roll back"));
         clear(run).unwrap();
         record_rollback(run, "t1").unwrap();
         assert!(matches!(daemon_hold(run, 2000), Some(Hold::RolledBack(_))));

@@ -593,6 +593,7 @@ fn a_pending_confirmation_pauses_reconciliation() {
         seconds: 600,
         backend: BACKEND.into(),
         watcher_pid: None,
+        deadline_boot_ms: None,
     };
     hostfw::confirm::write_pending(&d.run_dir, &pending).unwrap();
     put(&dir, "20-allow-9090.yaml", ALLOW_9090);
