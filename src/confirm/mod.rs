@@ -416,7 +416,7 @@ mod tests {
     }
 
     #[test]
-    fn pending_pauses_until_grace_ends() {
+    fn pending_is_abandoned_once_grace_ends() {
         let p = Pending {
             token: "t".into(),
             created_unix: 100,
@@ -424,9 +424,31 @@ mod tests {
             seconds: 10,
             backend: "nft".into(),
             watcher_pid: None,
+            deadline_boot_ms: None,
         };
-        assert!(p.pauses_daemon(105));
-        assert!(p.pauses_daemon(110 + PENDING_GRACE_SECS - 1));
-        assert!(!p.pauses_daemon(110 + PENDING_GRACE_SECS));
+        assert!(!p.expired(105) && !p.abandoned(105));
+        assert!(p.expired(110) && !p.abandoned(110 + PENDING_GRACE_SECS - 1));
+        assert!(p.abandoned(110 + PENDING_GRACE_SECS));
+    }
+
+    /// A boot-time deadline ignores the wall clock: a clock stepped a day ahead does not expire
+    /// it, one stepped back does not postpone it.
+    #[test]
+    fn a_boottime_deadline_ignores_wall_clock_steps() {
+        let p = Pending {
+            token: "t".into(),
+            created_unix: 100,
+            deadline_unix: 110,
+            seconds: 10,
+            backend: "nft".into(),
+            watcher_pid: None,
+            deadline_boot_ms: Some(boottime_ms() + 600_000),
+        };
+        assert!(!p.expired(110 + 86_400));
+        let past = Pending {
+            deadline_boot_ms: Some(boottime_ms().saturating_sub(60_000)),
+            ..p
+        };
+        assert!(past.abandoned(0));
     }
 }
