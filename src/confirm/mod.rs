@@ -7,9 +7,11 @@
 //! Files in the run directory (documented for the daemon and `status`):
 //! - `confirm-pending.json`: present while a confirmation is pending. JSON object
 //!   `{"token": str, "created_unix": u64, "deadline_unix": u64, "seconds": u64,
-//!   "backend": "legacy"|"nft", "watcher_pid": u32|null}`. While it exists and
-//!   `deadline_unix + PENDING_GRACE_SECS` has not passed, the daemon must not reconcile.
-//! - `confirm-rolled-back.json`: written by the watcher after a rollback,
+//!   "backend": "legacy"|"nft", "watcher_pid": u32|null, "deadline_boot_ms": u64|null}`
+//!   (the deadline on CLOCK_BOOTTIME when present). While it exists the daemon must not
+//!   reconcile; `PENDING_GRACE_SECS` after the deadline it is `Hold::Abandoned` and the daemon
+//!   or the next command performs the rollback (`roll_back`).
+//! - `confirm-rolled-back.json`: written after a rollback,
 //!   `{"token": str, "rolled_back_unix": u64}`. The kernel then holds the old rules while the
 //!   policy directory still holds the unconfirmed ones: the daemon must not reconcile until the
 //!   policy directory changes or it is reloaded (SIGHUP), and then removes the file
