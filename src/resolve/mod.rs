@@ -683,6 +683,22 @@ mod tests {
     }
 
     #[test]
+    fn equal_orders_compare_name_slash_namespace_slash_kind() {
+        // felix/calc/policy_sorter.go `PolKVLess` (v3.32): `web-2/` < `web.x/` < `web/` <
+        // `web0/`, where a plain name comparison gives web, web-2, web.x, web0.
+        let policies = ["web", "web0", "web.x", "web-2"]
+            .into_iter()
+            .map(|n| gnp_in(n, DEFAULT_TIER, Some(10.0)))
+            .collect();
+        let s = set(vec![hep("h", "n1", "eth0", &[])], policies);
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        assert_eq!(
+            view.endpoints[0].policies.ingress[0].policies,
+            ["web-2", "web.x", "web", "web0"]
+        );
+    }
+
+    #[test]
     fn explicit_default_tier_keeps_its_order_and_may_pass() {
         let s = PolicySet {
             tiers: vec![
@@ -977,11 +993,11 @@ mod tests {
         };
         assert_eq!(
             show(&c.failsafe_inbound),
-            "Tcp:22,Udp:68,Tcp:179,Tcp:2379,Tcp:2380,Tcp:6443,Tcp:6666,Tcp:6667"
+            "Tcp:22,Udp:68,Tcp:179,Tcp:2379,Tcp:2380,Tcp:5473,Tcp:6443,Tcp:6666,Tcp:6667"
         );
         assert_eq!(
             show(&c.failsafe_outbound),
-            "Udp:53,Udp:67,Tcp:179,Tcp:2379,Tcp:2380,Tcp:6443,Tcp:6666,Tcp:6667"
+            "Udp:53,Udp:67,Tcp:179,Tcp:2379,Tcp:2380,Tcp:5473,Tcp:6443,Tcp:6666,Tcp:6667"
         );
         assert_eq!(
             c.default_endpoint_to_host_action,
