@@ -50,7 +50,7 @@ apiVersion: projectcalico.org/v3
 kind: FelixConfiguration
 metadata: {name: default}
 spec:
-  failsafeInboundHostPorts: [{protocol: tcp, port: 22}]
+  failsafeInboundHostPorts: [{protocol: TCP, port: 22}]
   iptablesMarkMask: 0xffff0000
 "#;
 

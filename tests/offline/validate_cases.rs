@@ -533,7 +533,7 @@ fn network_set_profile_and_tier_rules() {
 fn felix_configuration_rules() {
     let f = |spec: &str| felix(spec);
     check_all(vec![
-        ("full", f("{failsafeInboundHostPorts: [{protocol: TCP, port: 22}, {protocol: udp, port: 68, net: 198.51.100.0/24}, {protocol: Tcp, port: 0, net: \"2001:db8::1\"}], failsafeOutboundHostPorts: [], defaultEndpointToHostAction: Accept, interfacePrefix: \"cali,tap\", iptablesMarkMask: 0xff000000, chainInsertMode: append, iptablesRefreshInterval: 90s, iptablesPostWriteCheckInterval: 1m30s, iptablesBackend: NFT, ipv6Support: false, iptablesFilterAllowAction: Return, iptablesMangleAllowAction: Accept, iptablesFilterDenyAction: Reject, logPrefix: \"calico-%t %k:/x_y\", logActionRateLimit: 10/second, logActionRateLimitBurst: 9999, disableConntrackInvalidCheck: true, maxIpsetSize: 1048576}"), Pass),
+        ("full", f("{failsafeInboundHostPorts: [{protocol: TCP, port: 22}, {protocol: UDP, port: 68, net: 198.51.100.0/24}, {protocol: TCP, port: 0, net: \"2001:db8::1\"}], failsafeOutboundHostPorts: [], defaultEndpointToHostAction: Accept, interfacePrefix: \"cali,tap\", iptablesMarkMask: 0xff000000, chainInsertMode: append, iptablesRefreshInterval: 90s, iptablesPostWriteCheckInterval: 1m30s, iptablesBackend: NFT, ipv6Support: false, iptablesFilterAllowAction: Return, iptablesMangleAllowAction: Accept, iptablesFilterDenyAction: Reject, logPrefix: \"calico-%t %k:/x_y\", logActionRateLimit: 10/second, logActionRateLimitBurst: 9999, disableConntrackInvalidCheck: true, maxIpsetSize: 1048576}"), Pass),
         ("node name", res("FelixConfiguration", "node.host-1", "{}"), Pass),
         ("other name", res("FelixConfiguration", "global", "{}"), e("metadata.name", "`default` or `node.<nodename>`")),
         ("node. empty", res("FelixConfiguration", "node.", "{}"), e("metadata.name", "not a valid name")),
@@ -558,16 +558,19 @@ fn felix_configuration_rules() {
         ("kubeNodePortRanges 8", f("{kubeNodePortRanges: [1, 2, 3, 4, 5, 6, 7, 8]}"), e("spec.kubeNodePortRanges", "more than 7")),
         ("kubeNodePortRanges named", f("{kubeNodePortRanges: [http]}"), e("spec.kubeNodePortRanges[0]", "not names")),
         // 60. Failsafe entries as Felix parses them.
-        ("failsafe sctp", f("{failsafeInboundHostPorts: [{protocol: SCTP, port: 22}]}"), e("spec.failsafeInboundHostPorts[0].protocol", "only TCP or UDP")),
+        ("failsafe sctp", f("{failsafeInboundHostPorts: [{protocol: SCTP, port: 22}]}"), e("spec.failsafeInboundHostPorts[0].protocol", "Felix's failsafe parser")),
+        // calicoctl v3.32.1 `validateProtoPort`: exactly TCP, UDP or SCTP.
+        ("failsafe lower case", f("{failsafeInboundHostPorts: [{protocol: tcp, port: 22}]}"), e("spec.failsafeInboundHostPorts[0].protocol", "requires upper case (TCP)")),
+        ("failsafe mixed case", f("{failsafeOutboundHostPorts: [{protocol: Udp, port: 53}]}"), e("spec.failsafeOutboundHostPorts[0].protocol", "requires upper case (UDP)")),
         ("failsafe no protocol", f("{failsafeInboundHostPorts: [{port: 22}]}"), e("spec.failsafeInboundHostPorts[0].protocol", "required")),
-        ("failsafe empty protocol", f("{failsafeOutboundHostPorts: [{protocol: \"\", port: 22}]}"), e("spec.failsafeOutboundHostPorts[0].protocol", "only TCP or UDP")),
+        ("failsafe empty protocol", f("{failsafeOutboundHostPorts: [{protocol: \"\", port: 22}]}"), e("spec.failsafeOutboundHostPorts[0].protocol", "must be TCP or UDP")),
         ("failsafe port big", f("{failsafeInboundHostPorts: [{protocol: TCP, port: 65536}]}"), e("spec.failsafeInboundHostPorts[0].port", "out of range")),
         ("failsafe port negative", f("{failsafeInboundHostPorts: [{protocol: TCP, port: -1}]}"), e("spec.failsafeInboundHostPorts[0].port", "out of range")),
         ("failsafe no port", f("{failsafeInboundHostPorts: [{protocol: TCP}]}"), e("spec.failsafeInboundHostPorts[0].port", "required")),
         ("failsafe net bad", f("{failsafeInboundHostPorts: [{protocol: TCP, port: 22, net: somewhere}]}"), e("spec.failsafeInboundHostPorts[0].net", "neither a CIDR nor an IP")),
         ("failsafe env syntax", f("{failsafeInboundHostPorts: [\"tcp:22\"]}"), e("spec.failsafeInboundHostPorts[0]", "environment variables")),
         ("failsafe none", f("{failsafeInboundHostPorts: none}"), e("spec.failsafeInboundHostPorts", "expected a list")),
-        ("failsafe second", f("{failsafeOutboundHostPorts: [{protocol: UDP, port: 53}, {protocol: ICMP, port: 1}]}"), e("spec.failsafeOutboundHostPorts[1].protocol", "only TCP or UDP")),
+        ("failsafe second", f("{failsafeOutboundHostPorts: [{protocol: UDP, port: 53}, {protocol: ICMP, port: 1}]}"), e("spec.failsafeOutboundHostPorts[1].protocol", "must be TCP or UDP")),
         // 61. Durations.
         ("duration no unit", f("{iptablesRefreshInterval: 10}"), e("spec.iptablesRefreshInterval", "no unit")),
         ("duration days", f("{iptablesRefreshInterval: 1d}"), e("spec.iptablesRefreshInterval", "not a valid duration")),
