@@ -270,6 +270,11 @@ pub struct Tier {
 /// Name and order of the tier that always exists.
 pub const DEFAULT_TIER: &str = "default";
 pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
+/// The tiers Calico v3.32 always creates besides `default` (libcalico-go/lib/clientv3/client.go
+/// `ensureTierExists`): name, the order calicoctl enforces for them
+/// (libcalico-go/lib/validator/v3/validator.go), default action Pass.
+pub const BUILT_IN_PASS_TIERS: [(&str, f64); 2] =
+    [("kube-admin", 1_000.0), ("kube-baseline", 10_000_000.0)];
 /// The built-in profile that allows everything both ways.
 pub const DEFAULT_ALLOW_PROFILE: &str = "projectcalico-default-allow";
 

@@ -333,6 +333,8 @@ fn global_network_policy_spec_rules() {
         ("both types", gnp("{types: [Ingress, Egress]}"), Pass),
         ("egress only", gnp("{types: [Egress], egress: [{action: Allow}]}"), Pass),
         ("tier default", gnp("{tier: default}"), Pass),
+        ("tier kube-admin built in", gnp("{tier: kube-admin}"), Pass),
+        ("tier kube-baseline built in", gnp("{tier: kube-baseline}"), Pass),
         ("tier defined", format!("{tier}{}", gnp("{tier: security}")), Pass),
         ("dnt forward", gnp("{doNotTrack: true, applyOnForward: true, ingress: [{action: Deny}], egress: [{action: Deny}]}"), Pass),
         ("prednat forward ingress", gnp("{preDNAT: true, applyOnForward: true, ingress: [{action: Deny}]}"), Pass),
@@ -522,6 +524,12 @@ fn network_set_profile_and_tier_rules() {
         ("tier no order", tier("t1", "{}"), Pass),
         ("tier default ok", tier("default", "{order: 1000000}"), Pass),
         ("tier default order", tier("default", "{order: 5}"), e("spec.order", "fixed at 1000000")),
+        // v3.32 always has kube-admin (1,000) and kube-baseline (10,000,000); an omitted order
+        // is stored as 1,000,000 first, so their resources must spell the order out.
+        ("tier kube-admin ok", tier("kube-admin", "{order: 1000, defaultAction: Pass}"), Pass),
+        ("tier kube-admin no order", tier("kube-admin", "{defaultAction: Pass}"), e("spec.order", "fixed at 1000")),
+        ("tier kube-baseline ok", tier("kube-baseline", "{order: 10000000}"), Pass),
+        ("tier kube-baseline order", tier("kube-baseline", "{order: 1000000}"), e("spec.order", "fixed at 10000000")),
         ("tier action", tier("t1", "{defaultAction: Allow}"), e("spec.defaultAction", "Deny or Pass")),
         ("tier action case", tier("t1", "{defaultAction: pass}"), e("spec.defaultAction", "case-sensitive")),
         ("tier dotted name", tier("a.b", "{}"), e("metadata.name", "not a valid Tier name")),
