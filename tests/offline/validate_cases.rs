@@ -377,7 +377,10 @@ fn global_network_policy_spec_rules() {
         ("http", rule("{action: Allow, http: {methods: [GET]}}"), e("spec.ingress[0].http", "application-layer")),
         ("services", rule("{action: Allow, destination: {services: {name: a, namespace: b}}}"), e("spec.ingress[0].destination.services", "Kubernetes Services")),
         ("serviceAccounts", rule("{action: Allow, source: {serviceAccounts: {names: [a]}}}"), e("spec.ingress[0].source.serviceAccounts", "service account")),
-        ("rule namespaceSelector", rule("{action: Allow, source: {namespaceSelector: \"global()\"}}"), e("spec.ingress[0].source.namespaceSelector", "namespaces")),
+        ("rule namespaceSelector global", rule("{action: Allow, source: {namespaceSelector: \"global()\"}}"), Pass),
+        ("rule namespaceSelector global spaced", rule("{action: Allow, destination: {namespaceSelector: \" global() \", selector: \"a == 'b'\"}}"), Pass),
+        ("rule namespaceSelector all", rule("{action: Allow, source: {namespaceSelector: \"all()\"}}"), e("spec.ingress[0].source.namespaceSelector", "only `global()`")),
+        ("rule namespaceSelector global and more", rule("{action: Allow, source: {namespaceSelector: \"global() && has(a)\"}}"), e("spec.ingress[0].source.namespaceSelector", "only `global()`")),
         ("egress http", gnp("{egress: [{action: Allow, http: {paths: [{exact: /}]}}]}"), e("spec.egress[0].http", "application-layer")),
     ]);
 }
@@ -723,6 +726,26 @@ fn types_defaulting_follows_calico() {
         (false, true)
     );
     assert_eq!(types("{types: [Ingress, Egress]}"), (true, true));
+}
+
+#[test]
+fn namespace_selector_global_becomes_felix_selector() {
+    // libcalico-go/lib/backend/syncersv1/updateprocessors/rules.go: global() selects what has
+    // no namespace label, and is joined to the entity's selector as `(ns) && (sel)`.
+    let l = load_files(&[(
+        "a.yaml",
+        &rule("{action: Allow, source: {namespaceSelector: \"global()\"}, destination: {namespaceSelector: global(), selector: \"role == 'db'\"}}"),
+    )]);
+    let r = &l.set.expect("valid").policies[0].ingress[0];
+    let canonical = |e: &hostfw::model::EntityRule| e.selector.as_ref().map(|s| s.canonical());
+    assert_eq!(
+        canonical(&r.source).as_deref(),
+        Some("!has(projectcalico.org/namespace)")
+    );
+    assert_eq!(
+        canonical(&r.destination).as_deref(),
+        Some("(!has(projectcalico.org/namespace) && role == \"db\")")
+    );
 }
 
 #[test]
