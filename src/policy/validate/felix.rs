@@ -647,7 +647,8 @@ fn failsafe_list(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<Vec<Fai
 
 /// One failsafe entry as calicoctl v3.32.1 validates it (`validateProtoPort` in
 /// libcalico-go/lib/validator/v3/validator.go): protocol exactly `TCP` or `UDP` (upper case; SCTP,
-/// which calicoctl also accepts, is refused because Felix's failsafe parser rejects it), port
+/// which calicoctl also accepts, is refused because Felix's failsafe parser,
+/// felix/config/param_types.go, knows only tcp and udp), port
 /// 0-65535, optional net (CIDR or IP, normalised to its network).
 fn failsafe(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<FailsafePort> {
     if let Some(s) = node.as_scalar() {
