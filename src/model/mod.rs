@@ -235,6 +235,9 @@ pub struct GlobalNetworkPolicy {
     pub do_not_track: bool,
     pub pre_dnat: bool,
     pub apply_on_forward: bool,
+    /// `performanceHints: [AssumeNeededOnEveryNode]`: the policy's chains are programmed on
+    /// every node whether or not a local endpoint uses it (felix/dataplane/linux/policy_mgr.go).
+    pub assume_needed_on_every_node: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -60,6 +60,7 @@ fn gnp(
         do_not_track: false,
         pre_dnat: false,
         apply_on_forward: false,
+        assume_needed_on_every_node: false,
     }
 }
 

@@ -97,7 +97,8 @@ pub struct NodeView {
     pub config: EffectiveConfig,
     /// Named-interface endpoints sorted by interface name, then at most one `Any` endpoint last.
     pub endpoints: Vec<ActiveEndpoint>,
-    /// Policies referenced by at least one active endpoint, by name.
+    /// Policies referenced by at least one active endpoint or marked AssumeNeededOnEveryNode,
+    /// by name.
     pub policies: BTreeMap<String, GlobalNetworkPolicy>,
     /// User profiles referenced by at least one active endpoint, by name.
     pub profiles: BTreeMap<String, Profile>,
@@ -350,6 +351,13 @@ fn compute(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Resoluti
         });
     }
 
+    // Felix sends these to the dataplane whether or not a local endpoint uses them, and
+    // programs their filter chains (felix/calc/active_rules_calculator.go
+    // policyForceProgrammed, felix/dataplane/linux/policy_mgr.go).
+    for (used, p) in used_policies.iter_mut().zip(&set.policies) {
+        *used |= p.assume_needed_on_every_node;
+    }
+
     if let Some(w) = ssh_warning(set, &config, &endpoints) {
         warnings.push(w);
     }
@@ -454,6 +462,7 @@ mod tests {
             do_not_track: false,
             pre_dnat: false,
             apply_on_forward: false,
+            assume_needed_on_every_node: false,
         }
     }
 
@@ -828,6 +837,21 @@ mod tests {
         assert_eq!(borrowed.policies.keys().collect::<Vec<_>>(), ["match"]);
         assert_eq!(borrowed.profiles.keys().collect::<Vec<_>>(), ["used"]);
         assert_eq!(resolve_owned(s, "n1", &HostInterfaces::new()), borrowed);
+    }
+
+    #[test]
+    fn assume_needed_on_every_node_keeps_an_unused_policy() {
+        let forced = GlobalNetworkPolicy {
+            assume_needed_on_every_node: true,
+            ..gnp("forced")
+        };
+        let s = PolicySet {
+            host_endpoints: vec![],
+            ..set(vec![], vec![gnp("p"), forced])
+        };
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        assert_eq!(view.policies.keys().collect::<Vec<_>>(), ["forced"]);
+        assert_eq!(resolve_owned(s, "n1", &HostInterfaces::new()), view);
     }
 
     #[test]

@@ -823,17 +823,18 @@ fn policy(
             }
         }
     }
+    let mut assume_needed_on_every_node = false;
     if let Some(n) = f.get("performanceHints") {
         let p = path.field("performanceHints");
         if let Some(items) = list(ctx, n, &p) {
-            let mut seen = false;
+            let seen = &mut assume_needed_on_every_node;
             for (i, item) in items.iter().enumerate() {
                 let ip = p.index(i);
                 match string(ctx, item, &ip) {
-                    Some("AssumeNeededOnEveryNode") if seen => {
+                    Some("AssumeNeededOnEveryNode") if *seen => {
                         ctx.error(item, &ip, "AssumeNeededOnEveryNode is listed twice")
                     }
-                    Some("AssumeNeededOnEveryNode") => seen = true,
+                    Some("AssumeNeededOnEveryNode") => *seen = true,
                     Some(other) => ctx.error(
                         item,
                         &ip,
@@ -858,6 +859,7 @@ fn policy(
         do_not_track,
         pre_dnat,
         apply_on_forward,
+        assume_needed_on_every_node,
     })
 }
 
