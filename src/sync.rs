@@ -711,9 +711,9 @@ mod tests {
         assert_eq!(report.restores, 1);
         let calls = fake.calls();
         let count = |program: &str| calls.iter().filter(|c| c.argv[0] == program).count();
-        // IPv4: read, write, read again (three tables each read); IPv6 and ipsets: read once.
-        assert_eq!(count("iptables-legacy-save"), 6);
-        assert_eq!(count("ip6tables-legacy-save"), 3);
+        // IPv4: read, write, read again (four tables each read); IPv6 and ipsets: read once.
+        assert_eq!(count("iptables-legacy-save"), 8);
+        assert_eq!(count("ip6tables-legacy-save"), 4);
         assert_eq!(count("ipset"), 1);
         assert!(diff(&v4_changed, &fake).unwrap().is_empty());
     }

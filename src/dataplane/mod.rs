@@ -103,11 +103,11 @@ impl DataplaneError {
 pub trait Dataplane {
     /// `iptables-save -t TABLE` (or ip6tables) output.
     fn save(&self, family: Family, table: TableName) -> Result<String, DataplaneError>;
-    /// The save output of every table hostfw writes, for one family; a table the kernel does
-    /// not have is absent (it holds nothing of ours). The default saves table by table; the real
-    /// dataplane reads all of them with one process.
+    /// The save output of every table hostfw owns (`TableName::OWNED`), for one family; a table
+    /// the kernel does not have is absent (it holds nothing of ours). The default saves table by
+    /// table; the real dataplane reads all of them with one process.
     fn save_tables(&self, family: Family) -> Result<BTreeMap<TableName, String>, DataplaneError> {
-        TableName::ALL
+        TableName::OWNED
             .into_iter()
             .map(|table| Ok((table, self.save(family, table)?)))
             .collect()
@@ -149,11 +149,11 @@ fn is_our_set(name: &str) -> bool {
     name.starts_with("cali")
 }
 
-/// Split a whole `iptables-save` (all tables) into one text per table hostfw writes. The
+/// Split a whole `iptables-save` (all tables) into one text per table hostfw owns. The
 /// notice iptables-nft prints instead of a table it cannot show (`# Table `filter' is
 /// incompatible, use 'nft' tool.`) goes with that table, so parsing it still refuses.
 pub fn split_save(text: &str) -> BTreeMap<TableName, String> {
-    let table_named = |name: &str| TableName::ALL.into_iter().find(|t| t.as_str() == name);
+    let table_named = |name: &str| TableName::OWNED.into_iter().find(|t| t.as_str() == name);
     let mut tables: BTreeMap<TableName, String> = BTreeMap::new();
     let mut current: Option<TableName> = None;
     for line in text.lines() {
@@ -208,7 +208,7 @@ mod tests {
         let tables = split_save(text);
         assert_eq!(
             tables.keys().copied().collect::<Vec<_>>(),
-            [TableName::Mangle, TableName::Filter]
+            [TableName::Mangle, TableName::Filter, TableName::Nat]
         );
         assert_eq!(
             tables[&TableName::Mangle],

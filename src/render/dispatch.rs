@@ -97,6 +97,7 @@ pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
                 emit(chains, chain, &all, matcher, prefix, &end);
             }
         }
+        TableName::Nat => {}
     }
 }
 

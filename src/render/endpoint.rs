@@ -140,6 +140,7 @@ pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
                     );
                 }
             }
+            TableName::Nat => {}
         }
     }
 }

@@ -71,6 +71,7 @@ pub fn add(
                     want(&p.untracked_egress, DirKey::Out);
                 }
             }
+            TableName::Nat => {}
         }
     }
     let mut policies: Vec<(&str, DirKey)> = policies.into_iter().collect();

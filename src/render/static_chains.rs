@@ -72,6 +72,7 @@ pub fn hooks(ctx: &Ctx, table: TableName) -> Vec<HookRule> {
                 },
             ]
         }
+        TableName::Nat => Vec::new(),
     }
 }
 
@@ -82,6 +83,8 @@ pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
         TableName::Raw => raw(ctx, chains),
         TableName::Mangle => mangle(ctx, chains),
         TableName::Filter => filter(ctx, chains),
+        // hostfw renders nothing into nat (`TableName::ALL`).
+        TableName::Nat => {}
     }
     put(
         chains,

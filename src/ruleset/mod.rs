@@ -25,22 +25,38 @@ pub enum Family {
     V6,
 }
 
-/// The tables hostfw writes, in the order they are written.
+/// The tables hostfw owns, in the order they are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum TableName {
     Raw,
     Mangle,
     Filter,
+    /// Rendered empty: hostfw writes no NAT, but Felix leaves `cali-` chains and hooks here
+    /// that name `cali40…` sets, so a takeover must remove them (docs/felix-layout.md, Taking
+    /// over a Felix host).
+    Nat,
 }
 
 impl TableName {
+    /// The tables hostfw renders rules into, in write order.
     pub const ALL: [TableName; 3] = [TableName::Raw, TableName::Mangle, TableName::Filter];
+
+    /// Every table whose `cali-` chains and `cali:` rules hostfw owns: the rendered ones, then
+    /// nat, written last (it decides no verdict, so removing Felix's leftovers there after the
+    /// filter tables are in place opens nothing).
+    pub const OWNED: [TableName; 4] = [
+        TableName::Raw,
+        TableName::Mangle,
+        TableName::Filter,
+        TableName::Nat,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             TableName::Raw => "raw",
             TableName::Mangle => "mangle",
             TableName::Filter => "filter",
+            TableName::Nat => "nat",
         }
     }
 }
