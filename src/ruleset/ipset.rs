@@ -33,11 +33,12 @@ pub struct LiveIpset {
     pub members: BTreeSet<String>,
 }
 
-/// `hash:net` / `hash:ip,port`.
+/// `hash:net` / `hash:ip,port` / `hash:ip`.
 pub fn type_str(t: IpsetType) -> &'static str {
     match t {
         IpsetType::HashNet => "hash:net",
         IpsetType::HashIpPort => "hash:ip,port",
+        IpsetType::HashIp => "hash:ip",
     }
 }
 
@@ -143,6 +144,7 @@ pub fn parse_ipset_save(text: &str) -> Result<LiveIpsets, SaveError> {
             let set_type = match type_word {
                 "hash:net" => Some(IpsetType::HashNet),
                 "hash:ip,port" => Some(IpsetType::HashIpPort),
+                "hash:ip" => Some(IpsetType::HashIp),
                 _ => None,
             };
             let mut family = None;
@@ -221,11 +223,12 @@ mod tests {
                     add cali40s:abc 203.0.113.7\n\
                     create cali60n:def hash:ip,port family inet6 hashsize 1024 maxelem 500\n\
                     add cali60n:def 2001:db8::1,tcp:80\n\
-                    create cali4-old hash:ip family inet hashsize 1024 maxelem 10\n";
+                    create cali4-old hash:ip,mark family inet hashsize 1024 maxelem 10\n\
+                    create cali40this-host hash:ip family inet hashsize 1024 maxelem 1048576\n";
         let live = parse_ipset_save(text).unwrap();
         assert_eq!(
             live.sets.keys().collect::<Vec<_>>(),
-            ["cali4-old", "cali40s:abc", "cali60n:def"]
+            ["cali4-old", "cali40s:abc", "cali40this-host", "cali60n:def"]
         );
         let abc = &live.sets["cali40s:abc"];
         assert_eq!(abc.set_type, Some(IpsetType::HashNet));
@@ -237,6 +240,10 @@ mod tests {
         assert_eq!(def.family, Some(Family::V6));
         assert_eq!(def.max_elements, Some(500));
         assert_eq!(live.sets["cali4-old"].set_type, None);
+        assert_eq!(
+            live.sets["cali40this-host"].set_type,
+            Some(IpsetType::HashIp)
+        );
     }
 
     #[test]

@@ -146,6 +146,9 @@ pub enum Match {
         rate: String,
         burst: Option<u32>,
     },
+    /// `-m rpfilter --invert --validmark`: the reverse-path check fails (no route back to the
+    /// source through the interface the packet came in on, the mark taken into account).
+    RpfCheckFailed,
 }
 
 /// What a rule does when it matches.
@@ -244,6 +247,8 @@ pub enum IpsetType {
     HashNet,
     /// `hash:ip,port`: named-port sets.
     HashIpPort,
+    /// `hash:ip`: single addresses (Felix's `cali40this-host`).
+    HashIp,
 }
 
 /// One ipset and its full membership (members in ipset's text form, e.g. `10.0.0.0/24`,
