@@ -8,6 +8,7 @@
 
 mod dispatch;
 mod endpoint;
+mod groups;
 mod ipsets;
 pub mod marks;
 pub mod names;

@@ -399,7 +399,7 @@ fn endpoint_policy_group_single_policy_is_inlined() {
 fn endpoint_policy_group_ids() {
     // felix/rules/endpoints.go PolicyGroup.UniqueID: SHA3-224 over the normalised selector,
     // the direction ("inbound"/"outbound"), the policy count and each PolicyID.String(), each
-    // followed by "\n"; base64url without padding, first 21 characters. Felix's tests publish
+    // followed by "\n"; base64url without padding, first 20 characters. Felix's tests publish
     // no ID value; these were computed from that definition independently of hostfw (Python's
     // hashlib.sha3_224), for the policy set of tests/golden/render/38-policy-groups.
     let yaml = std::fs::read_to_string("tests/golden/render/38-policy-groups/policies/all.yaml")
@@ -417,12 +417,12 @@ fn endpoint_policy_group_ids() {
     assert_eq!(
         targets("cali-fh-eth0"),
         [
-            "cali-gi-ItswpyLS4aBwClYS5qldd",
+            "cali-gi-ItswpyLS4aBwClYS5qld",
             "cali-pi-gnp/b",
-            "cali-gi-gvljlcDxza7ENMQmyPAMw",
+            "cali-gi-gvljlcDxza7ENMQmyPAM",
         ]
     );
-    assert_eq!(targets("cali-th-eth0"), ["cali-go-ioaxXijVoQE4zmDgrpRiC"]);
+    assert_eq!(targets("cali-th-eth0"), ["cali-go-ioaxXijVoQE4zmDgrpRi"]);
 }
 
 #[test]
