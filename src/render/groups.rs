@@ -4,6 +4,7 @@
 //! `cali-gi-`/`cali-go-` chain, so an endpoint chain jumps once per group. Pure.
 
 use super::{commented, rule, Ctx};
+use crate::model::Direction;
 use crate::ruleset::{Action, Match, Rule};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -65,16 +66,17 @@ pub(crate) fn group<'a>(policies: &'a [String], selector: impl Fn(&str) -> Strin
 }
 
 /// The group's chain: prefix plus Felix's `UniqueID()`, SHA3-224 over the selector, the
-/// direction word, the policy count and each policy's `PolicyID.String()`, each followed by a
-/// newline, base64url without padding, cut to [`UID_LEN`].
-pub(crate) fn chain_name(group: &Group, inbound: bool) -> String {
+/// direction word (Felix's `PolicyDirection`: `inbound`/`outbound`, `Direction::label`), the
+/// policy count and each policy's `PolicyID.String()`, each followed by a newline, base64url
+/// without padding, cut to [`UID_LEN`].
+pub(crate) fn chain_name(group: &Group, direction: Direction) -> String {
     let mut h = Sha3_224::new();
     let mut write = |s: &str| {
         h.update(s.as_bytes());
         h.update(b"\n");
     };
     write(&group.selector);
-    write(if inbound { "inbound" } else { "outbound" });
+    write(direction.label());
     write(&group.policies.len().to_string());
     for name in group.policies {
         write(&format!(
@@ -82,7 +84,10 @@ pub(crate) fn chain_name(group: &Group, inbound: bool) -> String {
         ));
     }
     let uid = URL_SAFE_NO_PAD.encode(h.finalize());
-    let prefix = if inbound { INBOUND_PFX } else { OUTBOUND_PFX };
+    let prefix = match direction {
+        Direction::Ingress => INBOUND_PFX,
+        Direction::Egress => OUTBOUND_PFX,
+    };
     format!("{prefix}{}", &uid[..UID_LEN])
 }
 
@@ -90,7 +95,7 @@ pub(crate) fn chain_name(group: &Group, inbound: bool) -> String {
 /// [`RETURN_STRIDE`] only the first jump is unconditional (nothing can have set a verdict bit
 /// yet), the others run only while pass and accept are clear, and a RETURN on either bit
 /// opens every further block.
-pub(crate) fn chain_rules(ctx: &Ctx, group: &Group, inbound: bool) -> Vec<Rule> {
+pub(crate) fn chain_rules(ctx: &Ctx, group: &Group, direction: Direction) -> Vec<Rule> {
     let m = &ctx.marks;
     let verdict = m.pass | m.accept;
     let mut rules = Vec::with_capacity(group.policies.len() + group.policies.len() / 5);
@@ -111,7 +116,7 @@ pub(crate) fn chain_rules(ctx: &Ctx, group: &Group, inbound: bool) -> Vec<Rule> 
         } else {
             vec![ctx.mark_clear(verdict)]
         };
-        rules.push(rule(guard, Action::Jump(ctx.policy_chain(name, inbound))));
+        rules.push(rule(guard, Action::Jump(ctx.policy_chain(name, direction))));
     }
     rules
 }
@@ -163,9 +168,9 @@ mod tests {
             selector: "all()".into(),
             policies: &ab,
         };
-        assert_eq!(chain_name(&g, true), "cali-gi-js-B7zioflPRrAki3OCu");
-        assert_eq!(chain_name(&g, true).len(), 28);
-        assert_ne!(chain_name(&g, true)[8..], chain_name(&g, false)[8..]);
+        assert_eq!(chain_name(&g, Direction::Ingress), "cali-gi-js-B7zioflPRrAki3OCu");
+        assert_eq!(chain_name(&g, Direction::Ingress).len(), 28);
+        assert_ne!(chain_name(&g, Direction::Ingress)[8..], chain_name(&g, Direction::Egress)[8..]);
         // endpoints_test.go "should make sensible UIDs": the inputs are delimited, so
         // (aaa, bbb) and (aaab, bb) differ.
         let (x, y) = (names(&["aaa", "bbb"]), names(&["aaab", "bb"]));
@@ -177,6 +182,6 @@ mod tests {
             selector: "all()".into(),
             policies: &y,
         };
-        assert_ne!(chain_name(&gx, true), chain_name(&gy, true));
+        assert_ne!(chain_name(&gx, Direction::Ingress), chain_name(&gy, Direction::Ingress));
     }
 }
