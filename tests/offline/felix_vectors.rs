@@ -6,17 +6,17 @@
 //! 0x100000; docs/felix-layout.md, Marks), where Felix's tests use small hand-picked bits.
 
 use hostfw::policy::load_sources;
-use hostfw::policy::source::Source;
 use hostfw::render::render;
 use hostfw::resolve::{resolve, HostInterfaces};
 use hostfw::ruleset::felix::write_rule_body;
 use hostfw::ruleset::{Family, Ruleset, TableName};
+use hostfw::source::NamedText;
 
 const NODE: &str = "n1";
 
 fn rendered(yaml: &str, family: Family) -> Ruleset {
-    let loaded = load_sources(&[Source {
-        path: "vectors.yaml".into(),
+    let loaded = load_sources(&[NamedText {
+        name: "vectors.yaml".into(),
         text: yaml.into(),
     }]);
     let Some(set) = loaded.set else {
