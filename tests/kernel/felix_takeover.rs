@@ -2,7 +2,8 @@
 //! captured tables (raw, mangle, filter, nat; both families, with counters) and ipsets are
 //! loaded into a namespace, then `hostfw apply` runs while a probe keeps sending traffic that
 //! both Felix's and hostfw's rules deny. Checks: the plan is exactly the expected one (chains
-//! hostfw renders identically are left alone, so their counters survive), Felix-only leftovers
+//! hostfw renders identically are left alone: their counters, or on nft their rule handles,
+//! survive), Felix-only leftovers
 //! (nat chains and hooks, workload chains, pool ipsets) are gone, the probe never got through,
 //! and a second pass finds nothing to do.
 
@@ -57,41 +58,69 @@ fn feed(ns: &Netns, argv: &[&str], stdin: &str) {
     );
 }
 
-/// Per table, per chain: the packet counters of the chain's rules, in order, from
-/// `iptables-save -c` text.
-fn counters(save: &str) -> BTreeMap<(String, String), Vec<u64>> {
-    let mut out: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
-    let mut table = String::new();
-    for line in save.lines() {
-        if let Some(t) = line.strip_prefix('*') {
-            table = t.to_string();
-            continue;
+/// Per table, per chain: an identity for each of the chain's rules that changes when the rule
+/// is written again. Legacy: whether the rule still has the fixture's packet count (from
+/// `iptables-save --counters`). nft: the rule's handle (from `nft -a list table`), because
+/// ip6tables-nft-restore 1.8.9 drops `--counters`.
+type RuleIds = BTreeMap<(String, String), Vec<String>>;
+
+fn rule_ids(ns: &Netns, backend: &str, v6: bool) -> RuleIds {
+    let mut out: RuleIds = BTreeMap::new();
+    if backend == "legacy" {
+        let tool = format!("{}-legacy-save", if v6 { "ip6tables" } else { "iptables" });
+        let mut table = String::new();
+        for line in ns.must(&[&tool, "--counters"]).lines() {
+            if let Some(t) = line.strip_prefix('*') {
+                table = t.to_string();
+                continue;
+            }
+            let Some(rest) = line.strip_prefix('[') else {
+                continue;
+            };
+            let (count, rule) = rest.split_once("] -A ").expect("counted rule line");
+            let packets: u64 = count
+                .split(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("packet count");
+            let chain = rule.split_whitespace().next().expect("chain name");
+            let id = if packets >= FIXTURE_PACKETS {
+                "fixture"
+            } else {
+                "written"
+            };
+            out.entry((table.clone(), chain.to_string()))
+                .or_default()
+                .push(id.to_string());
         }
-        let Some(rest) = line.strip_prefix('[') else {
-            continue;
-        };
-        let (count, rule) = rest.split_once("] -A ").expect("counted rule line");
-        let packets = count
-            .split(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("packet count");
-        let chain = rule.split_whitespace().next().expect("chain name");
-        out.entry((table.clone(), chain.to_string()))
-            .or_default()
-            .push(packets);
+        return out;
+    }
+    let family = if v6 { "ip6" } else { "ip" };
+    for table in ["raw", "mangle", "filter", "nat"] {
+        let listing = ns.exec(&["nft", "-a", "list", "table", family, table]);
+        let mut chain = String::new();
+        for line in String::from_utf8_lossy(&listing.stdout).lines() {
+            let line = line.trim();
+            if let Some(rest) = line.strip_prefix("chain ") {
+                chain = rest.split_whitespace().next().unwrap_or("").to_string();
+            } else if let Some((_, handle)) = line.rsplit_once("# handle ") {
+                if !line.starts_with("table ") {
+                    out.entry((table.to_string(), chain.clone()))
+                        .or_default()
+                        .push(handle.trim().to_string());
+                }
+            }
+        }
     }
     out
 }
 
-/// The chains (as `table chain`) some of whose rules lost the fixture's counters, i.e. were
-/// written again, and the `cali-` chains that no longer exist.
-fn rewritten_and_gone(before: &str, after: &str) -> (BTreeSet<String>, BTreeSet<String>) {
-    let before = counters(before);
-    let after = counters(after);
+/// The chains (as `table chain`) some of whose rules of `before` were written again, and the
+/// `cali-` chains with rules in `before` that no longer exist.
+fn rewritten_and_gone(before: &RuleIds, after: &RuleIds) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut rewritten = BTreeSet::new();
     let mut gone = BTreeSet::new();
-    for ((table, chain), old) in &before {
+    for ((table, chain), old) in before {
         let label = format!("{table} {chain}");
         match after.get(&(table.clone(), chain.clone())) {
             None if chain.starts_with("cali-") => {
@@ -99,9 +128,9 @@ fn rewritten_and_gone(before: &str, after: &str) -> (BTreeSet<String>, BTreeSet<
             }
             None => {}
             Some(new) => {
-                // A kernel chain keeps foreign rules; only ours (the fixture's) are compared.
-                let kept = new.iter().filter(|&&p| p >= FIXTURE_PACKETS).count();
-                if kept != old.len() {
+                // A kernel chain also holds foreign rules; only the fixture's are compared.
+                let kept = old.iter().filter(|id| *id != "written" && new.contains(id));
+                if kept.count() != old.len() {
                     rewritten.insert(label);
                 }
             }
@@ -192,14 +221,14 @@ fn takeover(backend: &str) {
 
     // Felix's state: sets first (its rules name them), then both families with counters.
     feed(&pair.host, &["ipset", "restore"], &fixture("felix.ipsets"));
-    let saves = [(false, fixture("felix-v4.save")), (true, fixture("felix-v6.save"))];
-    for (v6, save) in &saves {
+    for (v6, name) in [(false, "felix-v4.save"), (true, "felix-v6.save")] {
         let tool = format!(
             "{}-{backend}-restore",
-            if *v6 { "ip6tables" } else { "iptables" }
+            if v6 { "ip6tables" } else { "iptables" }
         );
-        feed(&pair.host, &[&tool, "--counters"], save);
+        feed(&pair.host, &[&tool, "--counters"], &fixture(name));
     }
+    let before = [false, true].map(|v6| rule_ids(&pair.host, backend, v6));
 
     // What hostfw makes of it: exactly the expected plan (identical chains not listed).
     let diff = hostfw(&pair.host, &work, SCENARIO_NODE, backend, &["diff"]);
@@ -224,12 +253,11 @@ fn takeover(backend: &str) {
     assert!(sent_during > 0, "the probe kept sending while hostfw applied");
     assert_eq!(received, 0, "denied datagrams got through during the takeover");
 
-    // Identical chains kept their counters; exactly the planned ones were written.
-    for (v6, save) in &saves {
-        let tool = format!("{}-{backend}-save", if *v6 { "ip6tables" } else { "iptables" });
-        let after = pair.host.must(&[&tool, "--counters"]);
-        let (rewritten, gone) = rewritten_and_gone(save, &after);
-        let family = if *v6 { "v6" } else { "v4" };
+    // Identical chains were left alone; exactly the planned ones were written.
+    for (v6, before) in [false, true].into_iter().zip(&before) {
+        let after = rule_ids(&pair.host, backend, v6);
+        let (rewritten, gone) = rewritten_and_gone(before, &after);
+        let family = if v6 { "v6" } else { "v4" };
         assert_eq!(
             rewritten.into_iter().collect::<Vec<_>>().join("\n") + "\n",
             fixture(&format!("expected-rewritten-{family}.txt")),
@@ -240,15 +268,10 @@ fn takeover(backend: &str) {
             fixture(&format!("expected-removed-{family}.txt")),
             "{family}: Felix-only chains removed"
         );
-        let nat: Vec<&str> = after
-            .split("*nat")
-            .nth(1)
-            .unwrap_or("")
-            .lines()
-            .take_while(|l| *l != "COMMIT")
-            .filter(|l| l.contains("cali"))
-            .collect();
-        assert!(nat.is_empty(), "{family} nat keeps Felix rules: {nat:?}");
+        let tool = format!("{}-{backend}-save", if v6 { "ip6tables" } else { "iptables" });
+        let nat = pair.host.must(&[&tool, "-t", "nat"]);
+        let ours: Vec<&str> = nat.lines().filter(|l| l.contains("cali")).collect();
+        assert!(ours.is_empty(), "{family} nat keeps Felix rules: {ours:?}");
     }
     let sets = pair.host.must(&["ipset", "list", "-n"]);
     let mut sets: Vec<&str> = sets.lines().collect();
