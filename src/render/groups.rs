@@ -36,7 +36,10 @@ impl Group<'_> {
 
 /// Splits a tier's policy list into groups, in order; `selector` gives a policy's normalised
 /// selector (Felix's selector `String()`, `selector.Normalise` in felix/calc/rule_scanner.go).
-pub(crate) fn group<'a>(policies: &'a [String], selector: impl Fn(&str) -> String) -> Vec<Group<'a>> {
+pub(crate) fn group<'a>(
+    policies: &'a [String],
+    selector: impl Fn(&str) -> String,
+) -> Vec<Group<'a>> {
     let mut groups: Vec<Group<'a>> = Vec::new();
     let mut start = 0;
     let mut current: Option<String> = None;
@@ -134,7 +137,13 @@ mod tests {
         // endpoint_mgr.go groupPolicies: a selector change starts a new group, even when an
         // earlier group had the same selector.
         let policies = names(&["a", "b", "c", "d", "e"]);
-        let sel = |n: &str| if n == "c" { "x".to_string() } else { "all()".to_string() };
+        let sel = |n: &str| {
+            if n == "c" {
+                "x".to_string()
+            } else {
+                "all()".to_string()
+            }
+        };
         let groups = group(&policies, sel);
         let shape: Vec<(&str, Vec<&str>)> = groups
             .iter()
@@ -168,9 +177,15 @@ mod tests {
             selector: "all()".into(),
             policies: &ab,
         };
-        assert_eq!(chain_name(&g, Direction::Ingress), "cali-gi-js-B7zioflPRrAki3OCu");
+        assert_eq!(
+            chain_name(&g, Direction::Ingress),
+            "cali-gi-js-B7zioflPRrAki3OCu"
+        );
         assert_eq!(chain_name(&g, Direction::Ingress).len(), 28);
-        assert_ne!(chain_name(&g, Direction::Ingress)[8..], chain_name(&g, Direction::Egress)[8..]);
+        assert_ne!(
+            chain_name(&g, Direction::Ingress)[8..],
+            chain_name(&g, Direction::Egress)[8..]
+        );
         // endpoints_test.go "should make sensible UIDs": the inputs are delimited, so
         // (aaa, bbb) and (aaab, bb) differ.
         let (x, y) = (names(&["aaa", "bbb"]), names(&["aaab", "bb"]));
@@ -182,6 +197,9 @@ mod tests {
             selector: "all()".into(),
             policies: &y,
         };
-        assert_ne!(chain_name(&gx, Direction::Ingress), chain_name(&gy, Direction::Ingress));
+        assert_ne!(
+            chain_name(&gx, Direction::Ingress),
+            chain_name(&gy, Direction::Ingress)
+        );
     }
 }

@@ -7,13 +7,13 @@ use super::ipsets::{named_port_protocol, SetCollector, NAMED_PORT_ANY_PROTOCOL};
 use super::names;
 use super::provenance::{index_u32, ChainOwner, Origin, OwnerKind, Recorder};
 use super::static_chains::same_family;
-use crate::resolve::NodeView;
 use super::{clear_mark, put, rule, set_mark, Ctx, FastSet, RenderError};
 use crate::model::selector::Selector;
 use crate::model::{
     self, Direction, EntityRule, InterfaceName, IpVersion, Port, Protocol, RateUnit, RuleAction,
     DEFAULT_ALLOW_PROFILE,
 };
+use crate::resolve::NodeView;
 use crate::ruleset::{Action, Chain, Family, Match, PortSpec, Rule, SetDirection, TableName};
 use ipnet::IpNet;
 use std::collections::BTreeMap;

@@ -26,8 +26,8 @@ use crate::model::{
     Direction, EndpointToHostAction, FailsafePort, FailsafeProtocol, InsertMode, IpVersion,
 };
 use crate::ruleset::{
-    Action, Chain, Family, HookPosition, HookRule, IpsetType, Match, PortSpec, Rule,
-    SetDirection, TableName,
+    Action, Chain, Family, HookPosition, HookRule, IpsetType, Match, PortSpec, Rule, SetDirection,
+    TableName,
 };
 use ipnet::IpNet;
 use std::collections::BTreeMap;

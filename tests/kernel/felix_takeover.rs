@@ -240,18 +240,21 @@ fn takeover(backend: &str) {
     assert!(tcp_ok(&pair.peer, None, sock(HOST4, WEB_PORT)));
 
     // The takeover, with denied traffic flowing the whole time.
-    let probe = DeniedProbe::start(
-        &pair,
-        &[sock(HOST4, DENIED_PORT), sock(HOST6, DENIED_PORT)],
-    );
+    let probe = DeniedProbe::start(&pair, &[sock(HOST4, DENIED_PORT), sock(HOST6, DENIED_PORT)]);
     probe.wait_sent(20);
     let sent_before = probe.sent.load(Ordering::SeqCst);
     let run = hostfw(&pair.host, &work, SCENARIO_NODE, backend, &["apply"]);
     let sent_during = probe.sent.load(Ordering::SeqCst) - sent_before;
     let received = probe.stop();
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(sent_during > 0, "the probe kept sending while hostfw applied");
-    assert_eq!(received, 0, "denied datagrams got through during the takeover");
+    assert!(
+        sent_during > 0,
+        "the probe kept sending while hostfw applied"
+    );
+    assert_eq!(
+        received, 0,
+        "denied datagrams got through during the takeover"
+    );
 
     // Identical chains were left alone; exactly the planned ones were written.
     for (v6, before) in [false, true].into_iter().zip(&before) {
@@ -268,7 +271,10 @@ fn takeover(backend: &str) {
             fixture(&format!("expected-removed-{family}.txt")),
             "{family}: Felix-only chains removed"
         );
-        let tool = format!("{}-{backend}-save", if v6 { "ip6tables" } else { "iptables" });
+        let tool = format!(
+            "{}-{backend}-save",
+            if v6 { "ip6tables" } else { "iptables" }
+        );
         let nat = pair.host.must(&[&tool, "-t", "nat"]);
         let ours: Vec<&str> = nat.lines().filter(|l| l.contains("cali")).collect();
         assert!(ours.is_empty(), "{family} nat keeps Felix rules: {ours:?}");

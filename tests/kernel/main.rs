@@ -3,6 +3,7 @@
 
 mod confirm;
 mod daemon_netns;
+mod felix_fidelity;
 mod felix_takeover;
 mod guard;
 mod kernel_dataplane;

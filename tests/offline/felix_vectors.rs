@@ -386,7 +386,10 @@ fn endpoint_policy_group_single_policy_is_inlined() {
         &format!(
             "{}{}",
             hep("{a: b}"),
-            gnp("p1", "{selector: all(), types: [Ingress], ingress: [{action: Allow}]}")
+            gnp(
+                "p1",
+                "{selector: all(), types: [Ingress], ingress: [{action: Allow}]}"
+            )
         ),
         Family::V4,
     );

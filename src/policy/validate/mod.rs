@@ -13,8 +13,8 @@ use crate::diag::Diagnostic;
 use crate::model::selector::Selector;
 use crate::model::{
     EndpointPort, GlobalNetworkPolicy, GlobalNetworkSet, HostEndpoint, InterfaceName, Labels, Meta,
-    Origin, PolicySet, PolicyTypes, Profile, Protocol, Tier, TierAction, DEFAULT_ALLOW_PROFILE,
-    BUILT_IN_PASS_TIERS, DEFAULT_TIER, DEFAULT_TIER_ORDER,
+    Origin, PolicySet, PolicyTypes, Profile, Protocol, Tier, TierAction, BUILT_IN_PASS_TIERS,
+    DEFAULT_ALLOW_PROFILE, DEFAULT_TIER, DEFAULT_TIER_ORDER,
 };
 use crate::policy::parse::{Node, RawResource, API_VERSION};
 use ipnet::IpNet;
