@@ -303,9 +303,14 @@ pub fn reconcile_cached(
 }
 
 /// Remove every chain, hook rule and ipset hostfw owns, and verify nothing of ours is left.
+/// Sets the other iptables backend's rules still use are left: ipsets are shared by both
+/// backends, and the kernel refuses to destroy a set in use.
 pub fn flush(dp: &dyn Dataplane, opts: &SyncOptions) -> Result<ReconcileReport, SyncError> {
+    let shared = dp.sets_used_by_other_backend();
     run_passes(dp, opts, &mut LiveCache::default(), |live| {
-        plan::flush_plan(&live.tables, &live.ipsets)
+        let mut ipsets = live.ipsets.clone();
+        ipsets.sets.retain(|name, _| !shared.contains(name));
+        plan::flush_plan(&live.tables, &ipsets)
     })
 }
 

@@ -14,7 +14,7 @@ pub use backend::{choose_backend, BackendError, BackendObservation, BackendProbe
 pub use real::{probe, RealDataplane};
 
 use crate::ruleset::{Family, TableName};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -127,6 +127,23 @@ pub trait Dataplane {
     fn save_counters(&self, family: Family, table: TableName) -> Result<String, DataplaneError> {
         self.save(family, table)
     }
+    /// The `cali` sets the other iptables backend's rules name (`--match-set`). Both backends
+    /// share the kernel's ipsets, so a flush of this backend must leave those (the kernel
+    /// refuses to destroy a set in use). Empty when the other backend's tools are absent.
+    fn sets_used_by_other_backend(&self) -> BTreeSet<String> {
+        BTreeSet::new()
+    }
+}
+
+/// The `cali` set names `--match-set` mentions in `iptables-save` text.
+pub fn match_set_names(save_text: &str) -> BTreeSet<String> {
+    save_text
+        .split("--match-set ")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|name| is_our_set(name))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Keep only hostfw's sets (and their members) from `ipset save` output. Felix's set names all
@@ -195,6 +212,18 @@ mod tests {
             filter_ipset_save(text),
             "create cali40s:abc hash:net family inet hashsize 1024 maxelem 1048576\n\
              add cali40s:abc 198.51.100.0/24\n"
+        );
+    }
+
+    #[test]
+    fn match_set_names_lists_our_sets_only() {
+        let text = "*filter\n-A cali-pi-x -m set --match-set cali40s:a src -j MARK\n\
+                    -A INPUT -m set ! --match-set f2b-sshd src -j DROP\n\
+                    -A cali-POSTROUTING -m set --match-set cali40dscp-src-net src -m set ! \
+                    --match-set cali40this-host dst -j cali-egress-dscp\nCOMMIT\n";
+        assert_eq!(
+            match_set_names(text).into_iter().collect::<Vec<_>>(),
+            ["cali40dscp-src-net", "cali40s:a", "cali40this-host"]
         );
     }
 

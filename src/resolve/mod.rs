@@ -29,7 +29,7 @@ pub type HostInterfaces = BTreeMap<String, Vec<IpAddr>>;
 pub struct TierPolicies {
     pub tier: String,
     pub default_action: TierAction,
-    /// Policy names, ordered by policy order then name.
+    /// Policy names, ordered by policy order, then Felix's name tie-break (`order::tie_break`).
     pub policies: Vec<String>,
 }
 

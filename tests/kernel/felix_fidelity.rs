@@ -17,11 +17,6 @@ fn gnp(name: &str, spec: &str) -> String {
     )
 }
 
-fn apply(s: &Scenario) {
-    let run = s.run(&["apply"]);
-    assert_eq!(run.code, 0, "apply failed: {run:?}");
-}
-
 /// felix/config/config_params.go: tcp 5473 (Typha) is a default failsafe port both ways, so a
 /// policy that allows nothing still lets it through; its neighbour 5474 is denied.
 fn failsafe_5473(backend: &'static str) {
@@ -61,7 +56,7 @@ fn failsafe_5473(backend: &'static str) {
             });
         }
     };
-    around_apply(&probe, || apply(&s), "failsafe tcp 5473");
+    around_apply(&probe, || s.apply(), "failsafe tcp 5473");
 }
 on_both_backends!(failsafe_5473);
 
@@ -153,7 +148,7 @@ fn order_tie_break(backend: &'static str) {
             });
         }
     };
-    around_apply(&probe, || apply(&s), "order tie-break");
+    around_apply(&probe, || s.apply(), "order tie-break");
 }
 on_both_backends!(order_tie_break);
 
@@ -199,7 +194,7 @@ fn named_port_any_protocol(backend: &'static str) {
             });
         }
     };
-    around_apply(&probe, || apply(&s), "named port without protocol");
+    around_apply(&probe, || s.apply(), "named port without protocol");
 }
 on_both_backends!(named_port_any_protocol);
 
@@ -254,6 +249,6 @@ fn interface_prefix_list(backend: &'static str) {
             );
         }
     };
-    around_apply(&probe, || apply(&s), "interfacePrefix list");
+    around_apply(&probe, || s.apply(), "interfacePrefix list");
 }
 on_both_backends!(interface_prefix_list);

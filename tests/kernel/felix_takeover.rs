@@ -9,10 +9,8 @@
 
 use crate::netns::*;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -33,29 +31,6 @@ const WEB_PORT: u16 = 8080;
 fn fixture(name: &str) -> String {
     let path = Path::new(DATA).join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Feed `stdin` to `argv` inside `ns`, panicking with stderr when it fails.
-fn feed(ns: &Netns, argv: &[&str], stdin: &str) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .args(argv)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {argv:?}: {e}"));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{argv:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Per table, per chain: an identity for each of the chain's rules that changes when the rule

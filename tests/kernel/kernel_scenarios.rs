@@ -96,7 +96,7 @@ pub(crate) fn around_apply<R>(
 
 // Per-file additions to the shared harness's scenario.
 impl Scenario {
-    fn apply(&self) -> HostfwRun {
+    pub(crate) fn apply(&self) -> HostfwRun {
         let run = self.run(&["apply"]);
         assert_eq!(run.code, 0, "apply failed: {run:?}");
         run
