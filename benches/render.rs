@@ -103,6 +103,7 @@ fn policy(i: usize) -> GlobalNetworkPolicy {
         do_not_track: false,
         pre_dnat: false,
         apply_on_forward: i % 10 == 0,
+        assume_needed_on_every_node: false,
     }
 }
 

@@ -396,6 +396,7 @@ mod tests {
             do_not_track: false,
             pre_dnat: false,
             apply_on_forward: false,
+            assume_needed_on_every_node: false,
         };
         let set = PolicySet {
             host_endpoints: vec![hep],

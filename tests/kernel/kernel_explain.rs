@@ -690,7 +690,7 @@ kind: FelixConfiguration
 metadata: {name: default}
 spec:
   failsafeInboundHostPorts: []
-  failsafeOutboundHostPorts: [{protocol: udp, port: 53}]
+  failsafeOutboundHostPorts: [{protocol: UDP, port: 53}]
 ---
 apiVersion: projectcalico.org/v3
 kind: Tier

@@ -8,6 +8,8 @@ mod attacks_lockout;
 mod attacks_policy;
 mod confirm;
 mod daemon_netns;
+mod felix_fidelity;
+mod felix_takeover;
 mod guard;
 mod kernel_dataplane;
 mod kernel_explain;

@@ -8,6 +8,7 @@ mod daemon_status_cli;
 mod daemon_unit;
 mod explain;
 mod explain_cli;
+mod felix_vectors;
 mod golden_compare;
 mod hostile_input;
 mod load_bad_input;
