@@ -12,7 +12,9 @@ all: build
 build:
 	$(CARGO) build --release
 
-# Install what the tests and the demo need (root on Debian/Ubuntu only; otherwise just check).
+# Install what the tests and the demo need (root on Debian/Ubuntu only; otherwise just check):
+# the system packages, then a Rust toolchain from the distribution when none at least Cargo.toml's
+# rust-version is found (scripts/toolchain.sh says which packages, per release).
 deps:
 	@missing="$(APT_MISSING)"; \
 	if [ -n "$$missing" ]; then \
@@ -24,7 +26,7 @@ deps:
 	    echo "missing system packages: $$missing (install them, or run as root)" >&2; \
 	  fi; \
 	fi
-	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 2; }
+	@CARGO=$(CARGO) scripts/toolchain.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -20,5 +20,6 @@ mod selector;
 mod show_cli;
 mod show_examples;
 mod show_golden;
+mod toolchain_msrv;
 mod validate_cases;
 mod validate_purity;
