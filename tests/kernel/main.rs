@@ -3,6 +3,7 @@
 
 mod confirm;
 mod daemon_netns;
+mod demo_script;
 mod guard;
 mod kernel_dataplane;
 mod kernel_explain;

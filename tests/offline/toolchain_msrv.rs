@@ -63,7 +63,10 @@ fn rust_version_is_at_least_every_locked_dependency_needs() {
             let version = p["rust_version"].as_str()?;
             let name = p["name"].as_str().unwrap_or("?");
             let at = p["version"].as_str().unwrap_or("?");
-            Some((parse_version(version), format!("{name} {at} (rust-version {version})")))
+            Some((
+                parse_version(version),
+                format!("{name} {at} (rust-version {version})"),
+            ))
         })
         .max()
         .expect("some dependency declares rust-version");
