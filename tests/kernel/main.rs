@@ -4,6 +4,7 @@
 mod confirm;
 mod daemon_netns;
 mod demo_script;
+mod examples_nd;
 mod guard;
 mod kernel_dataplane;
 mod kernel_explain;
