@@ -11,4 +11,5 @@ mod kernel_explain;
 mod kernel_lifecycle;
 mod kernel_scenarios;
 mod netns;
+mod reload_script;
 mod ruleset_kernel;

@@ -16,6 +16,7 @@ mod load_proptest;
 mod render_golden;
 mod render_purity;
 mod ruleset_save;
+mod run_privilege;
 mod selector;
 mod show_cli;
 mod show_examples;
