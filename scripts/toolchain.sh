@@ -19,8 +19,9 @@ RUSTC=${RUSTC:-rustc}
 NEED=$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' "$ROOT/Cargo.toml")
 [ -n "$NEED" ] || { echo "toolchain: no rust-version in Cargo.toml" >&2; exit 2; }
 
-# The version a command prints ("rustc 1.96.0 (...)", "cargo 1.96.0 (...)"), or nothing.
-version_of() { "$@" --version 2>/dev/null | sed -n '1s/^[a-z-]* \([0-9][0-9.]*\).*/\1/p'; }
+# The version a command prints ("rustc 1.96.0 (...)", "cargo 1.96.0 (...)"), or nothing when
+# there is no such command (not a failure: that is what this script is for).
+version_of() { { "$@" --version 2>/dev/null || true; } | sed -n '1s/^[a-z-]* \([0-9][0-9.]*\).*/\1/p'; }
 # at_least HAVE NEED: dotted versions, numerically.
 at_least() { [ -n "$1" ] && [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
 usable() {
