@@ -9,13 +9,15 @@ pub mod live;
 mod sim;
 mod text;
 
-pub use context::{ChainOwner, Context, OwnerKind};
+pub use context::Context;
 pub use text::render_text;
 
 use serde::Serialize;
 use std::net::IpAddr;
 
-/// Which way the packet travels relative to this host.
+/// Which way the packet travels relative to this host: the packet's path through the hooks,
+/// not a rule direction (`model::Direction`): a forwarded packet crosses both an ingress and
+/// an egress endpoint chain, so the path needs a third value that no rule list has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
@@ -292,13 +294,11 @@ pub fn protocol_number(name: &str) -> Option<u8> {
     }
 }
 
-/// Render `view` in `family` and build its explain context: what `hostfw explain`, the lockout
-/// guard and the tests evaluate packets against.
+/// The explain context of `ruleset`, rendered from `view` by `desired::compute`: what
+/// `hostfw explain`, the lockout guard and the tests evaluate packets against.
 pub fn prepare(
     view: &crate::resolve::NodeView,
-    family: crate::ruleset::Family,
-) -> Result<(crate::ruleset::Ruleset, Context), crate::render::RenderError> {
-    let ruleset = crate::render::render(view, family)?;
-    let ctx = Context::build(view, family, &ruleset)?;
-    Ok((ruleset, ctx))
+    ruleset: &crate::ruleset::Ruleset,
+) -> Result<Context, crate::render::RenderError> {
+    Context::build(view, ruleset.family, ruleset)
 }

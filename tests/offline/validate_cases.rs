@@ -1,10 +1,12 @@
-//! Table-driven accept/reject cases for every item of calico-model.md §9 that applies to the six
-//! kinds, plus hostfw's own decisions (YAML 1.1 scalars, ignored kinds and fields). Each reject
-//! case names the dotted field path and a fragment of the message; expectations come from the
-//! reference (Calico v3.32.1 semantics), not from this implementation's output.
+//! Table-driven accept/reject cases for every validation rule of calicoctl v3.32.1 that applies to
+//! the six kinds (docs/policy-format.md, "Validation choices per kind"), plus hostfw's own
+//! decisions (YAML 1.1 scalars, ignored kinds and fields). Each reject case names the dotted
+//! field path and a fragment of the message; expectations come from Calico v3.32.1 semantics,
+//! not from this implementation's output.
 
 use hostfw::diag::{Diagnostic, Severity};
-use hostfw::policy::{load_sources, source::Source};
+use hostfw::policy::load_sources;
+use hostfw::source::NamedText;
 
 /// What a case expects.
 #[derive(Debug)]
@@ -45,8 +47,8 @@ fn meta(meta: &str) -> String {
 }
 
 fn run(name: &str, text: &str, want: &Want) -> Result<(), String> {
-    let loaded = load_sources(&[Source {
-        path: "case.yaml".into(),
+    let loaded = load_sources(&[NamedText {
+        name: "case.yaml".into(),
         text: text.into(),
     }]);
     let show = |d: &[Diagnostic]| d.iter().map(|d| format!("\n    {d}")).collect::<String>();
@@ -630,10 +632,10 @@ fn yaml_scalar_decisions() {
 }
 
 fn load_files(files: &[(&str, &str)]) -> hostfw::policy::Loaded {
-    let sources: Vec<Source> = files
+    let sources: Vec<NamedText> = files
         .iter()
-        .map(|(p, t)| Source {
-            path: p.to_string(),
+        .map(|(p, t)| NamedText {
+            name: p.to_string(),
             text: t.to_string(),
         })
         .collect();
