@@ -1,9 +1,9 @@
 //! `hostfw run`: the daemon. Holds the daemon lock for its whole life (one daemon per run
 //! directory; the writer lock shared with one-shot commands is taken per reconcile by the
-//! engine), starts the event sources (the policy directory's watcher among them), runs the loop with the real engine, and maps the loop's
-//! end to the exit status (0 stopped by a signal, 2 after persistent failure so systemd
-//! restarts it, 4 without CAP_NET_ADMIN: a restart cannot help, so the unit does not restart
-//! on it).
+//! engine), starts the event sources (the policy directory's watcher among them), runs the loop
+//! with the real engine, and maps the loop's end to the exit status (0 stopped by a signal, 2
+//! after persistent failure so systemd restarts it, 4 without CAP_NET_ADMIN: a restart cannot
+//! help, so the unit does not restart on it).
 
 use super::{CmdResult, Exit};
 use crate::daemon::{self, Daemon, LoopConfig, RealEngine, SystemPublisher};

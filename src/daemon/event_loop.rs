@@ -103,6 +103,9 @@ pub struct Daemon<E, W, P> {
     /// Reconciling failed and has not succeeded since.
     failing: bool,
     pending_reload: bool,
+    /// The next reconcile reads the kernel afresh instead of planning from the last verified
+    /// state (set by SIGHUP: a reload is also a full repair pass).
+    reread_kernel: bool,
     pending_interfaces: bool,
     debounce: Debounce,
     refresh: Duration,
@@ -133,6 +136,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
             dir_invalid: false,
             failing: false,
             pending_reload: false,
+            reread_kernel: false,
             pending_interfaces: false,
             refresh: Duration::ZERO,
             next_refresh: None,
@@ -170,11 +174,17 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
                     return Ok(());
                 }
                 Some(Event::Reload) => {
-                    log::info!("SIGHUP: reloading the policy directory");
+                    log::info!("SIGHUP: reloading the policy directory and re-reading the kernel");
                     self.debounce.clear();
                     self.pending_reload = false;
                     self.pending_interfaces = false;
+                    self.reread_kernel = true;
                     self.reload()?;
+                    if std::mem::take(&mut self.reread_kernel) {
+                        // The directory was invalid, so nothing was applied: still repair the
+                        // kernel to the rules in force.
+                        self.reconcile(Purpose::Check)?;
+                    }
                 }
                 Some(Event::PolicyChanged { settled }) => {
                     log::debug!("policy directory changed");
@@ -411,7 +421,8 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         let started = self.waiter.now();
         // Drift checks must see the kernel as it is; applies may plan from the last verified
         // state (a full save of a large ruleset costs as much as the write).
-        let result = self.engine.reconcile(purpose == Purpose::Check);
+        let fresh_read = purpose == Purpose::Check || std::mem::take(&mut self.reread_kernel);
+        let result = self.engine.reconcile(fresh_read);
         let finished = self.waiter.now();
         let took = finished.saturating_duration_since(started);
         let purpose = if self.unapplied.is_some() {

@@ -1,6 +1,7 @@
 //! `systemd/hostfw-reload`, the unit's ExecReload, against a real daemon in a namespace: when it
 //! returns 0 an edit made just before is already in the kernel (a probe right after passes,
-//! with no waiting), and an invalid directory makes it exit 1 with the rules in force kept.
+//! with no waiting), a tampered kernel is repaired (SIGHUP re-reads it), and an invalid
+//! directory makes it exit 1 with the rules in force kept.
 
 use crate::netns::{
     hostfw_command, kernel_tests_enabled, sock, tcp_ok, tcp_server, Pair, Workdir, HOST4,
@@ -114,6 +115,31 @@ fn reload_returns_after_the_edit_is_in_the_kernel_and_fails_on_an_invalid_one() 
     assert!(
         tcp_ok(&pair.peer, None, sock(HOST4, 9090)),
         "reload returned before the edit reached the kernel"
+    );
+
+    // A reload is also a full repair pass: a foreign DROP inserted above hostfw's hook (which
+    // the daemon's cached view of the kernel does not know about) is gone when it returns.
+    pair.host.must(&[
+        "iptables-legacy",
+        "-I",
+        "INPUT",
+        "1",
+        "-p",
+        "tcp",
+        "--dport",
+        "9090",
+        "-j",
+        "DROP",
+    ]);
+    assert!(
+        !tcp_ok(&pair.peer, None, sock(HOST4, 9090)),
+        "the tamper did not take"
+    );
+    let (code, text) = reload(pid, &run_dir);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        tcp_ok(&pair.peer, None, sock(HOST4, 9090)),
+        "the reload did not repair the kernel"
     );
 
     put(&work.policy_dir(), "broken.yaml", BROKEN);

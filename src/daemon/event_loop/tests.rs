@@ -71,6 +71,8 @@ impl Waiter for FakeWaiter {
 #[derive(Default)]
 struct EngineLog {
     calls: Vec<(Duration, &'static str)>,
+    /// Per reconcile, in order: whether it read the kernel afresh.
+    fresh_reads: Vec<bool>,
 }
 
 impl EngineLog {
@@ -127,8 +129,9 @@ impl Engine for FakeEngine {
         self.interfaces.pop_front().unwrap_or(false)
     }
 
-    fn reconcile(&mut self, _fresh_read: bool) -> Result<ApplyReport, EngineError> {
+    fn reconcile(&mut self, fresh_read: bool) -> Result<ApplyReport, EngineError> {
         self.record("reconcile");
+        self.log.borrow_mut().fresh_reads.push(fresh_read);
         self.reconciles
             .pop_front()
             .unwrap_or_else(|| self.reconcile_default.clone())
@@ -463,6 +466,23 @@ fn unchanged_reload_verifies_without_new_generation() {
         .run();
     assert_eq!(run.engine.borrow().count("reconcile"), 2);
     assert_eq!(run.engine.borrow().count("save-last-good"), 1);
+    assert_eq!(run.last_status().policy.unwrap().generation, 1);
+}
+
+#[test]
+fn sighup_rereads_the_kernel_valid_or_not() {
+    // Start (planned from nothing cached: not a re-read), SIGHUP with the same set, SIGHUP with
+    // an invalid directory: both SIGHUPs reconcile against a fresh read of the kernel.
+    let run = Setup::new(vec![
+        valid_quiet("aaaa"),
+        valid_quiet("aaaa"),
+        invalid("10-web.yaml"),
+    ])
+    .at(10 * SEC, Event::Reload)
+    .at(20 * SEC, Event::Reload)
+    .at(30 * SEC, Event::Stop)
+    .run();
+    assert_eq!(run.engine.borrow().fresh_reads, vec![false, true, true]);
     assert_eq!(run.last_status().policy.unwrap().generation, 1);
 }
 
