@@ -26,12 +26,15 @@ pub trait Waiter {
 /// The loop's own tunables (the policy set's timers come from `Engine::load`).
 #[derive(Debug, Clone)]
 pub struct LoopConfig {
-    /// Quiet time after the last change before reloading (also after interface changes).
+    /// Quiet time after an interface change before re-applying.
     pub debounce: Duration,
     /// Quiet time after a change that completed a file (closed, renamed in, deleted).
     pub debounce_settled: Duration,
     /// Longest a continuous burst of changes can postpone a reload.
     pub debounce_max: Duration,
+    /// Longest wait for a file created in the policy directory to be closed by its writer
+    /// (`cp`, a slow upload) before reading it anyway.
+    pub writer_wait: Duration,
     /// First retry delay after a failed reconcile; doubles up to `retry_max`.
     pub retry_first: Duration,
     pub retry_max: Duration,
@@ -47,6 +50,7 @@ impl Default for LoopConfig {
             debounce: Duration::from_millis(100),
             debounce_settled: Duration::from_millis(25),
             debounce_max: Duration::from_secs(1),
+            writer_wait: Duration::from_secs(5),
             retry_first: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),
             retry_attempts: 5,
@@ -189,12 +193,13 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
                 Some(Event::PolicyChanged { settled }) => {
                     log::debug!("policy directory changed");
                     self.pending_reload = true;
-                    let quiet = if settled {
-                        self.cfg.debounce_settled
+                    if settled {
+                        self.debounce.poke(now, self.cfg.debounce_settled);
                     } else {
-                        self.cfg.debounce
-                    };
-                    self.debounce.poke(now, quiet);
+                        // A file is still open for writing (or the directory is being
+                        // replaced): reading now could see half a file.
+                        self.debounce.poke_writing(now, self.cfg.writer_wait);
+                    }
                 }
                 Some(Event::InterfacesChanged) => {
                     log::debug!("interfaces changed");

@@ -348,15 +348,15 @@ fn stop_leaves_kernel_alone_and_exits_cleanly() {
 #[test]
 fn debounce_coalesces_a_burst_into_one_reload() {
     let run = Setup::new(vec![valid_quiet("aaaa"), valid_quiet("bbbb")])
-        .at(10 * SEC, Event::PolicyChanged { settled: false })
-        .at(10 * SEC + 30 * MS, Event::PolicyChanged { settled: false })
-        .at(10 * SEC + 60 * MS, Event::PolicyChanged { settled: false })
-        .at(10 * SEC + 90 * MS, Event::PolicyChanged { settled: false })
+        .at(10 * SEC, Event::PolicyChanged { settled: true })
+        .at(10 * SEC + 20 * MS, Event::PolicyChanged { settled: true })
+        .at(10 * SEC + 40 * MS, Event::PolicyChanged { settled: true })
+        .at(10 * SEC + 60 * MS, Event::PolicyChanged { settled: true })
         .at(20 * SEC, Event::Stop)
         .run();
     let log = run.engine.borrow();
-    // One load at start, one 100 ms after the last event of the burst.
-    assert_eq!(log.times("load"), vec![Duration::ZERO, 10 * SEC + 190 * MS]);
+    // One load at start, one 25 ms after the last event of the burst.
+    assert_eq!(log.times("load"), vec![Duration::ZERO, 10 * SEC + 85 * MS]);
     assert_eq!(log.count("reconcile"), 2);
     assert_eq!(run.last_status().policy.unwrap().generation, 2);
 }
@@ -372,6 +372,33 @@ fn a_finished_write_reloads_after_the_short_quiet() {
     assert_eq!(
         run.engine.borrow().times("load"),
         vec![Duration::ZERO, 10 * SEC + 35 * MS]
+    );
+}
+
+#[test]
+fn a_file_still_being_written_is_read_once_closed_however_long_that_takes() {
+    let run = Setup::new(vec![valid_quiet("aaaa"), valid_quiet("bbbb")])
+        // Created at 10 s, closed 3 s later: past debounce_max, within writer_wait. Nothing is
+        // read in between; the close is read at once (the burst's debounce_max is long over).
+        .at(10 * SEC, Event::PolicyChanged { settled: false })
+        .at(13 * SEC, Event::PolicyChanged { settled: true })
+        .at(20 * SEC, Event::Stop)
+        .run();
+    assert_eq!(
+        run.engine.borrow().times("load"),
+        vec![Duration::ZERO, 13 * SEC]
+    );
+}
+
+#[test]
+fn a_writer_that_never_closes_is_read_after_writer_wait() {
+    let run = Setup::new(vec![valid_quiet("aaaa"), valid_quiet("bbbb")])
+        .at(10 * SEC, Event::PolicyChanged { settled: false })
+        .at(20 * SEC, Event::Stop)
+        .run();
+    assert_eq!(
+        run.engine.borrow().times("load"),
+        vec![Duration::ZERO, 15 * SEC]
     );
 }
 
@@ -415,7 +442,7 @@ fn invalid_change_keeps_last_good_and_records_diagnostics() {
         invalid("10-web.yaml"),
         valid_quiet("cccc"),
     ])
-    .at(10 * SEC, Event::PolicyChanged { settled: false })
+    .at(10 * SEC, Event::PolicyChanged { settled: true })
     .at(15 * SEC, Event::Stop)
     .run();
     let statuses = run.published.borrow().statuses.clone();
@@ -443,8 +470,8 @@ fn invalid_change_is_retried_on_the_next_change() {
         invalid("10-web.yaml"),
         valid_quiet("cccc"),
     ])
-    .at(10 * SEC, Event::PolicyChanged { settled: false })
-    .at(12 * SEC, Event::PolicyChanged { settled: false })
+    .at(10 * SEC, Event::PolicyChanged { settled: true })
+    .at(12 * SEC, Event::PolicyChanged { settled: true })
     .at(15 * SEC, Event::Stop)
     .run();
     let last = run.last_status();
