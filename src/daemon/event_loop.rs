@@ -59,6 +59,18 @@ impl Default for LoopConfig {
     }
 }
 
+/// The log line for an invalid policy directory. Only a daemon that has applied a set keeps
+/// rules in force; at start nothing has been applied yet, and what happens instead (the last
+/// good set, the kernel left alone) is logged next.
+fn rejection(errors: usize, in_force: bool) -> String {
+    let then = if in_force {
+        "keeping the rules in force"
+    } else {
+        "nothing of it is applied"
+    };
+    format!("policy directory is invalid ({errors} error(s)); {then}")
+}
+
 /// How the loop ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exit {
@@ -355,7 +367,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
     /// An invalid directory: say everything that is wrong, keep what is in force.
     fn reject(&mut self, diagnostics: Vec<Diagnostic>) {
         let errors = diagnostics.iter().filter(|d| d.is_error()).count();
-        log::error!("policy directory is invalid ({errors} error(s)); keeping the rules in force");
+        log::error!("{}", rejection(errors, self.status.policy.is_some()));
         for d in &diagnostics {
             if d.is_error() {
                 log::error!("{d}");

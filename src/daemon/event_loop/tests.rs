@@ -497,6 +497,19 @@ fn unchanged_reload_verifies_without_new_generation() {
 }
 
 #[test]
+fn rejection_keeps_rules_only_once_some_are_in_force() {
+    assert_eq!(
+        rejection(2, true),
+        "policy directory is invalid (2 error(s)); keeping the rules in force"
+    );
+    // At boot nothing has been applied: no claim about rules in force.
+    assert_eq!(
+        rejection(1, false),
+        "policy directory is invalid (1 error(s)); nothing of it is applied"
+    );
+}
+
+#[test]
 fn sighup_rereads_the_kernel_valid_or_not() {
     // Start (planned from nothing cached: not a re-read), SIGHUP with the same set, SIGHUP with
     // an invalid directory: both SIGHUPs reconcile against a fresh read of the kernel.
