@@ -97,48 +97,8 @@ fn changelogs_name_the_crate_version() {
     );
 }
 
-/// `Key=value` of the unit file (the last one wins, as in systemd), or None.
-fn unit_setting<'a>(unit: &'a str, key: &str) -> Option<&'a str> {
-    unit.lines()
-        .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-        .last()
-}
-
-/// Seconds of a systemd time span as this unit writes them ("60s", "2s").
-fn seconds(span: &str) -> u64 {
-    span.strip_suffix('s')
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("not a span in seconds: {span:?}"))
-}
-
 #[test]
-fn unit_does_not_restart_without_net_admin_and_its_start_limit_holds() {
-    let unit = source_file("systemd/hostfw.service");
-    let code = hostfw::cmd::Exit::NoPrivilege.code().to_string();
-    let prevented = unit_setting(&unit, "RestartPreventExitStatus").unwrap_or_default();
-    assert!(
-        prevented.split_whitespace().any(|s| s == code),
-        "RestartPreventExitStatus= must list {code} (hostfw run without CAP_NET_ADMIN)"
-    );
-    // The limit only holds when StartLimitBurst restarts fit in StartLimitIntervalSec; with
-    // systemd's defaults (5 in 10 s) and RestartSec=2s they never do.
-    let burst: u64 = unit_setting(&unit, "StartLimitBurst")
-        .and_then(|b| b.parse().ok())
-        .expect("StartLimitBurst=");
-    let interval =
-        seconds(unit_setting(&unit, "StartLimitIntervalSec").expect("StartLimitIntervalSec="));
-    let delay = seconds(unit_setting(&unit, "RestartSec").expect("RestartSec="));
-    assert!(
-        burst * delay < interval,
-        "{burst} restarts {delay} s apart do not fit in StartLimitIntervalSec={interval}s"
-    );
-}
-
-#[test]
-fn unit_reload_waits_through_the_shipped_script() {
-    let unit = source_file("systemd/hostfw.service");
-    let reload = unit_setting(&unit, "ExecReload").expect("ExecReload=");
-    assert_eq!(reload, "/usr/libexec/hostfw/hostfw-reload $MAINPID");
+fn both_packages_install_the_reload_script_the_unit_runs() {
     let manifest = source_file("Cargo.toml");
     assert!(
         manifest.contains("[\"systemd/hostfw-reload\", \"usr/libexec/hostfw/\", \"755\"]")

@@ -1,5 +1,6 @@
 //! Real-kernel tests in network namespaces (root; under CI=true they fail when they cannot run):
-//! dataplane, scenarios with real packets, daemon, confirm, guard, explain against live counters.
+//! dataplane, scenarios with real packets, daemon, confirm, guard, explain against live counters,
+//! the demo script, the shipped examples with cold IPv6 neighbour caches, the unit's reload script.
 
 mod confirm;
 mod daemon_netns;
