@@ -89,19 +89,7 @@ hostfw() {
 # not through the in_host function: a backgrounded function is a subshell, so `$!` would be the
 # subshell and killing it would orphan the real process. `ip netns exec` execs its command, so
 # `$!` is the listener.
-ip netns exec "$HOST_NS" python3 -c '
-import socket, sys, threading
-def serve(port):
-    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.bind(("::", port)); s.listen(16)
-    while True:
-        c, _ = s.accept(); c.sendall(b"ok\n"); c.close()
-for p in sys.argv[1:]:
-    threading.Thread(target=serve, args=(int(p),), daemon=True).start()
-threading.Event().wait()
-' "${PORTS[@]}" &
+ip netns exec "$HOST_NS" python3 "$ROOT/scripts/ok-listener.py" "${PORTS[@]}" &
 LISTENER=$!
 sleep 0.5
 

@@ -14,7 +14,7 @@
 # --network-veth, which would put an interface on the host), and `--register=no --keep-unit`
 # needs no systemd on the host.
 #
-# Needs root; installs systemd-container and debootstrap with apt-get when missing. Without root
+# Needs root; installs systemd-container, debootstrap and python3 with apt-get when missing. Without root
 # or nspawn it skips (exit 0, loudly), except with CI=true, where it fails.
 # Usage: scripts/test-systemd.sh [PATH-TO-DEB]   (default: build it with scripts/package.sh)
 # Exit: 0 all passed (or skipped outside CI), 1 a check failed, 2 could not run.
@@ -28,7 +28,7 @@ PEER=hostfw-sdtest-peer
 HOST4=198.51.100.1 PEER4=198.51.100.2
 HOST6=2001:db8::1 PEER6=2001:db8::2
 CACHE=target/systemd-root
-PACKAGES=systemd,systemd-sysv,dbus,iptables,ipset,iproute2,procps,kmod,python3,make
+PACKAGES=systemd,systemd-sysv,dbus,iptables,ipset,iproute2,procps,kmod,make
 SUITE=bookworm
 MIRROR=http://deb.debian.org/debian
 
@@ -52,11 +52,17 @@ expect() { # DESCRIPTION COMMAND...
 }
 
 [ "$(id -u)" = 0 ] || cannot_run "needs root (namespaces, mounts, systemd-nspawn)"
-if ! command -v systemd-nspawn >/dev/null || ! command -v debootstrap >/dev/null; then
-    command -v apt-get >/dev/null || cannot_run "no systemd-nspawn/debootstrap and no apt-get"
-    say "installing systemd-container debootstrap"
+# The container tools, and python3 for the test listeners (run from the host in the container's
+# network namespace).
+need=()
+command -v systemd-nspawn >/dev/null || need+=(systemd-container)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+    command -v apt-get >/dev/null || cannot_run "missing ${need[*]} and no apt-get"
+    say "installing ${need[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd-container debootstrap >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -217,19 +223,7 @@ in_peer() { ip netns exec "$PEER" "$@"; }
 # TCP listeners in the container's network namespace, answering "ok" (started from the host:
 # the namespace is the same; the container's own processes are not involved).
 listen() {
-    ip netns exec "$NS" python3 -c '
-import socket, sys, threading
-def serve(port):
-    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.bind(("::", port)); s.listen(16)
-    while True:
-        c, _ = s.accept(); c.sendall(b"ok\n"); c.close()
-for p in sys.argv[1:]:
-    threading.Thread(target=serve, args=(int(p),), daemon=True).start()
-threading.Event().wait()
-' 22 8080 9090 &
+    ip netns exec "$NS" python3 scripts/ok-listener.py 22 8080 9090 &
     LISTENER=$!
     local i
     for i in $(seq 1 100); do

@@ -69,13 +69,6 @@ fn reload(pid: u32, run_dir: &Path) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-/// Write the way editors do (temp file, rename), so the daemon never reads half a file.
-fn put(dir: &Path, name: &str, text: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, text).expect("write policy");
-    std::fs::rename(&tmp, dir.join(name)).expect("rename policy");
-}
-
 #[test]
 fn reload_returns_after_the_edit_is_in_the_kernel_and_fails_on_an_invalid_one() {
     if !kernel_tests_enabled() {
@@ -109,7 +102,8 @@ fn reload_returns_after_the_edit_is_in_the_kernel_and_fails_on_an_invalid_one() 
         "9090 open before the edit"
     );
 
-    put(&work.policy_dir(), "allow-9090.yaml", ALLOW_9090);
+    // A plain write (the daemon waits for the file to be closed), then the reload.
+    std::fs::write(work.policy_dir().join("allow-9090.yaml"), ALLOW_9090).expect("write");
     let (code, text) = reload(pid, &run_dir);
     assert_eq!(code, 0, "{text}");
     assert!(
@@ -142,7 +136,7 @@ fn reload_returns_after_the_edit_is_in_the_kernel_and_fails_on_an_invalid_one() 
         "the reload did not repair the kernel"
     );
 
-    put(&work.policy_dir(), "broken.yaml", BROKEN);
+    std::fs::write(work.policy_dir().join("broken.yaml"), BROKEN).expect("write");
     let (code, text) = reload(pid, &run_dir);
     assert_eq!(code, 1, "an invalid directory must fail the reload: {text}");
     assert!(text.contains("rules in force stay"), "{text}");
