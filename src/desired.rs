@@ -9,7 +9,7 @@
 
 use crate::explain::Context;
 use crate::finding::Finding;
-use crate::guard::{self, SshSession};
+use crate::guard::{self, Observed};
 use crate::model::PolicySet;
 use crate::render::marks::Marks;
 use crate::render::RenderError;
@@ -32,8 +32,8 @@ pub enum Families {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options<'a> {
     pub families: Families,
-    /// The sessions the lockout guard protects; `None` runs no guard.
-    pub guard: Option<&'a [SshSession]>,
+    /// The sessions and SSH ports the lockout guard protects; `None` runs no guard.
+    pub guard: Option<&'a Observed>,
 }
 
 /// The outcome.
@@ -135,9 +135,9 @@ fn from_view(
         warnings: findings.clone(),
         cause,
     })?;
-    if let Some(sessions) = options.guard {
+    if let Some(observed) = options.guard {
         findings.extend(guard::check(
-            &view, &rulesets, &contexts, interfaces, sessions,
+            &view, &rulesets, &contexts, interfaces, observed,
         ));
     }
     Ok(Desired {
@@ -168,6 +168,7 @@ fn render_families(
 mod tests {
     use super::*;
     use crate::finding::FindingKind;
+    use crate::guard::SshSession;
     use crate::source::NamedText;
 
     const NODE: &str = "n1";
@@ -227,7 +228,11 @@ mod tests {
     type Case<'a> = (&'a str, String, Option<&'a [SshSession]>, &'a [FindingKind]);
 
     fn compute_with(yaml: &str, families: Families, guard: Option<&[SshSession]>) -> Desired {
-        let options = Options { families, guard };
+        let observed = guard.map(|s| Observed::from_sessions(s.to_vec()));
+        let options = Options {
+            families,
+            guard: observed.as_ref(),
+        };
         compute(&set(yaml), NODE, &interfaces(), options).expect("renders")
     }
 

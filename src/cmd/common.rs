@@ -7,7 +7,7 @@ use super::{CmdError, CmdResult, Exit};
 use crate::desired::{self, Desired, Families, Options};
 use crate::explain::Context;
 use crate::finding::{Finding, FindingKind};
-use crate::guard::SshSession;
+use crate::guard::Observed;
 use crate::model::PolicySet;
 use crate::resolve::HostInterfaces;
 use crate::ruleset::{Family, Ruleset};
@@ -86,14 +86,14 @@ pub struct Want {
 pub fn load_desired(settings: &Settings, want: Want) -> Result<Desired, CmdResult> {
     let set = load_set(settings).map_err(ViewError::into_cmd_result)?;
     let interfaces = host_interfaces().map_err(ViewError::into_cmd_result)?;
-    let sessions: Vec<SshSession> = if want.guard {
-        crate::guard::observe_sessions(&interfaces)
+    let observed = if want.guard {
+        crate::guard::observe(&interfaces)
     } else {
-        Vec::new()
+        Observed::default()
     };
     let options = Options {
         families: want.families,
-        guard: want.guard.then_some(sessions.as_slice()),
+        guard: want.guard.then_some(&observed),
     };
     let computed = desired::compute_owned(set, &settings.node, &interfaces, options);
     let print = |findings: &[Finding]| {

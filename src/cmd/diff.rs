@@ -93,6 +93,7 @@ mod tests {
             rewrite: Vec::new(),
             delete: Vec::new(),
             hooks: vec!["INPUT".into()],
+            kept: Vec::new(),
             restore_input: input.into(),
         };
         let plan = Plan {

@@ -43,7 +43,7 @@ pub struct Snapshot {
 
 /// Our part of one live table: `cali-` chains with their rules, and hook rules (rules in other
 /// chains carrying a `cali:` hash) with the count of foreign rules before each. Pure.
-pub(super) fn saved_table(family: Family, table: TableName, live: &LiveTable) -> SavedTable {
+pub(crate) fn saved_table(family: Family, table: TableName, live: &LiveTable) -> SavedTable {
     let mut chains = BTreeMap::new();
     let mut hooks = Vec::new();
     for (name, chain) in &live.chains {
@@ -76,7 +76,7 @@ pub(super) fn saved_table(family: Family, table: TableName, live: &LiveTable) ->
 /// Everything a rollback writes, in order: `ipsets_before`, each table's input (one
 /// `iptables-restore` call per table), `ipsets_after`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct RollbackPlan {
+pub(crate) struct RollbackPlan {
     /// Creates and fills the snapshot's sets (members by add/del, metadata changes by swap), so
     /// no rule, old or restored, ever points at a missing or half-filled set.
     pub ipsets_before: String,
@@ -93,7 +93,7 @@ pub(super) struct RollbackPlan {
 /// without our rules. With `nft`, the chain deletions follow in a second transaction of the
 /// same input (older iptables-nft-restore sees references as they were when a transaction
 /// started); by then those chains are empty and unreferenced, so they match nothing. Pure.
-pub(super) fn rollback_plan(
+pub(crate) fn rollback_plan(
     snap: &Snapshot,
     live: &Live,
     nft: bool,

@@ -2,6 +2,11 @@
 //! dataplane, scenarios with real packets, daemon, confirm, guard, explain against live counters,
 //! the demo script, the shipped examples with cold IPv6 neighbour caches, the unit's reload script.
 
+mod attacks_confirm;
+mod attacks_dataplane;
+mod attacks_local_users;
+mod attacks_lockout;
+mod attacks_policy;
 mod confirm;
 mod daemon_netns;
 mod demo_script;
