@@ -18,6 +18,8 @@ pub mod explain;
 pub mod guard;
 pub mod host;
 pub mod lock;
+pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod render;
