@@ -13,6 +13,7 @@ mod load_bad_input;
 mod load_docs_mirror;
 mod load_layouts;
 mod load_proptest;
+mod metrics_exposition;
 mod render_golden;
 mod render_purity;
 mod ruleset_save;
