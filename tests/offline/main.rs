@@ -9,6 +9,7 @@ mod daemon_unit;
 mod explain;
 mod explain_cli;
 mod golden_compare;
+mod hostile_input;
 mod load_bad_input;
 mod load_docs_mirror;
 mod load_layouts;
