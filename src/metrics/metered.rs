@@ -82,7 +82,7 @@ impl<D: Dataplane> Dataplane for Metered<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::fake::FakeDataplane;
+    use crate::dataplane::fake::{FakeDataplane, Fault, Op};
 
     #[test]
     fn calls_lines_and_errors_are_counted() {
@@ -102,5 +102,22 @@ mod tests {
         assert_eq!(v.lines_executed[&(Family::V4, TableName::Filter)], 3);
         assert_eq!(v.lines_executed[&(Family::V6, TableName::Filter)], 0);
         assert_eq!((v.ipset_calls, v.ipset_errors), (1, 0));
+    }
+
+    #[test]
+    fn failures_count_as_calls_and_errors() {
+        let metrics = Arc::new(Metrics::new());
+        let fake = FakeDataplane::default();
+        fake.inject(Op::Restore, Fault::Busy);
+        fake.inject(Op::Save, Fault::PermissionDenied);
+        let dp = Metered::new(fake, metrics.clone());
+        assert!(dp
+            .restore(Family::V6, TableName::Raw, "*raw\nCOMMIT\n")
+            .is_err());
+        assert!(dp.save(Family::V4, TableName::Filter).is_err());
+        let v = metrics.snapshot();
+        assert_eq!((v.restore_calls, v.restore_errors), (1, 1));
+        assert_eq!((v.save_calls, v.save_errors), (1, 1));
+        assert_eq!(v.lines_executed[&(Family::V6, TableName::Raw)], 2);
     }
 }

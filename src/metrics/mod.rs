@@ -12,6 +12,7 @@ mod families;
 mod metered;
 mod policy_counters;
 mod process;
+mod record;
 pub mod server;
 mod summary;
 
@@ -92,9 +93,11 @@ pub struct Values {
     pub resyncs_started: u64,
     pub active: Active,
     pub cluster: Cluster,
-    pub drift_repairs: BTreeMap<(IpFamily, TableName), u64>,
-    /// Generation of the newest valid policy set (0: none loaded yet).
+    /// Repairs by family and table (`raw`, `mangle`, `filter`, or `ipsets`).
+    pub drift_repairs: BTreeMap<(IpFamily, &'static str), u64>,
+    /// Counts the distinct valid policy sets loaded (0: none yet); the newest one's sha256.
     pub generation: u64,
+    pub newest_sha: Option<String>,
     /// Generation and sha256 of the set whose rules are in the kernel.
     pub in_force: Option<(u64, String)>,
     /// The last load's outcome; `None` before the first load.
@@ -108,8 +111,6 @@ pub struct Values {
     pub guard_unreachable: u64,
     /// The kernel matches the newest valid generation.
     pub in_sync: bool,
-    /// Writing keeps failing; the daemon is giving up.
-    pub failed: bool,
     /// Policies in force (names the per-policy series) and the marks their rules set.
     pub policies: Vec<ActivePolicy>,
     pub marks: Option<Marks>,
@@ -132,8 +133,18 @@ impl Default for Values {
             resyncs_started: 0,
             active: Active::default(),
             cluster: Cluster::default(),
-            drift_repairs: per_table(),
+            drift_repairs: FAMILIES
+                .iter()
+                .flat_map(|f| {
+                    TableName::ALL
+                        .map(|t| t.as_str())
+                        .into_iter()
+                        .chain([record::IPSETS])
+                        .map(|t| ((*f, t), 0))
+                })
+                .collect(),
             generation: 0,
+            newest_sha: None,
             in_force: None,
             config_valid: None,
             diagnostics_errors: 0,
@@ -143,7 +154,6 @@ impl Default for Values {
             guard_lockout: 0,
             guard_unreachable: 0,
             in_sync: false,
-            failed: false,
             policies: Vec::new(),
             marks: None,
         }
@@ -166,23 +176,33 @@ impl Values {
         };
         let one = |d: Def, v: u64| family(d, vec![Sample::plain(v as f64)]);
         let flag = |d: Def, v: bool| one(d, u64::from(v));
-        let per_table = |d: Def, map: &BTreeMap<(IpFamily, TableName), u64>| {
-            let samples = map
-                .iter()
+        let per_table = |d: Def, series: Vec<((IpFamily, &str), u64)>| {
+            let samples = series
+                .into_iter()
                 .map(|((f, t), v)| {
                     Sample::labelled(
-                        vec![
-                            ("ip_version", ip_version(*f).into()),
-                            ("table", t.as_str().into()),
-                        ],
-                        *v as f64,
+                        vec![("ip_version", ip_version(f).into()), ("table", t.into())],
+                        v as f64,
                     )
                 })
                 .collect();
             family(d, samples)
         };
-        let chains = self.tables.iter().map(|(k, s)| (*k, s.chains)).collect();
-        let rules = self.tables.iter().map(|(k, s)| (*k, s.rules)).collect();
+        let by_table = |map: &BTreeMap<(IpFamily, TableName), u64>| {
+            map.iter()
+                .map(|((f, t), v)| ((*f, t.as_str()), *v))
+                .collect()
+        };
+        let chains = self
+            .tables
+            .iter()
+            .map(|((f, t), s)| ((*f, t.as_str()), s.chains))
+            .collect();
+        let rules = self
+            .tables
+            .iter()
+            .map(|((f, t), s)| ((*f, t.as_str()), s.rules))
+            .collect();
         let ipsets_calico = self
             .ipsets
             .iter()
@@ -210,9 +230,9 @@ impl Values {
             one(families::RESTORE_ERRORS, self.restore_errors),
             one(families::SAVE_CALLS, self.save_calls),
             one(families::SAVE_ERRORS, self.save_errors),
-            per_table(families::CHAINS, &chains),
-            per_table(families::RULES, &rules),
-            per_table(families::LINES_EXECUTED, &self.lines_executed),
+            per_table(families::CHAINS, chains),
+            per_table(families::RULES, rules),
+            per_table(families::LINES_EXECUTED, by_table(&self.lines_executed)),
             one(families::IPSET_CALLS, self.ipset_calls),
             one(families::IPSET_ERRORS, self.ipset_errors),
             family(families::IPSETS_CALICO, ipsets_calico),
@@ -231,7 +251,10 @@ impl Values {
             one(families::CLUSTER_POLICIES, self.cluster.policies),
             one(families::CLUSTER_PROFILES, self.cluster.profiles),
             one(families::ACTIVE_TIERS, self.active.tiers),
-            per_table(families::DRIFT_REPAIRS, &self.drift_repairs),
+            per_table(
+                families::DRIFT_REPAIRS,
+                self.drift_repairs.iter().map(|(k, v)| (*k, *v)).collect(),
+            ),
             one(families::POLICY_GENERATION, self.generation),
             family(families::POLICY_INFO, info),
             // Before the first load there is nothing to judge: report valid (no alert at boot).
@@ -357,12 +380,11 @@ impl Metrics {
         encode(&out)
     }
 
-    /// Live unless the daemon is giving up; ready when the kernel holds the newest valid set.
+    /// Ready when the kernel holds the newest valid set. Live whenever it can answer: the daemon
+    /// exits when writing keeps failing (systemd restarts it), so a daemon that answers is live.
     pub fn health(&self) -> Health {
         let v = lock(&self.values);
-        let detail = if v.failed {
-            "writing to the kernel keeps failing".to_string()
-        } else if v.in_sync {
+        let detail = if v.in_sync {
             format!("generation {} in force", v.generation)
         } else if v.confirm_pending {
             "waiting for apply --confirm".to_string()
@@ -372,8 +394,8 @@ impl Metrics {
             format!("generation {} not (yet) in force", v.generation)
         };
         Health {
-            live: !v.failed,
-            ready: v.in_sync && !v.failed,
+            live: true,
+            ready: v.in_sync,
             detail,
         }
     }
