@@ -8,5 +8,6 @@ mod kernel_dataplane;
 mod kernel_explain;
 mod kernel_lifecycle;
 mod kernel_scenarios;
+mod metrics_prometheus;
 mod netns;
 mod ruleset_kernel;
