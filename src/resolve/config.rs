@@ -2,11 +2,10 @@
 //! port lists), overlaid by FelixConfiguration `default`, then by `node.<name>`. Pure.
 
 use crate::model::*;
-use serde::Serialize;
 use std::time::Duration;
 
 /// FelixConfiguration with `default` and `node.<name>` merged and built-in defaults filled in.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EffectiveConfig {
     pub failsafe_inbound: Vec<FailsafePort>,
     pub failsafe_outbound: Vec<FailsafePort>,
@@ -28,7 +27,8 @@ pub struct EffectiveConfig {
     pub max_ipset_size: u32,
 }
 
-/// Felix's default inbound failsafe ports, per design §4 (the seed table, without Typha's 5473).
+/// Felix's default inbound failsafe ports (`FailsafeInboundHostPorts` in
+/// felix/config/config_params.go) less Typha's tcp:5473: a standalone host runs no Typha.
 const DEFAULT_FAILSAFE_INBOUND: [(FailsafeProtocol, u16); 8] = [
     (FailsafeProtocol::Tcp, 22),
     (FailsafeProtocol::Udp, 68),
@@ -40,7 +40,8 @@ const DEFAULT_FAILSAFE_INBOUND: [(FailsafeProtocol, u16); 8] = [
     (FailsafeProtocol::Tcp, 6667),
 ];
 
-/// Felix's default outbound failsafe ports, per design §4.
+/// Felix's default outbound failsafe ports (`FailsafeOutboundHostPorts` in
+/// felix/config/config_params.go), likewise less tcp:5473.
 const DEFAULT_FAILSAFE_OUTBOUND: [(FailsafeProtocol, u16); 8] = [
     (FailsafeProtocol::Udp, 53),
     (FailsafeProtocol::Udp, 67),

@@ -2,6 +2,9 @@
 //! which policies apply to each per traffic class and in what order, and the effective
 //! FelixConfiguration. Pure: the host's interfaces and addresses come in as data.
 //! What `hostfw show` prints and what `render` consumes.
+//!
+//! Parts: `config` (the effective FelixConfiguration), `assign` (interface assignment), `order`
+//! (policy evaluation order), `warnings`; this file walks the endpoints and builds the view.
 
 mod assign;
 mod config;
@@ -14,7 +17,6 @@ use crate::model::*;
 use assign::assign_interfaces;
 use ipnet::IpNet;
 use order::{order_policies, push_policy};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use warnings::{endpoint_label, no_policy_warnings, ssh_warning};
@@ -23,7 +25,7 @@ use warnings::{endpoint_label, no_policy_warnings, ssh_warning};
 pub type HostInterfaces = BTreeMap<String, Vec<IpAddr>>;
 
 /// The policies of one tier that apply to one endpoint in one traffic class, in evaluation order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TierPolicies {
     pub tier: String,
     pub default_action: TierAction,
@@ -32,7 +34,7 @@ pub struct TierPolicies {
 }
 
 /// Per traffic class, the tiers (in tier order) with at least one applicable policy.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EndpointPolicies {
     /// Normal (filter INPUT) ingress: neither doNotTrack nor preDNAT.
     pub ingress: Vec<TierPolicies>,
@@ -50,7 +52,7 @@ pub struct EndpointPolicies {
 }
 
 /// One interface governed by one HostEndpoint of this node.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ActiveEndpoint {
     /// The HostEndpoint's name.
     pub hep: String,
@@ -66,14 +68,14 @@ pub struct ActiveEndpoint {
 }
 
 /// Addresses a rule selector can match: every node's HostEndpoints and every GlobalNetworkSet.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SelectorSources {
     pub endpoints: Vec<SelectableEndpoint>,
     pub network_sets: Vec<SelectableNetworkSet>,
 }
 
 /// A HostEndpoint (of any node) as a rule selector sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SelectableEndpoint {
     pub name: String,
     pub labels: Labels,
@@ -81,7 +83,7 @@ pub struct SelectableEndpoint {
     pub ports: Vec<EndpointPort>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SelectableNetworkSet {
     pub name: String,
     pub labels: Labels,
@@ -89,7 +91,7 @@ pub struct SelectableNetworkSet {
 }
 
 /// Everything render needs for this node.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodeView {
     pub node: String,
     pub config: EffectiveConfig,
@@ -513,7 +515,7 @@ mod tests {
         }
         let cases = vec![
             Case {
-                what: "named interface is active even when the host lacks it (design §6)",
+                what: "named interface is active even when the host lacks it (docs/felix-layout.md, Deviations)",
                 heps: vec![hep("h1", "n1", "eth9", &[])],
                 host: ifaces(&[("eth0", &["198.51.100.10"])]),
                 want: pairs(&[("eth9", "h1")]),
