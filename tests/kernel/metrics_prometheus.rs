@@ -139,7 +139,11 @@ impl Prometheus {
     /// installed outside CI; under CI=true that is a failure.
     fn start(ns: &Netns, target: SocketAddr) -> Option<Prometheus> {
         let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        if Command::new("prometheus").arg("--version").output().is_err() {
+        if Command::new("prometheus")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             assert!(!ci, "CI=true but prometheus is not installed (make deps)");
             eprintln!("SKIPPED: prometheus is not installed (make deps installs it)");
             return None;
@@ -158,7 +162,10 @@ impl Prometheus {
         let child = Command::new("ip")
             .args(["netns", "exec", &ns.name, "prometheus"])
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"))
             .arg("--log.level=warn")
             .stdin(Stdio::null())
@@ -193,7 +200,10 @@ impl Prometheus {
             return Vec::new();
         };
         let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        let results = json["data"]["result"].as_array().cloned().unwrap_or_default();
+        let results = json["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         results
             .iter()
             .filter_map(|r| {
@@ -327,7 +337,8 @@ fn prometheus_scrapes_felix_and_hostfw_series() {
     );
 
     // Traffic allow-8080 accepts: its packet counter grows.
-    let allowed = "hostfw_policy_packets{policy=\"allow-8080\",direction=\"ingress\",kind=\"allowed\"}";
+    let allowed =
+        "hostfw_policy_packets{policy=\"allow-8080\",direction=\"ingress\",kind=\"allowed\"}";
     let before = prom.value(&pair.host, allowed).expect("per-policy series");
     for _ in 0..5 {
         assert!(tcp_ok(&pair.peer, None, sock(HOST4, 8080)));
