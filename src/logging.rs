@@ -8,6 +8,7 @@
 //! (`hostfw_generation` -> `HOSTFW_GENERATION`), the plain format leaves them out.
 
 use crate::diag::Diagnostic;
+use crate::model::LogSeverity;
 use log::LevelFilter;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// `logSeverityScreen` does not override it.
 static EXPLICIT: AtomicBool = AtomicBool::new(false);
 
-/// Felix's default `logSeverityScreen`.
+/// Felix's default `logSeverityScreen`, until a policy set says otherwise.
 const DEFAULT_LEVEL: LevelFilter = LevelFilter::Info;
 
 /// A journal logger behind an env_logger-style filter (`hostfw=debug,notify=warn`).
@@ -68,24 +69,22 @@ pub fn init(explicit: Option<&str>) {
     }
 }
 
-/// Felix's `logSeverityScreen` values (any case) as a level; FATAL logs errors only.
-pub fn parse_severity(value: &str) -> Option<LevelFilter> {
-    Some(match value.to_ascii_uppercase().as_str() {
-        "TRACE" => LevelFilter::Trace,
-        "DEBUG" => LevelFilter::Debug,
-        "INFO" => LevelFilter::Info,
-        "WARNING" | "WARN" => LevelFilter::Warn,
-        "ERROR" | "FATAL" | "PANIC" => LevelFilter::Error,
-        _ => return None,
-    })
+/// `logSeverityScreen` as a level; Fatal logs errors only (hostfw has no fatal level).
+pub fn level_of(severity: LogSeverity) -> LevelFilter {
+    match severity {
+        LogSeverity::Trace => LevelFilter::Trace,
+        LogSeverity::Debug => LevelFilter::Debug,
+        LogSeverity::Info => LevelFilter::Info,
+        LogSeverity::Warning => LevelFilter::Warn,
+        LogSeverity::Error | LogSeverity::Fatal => LevelFilter::Error,
+    }
 }
 
-/// Apply `logSeverityScreen` (None: Felix's default, INFO), unless the operator chose a level.
-pub fn apply_severity_screen(level: Option<LevelFilter>) {
+/// Apply `logSeverityScreen`, unless the operator chose a level on the command line.
+pub fn apply_severity_screen(level: LevelFilter) {
     if EXPLICIT.load(Ordering::Relaxed) {
         return;
     }
-    let level = level.unwrap_or(DEFAULT_LEVEL);
     if log::max_level() != level {
         log::set_max_level(level);
         log::info!("log level is now {level} (logSeverityScreen)");
@@ -93,7 +92,7 @@ pub fn apply_severity_screen(level: Option<LevelFilter>) {
 }
 
 /// Log a policy diagnostic at its severity, with the file and resource as journal fields.
-pub fn diagnostic(prefix: &str, d: &Diagnostic) {
+pub fn diagnostic(d: &Diagnostic) {
     let resource = match (&d.kind, &d.name) {
         (Some(k), Some(n)) => format!("{k}/{n}"),
         (Some(k), None) => k.clone(),
@@ -108,7 +107,7 @@ pub fn diagnostic(prefix: &str, d: &Diagnostic) {
         level,
         hostfw_file = d.file.as_str(),
         hostfw_resource = resource.as_str();
-        "{prefix}{d}"
+        "{d}"
     );
 }
 
@@ -118,10 +117,9 @@ mod tests {
 
     #[test]
     fn felix_severities_map_to_levels() {
-        assert_eq!(parse_severity("Info"), Some(LevelFilter::Info));
-        assert_eq!(parse_severity("WARNING"), Some(LevelFilter::Warn));
-        assert_eq!(parse_severity("fatal"), Some(LevelFilter::Error));
-        assert_eq!(parse_severity("debug"), Some(LevelFilter::Debug));
-        assert_eq!(parse_severity("verbose"), None);
+        assert_eq!(level_of(LogSeverity::Info), LevelFilter::Info);
+        assert_eq!(level_of(LogSeverity::Warning), LevelFilter::Warn);
+        assert_eq!(level_of(LogSeverity::Fatal), LevelFilter::Error);
+        assert_eq!(level_of(LogSeverity::Trace), LevelFilter::Trace);
     }
 }

@@ -7,12 +7,14 @@ use super::{ApplyReport, Engine, EngineError, Intervals, LoadOutcome, PolicySour
 use crate::dataplane::{Backend, Dataplane, RealDataplane};
 use crate::diag::{self, Diagnostic};
 use crate::guard;
+use crate::metrics::{Exporter, KernelCounters, Metered};
 use crate::model::BackendChoice;
 use crate::resolve::{self, HostInterfaces, NodeView};
 use crate::ruleset::{Family, Ruleset};
 use crate::settings::Settings;
 use crate::sync::{self, SyncOptions};
 use std::path::Path;
+use std::time::{Instant, SystemTime};
 
 /// A validated policy set ready to enforce.
 struct Desired {
@@ -46,11 +48,13 @@ impl Rendered {
 pub struct RealEngine {
     settings: Settings,
     desired: Option<Desired>,
-    dataplane: Option<RealDataplane>,
+    dataplane: Option<Metered<RealDataplane>>,
     sync: SyncOptions,
     guard_mode: guard::DaemonMode,
     /// What the last verified write left in the kernel; lets a policy edit skip the first read.
     live: sync::LiveCache,
+    /// Metrics, health endpoints and log level, following the set in force.
+    exporter: Exporter,
 }
 
 impl RealEngine {
@@ -59,6 +63,7 @@ impl RealEngine {
             settings,
             desired: None,
             dataplane: None,
+            exporter: Exporter::new(),
             guard_mode: guard::daemon_mode_from_env(),
             live: sync::LiveCache::default(),
             // The loop retries with its own, longer backoff; keep each reconcile short.
@@ -70,7 +75,7 @@ impl RealEngine {
     }
 
     /// Create the dataplane on first use, with the configured or detected backend.
-    fn ensure_dataplane(&mut self) -> Result<&RealDataplane, EngineError> {
+    fn ensure_dataplane(&mut self) -> Result<&Metered<RealDataplane>, EngineError> {
         let wanted = match self.backend_choice() {
             BackendChoice::Auto => None,
             BackendChoice::Legacy => Some(Backend::Legacy),
@@ -85,7 +90,9 @@ impl RealEngine {
             (None, _) => {
                 let dp = RealDataplane::detect(wanted)?;
                 log::info!("iptables backend: {}", dp.backend());
-                self.dataplane = Some(dp);
+                let metrics = self.exporter.metrics();
+                metrics.set_counter_reader(Some(Box::new(KernelCounters::new(dp.clone()))));
+                self.dataplane = Some(Metered::new(dp, metrics.clone()));
             }
         }
         self.dataplane
@@ -149,6 +156,7 @@ impl RealEngine {
                 return Vec::new();
             }
         };
+        self.exporter.metrics().guarded(&findings);
         let refuse = self.guard_mode == guard::DaemonMode::Refuse;
         findings
             .iter()
@@ -163,6 +171,11 @@ impl RealEngine {
             })
             .collect()
     }
+}
+
+/// The mark bits the rules of this view set (per-policy counters read them back).
+fn marks(view: &NodeView) -> Option<crate::render::marks::Marks> {
+    crate::render::marks::Marks::allocate(view.config.iptables_mark_mask).ok()
 }
 
 /// Hand freed heap back to the kernel. Loading and reconciling a large policy set allocate
@@ -210,6 +223,7 @@ impl Engine for RealEngine {
             Some(set) if !diagnostics.iter().any(Diagnostic::is_error) => set,
             _ => {
                 release_memory();
+                self.exporter.metrics().loaded(None, &diagnostics);
                 return LoadOutcome::Invalid { diagnostics };
             }
         };
@@ -221,6 +235,7 @@ impl Engine for RealEngine {
                     dir.display().to_string(),
                     e.to_string(),
                 ));
+                self.exporter.metrics().loaded(None, &diagnostics);
                 return LoadOutcome::Invalid { diagnostics };
             }
         };
@@ -228,6 +243,7 @@ impl Engine for RealEngine {
             let refused = self.guard(&view, &rendered, &interfaces, &dir);
             if !refused.is_empty() {
                 diagnostics.extend(refused);
+                self.exporter.metrics().loaded(None, &diagnostics);
                 return LoadOutcome::Invalid { diagnostics };
             }
             // A valid edit (or SIGHUP, or start) is the admin's answer to a rolled-back
@@ -245,6 +261,10 @@ impl Engine for RealEngine {
             .collect();
         let source_hash = last_good::source_hash(&files);
         rendered.log_warnings();
+        let metrics = self.exporter.metrics();
+        metrics.loaded(Some((&set, &source_hash)), &diagnostics);
+        metrics.rendered(&view, &rendered.rulesets, marks(&view));
+        self.exporter.configure(&view.config);
         let intervals = rendered.intervals;
         self.desired = Some(Desired {
             files,
@@ -268,8 +288,11 @@ impl Engine for RealEngine {
             return false;
         }
         match self.render(&desired.set, &now) {
-            Ok((rendered, _)) => {
+            Ok((rendered, view)) => {
                 let changed = rendered != desired.rendered;
+                self.exporter
+                    .metrics()
+                    .rendered(&view, &rendered.rulesets, marks(&view));
                 if changed {
                     rendered.log_warnings();
                 }
@@ -294,6 +317,7 @@ impl Engine for RealEngine {
             log::warn!("not reconciling: {hold}");
             // The confirmation's watcher may rewrite the kernel meanwhile.
             self.live.invalidate();
+            self.exporter.metrics().held();
             return Ok(ApplyReport::default());
         }
         // The writer lock only while touching the kernel, so `hostfw diff` and `hostfw apply`
@@ -306,8 +330,16 @@ impl Engine for RealEngine {
         if fresh_read {
             self.live.invalidate();
         }
+        let started = Instant::now();
         let report =
             sync::reconcile_cached(&desired.rendered.rulesets, dp, &self.sync, &mut self.live);
+        self.exporter.metrics().reconciled(
+            report.as_ref().map_err(|_| ()),
+            fresh_read,
+            started.elapsed(),
+            Instant::now(),
+            SystemTime::now(),
+        );
         release_memory();
         let report = report?;
         let changes = if report.in_sync() {

@@ -315,7 +315,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         origin: PolicyOrigin,
     ) {
         for d in &diagnostics {
-            log::warn!("{d}");
+            crate::logging::diagnostic(d);
         }
         if origin == PolicyOrigin::Directory {
             self.dir_invalid = false;
@@ -341,11 +341,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         let errors = diagnostics.iter().filter(|d| d.is_error()).count();
         log::error!("policy directory is invalid ({errors} error(s)); keeping the rules in force");
         for d in &diagnostics {
-            if d.is_error() {
-                log::error!("{d}");
-            } else {
-                log::warn!("{d}");
-            }
+            crate::logging::diagnostic(d);
         }
         self.dir_invalid = true;
         self.status.diagnostics = diagnostics;
@@ -438,6 +434,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         if let Some(new) = self.unapplied.take() {
             let generation = self.status.policy.as_ref().map_or(0, |p| p.generation) + 1;
             log::info!(
+                hostfw_generation = generation;
                 "applied policy generation {generation} ({}{}): {} chain(s) written in {} ms",
                 short(&new.source_hash),
                 if new.origin == PolicyOrigin::LastGood {

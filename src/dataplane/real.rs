@@ -98,6 +98,19 @@ impl RealDataplane {
         RealDataplane::new(backend)
     }
 
+    /// As `save_tables`, with packet and byte counters (`-c`): one process for every table.
+    pub fn save_tables_with_counters(
+        &self,
+        family: Family,
+    ) -> Result<BTreeMap<TableName, String>, DataplaneError> {
+        let program = &self.tools(family)?.save;
+        let out = exec::run(program, &["-c"], None, CHILD_TIMEOUT)?;
+        if !out.status.success() {
+            return Err(failure(program, &out, None));
+        }
+        Ok(split_save(&out.stdout))
+    }
+
     fn tools(&self, family: Family) -> Result<&FamilyTools, DataplaneError> {
         self.tools
             .get(&family)

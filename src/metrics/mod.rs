@@ -7,8 +7,10 @@
 //! the per-policy counters (`iptables-save -c`), cached for `COUNTER_TTL` so any number of
 //! scrapers share one read per interval.
 
+mod exporter;
 mod exposition;
 mod families;
+mod kernel;
 mod metered;
 mod policy_counters;
 mod process;
@@ -16,7 +18,9 @@ mod record;
 pub mod server;
 mod summary;
 
+pub use exporter::Exporter;
 pub use exposition::{encode, Family, Kind, Sample};
+pub use kernel::KernelCounters;
 pub use metered::Metered;
 pub use policy_counters::{ActivePolicy, PolicyCount, KINDS};
 pub use summary::QUANTILES;
