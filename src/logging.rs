@@ -85,9 +85,23 @@ pub fn apply_severity_screen(level: LevelFilter) {
     if EXPLICIT.load(Ordering::Relaxed) {
         return;
     }
-    if log::max_level() != level {
+    let before = log::max_level();
+    if before == level {
+        return;
+    }
+    // Said at the more verbose of the two levels, so the change itself is always seen.
+    let say = || {
+        log::log!(
+            before.max(level).to_level().unwrap_or(log::Level::Error),
+            "log level is now {level} (logSeverityScreen)"
+        )
+    };
+    if level > before {
         log::set_max_level(level);
-        log::info!("log level is now {level} (logSeverityScreen)");
+        say();
+    } else {
+        say();
+        log::set_max_level(level);
     }
 }
 

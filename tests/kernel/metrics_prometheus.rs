@@ -96,10 +96,16 @@ struct Daemon {
 
 impl Daemon {
     fn start(ns: &Netns, work: &Workdir) -> Daemon {
+        let mut cmd = hostfw_command(ns, work, NODE, BACKEND, &["run"]);
+        cmd.env("RUST_LOG", "debug");
+        Daemon::spawn(cmd, work)
+    }
+
+    /// Run `cmd` (a `hostfw run` command line) with the environment of a plain terminal.
+    fn spawn(mut cmd: Command, work: &Workdir) -> Daemon {
         let root = work.dir.path();
         let log = root.join("daemon.log");
-        let child = hostfw_command(ns, work, NODE, BACKEND, &["run"])
-            .env("RUST_LOG", "debug")
+        let child = cmd
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env_remove("JOURNAL_STREAM")
@@ -440,4 +446,51 @@ fn readiness_is_503_while_a_newer_generation_waits() {
         "not ready again after the confirmation ended:\n{}",
         d.log_text()
     );
+}
+
+#[test]
+fn an_edit_moves_the_listeners_and_the_log_level() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let pair = Pair::new("met-move");
+    let work = Workdir::new();
+    work.write_policies(&policies("  logSeverityScreen: Debug\n"));
+    let mut cmd = hostfw_command(&pair.host, &work, NODE, BACKEND, &["run"]);
+    // logSeverityScreen decides only when neither RUST_LOG nor --log-level does.
+    cmd.env_remove("RUST_LOG");
+    let d = Daemon::spawn(cmd, &work);
+    assert!(
+        eventually(WITHIN, || readiness(&pair.host) == Some(200)),
+        "never ready:\n{}",
+        d.log_text()
+    );
+    assert!(d.log_text().contains("[DEBUG"), "{}", d.log_text());
+
+    // Port 9092, health off, Warning: the old listeners close, the new one answers, and info
+    // lines (such as the next "applied policy generation") are no longer logged.
+    let moved = policies("  logSeverityScreen: Warning\n")
+        .replace(
+            &format!("prometheusMetricsPort: {METRICS_PORT}"),
+            "prometheusMetricsPort: 9092",
+        )
+        .replace("  healthEnabled: true\n", "");
+    put(&work.policy_dir(), "policies.yaml", &moved);
+    let new = sock(HOST4, 9092);
+    assert!(
+        eventually(WITHIN, || http_get(&pair.host, new, "/metrics")
+            .is_some_and(
+                |(s, body)| s == 200 && body.contains("hostfw_policy_generation 2")
+            )),
+        "{}",
+        d.log_text()
+    );
+    assert!(http_get(&pair.host, sock(HOST4, METRICS_PORT), "/metrics").is_none());
+    assert!(readiness(&pair.host).is_none(), "health still served");
+    let log = d.log_text();
+    let after = log
+        .rsplit_once("log level is now WARN")
+        .map(|(_, rest)| rest.to_string())
+        .unwrap_or_else(|| panic!("no level change logged:\n{log}"));
+    assert!(!after.contains("[INFO"), "info logged at Warning:\n{after}");
 }
