@@ -44,6 +44,11 @@ pub struct GlobalArgs {
     /// State directory (last good policy set).
     #[arg(long, global = true, env = "HOSTFW_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// What the daemon does when the lockout guard finds the new rules would cut off SSH:
+    /// `warn` (log and apply, the default) or `refuse` (keep the current rules). Any other
+    /// value means `warn`.
+    #[arg(long, global = true, env = "HOSTFW_LOCKOUT_GUARD", value_name = "MODE")]
+    pub lockout_guard: Option<String>,
     /// Log level: error, warn, info, debug or trace (RUST_LOG also works).
     #[arg(long, global = true, env = "HOSTFW_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,

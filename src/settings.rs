@@ -1,7 +1,10 @@
 //! Agent settings: flags (already merged with HOSTFW_* variables by clap) resolved into paths,
-//! node name and backend choice. Reads the kernel hostname when no node name is given.
+//! node name, backend choice and the daemon's lockout-guard mode. Reads the kernel hostname
+//! when no node name is given.
 
 use crate::cli::{BackendArg, GlobalArgs};
+use crate::dataplane::Backend;
+use crate::guard::DaemonMode;
 use crate::model::BackendChoice;
 use std::path::PathBuf;
 
@@ -18,6 +21,8 @@ pub struct Settings {
     pub backend: Option<BackendChoice>,
     pub run_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// What the daemon does with lockout-guard findings.
+    pub lockout_guard: DaemonMode,
 }
 
 impl Settings {
@@ -42,6 +47,17 @@ impl Settings {
                 .state_dir
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            lockout_guard: DaemonMode::from_value(args.lockout_guard.as_deref()),
+        }
+    }
+
+    /// The backend to use: the command line / environment first, then FelixConfiguration
+    /// `iptablesBackend` (`felix`); `None` means detect.
+    pub fn dataplane_backend(&self, felix: Option<BackendChoice>) -> Option<Backend> {
+        match self.backend.or(felix)? {
+            BackendChoice::Auto => None,
+            BackendChoice::Legacy => Some(Backend::Legacy),
+            BackendChoice::Nft => Some(Backend::Nft),
         }
     }
 
@@ -64,4 +80,61 @@ fn kernel_hostname() -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(backend: Option<BackendChoice>) -> Settings {
+        Settings {
+            policy_dir: PathBuf::from("/nonexistent"),
+            node: "n".into(),
+            backend,
+            run_dir: PathBuf::from("/nonexistent"),
+            state_dir: PathBuf::from("/nonexistent"),
+            lockout_guard: DaemonMode::Warn,
+        }
+    }
+
+    #[test]
+    fn command_line_backend_beats_felix_configuration() {
+        use BackendChoice::*;
+        let cases = [
+            (None, None, None),
+            (None, Some(Auto), None),
+            (None, Some(Nft), Some(Backend::Nft)),
+            (Some(Legacy), Some(Nft), Some(Backend::Legacy)),
+            // An explicit `--backend auto` means detect, whatever FelixConfiguration says.
+            (Some(Auto), Some(Legacy), None),
+            (Some(Nft), None, Some(Backend::Nft)),
+        ];
+        for (flag, felix, expected) in cases {
+            assert_eq!(
+                settings(flag).dataplane_backend(felix),
+                expected,
+                "flag {flag:?}, felix {felix:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn lockout_guard_flag() {
+        use clap::Parser;
+        let cases = [
+            ("refuse", DaemonMode::Refuse),
+            ("REFUSE", DaemonMode::Refuse),
+            ("warn", DaemonMode::Warn),
+            ("anything else", DaemonMode::Warn),
+        ];
+        for (value, want) in cases {
+            let cli = crate::cli::Cli::try_parse_from(["hostfw", "--lockout-guard", value, "run"])
+                .expect("parses");
+            assert_eq!(
+                Settings::from_args(&cli.global).lockout_guard,
+                want,
+                "{value}"
+            );
+        }
+    }
 }

@@ -3,6 +3,9 @@
 
 use super::{CmdResult, Exit};
 use crate::cli::{CheckArgs, OutputFormat};
+use crate::desired::{self, Families, Options};
+use crate::finding::Finding;
+use crate::model::PolicySet;
 use crate::settings::Settings;
 
 pub fn run(settings: &Settings, args: &CheckArgs) -> CmdResult {
@@ -15,8 +18,8 @@ pub fn run(settings: &Settings, args: &CheckArgs) -> CmdResult {
     let loaded = &checked.loaded;
     // The lockout guard only means something for the directory this node would apply.
     if let (Some(set), true) = (&loaded.set, args.paths.is_empty()) {
-        for w in crate::guard::check_warnings(set, &settings.node) {
-            eprintln!("{w}");
+        for f in guard_findings(set, &settings.node) {
+            eprintln!("warning: lockout guard: {}", f.message);
         }
     }
     match args.output {
@@ -40,4 +43,22 @@ pub fn run(settings: &Settings, args: &CheckArgs) -> CmdResult {
     } else {
         Exit::Invalid
     })
+}
+
+/// The lockout guard's findings for `set` on this host, for the admin's sessions as this
+/// process sees them. None when the host's interfaces cannot be read or the set cannot be
+/// rendered: `check` judges the input, and `apply` reports those.
+fn guard_findings(set: &PolicySet, node: &str) -> Vec<Finding> {
+    let Ok(interfaces) = crate::host::interfaces() else {
+        return Vec::new();
+    };
+    let sessions = crate::guard::observe_sessions(&interfaces);
+    let options = Options {
+        families: Families::Enabled,
+        guard: Some(&sessions),
+    };
+    match desired::compute(set, node, &interfaces, options) {
+        Ok(d) => d.guard_findings().cloned().collect(),
+        Err(_) => Vec::new(),
+    }
 }

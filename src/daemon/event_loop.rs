@@ -198,7 +198,8 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         }
     }
 
-    /// Startup: load and apply the directory; when it is invalid, fall back as design §5 says.
+    /// Startup: load and apply the directory; when it is invalid, fall back (docs/design.md,
+    /// "Failure model").
     fn start(&mut self) -> Result<(), Fatal> {
         let outcome = self.engine.load(PolicySource::Directory);
         if self.adopt_directory(outcome)? {

@@ -5,7 +5,7 @@
 
 use super::{Active, ActivePolicy, Cluster, Metrics, TableSize};
 use crate::diag::Diagnostic;
-use crate::guard;
+use crate::finding::{Finding, FindingKind};
 use crate::model::PolicySet;
 use crate::render::marks::Marks;
 use crate::resolve::NodeView;
@@ -154,15 +154,13 @@ impl Metrics {
         });
     }
 
-    /// The lockout guard's findings for the newest set.
-    pub fn guarded(&self, findings: &[guard::Finding]) {
-        let lockout = findings
-            .iter()
-            .filter(|f| f.severity == guard::Severity::Lockout)
-            .count() as u64;
+    /// The lockout guard's verdicts on the newest set (resolution warnings are not counted).
+    pub fn guarded(&self, findings: &[Finding]) {
+        let count = |kind| findings.iter().filter(|f| f.kind == kind).count() as u64;
+        let (lockout, unreachable) = (count(FindingKind::Lockout), count(FindingKind::Unreachable));
         self.update(|v| {
             v.guard_lockout = lockout;
-            v.guard_unreachable = findings.len() as u64 - lockout;
+            v.guard_unreachable = unreachable;
         });
     }
 }
