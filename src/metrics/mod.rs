@@ -15,15 +15,16 @@ mod metered;
 mod policy_counters;
 mod process;
 mod record;
-pub mod server;
+mod server;
 mod summary;
 
 pub use exporter::Exporter;
-pub use exposition::{encode, Family, Kind, Sample};
 pub use kernel::KernelCounters;
 pub use metered::Metered;
-pub use policy_counters::{ActivePolicy, PolicyCount, KINDS};
-pub use summary::QUANTILES;
+pub use policy_counters::ActivePolicy;
+
+use exposition::{encode, Family, Sample};
+use policy_counters::PolicyCount;
 
 use crate::render::marks::Marks;
 use crate::ruleset::{Family as IpFamily, LiveTable, TableName};
@@ -166,7 +167,7 @@ impl Default for Values {
 
 impl Values {
     /// Record one apply's duration for `felix_int_dataplane_apply_time_seconds`.
-    pub fn observe_apply(&mut self, now: Instant, took: Duration) {
+    fn observe_apply(&mut self, now: Instant, took: Duration) {
         self.apply_time.observe(now, took.as_secs_f64());
     }
 
@@ -332,7 +333,8 @@ impl Metrics {
     }
 
     /// A copy of the current values.
-    pub fn snapshot(&self) -> Values {
+    #[cfg(test)]
+    pub(crate) fn snapshot(&self) -> Values {
         lock(&self.values).clone()
     }
 

@@ -12,11 +12,6 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// Felix's defaults (felix/config/config_params.go).
-pub const DEFAULT_METRICS_PORT: u16 = 9091;
-pub const DEFAULT_HEALTH_PORT: u16 = 9099;
-pub const DEFAULT_HEALTH_HOST: &str = "localhost";
-
 /// Where to listen, as FelixConfiguration says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
@@ -254,7 +249,8 @@ impl Endpoints {
     }
 
     /// The addresses actually bound (port 0 in the configuration becomes a real port here).
-    pub fn addresses(&self) -> Vec<SocketAddr> {
+    #[cfg(test)]
+    fn addresses(&self) -> Vec<SocketAddr> {
         self.listeners.iter().map(|l| l.addr).collect()
     }
 }
