@@ -4,6 +4,7 @@
 mod confirm;
 mod daemon_netns;
 mod guard;
+mod journal;
 mod kernel_dataplane;
 mod kernel_explain;
 mod kernel_lifecycle;
