@@ -26,7 +26,7 @@ const WITHIN: Duration = Duration::from_secs(15);
 
 /// eth0 of node h, labelled web; web may receive TCP 8080 only. Failsafes off so no other port
 /// is open by default. Refresh and post-write checks far away unless a test wants them.
-fn base_policies(felix_extra: &str) -> String {
+pub(crate) fn base_policies(felix_extra: &str) -> String {
     format!(
         r#"apiVersion: projectcalico.org/v3
 kind: HostEndpoint
@@ -63,7 +63,7 @@ spec:
     )
 }
 
-const ALLOW_9090: &str = r#"apiVersion: projectcalico.org/v3
+pub(crate) const ALLOW_9090: &str = r#"apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata:
   name: allow-9090
@@ -76,7 +76,7 @@ spec:
       ports: [9090]
 "#;
 
-const BROKEN: &str = r#"apiVersion: projectcalico.org/v3
+pub(crate) const BROKEN: &str = r#"apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata:
   name: broken
@@ -87,7 +87,7 @@ spec:
 "#;
 
 /// Write `text` to `dir/name` the way editors and config tools do: temp file, then rename.
-fn put(dir: &Path, name: &str, text: &str) {
+pub(crate) fn put(dir: &Path, name: &str, text: &str) {
     let tmp = dir.join(format!(".{name}.tmp"));
     fs::write(&tmp, text).unwrap();
     fs::rename(&tmp, dir.join(name)).unwrap();

@@ -5,6 +5,7 @@
 //! /run/systemd/journal/socket; a private network namespace keeps the daemon off the host's
 //! firewall. Nothing outside the two namespaces is touched.
 
+use crate::daemon_netns::BROKEN;
 use crate::netns::{kernel_tests_enabled, Workdir};
 use std::collections::BTreeMap;
 use std::fs;
@@ -76,16 +77,6 @@ daemon=$!
 sleep 3
 kill "$daemon" "$receiver"
 wait "$daemon" || true
-"#;
-
-const BROKEN: &str = r#"apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata:
-  name: broken
-spec:
-  selector: role == 'web'
-  ingress:
-  - action: Alow
 "#;
 
 #[test]

@@ -8,6 +8,7 @@
 //! Waits are bounded polls, never assertions about how fast something was. Under CI=true a
 //! Prometheus that cannot start fails the test.
 
+use crate::daemon_netns::{base_policies, put, ALLOW_9090};
 use crate::netns;
 
 use netns::{
@@ -17,7 +18,7 @@ use netns::{
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -29,63 +30,37 @@ const METRICS_PORT: u16 = 9091;
 const HEALTH_PORT: u16 = 9099;
 const PROMETHEUS_PORT: u16 = 9090;
 
-/// eth0 of node h, labelled web; TCP 8080 may come in. Metrics on the host address only,
-/// health on Felix's default (localhost:9099).
-fn policies(extra_policy: &str) -> String {
-    format!(
-        r#"apiVersion: projectcalico.org/v3
-kind: HostEndpoint
-metadata:
-  name: h-eth0
-  labels:
-    role: web
-spec:
-  node: h
-  interfaceName: eth0
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata:
-  name: allow-8080
-spec:
-  selector: role == 'web'
-  ingress:
-  - action: Allow
-    protocol: TCP
-    destination:
-      ports: [8080]
-  egress:
-  - action: Allow
----
-apiVersion: projectcalico.org/v3
-kind: FelixConfiguration
-metadata:
-  name: default
-spec:
-  failsafeInboundHostPorts: []
-  failsafeOutboundHostPorts: []
-  iptablesRefreshInterval: 0s
-  prometheusMetricsEnabled: true
-  prometheusMetricsHost: "{HOST4}"
-  prometheusMetricsPort: {METRICS_PORT}
-  healthEnabled: true
-{extra_policy}"#
-    )
+/// The daemon tests' policies (eth0 of node h, labelled web; TCP 8080 may come in), with
+/// metrics on the host address only and health on Felix's default (localhost:9099), no refresh
+/// timer, and `felix_extra` lines.
+fn policies(felix_extra: &str) -> String {
+    base_policies(&format!(
+        "  iptablesRefreshInterval: 0s\n  prometheusMetricsEnabled: true\n  \
+         prometheusMetricsHost: \"{HOST4}\"\n  prometheusMetricsPort: {METRICS_PORT}\n  \
+         healthEnabled: true\n{felix_extra}"
+    ))
 }
 
-const ALLOW_9090: &str = r#"---
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata:
-  name: allow-9090
-spec:
-  selector: role == 'web'
-  ingress:
-  - action: Allow
-    protocol: TCP
-    destination:
-      ports: [9090]
-"#;
+/// Namespaces named `tag`, the policies, and a daemon that has reported ready. `rust_log`:
+/// keep RUST_LOG=debug (else the log level is logSeverityScreen's).
+fn ready_daemon(tag: &str, felix_extra: &str, rust_log: bool) -> (Pair, Workdir, Daemon) {
+    let pair = Pair::new(tag);
+    let work = Workdir::new();
+    work.write_policies(&policies(felix_extra));
+    let mut cmd = hostfw_command(&pair.host, &work, NODE, BACKEND, &["run"]);
+    if rust_log {
+        cmd.env("RUST_LOG", "debug");
+    } else {
+        cmd.env_remove("RUST_LOG");
+    }
+    let d = Daemon::spawn(cmd, &work);
+    assert!(
+        eventually(WITHIN, || readiness(&pair.host) == Some(200)),
+        "never ready:\n{}",
+        d.log_text()
+    );
+    (pair, work, d)
+}
 
 /// A `hostfw run` in a namespace; killed on drop.
 struct Daemon {
@@ -95,12 +70,6 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(ns: &Netns, work: &Workdir) -> Daemon {
-        let mut cmd = hostfw_command(ns, work, NODE, BACKEND, &["run"]);
-        cmd.env("RUST_LOG", "debug");
-        Daemon::spawn(cmd, work)
-    }
-
     /// Run `cmd` (a `hostfw run` command line) with the environment of a plain terminal.
     fn spawn(mut cmd: Command, work: &Workdir) -> Daemon {
         let root = work.dir.path();
@@ -255,13 +224,6 @@ fn url_encode(text: &str) -> String {
         .collect()
 }
 
-/// Write `text` to `dir/name` as editors do: temp file, then rename.
-fn put(dir: &Path, name: &str, text: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    fs::write(&tmp, text).expect("write policy");
-    fs::rename(&tmp, dir.join(name)).expect("rename policy");
-}
-
 fn readiness(ns: &Netns) -> Option<u16> {
     http_get(ns, sock("127.0.0.1", HEALTH_PORT), "/readiness").map(|(status, _)| status)
 }
@@ -271,16 +233,8 @@ fn prometheus_scrapes_felix_and_hostfw_series() {
     if !kernel_tests_enabled() {
         return;
     }
-    let pair = Pair::new("met-prom");
-    let work = Workdir::new();
-    work.write_policies(&policies(""));
+    let (pair, work, d) = ready_daemon("met-prom", "", true);
     let _web = tcp_server(&pair.host, sock(HOST4, 8080));
-    let d = Daemon::start(&pair.host, &work);
-    assert!(
-        eventually(WITHIN, || readiness(&pair.host) == Some(200)),
-        "never ready:\n{}",
-        d.log_text()
-    );
 
     // Bound exactly to prometheusMetricsHost: loopback on the same port answers nothing.
     let target = sock(HOST4, METRICS_PORT);
@@ -396,16 +350,8 @@ fn readiness_is_503_while_a_newer_generation_waits() {
     if !kernel_tests_enabled() {
         return;
     }
-    let pair = Pair::new("met-ready");
-    let work = Workdir::new();
-    work.write_policies(&policies(""));
-    let d = Daemon::start(&pair.host, &work);
+    let (pair, work, d) = ready_daemon("met-ready", "", true);
     let health = sock("127.0.0.1", HEALTH_PORT);
-    assert!(
-        eventually(WITHIN, || readiness(&pair.host) == Some(200)),
-        "never ready:\n{}",
-        d.log_text()
-    );
     assert_eq!(
         http_get(&pair.host, health, "/liveness").map(|(s, _)| s),
         Some(200)
@@ -453,18 +399,8 @@ fn an_edit_moves_the_listeners_and_the_log_level() {
     if !kernel_tests_enabled() {
         return;
     }
-    let pair = Pair::new("met-move");
-    let work = Workdir::new();
-    work.write_policies(&policies("  logSeverityScreen: Debug\n"));
-    let mut cmd = hostfw_command(&pair.host, &work, NODE, BACKEND, &["run"]);
     // logSeverityScreen decides only when neither RUST_LOG nor --log-level does.
-    cmd.env_remove("RUST_LOG");
-    let d = Daemon::spawn(cmd, &work);
-    assert!(
-        eventually(WITHIN, || readiness(&pair.host) == Some(200)),
-        "never ready:\n{}",
-        d.log_text()
-    );
+    let (pair, work, d) = ready_daemon("met-move", "  logSeverityScreen: Debug\n", false);
     assert!(d.log_text().contains("[DEBUG"), "{}", d.log_text());
 
     // Port 9092, health off, Warning: the old listeners close, the new one answers, and info
