@@ -116,11 +116,11 @@ fn with_base_policies(tag: &str, extra: &str) -> (Pair, Workdir) {
 }
 
 /// A running `hostfw run` inside a namespace, with the notify socket it reports to.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     notify: UnixDatagram,
     log: PathBuf,
-    run_dir: PathBuf,
+    pub(crate) run_dir: PathBuf,
 }
 
 impl Daemon {
@@ -135,7 +135,7 @@ impl Daemon {
         d
     }
 
-    fn start_with_env(ns: &Netns, work: &Workdir, env: &[(&str, &str)]) -> Daemon {
+    pub(crate) fn start_with_env(ns: &Netns, work: &Workdir, env: &[(&str, &str)]) -> Daemon {
         let root = work.dir.path();
         let sock_path = root.join(format!("notify-{}", nix_time_tag()));
         let notify = UnixDatagram::bind(&sock_path).unwrap();
@@ -188,7 +188,7 @@ impl Daemon {
             .unwrap_or(serde_json::Value::Null)
     }
 
-    fn signal(&self, sig: nix::sys::signal::Signal) {
+    pub(crate) fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
     }
 
@@ -204,7 +204,7 @@ impl Daemon {
         panic!("daemon did not exit:\n{}", self.log_text());
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

@@ -8,21 +8,19 @@
 //! Waits are bounded polls, never assertions about how fast something was. Under CI=true a
 //! Prometheus that cannot start fails the test.
 
-use crate::daemon_netns::{base_policies, put, ALLOW_9090};
+use crate::daemon_netns::{base_policies, put, Daemon, ALLOW_9090};
 use crate::netns;
 
 use netns::{
-    eventually, hostfw_command, http_get, kernel_tests_enabled, sock, tcp_ok, tcp_server, Netns,
-    Pair, Workdir, HOST4,
+    eventually, http_get, kernel_tests_enabled, sock, tcp_ok, tcp_server, Netns, Pair, Workdir,
+    HOST4,
 };
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const NODE: &str = "h";
 const BACKEND: &str = "legacy";
 /// Bound for anything that should happen "soon" (a few scrape intervals); generous for CI.
 const WITHIN: Duration = Duration::from_secs(30);
@@ -47,60 +45,15 @@ fn ready_daemon(tag: &str, felix_extra: &str, rust_log: bool) -> (Pair, Workdir,
     let pair = Pair::new(tag);
     let work = Workdir::new();
     work.write_policies(&policies(felix_extra));
-    let mut cmd = hostfw_command(&pair.host, &work, NODE, BACKEND, &["run"]);
-    if rust_log {
-        cmd.env("RUST_LOG", "debug");
-    } else {
-        cmd.env_remove("RUST_LOG");
-    }
-    let d = Daemon::spawn(cmd, &work);
+    // An empty RUST_LOG counts as unset.
+    let env: &[(&str, &str)] = if rust_log { &[] } else { &[("RUST_LOG", "")] };
+    let d = Daemon::start_with_env(&pair.host, &work, env);
     assert!(
         eventually(WITHIN, || readiness(&pair.host) == Some(200)),
         "never ready:\n{}",
         d.log_text()
     );
     (pair, work, d)
-}
-
-/// A `hostfw run` in a namespace; killed on drop.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    run_dir: PathBuf,
-}
-
-impl Daemon {
-    /// Run `cmd` (a `hostfw run` command line) with the environment of a plain terminal.
-    fn spawn(mut cmd: Command, work: &Workdir) -> Daemon {
-        let root = work.dir.path();
-        let log = root.join("daemon.log");
-        let child = cmd
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("HOSTFW_LOCKOUT_GUARD")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).expect("daemon log"))
-            .spawn()
-            .expect("start hostfw run");
-        Daemon {
-            child,
-            log,
-            run_dir: root.join("run"),
-        }
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Prometheus in a namespace with a temporary config and data directory; killed on drop.
@@ -382,11 +335,7 @@ fn readiness_is_503_while_a_newer_generation_waits() {
     assert_eq!(json["ready"], false, "{body}");
 
     fs::remove_file(d.run_dir.join(hostfw::confirm::PENDING_FILE)).expect("remove pending");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(d.child.id() as i32),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .expect("SIGHUP");
+    d.signal(nix::sys::signal::Signal::SIGHUP);
     assert!(
         eventually(WITHIN, || readiness(&pair.host) == Some(200)),
         "not ready again after the confirmation ended:\n{}",
