@@ -39,7 +39,7 @@ fn defaults_file_documents_every_variable_the_cli_reads() {
         .collect();
     assert!(
         from_cli.len() >= 6,
-        "the CLI reads at least the six HOSTFW_* variables of design §3: {from_cli:?}"
+        "the CLI reads at least the six HOSTFW_* variables the README documents: {from_cli:?}"
     );
     for name in from_cli
         .iter()

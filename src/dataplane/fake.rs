@@ -106,11 +106,7 @@ fn fresh_table(table: TableName) -> BTreeMap<String, FakeChain> {
 }
 
 fn program(backend: Backend, family: Family, verb: &str) -> String {
-    let prefix = match family {
-        Family::V4 => "iptables",
-        Family::V6 => "ip6tables",
-    };
-    format!("{prefix}-{}-{verb}", backend.as_str())
+    format!("{}-{}-{verb}", family.iptables(), backend.as_str())
 }
 
 impl Default for FakeDataplane {

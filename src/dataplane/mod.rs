@@ -29,11 +29,19 @@ pub enum Backend {
 }
 
 impl Backend {
+    pub const ALL: [Backend; 2] = [Backend::Legacy, Backend::Nft];
+
+    /// `legacy` / `nft`: the tools' infix (`iptables-nft-save`) and how status.json spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::Legacy => "legacy",
             Backend::Nft => "nft",
         }
+    }
+
+    /// The backend `as_str` spells `name`.
+    pub fn from_name(name: &str) -> Option<Backend> {
+        Backend::ALL.into_iter().find(|b| b.as_str() == name)
     }
 }
 

@@ -25,16 +25,9 @@ pub struct RealDataplane {
     ipset: Option<PathBuf>,
 }
 
-fn tool_prefix(family: Family) -> &'static str {
-    match family {
-        Family::V4 => "iptables",
-        Family::V6 => "ip6tables",
-    }
-}
-
 /// `ip[6]tables-<backend>-<verb>`, falling back to `ip[6]tables-<verb>` (Felix's lookup).
 fn find_tool(family: Family, backend: Backend, verb: &str) -> Result<PathBuf, DataplaneError> {
-    let prefix = tool_prefix(family);
+    let prefix = family.iptables();
     let specific = format!("{prefix}-{}-{verb}", backend.as_str());
     exec::find_in_path(&specific)
         .or_else(|| exec::find_in_path(&format!("{prefix}-{verb}")))
@@ -115,7 +108,7 @@ impl RealDataplane {
         self.tools
             .get(&family)
             .ok_or_else(|| DataplaneError::MissingBinary {
-                program: format!("{}-{}-save", tool_prefix(family), self.backend.as_str()),
+                program: format!("{}-{}-save", family.iptables(), self.backend.as_str()),
                 package: "iptables",
             })
     }
@@ -250,17 +243,11 @@ pub fn probe() -> BackendProbe {
 fn observe_backend(backend: Backend) -> Option<BackendObservation> {
     let mut text = String::new();
     let mut probed = false;
-    for family in [Family::V4, Family::V6] {
-        if backend == Backend::Legacy {
-            let names = match family {
-                Family::V4 => "ip_tables_names",
-                Family::V6 => "ip6_tables_names",
-            };
-            if !proc_net(names).exists() {
-                continue;
-            }
+    for family in Family::ALL {
+        if backend == Backend::Legacy && !proc_net(family.legacy_tables_proc_file()).exists() {
+            continue;
         }
-        let name = format!("{}-{}-save", tool_prefix(family), backend.as_str());
+        let name = format!("{}-{}-save", family.iptables(), backend.as_str());
         let Some(program) = exec::find_in_path(&name) else {
             continue;
         };

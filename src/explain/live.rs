@@ -44,11 +44,10 @@ pub fn parse(family: Family, saves: &[(TableName, String)], ipsets: &LiveIpsets)
             .map_or("", |(_, s)| s.as_str());
         tables.push(parse_table(name, text, &mut policies, &mut unknown));
     }
-    let v6 = family == Family::V6;
     let sets = ipsets
         .sets
         .values()
-        .filter(|s| s.family.is_none_or(|f| (f == Family::V6) == v6))
+        .filter(|s| s.family.is_none_or(|f| f == family))
         .map(|s| {
             (
                 s.name.clone(),

@@ -2,7 +2,10 @@
 //! defaults already applied. Pure data; produced only by `policy::validate`, consumed by
 //! `resolve` and `render`. Nothing here reads files or knows YAML.
 
+pub mod direction;
 pub mod selector;
+
+pub use direction::Direction;
 
 use ipnet::IpNet;
 use selector::Selector;

@@ -1,6 +1,7 @@
-//! Interface dispatch chains (reference §1.3, §8.3; Felix `rules/dispatch.go`): one `--goto` per
-//! endpoint interface, split into a one-level prefix tree when several names share the next
-//! character after their common prefix, and the `*` endpoint as the end rule.
+//! Interface dispatch chains (`docs/felix-layout.md` "Chains and hooks"; Felix
+//! `felix/rules/dispatch.go`): one `--goto` per endpoint interface, split into a one-level
+//! prefix tree when several names share the next character after their common prefix, and the
+//! `*` endpoint as the end rule.
 
 use super::names;
 use super::static_chains::{in_iface, out_iface};

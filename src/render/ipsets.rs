@@ -1,6 +1,6 @@
-//! Selector and named-port ipsets (reference §5.5; Felix `calc/rule_scanner.go`): IDs from the
-//! selector's canonical text, members from every node's HostEndpoint `expectedIPs` and from
-//! GlobalNetworkSets, per family.
+//! Selector and named-port ipsets (`docs/felix-layout.md` "Ipsets"; Felix
+//! `felix/calc/rule_scanner.go`): IDs from the selector's canonical text, members from every
+//! node's HostEndpoint `expectedIPs` and from GlobalNetworkSets, per family.
 
 use super::names;
 use super::static_chains::same_family;
@@ -37,10 +37,6 @@ impl<'a> SetCollector<'a> {
         }
     }
 
-    fn v6(&self) -> bool {
-        self.family == Family::V6
-    }
-
     fn addr_in_family(&self, ip: &IpAddr) -> bool {
         matches!(
             (self.family, IpVersion::of_addr(ip)),
@@ -54,7 +50,7 @@ impl<'a> SetCollector<'a> {
             return name.clone();
         }
         let id = selector.unique_id();
-        let name = names::ipset_name(self.v6(), &id);
+        let name = names::ipset_name(self.family, &id);
         if !self.sets.contains_key(&name) {
             let mut members = BTreeSet::new();
             for ep in &self.view.selector_sources.endpoints {
@@ -94,7 +90,7 @@ impl<'a> SetCollector<'a> {
         }
         let sel_id = selector.unique_id();
         let id = names::named_port_set_id(&sel_id, proto, port);
-        let name = names::ipset_name(self.v6(), &id);
+        let name = names::ipset_name(self.family, &id);
         if !self.sets.contains_key(&name) {
             let mut members = BTreeSet::new();
             for ep in &self.view.selector_sources.endpoints {

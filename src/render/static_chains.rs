@@ -1,5 +1,7 @@
-//! Hook rules and the chains that always exist (reference §1.1, §1.2, §2.6, §2.7): the
-//! top-level `cali-*` chains, failsafe chains and the workload-to-host chains.
+//! Hook rules and the chains that always exist (`docs/felix-layout.md` "Chains and hooks",
+//! "Static chains"; Felix `felix/rules/static.go`): the top-level `cali-*` chains, failsafe
+//! chains (each rule recorded as a failsafe entry in the provenance) and the workload-to-host
+//! chains.
 //!
 //! hostfw keeps Felix's rules and their order for every chain it writes, and leaves out the parts
 //! that mean nothing on a non-cluster host:
@@ -19,8 +21,11 @@
 //! workloads), `-o <prefix>+ RETURN` in `cali-OUTPUT` and the workload jumps in `cali-FORWARD`.
 
 use super::names::{self, kernel};
+use super::provenance::{index_u32, Origin, Recorder};
 use super::{clear_mark, commented, put, rule, set_mark, Ctx};
-use crate::model::{EndpointToHostAction, FailsafePort, FailsafeProtocol, InsertMode, IpVersion};
+use crate::model::{
+    Direction, EndpointToHostAction, FailsafePort, FailsafeProtocol, InsertMode, IpVersion,
+};
 use crate::ruleset::{
     Action, Chain, Family, HookPosition, HookRule, Match, PortSpec, Rule, TableName,
 };
@@ -77,22 +82,23 @@ pub fn hooks(ctx: &Ctx, table: TableName) -> Vec<HookRule> {
 
 /// Add the static chains of `table` (pruning later drops the unreferenced ones, e.g. failsafe
 /// chains when no endpoint is active).
-pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
+pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>, rec: &mut Recorder) {
     match table {
         TableName::Raw => raw(ctx, chains),
         TableName::Mangle => mangle(ctx, chains),
         TableName::Filter => filter(ctx, chains),
     }
-    put(
-        chains,
-        names::FAILSAFE_IN.into(),
-        failsafe(ctx, table, Direction::In),
-    );
-    put(
-        chains,
-        names::FAILSAFE_OUT.into(),
-        failsafe(ctx, table, Direction::Out),
-    );
+    for (name, dir) in [
+        (names::FAILSAFE_IN, Direction::Ingress),
+        (names::FAILSAFE_OUT, Direction::Egress),
+    ] {
+        let rules = failsafe(ctx, table, dir);
+        let origins = (0..rules.len())
+            .map(|i| (index_u32(i), Origin::Failsafe(dir)))
+            .collect();
+        rec.rules(table, name, origins);
+        put(chains, name.into(), rules);
+    }
 }
 
 fn raw(ctx: &Ctx, chains: &mut BTreeMap<String, Chain>) {
@@ -259,28 +265,22 @@ fn filter(ctx: &Ctx, chains: &mut BTreeMap<String, Chain>) {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    In,
-    Out,
-}
-
-/// `cali-failsafe-in` / `cali-failsafe-out` (§2.7). The raw copies add the reverse rules so the
+/// `cali-failsafe-in` / `cali-failsafe-out`. The raw copies add the reverse rules so the
 /// replies of failsafe flows are accepted before any untracked policy sees them.
 fn failsafe(ctx: &Ctx, table: TableName, dir: Direction) -> Vec<Rule> {
     let (forward, reverse) = match dir {
-        Direction::In => (&ctx.cfg.failsafe_inbound, &ctx.cfg.failsafe_outbound),
-        Direction::Out => (&ctx.cfg.failsafe_outbound, &ctx.cfg.failsafe_inbound),
+        Direction::Ingress => (&ctx.cfg.failsafe_inbound, &ctx.cfg.failsafe_outbound),
+        Direction::Egress => (&ctx.cfg.failsafe_outbound, &ctx.cfg.failsafe_inbound),
     };
     let mut rules: Vec<Rule> = forward
         .iter()
-        .filter_map(|p| failsafe_rule(ctx, p, false, dir == Direction::In))
+        .filter_map(|p| failsafe_rule(ctx, p, false, dir == Direction::Ingress))
         .collect();
     if table == TableName::Raw {
         rules.extend(
             reverse
                 .iter()
-                .filter_map(|p| failsafe_rule(ctx, p, true, dir == Direction::In)),
+                .filter_map(|p| failsafe_rule(ctx, p, true, dir == Direction::Ingress)),
         );
     }
     rules

@@ -280,7 +280,8 @@ mod tests {
 
     #[test]
     fn policy_rule_from_reference_section_10() {
-        // felix-iptables.md §10 gives the exact Felix form of the first cali-pi rule.
+        // The exact Felix form of the first cali-pi rule of the seed sample (Felix
+        // felix/rules/policy.go renders it so).
         let r = rule(
             vec![
                 Match::Protocol {

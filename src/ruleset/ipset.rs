@@ -41,14 +41,6 @@ pub fn type_str(t: IpsetType) -> &'static str {
     }
 }
 
-/// `inet` / `inet6`.
-pub fn family_str(f: Family) -> &'static str {
-    match f {
-        Family::V4 => "inet",
-        Family::V6 => "inet6",
-    }
-}
-
 /// Canonical member text, so desired and saved members compare equal: `ipset save` prints a
 /// full-length prefix of a `hash:net` set as a bare address (`10.0.0.1`, not `10.0.0.1/32`),
 /// so a `/32` (v4) or `/128` (v6) suffix is dropped; everything else is kept verbatim.
@@ -74,7 +66,7 @@ pub fn write_create(out: &mut String, name: &str, set: &Ipset) {
         out,
         "create {name} {} family {} maxelem {}",
         type_str(set.set_type),
-        family_str(set.family),
+        set.family.ipset_family(),
         set.max_elements
     );
 }
@@ -152,11 +144,7 @@ pub fn parse_ipset_save(text: &str) -> Result<LiveIpsets, SaveError> {
             for pair in rest.windows(2) {
                 match pair[0] {
                     "family" => {
-                        family = match pair[1] {
-                            "inet" => Some(Family::V4),
-                            "inet6" => Some(Family::V6),
-                            _ => None,
-                        }
+                        family = Family::from_ipset_family(pair[1]);
                     }
                     "maxelem" => max_elements = pair[1].parse().ok(),
                     _ => {}

@@ -119,13 +119,6 @@ pub struct PlanOptions {
     pub nft: bool,
 }
 
-fn family_label(f: Family) -> &'static str {
-    match f {
-        Family::V4 => "IPv4",
-        Family::V6 => "IPv6",
-    }
-}
-
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_empty() {
@@ -142,7 +135,7 @@ impl fmt::Display for Plan {
             }
         }
         for t in &self.tables {
-            let label = format!("{} {}", family_label(t.family), t.table.as_str());
+            let label = format!("{} {}", t.family.label(), t.table.as_str());
             for (verb, names) in [
                 ("create chain", &t.create),
                 ("rewrite chain", &t.rewrite),
@@ -358,10 +351,7 @@ fn plan_hooks(b: &mut RestoreBuilder, desired: Option<&Table>, live: &LiveTable)
 
 /// A temp-set name (`cali4t<N>` / `cali6t<N>`) not used by anything live or desired.
 fn temp_set_name(family: Family, taken: &dyn Fn(&str) -> bool, counter: &mut usize) -> String {
-    let prefix = match family {
-        Family::V4 => "cali4t",
-        Family::V6 => "cali6t",
-    };
+    let prefix = format!("cali{}t", family.ip_version());
     loop {
         let name = format!("{prefix}{counter}");
         *counter += 1;
