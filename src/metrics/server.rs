@@ -123,13 +123,21 @@ fn start(bind: &Bind, routes: Routes, metrics: Arc<Metrics>) -> io::Result<Liste
         .map_err(|e| io::Error::other(e.to_string()))?;
     let server = Arc::new(server);
     let serving = server.clone();
+    let header = |value: &str| {
+        tiny_http::Header::from_bytes("Content-Type", value)
+            .map_err(|()| io::Error::other("invalid Content-Type header"))
+    };
+    let (text, json) = (header(TEXT)?, header(JSON)?);
     let thread = thread::Builder::new()
         .name("hostfw-http".into())
         .spawn(move || {
             for request in serving.incoming_requests() {
                 let (status, content_type, body) = answer(&request, routes, &metrics);
-                let header = tiny_http::Header::from_bytes("Content-Type", content_type)
-                    .expect("a static, valid header");
+                let header = if content_type == JSON {
+                    json.clone()
+                } else {
+                    text.clone()
+                };
                 let response = tiny_http::Response::from_string(body)
                     .with_status_code(status)
                     .with_header(header);
