@@ -216,6 +216,20 @@ impl Drop for Daemon {
     }
 }
 
+/// Record a pending `apply --confirm` (ten minutes left) in `run_dir`: the daemon holds off.
+pub(crate) fn hold_with_pending_confirmation(run_dir: &Path) {
+    let now = hostfw::confirm::now_unix();
+    let pending = hostfw::confirm::Pending {
+        token: "test".into(),
+        created_unix: now,
+        deadline_unix: now + 600,
+        seconds: 600,
+        backend: BACKEND.into(),
+        watcher_pid: None,
+    };
+    hostfw::confirm::write_pending(run_dir, &pending).expect("write the pending confirmation");
+}
+
 /// Distinct file names for successive daemons of one test.
 fn nix_time_tag() -> String {
     use std::sync::atomic::AtomicUsize;
@@ -585,16 +599,7 @@ fn a_pending_confirmation_pauses_reconciliation() {
     let d = Daemon::ready(&pair.host, &work);
     assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
 
-    let now = hostfw::confirm::now_unix();
-    let pending = hostfw::confirm::Pending {
-        token: "test".into(),
-        created_unix: now,
-        deadline_unix: now + 600,
-        seconds: 600,
-        backend: BACKEND.into(),
-        watcher_pid: None,
-    };
-    hostfw::confirm::write_pending(&d.run_dir, &pending).unwrap();
+    hold_with_pending_confirmation(&d.run_dir);
     put(&dir, "20-allow-9090.yaml", ALLOW_9090);
     assert!(
         eventually(|| d.log_text().contains("not reconciling")),

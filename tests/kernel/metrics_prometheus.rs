@@ -8,7 +8,7 @@
 //! Waits are bounded polls, never assertions about how fast something was. Under CI=true a
 //! Prometheus that cannot start fails the test.
 
-use crate::daemon_netns::{base_policies, put, Daemon, ALLOW_9090};
+use crate::daemon_netns::{base_policies, hold_with_pending_confirmation, put, Daemon, ALLOW_9090};
 use crate::netns;
 
 use netns::{
@@ -21,7 +21,6 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const BACKEND: &str = "legacy";
 /// Bound for anything that should happen "soon" (a few scrape intervals); generous for CI.
 const WITHIN: Duration = Duration::from_secs(30);
 const METRICS_PORT: u16 = 9091;
@@ -314,16 +313,7 @@ fn readiness_is_503_while_a_newer_generation_waits() {
 
     // A pending `apply --confirm` holds the kernel; an edit makes a newer generation that
     // cannot be applied yet.
-    let now = hostfw::confirm::now_unix();
-    let pending = hostfw::confirm::Pending {
-        token: "test".into(),
-        created_unix: now,
-        deadline_unix: now + 600,
-        seconds: 600,
-        backend: BACKEND.into(),
-        watcher_pid: None,
-    };
-    hostfw::confirm::write_pending(&d.run_dir, &pending).expect("pending confirmation");
+    hold_with_pending_confirmation(&d.run_dir);
     put(&work.policy_dir(), "20-allow-9090.yaml", ALLOW_9090);
     assert!(
         eventually(WITHIN, || readiness(&pair.host) == Some(503)),
