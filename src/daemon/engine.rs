@@ -166,9 +166,10 @@ impl Engine for RealEngine {
         let checked = crate::policy::load_snapshot(&snapshot);
         let mut diagnostics = checked.loaded.diagnostics;
         let metrics = self.exporter.metrics().clone();
+        let directory = from == PolicySource::Directory;
         let Some(set) = checked.loaded.set else {
             release_memory();
-            metrics.loaded(None, &diagnostics);
+            metrics.loaded(directory, None, &diagnostics);
             return LoadOutcome::Invalid { diagnostics };
         };
         let interfaces = read_interfaces();
@@ -186,7 +187,7 @@ impl Engine for RealEngine {
             Ok(d) => d,
             Err(e) => {
                 diagnostics.push(Diagnostic::file_error(origin, e.to_string()));
-                metrics.loaded(None, &diagnostics);
+                metrics.loaded(directory, None, &diagnostics);
                 return LoadOutcome::Invalid { diagnostics };
             }
         };
@@ -196,7 +197,7 @@ impl Engine for RealEngine {
                 guard::daemon_gate(&desired.findings, self.settings.lockout_guard, &origin);
             if !refused.is_empty() {
                 diagnostics.extend(refused);
-                metrics.loaded(None, &diagnostics);
+                metrics.loaded(directory, None, &diagnostics);
                 return LoadOutcome::Invalid { diagnostics };
             }
             // A valid edit (or SIGHUP, or start) is the admin's answer to a rolled-back
@@ -213,7 +214,7 @@ impl Engine for RealEngine {
                 text: t.text,
             })
             .collect();
-        metrics.loaded(Some((&set, &snapshot.revision)), &diagnostics);
+        metrics.loaded(directory, Some((&set, &snapshot.revision)), &diagnostics);
         metrics.rendered(&desired.view, &desired.rulesets, marks(&desired));
         self.exporter.configure(desired.config());
         let enforced = Enforced::new(desired);

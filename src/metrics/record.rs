@@ -34,16 +34,24 @@ fn ipset_families(plan: &IpsetPlan) -> BTreeSet<Family> {
 const DEFAULT_TIER: &str = "default";
 
 impl Metrics {
-    /// A load of the policy directory (or the last good set) finished. `valid`: the set and its
-    /// sha256 when it is accepted. Felix's closest event to re-reading every resource is a
-    /// resync with the datastore, so each load counts in `felix_resyncs_started`.
-    pub fn loaded(&self, valid: Option<(&PolicySet, &str)>, diagnostics: &[Diagnostic]) {
+    /// A load finished: of the policy directory (`directory`), or of the last good set, which
+    /// says nothing about the directory's validity. `valid`: the set and its sha256 when it is
+    /// accepted. Felix's closest event to re-reading every resource is a resync with the
+    /// datastore, so each load counts in `felix_resyncs_started`.
+    pub fn loaded(
+        &self,
+        directory: bool,
+        valid: Option<(&PolicySet, &str)>,
+        diagnostics: &[Diagnostic],
+    ) {
         let errors = diagnostics.iter().filter(|d| d.is_error()).count() as u64;
         self.update(|v| {
             v.resyncs_started += 1;
-            v.config_valid = Some(valid.is_some());
-            v.diagnostics_errors = errors;
-            v.diagnostics_warnings = diagnostics.len() as u64 - errors;
+            if directory {
+                v.config_valid = Some(valid.is_some());
+                v.diagnostics_errors = errors;
+                v.diagnostics_warnings = diagnostics.len() as u64 - errors;
+            }
             let Some((set, sha)) = valid else { return };
             let mut tiers: BTreeSet<&str> =
                 set.tiers.iter().map(|t| t.meta.name.as_str()).collect();
@@ -201,7 +209,7 @@ mod tests {
         let m = Metrics::new();
         let set = PolicySet::default();
         assert!(!m.health().ready, "nothing applied yet");
-        m.loaded(Some((&set, "aaa")), &[]);
+        m.loaded(true, Some((&set, "aaa")), &[]);
         assert!(!m.health().ready);
         reconcile_ok(&m, Plan::default(), false);
         assert!(m.health().ready);
@@ -209,12 +217,14 @@ mod tests {
 
         // An invalid edit changes nothing in force: still ready, config invalid.
         let bad = Diagnostic::file_error("x.yaml", "broken");
-        m.loaded(None, std::slice::from_ref(&bad));
+        m.loaded(true, None, std::slice::from_ref(&bad));
+        // Falling back to the last good set does not make the directory valid.
+        m.loaded(false, Some((&set, "aaa")), &[]);
         assert!(m.health().ready);
         assert_eq!(m.snapshot().config_valid, Some(false));
 
         // A new valid set waits behind a pending confirmation: not ready until applied.
-        m.loaded(Some((&set, "bbb")), &[]);
+        m.loaded(true, Some((&set, "bbb")), &[]);
         m.held();
         let h = m.health();
         assert!(!h.ready && h.live, "{h:?}");
@@ -233,7 +243,7 @@ mod tests {
         );
         assert!(!m.health().ready);
         assert_eq!(m.snapshot().dataplane_failures, 1);
-        assert_eq!(m.snapshot().resyncs_started, 3);
+        assert_eq!(m.snapshot().resyncs_started, 4);
     }
 
     #[test]
