@@ -253,6 +253,7 @@ impl Engine for RealEngine {
                 let enforced = Enforced::new(desired);
                 let changed = enforced != in_force.enforced;
                 if changed {
+                    self.exporter.metrics().rules_changed();
                     enforced.log_warnings();
                 }
                 if let Some(f) = &mut self.in_force {

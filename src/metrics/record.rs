@@ -154,6 +154,12 @@ impl Metrics {
         });
     }
 
+    /// The same set now means other rules (the host's interfaces changed): until the next
+    /// reconcile the kernel differs from it.
+    pub fn rules_changed(&self) {
+        self.update(|v| v.in_sync = false);
+    }
+
     /// A pending `apply --confirm` holds the kernel: nothing was reconciled.
     pub fn held(&self) {
         self.update(|v| {
@@ -232,6 +238,12 @@ mod tests {
         reconcile_ok(&m, Plan::default(), false);
         assert!(m.health().ready);
         assert_eq!(m.snapshot().in_force, Some((2, "bbb".to_string())));
+
+        // New interfaces change the rules of the same set: not ready until they are written.
+        m.rules_changed();
+        assert!(!m.health().ready);
+        reconcile_ok(&m, Plan::default(), false);
+        assert!(m.health().ready);
 
         // A failed reconcile: not ready, and counted.
         m.reconciled(
