@@ -91,17 +91,14 @@ impl RealDataplane {
         RealDataplane::new(backend)
     }
 
-    /// As `save_tables`, with packet and byte counters (`-c`): one process for every table.
-    pub fn save_tables_with_counters(
-        &self,
-        family: Family,
-    ) -> Result<BTreeMap<TableName, String>, DataplaneError> {
+    /// `iptables-save -c` of every table (one process), as the tool printed it.
+    pub fn save_all_with_counters(&self, family: Family) -> Result<String, DataplaneError> {
         let program = &self.tools(family)?.save;
         let out = exec::run(program, &["-c"], None, CHILD_TIMEOUT)?;
         if !out.status.success() {
             return Err(failure(program, &out, None));
         }
-        Ok(split_save(&out.stdout))
+        Ok(out.stdout)
     }
 
     fn tools(&self, family: Family) -> Result<&FamilyTools, DataplaneError> {

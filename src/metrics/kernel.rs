@@ -4,7 +4,7 @@
 
 use super::CounterReader;
 use crate::dataplane::{Dataplane, RealDataplane};
-use crate::ruleset::{parse_save, Family, LiveTable};
+use crate::ruleset::Family;
 
 pub struct KernelCounters {
     dataplane: RealDataplane,
@@ -17,20 +17,15 @@ impl KernelCounters {
 }
 
 impl CounterReader for KernelCounters {
-    fn read(&self) -> Result<Vec<LiveTable>, String> {
-        let mut tables = Vec::new();
-        for family in [Family::V4, Family::V6] {
-            if !self.dataplane.supports(family) {
-                continue;
-            }
-            let saved = self
-                .dataplane
-                .save_tables_with_counters(family)
-                .map_err(|e| e.to_string())?;
-            for text in saved.values() {
-                tables.push(parse_save(text).map_err(|e| e.to_string())?);
-            }
-        }
-        Ok(tables)
+    fn read(&self) -> Result<Vec<String>, String> {
+        [Family::V4, Family::V6]
+            .into_iter()
+            .filter(|f| self.dataplane.supports(*f))
+            .map(|f| {
+                self.dataplane
+                    .save_all_with_counters(f)
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
     }
 }

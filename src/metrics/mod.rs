@@ -27,7 +27,7 @@ use exposition::{encode, Family, Sample};
 use policy_counters::PolicyCount;
 
 use crate::render::marks::Marks;
-use crate::ruleset::{Family as IpFamily, LiveTable, TableName};
+use crate::ruleset::{Family as IpFamily, TableName};
 use families::Def;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -293,9 +293,10 @@ impl Values {
     }
 }
 
-/// Reads the kernel's tables with their counters (`iptables-save -c`) for the per-policy series.
+/// Reads the kernel's tables with their counters for the per-policy series: `iptables-save -c`
+/// output of every table, one text per family.
 pub trait CounterReader: Send {
-    fn read(&self) -> Result<Vec<LiveTable>, String>;
+    fn read(&self) -> Result<Vec<String>, String>;
 }
 
 #[derive(Default)]
