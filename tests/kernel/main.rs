@@ -1,5 +1,6 @@
 //! Real-kernel tests in network namespaces (root; under CI=true they fail when they cannot run):
-//! dataplane, scenarios with real packets, daemon, confirm, guard, explain against live counters.
+//! dataplane, scenarios with real packets, daemon, confirm, guard, explain against live counters,
+//! metrics and health scraped by a real Prometheus, native journal logging.
 
 mod confirm;
 mod daemon_netns;
