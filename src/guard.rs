@@ -61,18 +61,33 @@ impl Observed {
 /// What to do with findings in the daemon (`--lockout-guard`, `HOSTFW_LOCKOUT_GUARD`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DaemonMode {
-    /// Log loudly and apply anyway (the daemon stays declarative): the default.
+    /// The default: keep the current rules instead of applying an edit that would cut off an
+    /// SSH session the daemon can see (a saved edit is in force within a second, long before
+    /// anyone could `apply --confirm` it); log the other findings and apply.
+    Sessions,
+    /// Log loudly and apply anyway (`HOSTFW_LOCKOUT_GUARD=warn`: the set opts in).
     Warn,
-    /// Keep the current rules instead of applying (`HOSTFW_LOCKOUT_GUARD=refuse`).
+    /// Keep the current rules on any finding (`HOSTFW_LOCKOUT_GUARD=refuse`).
     Refuse,
 }
 
 impl DaemonMode {
-    /// The mode for a `HOSTFW_LOCKOUT_GUARD` value (unset or anything but `refuse`: warn).
+    /// The mode for a `HOSTFW_LOCKOUT_GUARD` value (`refuse`, `warn`; unset or anything else:
+    /// `Sessions`).
     pub fn from_value(value: Option<&str>) -> DaemonMode {
         match value.map(str::trim) {
             Some(v) if v.eq_ignore_ascii_case("refuse") => DaemonMode::Refuse,
-            _ => DaemonMode::Warn,
+            Some(v) if v.eq_ignore_ascii_case("warn") => DaemonMode::Warn,
+            _ => DaemonMode::Sessions,
+        }
+    }
+
+    /// Whether a finding of `kind` keeps the current rules.
+    fn refuses(self, kind: FindingKind) -> bool {
+        match self {
+            DaemonMode::Refuse => true,
+            DaemonMode::Sessions => kind == FindingKind::Lockout,
+            DaemonMode::Warn => false,
         }
     }
 }
@@ -452,9 +467,9 @@ pub fn observe(interfaces: &HostInterfaces) -> Observed {
     Observed::new(local_sessions(sessions, interfaces), listening)
 }
 
-/// The daemon's use of the guard on a new policy set: log every guard finding loudly; in
-/// `Refuse` mode each becomes an error diagnostic (cited as `origin`) that rejects the set, so
-/// the current rules stay. Empty: go ahead.
+/// The daemon's use of the guard on a new policy set: log every guard finding loudly; each the
+/// mode refuses (`DaemonMode::refuses`) becomes an error diagnostic (cited as `origin`) that
+/// rejects the set, so the current rules stay. Empty: go ahead.
 pub fn daemon_gate<'a>(
     findings: impl IntoIterator<Item = &'a Finding>,
     mode: DaemonMode,
@@ -465,10 +480,14 @@ pub fn daemon_gate<'a>(
         .filter(|f| f.kind.is_guard())
         .filter_map(|f| {
             log::warn!("lockout guard: {}", f.message);
-            (mode == DaemonMode::Refuse).then(|| {
+            mode.refuses(f.kind).then(|| {
                 Diagnostic::file_error(
                     origin,
-                    format!("lockout guard (HOSTFW_LOCKOUT_GUARD=refuse): {}", f.message),
+                    format!(
+                        "lockout guard: {} (kept the rules in force; HOSTFW_LOCKOUT_GUARD=warn \
+                         applies such sets anyway)",
+                        f.message
+                    ),
                 )
             })
         })
@@ -523,7 +542,7 @@ mod tests {
 
     #[test]
     fn daemon_mode_values() {
-        assert_eq!(DaemonMode::from_value(None), DaemonMode::Warn);
+        assert_eq!(DaemonMode::from_value(None), DaemonMode::Sessions);
         assert_eq!(DaemonMode::from_value(Some("warn")), DaemonMode::Warn);
         assert_eq!(DaemonMode::from_value(Some("REFUSE")), DaemonMode::Refuse);
     }

@@ -660,3 +660,54 @@ fn sigterm_kills_a_hung_restore() {
         eventually(|| nix::sys::signal::kill(nix::unistd::Pid::from_raw(hung), None).is_err());
     assert!(gone, "the hung restore (pid {hung}) outlived the daemon");
 }
+
+const ALLOW_SSH: &str =
+    "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  \
+    name: allow-ssh\nspec:\n  selector: role == 'web'\n  ingress:\n  - action: Allow\n    \
+    protocol: TCP\n    destination:\n      ports: [22]\n";
+
+/// Attack: with the daemon running, a saved edit that cuts off the admin's SSH session used to
+/// be in force within a second (the guard only logged), before `apply --confirm` could help.
+/// By default the daemon now keeps the rules in force, reports the finding and stays degraded.
+#[test]
+fn the_daemon_refuses_an_edit_that_cuts_off_a_session() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let (pair, work) = with_base_policies("dmn-cut", "");
+    let dir = work.policy_dir();
+    put(&dir, "20-allow-ssh.yaml", ALLOW_SSH);
+    // A listener on 22 that keeps what it accepts open, like sshd.
+    let listener = pair
+        .host
+        .run_in(|| std::net::TcpListener::bind(sock(HOST4, 22)).expect("bind 22"));
+    let d = Daemon::ready(&pair.host, &work);
+    // The admin's session: an established connection from the peer to port 22, kept open.
+    let session = pair.peer.run_in(|| {
+        std::net::TcpStream::connect_timeout(&sock(HOST4, 22), Duration::from_secs(2))
+            .expect("ssh session")
+    });
+    let (server_end, _) = listener.accept().expect("accept the session");
+    fs::remove_file(dir.join("20-allow-ssh.yaml")).unwrap();
+    assert!(
+        eventually(|| d.status()["state"] == "degraded"),
+        "{}",
+        d.log_text()
+    );
+    let status = d.status();
+    assert!(
+        status["diagnostics"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("lockout guard"))),
+        "{status:#}"
+    );
+    // The rules in force still admit SSH: a new login gets through the handshake.
+    let again = pair.peer.run_in(|| {
+        std::net::TcpStream::connect_timeout(&sock(HOST4, 22), Duration::from_secs(2)).is_ok()
+    });
+    assert!(again, "the edit reached the kernel: {}", d.log_text());
+    drop((session, server_end));
+}
