@@ -182,6 +182,36 @@ fn analyse(
                 "SSH session {} -> {} (seen in {}) on {iface}",
                 s.client, s.server, s.seen_in
             );
+            // IPv6 needs neighbour discovery both ways, which the kernel leaves untracked: a
+            // set that drops it kills the session when the neighbour entry expires.
+            let neighbour = |direction, src, dst, icmp_type| Packet {
+                direction,
+                src,
+                dst,
+                proto: 58,
+                sport: None,
+                dport: None,
+                icmp_type: Some(icmp_type),
+                icmp_code: Some(0),
+                ..inbound(ConnState::New)
+            };
+            let (client, server) = (s.client.ip(), s.server.ip());
+            let nd: Vec<(Packet, &str)> = if server.is_ipv6() {
+                vec![
+                    (
+                        neighbour(Direction::Ingress, client, server, 135),
+                        "neighbour solicitations from its side (ICMPv6 type 135, untracked) \
+                         would be dropped, so it dies when the neighbour entry expires,",
+                    ),
+                    (
+                        neighbour(Direction::Egress, server, client, 136),
+                        "neighbour advertisements to its side (ICMPv6 type 136, untracked) \
+                         would be dropped, so it dies when the neighbour entry expires,",
+                    ),
+                ]
+            } else {
+                Vec::new()
+            };
             for (packet, words) in [
                 (
                     inbound(ConnState::Established),
@@ -192,7 +222,10 @@ fn analyse(
                     inbound(ConnState::New),
                     "a new login from the same client would be dropped",
                 ),
-            ] {
+            ]
+            .into_iter()
+            .chain(nd)
+            {
                 let e = explain::explain(p.ruleset, p.ctx, &packet);
                 if !e.verdict.passes() {
                     findings.push(Finding {

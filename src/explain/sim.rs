@@ -96,6 +96,16 @@ pub(super) fn run(rs: &Ruleset, ctx: &Context, pkt: &Packet) -> Explanation {
         entered_endpoint: false,
         notes: Vec::new(),
     };
+    if is_untracked_icmpv6(pkt) {
+        // nf_conntrack_proto_icmpv6 never tracks neighbour discovery and MLD: from the first
+        // rule on the packet is UNTRACKED, so RELATED,ESTABLISHED rules and the failsafe ports
+        // (NEW TCP/UDP) never admit it; only a rule allowing it does.
+        sim.untracked = true;
+        sim.notes.push(
+            "ICMPv6 neighbour discovery / MLD: the kernel does not track it (ctstate UNTRACKED)"
+                .into(),
+        );
+    }
     if !family_matches(rs, pkt) {
         sim.notes
             .push("the packet's addresses are not of the ruleset's family".into());
@@ -549,6 +559,14 @@ impl<'a> Sim<'a> {
             ConnState::Established => vec!["ESTABLISHED"],
         }
     }
+}
+
+/// ICMPv6 types conntrack leaves untracked: MLD (130-132, 143) and neighbour discovery
+/// (133 router solicitation to 136 neighbour advertisement).
+const UNTRACKED_ICMPV6: [u8; 8] = [130, 131, 132, 133, 134, 135, 136, 143];
+
+fn is_untracked_icmpv6(pkt: &Packet) -> bool {
+    pkt.proto == 58 && pkt.icmp_type.is_some_and(|t| UNTRACKED_ICMPV6.contains(&t))
 }
 
 fn first_comment(rule: &Rule) -> Option<&str> {
