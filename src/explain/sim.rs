@@ -921,6 +921,43 @@ mod tests {
         }
     }
 
+    /// A neighbour solicitation is UNTRACKED from the start: a RELATED,ESTABLISHED accept does
+    /// not admit it, an echo request of the same flow would be NEW.
+    #[test]
+    fn neighbour_discovery_is_untracked() {
+        let ct = |s: &str| Match::ConntrackState {
+            negated: false,
+            states: s.into(),
+        };
+        let mut rs = ruleset(vec![table(
+            TableName::Filter,
+            vec![
+                (
+                    "INPUT",
+                    rule(vec![ct("RELATED,ESTABLISHED")], Action::Accept),
+                ),
+                ("INPUT", rule(vec![], Action::Drop)),
+            ],
+            vec![],
+        )]);
+        rs.family = Family::V6;
+        let mut ns = packet(58, 0);
+        ns.src = "fe80::2".parse().unwrap();
+        ns.dst = "ff02::1:ff00:1".parse().unwrap();
+        (ns.sport, ns.dport) = (None, None);
+        ns.icmp_type = Some(135);
+        ns.state = ConnState::Established;
+        let e = run(&rs, &ctx(), &ns);
+        assert_eq!(e.verdict, Verdict::Drop);
+        assert!(
+            e.notes.iter().any(|n| n.contains("UNTRACKED")),
+            "{:?}",
+            e.notes
+        );
+        ns.icmp_type = Some(128);
+        assert_eq!(run(&rs, &ctx(), &ns).verdict, Verdict::Accept);
+    }
+
     #[test]
     fn conntrack_state_is_invalid_in_raw_and_untracked_after_notrack() {
         let ct = |s: &str| Match::ConntrackState {
