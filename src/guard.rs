@@ -9,8 +9,6 @@ use crate::diag::Diagnostic;
 use crate::explain::{self, ConnState, Context, Direction, Packet};
 use crate::finding::{Finding, FindingKind};
 use crate::model::InterfaceName;
-use crate::render::marks::Marks;
-use crate::render::RenderError;
 use crate::resolve::{HostInterfaces, NodeView};
 use crate::ruleset::{Family, IpsetType, Match, Ruleset};
 use std::collections::BTreeSet;
@@ -98,44 +96,22 @@ struct Prepared<'a> {
     ctx: &'a Context,
 }
 
-/// Check `sessions` and SSH reachability against `rulesets` (rendered from `view`).
-/// `interfaces` are the host's (they tell which interface a session's local address is on).
-///
-/// Verdicts need only the mark bits; naming the policy behind a drop needs the full explain
-/// context, whose rule numbering costs a second, tagged render (`explain::Context::build`).
-/// So the packets are first judged with the marks alone, and only when something would be
-/// dropped are the contexts built and the findings worked out again with attribution: a set
-/// that locks nobody out is rendered once per family.
+/// Check `sessions` and SSH reachability against `rulesets` (rendered from `view`, with their
+/// explain `contexts` in the same order). `interfaces` are the host's (they tell which interface
+/// a session's local address is on).
 pub fn check(
     view: &NodeView,
     rulesets: &[Ruleset],
+    contexts: &[Context],
     interfaces: &HostInterfaces,
     observed: &Observed,
-) -> Result<Vec<Finding>, RenderError> {
-    let marks = Marks::allocate(view.config.iptables_mark_mask)?;
-    let bare: Vec<Context> = rulesets.iter().map(|_| Context::bare(marks)).collect();
-    let found = analyse(view, &prepared(rulesets, &bare), interfaces, observed);
-    if found.is_empty() {
-        return Ok(found);
-    }
-    let full = rulesets
-        .iter()
-        .map(|rs| Context::build(view, rs.family, rs))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(analyse(
-        view,
-        &prepared(rulesets, &full),
-        interfaces,
-        observed,
-    ))
-}
-
-fn prepared<'a>(rulesets: &'a [Ruleset], contexts: &'a [Context]) -> Vec<Prepared<'a>> {
-    rulesets
+) -> Vec<Finding> {
+    let prepared: Vec<Prepared> = rulesets
         .iter()
         .zip(contexts)
         .map(|(ruleset, ctx)| Prepared { ruleset, ctx })
-        .collect()
+        .collect();
+    analyse(view, &prepared, interfaces, observed)
 }
 
 fn analyse(

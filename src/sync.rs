@@ -415,9 +415,14 @@ pub fn reconcile_cached(
 }
 
 /// Remove every chain, hook rule and ipset hostfw owns, and verify nothing of ours is left.
+/// Sets the other iptables backend's rules still use are left: ipsets are shared by both
+/// backends, and the kernel refuses to destroy a set in use.
 pub fn flush(dp: &dyn Dataplane, opts: &SyncOptions) -> Result<ReconcileReport, SyncError> {
+    let shared = dp.sets_used_by_other_backend();
     run_passes(dp, opts, &mut LiveCache::default(), |live, _| {
-        plan::flush_plan(&live.tables, &live.ipsets)
+        let mut ipsets = live.ipsets.clone();
+        ipsets.sets.retain(|name, _| !shared.contains(name));
+        plan::flush_plan(&live.tables, &ipsets)
     })
 }
 
@@ -1043,9 +1048,9 @@ mod tests {
         assert_eq!(report.restores, 1);
         let calls = fake.calls();
         let count = |program: &str| calls.iter().filter(|c| c.argv[0] == program).count();
-        // IPv4: read, write, read again (three tables each read); IPv6 and ipsets: read once.
-        assert_eq!(count("iptables-legacy-save"), 6);
-        assert_eq!(count("ip6tables-legacy-save"), 3);
+        // IPv4: read, write, read again (four tables each read); IPv6 and ipsets: read once.
+        assert_eq!(count("iptables-legacy-save"), 8);
+        assert_eq!(count("ip6tables-legacy-save"), 4);
         assert_eq!(count("ipset"), 1);
         assert!(diff(&v4_changed, &fake).unwrap().is_empty());
     }

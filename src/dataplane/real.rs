@@ -4,9 +4,9 @@
 
 use super::backend::{self, BackendObservation, BackendProbe};
 use super::exec::{self, timeout_for, FailureKind, CHILD_TIMEOUT};
-use super::{filter_ipset_save, split_save, Backend, Dataplane, DataplaneError};
+use super::{filter_ipset_save, match_set_names, split_save, Backend, Dataplane, DataplaneError};
 use crate::ruleset::{Family, TableName};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Save and restore binaries of one family.
@@ -133,6 +133,29 @@ fn failure(program: &Path, out: &exec::Output, input: Option<&str>) -> Dataplane
 }
 
 impl Dataplane for RealDataplane {
+    fn sets_used_by_other_backend(&self) -> BTreeSet<String> {
+        let other = match self.backend {
+            Backend::Legacy => Backend::Nft,
+            Backend::Nft => Backend::Legacy,
+        };
+        let mut names = BTreeSet::new();
+        for family in Family::ALL {
+            // Only the backend-specific tool: the generic name may be this very backend.
+            let tool = format!("{}-{}-save", family.iptables(), other.as_str());
+            let Some(program) = exec::find_in_path(&tool) else {
+                continue;
+            };
+            // Unreadable means nothing of ours can be seen there; the flush goes ahead and the
+            // kernel still refuses to destroy a set in use.
+            if let Ok(out) = exec::run(&program, &[], None, CHILD_TIMEOUT) {
+                if out.status.success() {
+                    names.extend(match_set_names(&out.stdout));
+                }
+            }
+        }
+        names
+    }
+
     fn save(&self, family: Family, table: TableName) -> Result<String, DataplaneError> {
         let program = &self.tools(family)?.save;
         let out = exec::run(program, &["-t", table.as_str()], None, CHILD_TIMEOUT)?;

@@ -249,7 +249,14 @@ fn parse_rule(words: &[String], user: &BTreeMap<String, Vec<Rule>>) -> Option<Ru
             // Modules carry no meaning of their own here; their options do.
             "-m" | "--match" => {
                 let module = next(&mut i)?;
-                if !matches!(
+                // hostfw writes rpfilter only inverted (the raw RPF drop); anything else is
+                // not a rule of ours.
+                if module == "rpfilter" {
+                    if !words[i..].iter().any(|w| w == "--invert") {
+                        return None;
+                    }
+                    matches.push(Match::RpfCheckFailed);
+                } else if !matches!(
                     module,
                     "comment"
                         | "multiport"
@@ -265,6 +272,7 @@ fn parse_rule(words: &[String], user: &BTreeMap<String, Vec<Rule>>) -> Option<Ru
                     return None;
                 }
             }
+            "--validmark" | "--invert" => {}
             "--comment" => {
                 let c = next(&mut i)?;
                 if !c.starts_with(crate::ruleset::felix::HASH_COMMENT_PREFIX) {

@@ -539,6 +539,11 @@ impl<'a> Sim<'a> {
                     .push(format!("rate limit {rate} assumed not yet exceeded"));
                 true
             }
+            Match::RpfCheckFailed => {
+                self.notes
+                    .push("reverse-path check assumed to pass".to_string());
+                false
+            }
         }
     }
 
@@ -678,6 +683,7 @@ fn member_matches(kind: IpsetType, member: &str, direction: SetDirection, p: &Pa
     let addr = if src { p.src } else { p.dst };
     match kind {
         IpsetType::HashNet => net_member_contains(member, addr),
+        IpsetType::HashIp => member.trim().parse::<IpAddr>().is_ok_and(|ip| ip == addr),
         IpsetType::HashIpPort => {
             let Some((ip, proto_port)) = member.rsplit_once(',') else {
                 return false;

@@ -3,17 +3,16 @@
 //! jumps, profiles and the final deny, per chain type, with the provenance of the rules that
 //! decide a verdict (tier ends, the forward default, the profile fall-through).
 //!
-//! Every policy is jumped to directly. Felix instead moves two or more adjacent policies with
-//! an identical selector into a policy-group chain (`cali-gi-`/`cali-go-` + a SHA3 ID); its ID
-//! input could not be checked against published vectors, so hostfw does not reproduce it and
-//! differs from Felix in exactly those endpoint chains (semantics are the same).
+//! Within a tier, adjacent policies with the same normalised selector are jumped to through
+//! one policy-group chain, as Felix v3.28+ does (`groups`).
 
+use super::groups;
 use super::names;
 use super::provenance::{ChainOwner, Origin, OwnerKind, Recorder, Traced};
 use super::{clear_mark, commented, put, rule, set_mark, Ctx};
 use crate::model::{Direction, InterfaceName, TierAction};
 use crate::resolve::{ActiveEndpoint, TierPolicies};
-use crate::ruleset::{Action, Chain, Match, TableName};
+use crate::ruleset::{Action, Chain, Match, Rule, TableName};
 use std::collections::BTreeMap;
 
 /// Felix's endpoint chain types; they differ in conntrack, failsafe, end-of-tier and profile
@@ -44,9 +43,21 @@ pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>, re
             InterfaceName::Any => "*",
         };
         let p = &ep.policies;
+        // Felix allows forwarded traffic by default only when the endpoint has no forward tier
+        // in either direction (felix/calc/event_sequencer.go tierInfoToProtoTierInfo,
+        // felix/rules/endpoints.go endpointIptablesChain).
+        let forward_tiers = p
+            .forward_ingress
+            .iter()
+            .chain(&p.forward_egress)
+            .any(|t| !t.policies.is_empty());
         let mut add = |prefix: &str, spec: Spec| {
             let name = names::endpoint_chain(prefix, iface);
-            let traced = spec.rules(ctx, table, rec);
+            let mut group_chains = Vec::new();
+            let traced = spec.rules(ctx, table, rec, forward_tiers, &mut group_chains);
+            for (group, rules) in group_chains {
+                put(chains, group, rules);
+            }
             rec.own(
                 &name,
                 ChainOwner {
@@ -154,6 +165,7 @@ pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>, re
                     );
                 }
             }
+            TableName::Nat => {}
         }
     }
 }
@@ -183,7 +195,16 @@ impl<'a> Spec<'a> {
         }
     }
 
-    fn rules(&self, ctx: &Ctx, table: TableName, rec: &mut Recorder) -> Traced {
+    /// The chain's rules; the policy-group chains it jumps to go to `group_chains`.
+    /// `forward_tiers`: whether the endpoint has forward policy in either direction.
+    fn rules(
+        &self,
+        ctx: &Ctx,
+        table: TableName,
+        rec: &mut Recorder,
+        forward_tiers: bool,
+        group_chains: &mut Vec<(String, Vec<Rule>)>,
+    ) -> Traced {
         let m = &ctx.marks;
         let deny = ctx.deny(table);
         let jumps: usize = self.tiers.iter().map(|t| 3 * t.policies.len() + 2).sum();
@@ -222,11 +243,22 @@ impl<'a> Spec<'a> {
                 clear_mark(m.pass),
                 &format!("Start of tier {}", tier.tier),
             ));
-            for policy in &tier.policies {
-                rules.push(rule(
-                    vec![ctx.mark_clear(m.pass)],
-                    Action::Jump(ctx.policy_chain(policy, self.dir)),
-                ));
+            let selector = |name: &str| {
+                ctx.view
+                    .policies
+                    .get(name)
+                    .map(|p| p.selector.canonical())
+                    .unwrap_or_default()
+            };
+            for group in groups::group(&tier.policies, selector) {
+                let target = if group.is_inlined() {
+                    ctx.policy_chain(&group.policies[0], self.dir)
+                } else {
+                    let name = groups::chain_name(&group, self.dir);
+                    group_chains.push((name.clone(), groups::chain_rules(ctx, &group, self.dir)));
+                    name
+                };
+                rules.push(rule(vec![ctx.mark_clear(m.pass)], Action::Jump(target)));
                 if self.kind == Kind::Untracked {
                     // An untracked allow is "NOTRACK and allow".
                     rules.push(rule(vec![ctx.mark_set(m.accept)], Action::NoTrack));
@@ -256,7 +288,7 @@ impl<'a> Spec<'a> {
             }
         }
         let any_tier = self.tiers.iter().any(|t| !t.policies.is_empty());
-        if !any_tier && self.kind == Kind::Forward {
+        if !forward_tiers && self.kind == Kind::Forward {
             rules.push_from(
                 commented(
                     vec![],

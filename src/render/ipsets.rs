@@ -12,6 +12,10 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
+/// The protocol word of a named-port set for a rule without `protocol` (Felix's
+/// `ipsetmember.ProtocolAny`): it matches the port name on every protocol.
+pub(crate) const NAMED_PORT_ANY_PROTOCOL: &str = "any";
+
 /// Cache key of a named-port set: selector source text, protocol, port name.
 type PortSetKey = (String, &'static str, String);
 
@@ -76,8 +80,8 @@ impl<'a> SetCollector<'a> {
         name
     }
 
-    /// The `hash:ip,port` set of the named port `port` (protocol `proto`: tcp, udp or sctp) on
-    /// the endpoints `selector` selects.
+    /// The `hash:ip,port` set of the named port `port` (protocol `proto`: tcp, udp, sctp, or
+    /// [`NAMED_PORT_ANY_PROTOCOL`] for every protocol) on the endpoints `selector` selects.
     pub fn named_port_set(
         &mut self,
         selector: &Selector,
@@ -98,11 +102,14 @@ impl<'a> SetCollector<'a> {
                     continue;
                 }
                 for p in ep.ports.iter().filter(|p| p.name == port) {
-                    if named_port_protocol(p.protocol) != Some(proto) {
+                    let Some(p_proto) = named_port_protocol(p.protocol) else {
+                        continue;
+                    };
+                    if proto != NAMED_PORT_ANY_PROTOCOL && p_proto != proto {
                         continue;
                     }
                     for ip in ep.expected_ips.iter().filter(|ip| self.addr_in_family(ip)) {
-                        members.insert(format!("{ip},{proto}:{}", p.port));
+                        members.insert(format!("{ip},{p_proto}:{}", p.port));
                     }
                 }
             }
@@ -110,6 +117,12 @@ impl<'a> SetCollector<'a> {
         }
         self.port_names.insert(key, name.clone());
         name
+    }
+
+    /// An empty set named after `id` (the static chains' sets, which hostfw never fills).
+    pub fn empty_set(&mut self, id: &str, set_type: IpsetType) {
+        let name = names::ipset_name(self.family, id);
+        self.insert(name, set_type, BTreeSet::new());
     }
 
     fn insert(&mut self, name: String, set_type: IpsetType, members: BTreeSet<String>) {

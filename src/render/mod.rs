@@ -9,6 +9,7 @@
 
 mod dispatch;
 mod endpoint;
+mod groups;
 mod ipsets;
 pub mod marks;
 pub mod names;
@@ -59,6 +60,9 @@ pub fn render_with_provenance(
             .collect(),
     };
     let mut sets = ipsets::SetCollector::new(view, family);
+    for (id, set_type) in static_chains::DSCP_SETS {
+        sets.empty_set(id, set_type);
+    }
     let mut rec = Recorder::default();
     let mut tables = Vec::with_capacity(3);
     for name in TableName::ALL {
@@ -68,7 +72,13 @@ pub fn render_with_provenance(
         dispatch::add(&ctx, name, &mut chains);
         endpoint::add(&ctx, name, &mut chains, &mut rec);
         policy::add(&ctx, name, &mut sets, &mut chains, &mut rec)?;
-        let table = prune(name, chains, hooks);
+        let forced: Vec<String> = match name {
+            TableName::Filter => policy::forced_policies(view)
+                .flat_map(|p| Direction::ALL.map(|d| ctx.policy_chain(p, d)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let table = prune(name, chains, hooks, &forced);
         rec.provenance_mut()
             .retain(name, |c| table.chains.contains_key(c));
         tables.push(table);
@@ -92,13 +102,19 @@ pub fn render_with_provenance(
     Ok((ruleset, rec.finish()))
 }
 
-/// Keep only the chains reachable from the hook rules (Felix programs a chain only while
-/// something references it).
-fn prune(name: TableName, all: BTreeMap<String, Chain>, hooks: Vec<HookRule>) -> Table {
+/// Keep only the chains reachable from the hook rules or from `forced` (Felix programs a chain
+/// only while something references it, unless it is force-programmed).
+fn prune(
+    name: TableName,
+    all: BTreeMap<String, Chain>,
+    hooks: Vec<HookRule>,
+    forced: &[String],
+) -> Table {
     let mut reachable: FastSet<&str> = FastSet::default();
     let mut todo: Vec<&str> = hooks
         .iter()
         .filter_map(|h| target(&h.rule.action))
+        .chain(forced.iter().map(String::as_str))
         .collect();
     // Endpoint chains jump to the same policy chains many times: check the cheap hash set
     // before the ordered map.

@@ -27,6 +27,16 @@ pub const OUTPUT: &str = "cali-OUTPUT";
 pub const FAILSAFE_IN: &str = "cali-failsafe-in";
 pub const FAILSAFE_OUT: &str = "cali-failsafe-out";
 
+// Static chains that stay empty without workloads, QoS endpoints or service CIDRs
+// (felix/rules/rule_defs.go).
+pub const RPF_SKIP: &str = "cali-rpf-skip";
+pub const EGRESS_DSCP: &str = "cali-egress-dscp";
+pub const CIDR_BLOCK: &str = "cali-cidr-block";
+
+// IDs of the sets mangle `cali-POSTROUTING`'s DSCP rule names: spelled once, with the ipset
+// ownership rule that must recognise them.
+pub use crate::ruleset::ipset::{IPSET_ID_ALL_POOLS, IPSET_ID_DSCP_SOURCES, IPSET_ID_THIS_HOST};
+
 // Workload-interface chains kept for the workload-to-host feature.
 pub const WL_TO_HOST: &str = "cali-wl-to-host";
 pub const FROM_WL_DISPATCH: &str = "cali-from-wl-dispatch";

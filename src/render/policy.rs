@@ -3,7 +3,7 @@
 //! filtering, match blocks for OR-ed nets and ports, the 15-slot multiport split, selector and
 //! named-port ipsets, then the action via mark bits — each recorded as coming from its API rule.
 
-use super::ipsets::{named_port_protocol, SetCollector};
+use super::ipsets::{named_port_protocol, SetCollector, NAMED_PORT_ANY_PROTOCOL};
 use super::names;
 use super::provenance::{index_u32, ChainOwner, Origin, OwnerKind, Recorder};
 use super::static_chains::same_family;
@@ -13,6 +13,7 @@ use crate::model::{
     self, Direction, EntityRule, InterfaceName, IpVersion, Port, Protocol, RateUnit, RuleAction,
     DEFAULT_ALLOW_PROFILE,
 };
+use crate::resolve::NodeView;
 use crate::ruleset::{Action, Chain, Family, Match, PortSpec, Rule, SetDirection, TableName};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
@@ -32,6 +33,16 @@ struct Owner<'a> {
     name: &'a str,
     /// Tier (LOG `%t`); empty for profiles.
     tier: &'a str,
+}
+
+/// The policies whose filter chains are programmed even when no endpoint jumps to them
+/// (`performanceHints: [AssumeNeededOnEveryNode]`; felix/dataplane/linux/policy_mgr.go sets
+/// `ForceProgramming` on them in the filter table only).
+pub(crate) fn forced_policies(view: &NodeView) -> impl Iterator<Item = &str> {
+    view.policies
+        .values()
+        .filter(|p| p.assume_needed_on_every_node)
+        .map(|p| p.meta.name.as_str())
 }
 
 /// Add the policy and profile chains that the endpoint chains of `table` jump to, recording
@@ -73,6 +84,14 @@ pub fn add(
                     want(&p.untracked_ingress, Direction::Ingress);
                     want(&p.untracked_egress, Direction::Egress);
                 }
+            }
+            TableName::Nat => {}
+        }
+    }
+    if table == TableName::Filter {
+        for name in forced_policies(ctx.view) {
+            for dir in Direction::ALL {
+                policies.insert((name, dir));
             }
         }
     }
@@ -452,7 +471,12 @@ fn api_rule(
         (Some(_), Some(_)) => None,
         (_, n) => n,
     };
-    let named_proto = r.protocol.and_then(named_port_protocol).unwrap_or("tcp");
+    // felix/calc/rule_scanner.go: without a protocol a named port means that name on any
+    // protocol; with one, Felix's `ProtocolFrom` (UDP, SCTP, else TCP).
+    let named_proto = match r.protocol {
+        None => NAMED_PORT_ANY_PROTOCOL,
+        Some(p) => named_port_protocol(p).unwrap_or("tcp"),
+    };
     let Some(mut src) = side(&r.source, ctx.family, sets, named_proto) else {
         return Ok(Vec::new());
     };

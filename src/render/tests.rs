@@ -61,6 +61,7 @@ fn gnp(
         do_not_track: false,
         pre_dnat: false,
         apply_on_forward: false,
+        assume_needed_on_every_node: false,
     }
 }
 
@@ -258,6 +259,7 @@ fn seed_tables_hold_only_reachable_chains() {
             "cali-OUTPUT",
             "cali-PREROUTING",
             "cali-from-host-endpoint",
+            "cali-rpf-skip",
             "cali-to-host-endpoint"
         ]
     );
@@ -266,6 +268,7 @@ fn seed_tables_hold_only_reachable_chains() {
         vec![
             "cali-POSTROUTING",
             "cali-PREROUTING",
+            "cali-egress-dscp",
             "cali-failsafe-out",
             "cali-from-host-endpoint",
             "cali-po-gnp/k8s-worker-host",
@@ -279,6 +282,7 @@ fn seed_tables_hold_only_reachable_chains() {
             "cali-FORWARD",
             "cali-INPUT",
             "cali-OUTPUT",
+            "cali-cidr-block",
             "cali-failsafe-in",
             "cali-failsafe-out",
             "cali-fh-eth0",
@@ -543,7 +547,8 @@ fn selector_sets_fold_not_selector_and_collect_members() {
     // Both sources carry role=etcd and not bad=x: the endpoint's v4 IP and the /0 split.
     let members: Vec<&str> = set.members.iter().map(|s| s.as_str()).collect();
     assert_eq!(members, vec!["0.0.0.0/1", "128.0.0.0/1", "198.51.100.9/32"]);
-    assert_eq!(rs.ipsets.len(), 1);
+    // Besides the three (empty) sets of mangle cali-POSTROUTING's DSCP rule.
+    assert_eq!(rs.ipsets.len(), 1 + static_chains::DSCP_SETS.len());
 }
 
 #[test]

@@ -165,6 +165,10 @@ pub fn write_match(out: &mut String, m: &Match) {
             Some(b) => write!(out, "-m limit --limit {rate} --limit-burst {b}"),
             None => write!(out, "-m limit --limit {rate}"),
         },
+        Match::RpfCheckFailed => {
+            out.push_str("-m rpfilter --invert --validmark");
+            Ok(())
+        }
     };
 }
 

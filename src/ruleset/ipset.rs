@@ -11,9 +11,22 @@ use std::fmt::Write as _;
 /// SHA-224 to the kernel's 31-character limit (`render::names::ipset_name`).
 const RENDERED_SET_NAME_LEN: usize = 31;
 
+/// IDs of the fixed sets Felix's static chains name (mangle `cali-POSTROUTING`'s DSCP rule;
+/// felix/rules/rule_defs.go): `cali40<id>`/`cali60<id>`, always empty on a host without QoS
+/// endpoints or IP pools.
+pub const IPSET_ID_DSCP_SOURCES: &str = "dscp-src-net";
+pub const IPSET_ID_ALL_POOLS: &str = "network-ip-pools";
+pub const IPSET_ID_THIS_HOST: &str = "this-host";
+const STATIC_SET_IDS: [&str; 3] = [
+    IPSET_ID_DSCP_SOURCES,
+    IPSET_ID_ALL_POOLS,
+    IPSET_ID_THIS_HOST,
+];
+
 /// True for a set name we own, and only for those: the exact shapes hostfw creates.
 /// * `cali40s:…`/`cali60s:…` (selector sets) and `cali40n:…`/`cali60n:…` (named-port sets):
 ///   31 characters, the part after the colon base64url;
+/// * `cali40<id>`/`cali60<id>` for the static chains' sets (`STATIC_SET_IDS`);
 /// * `cali4t<N>`/`cali6t<N>`: the temporary sets a type or size change builds aside.
 ///
 /// A set that merely starts with `cali4`/`cali6` (an admin's `cali40-office`) is not ours: it is
@@ -27,6 +40,12 @@ pub fn is_owned_set(name: &str) -> bool {
     };
     if let Some(counter) = rest.strip_prefix('t') {
         return !counter.is_empty() && counter.bytes().all(|b| b.is_ascii_digit());
+    }
+    if rest
+        .strip_prefix('0')
+        .is_some_and(|id| STATIC_SET_IDS.contains(&id))
+    {
+        return true;
     }
     let Some(id) = rest
         .strip_prefix("0s:")
@@ -58,11 +77,12 @@ pub struct LiveIpset {
     pub members: BTreeSet<String>,
 }
 
-/// `hash:net` / `hash:ip,port`.
+/// `hash:net` / `hash:ip,port` / `hash:ip`.
 pub fn type_str(t: IpsetType) -> &'static str {
     match t {
         IpsetType::HashNet => "hash:net",
         IpsetType::HashIpPort => "hash:ip,port",
+        IpsetType::HashIp => "hash:ip",
     }
 }
 
@@ -160,6 +180,7 @@ pub fn parse_ipset_save(text: &str) -> Result<LiveIpsets, SaveError> {
             let set_type = match type_word {
                 "hash:net" => Some(IpsetType::HashNet),
                 "hash:ip,port" => Some(IpsetType::HashIpPort),
+                "hash:ip" => Some(IpsetType::HashIp),
                 _ => None,
             };
             let mut family = None;
@@ -273,12 +294,18 @@ mod tests {
              add {def} 2001:db8::1,tcp:80\n\
              create cali4t3 hash:ip family inet hashsize 1024 maxelem 10\n\
              create cali40-office hash:net family inet hashsize 1024 maxelem 10\n\
-             add cali40-office 192.0.2.0/24\n"
+             add cali40-office 192.0.2.0/24\n\
+             create cali40this-host hash:ip family inet hashsize 1024 maxelem 1048576\n"
         );
         let live = parse_ipset_save(&text).unwrap();
         assert_eq!(
             live.sets.keys().collect::<Vec<_>>(),
-            [&abc, &"cali4t3".to_string(), &def]
+            [
+                &"cali40this-host".to_string(),
+                &abc,
+                &"cali4t3".to_string(),
+                &def
+            ]
         );
         let abc = &live.sets[&abc];
         assert_eq!(abc.set_type, Some(IpsetType::HashNet));
@@ -290,6 +317,10 @@ mod tests {
         assert_eq!(def.family, Some(Family::V6));
         assert_eq!(def.max_elements, Some(500));
         assert_eq!(live.sets["cali4t3"].set_type, None);
+        assert_eq!(
+            live.sets["cali40this-host"].set_type,
+            Some(IpsetType::HashIp)
+        );
     }
 
     #[test]

@@ -76,22 +76,38 @@ impl Family {
     }
 }
 
-/// The tables hostfw writes, in the order they are written.
+/// The tables hostfw owns, in the order they are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TableName {
     Raw,
     Mangle,
     Filter,
+    /// Rendered empty: hostfw writes no NAT, but Felix leaves `cali-` chains and hooks here
+    /// that name `cali40…` sets, so a takeover must remove them (docs/felix-layout.md, Taking
+    /// over a Felix host).
+    Nat,
 }
 
 impl TableName {
+    /// The tables hostfw renders rules into, in write order.
     pub const ALL: [TableName; 3] = [TableName::Raw, TableName::Mangle, TableName::Filter];
+
+    /// Every table whose `cali-` chains and `cali:` rules hostfw owns: the rendered ones, then
+    /// nat, written last (it decides no verdict, so removing Felix's leftovers there after the
+    /// filter tables are in place opens nothing).
+    pub const OWNED: [TableName; 4] = [
+        TableName::Raw,
+        TableName::Mangle,
+        TableName::Filter,
+        TableName::Nat,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             TableName::Raw => "raw",
             TableName::Mangle => "mangle",
             TableName::Filter => "filter",
+            TableName::Nat => "nat",
         }
     }
 }
@@ -183,6 +199,9 @@ pub enum Match {
         rate: String,
         burst: Option<u32>,
     },
+    /// `-m rpfilter --invert --validmark`: the reverse-path check fails (no route back to the
+    /// source through the interface the packet came in on, the mark taken into account).
+    RpfCheckFailed,
 }
 
 /// What a rule does when it matches.
@@ -281,6 +300,8 @@ pub enum IpsetType {
     HashNet,
     /// `hash:ip,port`: named-port sets.
     HashIpPort,
+    /// `hash:ip`: single addresses (Felix's `cali40this-host`).
+    HashIp,
 }
 
 /// One ipset and its full membership (members in ipset's text form, e.g. `10.0.0.0/24`,

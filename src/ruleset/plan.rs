@@ -234,11 +234,11 @@ pub fn plan_with_suspects(
         .chain(live.iter().map(|l| l.family))
         .collect();
     let empty_live = LiveTable::default();
-    let mut tables = Vec::with_capacity(families.len() * TableName::ALL.len());
+    let mut tables = Vec::with_capacity(families.len() * TableName::OWNED.len());
     for family in families {
         let want = desired.iter().find(|r| r.family == family);
         let have = live.iter().find(|l| l.family == family);
-        for name in TableName::ALL {
+        for name in TableName::OWNED {
             let desired_table = want.and_then(|r| r.tables.iter().find(|t| t.name == name));
             let live_table = have
                 .and_then(|l| l.tables.get(&name))
@@ -1314,12 +1314,13 @@ mod tests {
             .find(|t| t.family == Family::V6 && t.table == TableName::Filter)
             .unwrap();
         assert_eq!(v6_filter.delete.len(), 4);
-        // v4 has nothing live: full create. Order: v4 raw, mangle, filter, then v6.
+        // v4 has nothing live: full create. Order: v4 raw, mangle, filter, nat, then v6.
         let order: Vec<(Family, TableName)> =
             p.tables.iter().map(|t| (t.family, t.table)).collect();
         assert_eq!(order[0], (Family::V4, TableName::Raw));
         assert_eq!(order[2], (Family::V4, TableName::Filter));
-        assert_eq!(order[5], (Family::V6, TableName::Filter));
+        assert_eq!(order[3], (Family::V4, TableName::Nat));
+        assert_eq!(order[6], (Family::V6, TableName::Filter));
     }
 
     #[test]
