@@ -711,3 +711,35 @@ fn the_daemon_refuses_an_edit_that_cuts_off_a_session() {
     assert!(again, "the edit reached the kernel: {}", d.log_text());
     drop((session, server_end));
 }
+
+/// Attack: every policy file disappears (the window between `rm old.yaml` and the new file, or
+/// an emptied directory). The daemon used to apply "nothing" within 100 ms, opening the host; it
+/// now keeps the rules in force and reports the refusal, naming `hostfw flush`.
+#[test]
+fn the_daemon_keeps_the_rules_when_the_set_empties() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let (pair, work) = with_base_policies("dmn-empty", "");
+    let _s = tcp_server(&pair.host, sock(HOST4, 9090));
+    let d = Daemon::ready(&pair.host, &work);
+    assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
+    let dir = work.policy_dir();
+    for entry in fs::read_dir(&dir).unwrap() {
+        fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    assert!(
+        eventually(|| d.status()["diagnostics"]
+            .as_array()
+            .is_some_and(|a| a
+                .iter()
+                .any(|x| x["message"].as_str().unwrap_or("").contains("hostfw flush")))),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        !tcp_ok(&pair.peer, None, sock(HOST4, 9090)),
+        "the empty set opened the host: {}",
+        d.log_text()
+    );
+}
