@@ -43,6 +43,13 @@ pub type CmdResult = Result<Exit, CmdError>;
 /// Dispatch one parsed command line.
 pub fn run(cli: Cli) -> CmdResult {
     let settings = Settings::from_args(&cli.global);
+    // A rollback owed by a dead confirmation watcher comes first.
+    if matches!(
+        cli.command,
+        Command::Diff(_) | Command::Apply(_) | Command::Confirm | Command::Run
+    ) {
+        confirm::catch_up(&settings);
+    }
     match cli.command {
         Command::Check(args) => check::run(&settings, &args),
         Command::Show(args) => show::run(&settings, &args),

@@ -21,6 +21,13 @@ pub fn run(settings: &Settings) -> CmdResult {
     );
     let source = Box::new(Directory::new(&settings.policy_dir));
     let waiter = daemon::spawn_sources(source.as_ref())?;
+    if watchdog_period().is_some() {
+        // A long restore blocks the loop; the wait pings for it (the child's deadline still
+        // bounds a hung one).
+        crate::dataplane::while_waiting(|| {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        });
+    }
     let cfg = LoopConfig {
         watchdog: watchdog_period(),
         ..LoopConfig::default()

@@ -180,10 +180,8 @@ fn live_counters(status: &Status) -> Result<Vec<PolicyCounters>, String> {
     if !nix::unistd::Uid::effective().is_root() {
         return Err("reading counters needs root".into());
     }
-    let backend = match status.backend.as_deref() {
-        Some("legacy") => Backend::Legacy,
-        Some("nft") => Backend::Nft,
-        _ => return Err("the daemon has not chosen an iptables backend yet".into()),
+    let Some(backend) = status.backend.as_deref().and_then(Backend::from_name) else {
+        return Err("the daemon has not chosen an iptables backend yet".into());
     };
     let dp = RealDataplane::new(backend).map_err(|e| e.to_string())?;
     let mut tables = Vec::new();

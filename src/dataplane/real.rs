@@ -101,6 +101,12 @@ impl RealDataplane {
     }
 }
 
+/// `iptables-restore` flags. `--wait`: queue behind another xtables writer instead of failing
+/// at once. No `--wait-interval`: iptables 1.8.9 legacy ignores it and prints a notice
+/// ("Ignoring deprecated --wait-interval option.") that then headed every error message, and
+/// iptables-nft accepts and ignores it; older versions fall back to their default interval.
+pub(crate) const RESTORE_ARGS: [&str; 3] = ["--noflush", "--wait", "10"];
+
 /// Turn a failed child into the matching error; `input` is kept for restores.
 fn failure(program: &Path, out: &exec::Output, input: Option<&str>) -> DataplaneError {
     let program = exec::display_name(program);
@@ -177,10 +183,7 @@ impl Dataplane for RealDataplane {
         input: &str,
     ) -> Result<(), DataplaneError> {
         let program = &self.tools(family)?.restore;
-        // --wait: queue behind another xtables writer instead of failing at once; the interval
-        // is in microseconds (nft ignores it with a notice).
-        let args = ["--noflush", "--wait", "10", "--wait-interval", "50000"];
-        let out = exec::run(program, &args, Some(input), timeout_for(input))?;
+        let out = exec::run(program, &RESTORE_ARGS, Some(input), timeout_for(input))?;
         if !out.status.success() {
             return Err(failure(program, &out, Some(input)));
         }

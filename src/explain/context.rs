@@ -4,9 +4,7 @@
 
 use crate::render::marks::Marks;
 use crate::render::provenance::{ChainOwner, Origin, Provenance};
-use crate::render::{self, RenderError};
-use crate::resolve::NodeView;
-use crate::ruleset::{Family, Ruleset, TableName};
+use crate::ruleset::{Ruleset, TableName};
 use std::collections::BTreeMap;
 
 /// Everything explain needs besides the ruleset: the mark bits and the provenance.
@@ -34,21 +32,16 @@ impl Context {
         }
     }
 
-    /// Owners and rule origins for `view` rendered in `family`, for evaluating `rendered`: the
-    /// render itself, or the ruleset read back from the kernel (live mode). Rule origins are
-    /// kept only for chains whose rule count in `rendered` is the render's, so a chain changed
-    /// in the kernel is explained by its rules alone.
-    pub fn build(
-        view: &NodeView,
-        family: Family,
-        rendered: &Ruleset,
-    ) -> Result<Context, RenderError> {
-        let marks = Marks::allocate(view.config.iptables_mark_mask)?;
-        let (own, mut provenance) = render::render_with_provenance(view, family)?;
+    /// This context (of the render `own`) for evaluating `evaluated`, the ruleset read back
+    /// from the kernel (live mode): rule origins are kept only for chains whose rule count in
+    /// `evaluated` is the render's, so a chain changed in the kernel is explained by its rules
+    /// alone.
+    pub fn for_evaluating(&self, own: &Ruleset, evaluated: &Ruleset) -> Context {
+        let mut provenance = self.provenance.clone();
         provenance.retain_chains(|table, chain| {
-            rule_count(&own, table, chain) == rule_count(rendered, table, chain)
+            rule_count(own, table, chain) == rule_count(evaluated, table, chain)
         });
-        Ok(Context::from_provenance(marks, provenance))
+        Context::from_provenance(self.marks, provenance)
     }
 
     /// Who owns `chain`.

@@ -10,7 +10,6 @@ mod sim;
 mod text;
 
 pub use context::Context;
-pub use text::render_text;
 
 use serde::Serialize;
 use std::net::IpAddr;
@@ -292,13 +291,4 @@ pub fn protocol_number(name: &str) -> Option<u8> {
         "ah" => Some(51),
         n => n.parse().ok(),
     }
-}
-
-/// The explain context of `ruleset`, rendered from `view` by `desired::compute`: what
-/// `hostfw explain`, the lockout guard and the tests evaluate packets against.
-pub fn prepare(
-    view: &crate::resolve::NodeView,
-    ruleset: &crate::ruleset::Ruleset,
-) -> Result<Context, crate::render::RenderError> {
-    Context::build(view, ruleset.family, ruleset)
 }

@@ -4,12 +4,6 @@
 use super::{Direction, Explanation};
 use std::fmt::{self, Write as _};
 
-/// Text for `hostfw explain` (without `--output json`): the `Display` form. Kept while
-/// `cmd/explain.rs` calls it; new callers format the `Explanation` directly.
-pub fn render_text(e: &Explanation) -> String {
-    e.to_string()
-}
-
 impl fmt::Display for Explanation {
     fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = &self.packet;

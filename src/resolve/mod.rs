@@ -19,7 +19,7 @@ use ipnet::IpNet;
 use order::{order_policies, push_policy};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use warnings::{endpoint_label, no_policy_warnings, ssh_warning};
+use warnings::{endpoint_label, nd_warnings, no_policy_warnings, ssh_warning};
 
 /// The host's interfaces and their local addresses, read once by the effect layer.
 pub type HostInterfaces = BTreeMap<String, Vec<IpAddr>>;
@@ -361,6 +361,7 @@ fn compute(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Resoluti
     if let Some(w) = ssh_warning(set, &config, &endpoints) {
         warnings.push(w);
     }
+    warnings.extend(nd_warnings(set, &config, &endpoints));
     if local.is_empty() {
         warnings.push(format!(
             "no HostEndpoint has spec.node {node:?}: hostfw filters no traffic on this host"
@@ -1199,6 +1200,56 @@ mod tests {
             &HostInterfaces::new(),
         );
         assert!(view.warnings.is_empty(), "{:?}", view.warnings);
+    }
+
+    /// A dual-stack endpoint whose ingress policy allows only TCP leaves neighbour discovery to
+    /// the default drop: warned; an ICMPv6 type 135/136 (or any-protocol) allow silences it.
+    #[test]
+    fn ipv6_neighbour_discovery_warning() {
+        let mut endpoint = hep("h1", "n1", "eth0", &[]);
+        endpoint.expected_ips = vec!["2001:db8::1".parse().unwrap()];
+        let icmp6 = |icmp_type: u8| Rule {
+            protocol: Some(Protocol::IcmpV6),
+            icmp: Some(IcmpMatch {
+                icmp_type,
+                code: None,
+            }),
+            ..Rule::matching_all(RuleAction::Allow)
+        };
+        let tcp = Rule {
+            protocol: Some(Protocol::Tcp),
+            ..Rule::matching_all(RuleAction::Allow)
+        };
+        let cases: Vec<(&str, Vec<Rule>, bool)> = vec![
+            ("tcp only", vec![tcp.clone()], true),
+            ("echo only", vec![tcp.clone(), icmp6(128)], true),
+            (
+                "ND allowed",
+                vec![tcp.clone(), icmp6(135), icmp6(136)],
+                false,
+            ),
+            (
+                "all allowed",
+                vec![Rule::matching_all(RuleAction::Allow)],
+                false,
+            ),
+        ];
+        for (what, rules, want) in cases {
+            let s = set(
+                vec![endpoint.clone()],
+                vec![GlobalNetworkPolicy {
+                    ingress: rules,
+                    egress: vec![Rule::matching_all(RuleAction::Allow)],
+                    ..gnp("p")
+                }],
+            );
+            let view = resolve(&s, "n1", &HostInterfaces::new());
+            let warned = view
+                .warnings
+                .iter()
+                .any(|w| w.contains("neighbour discovery") && w.contains("(ingress)"));
+            assert_eq!(warned, want, "{what}: {:?}", view.warnings);
+        }
     }
 
     fn selecting(name: &str, selector: &str) -> GlobalNetworkPolicy {

@@ -488,7 +488,7 @@ fn differential(tag: &str, backend: &'static str, yaml: &str, seed: u64) {
         hostfw::desired::compute(&set, NODE, &ifaces, options).expect("render both families");
     let prepared = |family| {
         let rs = desired.ruleset(family).expect("family enabled").clone();
-        let ctx = explain::prepare(&desired.view, &rs).expect("context");
+        let ctx = desired.context(family).expect("family enabled").clone();
         (rs, ctx)
     };
     let v4_rendered = prepared(Family::V4);
@@ -508,8 +508,11 @@ fn differential(tag: &str, backend: &'static str, yaml: &str, seed: u64) {
             "unparsed rules: {:?}",
             live.unknown
         );
-        let mut ctx =
-            explain::Context::build(&desired.view, family, &live.ruleset).expect("context");
+        let own = desired.ruleset(family).expect("family enabled");
+        let mut ctx = desired
+            .context(family)
+            .expect("family enabled")
+            .for_evaluating(own, &live.ruleset);
         ctx.kernel_policies = live.policies;
         (live.ruleset, ctx)
     };

@@ -1,6 +1,11 @@
 //! Real-kernel tests in network namespaces (root; under CI=true they fail when they cannot run):
 //! dataplane, scenarios with real packets, daemon, confirm, guard, explain against live counters.
 
+mod attacks_confirm;
+mod attacks_dataplane;
+mod attacks_local_users;
+mod attacks_lockout;
+mod attacks_policy;
 mod confirm;
 mod daemon_netns;
 mod felix_fidelity;

@@ -95,8 +95,10 @@ fn run(view: &NodeView, p: &P) -> explain::Explanation {
     } else {
         Family::V4
     };
-    let rs = hostfw::render::render(view, family).expect("render");
-    let ctx = explain::prepare(view, &rs).expect("context");
+    let (rs, provenance) = hostfw::render::render_with_provenance(view, family).expect("render");
+    let marks =
+        hostfw::render::marks::Marks::allocate(view.config.iptables_mark_mask).expect("mark mask");
+    let ctx = explain::Context::from_provenance(marks, provenance);
     explain::explain(&rs, &ctx, &p.0)
 }
 
