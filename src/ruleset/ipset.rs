@@ -306,7 +306,12 @@ mod tests {
         let live = parse_ipset_save(&text).unwrap();
         assert_eq!(
             live.sets.keys().collect::<Vec<_>>(),
-            [&abc, &"cali40this-host".to_string(), &"cali4t3".to_string(), &def]
+            [
+                &abc,
+                &"cali40this-host".to_string(),
+                &"cali4t3".to_string(),
+                &def
+            ]
         );
         let abc = &live.sets[&abc];
         assert_eq!(abc.set_type, Some(IpsetType::HashNet));
