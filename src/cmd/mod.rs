@@ -24,6 +24,9 @@ pub enum Exit {
     Invalid,
     /// 2: an error (missing binary, no permission, kernel refused).
     Error,
+    /// 4: `hostfw run` lacks CAP_NET_ADMIN (the LSB's "insufficient privilege"); the unit does
+    /// not restart on it.
+    NoPrivilege,
 }
 
 impl Exit {
@@ -32,6 +35,7 @@ impl Exit {
             Exit::Ok => 0,
             Exit::Invalid => 1,
             Exit::Error => 2,
+            Exit::NoPrivilege => 4,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `hostfw status`: print what the daemon reported in `status.json` (text or JSON), whether it
 //! is still running, and (as root) live per-policy packet/byte counters read through the
-//! dataplane. Exit 0 when the daemon runs, 2 when there is no status file or the process that
-//! wrote it is gone.
+//! dataplane. Exit 0 when the daemon runs with the policy directory in force (or is starting),
+//! 1 when it runs degraded (the directory is invalid: the last good rules stay), 2 when there is
+//! no status file, the process that wrote it is gone, or it reports persistent failure.
 
 use super::{CmdResult, Exit};
 use crate::cli::{OutputFormat, StatusArgs};
@@ -11,7 +12,7 @@ use crate::render::names;
 use crate::ruleset::save::{parse_save, LiveTable};
 use crate::ruleset::{Family, TableName};
 use crate::settings::Settings;
-use crate::status::{self, PolicyOrigin, Status};
+use crate::status::{self, PolicyOrigin, State, Status};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -64,7 +65,14 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> CmdResult {
         }
     }
     if running {
-        Ok(Exit::Ok)
+        Ok(match status.state {
+            State::Starting | State::Ok => Exit::Ok,
+            State::Degraded => {
+                eprintln!("hostfw: degraded: the policy directory is not in force (see above)");
+                Exit::Invalid
+            }
+            State::Failed => Exit::Error,
+        })
     } else {
         eprintln!(
             "hostfw: the daemon that wrote {} (pid {}) is not running; this status is stale",

@@ -33,10 +33,9 @@ pub const RPF_SKIP: &str = "cali-rpf-skip";
 pub const EGRESS_DSCP: &str = "cali-egress-dscp";
 pub const CIDR_BLOCK: &str = "cali-cidr-block";
 
-// IDs of the sets mangle `cali-POSTROUTING`'s DSCP rule names (felix/rules/rule_defs.go).
-pub const IPSET_ID_DSCP_SOURCES: &str = "dscp-src-net";
-pub const IPSET_ID_ALL_POOLS: &str = "network-ip-pools";
-pub const IPSET_ID_THIS_HOST: &str = "this-host";
+// IDs of the sets mangle `cali-POSTROUTING`'s DSCP rule names: spelled once, with the ipset
+// ownership rule that must recognise them.
+pub use crate::ruleset::ipset::{IPSET_ID_ALL_POOLS, IPSET_ID_DSCP_SOURCES, IPSET_ID_THIS_HOST};
 
 // Workload-interface chains kept for the workload-to-host feature.
 pub const WL_TO_HOST: &str = "cali-wl-to-host";

@@ -11,13 +11,22 @@ use std::fmt::Write as _;
 /// SHA-224 to the kernel's 31-character limit (`render::names::ipset_name`).
 const RENDERED_SET_NAME_LEN: usize = 31;
 
-/// The IDs of Felix's fixed sets (felix/rules/rule_defs.go `IPSetID…`): hostfw renders the
-/// DSCP rule's three, empty, and takes the others over from a Felix host, where its nat and
-/// tunnel rules used them (docs/felix-layout.md, Taking over a Felix host).
-const FELIX_FIXED_SET_IDS: [&str; 7] = [
-    "dscp-src-net",
-    "network-ip-pools",
-    "this-host",
+/// IDs of the fixed sets Felix's static chains name (mangle `cali-POSTROUTING`'s DSCP rule;
+/// felix/rules/rule_defs.go): `cali40<id>`/`cali60<id>`, always empty on a host without QoS
+/// endpoints or IP pools.
+pub const IPSET_ID_DSCP_SOURCES: &str = "dscp-src-net";
+pub const IPSET_ID_ALL_POOLS: &str = "network-ip-pools";
+pub const IPSET_ID_THIS_HOST: &str = "this-host";
+const STATIC_SET_IDS: [&str; 3] = [
+    IPSET_ID_DSCP_SOURCES,
+    IPSET_ID_ALL_POOLS,
+    IPSET_ID_THIS_HOST,
+];
+
+/// Felix's other fixed sets (felix/rules/rule_defs.go `IPSetID…`), which its nat and tunnel
+/// rules name. hostfw renders none of them but owns them, so taking over a Felix host removes
+/// them once nothing references them (docs/felix-layout.md, Taking over a Felix host).
+const FELIX_ONLY_SET_IDS: [&str; 4] = [
     "masq-ipam-pools",
     "all-hosts-net",
     "all-vxlan-net",
@@ -27,7 +36,8 @@ const FELIX_FIXED_SET_IDS: [&str; 7] = [
 /// True for a set name we own, and only for those: the exact shapes hostfw creates.
 /// * `cali40s:…`/`cali60s:…` (selector sets) and `cali40n:…`/`cali60n:…` (named-port sets):
 ///   31 characters, the part after the colon base64url;
-/// * `cali40`/`cali60` + one of Felix's fixed set IDs (`cali40this-host`, ...);
+/// * `cali40<id>`/`cali60<id>` for the static chains' sets (`STATIC_SET_IDS`) and Felix's
+///   other fixed sets (`FELIX_ONLY_SET_IDS`);
 /// * `cali4t<N>`/`cali6t<N>`: the temporary sets a type or size change builds aside.
 ///
 /// A set that merely starts with `cali4`/`cali6` (an admin's `cali40-office`) is not ours: it is
@@ -44,7 +54,7 @@ pub fn is_owned_set(name: &str) -> bool {
     }
     if rest
         .strip_prefix('0')
-        .is_some_and(|id| FELIX_FIXED_SET_IDS.contains(&id))
+        .is_some_and(|id| STATIC_SET_IDS.contains(&id) || FELIX_ONLY_SET_IDS.contains(&id))
     {
         return true;
     }
@@ -307,8 +317,8 @@ mod tests {
         assert_eq!(
             live.sets.keys().collect::<Vec<_>>(),
             [
-                &abc,
                 &"cali40this-host".to_string(),
+                &abc,
                 &"cali4t3".to_string(),
                 &def
             ]

@@ -100,10 +100,11 @@ fn rule(matches: Vec<Match>, action: Action, comments: &[&str]) -> Rule {
     }
 }
 
+/// A set of ours: the 31-character selector-set shape (`ruleset::ipset::is_owned_set`).
 fn set_name(family: Family) -> &'static str {
     match family {
-        Family::V4 => "cali40s:kernel-test",
-        Family::V6 => "cali60s:kernel-test",
+        Family::V4 => "cali40s:kernelRulesetTest000000",
+        Family::V6 => "cali60s:kernelRulesetTest000000",
     }
 }
 
@@ -415,7 +416,10 @@ fn full_cycle(backend: &str) {
     assert!(!p1.is_empty());
     assert_eq!(
         p1.ipsets.create,
-        ["cali40s:kernel-test", "cali60s:kernel-test"]
+        [
+            "cali40s:kernelRulesetTest000000",
+            "cali60s:kernelRulesetTest000000"
+        ]
     );
     write(&ns, backend, &p1);
     let (live1, sets1) = read(&ns, backend);
