@@ -317,8 +317,8 @@ mod tests {
         assert_eq!(
             live.sets.keys().collect::<Vec<_>>(),
             [
-                &"cali40this-host".to_string(),
                 &abc,
+                &"cali40this-host".to_string(),
                 &"cali4t3".to_string(),
                 &def
             ]
