@@ -160,7 +160,7 @@ pub trait Dataplane {
     fn save_counters(&self, family: Family, table: TableName) -> Result<String, DataplaneError> {
         self.save(family, table)
     }
-    /// Our sets the other iptables backend's rules name (`--match-set`). Both backends
+    /// The `cali` sets the other iptables backend's rules name (`--match-set`). Both backends
     /// share the kernel's ipsets, so a flush of this backend must leave those (the kernel
     /// refuses to destroy a set in use). Empty when the other backend's tools are absent.
     fn sets_used_by_other_backend(&self) -> BTreeSet<String> {
@@ -168,8 +168,7 @@ pub trait Dataplane {
     }
 }
 
-/// The names of our sets (`ruleset::ipset::is_owned_set`) that `--match-set` mentions in
-/// `iptables-save` text.
+/// The `cali` set names `--match-set` mentions in `iptables-save` text.
 pub fn match_set_names(save_text: &str) -> BTreeSet<String> {
     save_text
         .split("--match-set ")
@@ -196,7 +195,7 @@ pub fn filter_ipset_save(text: &str) -> String {
     out
 }
 
-/// Split a whole `iptables-save` (all tables) into one text per table hostfw owns. The
+/// Split a whole `iptables-save` (all tables) into one text per table hostfw writes. The
 /// notice iptables-nft prints instead of a table it cannot show (`# Table `filter' is
 /// incompatible, use 'nft' tool.`) goes with that table, so parsing it still refuses.
 pub fn split_save(text: &str) -> BTreeMap<TableName, String> {
@@ -254,17 +253,17 @@ mod tests {
 
     #[test]
     fn match_set_names_lists_our_sets_only() {
-        let text = "*filter\n-A cali-pi-x -m set --match-set cali40s:ABCDEFGHIJKLMNOPQRSTUVW src -j MARK\n\
-                    -A INPUT -m set ! --match-set f2b-sshd src -j DROP\n\
-                    -A cali-POSTROUTING -m set --match-set cali40dscp-src-net src -m set ! \
-                    --match-set cali40this-host dst -j cali-egress-dscp\nCOMMIT\n";
+        let selector_set = "cali40s:AAAAAAAAAAAAAAAAAAAAAAA";
+        let text = format!(
+            "*filter\n-A cali-pi-x -m set --match-set {selector_set} src -j MARK\n\
+             -A INPUT -m set ! --match-set f2b-sshd src -j DROP\n\
+             -A INPUT -m set --match-set cali40-office src -j ACCEPT\n\
+             -A cali-POSTROUTING -m set --match-set cali40dscp-src-net src -m set ! \
+             --match-set cali40this-host dst -j cali-egress-dscp\nCOMMIT\n"
+        );
         assert_eq!(
-            match_set_names(text).into_iter().collect::<Vec<_>>(),
-            [
-                "cali40dscp-src-net",
-                "cali40s:ABCDEFGHIJKLMNOPQRSTUVW",
-                "cali40this-host"
-            ]
+            match_set_names(&text).into_iter().collect::<Vec<_>>(),
+            ["cali40dscp-src-net", selector_set, "cali40this-host"]
         );
     }
 

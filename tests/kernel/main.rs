@@ -1,6 +1,7 @@
 //! Real-kernel tests in network namespaces (root; under CI=true they fail when they cannot run):
 //! dataplane, scenarios with real packets, daemon, confirm, guard, explain against live counters,
-//! the demo script, the shipped examples with cold IPv6 neighbour caches, the unit's reload script.
+//! the demo script, the shipped examples with cold IPv6 neighbour caches, the unit's reload script,
+//! metrics and health scraped by a real Prometheus, native journal logging.
 
 mod attacks_confirm;
 mod attacks_dataplane;
@@ -14,10 +15,12 @@ mod examples_nd;
 mod felix_fidelity;
 mod felix_takeover;
 mod guard;
+mod journal;
 mod kernel_dataplane;
 mod kernel_explain;
 mod kernel_lifecycle;
 mod kernel_scenarios;
+mod metrics_prometheus;
 mod netns;
 mod reload_script;
 mod ruleset_kernel;

@@ -100,11 +100,10 @@ fn rule(matches: Vec<Match>, action: Action, comments: &[&str]) -> Rule {
     }
 }
 
-/// A set of ours: the 31-character selector-set shape (`ruleset::ipset::is_owned_set`).
 fn set_name(family: Family) -> &'static str {
     match family {
-        Family::V4 => "cali40s:kernelRulesetTest000000",
-        Family::V6 => "cali60s:kernelRulesetTest000000",
+        Family::V4 => "cali40s:kernel-test-AAAAAAAAAAA",
+        Family::V6 => "cali60s:kernel-test-AAAAAAAAAAA",
     }
 }
 
@@ -417,8 +416,8 @@ fn full_cycle(backend: &str) {
     assert_eq!(
         p1.ipsets.create,
         [
-            "cali40s:kernelRulesetTest000000",
-            "cali60s:kernelRulesetTest000000"
+            "cali40s:kernel-test-AAAAAAAAAAA",
+            "cali60s:kernel-test-AAAAAAAAAAA"
         ]
     );
     write(&ns, backend, &p1);
