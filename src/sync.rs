@@ -369,7 +369,7 @@ fn reread_written(dp: &dyn Dataplane, mut live: Live, plan: &Plan) -> Result<Liv
         if written.is_empty() {
             continue;
         }
-        if written.len() == TableName::ALL.len() {
+        if written.len() == TableName::OWNED.len() {
             let (fresh, bytes) = read_family_sized(dp, family)?;
             for t in written {
                 check_trustworthy(t, fresh.tables.get(&t.table), bytes)?;
@@ -572,9 +572,14 @@ pub fn reconcile_cached(
 }
 
 /// Remove every chain, hook rule and ipset hostfw owns, and verify nothing of ours is left.
+/// Sets the other iptables backend's rules still use are left: ipsets are shared by both
+/// backends, and the kernel refuses to destroy a set in use.
 pub fn flush(dp: &dyn Dataplane, opts: &SyncOptions) -> Result<ReconcileReport, SyncError> {
+    let shared = dp.sets_used_by_other_backend();
     run_passes(dp, opts, &mut LiveCache::default(), |live, _| {
-        plan::flush_plan(&live.tables, &live.ipsets)
+        let mut ipsets = live.ipsets.clone();
+        ipsets.sets.retain(|name, _| !shared.contains(name));
+        plan::flush_plan(&live.tables, &ipsets)
     })
 }
 
@@ -1216,16 +1221,16 @@ mod tests {
         assert_eq!(report.restores, 1);
         let calls = fake.calls();
         let count = |program: &str| calls.iter().filter(|c| c.argv[0] == program).count();
-        // IPv4: read (three tables), write filter, read filter again; IPv6 and ipsets: read
+        // IPv4: read (four tables), write filter, read filter again; IPv6 and ipsets: read
         // once.
-        assert_eq!(count("iptables-legacy-save"), 4);
+        assert_eq!(count("iptables-legacy-save"), 5);
         let last_save = calls
             .iter()
             .rev()
             .find(|c| c.argv[0] == "iptables-legacy-save")
             .unwrap();
         assert_eq!(last_save.argv[1..], ["-t", "filter"]);
-        assert_eq!(count("ip6tables-legacy-save"), 3);
+        assert_eq!(count("ip6tables-legacy-save"), 4);
         assert_eq!(count("ipset"), 1);
         assert!(diff(&v4_changed, &fake).unwrap().is_empty());
     }

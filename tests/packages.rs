@@ -96,3 +96,13 @@ fn changelogs_name_the_crate_version() {
         "CHANGELOG.md has no '## [{version}]' section"
     );
 }
+
+#[test]
+fn both_packages_install_the_reload_script_the_unit_runs() {
+    let manifest = source_file("Cargo.toml");
+    assert!(
+        manifest.contains("[\"systemd/hostfw-reload\", \"usr/libexec/hostfw/\", \"755\"]")
+            && manifest.contains("dest = \"/usr/libexec/hostfw/hostfw-reload\", mode = \"755\""),
+        "both packages must install systemd/hostfw-reload as /usr/libexec/hostfw/hostfw-reload"
+    );
+}

@@ -7,9 +7,11 @@
 //! Files in the run directory (documented for the daemon and `status`):
 //! - `confirm-pending.json`: present while a confirmation is pending. JSON object
 //!   `{"token": str, "created_unix": u64, "deadline_unix": u64, "seconds": u64,
-//!   "backend": "legacy"|"nft", "watcher_pid": u32|null}`. While it exists and
-//!   `deadline_unix + PENDING_GRACE_SECS` has not passed, the daemon must not reconcile.
-//! - `confirm-rolled-back.json`: written by the watcher after a rollback,
+//!   "backend": "legacy"|"nft", "watcher_pid": u32|null, "deadline_boot_ms": u64|null}`
+//!   (the deadline on CLOCK_BOOTTIME when present). While it exists the daemon must not
+//!   reconcile; `PENDING_GRACE_SECS` after the deadline it is `Hold::Abandoned` and the daemon
+//!   or the next command performs the rollback (`roll_back`).
+//! - `confirm-rolled-back.json`: written after a rollback,
 //!   `{"token": str, "rolled_back_unix": u64}`. The kernel then holds the old rules while the
 //!   policy directory still holds the unconfirmed ones: the daemon must not reconcile until the
 //!   policy directory changes or it is reloaded (SIGHUP), and then removes the file
@@ -26,14 +28,14 @@ mod flow;
 mod plan;
 mod state;
 
-pub use flow::{arm, restore, wait, WatchEnd};
+pub use flow::{arm, restore, roll_back, wait, RollBack, WatchEnd};
 pub use plan::{SavedHook, SavedTable, Snapshot};
 // `sync` puts tables back with the same planner when a later table of a pass fails.
 pub(crate) use plan::{rollback_plan, saved_table};
 pub use state::{
-    clear, daemon_hold, now_unix, pending, read_snapshot, record_rollback, resume_after_edit,
-    status_line, write_pending, Hold, Pending, RolledBack, LOG_FILE, PENDING_FILE,
-    PENDING_GRACE_SECS, ROLLED_BACK_FILE, SNAPSHOT_FILE,
+    boottime_ms, clear, daemon_hold, now_unix, pending, read_snapshot, record_rollback,
+    resume_after_edit, status_line, write_pending, Hold, Pending, RolledBack, LOG_FILE,
+    PENDING_FILE, PENDING_GRACE_SECS, ROLLED_BACK_FILE, SNAPSHOT_FILE,
 };
 
 use crate::dataplane::DataplaneError;
@@ -380,17 +382,33 @@ mod tests {
             deadline_unix: 1010,
             seconds: 10,
             backend: "legacy".into(),
-            watcher_pid: Some(42),
+            watcher_pid: Some(std::process::id()),
+            deadline_boot_ms: None,
         };
         write_pending(run, &p).unwrap();
         assert_eq!(daemon_hold(run, 1005), Some(Hold::Pending(p.clone())));
         let line = status_line(run, 1005).unwrap();
         assert!(
-            line.contains("rollback in 5 s") && line.contains("pid 42"),
+            line.contains("rollback in 5 s")
+                && line.contains(&format!("pid {}", std::process::id())),
             "{line}"
         );
-        // A dead watcher's file stops holding after the grace period.
-        assert_eq!(daemon_hold(run, 1010 + PENDING_GRACE_SECS), None);
+        // The watcher is gone: status says so.
+        let dead = Pending {
+            watcher_pid: Some(i32::MAX as u32),
+            ..p.clone()
+        };
+        write_pending(run, &dead).unwrap();
+        let line = status_line(run, 1005).unwrap();
+        assert!(line.contains("is not running"), "{line}");
+        // After the grace period the rollback is owed by whoever comes next; it never lapses.
+        assert_eq!(
+            daemon_hold(run, 1010 + PENDING_GRACE_SECS),
+            Some(Hold::Abandoned(dead.clone()))
+        );
+        assert!(status_line(run, 1010 + PENDING_GRACE_SECS)
+            .unwrap()
+            .contains("did not roll back"));
         clear(run).unwrap();
         record_rollback(run, "t1").unwrap();
         assert!(matches!(daemon_hold(run, 2000), Some(Hold::RolledBack(_))));
@@ -400,7 +418,7 @@ mod tests {
     }
 
     #[test]
-    fn pending_pauses_until_grace_ends() {
+    fn pending_is_abandoned_once_grace_ends() {
         let p = Pending {
             token: "t".into(),
             created_unix: 100,
@@ -408,9 +426,31 @@ mod tests {
             seconds: 10,
             backend: "nft".into(),
             watcher_pid: None,
+            deadline_boot_ms: None,
         };
-        assert!(p.pauses_daemon(105));
-        assert!(p.pauses_daemon(110 + PENDING_GRACE_SECS - 1));
-        assert!(!p.pauses_daemon(110 + PENDING_GRACE_SECS));
+        assert!(!p.expired(105) && !p.abandoned(105));
+        assert!(p.expired(110) && !p.abandoned(110 + PENDING_GRACE_SECS - 1));
+        assert!(p.abandoned(110 + PENDING_GRACE_SECS));
+    }
+
+    /// A boot-time deadline ignores the wall clock: a clock stepped a day ahead does not expire
+    /// it, one stepped back does not postpone it.
+    #[test]
+    fn a_boottime_deadline_ignores_wall_clock_steps() {
+        let p = Pending {
+            token: "t".into(),
+            created_unix: 100,
+            deadline_unix: 110,
+            seconds: 10,
+            backend: "nft".into(),
+            watcher_pid: None,
+            deadline_boot_ms: Some(boottime_ms() + 600_000),
+        };
+        assert!(!p.expired(110 + 86_400));
+        let past = Pending {
+            deadline_boot_ms: Some(boottime_ms().saturating_sub(60_000)),
+            ..p
+        };
+        assert!(past.abandoned(0));
     }
 }

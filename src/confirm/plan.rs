@@ -66,7 +66,7 @@ pub(crate) fn saved_table(family: Family, table: TableName, live: &LiveTable) ->
         }
     }
     SavedTable {
-        family: family_number(family),
+        family: family.ip_version(),
         table: table.as_str().to_string(),
         chains,
         hooks,
@@ -106,7 +106,7 @@ pub(crate) fn rollback_plan(
             let saved = snap
                 .tables
                 .iter()
-                .find(|t| t.family == family_number(state.family) && t.table == table.as_str());
+                .find(|t| t.family == state.family.ip_version() && t.table == table.as_str());
             let input = table_rollback(state.family, table, saved, live_table, nft);
             if !input.is_empty() {
                 tables.push((state.family, table, input));
@@ -291,11 +291,4 @@ fn sets_in(rule: &str) -> Vec<String> {
         .filter(|w| w[0] == "--match-set")
         .map(|w| w[1].to_string())
         .collect()
-}
-
-fn family_number(f: Family) -> u8 {
-    match f {
-        Family::V4 => 4,
-        Family::V6 => 6,
-    }
 }

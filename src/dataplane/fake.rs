@@ -94,6 +94,7 @@ fn builtin_chains(table: TableName) -> &'static [&'static str] {
         TableName::Raw => &["PREROUTING", "OUTPUT"],
         TableName::Mangle => &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"],
         TableName::Filter => &["INPUT", "FORWARD", "OUTPUT"],
+        TableName::Nat => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
     }
 }
 
@@ -113,11 +114,7 @@ fn fresh_table(table: TableName) -> BTreeMap<String, FakeChain> {
 }
 
 fn program(backend: Backend, family: Family, verb: &str) -> String {
-    let prefix = match family {
-        Family::V4 => "iptables",
-        Family::V6 => "ip6tables",
-    };
-    format!("{prefix}-{}-{verb}", backend.as_str())
+    format!("{}-{}-{verb}", family.iptables(), backend.as_str())
 }
 
 impl Default for FakeDataplane {
@@ -131,7 +128,7 @@ impl FakeDataplane {
     pub fn new(backend: Backend) -> FakeDataplane {
         let mut tables = Tables::new();
         for family in [Family::V4, Family::V6] {
-            for table in TableName::ALL {
+            for table in TableName::OWNED {
                 tables.insert((family, table), fresh_table(table));
             }
         }

@@ -11,9 +11,29 @@ use std::fmt::Write as _;
 /// SHA-224 to the kernel's 31-character limit (`render::names::ipset_name`).
 const RENDERED_SET_NAME_LEN: usize = 31;
 
+/// IDs of the fixed sets Felix's static chains name (mangle `cali-POSTROUTING`'s DSCP rule;
+/// felix/rules/rule_defs.go at v3.32.1): `cali40<id>`/`cali60<id>`, always empty on a host
+/// without QoS endpoints or IP pools.
+pub const IPSET_ID_DSCP_SOURCES: &str = "dscp-src-net";
+pub const IPSET_ID_ALL_POOLS: &str = "network-ip-pools";
+pub const IPSET_ID_THIS_HOST: &str = "this-host";
+/// Every fixed set ID Felix v3.32.1 defines (felix/rules/rule_defs.go): the three above, which
+/// hostfw renders, and the ones only a cluster fills (NAT outgoing, tunnels, Istio), which a host
+/// taken over from Felix still holds and hostfw removes once nothing uses them.
+const FELIX_FIXED_SET_IDS: [&str; 7] = [
+    IPSET_ID_DSCP_SOURCES,
+    IPSET_ID_ALL_POOLS,
+    IPSET_ID_THIS_HOST,
+    "masq-ipam-pools",
+    "all-hosts-net",
+    "all-vxlan-net",
+    "all-istio-weps",
+];
+
 /// True for a set name we own, and only for those: the exact shapes hostfw creates.
 /// * `cali40s:…`/`cali60s:…` (selector sets) and `cali40n:…`/`cali60n:…` (named-port sets):
 ///   31 characters, the part after the colon base64url;
+/// * `cali40<id>`/`cali60<id>` for Felix's fixed sets (`FELIX_FIXED_SET_IDS`);
 /// * `cali4t<N>`/`cali6t<N>`: the temporary sets a type or size change builds aside.
 ///
 /// A set that merely starts with `cali4`/`cali6` (an admin's `cali40-office`) is not ours: it is
@@ -27,6 +47,12 @@ pub fn is_owned_set(name: &str) -> bool {
     };
     if let Some(counter) = rest.strip_prefix('t') {
         return !counter.is_empty() && counter.bytes().all(|b| b.is_ascii_digit());
+    }
+    if rest
+        .strip_prefix('0')
+        .is_some_and(|id| FELIX_FIXED_SET_IDS.contains(&id))
+    {
+        return true;
     }
     let Some(id) = rest
         .strip_prefix("0s:")
@@ -58,19 +84,12 @@ pub struct LiveIpset {
     pub members: BTreeSet<String>,
 }
 
-/// `hash:net` / `hash:ip,port`.
+/// `hash:net` / `hash:ip,port` / `hash:ip`.
 pub fn type_str(t: IpsetType) -> &'static str {
     match t {
         IpsetType::HashNet => "hash:net",
         IpsetType::HashIpPort => "hash:ip,port",
-    }
-}
-
-/// `inet` / `inet6`.
-pub fn family_str(f: Family) -> &'static str {
-    match f {
-        Family::V4 => "inet",
-        Family::V6 => "inet6",
+        IpsetType::HashIp => "hash:ip",
     }
 }
 
@@ -99,7 +118,7 @@ pub fn write_create(out: &mut String, name: &str, set: &Ipset) {
         out,
         "create {name} {} family {} maxelem {}",
         type_str(set.set_type),
-        family_str(set.family),
+        set.family.ipset_family(),
         set.max_elements
     );
 }
@@ -168,6 +187,7 @@ pub fn parse_ipset_save(text: &str) -> Result<LiveIpsets, SaveError> {
             let set_type = match type_word {
                 "hash:net" => Some(IpsetType::HashNet),
                 "hash:ip,port" => Some(IpsetType::HashIpPort),
+                "hash:ip" => Some(IpsetType::HashIp),
                 _ => None,
             };
             let mut family = None;
@@ -177,11 +197,7 @@ pub fn parse_ipset_save(text: &str) -> Result<LiveIpsets, SaveError> {
             for pair in rest.windows(2) {
                 match pair[0] {
                     "family" => {
-                        family = match pair[1] {
-                            "inet" => Some(Family::V4),
-                            "inet6" => Some(Family::V6),
-                            _ => None,
-                        }
+                        family = Family::from_ipset_family(pair[1]);
                     }
                     "maxelem" => max_elements = pair[1].parse().ok(),
                     _ => {}
@@ -285,12 +301,18 @@ mod tests {
              add {def} 2001:db8::1,tcp:80\n\
              create cali4t3 hash:ip family inet hashsize 1024 maxelem 10\n\
              create cali40-office hash:net family inet hashsize 1024 maxelem 10\n\
-             add cali40-office 192.0.2.0/24\n"
+             add cali40-office 192.0.2.0/24\n\
+             create cali40this-host hash:ip family inet hashsize 1024 maxelem 1048576\n"
         );
         let live = parse_ipset_save(&text).unwrap();
         assert_eq!(
             live.sets.keys().collect::<Vec<_>>(),
-            [&abc, &"cali4t3".to_string(), &def]
+            [
+                &abc,
+                &"cali40this-host".to_string(),
+                &"cali4t3".to_string(),
+                &def
+            ]
         );
         let abc = &live.sets[&abc];
         assert_eq!(abc.set_type, Some(IpsetType::HashNet));
@@ -301,7 +323,11 @@ mod tests {
         assert_eq!(def.set_type, Some(IpsetType::HashIpPort));
         assert_eq!(def.family, Some(Family::V6));
         assert_eq!(def.max_elements, Some(500));
-        assert_eq!(live.sets["cali4t3"].set_type, None);
+        assert_eq!(live.sets["cali4t3"].set_type, Some(IpsetType::HashIp));
+        assert_eq!(
+            live.sets["cali40this-host"].set_type,
+            Some(IpsetType::HashIp)
+        );
     }
 
     #[test]

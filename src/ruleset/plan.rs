@@ -143,13 +143,6 @@ pub struct PlanOptions {
     pub nft: bool,
 }
 
-fn family_label(f: Family) -> &'static str {
-    match f {
-        Family::V4 => "IPv4",
-        Family::V6 => "IPv6",
-    }
-}
-
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_empty() {
@@ -167,7 +160,7 @@ impl fmt::Display for Plan {
             }
         }
         for t in &self.tables {
-            let label = format!("{} {}", family_label(t.family), t.table.as_str());
+            let label = format!("{} {}", t.family.label(), t.table.as_str());
             for (verb, names) in [
                 ("create chain", &t.create),
                 ("rewrite chain", &t.rewrite),
@@ -191,7 +184,7 @@ impl Plan {
                 writeln!(
                     f,
                     "{} {}: keeping chain {} (emptied) instead of deleting it: still referenced by foreign chain {}; remove that jump and hostfw deletes it",
-                    family_label(t.family),
+                    t.family.label(),
                     t.table.as_str(),
                     k.chain,
                     k.referrers.join(", ")
@@ -241,11 +234,11 @@ pub fn plan_with_suspects(
         .chain(live.iter().map(|l| l.family))
         .collect();
     let empty_live = LiveTable::default();
-    let mut tables = Vec::with_capacity(families.len() * TableName::ALL.len());
+    let mut tables = Vec::with_capacity(families.len() * TableName::OWNED.len());
     for family in families {
         let want = desired.iter().find(|r| r.family == family);
         let have = live.iter().find(|l| l.family == family);
-        for name in TableName::ALL {
+        for name in TableName::OWNED {
             let desired_table = want.and_then(|r| r.tables.iter().find(|t| t.name == name));
             let live_table = have
                 .and_then(|l| l.tables.get(&name))
@@ -348,7 +341,7 @@ impl fmt::Display for Overtaken {
              accepts (failsafe ports, allowed policy) never reaches it, so its verdicts (bans) do \
              not apply; set `chainInsertMode: Append` in FelixConfiguration, or keep those \
              sources out of the failsafe nets",
-            family_label(self.family),
+            self.family.label(),
             self.table.as_str(),
             self.chain,
             self.target,
@@ -607,10 +600,7 @@ fn plan_hooks(
 
 /// A temp-set name (`cali4t<N>` / `cali6t<N>`) not used by anything live or desired.
 fn temp_set_name(family: Family, taken: &dyn Fn(&str) -> bool, counter: &mut usize) -> String {
-    let prefix = match family {
-        Family::V4 => "cali4t",
-        Family::V6 => "cali6t",
-    };
+    let prefix = format!("cali{}t", family.ip_version());
     loop {
         let name = format!("{prefix}{counter}");
         *counter += 1;
@@ -1324,12 +1314,13 @@ mod tests {
             .find(|t| t.family == Family::V6 && t.table == TableName::Filter)
             .unwrap();
         assert_eq!(v6_filter.delete.len(), 4);
-        // v4 has nothing live: full create. Order: v4 raw, mangle, filter, then v6.
+        // v4 has nothing live: full create. Order: v4 raw, mangle, filter, nat, then v6.
         let order: Vec<(Family, TableName)> =
             p.tables.iter().map(|t| (t.family, t.table)).collect();
         assert_eq!(order[0], (Family::V4, TableName::Raw));
         assert_eq!(order[2], (Family::V4, TableName::Filter));
-        assert_eq!(order[5], (Family::V6, TableName::Filter));
+        assert_eq!(order[3], (Family::V4, TableName::Nat));
+        assert_eq!(order[6], (Family::V6, TableName::Filter));
     }
 
     #[test]
