@@ -59,18 +59,33 @@ impl Observed {
 /// What to do with findings in the daemon (`--lockout-guard`, `HOSTFW_LOCKOUT_GUARD`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DaemonMode {
-    /// Log loudly and apply anyway (the daemon stays declarative): the default.
+    /// The default: keep the current rules instead of applying an edit that would cut off an
+    /// SSH session the daemon can see (a saved edit is in force within a second, long before
+    /// anyone could `apply --confirm` it); log the other findings and apply.
+    Sessions,
+    /// Log loudly and apply anyway (`HOSTFW_LOCKOUT_GUARD=warn`: the set opts in).
     Warn,
-    /// Keep the current rules instead of applying (`HOSTFW_LOCKOUT_GUARD=refuse`).
+    /// Keep the current rules on any finding (`HOSTFW_LOCKOUT_GUARD=refuse`).
     Refuse,
 }
 
 impl DaemonMode {
-    /// The mode for a `HOSTFW_LOCKOUT_GUARD` value (unset or anything but `refuse`: warn).
+    /// The mode for a `HOSTFW_LOCKOUT_GUARD` value (`refuse`, `warn`; unset or anything else:
+    /// `Sessions`).
     pub fn from_value(value: Option<&str>) -> DaemonMode {
         match value.map(str::trim) {
             Some(v) if v.eq_ignore_ascii_case("refuse") => DaemonMode::Refuse,
-            _ => DaemonMode::Warn,
+            Some(v) if v.eq_ignore_ascii_case("warn") => DaemonMode::Warn,
+            _ => DaemonMode::Sessions,
+        }
+    }
+
+    /// Whether a finding of `kind` keeps the current rules.
+    fn refuses(self, kind: FindingKind) -> bool {
+        match self {
+            DaemonMode::Refuse => true,
+            DaemonMode::Sessions => kind == FindingKind::Lockout,
+            DaemonMode::Warn => false,
         }
     }
 }
@@ -143,6 +158,36 @@ fn analyse(
                 "SSH session {} -> {} (seen in {}) on {iface}",
                 s.client, s.server, s.seen_in
             );
+            // IPv6 needs neighbour discovery both ways, which the kernel leaves untracked: a
+            // set that drops it kills the session when the neighbour entry expires.
+            let neighbour = |direction, src, dst, icmp_type| Packet {
+                direction,
+                src,
+                dst,
+                proto: 58,
+                sport: None,
+                dport: None,
+                icmp_type: Some(icmp_type),
+                icmp_code: Some(0),
+                ..inbound(ConnState::New)
+            };
+            let (client, server) = (s.client.ip(), s.server.ip());
+            let nd: Vec<(Packet, &str)> = if server.is_ipv6() {
+                vec![
+                    (
+                        neighbour(Direction::Ingress, client, server, 135),
+                        "neighbour solicitations from its side (ICMPv6 type 135, untracked) \
+                         would be dropped, so it dies when the neighbour entry expires,",
+                    ),
+                    (
+                        neighbour(Direction::Egress, server, client, 136),
+                        "neighbour advertisements to its side (ICMPv6 type 136, untracked) \
+                         would be dropped, so it dies when the neighbour entry expires,",
+                    ),
+                ]
+            } else {
+                Vec::new()
+            };
             for (packet, words) in [
                 (
                     inbound(ConnState::Established),
@@ -153,7 +198,10 @@ fn analyse(
                     inbound(ConnState::New),
                     "a new login from the same client would be dropped",
                 ),
-            ] {
+            ]
+            .into_iter()
+            .chain(nd)
+            {
                 let e = explain::explain(p.ruleset, p.ctx, &packet);
                 if !e.verdict.passes() {
                     findings.push(Finding {
@@ -428,9 +476,9 @@ pub fn observe(interfaces: &HostInterfaces) -> Observed {
     Observed::new(local_sessions(sessions, interfaces), listening)
 }
 
-/// The daemon's use of the guard on a new policy set: log every guard finding loudly; in
-/// `Refuse` mode each becomes an error diagnostic (cited as `origin`) that rejects the set, so
-/// the current rules stay. Empty: go ahead.
+/// The daemon's use of the guard on a new policy set: log every guard finding loudly; each the
+/// mode refuses (`DaemonMode::refuses`) becomes an error diagnostic (cited as `origin`) that
+/// rejects the set, so the current rules stay. Empty: go ahead.
 pub fn daemon_gate<'a>(
     findings: impl IntoIterator<Item = &'a Finding>,
     mode: DaemonMode,
@@ -441,10 +489,14 @@ pub fn daemon_gate<'a>(
         .filter(|f| f.kind.is_guard())
         .filter_map(|f| {
             log::warn!("lockout guard: {}", f.message);
-            (mode == DaemonMode::Refuse).then(|| {
+            mode.refuses(f.kind).then(|| {
                 Diagnostic::file_error(
                     origin,
-                    format!("lockout guard (HOSTFW_LOCKOUT_GUARD=refuse): {}", f.message),
+                    format!(
+                        "lockout guard: {} (kept the rules in force; HOSTFW_LOCKOUT_GUARD=warn \
+                         applies such sets anyway)",
+                        f.message
+                    ),
                 )
             })
         })
@@ -499,7 +551,7 @@ mod tests {
 
     #[test]
     fn daemon_mode_values() {
-        assert_eq!(DaemonMode::from_value(None), DaemonMode::Warn);
+        assert_eq!(DaemonMode::from_value(None), DaemonMode::Sessions);
         assert_eq!(DaemonMode::from_value(Some("warn")), DaemonMode::Warn);
         assert_eq!(DaemonMode::from_value(Some("REFUSE")), DaemonMode::Refuse);
     }

@@ -125,7 +125,7 @@ mod tests {
             ("refuse", DaemonMode::Refuse),
             ("REFUSE", DaemonMode::Refuse),
             ("warn", DaemonMode::Warn),
-            ("anything else", DaemonMode::Warn),
+            ("anything else", DaemonMode::Sessions),
         ];
         for (value, want) in cases {
             let cli = crate::cli::Cli::try_parse_from(["hostfw", "--lockout-guard", value, "run"])

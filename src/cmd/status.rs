@@ -36,6 +36,11 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> CmdResult {
         Err(e) => return Err(e.into()),
     };
     let running = is_running(status.pid);
+    let stale = if running {
+        staleness(settings, &status)
+    } else {
+        None
+    };
     let counters = if running {
         live_counters(&status)
     } else {
@@ -44,6 +49,9 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> CmdResult {
     match args.output {
         OutputFormat::Text => {
             print!("{}", format_text(&status, running));
+            if let Some(line) = &stale {
+                println!("stale:         {line}");
+            }
             if let Some(line) = &confirmation {
                 println!("confirmation:  {line}");
             }
@@ -54,6 +62,7 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> CmdResult {
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("running".into(), running.into());
                 obj.insert("confirmation".into(), confirmation.into());
+                obj.insert("stale".into(), stale.clone().into());
                 let (list, why) = match &counters {
                     Ok(c) => (serde_json::to_value(c)?, serde_json::Value::Null),
                     Err(e) => (serde_json::Value::Null, e.as_str().into()),
@@ -81,6 +90,40 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> CmdResult {
         );
         Ok(Exit::Error)
     }
+}
+
+/// How long after an edit the daemon may take to apply it and rewrite `status.json`.
+const STATUS_LAG: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `Some(why)` when `status.json` cannot describe what the daemon enforces: the valid policy
+/// directory it says it applied is not the one on disk, and the file has not been rewritten
+/// since (a full or read-only run directory makes the daemon's writes fail while it keeps
+/// enforcing newer generations; its log says so too).
+fn staleness(settings: &Settings, status: &Status) -> Option<String> {
+    let policy = status.policy.as_ref()?;
+    if policy.origin != PolicyOrigin::Directory || status.diagnostics.iter().any(|d| d.is_error()) {
+        return None;
+    }
+    let age = std::fs::metadata(settings.status_path())
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())?;
+    let on_disk = crate::source::directory::read(std::slice::from_ref(&settings.policy_dir));
+    if on_disk.unreadable || on_disk.revision == policy.source_hash || age < STATUS_LAG {
+        return None;
+    }
+    Some(format!(
+        "status.json was last written {} s ago for policy revision {} but the directory now \
+         holds {}: the daemon has not reported since (cannot it write to {}? see its log)",
+        age.as_secs(),
+        short(&policy.source_hash),
+        short(&on_disk.revision),
+        settings.run_dir.display()
+    ))
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }
 
 /// Whether `pid` is a live hostfw process (not a recycled pid of something else).
@@ -454,5 +497,50 @@ diagnostics:
         );
         assert!(!is_running(0));
         assert!(!is_running(u32::MAX));
+    }
+
+    /// The daemon could not rewrite `status.json` (a full run directory) while the directory
+    /// moved on: `status` says the file is stale instead of reporting the old generation.
+    #[test]
+    fn a_status_older_than_the_directory_is_called_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            policy_dir: dir.path().join("policies"),
+            node: "n".into(),
+            backend: None,
+            run_dir: dir.path().join("run"),
+            state_dir: dir.path().join("state"),
+            lockout_guard: crate::guard::DaemonMode::Sessions,
+        };
+        std::fs::create_dir_all(&settings.policy_dir).unwrap();
+        std::fs::write(settings.policy_dir.join("a.yaml"), "kind: x\n").unwrap();
+        let applied = crate::source::directory::read(std::slice::from_ref(&settings.policy_dir));
+        let mut s = Status::starting("n", std::process::id(), SystemTime::now());
+        s.policy = Some(PolicyInfo {
+            generation: 1,
+            source_hash: applied.revision.clone(),
+            origin: PolicyOrigin::Directory,
+        });
+        crate::fsutil::private_dir(&settings.run_dir).unwrap();
+        crate::status::write(&settings.status_path(), &s).unwrap();
+        let old = nix::sys::time::TimeSpec::new(1_000_000, 0);
+        let age_it = || {
+            nix::sys::stat::utimensat(
+                None,
+                &settings.status_path(),
+                &old,
+                &old,
+                nix::sys::stat::UtimensatFlags::FollowSymlink,
+            )
+            .unwrap()
+        };
+        age_it();
+        assert_eq!(staleness(&settings, &s), None, "same revision: not stale");
+        std::fs::write(settings.policy_dir.join("b.yaml"), "kind: y\n").unwrap();
+        let why = staleness(&settings, &s).expect("stale");
+        assert!(why.contains("status.json was last written"), "{why}");
+        // Freshly written: the daemon may still be applying the edit.
+        crate::status::write(&settings.status_path(), &s).unwrap();
+        assert_eq!(staleness(&settings, &s), None);
     }
 }

@@ -69,11 +69,18 @@ impl Publisher for SystemPublisher {
         match status::write(&self.status_path, status) {
             Ok(()) => self.warned = false,
             Err(e) => {
-                // Once per failure streak: the run directory may be missing or read-only.
+                // Once per failure streak: the run directory may be full, missing or read-only.
+                // systemd's status line says so for as long as it lasts (`systemctl status`),
+                // and `hostfw status` notices the stale file against the policy directory.
                 if !self.warned {
-                    log::warn!("cannot write {}: {e}", self.status_path.display());
+                    log::error!(
+                        "cannot write {}: {e}; it now describes an older state than the one in force",
+                        self.status_path.display()
+                    );
                     self.warned = true;
                 }
+                let line = format!("status.json cannot be written ({e}); see the journal");
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&line)]);
             }
         }
     }

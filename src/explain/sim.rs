@@ -96,6 +96,16 @@ pub(super) fn run(rs: &Ruleset, ctx: &Context, pkt: &Packet) -> Explanation {
         entered_endpoint: false,
         notes: Vec::new(),
     };
+    if is_untracked_icmpv6(pkt) {
+        // nf_conntrack_proto_icmpv6 never tracks neighbour discovery and MLD: from the first
+        // rule on the packet is UNTRACKED, so RELATED,ESTABLISHED rules and the failsafe ports
+        // (NEW TCP/UDP) never admit it; only a rule allowing it does.
+        sim.untracked = true;
+        sim.notes.push(
+            "ICMPv6 neighbour discovery / MLD: the kernel does not track it (ctstate UNTRACKED)"
+                .into(),
+        );
+    }
     if !family_matches(rs, pkt) {
         sim.notes
             .push("the packet's addresses are not of the ruleset's family".into());
@@ -556,6 +566,14 @@ impl<'a> Sim<'a> {
     }
 }
 
+/// ICMPv6 types conntrack leaves untracked: MLD (130-132, 143) and neighbour discovery
+/// (133 router solicitation to 136 neighbour advertisement).
+const UNTRACKED_ICMPV6: [u8; 8] = [130, 131, 132, 133, 134, 135, 136, 143];
+
+fn is_untracked_icmpv6(pkt: &Packet) -> bool {
+    pkt.proto == 58 && pkt.icmp_type.is_some_and(|t| UNTRACKED_ICMPV6.contains(&t))
+}
+
 fn first_comment(rule: &Rule) -> Option<&str> {
     rule.comments.first().map(String::as_str)
 }
@@ -907,6 +925,43 @@ mod tests {
             let e = run(&rs, &ctx(), &packet(17, 53));
             assert_eq!(e.verdict == Verdict::Drop, hit, "{m:?}");
         }
+    }
+
+    /// A neighbour solicitation is UNTRACKED from the start: a RELATED,ESTABLISHED accept does
+    /// not admit it, an echo request of the same flow would be NEW.
+    #[test]
+    fn neighbour_discovery_is_untracked() {
+        let ct = |s: &str| Match::ConntrackState {
+            negated: false,
+            states: s.into(),
+        };
+        let mut rs = ruleset(vec![table(
+            TableName::Filter,
+            vec![
+                (
+                    "INPUT",
+                    rule(vec![ct("RELATED,ESTABLISHED")], Action::Accept),
+                ),
+                ("INPUT", rule(vec![], Action::Drop)),
+            ],
+            vec![],
+        )]);
+        rs.family = Family::V6;
+        let mut ns = packet(58, 0);
+        ns.src = "fe80::2".parse().unwrap();
+        ns.dst = "ff02::1:ff00:1".parse().unwrap();
+        (ns.sport, ns.dport) = (None, None);
+        ns.icmp_type = Some(135);
+        ns.state = ConnState::Established;
+        let e = run(&rs, &ctx(), &ns);
+        assert_eq!(e.verdict, Verdict::Drop);
+        assert!(
+            e.notes.iter().any(|n| n.contains("UNTRACKED")),
+            "{:?}",
+            e.notes
+        );
+        ns.icmp_type = Some(128);
+        assert_eq!(run(&rs, &ctx(), &ns).verdict, Verdict::Accept);
     }
 
     #[test]

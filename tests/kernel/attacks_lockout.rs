@@ -93,3 +93,40 @@ fn ssh_on_another_port_is_guarded() {
         ssh_on_another_port_is_guarded_scenario();
     }
 }
+
+/// Attack: an IPv6 SSH session on a dual-stack endpoint whose policy allows TCP 22 but no
+/// ICMPv6. The session's packets pass (RELATED,ESTABLISHED), but neighbour discovery is
+/// untracked and dropped, so the session dies when the neighbour entry expires. The guard now
+/// treats that as a lockout of the IPv6 session (`check` warns, `apply` refuses).
+fn ipv6_neighbour_discovery_is_guarded_scenario() {
+    let yaml = format!(
+        "{}{}",
+        allow_ports_policy("ssh-only", "22, 8080"),
+        scenario_hep("host-eth0", Some("eth0"), "{role: web}")
+    );
+    let s = Scenario::new("ndguard", "legacy", &yaml);
+    let session = format!("{PEER6} 50022 {HOST6} 22");
+    let run_with = |args: &[&str]| {
+        let mut cmd = hostfw_command(&s.pair.host, &s.work, SCENARIO_NODE, "legacy", args);
+        cmd.env("SSH_CONNECTION", &session);
+        run_hostfw(cmd)
+    };
+    let check = run_with(&["check"]);
+    assert!(
+        check.stderr.contains("neighbour solicitations"),
+        "check does not warn: {check:?}"
+    );
+    let run = run_with(&["apply"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("neighbour solicitations") && run.stderr.contains("refusing to apply"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn ipv6_neighbour_discovery_is_guarded() {
+    if kernel_tests_enabled() {
+        ipv6_neighbour_discovery_is_guarded_scenario();
+    }
+}

@@ -660,3 +660,179 @@ fn sigterm_kills_a_hung_restore() {
         eventually(|| nix::sys::signal::kill(nix::unistd::Pid::from_raw(hung), None).is_err());
     assert!(gone, "the hung restore (pid {hung}) outlived the daemon");
 }
+
+const ALLOW_SSH: &str =
+    "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  \
+    name: allow-ssh\nspec:\n  selector: role == 'web'\n  ingress:\n  - action: Allow\n    \
+    protocol: TCP\n    destination:\n      ports: [22]\n";
+
+/// Attack: with the daemon running, a saved edit that cuts off the admin's SSH session used to
+/// be in force within a second (the guard only logged), before `apply --confirm` could help.
+/// By default the daemon now keeps the rules in force, reports the finding and stays degraded.
+#[test]
+fn the_daemon_refuses_an_edit_that_cuts_off_a_session() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let (pair, work) = with_base_policies("dmn-cut", "");
+    let dir = work.policy_dir();
+    put(&dir, "20-allow-ssh.yaml", ALLOW_SSH);
+    // A listener on 22 that keeps what it accepts open, like sshd.
+    let listener = pair
+        .host
+        .run_in(|| std::net::TcpListener::bind(sock(HOST4, 22)).expect("bind 22"));
+    let d = Daemon::ready(&pair.host, &work);
+    // The admin's session: an established connection from the peer to port 22, kept open.
+    let session = pair.peer.run_in(|| {
+        std::net::TcpStream::connect_timeout(&sock(HOST4, 22), Duration::from_secs(2))
+            .expect("ssh session")
+    });
+    let (server_end, _) = listener.accept().expect("accept the session");
+    fs::remove_file(dir.join("20-allow-ssh.yaml")).unwrap();
+    assert!(
+        eventually(|| d.status()["state"] == "degraded"),
+        "{}",
+        d.log_text()
+    );
+    let status = d.status();
+    assert!(
+        status["diagnostics"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("lockout guard"))),
+        "{status:#}"
+    );
+    // The rules in force still admit SSH: a new login gets through the handshake.
+    let again = pair.peer.run_in(|| {
+        std::net::TcpStream::connect_timeout(&sock(HOST4, 22), Duration::from_secs(2)).is_ok()
+    });
+    assert!(again, "the edit reached the kernel: {}", d.log_text());
+    drop((session, server_end));
+}
+
+/// Attack: every policy file disappears (the window between `rm old.yaml` and the new file, or
+/// an emptied directory). The daemon used to apply "nothing" within 100 ms, opening the host; it
+/// now keeps the rules in force and reports the refusal, naming `hostfw flush`.
+#[test]
+fn the_daemon_keeps_the_rules_when_the_set_empties() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let (pair, work) = with_base_policies("dmn-empty", "");
+    let _s = tcp_server(&pair.host, sock(HOST4, 9090));
+    let d = Daemon::ready(&pair.host, &work);
+    assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
+    let dir = work.policy_dir();
+    for entry in fs::read_dir(&dir).unwrap() {
+        fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    assert!(
+        eventually(|| d.status()["diagnostics"]
+            .as_array()
+            .is_some_and(|a| a
+                .iter()
+                .any(|x| x["message"].as_str().unwrap_or("").contains("hostfw flush")))),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        !tcp_ok(&pair.peer, None, sock(HOST4, 9090)),
+        "the empty set opened the host: {}",
+        d.log_text()
+    );
+}
+
+/// Attack: the run directory fills up (a 64 KiB tmpfs in a private mount namespace, filled
+/// with a zero file). The daemon keeps enforcing newer generations but cannot rewrite
+/// `status.json`; `hostfw status` used to report the old generation as current. It now calls
+/// the file stale, and the daemon's log says it cannot write it.
+#[test]
+fn a_full_run_dir_makes_status_say_it_is_stale() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let (pair, work) = with_base_policies("dmn-full", "");
+    let run_dir = work.dir.path().join("run");
+    fs::create_dir(&run_dir).unwrap();
+    let log = work.dir.path().join("daemon-full.log");
+    let hostfw = hostfw_command(&pair.host, &work, NODE, BACKEND, &["run"]);
+    let argv: Vec<String> = std::iter::once(hostfw.get_program())
+        .chain(hostfw.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let script = format!(
+        "mount -t tmpfs -o size=64k,mode=0700 tmpfs {} && exec \"$@\"",
+        run_dir.display()
+    );
+    let mut child = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+        ])
+        .args(&argv)
+        .env("RUST_LOG", "info")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let in_ns = |argv: &[&str]| {
+        std::process::Command::new("nsenter")
+            .args(["-t", &pid, "-m", "--"])
+            .args(argv)
+            .output()
+            .unwrap()
+    };
+    let status_file = run_dir.join("status.json").display().to_string();
+    assert!(
+        eventually(
+            || String::from_utf8_lossy(&in_ns(&["cat", &status_file]).stdout)
+                .contains("\"generation\": 1")
+        ),
+        "generation 1 never reported: {}",
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+    let fill = format!("of={}/fill", run_dir.display());
+    in_ns(&["dd", "if=/dev/zero", &fill, "bs=4k", "count=64"]);
+    put(&work.policy_dir(), "20-allow-9090.yaml", ALLOW_9090);
+    let _s = tcp_server(&pair.host, sock(HOST4, 9090));
+    assert!(
+        eventually(|| tcp_ok(&pair.peer, None, sock(HOST4, 9090))),
+        "the edit was not applied: {}",
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+    let status = hostfw_command(&pair.host, &work, NODE, BACKEND, &["status"]);
+    let status_argv: Vec<String> = std::iter::once(status.get_program())
+        .chain(status.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let refs: Vec<&str> = status_argv.iter().map(String::as_str).collect();
+    // Past the time the daemon may take to report an edit.
+    let report = {
+        let until = Instant::now() + Duration::from_secs(12);
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        in_ns(&refs)
+    };
+    let text = String::from_utf8_lossy(&report.stdout).into_owned();
+    assert!(text.contains("stale:"), "{text}");
+    assert!(
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("cannot write"),
+        "the daemon did not log the failure"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
