@@ -280,6 +280,54 @@ impl Dataplane for FakeDataplane {
         Ok(render_save(table, &state.tables[&(family, table)]))
     }
 
+    /// As the real dataplane: chains one by one on nft (`iptables -S`), none on legacy; a
+    /// missing chain fails as `-S` does. Faults injected for `Op::Save` apply here too.
+    fn save_chains(
+        &self,
+        family: Family,
+        table: TableName,
+        chains: &[&str],
+    ) -> Result<Option<String>, DataplaneError> {
+        if self.backend != Backend::Nft {
+            return Ok(None);
+        }
+        let mut state = self.lock();
+        let program = program(self.backend, family, "list");
+        let mut out = format!("*{}\n", table.as_str());
+        for chain in chains {
+            state.calls.push(Call {
+                argv: vec![
+                    program.clone(),
+                    "-t".into(),
+                    table.as_str().into(),
+                    "-S".into(),
+                    chain.to_string(),
+                ],
+                stdin: None,
+            });
+            if let Some(fault) = Self::take_fault(&mut state, Op::Save) {
+                return Err(Self::fault_error(fault, program, None));
+            }
+            if state.blind {
+                continue;
+            }
+            let Some(found) = state.tables[&(family, table)].get(*chain) else {
+                return Err(DataplaneError::SaveFailed {
+                    program,
+                    status: "exit status: 1".into(),
+                    stderr: "iptables: No chain/target/match by that name.".into(),
+                });
+            };
+            let policy = found.policy.as_deref().unwrap_or("-");
+            out.push_str(&format!(":{chain} {policy} [0:0]\n"));
+            for rule in &found.rules {
+                out.push_str(&format!("-A {chain} {rule}\n"));
+            }
+        }
+        out.push_str("COMMIT\n");
+        Ok(Some(out))
+    }
+
     fn restore(&self, family: Family, table: TableName, input: &str) -> Result<(), DataplaneError> {
         let mut state = self.lock();
         let state = &mut *state;

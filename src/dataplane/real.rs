@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 struct FamilyTools {
     save: PathBuf,
     restore: PathBuf,
+    /// `iptables` itself (for `-S CHAIN`), when found.
+    list: Option<PathBuf>,
 }
 
 /// Talks to the kernel through the iptables and ipset tools.
@@ -41,6 +43,8 @@ fn family_tools(family: Family, backend: Backend) -> Result<FamilyTools, Datapla
     Ok(FamilyTools {
         save: find_tool(family, backend, "save")?,
         restore: find_tool(family, backend, "restore")?,
+        list: exec::find_in_path(&format!("{}-{}", family.iptables(), backend.as_str()))
+            .or_else(|| exec::find_in_path(family.iptables())),
     })
 }
 
@@ -184,6 +188,31 @@ impl Dataplane for RealDataplane {
             return Err(failure(program, &out, None));
         }
         Ok(split_save(&out.stdout))
+    }
+
+    fn save_chains(
+        &self,
+        family: Family,
+        table: TableName,
+        chains: &[&str],
+    ) -> Result<Option<String>, DataplaneError> {
+        let Some(program) = self.tools(family)?.list.as_ref() else {
+            return Ok(None);
+        };
+        if self.backend != Backend::Nft {
+            return Ok(None);
+        }
+        let mut out = format!("*{}\n", table.as_str());
+        for chain in chains {
+            let args = ["--wait", "10", "-t", table.as_str(), "-S", chain];
+            let listed = exec::run(program, &args, None, CHILD_TIMEOUT)?;
+            if !listed.status.success() {
+                return Err(failure(program, &listed, None));
+            }
+            super::listed_as_saved(&listed.stdout, &mut out);
+        }
+        out.push_str("COMMIT\n");
+        Ok(Some(out))
     }
 
     fn restore(
