@@ -2,7 +2,7 @@
 # run as root on Debian/Ubuntu, so a fresh machine needs nothing else.
 
 CARGO ?= cargo
-SYSTEM_PACKAGES := iptables ipset iproute2 procps systemd
+SYSTEM_PACKAGES := iptables ipset iproute2 procps systemd etcd-server etcd-client protobuf-compiler
 APT_MISSING = $(shell for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done)
 
 .PHONY: all build test lint deps demo package test-packages bench clean

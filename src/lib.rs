@@ -24,5 +24,6 @@ pub mod render;
 pub mod resolve;
 pub mod ruleset;
 pub mod settings;
+pub mod source;
 pub mod status;
 pub mod sync;

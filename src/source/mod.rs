@@ -1,0 +1,3 @@
+//! Policy sources.
+
+pub mod etcd;
