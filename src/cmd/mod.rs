@@ -4,6 +4,7 @@ pub mod apply;
 pub mod check;
 pub mod common;
 pub mod confirm;
+pub mod datastore;
 pub mod diff;
 pub mod explain;
 pub mod flush;

@@ -5,22 +5,17 @@
 
 use super::config::EtcdConfig;
 use super::layout::{self, PREFIX};
+use super::plan::{batches, Listing, Stored, Write};
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
     TxnOp,
 };
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How long a connection attempt may take before it counts as failed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// gRPC keep-alive: a silent partition is noticed within interval + timeout.
 pub const KEEP_ALIVE: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(5));
-/// etcd's default `--max-txn-ops`: a push is split into transactions of at most this many
-/// operations.
-pub const MAX_TXN_OPS: usize = 128;
-/// Bytes of values per transaction, below etcd's default 1.5 MiB request limit.
-pub const MAX_TXN_BYTES: usize = 1024 * 1024;
 
 /// An error talking to etcd, as text for status and messages.
 #[derive(Debug, thiserror::Error)]
@@ -38,20 +33,6 @@ pub enum EtcdError {
     /// The watch ended without an error from the server.
     #[error("the watch stream ended")]
     WatchEnded,
-}
-
-/// One stored value and its mod revision (the resource version calicoctl guards updates by).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stored {
-    pub value: Vec<u8>,
-    pub mod_revision: i64,
-}
-
-/// Every managed key at one revision.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Listing {
-    pub revision: i64,
-    pub kvs: BTreeMap<String, Stored>,
 }
 
 fn read(path: &std::path::Path) -> Result<Vec<u8>, EtcdError> {
@@ -92,7 +73,7 @@ pub async fn list(client: &mut Client) -> Result<Listing, EtcdError> {
         .get(PREFIX, Some(GetOptions::new().with_prefix()))
         .await?;
     let revision = resp.header().map_or(0, |h| h.revision());
-    let mut kvs = BTreeMap::new();
+    let mut kvs = std::collections::BTreeMap::new();
     for kv in resp.kvs() {
         let Ok(key) = kv.key_str() else { continue };
         if layout::parse_key(key).is_some() {
@@ -123,56 +104,6 @@ pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
         .build()
         .expect("a current-thread runtime builds (no I/O resources are reserved at build)")
         .block_on(f)
-}
-
-/// One write of a push: put (create when `expect` is None, else update guarded by the mod
-/// revision read) or delete (guarded likewise).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Write {
-    Put {
-        key: String,
-        value: String,
-        expect: Option<i64>,
-    },
-    Delete {
-        key: String,
-        expect: i64,
-    },
-}
-
-impl Write {
-    pub fn key(&self) -> &str {
-        match self {
-            Write::Put { key, .. } | Write::Delete { key, .. } => key,
-        }
-    }
-
-    fn size(&self) -> usize {
-        match self {
-            Write::Put { key, value, .. } => key.len() + value.len(),
-            Write::Delete { key, .. } => key.len(),
-        }
-    }
-}
-
-/// Split writes into transactions within etcd's default limits, keeping their order.
-pub fn batches(writes: &[Write]) -> Vec<&[Write]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0;
-    for (i, w) in writes.iter().enumerate() {
-        let full = i - start == MAX_TXN_OPS || (i > start && bytes + w.size() > MAX_TXN_BYTES);
-        if full {
-            out.push(&writes[start..i]);
-            start = i;
-            bytes = 0;
-        }
-        bytes += w.size();
-    }
-    if start < writes.len() {
-        out.push(&writes[start..]);
-    }
-    out
 }
 
 /// Write the batches in order, each one transaction: every guard holds and every write lands,
@@ -220,28 +151,4 @@ pub async fn write(client: &mut Client, writes: &[Write]) -> Result<i64, EtcdErr
         revision = resp.header().map_or(revision, |h| h.revision());
     }
     Ok(revision)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn put(n: usize, size: usize) -> Write {
-        Write::Put {
-            key: format!("k{n}"),
-            value: "x".repeat(size),
-            expect: None,
-        }
-    }
-
-    #[test]
-    fn batches_respect_the_operation_and_size_limits() {
-        let many: Vec<Write> = (0..300).map(|n| put(n, 10)).collect();
-        let sizes: Vec<usize> = batches(&many).iter().map(|b| b.len()).collect();
-        assert_eq!(sizes, [128, 128, 44]);
-        let big: Vec<Write> = (0..5).map(|n| put(n, 400 * 1024)).collect();
-        let sizes: Vec<usize> = batches(&big).iter().map(|b| b.len()).collect();
-        assert_eq!(sizes, [2, 2, 1]);
-        assert!(batches(&[]).is_empty());
-    }
 }

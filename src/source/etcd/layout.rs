@@ -198,6 +198,37 @@ pub fn decode(key: &str, value: &[u8]) -> Result<Decoded, Diagnostic> {
     }))
 }
 
+/// Every managed value of a listing, decoded for the loader.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Texts {
+    /// In key order, named by key.
+    pub sources: Vec<Source>,
+    /// Values that could not be decoded, each naming its key (errors: the set is invalid).
+    pub diagnostics: Vec<Diagnostic>,
+    /// ClusterInformation `default`'s `datastoreReady` (true when absent).
+    pub ready: bool,
+}
+
+/// Decode every (key, value) pair; keys of kinds hostfw does not manage are skipped.
+pub fn texts<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Texts {
+    let mut out = Texts {
+        ready: true,
+        ..Texts::default()
+    };
+    for (key, value) in kvs {
+        if parse_key(key).is_none() {
+            continue;
+        }
+        match decode(key, value) {
+            Ok(Decoded::Resource(s)) => out.sources.push(s),
+            Ok(Decoded::Ready(ready)) => out.ready = ready,
+            Ok(Decoded::Ignored) => {}
+            Err(d) => out.diagnostics.push(d),
+        }
+    }
+    out
+}
+
 fn cluster_information(
     key: &str,
     map: &Map<String, Json>,
@@ -549,10 +580,19 @@ fn is_json_number(t: &str) -> bool {
     i == b.len()
 }
 
+/// One file of a pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Export {
+    /// `<kind lowercased>-<name>.yaml` (names are DNS subdomains: safe, and unique per kind).
+    pub file_name: String,
+    pub yaml: String,
+}
+
 /// The YAML `pull` writes for a stored value: the resource as `decode` presents it, without
 /// what the datastore adds (uid, creationTimestamp, resource version, a policy's tier label), in
 /// key order, so two pulls of the same content are byte-identical whichever tool wrote it.
-pub fn export_yaml(key: &str, value: &[u8]) -> Result<Option<String>, Diagnostic> {
+/// None for ClusterInformation, which Calico owns.
+pub fn export(key: &str, value: &[u8]) -> Result<Option<Export>, Diagnostic> {
     let Decoded::Resource(source) = decode(key, value)? else {
         return Ok(None);
     };
@@ -576,9 +616,15 @@ pub fn export_yaml(key: &str, value: &[u8]) -> Result<Option<String>, Diagnostic
             }
         }
     }
-    let mut out = String::new();
-    write_yaml(&object, 0, &mut out);
-    Ok(Some(out))
+    let name = object
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Json::as_str)
+        .unwrap_or_default();
+    let file_name = format!("{}-{name}.yaml", kind.to_ascii_lowercase());
+    let mut yaml = String::new();
+    write_yaml(&object, 0, &mut yaml);
+    Ok(Some(Export { file_name, yaml }))
 }
 
 /// Block YAML from JSON: mappings in key order (serde_json's map is sorted), scalars plain when
@@ -669,12 +715,6 @@ pub fn same_value(a: &[u8], b: &[u8]) -> bool {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,
     }
-}
-
-/// The file name `pull` gives a resource: `<kind lowercased>-<name>.yaml` (names are DNS
-/// subdomains, so the file name is safe and unique per kind).
-pub fn export_file_name(kind: &str, name: &str) -> String {
-    format!("{}-{name}.yaml", kind.to_ascii_lowercase())
 }
 
 #[cfg(test)]

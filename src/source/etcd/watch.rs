@@ -5,9 +5,10 @@
 //! change calls `notify` (the daemon turns it into an event on its one channel); the daemon
 //! reads the copy synchronously with `Watcher::snapshot`. This thread never touches the kernel.
 
-use super::client::{self, Listing, Stored};
+use super::client;
 use super::config::EtcdConfig;
-use super::layout::{self, Decoded, PREFIX};
+use super::layout::{self, PREFIX};
+use super::plan::{Listing, Stored};
 use etcd_client::{EventType, WatchOptions};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -60,17 +61,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Whether ClusterInformation `default` says the datastore is ready (true when absent or
-    /// undecodable: an unreadable flag must not freeze enforcement forever).
-    pub fn ready(&self) -> bool {
-        let key = format!("{PREFIX}clusterinformations/default");
-        let Some(stored) = self.listing.as_ref().and_then(|l| l.kvs.get(&key)) else {
-            return true;
-        };
-        !matches!(
-            layout::decode(&key, &stored.value),
-            Ok(Decoded::Ready(false))
-        )
+    /// The copy decoded for the loader; None before the first list.
+    pub fn texts(&self) -> Option<layout::Texts> {
+        let listing = self.listing.as_ref()?;
+        Some(layout::texts(
+            listing
+                .kvs
+                .iter()
+                .map(|(k, s)| (k.as_str(), s.value.as_slice())),
+        ))
     }
 }
 

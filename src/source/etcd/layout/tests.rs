@@ -412,15 +412,17 @@ fn export_then_encode_round_trips_to_the_same_value() {
         format!("{PREFIX}hostendpoints/h1-eth0"),
     ];
     for (key, value) in keys.iter().zip(&values) {
-        let yaml = export_yaml(key, value.as_bytes())
+        let exported = export(key, value.as_bytes())
             .expect("export")
             .expect("a resource");
+        let yaml = exported.yaml;
         let e = encode_one(&yaml);
         assert_eq!(&e.key, key, "{yaml}");
-        let again = export_yaml(&e.key, e.value.as_bytes())
+        let again = export(&e.key, e.value.as_bytes())
             .expect("export")
             .expect("a resource");
-        assert_eq!(again, yaml, "pull → push → pull is byte-identical");
+        assert_eq!(again.yaml, yaml, "pull → push → pull is byte-identical");
+        assert_eq!(again.file_name, exported.file_name);
     }
 }
 
