@@ -101,6 +101,19 @@ impl Watcher {
         Ok(Watcher { shared })
     }
 
+    /// The copy once the first list succeeded or failed, waiting at most `timeout` for it
+    /// (the daemon's first read races the thread's first list).
+    pub fn settled_snapshot(&self, timeout: Duration) -> Snapshot {
+        let end = std::time::Instant::now() + timeout;
+        loop {
+            let s = self.snapshot();
+            if s.status.state != State::Connecting || std::time::Instant::now() >= end {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let s = lock(&self.shared);
         Snapshot {
@@ -123,13 +136,18 @@ async fn run(cfg: EtcdConfig, shared: Arc<Mutex<Shared>>, notify: impl Fn()) {
             // Cancelled or compacted: list again at once.
             Ok(()) => continue,
             Err(e) => {
-                {
+                let was = {
                     let mut s = lock(&shared);
+                    let was = s.status.state;
                     s.status.state = State::Disconnected;
                     s.status.error = Some(e.to_string());
-                }
+                    was
+                };
                 log::warn!("etcd: {e}; retrying in {} ms", backoff.as_millis());
-                notify();
+                // Once per outage: every retry re-reading the same copy would only cost work.
+                if was != State::Disconnected {
+                    notify();
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
