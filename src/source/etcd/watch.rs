@@ -129,10 +129,10 @@ fn now() -> String {
         .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string())
 }
 
-async fn run(cfg: EtcdConfig, shared: Arc<Mutex<Shared>>, notify: impl Fn()) {
+async fn run(cfg: EtcdConfig, shared: Arc<Mutex<Shared>>, mut notify: impl FnMut()) {
     let mut backoff = MIN_BACKOFF;
     loop {
-        match session(&cfg, &shared, &notify, &mut backoff).await {
+        match session(&cfg, &shared, &mut notify, &mut backoff).await {
             // Cancelled or compacted: list again at once.
             Ok(()) => continue,
             Err(e) => {
@@ -160,7 +160,7 @@ async fn run(cfg: EtcdConfig, shared: Arc<Mutex<Shared>>, notify: impl Fn()) {
 async fn session(
     cfg: &EtcdConfig,
     shared: &Mutex<Shared>,
-    notify: &impl Fn(),
+    notify: &mut impl FnMut(),
     backoff: &mut Duration,
 ) -> Result<(), client::EtcdError> {
     let mut client = client::connect(cfg).await?;
