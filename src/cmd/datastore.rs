@@ -59,7 +59,7 @@ fn kept_sources(listing: &Listing, replaced: &BTreeSet<String>, prune: bool) -> 
         listing
             .kvs
             .iter()
-            .filter(|(k, _)| !replaced.contains(*k) && !(prune && plan::prunable(k)))
+            .filter(|(k, _)| !(replaced.contains(*k) || prune && plan::prunable(k)))
             .map(|(k, s)| (k.as_str(), s.value.as_slice())),
     )
 }
@@ -166,7 +166,7 @@ pub fn pull(cfg: &EtcdConfig, dir: &Path) -> CmdResult {
         match layout::export(key, &stored.value) {
             Ok(Some(e)) => files.push(e),
             Ok(None) => {}
-            Err(d) => diagnostics.push(d),
+            Err(d) => diagnostics.push(*d),
         }
     }
     if !diagnostics.is_empty() {

@@ -270,7 +270,7 @@ fn one_policy_is_enforced_on_every_host_it_selects_and_edits_reach_all() {
         let mut done = [false; 3];
         while done.iter().any(|d| !d) {
             for i in 0..3 {
-                if !done[i] && f.hosts[i].policies().iter().any(|p| *p == name) {
+                if !done[i] && f.hosts[i].policies().contains(&name) {
                     done[i] = true;
                     lat[i].push(t0.elapsed());
                 }

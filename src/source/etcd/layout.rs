@@ -123,25 +123,28 @@ fn error_at(key: &str, line: u32, column: u32, message: impl Into<String>) -> Di
 
 /// Decode the value stored at `key` (a key `parse_key` accepts). Errors are diagnostics naming
 /// the key, so the all-or-nothing load reports them like a bad file.
-pub fn decode(key: &str, value: &[u8]) -> Result<Decoded, Diagnostic> {
+pub fn decode(key: &str, value: &[u8]) -> Result<Decoded, Box<Diagnostic>> {
     let Some(at) = parse_key(key) else {
-        return Err(Diagnostic::file_error(
+        return Err(Box::new(Diagnostic::file_error(
             key,
             "not a key of a kind hostfw manages",
-        ));
+        )));
     };
     let text = std::str::from_utf8(value)
-        .map_err(|_| Diagnostic::file_error(key, "value is not UTF-8 text"))?;
+        .map_err(|_| Box::new(Diagnostic::file_error(key, "value is not UTF-8 text")))?;
     let mut object: Json = serde_json::from_str(text).map_err(|e| {
-        error_at(
+        Box::new(error_at(
             key,
             e.line() as u32,
             e.column() as u32,
             format!("value is not valid JSON: {e}"),
-        )
+        ))
     })?;
     let Some(map) = object.as_object_mut() else {
-        return Err(Diagnostic::file_error(key, "value is not a JSON object"));
+        return Err(Box::new(Diagnostic::file_error(
+            key,
+            "value is not a JSON object",
+        )));
     };
     let kind = map
         .get("kind")
@@ -157,7 +160,7 @@ pub fn decode(key: &str, value: &[u8]) -> Result<Decoded, Diagnostic> {
             ),
         );
         d.kind = Some(kind).filter(|k| !k.is_empty());
-        return Err(d);
+        return Err(Box::new(d));
     }
     if kind == CLUSTER_INFORMATION {
         return cluster_information(key, map, at.name);
@@ -186,12 +189,16 @@ pub fn decode(key: &str, value: &[u8]) -> Result<Decoded, Diagnostic> {
             );
             d.kind = Some(kind);
             d.name = Some(name.clone());
-            return Err(d);
+            return Err(Box::new(d));
         }
     }
     // Pretty-printed so a diagnostic's line points at one field of the value.
-    let text = serde_json::to_string_pretty(&object)
-        .map_err(|e| Diagnostic::file_error(key, format!("cannot re-encode value: {e}")))?;
+    let text = serde_json::to_string_pretty(&object).map_err(|e| {
+        Box::new(Diagnostic::file_error(
+            key,
+            format!("cannot re-encode value: {e}"),
+        ))
+    })?;
     Ok(Decoded::Resource(Source {
         path: key.to_string(),
         text,
@@ -223,7 +230,7 @@ pub fn texts<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Texts {
             Ok(Decoded::Resource(s)) => out.sources.push(s),
             Ok(Decoded::Ready(ready)) => out.ready = ready,
             Ok(Decoded::Ignored) => {}
-            Err(d) => out.diagnostics.push(d),
+            Err(d) => out.diagnostics.push(*d),
         }
     }
     out
@@ -233,25 +240,25 @@ fn cluster_information(
     key: &str,
     map: &Map<String, Json>,
     name: &str,
-) -> Result<Decoded, Diagnostic> {
+) -> Result<Decoded, Box<Diagnostic>> {
     if name != "default" {
         return Ok(Decoded::Ignored);
     }
     match map.get("spec").and_then(|s| s.get("datastoreReady")) {
         None | Some(Json::Null) => Ok(Decoded::Ready(true)),
         Some(Json::Bool(b)) => Ok(Decoded::Ready(*b)),
-        Some(other) => Err(Diagnostic {
+        Some(other) => Err(Box::new(Diagnostic {
             kind: Some(CLUSTER_INFORMATION.to_string()),
             name: Some(name.to_string()),
             field: Some("spec.datastoreReady".to_string()),
             ..Diagnostic::file_error(key, format!("expected true or false, found {other}"))
-        }),
+        })),
     }
 }
 
 /// Calico's `determinePolicyName`: the annotation's name when present (and the annotation
 /// dropped), else a default-tier policy loses its `default.` prefix.
-fn apply_policy_name_rule(key: &str, map: &mut Map<String, Json>) -> Result<(), Diagnostic> {
+fn apply_policy_name_rule(key: &str, map: &mut Map<String, Json>) -> Result<(), Box<Diagnostic>> {
     let tier = map
         .get("spec")
         .and_then(|s| s.get("tier"))
@@ -268,9 +275,11 @@ fn apply_policy_name_rule(key: &str, map: &mut Map<String, Json>) -> Result<(), 
         .filter(|s| !s.is_empty())
         .map(str::to_string);
     if let Some(stashed) = stashed {
-        let parsed: Json = serde_json::from_str(&stashed).map_err(|e| Diagnostic {
-            field: Some(format!("metadata.annotations[{METADATA_ANNOTATION}]")),
-            ..Diagnostic::file_error(key, format!("annotation is not valid JSON: {e}"))
+        let parsed: Json = serde_json::from_str(&stashed).map_err(|e| {
+            Box::new(Diagnostic {
+                field: Some(format!("metadata.annotations[{METADATA_ANNOTATION}]")),
+                ..Diagnostic::file_error(key, format!("annotation is not valid JSON: {e}"))
+            })
         })?;
         let name = parsed
             .get("name")
@@ -592,12 +601,16 @@ pub struct Export {
 /// what the datastore adds (uid, creationTimestamp, resource version, a policy's tier label), in
 /// key order, so two pulls of the same content are byte-identical whichever tool wrote it.
 /// None for ClusterInformation, which Calico owns.
-pub fn export(key: &str, value: &[u8]) -> Result<Option<Export>, Diagnostic> {
+pub fn export(key: &str, value: &[u8]) -> Result<Option<Export>, Box<Diagnostic>> {
     let Decoded::Resource(source) = decode(key, value)? else {
         return Ok(None);
     };
-    let mut object: Json = serde_json::from_str(&source.text)
-        .map_err(|e| Diagnostic::file_error(key, format!("cannot re-read value: {e}")))?;
+    let mut object: Json = serde_json::from_str(&source.text).map_err(|e| {
+        Box::new(Diagnostic::file_error(
+            key,
+            format!("cannot re-read value: {e}"),
+        ))
+    })?;
     let kind = object
         .get("kind")
         .and_then(Json::as_str)

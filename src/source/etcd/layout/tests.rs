@@ -131,63 +131,73 @@ fn keys_use_the_tiered_backend_name_for_policies_only() {
     assert_eq!(key("NetworkPolicy", "a"), None);
 }
 
+/// One stored policy and the name Calico reads from it.
+struct NameCase {
+    what: &'static str,
+    key_name: &'static str,
+    name: &'static str,
+    tier: Option<&'static str>,
+    annotation: Option<&'static str>,
+    want: &'static str,
+}
+
 #[test]
 fn both_name_forms_give_the_name_felix_reports() {
-    // (what, key name, metadata.name, tier, annotation, name expected)
-    let cases: &[(&str, &str, &str, Option<&str>, Option<&str>, &str)] = &[
-        (
-            "v3.30+ default tier: the annotation's name",
-            "default.allow-ssh",
-            "default.allow-ssh",
-            None,
-            Some(r#"{"name":"allow-ssh"}"#),
-            "allow-ssh",
-        ),
-        (
-            "v3.29 default tier, tier omitted: prefix stripped",
-            "default.allow-ssh",
-            "default.allow-ssh",
-            None,
-            None,
-            "allow-ssh",
-        ),
-        (
-            "v3.29 default tier, tier named: prefix stripped",
-            "default.allow-ssh",
-            "default.allow-ssh",
-            Some("default"),
-            None,
-            "allow-ssh",
-        ),
-        (
-            "v3.29 other tier: name kept",
-            "security.allow-ssh",
-            "security.allow-ssh",
-            Some("security"),
-            None,
-            "security.allow-ssh",
-        ),
-        (
-            "v3.30+ other tier: the annotation's name",
-            "security.allow-ssh",
-            "security.allow-ssh",
-            Some("security"),
-            Some(r#"{"name":"security.allow-ssh"}"#),
-            "security.allow-ssh",
-        ),
-        (
-            "v3.30+ default tier written with the prefix by the user",
-            "default.allow-ssh",
-            "default.allow-ssh",
-            None,
-            Some(r#"{"name":"default.allow-ssh"}"#),
-            "default.allow-ssh",
-        ),
+    let cases: &[NameCase] = &[
+        NameCase {
+            what: "v3.30+ default tier: the annotation's name",
+            key_name: "default.allow-ssh",
+            name: "default.allow-ssh",
+            tier: None,
+            annotation: Some(r#"{"name":"allow-ssh"}"#),
+            want: "allow-ssh",
+        },
+        NameCase {
+            what: "v3.29 default tier, tier omitted: prefix stripped",
+            key_name: "default.allow-ssh",
+            name: "default.allow-ssh",
+            tier: None,
+            annotation: None,
+            want: "allow-ssh",
+        },
+        NameCase {
+            what: "v3.29 default tier, tier named: prefix stripped",
+            key_name: "default.allow-ssh",
+            name: "default.allow-ssh",
+            tier: Some("default"),
+            annotation: None,
+            want: "allow-ssh",
+        },
+        NameCase {
+            what: "v3.29 other tier: name kept",
+            key_name: "security.allow-ssh",
+            name: "security.allow-ssh",
+            tier: Some("security"),
+            annotation: None,
+            want: "security.allow-ssh",
+        },
+        NameCase {
+            what: "v3.30+ other tier: the annotation's name",
+            key_name: "security.allow-ssh",
+            name: "security.allow-ssh",
+            tier: Some("security"),
+            annotation: Some(r#"{"name":"security.allow-ssh"}"#),
+            want: "security.allow-ssh",
+        },
+        NameCase {
+            what: "v3.30+ default tier written with the prefix by the user",
+            key_name: "default.allow-ssh",
+            name: "default.allow-ssh",
+            tier: None,
+            annotation: Some(r#"{"name":"default.allow-ssh"}"#),
+            want: "default.allow-ssh",
+        },
     ];
-    for (what, key_name, name, tier, annotation, want) in cases {
-        let key = format!("{GNP}{key_name}");
-        let text = decoded_text(&key, &gnp_value(name, *tier, *annotation));
-        assert_eq!(name_of(&text), *want, "{what}");
+    for c in cases {
+        let (what, annotation) = (c.what, c.annotation);
+        let key = format!("{GNP}{}", c.key_name);
+        let text = decoded_text(&key, &gnp_value(c.name, c.tier, annotation));
+        assert_eq!(name_of(&text), c.want, "{what}");
         assert!(
             !text.contains(METADATA_ANNOTATION),
             "{what}: annotation kept"
