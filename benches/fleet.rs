@@ -222,7 +222,7 @@ fn main() {
         start(h, &etcd);
     }
     let mut starts = Vec::new();
-    let mut done = vec![false; NODES];
+    let mut done = [false; NODES];
     done[0] = true;
     while done.iter().any(|d| !d) {
         for (i, h) in hosts.iter().enumerate() {
@@ -250,7 +250,7 @@ fn main() {
         stored["spec"]["ingress"][0]["destination"]["ports"] = serde_json::json!([20000 + e]);
         let t = Instant::now();
         etcd.put(&key, &stored.to_string());
-        let mut seen = vec![false; NODES];
+        let mut seen = [false; NODES];
         while seen.iter().any(|s| !s) {
             for (i, h) in hosts.iter().enumerate() {
                 if !seen[i] && h.generation() > before[i] {
@@ -288,7 +288,7 @@ fn main() {
     let t = Instant::now();
     etcd.resume();
     let mut back = Vec::new();
-    let mut done = vec![false; NODES];
+    let mut done = [false; NODES];
     while done.iter().any(|d| !d) {
         for (i, h) in hosts.iter().enumerate() {
             if !done[i] && h.status()["datastore"]["state"] == "connected" {
