@@ -3,6 +3,7 @@
 //! so every command reports problems the same way.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
 
 /// How bad a finding is: errors reject the whole policy set, warnings do not.
@@ -57,21 +58,46 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
+        write!(f, "{}", escape(&self.file))?;
         if self.line > 0 {
             write!(f, ":{}:{}", self.line, self.column.max(1))?;
         }
         write!(f, ": {}: ", self.severity)?;
         match (&self.kind, &self.name) {
-            (Some(k), Some(n)) => write!(f, "{k}/{n}: ")?,
-            (Some(k), None) => write!(f, "{k}: ")?,
+            (Some(k), Some(n)) => write!(f, "{}/{}: ", escape(k), escape(n))?,
+            (Some(k), None) => write!(f, "{}: ", escape(k))?,
             _ => {}
         }
         if let Some(field) = &self.field {
-            write!(f, "{field}: ")?;
+            write!(f, "{}: ", escape(field))?;
         }
-        f.write_str(&self.message)
+        f.write_str(&escape(&self.message))
     }
+}
+
+/// `text` safe to print on a terminal or in a log line: control characters (newline, ESC, ...)
+/// and the Unicode bidirectional overrides that can make a line read differently from what it
+/// holds are written as Rust-style escapes. Every part of a diagnostic can carry input text (a
+/// resource name, a file name, a quoted value), and one report line must stay one line.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Sort diagnostics by file, then position, then text: the order every report uses.
@@ -107,6 +133,32 @@ mod tests {
             d.to_string(),
             "a.yaml:3:5: error: HostEndpoint/h1: spec.node: is required"
         );
+    }
+
+    #[test]
+    fn display_escapes_control_characters_from_input() {
+        let d = Diagnostic {
+            file: "a\nb.yaml".into(),
+            line: 1,
+            column: 1,
+            severity: Severity::Error,
+            kind: Some("GlobalNetworkPolicy".into()),
+            name: Some("x\u{1b}[2Jy".into()),
+            field: Some("metadata.name".into()),
+            message: "\"\u{202e}evil\t\" is not valid".into(),
+        };
+        let shown = d.to_string();
+        assert_eq!(
+            shown,
+            "a\\nb.yaml:1:1: error: GlobalNetworkPolicy/x\\u{1b}[2Jy: metadata.name: \
+             \"\\u{202e}evil\\t\" is not valid"
+        );
+        assert!(!shown.chars().any(char::is_control));
+    }
+
+    #[test]
+    fn escape_leaves_ordinary_text_borrowed() {
+        assert!(matches!(escape("web-1 ñ 中"), Cow::Borrowed(_)));
     }
 
     #[test]

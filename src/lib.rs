@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod diag;
 pub mod explain;
+pub(crate) mod fsutil;
 pub mod guard;
 pub mod host;
 pub mod lock;

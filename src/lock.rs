@@ -8,6 +8,7 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Holding this means holding the lock.
 #[derive(Debug)]
@@ -103,6 +104,21 @@ pub fn acquire_logged(path: &Path) -> Result<LockGuard, LockError> {
         ),
         None => log::warn!("waiting for the hostfw lock {}", path.display()),
     })
+}
+
+/// The lock, waiting at most `timeout`: a daemon holds it for its whole life, and a rollback
+/// must not wait for it forever (a pending confirmation pauses the daemon's writes). The waiting
+/// thread is left behind on timeout; it takes the lock and drops it when it gets it.
+pub fn acquire_within(path: &Path, timeout: Duration) -> Option<LockGuard> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(acquire(&path, |_| {}));
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(guard)) => Some(guard),
+        _ => None,
+    }
 }
 
 fn holder_pid(file: &mut File) -> Option<u32> {

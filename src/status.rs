@@ -1,11 +1,11 @@
 //! `status.json`: what the daemon reports about itself (state, last apply, diagnostics, drift
-//! repairs), written atomically (temp file + rename) and read back by `hostfw status`.
-//! Owns the file format and its atomic replacement; knows nothing of how the values are produced.
+//! repairs), written atomically (temp file, fsync, rename) and read back by `hostfw status`.
+//! Owns the file format (replaced through `fsutil::write_atomic`); knows nothing of how the values are produced.
 
 use crate::diag::Diagnostic;
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -183,7 +183,7 @@ pub fn millis(d: Duration) -> u64 {
 pub fn write(path: &Path, status: &Status) -> io::Result<()> {
     let mut text = serde_json::to_string_pretty(status).map_err(io::Error::other)?;
     text.push('\n');
-    write_atomic(path, text.as_bytes())
+    crate::fsutil::write_atomic(path, text.as_bytes())
 }
 
 /// Read and parse a status file.
@@ -220,26 +220,6 @@ impl ReadError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, ReadError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
-}
-
-/// Replace `path` with `bytes`: write a temp file beside it, fsync, rename over.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

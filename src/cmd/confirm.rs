@@ -16,7 +16,7 @@ use std::time::Duration;
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 pub fn run(settings: &Settings) -> CmdResult {
-    let _lock = confirm::acquire_within(&settings.lock_path(), LOCK_WAIT);
+    let _lock = crate::lock::acquire_within(&settings.lock_path(), LOCK_WAIT);
     let Some(p) = confirm::pending(&settings.run_dir)? else {
         match confirm::daemon_hold(&settings.run_dir, confirm::now_unix()) {
             Some(hold @ confirm::Hold::RolledBack(_)) => {
@@ -46,7 +46,7 @@ pub fn watch(settings: &Settings, args: &ConfirmWatchArgs) -> CmdResult {
         log::info!("confirmation {} confirmed or superseded", args.token);
         return Ok(Exit::Ok);
     }
-    let lock = confirm::acquire_within(&settings.lock_path(), LOCK_WAIT);
+    let lock = crate::lock::acquire_within(&settings.lock_path(), LOCK_WAIT);
     if lock.is_none() {
         log::warn!("the hostfw lock is held (a running daemon?): restoring without it");
     }

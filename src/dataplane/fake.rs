@@ -45,7 +45,6 @@ pub enum Fault {
     /// The tool fails with this stderr (nothing is applied).
     Fail(String),
     PermissionDenied,
-    Timeout,
 }
 
 #[derive(Debug, Clone)]
@@ -237,10 +236,6 @@ impl FakeDataplane {
             Fault::PermissionDenied => DataplaneError::PermissionDenied {
                 program,
                 stderr: "Permission denied (you must be root)".into(),
-            },
-            Fault::Timeout => DataplaneError::Timeout {
-                program,
-                timeout: super::exec::CHILD_TIMEOUT,
             },
             Fault::Fail(stderr) => match input {
                 Some(input) => DataplaneError::RestoreFailed {

@@ -4,7 +4,10 @@
 
 mod backend;
 mod exec;
-pub mod fake;
+// Only the crate's unit tests drive it (the integration tests use the real tools in network
+// namespaces), so release builds do not carry it.
+#[cfg(test)]
+pub(crate) mod fake;
 mod real;
 
 pub use backend::{choose_backend, BackendError, BackendObservation, BackendProbe};
@@ -96,7 +99,7 @@ impl DataplaneError {
 }
 
 /// The seam between reconcile logic and the kernel. The real implementation spawns the iptables
-/// and ipset tools; `fake::FakeDataplane` keeps tables in memory for tests.
+/// and ipset tools; `fake::FakeDataplane` (unit tests only) keeps tables in memory.
 pub trait Dataplane {
     /// `iptables-save -t TABLE` (or ip6tables) output.
     fn save(&self, family: Family, table: TableName) -> Result<String, DataplaneError>;

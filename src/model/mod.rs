@@ -6,7 +6,6 @@ pub mod selector;
 
 use ipnet::IpNet;
 use selector::Selector;
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -15,7 +14,7 @@ use std::time::Duration;
 pub type Labels = BTreeMap<String, String>;
 
 /// Where a resource was defined, for diagnostics that name both places.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Origin {
     pub file: String,
     pub line: u32,
@@ -23,7 +22,7 @@ pub struct Origin {
 }
 
 /// The metadata hostfw keeps: name, labels, annotations and where the resource came from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Meta {
     pub name: String,
     pub labels: Labels,
@@ -49,7 +48,7 @@ impl Meta {
 }
 
 /// An IP family. Ordered V4 before V6.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum IpVersion {
     V4,
     V6,
@@ -73,7 +72,7 @@ impl IpVersion {
 
 /// A rule protocol as written: Calico's case-sensitive names, or a number 1-255.
 /// A digit string in YAML ("6") is stored as `Number`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
     Tcp,
     Udp,
@@ -121,7 +120,7 @@ impl Protocol {
 }
 
 /// A port item of a rule: a number, an inclusive range, or an endpoint's named port.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Port {
     Single(u16),
     Range(u16, u16),
@@ -129,13 +128,13 @@ pub enum Port {
 }
 
 /// ICMP type and optional code (code requires type, enforced by validation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IcmpMatch {
     pub icmp_type: u8,
     pub code: Option<u8>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RuleAction {
     Allow,
     Deny,
@@ -144,7 +143,7 @@ pub enum RuleAction {
 }
 
 /// `source` / `destination` of a rule. Nets are strictly masked CIDRs (validated).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EntityRule {
     pub nets: Vec<IpNet>,
     pub not_nets: Vec<IpNet>,
@@ -155,7 +154,7 @@ pub struct EntityRule {
 }
 
 /// One policy or profile rule.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     pub action: RuleAction,
     pub ip_version: Option<IpVersion>,
@@ -188,7 +187,7 @@ impl Rule {
 }
 
 /// `interfaceName` of a HostEndpoint.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum InterfaceName {
     /// `"*"`: every interface of the host.
     Any,
@@ -196,14 +195,14 @@ pub enum InterfaceName {
 }
 
 /// A named port of a HostEndpoint (`spec.ports`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointPort {
     pub name: String,
     pub protocol: Protocol,
     pub port: u16,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HostEndpoint {
     pub meta: Meta,
     pub node: String,
@@ -215,13 +214,13 @@ pub struct HostEndpoint {
 }
 
 /// Which directions a policy governs, after Calico's `types` defaulting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PolicyTypes {
     pub ingress: bool,
     pub egress: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GlobalNetworkPolicy {
     pub meta: Meta,
     /// Tier name; `default` when omitted.
@@ -238,14 +237,14 @@ pub struct GlobalNetworkPolicy {
     pub apply_on_forward: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GlobalNetworkSet {
     pub meta: Meta,
     /// Normalised to network addresses; bare IPs became /32 or /128.
     pub nets: Vec<IpNet>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
     pub meta: Meta,
     pub ingress: Vec<Rule>,
@@ -254,13 +253,13 @@ pub struct Profile {
 }
 
 /// What happens at the end of a tier when a policy applied but none allowed or passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TierAction {
     Deny,
     Pass,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Tier {
     pub meta: Meta,
     /// None means +infinity.
@@ -274,14 +273,14 @@ pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
 /// The built-in profile that allows everything both ways.
 pub const DEFAULT_ALLOW_PROFILE: &str = "projectcalico-default-allow";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FailsafeProtocol {
     Tcp,
     Udp,
 }
 
 /// One failsafe entry: `{protocol, port, net}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailsafePort {
     pub protocol: FailsafeProtocol,
     pub port: u16,
@@ -289,32 +288,32 @@ pub struct FailsafePort {
     pub net: Option<IpNet>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndpointToHostAction {
     Drop,
     Accept,
     Return,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AllowAction {
     Accept,
     Return,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DenyAction {
     Drop,
     Reject,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertMode {
     Insert,
     Append,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendChoice {
     Auto,
     Legacy,
@@ -322,13 +321,13 @@ pub enum BackendChoice {
 }
 
 /// `logActionRateLimit`: N per unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
     pub count: u32,
     pub per: RateUnit,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateUnit {
     Second,
     Minute,
@@ -338,7 +337,7 @@ pub enum RateUnit {
 
 /// The FelixConfiguration fields hostfw acts on, exactly as written (None = not set).
 /// `failsafe_*`: None = field omitted (defaults), Some(vec![]) = explicitly none.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FelixSpec {
     pub failsafe_inbound: Option<Vec<FailsafePort>>,
     pub failsafe_outbound: Option<Vec<FailsafePort>>,
@@ -360,7 +359,7 @@ pub struct FelixSpec {
     pub max_ipset_size: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FelixConfiguration {
     pub meta: Meta,
     pub spec: FelixSpec,
@@ -368,7 +367,7 @@ pub struct FelixConfiguration {
 
 /// Every valid resource of one policy directory. Each Vec is sorted by name; names are unique
 /// per kind (validation rejects duplicates).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PolicySet {
     pub host_endpoints: Vec<HostEndpoint>,
     pub policies: Vec<GlobalNetworkPolicy>,

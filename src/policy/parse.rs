@@ -19,6 +19,9 @@ pub const MAX_NODES_PER_FILE: usize = 2_000_000;
 /// Most nodes alias expansion may add to one file. Anchors are rare in policy files; this is
 /// generous for reuse and still stops a YAML bomb early.
 pub const MAX_ALIAS_NODES_PER_FILE: usize = 100_000;
+/// Most scalar bytes alias expansion may add to one file. Counting nodes alone lets one alias of
+/// a large quoted scalar repeat megabytes per reference; this bounds the memory aliases can make.
+pub const MAX_ALIAS_BYTES_PER_FILE: usize = 16 << 20;
 /// Empty documents reported one by one in a file before the rest are summarised.
 pub const MAX_EMPTY_DOC_REPORTS: usize = 20;
 /// Deepest nesting accepted. Calico resources nest about eight levels; the bound keeps every
@@ -395,26 +398,45 @@ enum Frame<'t> {
 
 struct Builder<'t> {
     stack: Vec<Frame<'t>>,
-    anchors: HashMap<usize, (Node<'t>, usize)>,
+    /// Each anchored node with its size: (nodes, scalar bytes).
+    anchors: HashMap<usize, (Node<'t>, Size)>,
     nodes: usize,
     alias_nodes: usize,
+    alias_bytes: usize,
+}
+
+/// How much a node expands to: nodes, and bytes of scalar text (keys included).
+#[derive(Clone, Copy)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
 }
 
 fn pos(mark: &Marker) -> (u32, u32) {
     (mark.line() as u32, mark.col() as u32 + 1)
 }
 
-fn count_nodes(node: &Node<'_>) -> usize {
+fn size_of(node: &Node<'_>) -> Size {
+    let mut size = Size { nodes: 1, bytes: 0 };
+    let mut add = |n: &Node<'_>| {
+        let s = size_of(n);
+        size.nodes += s.nodes;
+        size.bytes += s.bytes;
+    };
     match &node.value {
-        Value::Scalar(_) => 1,
-        Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        Value::Map(entries) => {
-            1 + entries
-                .iter()
-                .map(|(k, v)| count_nodes(k) + count_nodes(v))
-                .sum::<usize>()
+        Value::Scalar(s) => {
+            return Size {
+                nodes: 1,
+                bytes: s.text.len(),
+            }
         }
+        Value::Seq(items) => items.iter().for_each(&mut add),
+        Value::Map(entries) => entries.iter().for_each(|(k, v)| {
+            add(k);
+            add(v);
+        }),
     }
+    size
 }
 
 fn build_documents(text: &str) -> Result<Vec<Document<'_>>, YamlError> {
@@ -425,6 +447,7 @@ fn build_documents(text: &str) -> Result<Vec<Document<'_>>, YamlError> {
         anchors: HashMap::new(),
         nodes: 0,
         alias_nodes: 0,
+        alias_bytes: 0,
     };
     let mut current: Option<Document> = None;
     while let Some(next) = parser.next_event() {
@@ -483,7 +506,7 @@ fn build_documents(text: &str) -> Result<Vec<Document<'_>>, YamlError> {
                     }),
                 };
                 if anchor > 0 {
-                    b.anchors.insert(anchor, (node.clone(), 1));
+                    b.anchors.insert(anchor, (node.clone(), size_of(&node)));
                 }
                 node
             }
@@ -520,12 +543,20 @@ fn build_documents(text: &str) -> Result<Vec<Document<'_>>, YamlError> {
                 let Some((node, size)) = b.anchors.get(&id) else {
                     return Err(err("alias to an unknown anchor".to_string()));
                 };
-                b.alias_nodes += size;
-                b.nodes += size;
+                b.alias_nodes += size.nodes;
+                b.alias_bytes += size.bytes;
+                b.nodes += size.nodes;
                 if b.alias_nodes > MAX_ALIAS_NODES_PER_FILE {
                     return Err(err(format!(
                         "YAML aliases expand to more than {MAX_ALIAS_NODES_PER_FILE} nodes \
                          (a \"billion laughs\" document?); refusing to expand further"
+                    )));
+                }
+                if b.alias_bytes > MAX_ALIAS_BYTES_PER_FILE {
+                    return Err(err(format!(
+                        "YAML aliases expand to more than {} MiB of text (a \"billion \
+                         laughs\" document?); refusing to expand further",
+                        MAX_ALIAS_BYTES_PER_FILE >> 20
                     )));
                 }
                 let mut copy = node.clone();
@@ -605,8 +636,7 @@ impl<'t> Builder<'t> {
             }
         };
         if anchor > 0 {
-            let size = count_nodes(&node);
-            self.anchors.insert(anchor, (node.clone(), size));
+            self.anchors.insert(anchor, (node.clone(), size_of(&node)));
         }
         Some(node)
     }

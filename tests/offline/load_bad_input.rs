@@ -1,5 +1,6 @@
-//! Bad input for the loader (issue 2, "Bad input"): every case gets a diagnostic naming the file,
-//! never a panic, never unbounded work. Also the file-selection rules of design §2.
+//! Bad input for the loader: every case gets a diagnostic naming the file, never a panic, never
+//! unbounded work (docs/policy-format.md, "Limits"). Also the file-selection rules
+//! (docs/policy-format.md, "Which files are read").
 
 use hostfw::policy::source::{self, MAX_FILE_BYTES};
 use hostfw::policy::{load_checked, load_sources, source::Source};

@@ -1,7 +1,8 @@
-//! Table-driven accept/reject cases for every item of calico-model.md §9 that applies to the six
-//! kinds, plus hostfw's own decisions (YAML 1.1 scalars, ignored kinds and fields). Each reject
-//! case names the dotted field path and a fragment of the message; expectations come from the
-//! reference (Calico v3.32.1 semantics), not from this implementation's output.
+//! Table-driven accept/reject cases for every validation rule of calicoctl v3.32.1 that applies to
+//! the six kinds (docs/policy-format.md, "Validation choices per kind"), plus hostfw's own
+//! decisions (YAML 1.1 scalars, ignored kinds and fields). Each reject case names the dotted
+//! field path and a fragment of the message; expectations come from Calico v3.32.1 semantics,
+//! not from this implementation's output.
 
 use hostfw::diag::{Diagnostic, Severity};
 use hostfw::policy::{load_sources, source::Source};

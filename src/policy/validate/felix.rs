@@ -3,7 +3,7 @@
 //! with a warning naming it, still type-checked where its type is known. Pure.
 
 use super::names::{parse_cidr, parse_ip};
-use super::reader::{boolean, fields, integer, list, number, string, Ctx, Path, Schema};
+use super::reader::{boolean, fields, integer, list, number, string, Ctx, FieldPath, Schema};
 use super::rule;
 use crate::model::{
     AllowAction, BackendChoice, DenyAction, EndpointToHostAction, FailsafePort, FailsafeProtocol,
@@ -37,8 +37,9 @@ const HANDLED: [&str; 19] = [
     "logActionRateLimitBurst",
     "disableConntrackInvalidCheck",
     "maxIpsetSize",
-    // Not a Calico v3 field (its config-file name, in seconds), but design §4 lists it: accepted
-    // with a warning pointing at the v3 spelling.
+    // Not a Calico v3 field but Felix's config-file/environment name, in seconds
+    // (felix/config/config_params.go): accepted with a warning pointing at the v3 spelling, since
+    // operators copy it from a Felix configuration.
     "iptablesPostWriteCheckIntervalSecs",
 ];
 
@@ -276,7 +277,11 @@ const FELIX: Schema<'static> = Schema {
 const FAILSAFE: Schema<'static> = Schema::of(&["protocol", "port", "net"]);
 
 /// Read a FelixConfiguration spec (absent spec = nothing set).
-pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Option<FelixSpec> {
+pub(crate) fn felix_spec(
+    ctx: &mut Ctx,
+    spec: Option<&Node>,
+    path: &FieldPath,
+) -> Option<FelixSpec> {
     let mut out = FelixSpec::default();
     let Some(spec) = spec else {
         return Some(out);
@@ -335,14 +340,17 @@ pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Opt
             IgnoredType::Other => {}
         }
     }
-    let field = |i: usize| f.get(i);
-    out.failsafe_inbound = field(0).and_then(|n| failsafe_list(ctx, n, &path.field(HANDLED[0])));
-    out.failsafe_outbound = field(1).and_then(|n| failsafe_list(ctx, n, &path.field(HANDLED[1])));
-    out.default_endpoint_to_host_action = field(2).and_then(|n| {
+    out.failsafe_inbound = f
+        .get("failsafeInboundHostPorts")
+        .and_then(|n| failsafe_list(ctx, n, &path.field("failsafeInboundHostPorts")));
+    out.failsafe_outbound = f
+        .get("failsafeOutboundHostPorts")
+        .and_then(|n| failsafe_list(ctx, n, &path.field("failsafeOutboundHostPorts")));
+    out.default_endpoint_to_host_action = f.get("defaultEndpointToHostAction").and_then(|n| {
         exact_enum(
             ctx,
             n,
-            &path.field(HANDLED[2]),
+            &path.field("defaultEndpointToHostAction"),
             &[
                 ("Drop", EndpointToHostAction::Drop),
                 ("Accept", EndpointToHostAction::Accept),
@@ -350,8 +358,8 @@ pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Opt
             ],
         )
     });
-    out.interface_prefix = field(3).and_then(|n| {
-        let p = path.field(HANDLED[3]);
+    out.interface_prefix = f.get("interfacePrefix").and_then(|n| {
+        let p = path.field("interfacePrefix");
         let s = string(ctx, n, &p)?;
         let ok = s.split(',').all(|part| {
             (1..=15).contains(&part.len())
@@ -372,8 +380,8 @@ pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Opt
         }
         Some(s.to_string())
     });
-    out.iptables_mark_mask = field(4).and_then(|n| {
-        let p = path.field(HANDLED[4]);
+    out.iptables_mark_mask = f.get("iptablesMarkMask").and_then(|n| {
+        let p = path.field("iptablesMarkMask");
         let v = integer(ctx, n, &p, 0, u32::MAX as i128)? as u32;
         if v.count_ones() < MIN_MARK_BITS {
             ctx.error(
@@ -389,8 +397,8 @@ pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Opt
         }
         Some(v)
     });
-    out.chain_insert_mode = field(5).and_then(|n| {
-        let p = path.field(HANDLED[5]);
+    out.chain_insert_mode = f.get("chainInsertMode").and_then(|n| {
+        let p = path.field("chainInsertMode");
         let s = string(ctx, n, &p)?;
         if s.eq_ignore_ascii_case("insert") {
             Some(InsertMode::Insert)
@@ -405,15 +413,17 @@ pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Opt
             None
         }
     });
-    out.iptables_refresh_interval =
-        field(6).and_then(|n| duration(ctx, n, &path.field(HANDLED[6])));
-    out.iptables_post_write_check_interval =
-        field(7).and_then(|n| duration(ctx, n, &path.field(HANDLED[7])));
-    out.iptables_backend = field(8).and_then(|n| {
+    out.iptables_refresh_interval = f
+        .get("iptablesRefreshInterval")
+        .and_then(|n| duration(ctx, n, &path.field("iptablesRefreshInterval")));
+    out.iptables_post_write_check_interval = f
+        .get("iptablesPostWriteCheckInterval")
+        .and_then(|n| duration(ctx, n, &path.field("iptablesPostWriteCheckInterval")));
+    out.iptables_backend = f.get("iptablesBackend").and_then(|n| {
         exact_enum(
             ctx,
             n,
-            &path.field(HANDLED[8]),
+            &path.field("iptablesBackend"),
             &[
                 ("Auto", BackendChoice::Auto),
                 ("Legacy", BackendChoice::Legacy),
@@ -421,25 +431,29 @@ pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Opt
             ],
         )
     });
-    out.ipv6_support = field(9).and_then(|n| boolean(ctx, n, &path.field(HANDLED[9])));
+    out.ipv6_support = f
+        .get("ipv6Support")
+        .and_then(|n| boolean(ctx, n, &path.field("ipv6Support")));
     let allow = [
         ("Accept", AllowAction::Accept),
         ("Return", AllowAction::Return),
     ];
-    out.iptables_filter_allow_action =
-        field(10).and_then(|n| exact_enum(ctx, n, &path.field(HANDLED[10]), &allow));
-    out.iptables_mangle_allow_action =
-        field(11).and_then(|n| exact_enum(ctx, n, &path.field(HANDLED[11]), &allow));
-    out.iptables_filter_deny_action = field(12).and_then(|n| {
+    out.iptables_filter_allow_action = f
+        .get("iptablesFilterAllowAction")
+        .and_then(|n| exact_enum(ctx, n, &path.field("iptablesFilterAllowAction"), &allow));
+    out.iptables_mangle_allow_action = f
+        .get("iptablesMangleAllowAction")
+        .and_then(|n| exact_enum(ctx, n, &path.field("iptablesMangleAllowAction"), &allow));
+    out.iptables_filter_deny_action = f.get("iptablesFilterDenyAction").and_then(|n| {
         exact_enum(
             ctx,
             n,
-            &path.field(HANDLED[12]),
+            &path.field("iptablesFilterDenyAction"),
             &[("Drop", DenyAction::Drop), ("Reject", DenyAction::Reject)],
         )
     });
-    out.log_prefix = field(13).and_then(|n| {
-        let p = path.field(HANDLED[13]);
+    out.log_prefix = f.get("logPrefix").and_then(|n| {
+        let p = path.field("logPrefix");
         let s = string(ctx, n, &p)?;
         match s.chars().find(|c| {
             !(c.is_ascii_alphanumeric() || matches!(c, '%' | ':' | ' ' | '/' | '_' | '-'))
@@ -455,19 +469,23 @@ pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Opt
             None => Some(s.to_string()),
         }
     });
-    out.log_action_rate_limit =
-        field(14).and_then(|n| rate_limit(ctx, n, &path.field(HANDLED[14])));
-    out.log_action_rate_limit_burst = field(15)
-        .and_then(|n| integer(ctx, n, &path.field(HANDLED[15]), 0, 9999))
+    out.log_action_rate_limit = f
+        .get("logActionRateLimit")
+        .and_then(|n| rate_limit(ctx, n, &path.field("logActionRateLimit")));
+    out.log_action_rate_limit_burst = f
+        .get("logActionRateLimitBurst")
+        .and_then(|n| integer(ctx, n, &path.field("logActionRateLimitBurst"), 0, 9999))
         .map(|v| v as u32);
-    out.disable_conntrack_invalid_check =
-        field(16).and_then(|n| boolean(ctx, n, &path.field(HANDLED[16])));
-    out.max_ipset_size = field(17)
-        .and_then(|n| integer(ctx, n, &path.field(HANDLED[17]), 1, i32::MAX as i128))
+    out.disable_conntrack_invalid_check = f
+        .get("disableConntrackInvalidCheck")
+        .and_then(|n| boolean(ctx, n, &path.field("disableConntrackInvalidCheck")));
+    out.max_ipset_size = f
+        .get("maxIpsetSize")
+        .and_then(|n| integer(ctx, n, &path.field("maxIpsetSize"), 1, i32::MAX as i128))
         .map(|v| v as u32);
-    if let Some(n) = field(18) {
-        let p = path.field(HANDLED[18]);
-        if field(7).is_some() {
+    if let Some(n) = f.get("iptablesPostWriteCheckIntervalSecs") {
+        let p = path.field("iptablesPostWriteCheckIntervalSecs");
+        if f.get("iptablesPostWriteCheckInterval").is_some() {
             ctx.error(
                 n,
                 &p,
@@ -496,7 +514,7 @@ pub(crate) fn felix_spec(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Opt
 fn exact_enum<T: Copy>(
     ctx: &mut Ctx,
     node: &Node,
-    path: &Path,
+    path: &FieldPath,
     options: &[(&str, T)],
 ) -> Option<T> {
     let s = string(ctx, node, path)?;
@@ -518,7 +536,7 @@ fn exact_enum<T: Copy>(
 }
 
 /// A Kubernetes duration as Calico's CRD pattern allows: `([0-9]+(\.[0-9]+)?(ms|s|m|h))*`.
-pub(crate) fn duration(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Duration> {
+pub(crate) fn duration(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<Duration> {
     let s = match node.as_scalar() {
         Some(s) if s.plain && s.text.bytes().all(|b| b.is_ascii_digit()) => {
             ctx.error(
@@ -586,7 +604,7 @@ pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 /// `logActionRateLimit`: `N/second|minute|hour|day`, N from 1 to 9999.
-fn rate_limit(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<RateLimit> {
+fn rate_limit(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<RateLimit> {
     let s = string(ctx, node, path)?;
     let parsed = s.split_once('/').and_then(|(n, unit)| {
         let count = (!n.is_empty()
@@ -615,7 +633,7 @@ fn rate_limit(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<RateLimit> {
 }
 
 /// A failsafe list: omitted (None) means the defaults, `[]` means none.
-fn failsafe_list(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Vec<FailsafePort>> {
+fn failsafe_list(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<Vec<FailsafePort>> {
     let items = list(ctx, node, path)?;
     let before = ctx.errors;
     let mut out = Vec::with_capacity(items.len());
@@ -629,7 +647,7 @@ fn failsafe_list(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Vec<Failsafe
 
 /// One failsafe entry as Felix parses it: protocol TCP or UDP in any case (Felix lowercases it),
 /// port 0-65535, optional net (CIDR or IP, normalised to its network).
-fn failsafe(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<FailsafePort> {
+fn failsafe(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<FailsafePort> {
     if let Some(s) = node.as_scalar() {
         ctx.error(
             node,
@@ -644,7 +662,7 @@ fn failsafe(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<FailsafePort> {
     }
     let f = fields(ctx, node, path, &FAILSAFE)?;
     let pp = path.field("protocol");
-    let protocol = match f.get(0) {
+    let protocol = match f.get("protocol") {
         None => {
             ctx.error(
                 node,
@@ -669,7 +687,7 @@ fn failsafe(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<FailsafePort> {
         }),
     };
     let portp = path.field("port");
-    let port = match f.get(1) {
+    let port = match f.get("port") {
         None => {
             ctx.error(node, &portp, "port is required (0-65535)");
             None
@@ -677,7 +695,7 @@ fn failsafe(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<FailsafePort> {
         Some(n) => integer(ctx, n, &portp, 0, 65535).map(|v| v as u16),
     };
     let np = path.field("net");
-    let net = match f.get(2) {
+    let net = match f.get("net") {
         None => Some(None),
         Some(n) => string(ctx, n, &np).and_then(|s| {
             if s.is_empty() {

@@ -1,6 +1,7 @@
 //! Raw resources to the typed model with Calico v3.32.1 validation; every diagnostic collected.
 //! Pure. This file dispatches on `kind`, checks metadata and cross-resource rules (duplicate
-//! names, tiers that must exist) and the five policy kinds; rules live in `rule`, the
+//! names, tiers that must exist) and the HostEndpoint, GlobalNetworkPolicy, GlobalNetworkSet,
+//! Profile and Tier specs; rules live in `rule`, the
 //! FelixConfiguration subset in `felix`, the field reader and YAML 1.1 policy in `reader`.
 
 mod felix;
@@ -19,7 +20,7 @@ use crate::policy::parse::{Node, RawResource, API_VERSION};
 use ipnet::IpNet;
 use names::{is_dns_label, label_key_problem, label_value_problem, name_problem};
 use reader::{
-    boolean, each_string, fields, integer, list, number, string, string_map, Ctx, Path, Schema,
+    boolean, each_string, fields, integer, list, number, string, string_map, Ctx, FieldPath, Schema,
 };
 use std::collections::BTreeMap;
 
@@ -123,13 +124,16 @@ impl Validator {
             errors: 0,
             selectors: &mut self.selectors,
         };
-        let root = Path::ROOT;
+        let root = FieldPath::ROOT;
         let Some(top) = fields(&mut ctx, node, &root, &TOP) else {
             return;
         };
         // apiVersion and kind first: without a known type nothing else can be judged.
-        let api = top.get(0).and_then(|n| n.as_scalar()).map(|s| &*s.text);
-        match (kind_text, top.get(1)) {
+        let api = top
+            .get("apiVersion")
+            .and_then(|n| n.as_scalar())
+            .map(|s| &*s.text);
+        match (kind_text, top.get("kind")) {
             (None, _) | (_, None) => {
                 ctx.kind = None;
                 ctx.error(
@@ -141,7 +145,7 @@ impl Validator {
             }
             (Some(k), Some(kn)) => {
                 if api != Some(API_VERSION) {
-                    let at = top.get(0).unwrap_or(node);
+                    let at = top.get("apiVersion").unwrap_or(node);
                     let found = api.map(|a| format!(", found `{a}`")).unwrap_or_default();
                     let hint = match api {
                         Some("v1") => " (Calico v1/v2 resources must be converted to v3)",
@@ -170,7 +174,7 @@ impl Validator {
             column: node.column,
         };
         let mpath = root.field("metadata");
-        let meta = match top.get(2) {
+        let meta = match top.get("metadata") {
             Some(m) => metadata(&mut ctx, m, &mpath, kind, origin),
             None => {
                 ctx.error(node, &mpath.field("name"), "metadata.name is required");
@@ -180,7 +184,7 @@ impl Validator {
         if let Some(meta) = &meta {
             check_duplicate(&mut self.seen, &mut ctx, node, kind, meta);
         }
-        let spec = top.get(3);
+        let spec = top.get("spec");
         let spath = root.field("spec");
         // Each kind's spec is read (and its errors reported) even when the metadata was
         // invalid; the resource joins the set only when both are valid. The kind functions
@@ -228,7 +232,7 @@ impl Validator {
     /// A kind that is not one of the six: namespaced kinds are errors, cluster plumbing is
     /// ignored with a warning, anything else is unknown.
     fn other_kind(ctx: &mut Ctx, kind: &str, at: &Node) {
-        let path = Path::ROOT.field("kind");
+        let path = FieldPath::ROOT.field("kind");
         if NAMESPACED_KINDS.contains(&kind) {
             ctx.error(
                 at,
@@ -312,7 +316,7 @@ fn check_duplicate(
                 .unwrap_or(node);
             ctx.error(
                 at,
-                &Path::ROOT.field("metadata").field("name"),
+                &FieldPath::ROOT.field("metadata").field("name"),
                 format!(
                     "duplicate {kind} `{}`: also defined at {}:{}:{}",
                     meta.name, first.file, first.line, first.column
@@ -326,11 +330,17 @@ fn check_duplicate(
 }
 
 /// `metadata`: name (per-kind rules), labels, annotations; `namespace` is refused.
-fn metadata(ctx: &mut Ctx, node: &Node, path: &Path, kind: &str, origin: Origin) -> Option<Meta> {
+fn metadata(
+    ctx: &mut Ctx,
+    node: &Node,
+    path: &FieldPath,
+    kind: &str,
+    origin: Origin,
+) -> Option<Meta> {
     let f = fields(ctx, node, path, &METADATA)?;
     let before = ctx.errors;
     let npath = path.field("name");
-    let name = match f.get(0) {
+    let name = match f.get("name") {
         None => {
             ctx.error(node, &npath, "metadata.name is required");
             None
@@ -343,7 +353,7 @@ fn metadata(ctx: &mut Ctx, node: &Node, path: &Path, kind: &str, origin: Origin)
             None => Some(name.to_string()),
         }),
     };
-    if let Some(n) = f.get(1) {
+    if let Some(n) = f.get("namespace") {
         ctx.error(
             n,
             &path.field("namespace"),
@@ -351,11 +361,11 @@ fn metadata(ctx: &mut Ctx, node: &Node, path: &Path, kind: &str, origin: Origin)
         );
     }
     let labels = f
-        .get(2)
+        .get("labels")
         .map(|n| labels(ctx, n, &path.field("labels")))
         .unwrap_or_default();
     if kind == "GlobalNetworkSet" && labels.contains_key("projectcalico.org/namespace") {
-        if let Some(n) = f.get(2) {
+        if let Some(n) = f.get("labels") {
             ctx.error(
                 n,
                 &path.field("labels").key("projectcalico.org/namespace"),
@@ -364,7 +374,7 @@ fn metadata(ctx: &mut Ctx, node: &Node, path: &Path, kind: &str, origin: Origin)
         }
     }
     let annotations = f
-        .get(3)
+        .get("annotations")
         .map(|n| rule::annotations(ctx, n, &path.field("annotations")))
         .unwrap_or_default();
     if ctx.errors > before {
@@ -422,7 +432,7 @@ fn name_rule(kind: &str, name: &str) -> Option<String> {
 }
 
 /// A label map (metadata.labels, labelsToApply): qualified keys, valid values.
-fn labels(ctx: &mut Ctx, node: &Node, path: &Path) -> Labels {
+fn labels(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Labels {
     let Some(entries) = string_map(ctx, node, path) else {
         return Labels::new();
     };
@@ -447,7 +457,7 @@ fn require_spec<'n>(
     ctx: &mut Ctx,
     node: &Node,
     spec: Option<&'n Node<'n>>,
-    path: &Path,
+    path: &FieldPath,
 ) -> Option<&'n Node<'n>> {
     if spec.is_none() {
         ctx.error(node, path, "spec is required");
@@ -477,13 +487,13 @@ fn host_endpoint(
     ctx: &mut Ctx,
     res: &Node,
     spec: Option<&Node>,
-    path: &Path,
+    path: &FieldPath,
 ) -> Option<HostEndpoint> {
     let spec = require_spec(ctx, res, spec, path)?;
     let f = fields(ctx, spec, path, &HEP)?;
     let before = ctx.errors;
     let npath = path.field("node");
-    let node_name = match f.get(0) {
+    let node_name = match f.get("node") {
         None => {
             ctx.error(
                 spec,
@@ -502,7 +512,7 @@ fn host_endpoint(
         }),
     };
     let ipath = path.field("interfaceName");
-    let interface = f.get(1).and_then(|n| {
+    let interface = f.get("interfaceName").and_then(|n| {
         let s = string(ctx, n, &ipath)?;
         if s.is_empty() {
             None
@@ -529,7 +539,7 @@ fn host_endpoint(
     let mut expected_ips = Vec::new();
     each_string(
         ctx,
-        f.get(2),
+        f.get("expectedIPs"),
         &epath,
         |ctx, item, p, s| match names::parse_ip(s) {
             Some(ip) => expected_ips.push(ip),
@@ -547,7 +557,7 @@ fn host_endpoint(
     let mut profiles = Vec::new();
     each_string(
         ctx,
-        f.get(3),
+        f.get("profiles"),
         &ppath,
         |ctx, item, p, s| match name_problem(s) {
             Some(problem) => ctx.error(item, p, format!("invalid profile name: {problem}")),
@@ -556,7 +566,7 @@ fn host_endpoint(
     );
     let portpath = path.field("ports");
     let mut ports = Vec::new();
-    if let Some(n) = f.get(4) {
+    if let Some(n) = f.get("ports") {
         if let Some(items) = list(ctx, n, &portpath) {
             for (i, item) in items.iter().enumerate() {
                 if let Some(p) = endpoint_port(ctx, item, &portpath.index(i)) {
@@ -567,10 +577,10 @@ fn host_endpoint(
     }
     // Judged on what was written, so an invalid value elsewhere does not hide this error.
     let iface_written = f
-        .get(1)
+        .get("interfaceName")
         .and_then(|n| n.as_scalar())
         .is_some_and(|s| !s.text.is_empty());
-    let ips_written = f.get(2).is_some_and(has_items);
+    let ips_written = f.get("expectedIPs").is_some_and(has_items);
     if !iface_written && !ips_written {
         ctx.error(
             spec,
@@ -591,10 +601,10 @@ fn host_endpoint(
     })
 }
 
-fn endpoint_port(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<EndpointPort> {
+fn endpoint_port(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<EndpointPort> {
     let f = fields(ctx, node, path, &ENDPOINT_PORT)?;
     let npath = path.field("name");
-    let name = match f.get(0) {
+    let name = match f.get("name") {
         None => {
             ctx.error(node, &npath, "port name is required");
             None
@@ -608,7 +618,7 @@ fn endpoint_port(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<EndpointPort
         }),
     };
     let prpath = path.field("protocol");
-    let protocol = match f.get(1) {
+    let protocol = match f.get("protocol") {
         None => {
             ctx.error(node, &prpath, "protocol is required (TCP, UDP or SCTP)");
             None
@@ -627,7 +637,7 @@ fn endpoint_port(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<EndpointPort
         }),
     };
     let pp = path.field("port");
-    let port = match f.get(2) {
+    let port = match f.get("port") {
         None => {
             ctx.error(node, &pp, "port is required (1-65535)");
             None
@@ -667,7 +677,7 @@ fn policy(
     ctx: &mut Ctx,
     res: &Node,
     spec: Option<&Node>,
-    path: &Path,
+    path: &FieldPath,
     tier_refs: &mut Vec<(String, Diagnostic)>,
 ) -> Option<GlobalNetworkPolicy> {
     // An absent spec is a policy with no rules: valid in Calico (selects all(), Ingress).
@@ -675,9 +685,11 @@ fn policy(
     let spec = spec.unwrap_or(&null);
     let f = fields(ctx, spec, path, &GNP)?;
     let before = ctx.errors;
-    let order = f.get(0).and_then(|n| number(ctx, n, &path.field("order")));
+    let order = f
+        .get("order")
+        .and_then(|n| number(ctx, n, &path.field("order")));
     let tpath = path.field("tier");
-    let tier = match f.get(1) {
+    let tier = match f.get("tier") {
         None => DEFAULT_TIER.to_string(),
         Some(n) => match string(ctx, n, &tpath) {
             Some("") => DEFAULT_TIER.to_string(),
@@ -703,7 +715,7 @@ fn policy(
             None => String::new(),
         },
     };
-    let selector = match f.get(2) {
+    let selector = match f.get("selector") {
         None => Selector::all(),
         Some(n) => rule::selector(ctx, n, &path.field("selector"))
             .flatten()
@@ -711,7 +723,7 @@ fn policy(
     };
     let typath = path.field("types");
     let mut types_given: Option<(bool, bool)> = None;
-    if let Some(n) = f.get(3) {
+    if let Some(n) = f.get("types") {
         if let Some(items) = list(ctx, n, &typath) {
             let (mut ing, mut eg) = (false, false);
             for (i, item) in items.iter().enumerate() {
@@ -737,10 +749,10 @@ fn policy(
             }
         }
     }
-    let ingress = rule::rules(ctx, f.get(4), &path.field("ingress"));
-    let egress = rule::rules(ctx, f.get(5), &path.field("egress"));
-    let has_ingress = f.get(4).is_some_and(has_items);
-    let has_egress = f.get(5).is_some_and(has_items);
+    let ingress = rule::rules(ctx, f.get("ingress"), &path.field("ingress"));
+    let egress = rule::rules(ctx, f.get("egress"), &path.field("egress"));
+    let has_ingress = f.get("ingress").is_some_and(has_items);
+    let has_egress = f.get("egress").is_some_and(has_items);
     let types = match types_given {
         Some((ingress, egress)) => PolicyTypes { ingress, egress },
         None => PolicyTypes {
@@ -748,46 +760,46 @@ fn policy(
             egress: has_egress,
         },
     };
-    let flag = |ctx: &mut Ctx, i: usize, name: &str| {
-        f.get(i)
+    let flag = |ctx: &mut Ctx, name: &str| {
+        f.get(name)
             .and_then(|n| boolean(ctx, n, &path.field(name)))
             .unwrap_or(false)
     };
-    let do_not_track = flag(ctx, 6, "doNotTrack");
-    let pre_dnat = flag(ctx, 7, "preDNAT");
-    let apply_on_forward = flag(ctx, 8, "applyOnForward");
+    let do_not_track = flag(ctx, "doNotTrack");
+    let pre_dnat = flag(ctx, "preDNAT");
+    let apply_on_forward = flag(ctx, "applyOnForward");
     if pre_dnat && do_not_track {
         ctx.error(
-            f.get(7).unwrap_or(spec),
+            f.get("preDNAT").unwrap_or(spec),
             &path.field("preDNAT"),
             "preDNAT and doNotTrack cannot both be true",
         );
     }
     if pre_dnat && has_egress {
         ctx.error(
-            f.get(5).unwrap_or(spec),
+            f.get("egress").unwrap_or(spec),
             &path.field("egress"),
             "a preDNAT policy cannot have egress rules (preDNAT applies to incoming traffic only)",
         );
     }
     if pre_dnat && types_given.is_some_and(|(_, e)| e) {
         ctx.error(
-            f.get(3).unwrap_or(spec),
+            f.get("types").unwrap_or(spec),
             &typath,
             "a preDNAT policy cannot have type Egress",
         );
     }
-    for (on, i, name) in [(pre_dnat, 7, "preDNAT"), (do_not_track, 6, "doNotTrack")] {
+    for (on, name) in [(pre_dnat, "preDNAT"), (do_not_track, "doNotTrack")] {
         if on && !apply_on_forward {
             ctx.error(
-                f.get(i).unwrap_or(spec),
+                f.get(name).unwrap_or(spec),
                 &path.field(name),
                 format!("{name} requires applyOnForward: true"),
             );
         }
     }
-    for (i, name) in [(9, "namespaceSelector"), (10, "serviceAccountSelector")] {
-        if let Some(n) = f.get(i) {
+    for name in ["namespaceSelector", "serviceAccountSelector"] {
+        if let Some(n) = f.get(name) {
             let p = path.field(name);
             if string(ctx, n, &p).is_some_and(|s| !s.trim().is_empty()) {
                 ctx.error(
@@ -801,7 +813,7 @@ fn policy(
             }
         }
     }
-    if let Some(n) = f.get(11) {
+    if let Some(n) = f.get("performanceHints") {
         let p = path.field("performanceHints");
         if let Some(items) = list(ctx, n, &p) {
             let mut seen = false;
@@ -847,7 +859,7 @@ const GNS: Schema<'static> = Schema::of(&["nets"]);
 
 /// GlobalNetworkSet nets: CIDRs or bare IPs, not strict (host bits are dropped, as Felix does),
 /// families may mix.
-fn network_set(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Option<Vec<IpNet>> {
+fn network_set(ctx: &mut Ctx, spec: Option<&Node>, path: &FieldPath) -> Option<Vec<IpNet>> {
     let Some(spec) = spec else {
         return Some(Vec::new());
     };
@@ -855,7 +867,7 @@ fn network_set(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Option<Vec<Ip
     let before = ctx.errors;
     let mut nets = Vec::new();
     let npath = path.field("nets");
-    each_string(ctx, f.get(0), &npath, |ctx, item, p, s| {
+    each_string(ctx, f.get("nets"), &npath, |ctx, item, p, s| {
         let net = if s.contains('/') {
             names::parse_cidr(s).map(|n| n.trunc())
         } else {
@@ -875,16 +887,16 @@ fn network_set(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Option<Vec<Ip
 
 const PROFILE: Schema<'static> = Schema::of(&["ingress", "egress", "labelsToApply"]);
 
-fn profile(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Option<Profile> {
+fn profile(ctx: &mut Ctx, spec: Option<&Node>, path: &FieldPath) -> Option<Profile> {
     let before = ctx.errors;
     let (ingress, egress, labels_to_apply) = match spec {
         None => (Vec::new(), Vec::new(), Labels::new()),
         Some(spec) => {
             let f = fields(ctx, spec, path, &PROFILE)?;
             (
-                rule::rules(ctx, f.get(0), &path.field("ingress")),
-                rule::rules(ctx, f.get(1), &path.field("egress")),
-                f.get(2)
+                rule::rules(ctx, f.get("ingress"), &path.field("ingress")),
+                rule::rules(ctx, f.get("egress"), &path.field("egress")),
+                f.get("labelsToApply")
                     .map(|n| labels(ctx, n, &path.field("labelsToApply")))
                     .unwrap_or_default(),
             )
@@ -900,13 +912,13 @@ fn profile(ctx: &mut Ctx, spec: Option<&Node>, path: &Path) -> Option<Profile> {
 
 const TIER: Schema<'static> = Schema::of(&["order", "defaultAction"]);
 
-fn tier(ctx: &mut Ctx, spec: Option<&Node>, path: &Path, is_default: bool) -> Option<Tier> {
+fn tier(ctx: &mut Ctx, spec: Option<&Node>, path: &FieldPath, is_default: bool) -> Option<Tier> {
     let before = ctx.errors;
     let mut order = None;
     let mut default_action = TierAction::Deny;
     if let Some(spec) = spec {
         let f = fields(ctx, spec, path, &TIER)?;
-        if let Some(n) = f.get(0) {
+        if let Some(n) = f.get("order") {
             let p = path.field("order");
             order = number(ctx, n, &p);
             if is_default && order.is_some_and(|o| o != DEFAULT_TIER_ORDER) {
@@ -917,7 +929,7 @@ fn tier(ctx: &mut Ctx, spec: Option<&Node>, path: &Path, is_default: bool) -> Op
                 );
             }
         }
-        if let Some(n) = f.get(1) {
+        if let Some(n) = f.get("defaultAction") {
             let p = path.field("defaultAction");
             match string(ctx, n, &p) {
                 Some("Deny") => default_action = TierAction::Deny,

@@ -20,33 +20,33 @@ enum Seg<'a> {
 /// A dotted field path such as `spec.ingress[0].destination.ports[1]`, built as a chain of
 /// borrowed steps so that reading a field costs nothing until a diagnostic is printed.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Path<'a> {
-    parent: Option<&'a Path<'a>>,
+pub(crate) struct FieldPath<'a> {
+    parent: Option<&'a FieldPath<'a>>,
     seg: Option<Seg<'a>>,
 }
 
-impl<'a> Path<'a> {
-    pub(crate) const ROOT: Path<'static> = Path {
+impl<'a> FieldPath<'a> {
+    pub(crate) const ROOT: FieldPath<'static> = FieldPath {
         parent: None,
         seg: None,
     };
 
-    pub(crate) fn field(&'a self, name: &'a str) -> Path<'a> {
-        Path {
+    pub(crate) fn field(&'a self, name: &'a str) -> FieldPath<'a> {
+        FieldPath {
             parent: Some(self),
             seg: Some(Seg::Field(name)),
         }
     }
 
-    pub(crate) fn index(&'a self, i: usize) -> Path<'a> {
-        Path {
+    pub(crate) fn index(&'a self, i: usize) -> FieldPath<'a> {
+        FieldPath {
             parent: Some(self),
             seg: Some(Seg::Index(i)),
         }
     }
 
-    pub(crate) fn key(&'a self, key: &'a str) -> Path<'a> {
-        Path {
+    pub(crate) fn key(&'a self, key: &'a str) -> FieldPath<'a> {
+        FieldPath {
             parent: Some(self),
             seg: Some(Seg::Key(key)),
         }
@@ -95,7 +95,13 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    pub(crate) fn report(&mut self, severity: Severity, node: &Node, path: &Path, msg: String) {
+    pub(crate) fn report(
+        &mut self,
+        severity: Severity,
+        node: &Node,
+        path: &FieldPath,
+        msg: String,
+    ) {
         self.report_at(severity, (node.line, node.column), path, msg);
     }
 
@@ -104,7 +110,7 @@ impl<'a> Ctx<'a> {
         &mut self,
         severity: Severity,
         (line, column): (u32, u32),
-        path: &Path,
+        path: &FieldPath,
         msg: String,
     ) {
         if severity == Severity::Error {
@@ -122,11 +128,11 @@ impl<'a> Ctx<'a> {
         });
     }
 
-    pub(crate) fn error(&mut self, node: &Node, path: &Path, msg: impl Into<String>) {
+    pub(crate) fn error(&mut self, node: &Node, path: &FieldPath, msg: impl Into<String>) {
         self.report(Severity::Error, node, path, msg.into());
     }
 
-    pub(crate) fn warn(&mut self, node: &Node, path: &Path, msg: impl Into<String>) {
+    pub(crate) fn warn(&mut self, node: &Node, path: &FieldPath, msg: impl Into<String>) {
         self.report(Severity::Warning, node, path, msg.into());
     }
 }
@@ -136,7 +142,8 @@ pub(crate) const MAX_FIELDS: usize = 24;
 
 /// How a mapping's fields are declared for `fields`.
 pub(crate) struct Schema<'s> {
-    /// Canonical field names, in the order `Fields::get` indexes them.
+    /// Canonical field names: the one place a field of this kind is declared (`Fields::get`
+    /// looks values up by these names).
     pub known: &'s [&'s str],
     /// Fields that must be spelled exactly (top-level `kind`, `apiVersion`).
     pub exact: &'s [&'s str],
@@ -158,8 +165,10 @@ impl<'s> Schema<'s> {
     }
 }
 
-/// The values of a mapping's known fields, by index into `Schema::known`; null counts as absent.
+/// The values of a mapping's known fields, looked up by canonical name; null counts as absent.
 pub(crate) struct Fields<'n> {
+    /// The schema's canonical names: `values[i]` is the field `known[i]`.
+    known: &'static [&'static str],
     /// A fixed array rather than a Vec: one is built for every mapping of every rule.
     values: [Option<&'n Node<'n>>; MAX_FIELDS],
     /// The ignored fields present (key node, canonical name, value), for callers that type-check
@@ -168,8 +177,14 @@ pub(crate) struct Fields<'n> {
 }
 
 impl<'n> Fields<'n> {
-    pub(crate) fn get(&self, i: usize) -> Option<&'n Node<'n>> {
-        self.values.get(i).copied().flatten()
+    /// The value of the known field `name` (its canonical spelling), if given and not null.
+    /// Panics when `name` is not in the schema: that is a typo in hostfw, and answering "absent"
+    /// would silently skip validating the field.
+    pub(crate) fn get(&self, name: &str) -> Option<&'n Node<'n>> {
+        match self.known.iter().position(|k| *k == name) {
+            Some(i) => self.values[i],
+            None => panic!("field `{name}` is not in the schema {:?}", self.known),
+        }
     }
 }
 
@@ -180,10 +195,11 @@ impl<'n> Fields<'n> {
 pub(crate) fn fields<'n>(
     ctx: &mut Ctx,
     node: &'n Node<'n>,
-    path: &Path,
+    path: &FieldPath,
     schema: &Schema<'static>,
 ) -> Option<Fields<'n>> {
     let mut out = Fields {
+        known: schema.known,
         values: [None; MAX_FIELDS],
         ignored: Vec::new(),
     };
@@ -399,7 +415,7 @@ fn yaml11_float(body: &str) -> bool {
 
 /// A string field. Plain scalars that YAML 1.1 would turn into something else are errors with a
 /// hint to quote them.
-pub(crate) fn string<'n>(ctx: &mut Ctx, node: &'n Node<'n>, path: &Path) -> Option<&'n str> {
+pub(crate) fn string<'n>(ctx: &mut Ctx, node: &'n Node<'n>, path: &FieldPath) -> Option<&'n str> {
     let Some(s) = node.as_scalar() else {
         ctx.error(
             node,
@@ -426,7 +442,12 @@ pub(crate) fn string<'n>(ctx: &mut Ctx, node: &'n Node<'n>, path: &Path) -> Opti
 
 /// The text of a plain (unquoted) scalar, for the typed fields (boolean, integer, number):
 /// a mapping, list or quoted string there is reported as not being `what`.
-fn plain_scalar<'n>(ctx: &mut Ctx, node: &'n Node, path: &Path, what: &str) -> Option<&'n str> {
+fn plain_scalar<'n>(
+    ctx: &mut Ctx,
+    node: &'n Node,
+    path: &FieldPath,
+    what: &str,
+) -> Option<&'n str> {
     let Some(s) = node.as_scalar() else {
         ctx.error(
             node,
@@ -451,7 +472,7 @@ fn plain_scalar<'n>(ctx: &mut Ctx, node: &'n Node, path: &Path, what: &str) -> O
 
 /// A boolean field: `true` or `false` (also `True`/`TRUE`/`False`/`FALSE`, as YAML 1.2 core).
 /// YAML 1.1's `yes`/`no`/`on`/`off`/`y`/`n` are refused with a hint rather than guessed.
-pub(crate) fn boolean(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<bool> {
+pub(crate) fn boolean(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<bool> {
     let s = plain_scalar(ctx, node, path, "true or false")?;
     match s {
         "true" | "True" | "TRUE" => Some(true),
@@ -515,7 +536,7 @@ pub(crate) fn parse_int(text: &str) -> Result<i128, String> {
 pub(crate) fn integer(
     ctx: &mut Ctx,
     node: &Node,
-    path: &Path,
+    path: &FieldPath,
     min: i128,
     max: i128,
 ) -> Option<i128> {
@@ -534,7 +555,7 @@ pub(crate) fn integer(
 }
 
 /// A number field (policy and tier `order`): an integer or a decimal fraction, finite.
-pub(crate) fn number(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<f64> {
+pub(crate) fn number(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<f64> {
     let s = plain_scalar(ctx, node, path, "a number")?;
     let t = s;
     let looks_float = !t.starts_with("0x") && t.contains(['.', 'e', 'E']);
@@ -570,8 +591,8 @@ pub(crate) fn number(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<f64> {
 pub(crate) fn each_string<'n>(
     ctx: &mut Ctx,
     node: Option<&'n Node<'n>>,
-    path: &Path,
-    mut each: impl FnMut(&mut Ctx, &'n Node<'n>, &Path, &'n str),
+    path: &FieldPath,
+    mut each: impl FnMut(&mut Ctx, &'n Node<'n>, &FieldPath, &'n str),
 ) {
     let Some(items) = node.and_then(|n| list(ctx, n, path)) else {
         return;
@@ -585,7 +606,11 @@ pub(crate) fn each_string<'n>(
 }
 
 /// A list field; null is an empty list.
-pub(crate) fn list<'n>(ctx: &mut Ctx, node: &'n Node<'n>, path: &Path) -> Option<&'n [Node<'n>]> {
+pub(crate) fn list<'n>(
+    ctx: &mut Ctx,
+    node: &'n Node<'n>,
+    path: &FieldPath,
+) -> Option<&'n [Node<'n>]> {
     match &node.value {
         Value::Seq(items) => Some(items),
         Value::Scalar(s) if s.is_null() => Some(&[]),
@@ -605,7 +630,7 @@ pub(crate) fn list<'n>(ctx: &mut Ctx, node: &'n Node<'n>, path: &Path) -> Option
 pub(crate) fn string_map<'n>(
     ctx: &mut Ctx,
     node: &'n Node<'n>,
-    path: &Path,
+    path: &FieldPath,
 ) -> Option<Vec<(&'n Node<'n>, &'n str, &'n Node<'n>, &'n str)>> {
     let entries = match &node.value {
         Value::Map(entries) => entries,
@@ -649,7 +674,7 @@ mod tests {
 
     #[test]
     fn paths_render_like_calico_field_paths() {
-        let root = Path::ROOT;
+        let root = FieldPath::ROOT;
         let spec = root.field("spec");
         let ing = spec.field("ingress");
         let r0 = ing.index(0);
@@ -660,7 +685,7 @@ mod tests {
             p1.render().as_deref(),
             Some("spec.ingress[0].destination.ports[1]")
         );
-        assert_eq!(Path::ROOT.render(), None);
+        assert_eq!(FieldPath::ROOT.render(), None);
         let meta = root.field("metadata");
         let labels = meta.field("labels");
         assert_eq!(

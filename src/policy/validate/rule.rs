@@ -4,7 +4,7 @@
 use super::names::{
     annotation_key_problem, iana_problem, parse_cidr, parse_ip, MAX_ANNOTATION_BYTES,
 };
-use super::reader::{fields, integer, list, parse_int, string, string_map, Ctx, Path, Schema};
+use super::reader::{fields, integer, list, parse_int, string, string_map, Ctx, FieldPath, Schema};
 use crate::diag::Severity;
 use crate::model::selector::Selector;
 use crate::model::{EntityRule, IcmpMatch, IpVersion, Labels, Port, Protocol, Rule, RuleAction};
@@ -27,16 +27,6 @@ const RULE: Schema<'static> = Schema::of(&[
     "http",
     "metadata",
 ]);
-const R_ACTION: usize = 0;
-const R_IPVERSION: usize = 1;
-const R_PROTOCOL: usize = 2;
-const R_NOTPROTOCOL: usize = 3;
-const R_ICMP: usize = 4;
-const R_NOTICMP: usize = 5;
-const R_SOURCE: usize = 6;
-const R_DESTINATION: usize = 7;
-const R_HTTP: usize = 8;
-const R_METADATA: usize = 9;
 
 const ENTITY: Schema<'static> = Schema::of(&[
     "nets",
@@ -54,7 +44,7 @@ const ICMP: Schema<'static> = Schema::of(&["type", "code"]);
 const RULE_META: Schema<'static> = Schema::of(&["annotations"]);
 
 /// Read a list of rules (`ingress`, `egress`); invalid rules are reported and left out.
-pub(crate) fn rules(ctx: &mut Ctx, node: Option<&Node>, path: &Path) -> Vec<Rule> {
+pub(crate) fn rules(ctx: &mut Ctx, node: Option<&Node>, path: &FieldPath) -> Vec<Rule> {
     let Some(node) = node else {
         return Vec::new();
     };
@@ -76,11 +66,11 @@ struct Families {
     first: Option<IpVersion>,
 }
 
-fn rule(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Rule> {
+fn rule(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<Rule> {
     let before = ctx.errors;
     let f = fields(ctx, node, path, &RULE)?;
 
-    let action = match f.get(R_ACTION) {
+    let action = match f.get("action") {
         None => {
             ctx.error(
                 node,
@@ -114,7 +104,7 @@ fn rule(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Rule> {
         }
     };
 
-    let ip_version = f.get(R_IPVERSION).and_then(|n| {
+    let ip_version = f.get("ipVersion").and_then(|n| {
         let p = path.field("ipVersion");
         match integer(ctx, n, &p, i128::MIN, i128::MAX)? {
             4 => Some(IpVersion::V4),
@@ -127,14 +117,14 @@ fn rule(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Rule> {
     });
 
     let protocol = f
-        .get(R_PROTOCOL)
+        .get("protocol")
         .and_then(|n| protocol_value(ctx, n, &path.field("protocol")));
     let not_protocol = f
-        .get(R_NOTPROTOCOL)
+        .get("notProtocol")
         .and_then(|n| protocol_value(ctx, n, &path.field("notProtocol")));
     for (proto, field, n) in [
-        (protocol, "protocol", f.get(R_PROTOCOL)),
-        (not_protocol, "notProtocol", f.get(R_NOTPROTOCOL)),
+        (protocol, "protocol", f.get("protocol")),
+        (not_protocol, "notProtocol", f.get("notProtocol")),
     ] {
         let (Some(proto), Some(n)) = (proto, n) else {
             continue;
@@ -151,7 +141,7 @@ fn rule(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Rule> {
         }
     }
 
-    let icmp = f.get(R_ICMP).and_then(|n| {
+    let icmp = f.get("icmp").and_then(|n| {
         let p = path.field("icmp");
         let m = icmp_match(ctx, n, &p);
         if !matches!(protocol, Some(Protocol::Icmp | Protocol::IcmpV6)) {
@@ -164,10 +154,10 @@ fn rule(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Rule> {
         m
     });
     let not_icmp = f
-        .get(R_NOTICMP)
+        .get("notICMP")
         .and_then(|n| icmp_match(ctx, n, &path.field("notICMP")));
 
-    if let Some(n) = f.get(R_HTTP) {
+    if let Some(n) = f.get("http") {
         ctx.error(
             n,
             &path.field("http"),
@@ -177,11 +167,11 @@ fn rule(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Rule> {
     }
 
     let annotations = f
-        .get(R_METADATA)
+        .get("metadata")
         .map(|n| {
             let p = path.field("metadata");
             fields(ctx, n, &p, &RULE_META)
-                .and_then(|m| m.get(0))
+                .and_then(|m| m.get("annotations"))
                 .map(|a| annotations(ctx, a, &p.field("annotations")))
                 .unwrap_or_default()
         })
@@ -192,11 +182,11 @@ fn rule(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Rule> {
         first: None,
     };
     let source = f
-        .get(R_SOURCE)
+        .get("source")
         .map(|n| entity(ctx, n, &path.field("source"), &mut families, protocol))
         .unwrap_or_default();
     let destination = f
-        .get(R_DESTINATION)
+        .get("destination")
         .map(|n| entity(ctx, n, &path.field("destination"), &mut families, protocol))
         .unwrap_or_default();
 
@@ -217,7 +207,7 @@ fn rule(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Rule> {
 }
 
 /// `protocol` / `notProtocol`: a number 1-255 (also as a digit string) or a case-sensitive name.
-pub(crate) fn protocol_value(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Protocol> {
+pub(crate) fn protocol_value(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<Protocol> {
     let Some(s) = node.as_scalar() else {
         ctx.error(
             node,
@@ -284,17 +274,17 @@ pub(crate) fn protocol_value(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<
     Some(p)
 }
 
-fn icmp_match(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<IcmpMatch> {
+fn icmp_match(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<IcmpMatch> {
     let f = fields(ctx, node, path, &ICMP)?;
     let icmp_type = f
-        .get(0)
+        .get("type")
         .and_then(|n| integer(ctx, n, &path.field("type"), 0, 254))
         .map(|v| v as u8);
     let code = f
-        .get(1)
+        .get("code")
         .and_then(|n| integer(ctx, n, &path.field("code"), 0, 255))
         .map(|v| v as u8);
-    if let (Some(n), None) = (f.get(1), f.get(0)) {
+    if let (Some(n), None) = (f.get("code"), f.get("type")) {
         ctx.error(n, &path.field("code"), "an ICMP code requires an ICMP type");
         return None;
     }
@@ -306,7 +296,7 @@ fn icmp_match(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<IcmpMatch> {
 
 /// Object or rule annotations: keys are qualified names (checked lowercased), values free-form,
 /// at most 256 KiB in total.
-pub(crate) fn annotations(ctx: &mut Ctx, node: &Node, path: &Path) -> Labels {
+pub(crate) fn annotations(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Labels {
     let Some(entries) = string_map(ctx, node, path) else {
         return Labels::new();
     };
@@ -332,7 +322,7 @@ pub(crate) fn annotations(ctx: &mut Ctx, node: &Node, path: &Path) -> Labels {
 }
 
 /// A selector field. Returns Some(None) for an empty selector.
-pub(crate) fn selector(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Option<Selector>> {
+pub(crate) fn selector(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<Option<Selector>> {
     let text = string(ctx, node, path)?;
     if text.chars().count() > MAX_SELECTOR_CHARS {
         ctx.error(
@@ -380,7 +370,7 @@ pub(crate) fn selector(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Option
 fn entity(
     ctx: &mut Ctx,
     node: &Node,
-    path: &Path,
+    path: &FieldPath,
     families: &mut Families,
     protocol: Option<Protocol>,
 ) -> EntityRule {
@@ -388,8 +378,8 @@ fn entity(
         return EntityRule::default();
     };
     let mut out = EntityRule::default();
-    for (i, name, strict_not) in [(0, "nets", false), (1, "notNets", true)] {
-        let Some(n) = f.get(i) else { continue };
+    for (name, strict_not) in [("nets", false), ("notNets", true)] {
+        let Some(n) = f.get(name) else { continue };
         let p = path.field(name);
         let Some(items) = list(ctx, n, &p) else {
             continue;
@@ -397,7 +387,7 @@ fn entity(
         for (j, item) in items.iter().enumerate() {
             let ip = p.index(j);
             if let Some(net) = rule_cidr(ctx, item, &ip, families, strict_not) {
-                if i == 0 {
+                if name == "nets" {
                     out.nets.push(net);
                 } else {
                     out.not_nets.push(net);
@@ -405,14 +395,14 @@ fn entity(
             }
         }
     }
-    if let Some(n) = f.get(2) {
+    if let Some(n) = f.get("selector") {
         out.selector = selector(ctx, n, &path.field("selector")).flatten();
     }
-    if let Some(n) = f.get(3) {
+    if let Some(n) = f.get("notSelector") {
         out.not_selector = selector(ctx, n, &path.field("notSelector")).flatten();
     }
-    for (i, name) in [(4, "ports"), (5, "notPorts")] {
-        let Some(n) = f.get(i) else { continue };
+    for name in ["ports", "notPorts"] {
+        let Some(n) = f.get(name) else { continue };
         let p = path.field(name);
         let Some(items) = list(ctx, n, &p) else {
             continue;
@@ -443,7 +433,7 @@ fn entity(
                     );
                     continue;
                 }
-                if i == 4 {
+                if name == "ports" {
                     out.ports.push(port);
                 } else {
                     out.not_ports.push(port);
@@ -451,7 +441,7 @@ fn entity(
             }
         }
     }
-    if let Some(n) = f.get(6) {
+    if let Some(n) = f.get("namespaceSelector") {
         let p = path.field("namespaceSelector");
         if string(ctx, n, &p).is_some_and(|s| !s.trim().is_empty()) {
             ctx.error(
@@ -462,14 +452,14 @@ fn entity(
             );
         }
     }
-    if let Some(n) = f.get(7) {
+    if let Some(n) = f.get("serviceAccounts") {
         ctx.error(
             n,
             &path.field("serviceAccounts"),
             "serviceAccounts match Kubernetes pods only; a host has no service account",
         );
     }
-    if let Some(n) = f.get(8) {
+    if let Some(n) = f.get("services") {
         ctx.error(
             n,
             &path.field("services"),
@@ -483,7 +473,7 @@ fn entity(
 fn rule_cidr(
     ctx: &mut Ctx,
     node: &Node,
-    path: &Path,
+    path: &FieldPath,
     families: &mut Families,
     not_nets: bool,
 ) -> Option<IpNet> {
@@ -555,7 +545,7 @@ fn rule_cidr(
 }
 
 /// One port item: a number 1-65535, a range `a:b`, or an IANA-style port name.
-pub(crate) fn port(ctx: &mut Ctx, node: &Node, path: &Path) -> Option<Port> {
+pub(crate) fn port(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<Port> {
     let Some(s) = node.as_scalar() else {
         ctx.error(
             node,

@@ -2,43 +2,30 @@
 //! which policies apply to each per traffic class and in what order, and the effective
 //! FelixConfiguration. Pure: the host's interfaces and addresses come in as data.
 //! What `hostfw show` prints and what `render` consumes.
+//!
+//! Parts: `config` (the effective FelixConfiguration), `assign` (interface assignment), `order`
+//! (policy evaluation order), `warnings`; this file walks the endpoints and builds the view.
+
+mod assign;
+mod config;
+mod order;
+mod warnings;
+
+pub use config::{effective_config, EffectiveConfig};
 
 use crate::model::*;
+use assign::assign_interfaces;
 use ipnet::IpNet;
-use serde::Serialize;
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use order::{order_policies, push_policy};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::Duration;
+use warnings::{endpoint_label, no_policy_warnings, ssh_warning};
 
 /// The host's interfaces and their local addresses, read once by the effect layer.
 pub type HostInterfaces = BTreeMap<String, Vec<IpAddr>>;
 
-/// FelixConfiguration with `default` and `node.<name>` merged and built-in defaults filled in.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EffectiveConfig {
-    pub failsafe_inbound: Vec<FailsafePort>,
-    pub failsafe_outbound: Vec<FailsafePort>,
-    pub default_endpoint_to_host_action: EndpointToHostAction,
-    pub interface_prefix: String,
-    pub iptables_mark_mask: u32,
-    pub chain_insert_mode: InsertMode,
-    pub iptables_refresh_interval: Duration,
-    pub iptables_post_write_check_interval: Duration,
-    pub iptables_backend: BackendChoice,
-    pub ipv6_support: bool,
-    pub iptables_filter_allow_action: AllowAction,
-    pub iptables_mangle_allow_action: AllowAction,
-    pub iptables_filter_deny_action: DenyAction,
-    pub log_prefix: String,
-    pub log_action_rate_limit: Option<RateLimit>,
-    pub log_action_rate_limit_burst: u32,
-    pub disable_conntrack_invalid_check: bool,
-    pub max_ipset_size: u32,
-}
-
 /// The policies of one tier that apply to one endpoint in one traffic class, in evaluation order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TierPolicies {
     pub tier: String,
     pub default_action: TierAction,
@@ -47,7 +34,7 @@ pub struct TierPolicies {
 }
 
 /// Per traffic class, the tiers (in tier order) with at least one applicable policy.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EndpointPolicies {
     /// Normal (filter INPUT) ingress: neither doNotTrack nor preDNAT.
     pub ingress: Vec<TierPolicies>,
@@ -65,7 +52,7 @@ pub struct EndpointPolicies {
 }
 
 /// One interface governed by one HostEndpoint of this node.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ActiveEndpoint {
     /// The HostEndpoint's name.
     pub hep: String,
@@ -81,14 +68,14 @@ pub struct ActiveEndpoint {
 }
 
 /// Addresses a rule selector can match: every node's HostEndpoints and every GlobalNetworkSet.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SelectorSources {
     pub endpoints: Vec<SelectableEndpoint>,
     pub network_sets: Vec<SelectableNetworkSet>,
 }
 
 /// A HostEndpoint (of any node) as a rule selector sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SelectableEndpoint {
     pub name: String,
     pub labels: Labels,
@@ -96,7 +83,7 @@ pub struct SelectableEndpoint {
     pub ports: Vec<EndpointPort>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SelectableNetworkSet {
     pub name: String,
     pub labels: Labels,
@@ -104,7 +91,7 @@ pub struct SelectableNetworkSet {
 }
 
 /// Everything render needs for this node.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodeView {
     pub node: String,
     pub config: EffectiveConfig,
@@ -116,147 +103,6 @@ pub struct NodeView {
     pub profiles: BTreeMap<String, Profile>,
     pub selector_sources: SelectorSources,
     pub warnings: Vec<String>,
-}
-
-/// Felix's default inbound failsafe ports, per design §4 (the seed table, without Typha's 5473).
-const DEFAULT_FAILSAFE_INBOUND: [(FailsafeProtocol, u16); 8] = [
-    (FailsafeProtocol::Tcp, 22),
-    (FailsafeProtocol::Udp, 68),
-    (FailsafeProtocol::Tcp, 179),
-    (FailsafeProtocol::Tcp, 2379),
-    (FailsafeProtocol::Tcp, 2380),
-    (FailsafeProtocol::Tcp, 6443),
-    (FailsafeProtocol::Tcp, 6666),
-    (FailsafeProtocol::Tcp, 6667),
-];
-
-/// Felix's default outbound failsafe ports, per design §4.
-const DEFAULT_FAILSAFE_OUTBOUND: [(FailsafeProtocol, u16); 8] = [
-    (FailsafeProtocol::Udp, 53),
-    (FailsafeProtocol::Udp, 67),
-    (FailsafeProtocol::Tcp, 179),
-    (FailsafeProtocol::Tcp, 2379),
-    (FailsafeProtocol::Tcp, 2380),
-    (FailsafeProtocol::Tcp, 6443),
-    (FailsafeProtocol::Tcp, 6666),
-    (FailsafeProtocol::Tcp, 6667),
-];
-
-fn failsafe_list(ports: &[(FailsafeProtocol, u16)]) -> Vec<FailsafePort> {
-    ports
-        .iter()
-        .map(|&(protocol, port)| FailsafePort {
-            protocol,
-            port,
-            net: None,
-        })
-        .collect()
-}
-
-impl Default for EffectiveConfig {
-    /// The built-in defaults, used for every field no FelixConfiguration sets.
-    fn default() -> Self {
-        EffectiveConfig {
-            failsafe_inbound: failsafe_list(&DEFAULT_FAILSAFE_INBOUND),
-            failsafe_outbound: failsafe_list(&DEFAULT_FAILSAFE_OUTBOUND),
-            default_endpoint_to_host_action: EndpointToHostAction::Drop,
-            interface_prefix: "cali".into(),
-            iptables_mark_mask: 0xffff_0000,
-            chain_insert_mode: InsertMode::Insert,
-            iptables_refresh_interval: Duration::from_secs(90),
-            iptables_post_write_check_interval: Duration::from_secs(5),
-            iptables_backend: BackendChoice::Auto,
-            ipv6_support: true,
-            iptables_filter_allow_action: AllowAction::Accept,
-            iptables_mangle_allow_action: AllowAction::Accept,
-            iptables_filter_deny_action: DenyAction::Drop,
-            log_prefix: "calico-packet".into(),
-            log_action_rate_limit: None,
-            log_action_rate_limit_burst: 5,
-            disable_conntrack_invalid_check: false,
-            max_ipset_size: 1_048_576,
-        }
-    }
-}
-
-impl EffectiveConfig {
-    /// Overlay every field `spec` sets onto `self` (later layers win field by field).
-    pub fn overlay(&mut self, spec: &FelixSpec) {
-        fn set<T: Clone>(target: &mut T, value: &Option<T>) {
-            if let Some(v) = value {
-                *target = v.clone();
-            }
-        }
-        set(&mut self.failsafe_inbound, &spec.failsafe_inbound);
-        set(&mut self.failsafe_outbound, &spec.failsafe_outbound);
-        set(
-            &mut self.default_endpoint_to_host_action,
-            &spec.default_endpoint_to_host_action,
-        );
-        set(&mut self.interface_prefix, &spec.interface_prefix);
-        set(&mut self.iptables_mark_mask, &spec.iptables_mark_mask);
-        set(&mut self.chain_insert_mode, &spec.chain_insert_mode);
-        set(
-            &mut self.iptables_refresh_interval,
-            &spec.iptables_refresh_interval,
-        );
-        set(
-            &mut self.iptables_post_write_check_interval,
-            &spec.iptables_post_write_check_interval,
-        );
-        set(&mut self.iptables_backend, &spec.iptables_backend);
-        set(&mut self.ipv6_support, &spec.ipv6_support);
-        set(
-            &mut self.iptables_filter_allow_action,
-            &spec.iptables_filter_allow_action,
-        );
-        set(
-            &mut self.iptables_mangle_allow_action,
-            &spec.iptables_mangle_allow_action,
-        );
-        set(
-            &mut self.iptables_filter_deny_action,
-            &spec.iptables_filter_deny_action,
-        );
-        set(&mut self.log_prefix, &spec.log_prefix);
-        if spec.log_action_rate_limit.is_some() {
-            self.log_action_rate_limit = spec.log_action_rate_limit;
-        }
-        set(
-            &mut self.log_action_rate_limit_burst,
-            &spec.log_action_rate_limit_burst,
-        );
-        set(
-            &mut self.disable_conntrack_invalid_check,
-            &spec.disable_conntrack_invalid_check,
-        );
-        set(&mut self.max_ipset_size, &spec.max_ipset_size);
-    }
-
-    /// The workload interface prefixes: Felix accepts a comma-separated list in `interfacePrefix`.
-    pub fn workload_prefixes(&self) -> impl Iterator<Item = &str> {
-        self.interface_prefix
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-    }
-
-    /// Whether `interface` is a workload interface (never a host endpoint).
-    pub fn is_workload_interface(&self, interface: &str) -> bool {
-        self.workload_prefixes().any(|p| interface.starts_with(p))
-    }
-}
-
-/// Built-in defaults, overlaid by FelixConfiguration `default`, then by `node.<node>`.
-pub fn effective_config(set: &PolicySet, node: &str) -> EffectiveConfig {
-    let mut config = EffectiveConfig::default();
-    let node_name = format!("node.{node}");
-    for layer in ["default", node_name.as_str()] {
-        if let Some(fc) = set.felix_configs.iter().find(|fc| fc.meta.name == layer) {
-            config.overlay(&fc.spec);
-        }
-    }
-    config
 }
 
 impl InterfaceName {
@@ -310,206 +156,6 @@ pub fn effective_labels(hep: &HostEndpoint, profiles: &BTreeMap<&str, &Profile>)
     labels
 }
 
-/// Sort key for an optional order: absent means +infinity, after every number.
-fn cmp_order(a: Option<f64>, b: Option<f64>) -> Ordering {
-    match (a, b) {
-        // Numeric comparison as Felix does (-0 equals 0, then the name decides); validation
-        // admits no NaN, which would compare equal here.
-        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
-    }
-}
-
-/// A policy with its tier's order and default action, ready for per-endpoint filtering.
-struct OrderedPolicy<'a> {
-    /// Position in `set.policies`.
-    index: usize,
-    /// Which distinct selector text this policy has (policies often share one), so each
-    /// distinct selector is evaluated once per endpoint.
-    selector_id: usize,
-    policy: &'a GlobalNetworkPolicy,
-    default_action: TierAction,
-}
-
-/// Every policy in evaluation order: tier order (absent last), tier name, policy order (absent
-/// last), policy name. Sorted once so that per endpoint only the selector is evaluated.
-/// Also returns how many distinct selector texts there are.
-fn order_policies(set: &PolicySet) -> (Vec<OrderedPolicy<'_>>, usize) {
-    let tiers: BTreeMap<&str, &Tier> = set
-        .tiers
-        .iter()
-        .map(|t| (t.meta.name.as_str(), t))
-        .collect();
-    let tier_info = |name: &str| -> (Option<f64>, TierAction) {
-        match tiers.get(name) {
-            // A written-out `default` tier without order keeps the built-in order.
-            Some(t) if name == DEFAULT_TIER => {
-                (t.order.or(Some(DEFAULT_TIER_ORDER)), t.default_action)
-            }
-            Some(t) => (t.order, t.default_action),
-            None if name == DEFAULT_TIER => (Some(DEFAULT_TIER_ORDER), TierAction::Deny),
-            // Validation rejects unknown tiers; treat one defensively as last, fail closed.
-            None => (None, TierAction::Deny),
-        }
-    };
-    let mut selector_ids: HashMap<&str, usize> = HashMap::new();
-    let mut ordered: Vec<(Option<f64>, OrderedPolicy<'_>)> = set
-        .policies
-        .iter()
-        .enumerate()
-        .map(|(index, p)| {
-            let (tier_order, default_action) = tier_info(&p.tier);
-            let next_id = selector_ids.len();
-            let selector_id = *selector_ids.entry(p.selector.source()).or_insert(next_id);
-            (
-                tier_order,
-                OrderedPolicy {
-                    index,
-                    selector_id,
-                    policy: p,
-                    default_action,
-                },
-            )
-        })
-        .collect();
-    ordered.sort_by(|(ta, a), (tb, b)| {
-        cmp_order(*ta, *tb)
-            .then_with(|| a.policy.tier.cmp(&b.policy.tier))
-            .then_with(|| cmp_order(a.policy.order, b.policy.order))
-            .then_with(|| a.policy.meta.name.cmp(&b.policy.meta.name))
-    });
-    let distinct = selector_ids.len();
-    (ordered.into_iter().map(|(_, p)| p).collect(), distinct)
-}
-
-/// Append `p` to a class list, opening a new tier entry when the tier changes.
-fn push_policy(list: &mut Vec<TierPolicies>, p: &OrderedPolicy<'_>) {
-    match list.last_mut() {
-        Some(last) if last.tier == p.policy.tier => last.policies.push(p.policy.meta.name.clone()),
-        _ => list.push(TierPolicies {
-            tier: p.policy.tier.clone(),
-            default_action: p.default_action,
-            policies: vec![p.policy.meta.name.clone()],
-        }),
-    }
-}
-
-/// How an endpoint is named in warnings.
-fn endpoint_label(interface: &InterfaceName, hep: &str) -> String {
-    format!("endpoint {} (HostEndpoint {hep})", interface.display())
-}
-
-/// Which interface each of this node's HostEndpoints governs. Returns (interface, HEP) pairs,
-/// named interfaces sorted by name, then at most one `Any`.
-fn assign_interfaces<'a>(
-    local: &[&'a HostEndpoint],
-    interfaces: &HostInterfaces,
-    config: &EffectiveConfig,
-    warnings: &mut Vec<String>,
-) -> Vec<(InterfaceName, &'a HostEndpoint)> {
-    // Interface -> every candidate HEP name; the smallest name wins (Felix's rule).
-    let mut candidates: BTreeMap<String, BTreeMap<&'a str, &'a HostEndpoint>> = BTreeMap::new();
-    let mut wildcard: BTreeMap<&'a str, &'a HostEndpoint> = BTreeMap::new();
-    for &hep in local {
-        let name = hep.meta.name.as_str();
-        match &hep.interface {
-            Some(InterfaceName::Any) => {
-                wildcard.insert(name, hep);
-            }
-            Some(InterfaceName::Named(iface)) => {
-                if config.is_workload_interface(iface) {
-                    warnings.push(format!(
-                        "HostEndpoint {name} names interface {iface}, which matches interfacePrefix \
-                         {:?} (a workload interface): ignored",
-                        config.interface_prefix
-                    ));
-                    continue;
-                }
-                candidates
-                    .entry(iface.clone())
-                    .or_default()
-                    .insert(name, hep);
-            }
-            None => {
-                let (mut matched, mut on_workload) = (false, false);
-                for (iface, addrs) in interfaces {
-                    if !addrs.iter().any(|a| hep.expected_ips.contains(a)) {
-                        continue;
-                    }
-                    if config.is_workload_interface(iface) {
-                        on_workload = true;
-                        continue;
-                    }
-                    matched = true;
-                    candidates
-                        .entry(iface.clone())
-                        .or_default()
-                        .insert(name, hep);
-                }
-                if !matched && on_workload {
-                    warnings.push(format!(
-                        "HostEndpoint {name} has no interfaceName and its expectedIPs are only on \
-                         workload interfaces (interfacePrefix {:?}): it governs nothing here",
-                        config.interface_prefix
-                    ));
-                } else if !matched {
-                    warnings.push(format!(
-                        "HostEndpoint {name} has no interfaceName and no interface on this host \
-                         carries one of its expectedIPs: it governs nothing here"
-                    ));
-                }
-            }
-        }
-    }
-    let mut assigned = Vec::new();
-    for (iface, heps) in candidates {
-        let mut it = heps.into_values();
-        if let Some(winner) = it.next() {
-            for loser in it {
-                warnings.push(format!(
-                    "HostEndpoint {} does not govern {iface}: HostEndpoint {} does (the \
-                     smallest name wins)",
-                    loser.meta.name, winner.meta.name
-                ));
-            }
-            assigned.push((InterfaceName::Named(iface), winner));
-        }
-    }
-    let mut it = wildcard.into_values();
-    if let Some(winner) = it.next() {
-        for loser in it {
-            warnings.push(format!(
-                "HostEndpoint {} is not active: only one \"*\" HostEndpoint is used per node and \
-                 {} sorts first",
-                loser.meta.name, winner.meta.name
-            ));
-        }
-        assigned.push((InterfaceName::Any, winner));
-    }
-    assigned
-}
-
-/// Whether an ingress rule could allow TCP port 22 (used only for the SSH lock-out warning).
-fn may_allow_ssh(rule: &Rule) -> bool {
-    let tcp = |p: Protocol| p.number() == 6;
-    let proto_ok = rule.protocol.is_none_or(tcp) && !rule.not_protocol.is_some_and(tcp);
-    let port_hit = |p: &Port| match p {
-        Port::Single(n) => *n == 22,
-        Port::Range(a, b) => (*a..=*b).contains(&22),
-        Port::Named(_) => true,
-    };
-    let dst = &rule.destination;
-    let port_ok = (dst.ports.is_empty() || dst.ports.iter().any(port_hit))
-        && !dst.not_ports.iter().any(|p| {
-            matches!(p, Port::Single(22))
-                || matches!(p, Port::Range(a, b) if (*a..=*b).contains(&22))
-        });
-    rule.action == RuleAction::Allow && proto_ok && port_ok && rule.icmp.is_none()
-}
-
-/// Resolve the policy set for `node` given the host's interfaces: the active endpoints, the
 /// policies per traffic class in evaluation order, the effective configuration and warnings.
 /// Copies the referenced policies and profiles; `resolve_owned` moves them instead.
 pub fn resolve(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> NodeView {
@@ -750,113 +396,11 @@ fn compute(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Resoluti
     }
 }
 
-/// Warnings for an endpoint whose normal ingress or egress has no policy and no profile that
-/// could allow anything in that direction (`profile_allows`: [ingress, egress]): Felix drops
-/// that direction, after failsafe ports and any preDNAT/untracked allow.
-fn no_policy_warnings(
-    who: &str,
-    policies: &EndpointPolicies,
-    has_profiles: bool,
-    profile_allows: [bool; 2],
-    warnings: &mut Vec<String>,
-) {
-    let early_ingress =
-        !policies.pre_dnat_ingress.is_empty() || !policies.untracked_ingress.is_empty();
-    let early_egress = !policies.untracked_egress.is_empty();
-    for (class, dir, normal, early, allowed) in [
-        (
-            "ingress",
-            "inbound",
-            &policies.ingress,
-            early_ingress,
-            profile_allows[0],
-        ),
-        (
-            "egress",
-            "outbound",
-            &policies.egress,
-            early_egress,
-            profile_allows[1],
-        ),
-    ] {
-        if !normal.is_empty() || allowed {
-            continue;
-        }
-        let why = if has_profiles {
-            format!("its profiles allow no {dir} traffic")
-        } else {
-            "no profile".to_string()
-        };
-        warnings.push(if early {
-            format!(
-                "{who} has no normal {class} policy and {why}: {dir} traffic that no preDNAT \
-                 or doNotTrack policy allows will be dropped, except failsafe ports"
-            )
-        } else {
-            format!(
-                "{who} has no {class} policy and {why}: all {dir} traffic except failsafe \
-                 ports will be dropped"
-            )
-        });
-    }
-}
-
-/// A warning when inbound failsafe ports no longer keep SSH open and nothing else obviously
-/// does: the classic way to lock oneself out of a host.
-fn ssh_warning(
-    set: &PolicySet,
-    config: &EffectiveConfig,
-    endpoints: &[ActiveEndpoint],
-) -> Option<String> {
-    if endpoints.is_empty()
-        || config
-            .failsafe_inbound
-            .iter()
-            .any(|f| f.protocol == FailsafeProtocol::Tcp && f.port == 22)
-    {
-        return None;
-    }
-    let policies: BTreeMap<&str, &GlobalNetworkPolicy> = set
-        .policies
-        .iter()
-        .map(|p| (p.meta.name.as_str(), p))
-        .collect();
-    let profiles: BTreeMap<&str, &Profile> = set
-        .profiles
-        .iter()
-        .map(|p| (p.meta.name.as_str(), p))
-        .collect();
-    let allowed = endpoints.iter().any(|ep| {
-        let by_policy = [
-            &ep.policies.ingress,
-            &ep.policies.pre_dnat_ingress,
-            &ep.policies.untracked_ingress,
-        ]
-        .into_iter()
-        .flat_map(|tiers| flat_names(tiers))
-        .filter_map(|n| policies.get(n))
-        .any(|p| p.ingress.iter().any(may_allow_ssh));
-        // Profiles run only when no policy applies in that direction.
-        let by_profile = ep.policies.ingress.is_empty()
-            && ep.profiles.iter().any(|n| {
-                n == DEFAULT_ALLOW_PROFILE
-                    || profiles
-                        .get(n.as_str())
-                        .is_some_and(|p| p.ingress.iter().any(may_allow_ssh))
-            });
-        by_policy || by_profile
-    });
-    (!allowed).then(|| {
-        "failsafeInboundHostPorts does not include tcp:22 and no ingress policy or profile \
-         allows TCP port 22: SSH to this host will be blocked"
-            .to_string()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::selector::Selector;
+    use std::time::Duration;
 
     fn meta(name: &str, labels: &[(&str, &str)]) -> Meta {
         Meta {
@@ -971,7 +515,7 @@ mod tests {
         }
         let cases = vec![
             Case {
-                what: "named interface is active even when the host lacks it (design §6)",
+                what: "named interface is active even when the host lacks it (docs/felix-layout.md, Deviations)",
                 heps: vec![hep("h1", "n1", "eth9", &[])],
                 host: ifaces(&[("eth0", &["198.51.100.10"])]),
                 want: pairs(&[("eth9", "h1")]),

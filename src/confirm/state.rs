@@ -1,0 +1,207 @@
+//! The confirmation's files in the run directory (see the list in `confirm`): the pending
+//! confirmation, the rollback record, the snapshot, the watcher's log; and what the daemon and
+//! `status` conclude from them.
+
+use super::{ConfirmError, Snapshot};
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A confirmation is pending (read by the daemon and `status`).
+pub const PENDING_FILE: &str = "confirm-pending.json";
+/// The state a rollback restores.
+pub const SNAPSHOT_FILE: &str = "confirm-snapshot.json";
+/// The watcher's log.
+pub const LOG_FILE: &str = "confirm.log";
+/// A rollback happened; the daemon holds off until the policies change.
+pub const ROLLED_BACK_FILE: &str = "confirm-rolled-back.json";
+
+/// After the deadline the watcher restores within moments; if it died instead, the pending file
+/// stops pausing the daemon this long after the deadline.
+pub const PENDING_GRACE_SECS: u64 = 30;
+
+/// A pending confirmation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub token: String,
+    pub created_unix: u64,
+    pub deadline_unix: u64,
+    pub seconds: u64,
+    pub backend: String,
+    pub watcher_pid: Option<u32>,
+}
+
+impl Pending {
+    /// True while the daemon must hold off: until the deadline plus grace.
+    pub fn pauses_daemon(&self, now_unix: u64) -> bool {
+        now_unix < self.deadline_unix.saturating_add(PENDING_GRACE_SECS)
+    }
+}
+
+/// The record of a rollback the daemon must respect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolledBack {
+    pub token: String,
+    pub rolled_back_unix: u64,
+}
+
+/// Why the daemon must not reconcile now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// An `apply --confirm` waits for `hostfw confirm`.
+    Pending(Pending),
+    /// An unconfirmed apply was rolled back; wait for the policy directory to change.
+    RolledBack(RolledBack),
+}
+
+impl std::fmt::Display for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hold::Pending(p) => write!(
+                f,
+                "apply --confirm pending: run `hostfw confirm` before {} (unix time) or the \
+                 previous rules are restored; reconciliation paused",
+                p.deadline_unix
+            ),
+            Hold::RolledBack(r) => write!(
+                f,
+                "an unconfirmed apply was rolled back at {} (unix time); reconciliation paused \
+                 until the policy directory changes or hostfw is reloaded",
+                r.rolled_back_unix
+            ),
+        }
+    }
+}
+
+/// What the daemon must respect right now (`None`: reconcile as usual). A pending file whose
+/// deadline and grace have passed (its watcher died) no longer holds.
+pub fn daemon_hold(run_dir: &Path, now_unix: u64) -> Option<Hold> {
+    if let Ok(Some(p)) = pending(run_dir) {
+        if p.pauses_daemon(now_unix) {
+            return Some(Hold::Pending(p));
+        }
+    }
+    match read_json::<RolledBack>(&run_dir.join(ROLLED_BACK_FILE)) {
+        Ok(Some(r)) => Some(Hold::RolledBack(r)),
+        _ => None,
+    }
+}
+
+/// The policy directory changed (or SIGHUP): a rollback no longer holds the daemon.
+pub fn resume_after_edit(run_dir: &Path) -> Result<(), ConfirmError> {
+    let path = run_dir.join(ROLLED_BACK_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(ConfirmError::File { path, source }),
+    }
+}
+
+/// One line for `hostfw status` (None when nothing is pending or held).
+pub fn status_line(run_dir: &Path, now_unix: u64) -> Option<String> {
+    match daemon_hold(run_dir, now_unix)? {
+        Hold::Pending(p) => Some(format!(
+            "confirmation pending: rollback in {} s unless `hostfw confirm` runs (watcher pid {})",
+            p.deadline_unix.saturating_sub(now_unix),
+            p.watcher_pid
+                .map_or_else(|| "?".to_string(), |pid| pid.to_string())
+        )),
+        h @ Hold::RolledBack(_) => Some(h.to_string()),
+    }
+}
+
+/// Record a rollback for the daemon (see `ROLLED_BACK_FILE`).
+pub fn record_rollback(run_dir: &Path, token: &str) -> Result<(), ConfirmError> {
+    write_json(
+        &run_dir.join(ROLLED_BACK_FILE),
+        &RolledBack {
+            token: token.to_string(),
+            rolled_back_unix: now_unix(),
+        },
+    )
+}
+
+/// Where the pending confirmation lives in `run_dir`.
+fn pending_path(run_dir: &Path) -> PathBuf {
+    run_dir.join(PENDING_FILE)
+}
+
+/// Where the snapshot lives in `run_dir`.
+fn snapshot_path(run_dir: &Path) -> PathBuf {
+    run_dir.join(SNAPSHOT_FILE)
+}
+
+/// Where the watcher logs in `run_dir`.
+pub(super) fn log_path(run_dir: &Path) -> PathBuf {
+    run_dir.join(LOG_FILE)
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, ConfirmError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|source| ConfirmError::Corrupt {
+                path: path.to_path_buf(),
+                source,
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ConfirmError::File {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Write atomically (`fsutil::write_atomic`) so readers never see half a file.
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ConfirmError> {
+    let file_err = |source| ConfirmError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(file_err)?;
+    }
+    let text = serde_json::to_string_pretty(value).map_err(|e| file_err(io::Error::other(e)))?;
+    crate::fsutil::write_atomic(path, text.as_bytes()).map_err(file_err)
+}
+
+/// The pending confirmation, if any (what the daemon and `status` call).
+pub fn pending(run_dir: &Path) -> Result<Option<Pending>, ConfirmError> {
+    read_json(&pending_path(run_dir))
+}
+
+/// Record a pending confirmation (atomically).
+pub fn write_pending(run_dir: &Path, p: &Pending) -> Result<(), ConfirmError> {
+    write_json(&pending_path(run_dir), p)
+}
+
+/// The saved snapshot, if any.
+pub fn read_snapshot(run_dir: &Path) -> Result<Option<Snapshot>, ConfirmError> {
+    read_json(&snapshot_path(run_dir))
+}
+
+/// Save the snapshot (atomically).
+pub(super) fn write_snapshot(run_dir: &Path, s: &Snapshot) -> Result<(), ConfirmError> {
+    write_json(&snapshot_path(run_dir), s)
+}
+
+/// Remove the pending file and the snapshot (confirmed, or rolled back).
+pub fn clear(run_dir: &Path) -> Result<(), ConfirmError> {
+    for path in [pending_path(run_dir), snapshot_path(run_dir)] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ConfirmError::File { path, source }),
+        }
+    }
+    Ok(())
+}
+
+/// Seconds since the epoch.
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}

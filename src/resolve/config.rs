@@ -1,0 +1,171 @@
+//! The effective FelixConfiguration for one node: built-in defaults (with Felix's failsafe
+//! port lists), overlaid by FelixConfiguration `default`, then by `node.<name>`. Pure.
+
+use crate::model::*;
+use std::time::Duration;
+
+/// FelixConfiguration with `default` and `node.<name>` merged and built-in defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EffectiveConfig {
+    pub failsafe_inbound: Vec<FailsafePort>,
+    pub failsafe_outbound: Vec<FailsafePort>,
+    pub default_endpoint_to_host_action: EndpointToHostAction,
+    pub interface_prefix: String,
+    pub iptables_mark_mask: u32,
+    pub chain_insert_mode: InsertMode,
+    pub iptables_refresh_interval: Duration,
+    pub iptables_post_write_check_interval: Duration,
+    pub iptables_backend: BackendChoice,
+    pub ipv6_support: bool,
+    pub iptables_filter_allow_action: AllowAction,
+    pub iptables_mangle_allow_action: AllowAction,
+    pub iptables_filter_deny_action: DenyAction,
+    pub log_prefix: String,
+    pub log_action_rate_limit: Option<RateLimit>,
+    pub log_action_rate_limit_burst: u32,
+    pub disable_conntrack_invalid_check: bool,
+    pub max_ipset_size: u32,
+}
+
+/// Felix's default inbound failsafe ports (`FailsafeInboundHostPorts` in
+/// felix/config/config_params.go) less Typha's tcp:5473: a standalone host runs no Typha.
+const DEFAULT_FAILSAFE_INBOUND: [(FailsafeProtocol, u16); 8] = [
+    (FailsafeProtocol::Tcp, 22),
+    (FailsafeProtocol::Udp, 68),
+    (FailsafeProtocol::Tcp, 179),
+    (FailsafeProtocol::Tcp, 2379),
+    (FailsafeProtocol::Tcp, 2380),
+    (FailsafeProtocol::Tcp, 6443),
+    (FailsafeProtocol::Tcp, 6666),
+    (FailsafeProtocol::Tcp, 6667),
+];
+
+/// Felix's default outbound failsafe ports (`FailsafeOutboundHostPorts` in
+/// felix/config/config_params.go), likewise less tcp:5473.
+const DEFAULT_FAILSAFE_OUTBOUND: [(FailsafeProtocol, u16); 8] = [
+    (FailsafeProtocol::Udp, 53),
+    (FailsafeProtocol::Udp, 67),
+    (FailsafeProtocol::Tcp, 179),
+    (FailsafeProtocol::Tcp, 2379),
+    (FailsafeProtocol::Tcp, 2380),
+    (FailsafeProtocol::Tcp, 6443),
+    (FailsafeProtocol::Tcp, 6666),
+    (FailsafeProtocol::Tcp, 6667),
+];
+
+fn failsafe_list(ports: &[(FailsafeProtocol, u16)]) -> Vec<FailsafePort> {
+    ports
+        .iter()
+        .map(|&(protocol, port)| FailsafePort {
+            protocol,
+            port,
+            net: None,
+        })
+        .collect()
+}
+
+impl Default for EffectiveConfig {
+    /// The built-in defaults, used for every field no FelixConfiguration sets.
+    fn default() -> Self {
+        EffectiveConfig {
+            failsafe_inbound: failsafe_list(&DEFAULT_FAILSAFE_INBOUND),
+            failsafe_outbound: failsafe_list(&DEFAULT_FAILSAFE_OUTBOUND),
+            default_endpoint_to_host_action: EndpointToHostAction::Drop,
+            interface_prefix: "cali".into(),
+            iptables_mark_mask: 0xffff_0000,
+            chain_insert_mode: InsertMode::Insert,
+            iptables_refresh_interval: Duration::from_secs(90),
+            iptables_post_write_check_interval: Duration::from_secs(5),
+            iptables_backend: BackendChoice::Auto,
+            ipv6_support: true,
+            iptables_filter_allow_action: AllowAction::Accept,
+            iptables_mangle_allow_action: AllowAction::Accept,
+            iptables_filter_deny_action: DenyAction::Drop,
+            log_prefix: "calico-packet".into(),
+            log_action_rate_limit: None,
+            log_action_rate_limit_burst: 5,
+            disable_conntrack_invalid_check: false,
+            max_ipset_size: 1_048_576,
+        }
+    }
+}
+
+impl EffectiveConfig {
+    /// Overlay every field `spec` sets onto `self` (later layers win field by field).
+    pub fn overlay(&mut self, spec: &FelixSpec) {
+        fn set<T: Clone>(target: &mut T, value: &Option<T>) {
+            if let Some(v) = value {
+                *target = v.clone();
+            }
+        }
+        set(&mut self.failsafe_inbound, &spec.failsafe_inbound);
+        set(&mut self.failsafe_outbound, &spec.failsafe_outbound);
+        set(
+            &mut self.default_endpoint_to_host_action,
+            &spec.default_endpoint_to_host_action,
+        );
+        set(&mut self.interface_prefix, &spec.interface_prefix);
+        set(&mut self.iptables_mark_mask, &spec.iptables_mark_mask);
+        set(&mut self.chain_insert_mode, &spec.chain_insert_mode);
+        set(
+            &mut self.iptables_refresh_interval,
+            &spec.iptables_refresh_interval,
+        );
+        set(
+            &mut self.iptables_post_write_check_interval,
+            &spec.iptables_post_write_check_interval,
+        );
+        set(&mut self.iptables_backend, &spec.iptables_backend);
+        set(&mut self.ipv6_support, &spec.ipv6_support);
+        set(
+            &mut self.iptables_filter_allow_action,
+            &spec.iptables_filter_allow_action,
+        );
+        set(
+            &mut self.iptables_mangle_allow_action,
+            &spec.iptables_mangle_allow_action,
+        );
+        set(
+            &mut self.iptables_filter_deny_action,
+            &spec.iptables_filter_deny_action,
+        );
+        set(&mut self.log_prefix, &spec.log_prefix);
+        if spec.log_action_rate_limit.is_some() {
+            self.log_action_rate_limit = spec.log_action_rate_limit;
+        }
+        set(
+            &mut self.log_action_rate_limit_burst,
+            &spec.log_action_rate_limit_burst,
+        );
+        set(
+            &mut self.disable_conntrack_invalid_check,
+            &spec.disable_conntrack_invalid_check,
+        );
+        set(&mut self.max_ipset_size, &spec.max_ipset_size);
+    }
+
+    /// The workload interface prefixes: Felix accepts a comma-separated list in `interfacePrefix`.
+    pub fn workload_prefixes(&self) -> impl Iterator<Item = &str> {
+        self.interface_prefix
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
+
+    /// Whether `interface` is a workload interface (never a host endpoint).
+    pub fn is_workload_interface(&self, interface: &str) -> bool {
+        self.workload_prefixes().any(|p| interface.starts_with(p))
+    }
+}
+
+/// Built-in defaults, overlaid by FelixConfiguration `default`, then by `node.<node>`.
+pub fn effective_config(set: &PolicySet, node: &str) -> EffectiveConfig {
+    let mut config = EffectiveConfig::default();
+    let node_name = format!("node.{node}");
+    for layer in ["default", node_name.as_str()] {
+        if let Some(fc) = set.felix_configs.iter().find(|fc| fc.meta.name == layer) {
+            config.overlay(&fc.spec);
+        }
+    }
+    config
+}

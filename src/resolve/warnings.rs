@@ -1,0 +1,132 @@
+//! Resolution warnings that need the whole endpoint picture: endpoints with no policy in a
+//! direction, and the SSH lock-out heuristic. Pure.
+
+use super::{flat_names, ActiveEndpoint, EffectiveConfig, EndpointPolicies};
+use crate::model::*;
+use std::collections::BTreeMap;
+
+/// How an endpoint is named in warnings.
+pub(super) fn endpoint_label(interface: &InterfaceName, hep: &str) -> String {
+    format!("endpoint {} (HostEndpoint {hep})", interface.display())
+}
+
+/// Whether an ingress rule could allow TCP port 22 (used only for the SSH lock-out warning).
+pub(super) fn may_allow_ssh(rule: &Rule) -> bool {
+    let tcp = |p: Protocol| p.number() == 6;
+    let proto_ok = rule.protocol.is_none_or(tcp) && !rule.not_protocol.is_some_and(tcp);
+    let port_hit = |p: &Port| match p {
+        Port::Single(n) => *n == 22,
+        Port::Range(a, b) => (*a..=*b).contains(&22),
+        Port::Named(_) => true,
+    };
+    let dst = &rule.destination;
+    let port_ok = (dst.ports.is_empty() || dst.ports.iter().any(port_hit))
+        && !dst.not_ports.iter().any(|p| {
+            matches!(p, Port::Single(22))
+                || matches!(p, Port::Range(a, b) if (*a..=*b).contains(&22))
+        });
+    rule.action == RuleAction::Allow && proto_ok && port_ok && rule.icmp.is_none()
+}
+
+/// Warnings for an endpoint whose normal ingress or egress has no policy and no profile that
+/// could allow anything in that direction (`profile_allows`: [ingress, egress]): Felix drops
+/// that direction, after failsafe ports and any preDNAT/untracked allow.
+pub(super) fn no_policy_warnings(
+    who: &str,
+    policies: &EndpointPolicies,
+    has_profiles: bool,
+    profile_allows: [bool; 2],
+    warnings: &mut Vec<String>,
+) {
+    let early_ingress =
+        !policies.pre_dnat_ingress.is_empty() || !policies.untracked_ingress.is_empty();
+    let early_egress = !policies.untracked_egress.is_empty();
+    for (class, dir, normal, early, allowed) in [
+        (
+            "ingress",
+            "inbound",
+            &policies.ingress,
+            early_ingress,
+            profile_allows[0],
+        ),
+        (
+            "egress",
+            "outbound",
+            &policies.egress,
+            early_egress,
+            profile_allows[1],
+        ),
+    ] {
+        if !normal.is_empty() || allowed {
+            continue;
+        }
+        let why = if has_profiles {
+            format!("its profiles allow no {dir} traffic")
+        } else {
+            "no profile".to_string()
+        };
+        warnings.push(if early {
+            format!(
+                "{who} has no normal {class} policy and {why}: {dir} traffic that no preDNAT \
+                 or doNotTrack policy allows will be dropped, except failsafe ports"
+            )
+        } else {
+            format!(
+                "{who} has no {class} policy and {why}: all {dir} traffic except failsafe \
+                 ports will be dropped"
+            )
+        });
+    }
+}
+
+/// A warning when inbound failsafe ports no longer keep SSH open and nothing else obviously
+/// does: the classic way to lock oneself out of a host.
+pub(super) fn ssh_warning(
+    set: &PolicySet,
+    config: &EffectiveConfig,
+    endpoints: &[ActiveEndpoint],
+) -> Option<String> {
+    if endpoints.is_empty()
+        || config
+            .failsafe_inbound
+            .iter()
+            .any(|f| f.protocol == FailsafeProtocol::Tcp && f.port == 22)
+    {
+        return None;
+    }
+    let policies: BTreeMap<&str, &GlobalNetworkPolicy> = set
+        .policies
+        .iter()
+        .map(|p| (p.meta.name.as_str(), p))
+        .collect();
+    let profiles: BTreeMap<&str, &Profile> = set
+        .profiles
+        .iter()
+        .map(|p| (p.meta.name.as_str(), p))
+        .collect();
+    let allowed = endpoints.iter().any(|ep| {
+        let by_policy = [
+            &ep.policies.ingress,
+            &ep.policies.pre_dnat_ingress,
+            &ep.policies.untracked_ingress,
+        ]
+        .into_iter()
+        .flat_map(|tiers| flat_names(tiers))
+        .filter_map(|n| policies.get(n))
+        .any(|p| p.ingress.iter().any(may_allow_ssh));
+        // Profiles run only when no policy applies in that direction.
+        let by_profile = ep.policies.ingress.is_empty()
+            && ep.profiles.iter().any(|n| {
+                n == DEFAULT_ALLOW_PROFILE
+                    || profiles
+                        .get(n.as_str())
+                        .is_some_and(|p| p.ingress.iter().any(may_allow_ssh))
+            });
+        by_policy || by_profile
+    });
+    (!allowed).then(|| {
+        "failsafeInboundHostPorts does not include tcp:22 and no ingress policy or profile \
+         allows TCP port 22: SSH to this host will be blocked"
+            .to_string()
+    })
+}
