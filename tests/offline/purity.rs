@@ -19,6 +19,10 @@ const PURE: &[(&str, &[&str])] = &[
     ("ruleset", &[]),
     ("explain/sim.rs", &[]),
     ("daemon/timers.rs", &[]),
+    // The etcd layout, push plan and datastore settings: the client and watch thread do I/O.
+    ("source/etcd/layout.rs", &["etcd_client", "tokio"]),
+    ("source/etcd/plan.rs", &["etcd_client", "tokio"]),
+    ("source/etcd/config.rs", &["etcd_client", "tokio"]),
 ];
 
 /// Names that mean an effect. Each matches only at the start of a path segment, so `fs::` is
