@@ -18,9 +18,9 @@
 #[allow(dead_code)]
 mod netns;
 
-use hostfw::cmd::common::load_view;
+use hostfw::cmd::common::{load_desired, Want};
 use hostfw::dataplane::{Backend, RealDataplane};
-use hostfw::render::render;
+use hostfw::desired::Families;
 use hostfw::ruleset::restore::{ruleset_restore, table_restore};
 use hostfw::ruleset::{Family, Ruleset, Table, TableName};
 use hostfw::settings::Settings;
@@ -114,6 +114,8 @@ fn settings(work: &Workdir) -> Settings {
         backend: None,
         run_dir: work.dir.path().join("run"),
         state_dir: work.dir.path().join("state"),
+        lockout_guard: hostfw::guard::DaemonMode::Warn,
+        datastore: hostfw::settings::DatastoreSettings::default(),
     }
 }
 
@@ -121,8 +123,15 @@ fn settings(work: &Workdir) -> Settings {
 fn desired(ns: &Netns, work: &Workdir) -> Ruleset {
     let settings = settings(work);
     ns.run_in(move || {
-        let view = load_view(&settings).unwrap_or_else(|e| panic!("bench policies: {e}"));
-        render(&view, Family::V4).expect("render")
+        let want = Want {
+            families: Families::Only(Family::V4),
+            guard: false,
+            print_warnings: true,
+        };
+        let Ok(mut desired) = load_desired(&settings, want) else {
+            panic!("bench policies do not load");
+        };
+        desired.rulesets.remove(0)
     })
 }
 

@@ -6,7 +6,8 @@
 
 mod common;
 
-use hostfw::policy::{load_sources, parse, source::Source, validate};
+use hostfw::policy::{load_sources, parse, validate};
+use hostfw::source::NamedText;
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
@@ -104,8 +105,8 @@ fn main() {
         for i in s * per_source..(s + 1) * per_source {
             policy(i, &mut text);
         }
-        sources.push(Source {
-            path: format!("gnp-{s:03}.yaml"),
+        sources.push(NamedText {
+            name: format!("gnp-{s:03}.yaml"),
             text,
         });
     }
@@ -113,8 +114,8 @@ fn main() {
     for n in 0..HOST_ENDPOINTS / scale {
         host_endpoint(n, &mut heps);
     }
-    sources.push(Source {
-        path: "heps.yaml".into(),
+    sources.push(NamedText {
+        name: "heps.yaml".into(),
         text: heps,
     });
     let bytes: usize = sources.iter().map(|s| s.text.len()).sum();
@@ -148,7 +149,7 @@ fn main() {
     let mut validator = validate::Validator::default();
     for s in &sources {
         let t0 = Instant::now();
-        let (raw, _) = parse::parse(&s.path, &s.text);
+        let (raw, _) = parse::parse(&s.name, &s.text);
         let t1 = Instant::now();
         for r in &raw {
             validator.add(r);

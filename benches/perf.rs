@@ -1,4 +1,4 @@
-//! Performance harness binary (harness = false) driven by `scripts/bench.sh` (issue 8). Owns the
+//! Performance harness binary (harness = false) driven by `scripts/bench.sh`. Owns the
 //! in-process measurements (load+validate+resolve, render, peak RSS) and the policy generator's
 //! command line; the kernel-facing stages (apply, floors, daemon) live in the script, which runs
 //! the real `hostfw` binary. Must not touch the kernel.
@@ -6,7 +6,10 @@
 //! Usage (after `cargo bench --bench perf --no-run`, or through cargo with `--`):
 //! - `perf gen <S|M|L> <DIR> [SEED]`: write a policy directory;
 //! - `perf stages <DIR> <ENDPOINTS> <REPS>`: time load+validate+resolve and render (both families)
-//!   `REPS` times after one warm-up; prints `stage <name> <ms>...` lines and `rss_kb <VmHWM>`.
+//!   `REPS` times after one warm-up; prints `stage <name> <ms>...` lines and `rss_kb <VmHWM>`;
+//! - `perf daemon-load <DIR> <REPS>`: time the daemon engine's whole load (read, validate,
+//!   resolve against this host's interfaces, render, lockout guard) `REPS` times after one
+//!   warm-up; prints `stage daemon_load <ms>...`. Writes only to a temporary run directory.
 //!
 //! Without arguments (as under `cargo test --all-targets`) it is a smoke test: it generates S
 //! and M and fails unless they load with no error and render both families.
@@ -34,7 +37,10 @@ fn main() -> ExitCode {
         None => smoke(),
         Some("gen") => cmd_gen(&args[1..]),
         Some("stages") => cmd_stages(&args[1..]),
-        Some(other) => Err(format!("unknown command `{other}` (gen, stages)")),
+        Some("daemon-load") => cmd_daemon_load(&args[1..]),
+        Some(other) => Err(format!(
+            "unknown command `{other}` (gen, stages, daemon-load)"
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,6 +122,40 @@ fn cmd_stages(args: &[String]) -> Result<(), String> {
     println!("stage render {}", rend.join(" "));
     println!("rendered_rules {rules}");
     println!("rss_kb {}", vm_hwm_kb());
+    Ok(())
+}
+
+fn cmd_daemon_load(args: &[String]) -> Result<(), String> {
+    use hostfw::daemon::{Engine, LoadOutcome, PolicySource, RealEngine};
+    let [dir, reps] = args else {
+        return Err("usage: perf daemon-load <DIR> <REPS>".into());
+    };
+    let reps: usize = reps.parse().map_err(|e| format!("{reps}: {e}"))?;
+    let state = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+    let settings = hostfw::settings::Settings {
+        policy_dir: PathBuf::from(dir),
+        node: gen::NODE.into(),
+        backend: None,
+        run_dir: state.path().join("run"),
+        state_dir: state.path().join("state"),
+        lockout_guard: hostfw::guard::DaemonMode::Warn,
+        datastore: hostfw::settings::DatastoreSettings::default(),
+    };
+    let source = Box::new(hostfw::source::directory::Directory::new(dir));
+    let mut engine = RealEngine::new(settings, source);
+    let mut times = Vec::new();
+    for rep in 0..=reps {
+        let started = Instant::now();
+        let outcome = engine.load(PolicySource::Directory);
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        if let LoadOutcome::Invalid { diagnostics } = outcome {
+            return Err(format!("{dir} does not load: {diagnostics:?}"));
+        }
+        if rep > 0 {
+            times.push(format!("{ms:.2}"));
+        }
+    }
+    println!("stage daemon_load {}", times.join(" "));
     Ok(())
 }
 

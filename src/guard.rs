@@ -1,11 +1,16 @@
 //! Lockout guard: would the new rules cut off the admin's SSH session, or leave no inbound SSH
 //! at all? The core (`check`, `parse_proc_net_tcp`, `parse_ssh_connection`) is pure and asks
-//! `explain` about a few packets; the one effect, `observe_sessions`, reads `SSH_CONNECTION`
-//! and `/proc/net/tcp{,6}` and is kept apart at the bottom of this file. Decides nothing about
-//! what the caller does with a finding (`check` warns, `apply` refuses, the daemon logs).
+//! `explain` about a few packets of the rulesets `desired::compute` rendered; the one effect,
+//! `observe_sessions`, reads `SSH_CONNECTION` and `/proc/net/tcp{,6}` and is kept apart at the
+//! bottom of this file. Decides nothing about what the caller does with a finding (`check`
+//! warns, `apply` refuses, the daemon logs or refuses through `daemon_gate`).
 
-use crate::explain::{self, ConnState, Context, Decision, Direction, Packet};
+use crate::diag::Diagnostic;
+use crate::explain::{self, ConnState, Context, Direction, Packet};
+use crate::finding::{Finding, FindingKind};
 use crate::model::InterfaceName;
+use crate::render::marks::Marks;
+use crate::render::RenderError;
 use crate::resolve::{HostInterfaces, NodeView};
 use crate::ruleset::{Family, IpsetType, Match, Ruleset};
 use std::collections::BTreeSet;
@@ -23,25 +28,7 @@ pub struct SshSession {
     pub seen_in: &'static str,
 }
 
-/// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum Severity {
-    /// An existing session, or a new login from the same client, would be dropped.
-    Lockout,
-    /// No inbound SSH would be accepted on any host endpoint interface.
-    Unreachable,
-}
-
-/// One problem the guard found.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Finding {
-    pub severity: Severity,
-    pub message: String,
-    /// What would drop the packet.
-    pub decision: Option<Decision>,
-}
-
-/// What to do with findings in the daemon (`HOSTFW_LOCKOUT_GUARD`).
+/// What to do with findings in the daemon (`--lockout-guard`, `HOSTFW_LOCKOUT_GUARD`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DaemonMode {
     /// Log loudly and apply anyway (the daemon stays declarative): the default.
@@ -61,14 +48,52 @@ impl DaemonMode {
 }
 
 /// A rendered family ready for explain.
-pub struct Prepared<'a> {
-    pub ruleset: &'a Ruleset,
-    pub ctx: &'a Context,
+struct Prepared<'a> {
+    ruleset: &'a Ruleset,
+    ctx: &'a Context,
 }
 
-/// Check `sessions` and SSH reachability against the rendered families. `interfaces` are the
-/// host's (they tell which interface a session's local address is on).
+/// Check `sessions` and SSH reachability against `rulesets` (rendered from `view`).
+/// `interfaces` are the host's (they tell which interface a session's local address is on).
+///
+/// Verdicts need only the mark bits; naming the policy behind a drop needs the full explain
+/// context, whose rule numbering costs a second, tagged render (`explain::Context::build`).
+/// So the packets are first judged with the marks alone, and only when something would be
+/// dropped are the contexts built and the findings worked out again with attribution: a set
+/// that locks nobody out is rendered once per family.
 pub fn check(
+    view: &NodeView,
+    rulesets: &[Ruleset],
+    interfaces: &HostInterfaces,
+    sessions: &[SshSession],
+) -> Result<Vec<Finding>, RenderError> {
+    let marks = Marks::allocate(view.config.iptables_mark_mask)?;
+    let bare: Vec<Context> = rulesets.iter().map(|_| Context::bare(marks)).collect();
+    let found = analyse(view, &prepared(rulesets, &bare), interfaces, sessions);
+    if found.is_empty() {
+        return Ok(found);
+    }
+    let full = rulesets
+        .iter()
+        .map(|rs| Context::build(view, rs.family, rs))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(analyse(
+        view,
+        &prepared(rulesets, &full),
+        interfaces,
+        sessions,
+    ))
+}
+
+fn prepared<'a>(rulesets: &'a [Ruleset], contexts: &'a [Context]) -> Vec<Prepared<'a>> {
+    rulesets
+        .iter()
+        .zip(contexts)
+        .map(|(ruleset, ctx)| Prepared { ruleset, ctx })
+        .collect()
+}
+
+fn analyse(
     view: &NodeView,
     families: &[Prepared],
     interfaces: &HostInterfaces,
@@ -125,7 +150,7 @@ pub fn check(
                 let e = explain::explain(p.ruleset, p.ctx, &packet);
                 if !e.verdict.passes() {
                     findings.push(Finding {
-                        severity: Severity::Lockout,
+                        kind: FindingKind::Lockout,
                         message: format!("{what}: {words} by {}", e.reason),
                         decision: Some(e.decision),
                     });
@@ -218,7 +243,7 @@ fn unreachable(
     let e = last_denial?;
     let port_list: Vec<String> = ports.iter().map(u16::to_string).collect();
     Some(Finding {
-        severity: Severity::Unreachable,
+        kind: FindingKind::Unreachable,
         message: format!(
             "no inbound SSH (tcp port {}) would be accepted on any host endpoint address from \
              any source the rules name (e.g. {} -> {} is dropped by {}); the failsafe ports do \
@@ -393,97 +418,26 @@ pub fn observe_sessions(interfaces: &HostInterfaces) -> Vec<SshSession> {
     local_sessions(sessions, interfaces)
 }
 
-/// The daemon's mode from `HOSTFW_LOCKOUT_GUARD`.
-pub fn daemon_mode_from_env() -> DaemonMode {
-    DaemonMode::from_value(std::env::var("HOSTFW_LOCKOUT_GUARD").ok().as_deref())
-}
-
-/// Everything a command needs: render-side contexts for `rulesets`, the host's sessions, the
-/// findings. `rulesets` are the desired ones about to be applied.
-pub fn check_host(
-    view: &NodeView,
-    rulesets: &[Ruleset],
-    interfaces: &HostInterfaces,
-) -> Result<Vec<Finding>, crate::render::RenderError> {
-    let contexts = rulesets
-        .iter()
-        .map(|rs| Context::build(view, rs.family, rs))
-        .collect::<Result<Vec<_>, _>>()?;
-    let prepared: Vec<Prepared> = rulesets
-        .iter()
-        .zip(&contexts)
-        .map(|(ruleset, ctx)| Prepared { ruleset, ctx })
-        .collect();
-    let sessions = observe_sessions(interfaces);
-    Ok(check(view, &prepared, interfaces, &sessions))
-}
-
-/// The daemon's use of the guard before a reconcile: log every finding loudly; `Err` (with the
-/// reason to record) only when `mode` is `Refuse` and something was found. Resolves `set` for
-/// `node` against `interfaces` (the same inputs the rulesets were rendered from).
-pub fn daemon_gate(
-    set: &crate::model::PolicySet,
-    node: &str,
-    interfaces: &HostInterfaces,
-    rulesets: &[Ruleset],
+/// The daemon's use of the guard on a new policy set: log every guard finding loudly; in
+/// `Refuse` mode each becomes an error diagnostic (cited as `origin`) that rejects the set, so
+/// the current rules stay. Empty: go ahead.
+pub fn daemon_gate<'a>(
+    findings: impl IntoIterator<Item = &'a Finding>,
     mode: DaemonMode,
-) -> Result<(), String> {
-    let view = crate::resolve::resolve(set, node, interfaces);
-    let findings = match check_host(&view, rulesets, interfaces) {
-        Ok(f) => f,
-        Err(e) => {
-            log::error!("lockout guard could not run: {e}");
-            return Ok(());
-        }
-    };
-    for f in &findings {
-        log::warn!("LOCKOUT GUARD: {}", f.message);
-    }
-    if findings.is_empty() {
-        return Ok(());
-    }
-    match mode {
-        DaemonMode::Warn => {
-            log::warn!(
-                "LOCKOUT GUARD: applying anyway (set HOSTFW_LOCKOUT_GUARD=refuse to keep the \
-                 current rules instead)"
-            );
-            Ok(())
-        }
-        DaemonMode::Refuse => Err(format!(
-            "lockout guard refused the new rules (HOSTFW_LOCKOUT_GUARD=refuse): {}",
-            findings
-                .iter()
-                .map(|f| f.message.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )),
-    }
-}
-
-/// `hostfw check`'s use of the guard: resolve `set` for `node` on this host, render, and return
-/// the findings as warning lines (empty when the set cannot be rendered: check reports that
-/// elsewhere).
-pub fn check_warnings(set: &crate::model::PolicySet, node: &str) -> Vec<String> {
-    let Ok(interfaces) = crate::host::interfaces() else {
-        return Vec::new();
-    };
-    let view = crate::resolve::resolve(set, node, &interfaces);
-    let mut families = vec![Family::V4];
-    if view.config.ipv6_support {
-        families.push(Family::V6);
-    }
-    let Ok(rulesets) = families
+    origin: &str,
+) -> Vec<Diagnostic> {
+    findings
         .into_iter()
-        .map(|f| crate::render::render(&view, f))
-        .collect::<Result<Vec<_>, _>>()
-    else {
-        return Vec::new();
-    };
-    check_host(&view, &rulesets, &interfaces)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|f| format!("warning: lockout guard: {}", f.message))
+        .filter(|f| f.kind.is_guard())
+        .filter_map(|f| {
+            log::warn!("lockout guard: {}", f.message);
+            (mode == DaemonMode::Refuse).then(|| {
+                Diagnostic::file_error(
+                    origin,
+                    format!("lockout guard (HOSTFW_LOCKOUT_GUARD=refuse): {}", f.message),
+                )
+            })
+        })
         .collect()
 }
 

@@ -1,20 +1,26 @@
 //! hostfw: Calico's host-protection model (HostEndpoint, GlobalNetworkPolicy, GlobalNetworkSet,
 //! Profile, Tier, FelixConfiguration) enforced on a standalone Linux host with iptables.
 //!
-//! Data flow of one reconcile:
-//! `policy::source` reads the directory -> `policy::parse` YAML to raw resources ->
-//! `policy::validate` to the typed `model` (all or nothing) -> `resolve` for this node
-//! (`NodeView`) -> `render` per family (`ruleset::Ruleset`) -> `sync` reads the kernel through
-//! `dataplane`, plans the minimal change (`ruleset::plan`), writes it, and verifies.
-//! Pure modules: diag, model, policy::{parse, validate, selector}, resolve, render, ruleset.
+//! Data flow of one reconcile (docs/design.md, "Data flow"):
+//! a `source::Source` (the policy directory, or Calico's etcd datastore) reads named texts -> `policy::parse` YAML to raw
+//! resources -> `policy::validate` to the typed `model` (all or nothing) -> `desired::compute`,
+//! the one spine every command and the daemon share: `resolve` for this node (`NodeView`),
+//! `render` once per enabled family (`ruleset::Ruleset`), the lockout `guard` on those rulesets,
+//! all findings as `finding::Finding` -> `sync` reads the kernel through `dataplane`, plans the
+//! minimal change (`ruleset::plan`), writes it, and verifies.
+//! Pure modules (scanned by tests/offline/purity.rs): desired, finding, model,
+//! policy::{parse, validate}, resolve, render, ruleset, explain::sim, daemon::timers,
+//! source::etcd::{layout, plan, config}; diag too.
 
 pub mod cli;
 pub mod cmd;
 pub mod confirm;
 pub mod daemon;
 pub mod dataplane;
+pub mod desired;
 pub mod diag;
 pub mod explain;
+pub mod finding;
 pub(crate) mod fsutil;
 pub mod guard;
 pub mod host;

@@ -1,22 +1,25 @@
 //! `hostfw check`: parse and validate, print every diagnostic; exit 0 valid (warnings allowed),
-//! 1 invalid, 2 when a given path cannot be read at all (missing, permission, symlink loop).
+//! 1 invalid, 2 when a given path (or the datastore) cannot be read at all (missing,
+//! permission, symlink loop, etcd unreachable). Without paths it checks the configured source.
 
 use super::{CmdResult, Exit};
 use crate::cli::{CheckArgs, OutputFormat};
+use crate::desired::{self, Families, Options};
+use crate::finding::Finding;
+use crate::model::PolicySet;
 use crate::settings::Settings;
 
 pub fn run(settings: &Settings, args: &CheckArgs) -> CmdResult {
-    let paths = if args.paths.is_empty() {
-        vec![settings.policy_dir.clone()]
+    let checked = if args.paths.is_empty() {
+        crate::policy::load_snapshot(&settings.policy_source()?.read())
     } else {
-        args.paths.clone()
+        crate::policy::load_checked(&args.paths)
     };
-    let checked = crate::policy::load_checked(&paths);
     let loaded = &checked.loaded;
-    // The lockout guard only means something for the directory this node would apply.
+    // The lockout guard only means something for the set this node would apply.
     if let (Some(set), true) = (&loaded.set, args.paths.is_empty()) {
-        for w in crate::guard::check_warnings(set, &settings.node) {
-            eprintln!("{w}");
+        for f in guard_findings(set, &settings.node) {
+            eprintln!("warning: lockout guard: {}", f.message);
         }
     }
     match args.output {
@@ -40,4 +43,22 @@ pub fn run(settings: &Settings, args: &CheckArgs) -> CmdResult {
     } else {
         Exit::Invalid
     })
+}
+
+/// The lockout guard's findings for `set` on this host, for the admin's sessions as this
+/// process sees them. None when the host's interfaces cannot be read or the set cannot be
+/// rendered: `check` judges the input, and `apply` reports those.
+fn guard_findings(set: &PolicySet, node: &str) -> Vec<Finding> {
+    let Ok(interfaces) = crate::host::interfaces() else {
+        return Vec::new();
+    };
+    let sessions = crate::guard::observe_sessions(&interfaces);
+    let options = Options {
+        families: Families::Enabled,
+        guard: Some(&sessions),
+    };
+    match desired::compute(set, node, &interfaces, options) {
+        Ok(d) => d.guard_findings().cloned().collect(),
+        Err(_) => Vec::new(),
+    }
 }

@@ -1,10 +1,15 @@
-//! Plumbing shared by the commands that need this node's resolved view (show, render, diff,
-//! apply): load and validate the policy directory, report diagnostics on stderr, read the host's
-//! interfaces, resolve. Decides nothing about the kernel.
+//! Plumbing shared by the commands that need this node's desired state (show, render, diff,
+//! apply, explain): load and validate the policy directory, report diagnostics on stderr, read
+//! the host's interfaces (once), and hand all of it to `desired::compute`. Decides nothing
+//! about the kernel.
 
 use super::{CmdError, CmdResult, Exit};
+use crate::desired::{self, Desired, Families, Options};
+use crate::finding::{Finding, FindingKind};
+use crate::guard::SshSession;
 use crate::model::PolicySet;
-use crate::resolve::{self, NodeView};
+use crate::resolve::HostInterfaces;
+use crate::ruleset::{Family, Ruleset};
 use crate::settings::Settings;
 
 /// Why no view could be produced; maps onto the documented exit codes.
@@ -42,11 +47,14 @@ impl std::fmt::Display for ViewError {
 
 impl std::error::Error for ViewError {}
 
-/// Load and validate `settings.policy_dir`, printing every diagnostic (errors and warnings) to
-/// stderr. `Err(ViewError::Unreadable)` when the directory cannot be read at all,
-/// `Err(ViewError::Invalid)` when any error was found.
-pub fn load_set(settings: &Settings) -> Result<PolicySet, ViewError> {
-    let checked = crate::policy::load_checked(std::slice::from_ref(&settings.policy_dir));
+/// Load and validate the policy source (the directory, or etcd), printing every diagnostic
+/// (errors and warnings) to stderr. `Err(ViewError::Unreadable)` when the source cannot be read
+/// at all, `Err(ViewError::Invalid)` when any error was found.
+fn load_set(settings: &Settings) -> Result<PolicySet, ViewError> {
+    let source = settings
+        .policy_source()
+        .map_err(|e| ViewError::Host(e.into()))?;
+    let checked = crate::policy::load_snapshot(&source.read());
     for d in &checked.loaded.diagnostics {
         eprintln!("{d}");
     }
@@ -56,22 +64,72 @@ pub fn load_set(settings: &Settings) -> Result<PolicySet, ViewError> {
     checked.loaded.set.ok_or(ViewError::Invalid)
 }
 
-/// This node's resolved view: `load_set`, then the host's interfaces, then `resolve` for
-/// `settings.node`. Resolution warnings are printed to stderr as `warning: ...` lines.
-pub fn load_view(settings: &Settings) -> Result<NodeView, ViewError> {
-    let view = load_view_quiet(settings)?;
-    for w in &view.warnings {
-        eprintln!("warning: {w}");
-    }
-    Ok(view)
+/// The host's network interfaces, or the error that ends the command (exit 2).
+fn host_interfaces() -> Result<HostInterfaces, ViewError> {
+    crate::host::interfaces().map_err(|e| {
+        ViewError::Host(format!("cannot read the host's network interfaces: {e}").into())
+    })
 }
 
-/// As `load_view`, but leaves resolution warnings in the view only (for `show`, which prints
-/// them itself). Loader diagnostics are still printed.
-pub fn load_view_quiet(settings: &Settings) -> Result<NodeView, ViewError> {
-    let set = load_set(settings)?;
-    let interfaces = crate::host::interfaces().map_err(|e| {
-        ViewError::Host(format!("cannot read the host's network interfaces: {e}").into())
-    })?;
-    Ok(resolve::resolve_owned(set, &settings.node, &interfaces))
+/// What a command asks of `load_desired`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    pub families: Families,
+    /// Run the lockout guard for the admin's SSH sessions as this process sees them.
+    pub guard: bool,
+    /// Print resolution warnings to stderr as `warning: ...` lines (`show` prints them itself).
+    pub print_warnings: bool,
+}
+
+/// This node's desired state: `load_set`, the host's interfaces, `desired::compute` for
+/// `settings.node`. A configuration render refuses (e.g. an `iptablesMarkMask` with too few
+/// bits) is reported on stderr and ends the command with exit 1 before touching the kernel;
+/// as `Err`, the result that ends the command.
+pub fn load_desired(settings: &Settings, want: Want) -> Result<Desired, CmdResult> {
+    let set = load_set(settings).map_err(ViewError::into_cmd_result)?;
+    let interfaces = host_interfaces().map_err(ViewError::into_cmd_result)?;
+    let sessions: Vec<SshSession> = if want.guard {
+        crate::guard::observe_sessions(&interfaces)
+    } else {
+        Vec::new()
+    };
+    let options = Options {
+        families: want.families,
+        guard: want.guard.then_some(sessions.as_slice()),
+    };
+    let computed = desired::compute_owned(set, &settings.node, &interfaces, options);
+    let print = |findings: &[Finding]| {
+        if !want.print_warnings {
+            return;
+        }
+        for w in findings.iter().filter(|f| f.kind == FindingKind::Warning) {
+            eprintln!("warning: {}", w.message);
+        }
+    };
+    match computed {
+        Ok(desired) => {
+            print(&desired.findings);
+            Ok(desired)
+        }
+        Err(e) => {
+            print(&e.warnings);
+            eprintln!("error: {e}");
+            Err(Ok(Exit::Invalid))
+        }
+    }
+}
+
+/// This node's desired state with `family` rendered whether or not the configuration enables
+/// it (`render --family`, `explain`): the state and that family's ruleset.
+pub fn load_family(settings: &Settings, family: Family) -> Result<(Desired, Ruleset), CmdResult> {
+    let want = Want {
+        families: Families::Only(family),
+        guard: false,
+        print_warnings: true,
+    };
+    let mut desired = load_desired(settings, want)?;
+    let ruleset = desired.rulesets.pop();
+    let ruleset =
+        ruleset.ok_or_else(|| Err(format!("no {family:?} ruleset was rendered").into()))?;
+    Ok((desired, ruleset))
 }

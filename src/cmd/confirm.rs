@@ -8,6 +8,8 @@ use super::{CmdResult, Exit};
 use crate::cli::ConfirmWatchArgs;
 use crate::confirm::{self, WatchEnd};
 use crate::dataplane::{Backend, RealDataplane};
+use crate::desired::Desired;
+use crate::finding::{Finding, FindingKind};
 use crate::settings::Settings;
 use std::time::Duration;
 
@@ -63,10 +65,9 @@ pub fn watch(settings: &Settings, args: &ConfirmWatchArgs) -> CmdResult {
         confirm::clear(run_dir)?;
         return Ok(Exit::Error);
     };
-    let backend = match settings.backend {
-        Some(crate::model::BackendChoice::Nft) => Backend::Nft,
-        _ => Backend::Legacy,
-    };
+    // The backend named on the command line or environment; without one, legacy (the watcher
+    // does not detect).
+    let backend = settings.dataplane_backend(None).unwrap_or(Backend::Legacy);
     let dp = RealDataplane::new(backend)?;
     log::warn!(
         "apply --confirm was not confirmed in time: restoring the previous rules ({backend})"
@@ -86,33 +87,27 @@ pub fn watch(settings: &Settings, args: &ConfirmWatchArgs) -> CmdResult {
     }
 }
 
-/// The lockout guard before an apply: print every finding; `Some(exit)` when the apply must stop:
-/// a detected SSH session would be cut off (`Lockout`) and there is no `--force`. A host with no
-/// reachable SSH at all but no session to lose (console, cloud-init) gets a loud warning only:
-/// refusing there would block hosts deliberately run without SSH.
-pub(super) fn guard_apply(
-    view: &crate::resolve::NodeView,
-    desired: &[crate::ruleset::Ruleset],
-    force: bool,
-) -> Result<Option<Exit>, super::CmdError> {
-    let interfaces = crate::host::interfaces()
-        .map_err(|e| format!("cannot read the host's network interfaces: {e}"))?;
-    let findings = crate::guard::check_host(view, desired, &interfaces)?;
+/// The lockout guard before an apply: print every guard finding of `desired` (computed with
+/// the admin's sessions, or without any for a dry run); `Some(exit)` when the apply must stop.
+/// Both kinds refuse without `--force`: cutting off a detected SSH session (`Lockout`), and
+/// leaving no inbound SSH at all once failsafe ports no longer cover it (`Unreachable`), even
+/// when no session is there to lose (a console or cloud-init apply): the next login would fail
+/// all the same, and `--force` is the deliberate way to run a host without SSH. `check` warns;
+/// the daemon warns or refuses by its `--lockout-guard` setting (docs/design.md, "Lockout
+/// guard").
+pub(super) fn guard_apply(desired: &Desired, force: bool) -> Option<Exit> {
+    let findings: Vec<&Finding> = desired.guard_findings().collect();
     for f in &findings {
         eprintln!("lockout guard: {}", f.message);
     }
-    // Both kinds refuse (issue 7): cutting off the session applying the rules, and leaving no
-    // inbound SSH at all once failsafe ports are gone. `check` and the daemon only warn.
     if findings.is_empty() {
-        return Ok(None);
+        return None;
     }
     if force {
         eprintln!("lockout guard: applying anyway (--force)");
-        return Ok(None);
+        return None;
     }
-    let lockout = findings
-        .iter()
-        .any(|f| f.severity == crate::guard::Severity::Lockout);
+    let lockout = findings.iter().any(|f| f.kind == FindingKind::Lockout);
     let what = if lockout {
         "the new rules would cut off the SSH session applying them"
     } else {
@@ -122,7 +117,7 @@ pub(super) fn guard_apply(
         "error: refusing to apply: {what} (see above); fix the policy, or use --force (ideally \
          with --confirm SECS)"
     );
-    Ok(Some(Exit::Invalid))
+    Some(Exit::Invalid)
 }
 
 /// What `apply --confirm` prints after applying.

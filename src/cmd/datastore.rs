@@ -4,8 +4,11 @@
 //! written: exit 1 and no write when invalid, exit 2 when etcd or a file cannot be reached.
 
 use super::{CmdError, CmdResult, Exit};
+use crate::cli::DatastoreCommand;
 use crate::diag::Diagnostic;
-use crate::policy::{self, parse, source};
+use crate::policy::{self, parse};
+use crate::settings::Settings;
+use crate::source::directory;
 use crate::source::etcd::client;
 use crate::source::etcd::config::EtcdConfig;
 use crate::source::etcd::layout::{self, Stamp};
@@ -13,6 +16,15 @@ use crate::source::etcd::plan::{self, Listing};
 use std::collections::BTreeSet;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
+
+/// `hostfw datastore push|pull`.
+pub fn run(settings: &Settings, command: &DatastoreCommand) -> CmdResult {
+    let cfg = settings.etcd_config()?;
+    match command {
+        DatastoreCommand::Push(args) => push(&cfg, &args.paths, args.prune),
+        DatastoreCommand::Pull(args) => pull(&cfg, &args.dir),
+    }
+}
 
 fn print(diagnostics: &[Diagnostic]) {
     for d in diagnostics {
@@ -66,7 +78,7 @@ fn kept_sources(listing: &Listing, replaced: &BTreeSet<String>, prune: bool) -> 
 
 /// `datastore push`.
 pub fn push(cfg: &EtcdConfig, paths: &[PathBuf], prune: bool) -> CmdResult {
-    let read = source::read_outcome(paths);
+    let read = directory::read(paths);
     if read.unreadable {
         print(&read.diagnostics);
         return Ok(Exit::Error);
@@ -75,8 +87,8 @@ pub fn push(cfg: &EtcdConfig, paths: &[PathBuf], prune: bool) -> CmdResult {
     // The keys the files name, so their stored versions are judged as replaced.
     let mut resources = Vec::new();
     let mut diagnostics = read.diagnostics.clone();
-    for s in &read.sources {
-        let (mut r, mut d) = parse::parse(&s.path, &s.text);
+    for t in &read.texts {
+        let (mut r, mut d) = parse::parse(&t.name, &t.text);
         resources.append(&mut r);
         diagnostics.append(&mut d);
     }
@@ -89,7 +101,7 @@ pub fn push(cfg: &EtcdConfig, paths: &[PathBuf], prune: bool) -> CmdResult {
         })
         .collect();
     let kept = kept_sources(&listing, &replaced, prune);
-    let mut all = read.sources.clone();
+    let mut all = read.texts.clone();
     all.extend(kept.sources.iter().cloned());
     let loaded = policy::load_sources(&all);
     diagnostics.extend(kept.diagnostics.iter().cloned());

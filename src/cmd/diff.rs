@@ -1,10 +1,12 @@
 //! `hostfw diff [--output json]`: what `apply` would change, without writing. Exit 0 when the
 //! kernel is in sync, 1 when changes are pending (or the policy set is invalid), 2 on error.
 
-use super::apply::{load_desired, open_dataplane};
+use super::apply::open_dataplane;
+use super::common::{self, Want};
 use super::{CmdResult, Exit};
 use crate::cli::{DiffArgs, OutputFormat};
 use crate::dataplane::Dataplane;
+use crate::desired::Families;
 use crate::lock;
 use crate::ruleset::plan::Plan;
 use crate::settings::Settings;
@@ -12,12 +14,17 @@ use crate::sync;
 
 pub fn run(settings: &Settings, args: &DiffArgs) -> CmdResult {
     let _lock = lock::acquire_logged(&settings.lock_path())?;
-    let (view, desired) = match load_desired(settings) {
-        Ok(loaded) => loaded,
+    let want = Want {
+        families: Families::Enabled,
+        guard: false,
+        print_warnings: true,
+    };
+    let desired = match common::load_desired(settings, want) {
+        Ok(d) => d,
         Err(done) => return done,
     };
-    let dp = open_dataplane(settings, Some(view.config.iptables_backend))?;
-    let plan = sync::diff(&desired, &dp)?;
+    let dp = open_dataplane(settings, Some(desired.config().iptables_backend))?;
+    let plan = sync::diff(&desired.rulesets, &dp)?;
     match args.output {
         OutputFormat::Text => {
             if plan.is_empty() {

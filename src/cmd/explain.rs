@@ -1,5 +1,5 @@
-//! `hostfw explain`: build one packet from the flags, render this node's ruleset for its family
-//! and print what the simulator says. Reads the policy directory and the host's interfaces (as
+//! `hostfw explain`: build one packet from the flags, take this node's desired ruleset for its
+//! family (or, with `--live`, the kernel's) and print what the simulator says. Reads the policy directory and the host's interfaces (as
 //! `show` does); never touches the kernel's rules, so it needs no root.
 
 use super::common;
@@ -20,25 +20,19 @@ pub fn run(settings: &Settings, args: &ExplainArgs) -> CmdResult {
             return Ok(Exit::Invalid);
         }
     };
-    let view = match common::load_view(settings) {
-        Ok(view) => view,
-        Err(e) => return e.into_cmd_result(),
-    };
     let family = if packet.src.is_ipv6() {
         Family::V6
     } else {
         Family::V4
     };
-    let (ruleset, ctx) = match explain::prepare(&view, family) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(Exit::Invalid);
-        }
+    let (desired, ruleset) = match common::load_family(settings, family) {
+        Ok(loaded) => loaded,
+        Err(done) => return done,
     };
+    let view = &desired.view;
     let e = if args.live {
-        let live = live_ruleset(settings, &view, family)?;
-        let mut ctx = explain::Context::build(&view, family, &live.ruleset)?;
+        let live = live_ruleset(settings, view, family)?;
+        let mut ctx = explain::Context::build(view, family, &live.ruleset)?;
         ctx.kernel_policies = live.policies;
         let mut e = explain::explain(&live.ruleset, &ctx, &packet);
         e.notes.extend(
@@ -48,6 +42,13 @@ pub fn run(settings: &Settings, args: &ExplainArgs) -> CmdResult {
         );
         e
     } else {
+        let ctx = match explain::prepare(view, &ruleset) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(Exit::Invalid);
+            }
+        };
         explain::explain(&ruleset, &ctx, &packet)
     };
     match args.output {

@@ -55,6 +55,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Status(args) => status::run(&settings, &args),
         Command::Explain(args) => explain::run(&settings, &args),
         Command::Confirm => confirm::run(&settings),
+        Command::Datastore(command) => datastore::run(&settings, &command),
         Command::ConfirmWatch(args) => confirm::watch(&settings, &args),
     }
 }

@@ -18,9 +18,15 @@ use std::fmt::Write;
 /// Load, resolve for this node with the host's real interfaces, and print. Exit 0 even with
 /// warnings (they are part of the report); 1 when the policy set is invalid.
 pub fn run(settings: &Settings, args: &ShowArgs) -> CmdResult {
-    let view = match common::load_view_quiet(settings) {
-        Ok(v) => v,
-        Err(e) => return e.into_cmd_result(),
+    // The view only: `show` renders nothing, and prints the warnings itself.
+    let want = common::Want {
+        families: crate::desired::Families::Nothing,
+        guard: false,
+        print_warnings: false,
+    };
+    let view = match common::load_desired(settings, want) {
+        Ok(d) => d.view,
+        Err(done) => return done,
     };
     match args.output {
         OutputFormat::Text => print!("{}", render_text(&view)),
@@ -150,7 +156,8 @@ fn config_fields(c: &EffectiveConfig) -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// The JSON report of design §3.1 (keys in that order), plus the effective `config`.
+/// The JSON report docs/design.md promises ("Product contract"; keys in that order), plus the
+/// effective `config`.
 #[derive(Serialize)]
 struct Report<'a> {
     node: &'a str,
@@ -469,7 +476,7 @@ warnings:
     fn json_report_shape() {
         let text = render_json(&small_view());
         let v: Value = serde_json::from_str(&text).unwrap();
-        // Keys in design §3.1's order.
+        // Keys in the order docs/design.md ("Product contract") gives.
         let keys = [
             "\"node\"",
             "\"endpoints\"",

@@ -1,43 +1,66 @@
-//! The real `Engine`: policy directory -> validated set -> this node's view (with the host's
-//! interfaces) -> rendered rulesets -> `sync::reconcile` through the real dataplane. Holds the
-//! desired state between calls; keeps the last one when a new load is invalid.
+//! The real `Engine`: the policy source -> validated set -> `desired::compute` for this node
+//! (with the host's interfaces and, for a new set, the lockout guard) -> `sync::reconcile`
+//! through the real dataplane. Holds the desired state between calls; keeps the last one when
+//! a new load is invalid.
 
 use super::last_good::{self, PolicyFile};
 use super::{ApplyReport, Engine, EngineError, Intervals, LoadOutcome, PolicySource};
-use crate::dataplane::{Backend, Dataplane, RealDataplane};
-use crate::diag::{self, Diagnostic};
+use crate::dataplane::{Dataplane, RealDataplane};
+use crate::desired::{self, Desired, Families, Options};
+use crate::diag::Diagnostic;
+use crate::finding::{Finding, FindingKind};
 use crate::guard;
-use crate::model::BackendChoice;
-use crate::resolve::{self, HostInterfaces, NodeView};
+use crate::model::{BackendChoice, PolicySet};
+use crate::resolve::HostInterfaces;
 use crate::ruleset::{Family, Ruleset};
 use crate::settings::Settings;
+use crate::source::{directory::Directory, Source};
 use crate::sync::{self, SyncOptions};
-use std::path::Path;
 
-/// A validated policy set ready to enforce.
-struct Desired {
+/// A validated policy set in force: what it was loaded from and what it means on this host.
+struct InForce {
     files: Vec<PolicyFile>,
-    set: crate::model::PolicySet,
-    /// The interfaces the rulesets were resolved against.
+    set: PolicySet,
+    /// The interfaces `enforced` was computed against.
     interfaces: HostInterfaces,
-    rendered: Rendered,
+    enforced: Enforced,
 }
 
-/// What resolving and rendering produced for this node.
+/// The part of a `Desired` the daemon keeps between loads (the node view is dropped: it
+/// copies the policies it uses, and `set` can produce it again).
 #[derive(PartialEq)]
-struct Rendered {
+struct Enforced {
     rulesets: Vec<Ruleset>,
+    backend: BackendChoice,
     intervals: Intervals,
     /// GlobalNetworkPolicies in force here.
     policies: Vec<String>,
     /// Resolution warnings (e.g. an endpoint with no ingress policy).
-    warnings: Vec<String>,
+    warnings: Vec<Finding>,
 }
 
-impl Rendered {
+impl Enforced {
+    fn new(desired: Desired) -> Enforced {
+        let config = desired.config();
+        Enforced {
+            backend: config.iptables_backend,
+            intervals: Intervals {
+                refresh: config.iptables_refresh_interval,
+                post_write: config.iptables_post_write_check_interval,
+            },
+            policies: desired.view.policies.keys().cloned().collect(),
+            warnings: desired
+                .findings
+                .into_iter()
+                .filter(|f| f.kind == FindingKind::Warning)
+                .collect(),
+            rulesets: desired.rulesets,
+        }
+    }
+
     fn log_warnings(&self) {
         for w in &self.warnings {
-            log::warn!("{w}");
+            log::warn!("{}", w.message);
         }
     }
 }
@@ -45,21 +68,25 @@ impl Rendered {
 /// Production engine for `hostfw run`.
 pub struct RealEngine {
     settings: Settings,
-    desired: Option<Desired>,
+    /// Where policies come from (the directory, or another store).
+    source: Box<dyn Source>,
+    /// The saved last good set.
+    last_good: Directory,
+    in_force: Option<InForce>,
     dataplane: Option<RealDataplane>,
     sync: SyncOptions,
-    guard_mode: guard::DaemonMode,
     /// What the last verified write left in the kernel; lets a policy edit skip the first read.
     live: sync::LiveCache,
 }
 
 impl RealEngine {
-    pub fn new(settings: Settings) -> RealEngine {
+    pub fn new(settings: Settings, source: Box<dyn Source>) -> RealEngine {
         RealEngine {
+            last_good: Directory::new(settings.last_good_dir()),
             settings,
-            desired: None,
+            source,
+            in_force: None,
             dataplane: None,
-            guard_mode: guard::daemon_mode_from_env(),
             live: sync::LiveCache::default(),
             // The loop retries with its own, longer backoff; keep each reconcile short.
             sync: SyncOptions {
@@ -71,11 +98,9 @@ impl RealEngine {
 
     /// Create the dataplane on first use, with the configured or detected backend.
     fn ensure_dataplane(&mut self) -> Result<&RealDataplane, EngineError> {
-        let wanted = match self.backend_choice() {
-            BackendChoice::Auto => None,
-            BackendChoice::Legacy => Some(Backend::Legacy),
-            BackendChoice::Nft => Some(Backend::Nft),
-        };
+        // Backend from the command line or environment, else from the policy set in force.
+        let felix = self.in_force.as_ref().map(|f| f.enforced.backend);
+        let wanted = self.settings.dataplane_backend(felix);
         match (&self.dataplane, wanted) {
             (Some(dp), Some(w)) if dp.backend() != w => log::warn!(
                 "iptables backend {w} configured, but the daemon runs with {}: restart hostfw to switch (and `hostfw flush` the old one)",
@@ -91,77 +116,6 @@ impl RealEngine {
         self.dataplane
             .as_ref()
             .ok_or_else(|| EngineError::from("no dataplane"))
-    }
-
-    /// Backend from the command line or environment, else from the policy set in force.
-    fn backend_choice(&self) -> BackendChoice {
-        self.settings.backend.unwrap_or_else(|| {
-            self.desired
-                .as_ref()
-                .map(|d| {
-                    crate::resolve::effective_config(&d.set, &self.settings.node).iptables_backend
-                })
-                .unwrap_or(BackendChoice::Auto)
-        })
-    }
-
-    /// Resolve and render `set` for this node against `interfaces`.
-    fn render(
-        &self,
-        set: &crate::model::PolicySet,
-        interfaces: &HostInterfaces,
-    ) -> Result<(Rendered, NodeView), crate::render::RenderError> {
-        let view = resolve::resolve(set, &self.settings.node, interfaces);
-        let mut families = vec![Family::V4];
-        if view.config.ipv6_support {
-            families.push(Family::V6);
-        }
-        let mut rulesets = Vec::with_capacity(families.len());
-        for f in families {
-            rulesets.push(crate::render::render(&view, f)?);
-        }
-        let intervals = Intervals {
-            refresh: view.config.iptables_refresh_interval,
-            post_write: view.config.iptables_post_write_check_interval,
-        };
-        let rendered = Rendered {
-            rulesets,
-            intervals,
-            policies: view.policies.keys().cloned().collect(),
-            warnings: view.warnings.clone(),
-        };
-        Ok((rendered, view))
-    }
-
-    /// The lockout guard on a new policy set: would it cut off SSH? Findings are logged; in
-    /// refuse mode (`HOSTFW_LOCKOUT_GUARD=refuse`) they become errors that reject the set.
-    fn guard(
-        &self,
-        view: &NodeView,
-        rendered: &Rendered,
-        interfaces: &HostInterfaces,
-        dir: &Path,
-    ) -> Vec<Diagnostic> {
-        let findings = match guard::check_host(view, &rendered.rulesets, interfaces) {
-            Ok(f) => f,
-            Err(e) => {
-                log::warn!("lockout guard could not run: {e}");
-                return Vec::new();
-            }
-        };
-        let refuse = self.guard_mode == guard::DaemonMode::Refuse;
-        findings
-            .iter()
-            .filter_map(|f| {
-                log::warn!("lockout guard: {}", f.message);
-                refuse.then(|| {
-                    Diagnostic::file_error(
-                        dir.display().to_string(),
-                        format!("lockout guard (HOSTFW_LOCKOUT_GUARD=refuse): {}", f.message),
-                    )
-                })
-            })
-            .collect()
     }
 }
 
@@ -186,46 +140,43 @@ fn read_interfaces() -> HostInterfaces {
     })
 }
 
-/// A source's file name (sources are named by path in diagnostics).
-fn file_name(path: &str) -> String {
-    Path::new(path)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.to_string())
-}
-
 impl Engine for RealEngine {
     fn load(&mut self, from: PolicySource) -> LoadOutcome {
-        let dir = match from {
-            PolicySource::Directory => self.settings.policy_dir.clone(),
-            PolicySource::LastGood => self.settings.last_good_dir(),
+        let source: &dyn Source = match from {
+            PolicySource::Directory => self.source.as_ref(),
+            PolicySource::LastGood => &self.last_good,
         };
+        let origin = source.describe();
         // Read once, then validate and hash the very same bytes (a second read could see a
         // different file).
-        let (sources, mut diagnostics) = crate::policy::source::read(std::slice::from_ref(&dir));
-        let loaded = crate::policy::load_sources(&sources);
-        diagnostics.extend(loaded.diagnostics);
-        diag::sort(&mut diagnostics);
-        let set = match loaded.set {
-            Some(set) if !diagnostics.iter().any(Diagnostic::is_error) => set,
-            _ => {
-                release_memory();
-                return LoadOutcome::Invalid { diagnostics };
-            }
+        let snapshot = source.read();
+        let checked = crate::policy::load_snapshot(&snapshot);
+        let mut diagnostics = checked.loaded.diagnostics;
+        let Some(set) = checked.loaded.set else {
+            release_memory();
+            return LoadOutcome::Invalid { diagnostics };
         };
         let interfaces = read_interfaces();
-        let (rendered, view) = match self.render(&set, &interfaces) {
-            Ok(r) => r,
+        // The guard judges a new set from the directory; the last good set is a fallback that
+        // was judged when it was new.
+        let sessions = match from {
+            PolicySource::Directory => Some(guard::observe_sessions(&interfaces)),
+            PolicySource::LastGood => None,
+        };
+        let options = Options {
+            families: Families::Enabled,
+            guard: sessions.as_deref(),
+        };
+        let desired = match desired::compute(&set, &self.settings.node, &interfaces, options) {
+            Ok(d) => d,
             Err(e) => {
-                diagnostics.push(Diagnostic::file_error(
-                    dir.display().to_string(),
-                    e.to_string(),
-                ));
+                diagnostics.push(Diagnostic::file_error(origin, e.to_string()));
                 return LoadOutcome::Invalid { diagnostics };
             }
         };
         if from == PolicySource::Directory {
-            let refused = self.guard(&view, &rendered, &interfaces, &dir);
+            let refused =
+                guard::daemon_gate(&desired.findings, self.settings.lockout_guard, &origin);
             if !refused.is_empty() {
                 diagnostics.extend(refused);
                 return LoadOutcome::Invalid { diagnostics };
@@ -236,46 +187,52 @@ impl Engine for RealEngine {
                 log::warn!("{e}");
             }
         }
-        let files: Vec<PolicyFile> = sources
-            .iter()
-            .map(|s| PolicyFile {
-                name: file_name(&s.path),
-                text: s.text.clone(),
+        let files: Vec<PolicyFile> = snapshot
+            .texts
+            .into_iter()
+            .map(|t| PolicyFile {
+                name: source.saved_name(&t.name),
+                text: t.text,
             })
             .collect();
-        let source_hash = last_good::source_hash(&files);
-        rendered.log_warnings();
-        let intervals = rendered.intervals;
-        self.desired = Some(Desired {
+        let enforced = Enforced::new(desired);
+        enforced.log_warnings();
+        let intervals = enforced.intervals;
+        self.in_force = Some(InForce {
             files,
             set,
             interfaces,
-            rendered,
+            enforced,
         });
         LoadOutcome::Valid {
-            source_hash,
+            source_hash: snapshot.revision,
             diagnostics,
             intervals,
         }
     }
 
     fn interfaces_changed(&mut self) -> bool {
-        let Some(desired) = &self.desired else {
+        let Some(in_force) = &self.in_force else {
             return false;
         };
         let now = read_interfaces();
-        if now == desired.interfaces {
+        if now == in_force.interfaces {
             return false;
         }
-        match self.render(&desired.set, &now) {
-            Ok((rendered, _)) => {
-                let changed = rendered != desired.rendered;
+        let options = Options {
+            families: Families::Enabled,
+            guard: None,
+        };
+        match desired::compute(&in_force.set, &self.settings.node, &now, options) {
+            Ok(desired) => {
+                let enforced = Enforced::new(desired);
+                let changed = enforced != in_force.enforced;
                 if changed {
-                    rendered.log_warnings();
+                    enforced.log_warnings();
                 }
-                if let Some(d) = &mut self.desired {
-                    d.interfaces = now;
-                    d.rendered = rendered;
+                if let Some(f) = &mut self.in_force {
+                    f.interfaces = now;
+                    f.enforced = enforced;
                 }
                 changed
             }
@@ -300,14 +257,14 @@ impl Engine for RealEngine {
         // can run beside the daemon instead of waiting for it to exit.
         let _lock = crate::lock::acquire_logged(&self.settings.lock_path())?;
         self.ensure_dataplane()?;
-        let (Some(dp), Some(desired)) = (&self.dataplane, &self.desired) else {
+        let (Some(dp), Some(in_force)) = (&self.dataplane, &self.in_force) else {
             return Err("no policy set loaded".into());
         };
         if fresh_read {
             self.live.invalidate();
         }
         let report =
-            sync::reconcile_cached(&desired.rendered.rulesets, dp, &self.sync, &mut self.live);
+            sync::reconcile_cached(&in_force.enforced.rulesets, dp, &self.sync, &mut self.live);
         release_memory();
         let report = report?;
         let changes = if report.in_sync() {
@@ -324,7 +281,7 @@ impl Engine for RealEngine {
             backend: report.backend.to_string(),
             chains_written: report.chains_created + report.chains_rewritten,
             changes,
-            policies: desired.rendered.policies.clone(),
+            policies: in_force.enforced.policies.clone(),
         })
     }
 
@@ -346,10 +303,14 @@ impl Engine for RealEngine {
     }
 
     fn save_last_good(&mut self) -> Result<(), EngineError> {
-        let Some(desired) = &self.desired else {
+        let Some(in_force) = &self.in_force else {
             return Ok(());
         };
-        last_good::save(&self.settings.last_good_dir(), &desired.files)?;
+        last_good::save(&self.settings.last_good_dir(), &in_force.files)?;
         Ok(())
+    }
+
+    fn datastore(&self) -> Option<crate::status::Datastore> {
+        self.source.datastore()
     }
 }

@@ -198,7 +198,8 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         }
     }
 
-    /// Startup: load and apply the directory; when it is invalid, fall back as design §5 says.
+    /// Startup: load and apply the directory; when it is invalid, fall back (docs/design.md,
+    /// "Failure model").
     fn start(&mut self) -> Result<(), Fatal> {
         let outcome = self.engine.load(PolicySource::Directory);
         if self.adopt_directory(outcome)? {
@@ -558,6 +559,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
     /// Write status.json and, once ready, tell systemd when the summary changed.
     fn publish(&mut self) {
         self.status.state = self.state();
+        self.status.datastore = self.engine.datastore();
         self.status.updated = status::rfc3339(self.waiter.wall());
         self.publisher.status(&self.status);
         if self.ready {

@@ -1,9 +1,8 @@
 //! The last good policy set on disk (`<state_dir>/last-good/`): replaced as a whole, atomically,
 //! after every successful apply, so a crash at any moment leaves either the old set or the new
-//! one. Also the identity of a policy set (`source_hash`). Reading it back goes through the
-//! ordinary policy reader.
+//! one. Reading it back goes through the ordinary policy source (`source::directory`), which also
+//! gives its identity.
 
-use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
@@ -13,21 +12,6 @@ use std::path::Path;
 pub struct PolicyFile {
     pub name: String,
     pub text: String,
-}
-
-/// sha256 over the files' names and contents, in name order, hex. Each field is length-prefixed
-/// so no two different sets can produce the same byte stream.
-pub fn source_hash(files: &[PolicyFile]) -> String {
-    let mut sorted: Vec<&PolicyFile> = files.iter().collect();
-    sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut h = Sha256::new();
-    for f in sorted {
-        h.update((f.name.len() as u64).to_be_bytes());
-        h.update(f.name.as_bytes());
-        h.update((f.text.len() as u64).to_be_bytes());
-        h.update(f.text.as_bytes());
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Replace the directory `target` with exactly `files`. Written into a temp directory beside it,
@@ -167,29 +151,5 @@ mod tests {
         save(&target, &[file("a.yaml", "1")]).unwrap();
         assert!(save(&target, &[file("../evil.yaml", "x")]).is_err());
         assert_eq!(listing(&target), vec![("a.yaml".into(), "1".into())]);
-    }
-
-    #[test]
-    fn hash_depends_on_names_and_contents_not_order() {
-        let ab = source_hash(&[file("a.yaml", "1"), file("b.yaml", "2")]);
-        let ba = source_hash(&[file("b.yaml", "2"), file("a.yaml", "1")]);
-        assert_eq!(ab, ba);
-        assert_ne!(ab, source_hash(&[file("a.yaml", "1"), file("b.yaml", "3")]));
-        assert_ne!(ab, source_hash(&[file("a.yaml", "1"), file("c.yaml", "2")]));
-        // Moving a byte between name and text changes the hash (length prefixes).
-        assert_ne!(
-            source_hash(&[file("a.yaml", "x1")]),
-            source_hash(&[file("a.yamlx", "1")])
-        );
-        assert_eq!(ab.len(), 64);
-    }
-
-    #[test]
-    fn hash_of_empty_set_is_sha256_of_nothing() {
-        // sha256("") is a well-known constant.
-        assert_eq!(
-            source_hash(&[]),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
     }
 }

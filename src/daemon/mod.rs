@@ -1,5 +1,6 @@
-//! The daemon (`hostfw run`): the only home of signals, inotify and netlink. Helper threads feed
-//! one channel with `Event`s; one loop (`event_loop`) waits on it with a deadline for debounce, refresh,
+//! The daemon (`hostfw run`): the only home of signals and netlink. Helper threads (those two,
+//! and the policy source's change trigger, inotify for the directory) feed one channel with
+//! `Event`s; one loop (`event_loop`) waits on it with a deadline for debounce, refresh,
 //! post-write checks, retries and the watchdog, and drives an `Engine` that does the real work
 //! (load policies, reconcile the kernel). The loop knows nothing of YAML, rulesets or iptables.
 
@@ -10,7 +11,6 @@ mod netlink;
 mod publish;
 mod signals;
 mod timers;
-pub mod watch;
 
 pub use self::engine::RealEngine;
 pub use self::event_loop::{Daemon, Exit, LoopConfig, Waiter};
@@ -85,8 +85,9 @@ pub struct ApplyReport {
 /// Errors the engine reports; the loop only logs and records them.
 pub type EngineError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The work the loop drives. The real one (in `cmd::run`) reads the policy directory, resolves,
-/// renders and reconciles through the dataplane; tests use a scripted fake.
+/// The work the loop drives. The real one (`engine::RealEngine`, started by `cmd::run`) reads
+/// the policy source, computes the desired state and reconciles through the dataplane; tests
+/// use a scripted fake.
 pub trait Engine {
     /// Read and validate policies; a valid set replaces the desired state (resolved against the
     /// current interfaces), an invalid one leaves it alone.
@@ -101,6 +102,10 @@ pub trait Engine {
     fn kernel_has_state(&mut self) -> Result<bool, EngineError>;
     /// Save the desired state's policy files as the last good set.
     fn save_last_good(&mut self) -> Result<(), EngineError>;
+    /// The policy datastore's connection, for status; None for the policy directory.
+    fn datastore(&self) -> Option<crate::status::Datastore> {
+        None
+    }
 }
 
 /// The production `Waiter`: a channel fed by the helper threads and the monotonic clock.
@@ -135,20 +140,23 @@ impl Waiter for ChannelWaiter {
     }
 }
 
-/// Start the helper threads (signals, policy directory watcher, netlink) feeding one channel.
-/// Signals are blocked from their default action before this returns, so a SIGTERM arriving
-/// during the first apply is not lost.
-pub fn spawn_sources(
-    policy_dir: &std::path::Path,
-    counts: fn(&str) -> bool,
-) -> std::io::Result<ChannelWaiter> {
+/// Start the helper threads (signals, the policy source's change trigger, netlink) feeding one
+/// channel. Signals are blocked from their default action before this returns, so a SIGTERM
+/// arriving during the first apply is not lost.
+pub fn spawn_sources(policies: &dyn crate::source::Source) -> std::io::Result<ChannelWaiter> {
     let (tx, rx) = mpsc::channel();
     signals::spawn(tx.clone())?;
-    if let Err(e) = watch::spawn(policy_dir.to_path_buf(), counts, tx.clone()) {
+    let changes = tx.clone();
+    let notify = Box::new(move |c: crate::source::Change| {
+        changes
+            .send(Event::PolicyChanged { settled: c.settled })
+            .is_ok()
+    });
+    if let Err(e) = policies.watch(notify) {
         // Still enforce and repair; edits then take effect on SIGHUP (systemctl reload).
         log::error!(
             "cannot watch {}: {e}; send SIGHUP after editing policies",
-            policy_dir.display()
+            policies.describe()
         );
     }
     if let Err(e) = netlink::spawn(tx) {

@@ -292,13 +292,11 @@ pub fn protocol_number(name: &str) -> Option<u8> {
     }
 }
 
-/// Render `view` in `family` and build its explain context: what `hostfw explain`, the lockout
-/// guard and the tests evaluate packets against.
+/// The explain context of `ruleset`, rendered from `view` by `desired::compute`: what
+/// `hostfw explain`, the lockout guard and the tests evaluate packets against.
 pub fn prepare(
     view: &crate::resolve::NodeView,
-    family: crate::ruleset::Family,
-) -> Result<(crate::ruleset::Ruleset, Context), crate::render::RenderError> {
-    let ruleset = crate::render::render(view, family)?;
-    let ctx = Context::build(view, family, &ruleset)?;
-    Ok((ruleset, ctx))
+    ruleset: &crate::ruleset::Ruleset,
+) -> Result<Context, crate::render::RenderError> {
+    Context::build(view, ruleset.family, ruleset)
 }

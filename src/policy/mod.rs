@@ -1,13 +1,13 @@
-//! Loading policy: read the directory (source), parse YAML into raw resources (parse), validate
-//! into the typed model (validate; selectors live in `model::selector`). All-or-nothing: a
-//! `PolicySet` exists only when no error was found.
+//! Loading policy: the texts a `source::Source` read are parsed into raw resources (parse) and
+//! validated into the typed model (validate; selectors live in `model::selector`).
+//! All-or-nothing: a `PolicySet` exists only when no error was found. Reads nothing itself.
 
 pub mod parse;
-pub mod source;
 pub mod validate;
 
 use crate::diag::Diagnostic;
 use crate::model::PolicySet;
+use crate::source::{NamedText, Snapshot};
 use std::path::PathBuf;
 
 /// The outcome of loading: the set (only when there is no error) and every diagnostic, sorted.
@@ -17,13 +17,13 @@ pub struct Loaded {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Parse and validate already-read sources. Pure.
-pub fn load_sources(sources: &[source::Source]) -> Loaded {
+/// Parse and validate already-read texts. Pure.
+pub fn load_sources(texts: &[NamedText]) -> Loaded {
     let mut diagnostics = Vec::new();
     let mut validator = validate::Validator::default();
     // One file's YAML tree at a time: memory stays near one file's tree plus the typed set.
-    for s in sources {
-        let (resources, mut d) = parse::parse(&s.path, &s.text);
+    for t in texts {
+        let (resources, mut d) = parse::parse(&t.name, &t.text);
         diagnostics.append(&mut d);
         for r in &resources {
             validator.add(r);
@@ -44,29 +44,33 @@ fn finish(set: PolicySet, mut diagnostics: Vec<Diagnostic>) -> Loaded {
     }
 }
 
-/// Read the given files/directories (see `source`) and load them.
+/// Read the given files/directories (`source::directory`) and load them.
 pub fn load_paths(paths: &[PathBuf]) -> Loaded {
     load_checked(paths).loaded
 }
 
-/// `load_paths` plus whether a given path could not be read at all (`check` exits 2 then).
+/// `load_paths` plus whether the source could not be read at all (`check` exits 2 then).
 #[derive(Debug, Clone)]
 pub struct Checked {
     pub loaded: Loaded,
     pub unreadable: bool,
 }
 
-/// Read and load, keeping the "unreadable path" flag of `source::read_outcome`.
+/// Read the given files/directories and load them, keeping the "unreadable" flag.
 pub fn load_checked(paths: &[PathBuf]) -> Checked {
-    let read = source::read_outcome(paths);
-    let loaded = load_sources(&read.sources);
-    let mut diagnostics = read.diagnostics;
+    load_snapshot(&crate::source::directory::read(paths))
+}
+
+/// Load what a source read: its read diagnostics and the loader's together, one verdict.
+pub fn load_snapshot(snapshot: &Snapshot) -> Checked {
+    let loaded = load_sources(&snapshot.texts);
+    let mut diagnostics = snapshot.diagnostics.clone();
     diagnostics.extend(loaded.diagnostics);
     let set = loaded.set.unwrap_or_default();
     // Errors from either stage are in `diagnostics`, so `finish` drops the set when needed.
     let loaded = finish(set, diagnostics);
     Checked {
         loaded,
-        unreadable: read.unreadable,
+        unreadable: snapshot.unreadable,
     }
 }

@@ -1,3 +1,120 @@
-//! Policy sources.
+//! Where policy text comes from: the `Source` seam between "some store holds the admin's
+//! resources" and the loader (`policy::parse` / `policy::validate`), which never reads anything
+//! itself. A source hands over named texts (the name is what diagnostics cite: a file path for
+//! the directory, a key for a datastore), an identity of what it handed over, and its own read
+//! problems; it also owns its change trigger, a thread that says "read me again".
+//!
+//! Implementations: `directory::Directory` (the policy directory, watched with inotify through
+//! `watch`) and `etcd::Etcd` (Calico's etcd v3 datastore, watched by its own gRPC thread).
+//! The trait is deliberately small and synchronous: `read` blocks until it has a complete,
+//! consistent snapshot (or knows it cannot get one), `watch` only starts a thread and returns;
+//! neither keeps the daemon's loop waiting on anything but the read itself.
 
+pub mod directory;
 pub mod etcd;
+pub mod watch;
+
+use crate::diag::Diagnostic;
+use sha2::{Digest, Sha256};
+use std::io;
+
+/// One unit of policy text and the name diagnostics cite it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedText {
+    pub name: String,
+    pub text: String,
+}
+
+/// What one read of a source produced.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The texts, in the order the loader must see them (name order for the directory).
+    pub texts: Vec<NamedText>,
+    /// Identity of exactly these texts: equal revisions mean the same policy set. The daemon
+    /// publishes it (`status.json` `source_hash`) and skips re-applying an unchanged set.
+    pub revision: String,
+    /// Problems reading (a file too large, not UTF-8, unlistable): errors make the set invalid.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The source could not be read at all (missing, permission, loop): there is no input to
+    /// judge, which `check` reports as exit status 2.
+    pub unreadable: bool,
+}
+
+/// One trigger from a source's watcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// The last change is complete (a file closed, renamed in, deleted), so a short quiet
+    /// period is enough before reading; otherwise something may still be being written.
+    pub settled: bool,
+}
+
+/// Where the daemon's trigger thread reports a change; `false` when nobody listens any more
+/// (the thread then ends).
+pub type Notify = Box<dyn FnMut(Change) -> bool + Send>;
+
+/// A policy store: read a snapshot, or start the thread that announces changes.
+pub trait Source {
+    /// How to name the source in logs (`/etc/hostfw/policies.d`).
+    fn describe(&self) -> String;
+    /// Read everything now.
+    fn read(&self) -> Snapshot;
+    /// Start the change trigger on its own thread, calling `notify` for every relevant change.
+    /// `Err` when it cannot start (the daemon then relies on SIGHUP).
+    fn watch(&self, notify: Notify) -> io::Result<()>;
+    /// The file name under which a text is kept in the last good copy (a policy directory, so
+    /// it must be unique and end in `.yaml` or `.json`): the path's last component by default.
+    fn saved_name(&self, name: &str) -> String {
+        std::path::Path::new(name)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name.to_string())
+    }
+    /// The connection to a datastore, for `status.json`; None for the policy directory.
+    fn datastore(&self) -> Option<crate::status::Datastore> {
+        None
+    }
+}
+
+/// sha256 over (name, text) pairs in name order, hex. Each field is length-prefixed so no two
+/// different sets produce the same byte stream.
+pub fn content_hash<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut sorted: Vec<(&str, &str)> = items.into_iter().collect();
+    sorted.sort();
+    let mut h = Sha256::new();
+    for (name, text) in sorted {
+        h.update((name.len() as u64).to_be_bytes());
+        h.update(name.as_bytes());
+        h.update((text.len() as u64).to_be_bytes());
+        h.update(text.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_depends_on_names_and_contents_not_order() {
+        let ab = content_hash([("a.yaml", "1"), ("b.yaml", "2")]);
+        let ba = content_hash([("b.yaml", "2"), ("a.yaml", "1")]);
+        assert_eq!(ab, ba);
+        assert_ne!(ab, content_hash([("a.yaml", "1"), ("b.yaml", "3")]));
+        assert_ne!(ab, content_hash([("a.yaml", "1"), ("c.yaml", "2")]));
+        // Moving a byte between name and text changes the hash (length prefixes).
+        assert_ne!(
+            content_hash([("a.yaml", "x1")]),
+            content_hash([("a.yamlx", "1")])
+        );
+        assert_eq!(ab.len(), 64);
+    }
+
+    #[test]
+    fn hash_of_empty_set_is_sha256_of_nothing() {
+        // sha256("") is a well-known constant.
+        assert_eq!(
+            content_hash([]),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

@@ -1,14 +1,18 @@
-//! Lockout guard: synthetic SSH sessions against rendered rulesets (pure), and the CLI in a
-//! network namespace: `apply` refuses with a message naming the policy that would drop the
-//! session from `SSH_CONNECTION`, applies with `--force`; `check` only warns.
+//! Lockout guard: synthetic SSH sessions against the rulesets `desired::compute` renders (pure),
+//! the daemon's gate on those findings, and the CLI in a network namespace: `apply` refuses
+//! with a message naming the policy that would drop the session from `SSH_CONNECTION`, applies
+//! with `--force`; `check` only warns.
 
 use crate::netns;
 
+use hostfw::desired::{self, Families, Options};
 use hostfw::explain::{Decision, RuleVerdict};
-use hostfw::guard::{self, parse_ssh_connection, Prepared, Severity, SshSession};
-use hostfw::policy::{load_sources, source::Source};
-use hostfw::resolve::{resolve, HostInterfaces, NodeView};
-use hostfw::ruleset::Family;
+use hostfw::finding::{Finding, FindingKind};
+use hostfw::guard::{self, parse_ssh_connection, SshSession};
+use hostfw::model::PolicySet;
+use hostfw::policy::load_sources;
+use hostfw::resolve::HostInterfaces;
+use hostfw::source::NamedText;
 use netns::*;
 
 const NODE: &str = "hfw-guard";
@@ -32,28 +36,24 @@ fn interfaces() -> HostInterfaces {
     i
 }
 
-fn view(yaml: &str) -> NodeView {
-    let loaded = load_sources(&[Source {
-        path: "t.yaml".into(),
+fn set(yaml: &str) -> PolicySet {
+    let loaded = load_sources(&[NamedText {
+        name: "t.yaml".into(),
         text: yaml.into(),
     }]);
-    let set = loaded
+    loaded
         .set
-        .unwrap_or_else(|| panic!("invalid: {:?}", loaded.diagnostics));
-    resolve(&set, NODE, &interfaces())
+        .unwrap_or_else(|| panic!("invalid: {:?}", loaded.diagnostics))
 }
 
-fn findings(yaml: &str, sessions: &[SshSession]) -> Vec<guard::Finding> {
-    let v = view(yaml);
-    let fams: Vec<_> = [Family::V4, Family::V6]
-        .into_iter()
-        .map(|f| hostfw::explain::prepare(&v, f).expect("render"))
-        .collect();
-    let prepared: Vec<Prepared> = fams
-        .iter()
-        .map(|(ruleset, ctx)| Prepared { ruleset, ctx })
-        .collect();
-    guard::check(&v, &prepared, &interfaces(), sessions)
+/// The guard's findings, as every command and the daemon get them.
+fn findings(yaml: &str, sessions: &[SshSession]) -> Vec<Finding> {
+    let options = Options {
+        families: Families::Enabled,
+        guard: Some(sessions),
+    };
+    let d = desired::compute(&set(yaml), NODE, &interfaces(), options).expect("render");
+    d.guard_findings().cloned().collect()
 }
 
 fn admin() -> SshSession {
@@ -75,7 +75,7 @@ spec:
 fn denied_admin_is_a_lockout_naming_the_policy() {
     let f = findings(&format!("{NO_FAILSAFE}{DENY_SSH}{}", hep()), &[admin()]);
     assert_eq!(f.len(), 1, "{f:?}");
-    assert_eq!(f[0].severity, Severity::Lockout);
+    assert_eq!(f[0].kind, FindingKind::Lockout);
     assert!(f[0].message.contains("new login"), "{}", f[0].message);
     assert!(f[0].message.contains("deny-ssh"), "{}", f[0].message);
     assert_eq!(
@@ -106,7 +106,7 @@ fn admin_outside_the_allowed_net_but_ssh_reachable_elsewhere() {
     );
     let f = findings(&yaml, &[admin()]);
     assert_eq!(f.len(), 1, "{f:?}");
-    assert_eq!(f[0].severity, Severity::Lockout);
+    assert_eq!(f[0].kind, FindingKind::Lockout);
     assert!(matches!(f[0].decision, Some(Decision::EndOfTier { .. })));
     // Without a session nothing is locked out: 203.0.113.0/24 can still reach SSH.
     assert!(findings(&yaml, &[]).is_empty());
@@ -122,7 +122,7 @@ fn no_ssh_anywhere_is_unreachable() {
     );
     let f = findings(&yaml, &[]);
     assert_eq!(f.len(), 1, "{f:?}");
-    assert_eq!(f[0].severity, Severity::Unreachable);
+    assert_eq!(f[0].kind, FindingKind::Unreachable);
     assert!(f[0].message.contains("tcp port 22"), "{}", f[0].message);
 }
 
@@ -138,10 +138,10 @@ fn untracked_deny_drops_the_established_session() {
     );
     let f = findings(&yaml, &[admin()]);
     // Also unreachable (no normal policy lets anything in), beside the lockout itself.
-    let kinds: Vec<Severity> = f.iter().map(|x| x.severity).collect();
+    let kinds: Vec<FindingKind> = f.iter().map(|x| x.kind).collect();
     assert_eq!(
         kinds,
-        vec![Severity::Lockout, Severity::Unreachable],
+        vec![FindingKind::Lockout, FindingKind::Unreachable],
         "{f:?}"
     );
     assert!(
@@ -227,23 +227,30 @@ fn daemon_warns_by_default_and_refuses_on_request() {
          - {{action: Allow, protocol: TCP, destination: {{ports: [10250]}}}}\n{}",
         hep()
     );
-    let set = load_sources(&[Source {
-        path: "t.yaml".into(),
-        text: yaml,
-    }])
-    .set
-    .expect("valid");
-    let v = resolve(&set, NODE, &interfaces());
-    let rulesets: Vec<_> = [Family::V4, Family::V6]
-        .into_iter()
-        .map(|f| hostfw::render::render(&v, f).expect("render"))
-        .collect();
-    let gate = |mode| guard::daemon_gate(&set, NODE, &interfaces(), &rulesets, mode);
-    assert_eq!(gate(guard::DaemonMode::Warn), Ok(()));
-    let refused = gate(guard::DaemonMode::Refuse).expect_err("refuse mode refuses");
-    assert!(refused.contains("no inbound SSH"), "{refused}");
+    let found = findings(&yaml, &[]);
+    let gate = |mode| guard::daemon_gate(&found, mode, "policies.d");
+    assert_eq!(gate(guard::DaemonMode::Warn), vec![]);
+    let refused = gate(guard::DaemonMode::Refuse);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].is_error(), "{refused:?}");
+    assert_eq!(refused[0].file, "policies.d");
+    assert!(
+        refused[0].message.contains("no inbound SSH"),
+        "{}",
+        refused[0].message
+    );
     assert_eq!(
         guard::DaemonMode::from_value(Some("refuse")),
         guard::DaemonMode::Refuse
+    );
+}
+
+/// Resolution warnings pass the gate untouched: only guard verdicts can refuse a set.
+#[test]
+fn daemon_gate_ignores_resolution_warnings() {
+    let warning = Finding::warning("no HostEndpoint has spec.node \"x\"");
+    assert_eq!(
+        guard::daemon_gate([&warning], guard::DaemonMode::Refuse, "policies.d"),
+        vec![]
     );
 }

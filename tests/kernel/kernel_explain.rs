@@ -19,8 +19,9 @@
 use crate::netns;
 
 use hostfw::explain::{self, ConnState, Decision, Direction, Packet};
-use hostfw::policy::{load_sources, source::Source};
+use hostfw::policy::load_sources;
 use hostfw::ruleset::{parse_ipset_save, Family, TableName};
+use hostfw::source::NamedText;
 use netns::*;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
@@ -471,17 +472,27 @@ fn differential(tag: &str, backend: &'static str, yaml: &str, seed: u64) {
     assert_eq!(run.code, 0, "apply failed: {run:?}");
 
     // explain's side: the same policy, resolved with the host namespace's interfaces.
-    let loaded = load_sources(&[Source {
-        path: "policies.yaml".into(),
+    let loaded = load_sources(&[NamedText {
+        name: "policies.yaml".into(),
         text: yaml.into(),
     }]);
     let set = loaded.set.expect("valid scenario");
     let ifaces = t
         .host
         .run_in(|| hostfw::host::interfaces().expect("interfaces"));
-    let view = hostfw::resolve::resolve(&set, NODE, &ifaces);
-    let v4_rendered = explain::prepare(&view, Family::V4).expect("render v4");
-    let v6_rendered = explain::prepare(&view, Family::V6).expect("render v6");
+    let options = hostfw::desired::Options {
+        families: hostfw::desired::Families::Enabled,
+        guard: None,
+    };
+    let desired =
+        hostfw::desired::compute(&set, NODE, &ifaces, options).expect("render both families");
+    let prepared = |family| {
+        let rs = desired.ruleset(family).expect("family enabled").clone();
+        let ctx = explain::prepare(&desired.view, &rs).expect("context");
+        (rs, ctx)
+    };
+    let v4_rendered = prepared(Family::V4);
+    let v6_rendered = prepared(Family::V6);
 
     // `explain --live`'s side: the kernel's own tables, parsed back.
     let live = |family: Family| {
@@ -497,7 +508,8 @@ fn differential(tag: &str, backend: &'static str, yaml: &str, seed: u64) {
             "unparsed rules: {:?}",
             live.unknown
         );
-        let mut ctx = explain::Context::build(&view, family, &live.ruleset).expect("context");
+        let mut ctx =
+            explain::Context::build(&desired.view, family, &live.ruleset).expect("context");
         ctx.kernel_policies = live.policies;
         (live.ruleset, ctx)
     };

@@ -1,5 +1,6 @@
 //! `hostfw check` on the built binary: exit codes (0 valid, 1 invalid, 2 unreadable path),
-//! the one-line-per-diagnostic stderr format and the JSON report shape of design §3.
+//! the one-line-per-diagnostic stderr format and the JSON report shape docs/design.md gives
+//! ("Product contract").
 
 use std::fs;
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! The systemd unit: `systemd-analyze verify` accepts it without a single warning, and it says
-//! what design §2/§5 and issue 5 require (notify type, reload by SIGHUP, ordering, hardening).
+//! what docs/design.md ("Daemon", "Failure model") requires of it (notify type, reload by SIGHUP, ordering, hardening).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -1,19 +1,20 @@
 //! `explain` over rendered rulesets: YAML → load → resolve → render → one packet. Each expected
-//! verdict and deciding rule is reasoned from Felix's semantics (reference felix-iptables.md:
-//! conntrack first, failsafe before policy, tiers end in deny, no policy + no profile = deny,
-//! forwarded traffic allowed without forward policy, untracked allow accepted in raw).
+//! verdict and deciding rule is reasoned from Felix's semantics (felix/rules/static.go,
+//! felix/rules/policy.go, felix/rules/endpoints.go): conntrack first, failsafe before policy, tiers end in deny, no policy + no profile = deny,
+//! forwarded traffic allowed without forward policy, untracked allow accepted in raw.
 
 use hostfw::explain::{self, ConnState, Decision, Direction, Packet, RuleVerdict, Verdict};
-use hostfw::policy::{load_sources, source::Source};
+use hostfw::policy::load_sources;
 use hostfw::resolve::{resolve, HostInterfaces, NodeView};
 use hostfw::ruleset::Family;
+use hostfw::source::NamedText;
 use std::net::IpAddr;
 
 const NODE: &str = "host-a";
 
 fn view(yaml: &str) -> NodeView {
-    let loaded = load_sources(&[Source {
-        path: "t.yaml".into(),
+    let loaded = load_sources(&[NamedText {
+        name: "t.yaml".into(),
         text: yaml.into(),
     }]);
     let set = loaded
@@ -93,7 +94,8 @@ fn run(view: &NodeView, p: &P) -> explain::Explanation {
     } else {
         Family::V4
     };
-    let (rs, ctx) = explain::prepare(view, family).expect("render");
+    let rs = hostfw::render::render(view, family).expect("render");
+    let ctx = explain::prepare(view, &rs).expect("context");
     explain::explain(&rs, &ctx, &p.0)
 }
 

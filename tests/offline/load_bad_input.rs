@@ -2,8 +2,9 @@
 //! unbounded work (docs/policy-format.md, "Limits"). Also the file-selection rules
 //! (docs/policy-format.md, "Which files are read").
 
-use hostfw::policy::source::{self, MAX_FILE_BYTES};
-use hostfw::policy::{load_checked, load_sources, source::Source};
+use hostfw::policy::{load_checked, load_sources};
+use hostfw::source::directory::{self, MAX_FILE_BYTES};
+use hostfw::source::NamedText;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -84,12 +85,13 @@ fn file_selection_and_order() {
     }
     fs::create_dir(d.join("sub")).expect("mkdir");
     write(&d.join("sub"), "deep.yaml", "not: [read");
-    let (sources, diags) = source::read(&[d.to_path_buf()]);
-    assert!(diags.is_empty(), "{diags:?}");
-    let names: Vec<String> = sources
+    let read = directory::read(&[d.to_path_buf()]);
+    assert!(read.diagnostics.is_empty(), "{:?}", read.diagnostics);
+    let names: Vec<String> = read
+        .texts
         .iter()
         .map(|s| {
-            Path::new(&s.path)
+            Path::new(&s.name)
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
@@ -208,8 +210,8 @@ fn unlistable_directory_is_unreadable() {
 }
 
 fn load_text(text: &str) -> (bool, Vec<String>) {
-    let l = load_sources(&[Source {
-        path: "t.yaml".into(),
+    let l = load_sources(&[NamedText {
+        name: "t.yaml".into(),
         text: text.into(),
     }]);
     (

@@ -1,11 +1,12 @@
 //! Loader tests: every document layout produces the typed PolicySet; layout errors are located.
 
 use hostfw::model::*;
-use hostfw::policy::{load_sources, source::Source};
+use hostfw::policy::load_sources;
+use hostfw::source::NamedText;
 
 fn load(text: &str) -> hostfw::policy::Loaded {
-    load_sources(&[Source {
-        path: "t.yaml".into(),
+    load_sources(&[NamedText {
+        name: "t.yaml".into(),
         text: text.into(),
     }])
 }

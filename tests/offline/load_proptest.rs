@@ -1,7 +1,8 @@
 //! Randomised robustness of the loader: random bytes and randomly mutated valid YAML never
 //! panic, and a result is valid exactly when it has no error diagnostic.
 
-use hostfw::policy::{load_sources, source::Source};
+use hostfw::policy::load_sources;
+use hostfw::source::NamedText;
 use proptest::prelude::*;
 
 const SEED_DOC: &str = r#"apiVersion: projectcalico.org/v3
@@ -36,8 +37,8 @@ spec: {node: n1, interfaceName: "*", expectedIPs: [203.0.113.1], ports: [{name: 
 "#;
 
 fn load(text: String) -> hostfw::policy::Loaded {
-    load_sources(&[Source {
-        path: "p.yaml".into(),
+    load_sources(&[NamedText {
+        name: "p.yaml".into(),
         text,
     }])
 }

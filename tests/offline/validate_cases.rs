@@ -5,7 +5,8 @@
 //! not from this implementation's output.
 
 use hostfw::diag::{Diagnostic, Severity};
-use hostfw::policy::{load_sources, source::Source};
+use hostfw::policy::load_sources;
+use hostfw::source::NamedText;
 
 /// What a case expects.
 #[derive(Debug)]
@@ -46,8 +47,8 @@ fn meta(meta: &str) -> String {
 }
 
 fn run(name: &str, text: &str, want: &Want) -> Result<(), String> {
-    let loaded = load_sources(&[Source {
-        path: "case.yaml".into(),
+    let loaded = load_sources(&[NamedText {
+        name: "case.yaml".into(),
         text: text.into(),
     }]);
     let show = |d: &[Diagnostic]| d.iter().map(|d| format!("\n    {d}")).collect::<String>();
@@ -631,10 +632,10 @@ fn yaml_scalar_decisions() {
 }
 
 fn load_files(files: &[(&str, &str)]) -> hostfw::policy::Loaded {
-    let sources: Vec<Source> = files
+    let sources: Vec<NamedText> = files
         .iter()
-        .map(|(p, t)| Source {
-            path: p.to_string(),
+        .map(|(p, t)| NamedText {
+            name: p.to_string(),
             text: t.to_string(),
         })
         .collect();

@@ -695,6 +695,18 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "field `nmae` is not in the schema")]
+    fn a_name_outside_the_schema_is_a_bug_not_an_absent_field() {
+        let f = Fields {
+            known: &["name", "labels"],
+            values: [None; MAX_FIELDS],
+            ignored: Vec::new(),
+        };
+        assert!(f.get("labels").is_none());
+        f.get("nmae");
+    }
+
+    #[test]
     fn edit_distance_and_suggestions() {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(

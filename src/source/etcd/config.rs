@@ -157,33 +157,36 @@ pub fn resolve(
         password: pick("ETCD_PASSWORD", "etcdPassword"),
     };
     if kind == DatastoreType::Etcdv3 {
-        if etcd.endpoints.is_empty() {
-            return Err(
-                "the etcdv3 datastore needs --etcd-endpoints (ETCD_ENDPOINTS, or etcdEndpoints in calicoctl.cfg)"
-                    .to_string(),
-            );
-        }
-        if let Some(bad) = etcd
-            .endpoints
-            .iter()
-            .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
-        {
-            return Err(format!(
-                "etcd endpoint `{bad}` must be an http:// or https:// URL"
-            ));
-        }
-        if etcd.cert_file.is_some() != etcd.key_file.is_some() {
-            return Err(
-                "a client certificate needs both ETCD_CERT_FILE and ETCD_KEY_FILE".to_string(),
-            );
-        }
-        if etcd.username.is_some() != etcd.password.is_some() {
-            return Err(
-                "etcd authentication needs both ETCD_USERNAME and ETCD_PASSWORD".to_string(),
-            );
-        }
+        check(&etcd)?;
     }
     Ok((Datastore { kind, etcd }, note))
+}
+
+/// Whether `etcd` is complete enough to connect with: endpoints given as URLs, certificate and
+/// key together, user and password together.
+pub fn check(etcd: &EtcdConfig) -> Result<(), String> {
+    if etcd.endpoints.is_empty() {
+        return Err(
+            "the etcdv3 datastore needs --etcd-endpoints (ETCD_ENDPOINTS, or etcdEndpoints in calicoctl.cfg)"
+                .to_string(),
+        );
+    }
+    if let Some(bad) = etcd
+        .endpoints
+        .iter()
+        .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+    {
+        return Err(format!(
+            "etcd endpoint `{bad}` must be an http:// or https:// URL"
+        ));
+    }
+    if etcd.cert_file.is_some() != etcd.key_file.is_some() {
+        return Err("a client certificate needs both ETCD_CERT_FILE and ETCD_KEY_FILE".to_string());
+    }
+    if etcd.username.is_some() != etcd.password.is_some() {
+        return Err("etcd authentication needs both ETCD_USERNAME and ETCD_PASSWORD".to_string());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 
 use crate::diag::Diagnostic;
 use crate::policy::parse::{Node, Value, API_VERSION};
-use crate::policy::source::Source;
+use crate::source::NamedText;
 use serde_json::{Map, Value as Json};
 use std::fmt::Write as _;
 
@@ -105,7 +105,7 @@ pub fn key(kind: &str, name: &str) -> Option<String> {
 pub enum Decoded {
     /// A resource for the policy loader: pretty JSON (valid YAML) named by its key, with the
     /// name Calico would report and without the metadata annotation.
-    Resource(Source),
+    Resource(NamedText),
     /// ClusterInformation `default`: whether the datastore is ready (`spec.datastoreReady`,
     /// true when absent, as Calico reads it).
     Ready(bool),
@@ -199,8 +199,8 @@ pub fn decode(key: &str, value: &[u8]) -> Result<Decoded, Box<Diagnostic>> {
             format!("cannot re-encode value: {e}"),
         ))
     })?;
-    Ok(Decoded::Resource(Source {
-        path: key.to_string(),
+    Ok(Decoded::Resource(NamedText {
+        name: key.to_string(),
         text,
     }))
 }
@@ -209,7 +209,7 @@ pub fn decode(key: &str, value: &[u8]) -> Result<Decoded, Box<Diagnostic>> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Texts {
     /// In key order, named by key.
-    pub sources: Vec<Source>,
+    pub sources: Vec<NamedText>,
     /// Values that could not be decoded, each naming its key (errors: the set is invalid).
     pub diagnostics: Vec<Diagnostic>,
     /// ClusterInformation `default`'s `datastoreReady` (true when absent).

@@ -61,6 +61,19 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Whether ClusterInformation `default` lets hosts apply the datastore (true when absent
+    /// or undecodable: a broken flag is reported as an invalid object, never as a pause).
+    pub fn ready(&self) -> bool {
+        let key = format!("{PREFIX}clusterinformations/default");
+        let Some(stored) = self.listing.as_ref().and_then(|l| l.kvs.get(&key)) else {
+            return true;
+        };
+        !matches!(
+            layout::decode(&key, &stored.value),
+            Ok(layout::Decoded::Ready(false))
+        )
+    }
+
     /// The copy decoded for the loader; None before the first list.
     pub fn texts(&self) -> Option<layout::Texts> {
         let listing = self.listing.as_ref()?;
@@ -80,7 +93,10 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 
 impl Watcher {
     /// Start the thread. `notify` is called after every change of the copy or of the state.
-    pub fn spawn(cfg: EtcdConfig, notify: impl Fn() + Send + 'static) -> std::io::Result<Watcher> {
+    pub fn spawn(
+        cfg: EtcdConfig,
+        notify: impl FnMut() + Send + 'static,
+    ) -> std::io::Result<Watcher> {
         let shared = Arc::new(Mutex::new(Shared {
             listing: None,
             status: Status {

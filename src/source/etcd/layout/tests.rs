@@ -28,9 +28,9 @@ fn gnp_value(name: &str, tier: Option<&str>, annotation: Option<&str>) -> String
     )
 }
 
-fn security_tier() -> Source {
-    Source {
-        path: "/calico/resources/v3/projectcalico.org/tiers/security".into(),
+fn security_tier() -> NamedText {
+    NamedText {
+        name: "/calico/resources/v3/projectcalico.org/tiers/security".into(),
         text: r#"{"kind":"Tier","apiVersion":"projectcalico.org/v3","metadata":{"name":"security"},"spec":{"order":100}}"#.into(),
     }
 }
@@ -38,7 +38,7 @@ fn security_tier() -> Source {
 fn decoded_text(key: &str, value: &str) -> String {
     match decode(key, value.as_bytes()) {
         Ok(Decoded::Resource(s)) => {
-            assert_eq!(s.path, key);
+            assert_eq!(s.name, key);
             s.text
         }
         other => panic!("{key}: {other:?}"),

@@ -1,4 +1,5 @@
-//! Watching the policy directory with inotify through the `notify` crate: the directory itself
+//! The directory source's change trigger: watching the policy directory with inotify through
+//! the `notify` crate: the directory itself
 //! (files created, written, renamed in or out, deleted, chmod'ed) and its parent (the directory
 //! replaced, deleted and recreated, or a symlink to it swapped). Editors' temporary files are
 //! filtered out by the caller's `counts` predicate (the policy reader's ignore rules). Never
@@ -6,14 +7,14 @@
 //! unmounted from under the directory ends its watch until the next parent event; mounting
 //! over it is invisible to inotify either way (SIGHUP covers both).
 
-use super::Event;
+use super::{Change as Trigger, Notify};
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, INotifyWatcher, RecursiveMode, Watcher};
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver};
 
 /// What one batch of inotify events means for the policy set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,8 +220,10 @@ fn io_error(path: &Path, e: notify::Error) -> io::Error {
     io::Error::new(kind, format!("{}: {e}", path.display()))
 }
 
-/// Run a `DirWatcher` on its own thread, sending `PolicyChanged` for every relevant batch.
-pub(crate) fn spawn(dir: PathBuf, counts: fn(&str) -> bool, tx: Sender<Event>) -> io::Result<()> {
+/// Run a `DirWatcher` on its own thread, calling `notify` for every batch that counts; the
+/// thread ends when `notify` says nobody listens any more, or when the watch fails (logged:
+/// changes then need SIGHUP).
+pub(super) fn spawn(dir: PathBuf, counts: fn(&str) -> bool, mut notify: Notify) -> io::Result<()> {
     let mut watcher = DirWatcher::new(&dir, counts)?;
     std::thread::Builder::new()
         .name("hostfw-watch".into())
@@ -237,7 +240,7 @@ pub(crate) fn spawn(dir: PathBuf, counts: fn(&str) -> bool, tx: Sender<Event>) -
                     return;
                 }
             };
-            if tx.send(Event::PolicyChanged { settled }).is_err() {
+            if !notify(Trigger { settled }) {
                 return;
             }
         })?;

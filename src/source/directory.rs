@@ -1,7 +1,9 @@
-//! The only reader of the policy directory: which files count, in which order, and their text.
-//! It reads files and directory listings and nothing else; it never parses YAML (that is
-//! `parse`) and never decides validity beyond "this file can be read as UTF-8 text".
+//! The policy directory as a `Source`, and the only reader of policy files: which files count,
+//! in which order, and their text. It reads files and directory listings and nothing else; it
+//! never parses YAML (that is `policy::parse`) and never decides validity beyond "this file can
+//! be read as UTF-8 text". Its change trigger is the inotify watcher in `source::watch`.
 
+use super::{NamedText, Notify, Snapshot, Source};
 use crate::diag::Diagnostic;
 use std::fs;
 use std::io::{self, Read};
@@ -15,45 +17,83 @@ pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
 /// (with a diagnostic) rather than read into memory without bound.
 pub const MAX_TOTAL_BYTES: u64 = 256 * 1024 * 1024;
 
-/// One policy file's text and the path used to name it in diagnostics.
+/// Files and directories of policy files (`hostfw check a.yaml dir/`), or the one policy
+/// directory the daemon watches (the first path).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Source {
-    pub path: String,
-    pub text: String,
+pub struct Directory {
+    paths: Vec<PathBuf>,
 }
 
-/// What reading produced: the sources in order, problems found, and whether a path given by the
-/// caller could not be read at all (missing, permission denied, loop). `check` maps the last one
-/// to exit status 2, because then there is no input to judge.
-#[derive(Debug, Clone, Default)]
-pub struct ReadOutcome {
-    pub sources: Vec<Source>,
-    pub diagnostics: Vec<Diagnostic>,
-    pub unreadable: bool,
-    /// Bytes still allowed by the total limit.
+impl Directory {
+    /// One policy directory.
+    pub fn new(dir: impl Into<PathBuf>) -> Directory {
+        Directory {
+            paths: vec![dir.into()],
+        }
+    }
+
+    /// Several files or directories, read in the order given.
+    pub fn paths(paths: &[PathBuf]) -> Directory {
+        Directory {
+            paths: paths.to_vec(),
+        }
+    }
+}
+
+impl Source for Directory {
+    fn describe(&self) -> String {
+        let shown: Vec<String> = self.paths.iter().map(|p| display(p)).collect();
+        shown.join(", ")
+    }
+
+    fn read(&self) -> Snapshot {
+        read(&self.paths)
+    }
+
+    fn watch(&self, notify: Notify) -> io::Result<()> {
+        let dir = self.paths.first().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "no policy directory to watch")
+        })?;
+        super::watch::spawn(dir.clone(), is_policy_file_name, notify)
+    }
+}
+
+/// Reading in progress: the snapshot so far and the bytes still allowed by the total limit.
+struct Reader {
+    out: Snapshot,
     budget: u64,
 }
 
-/// Read every policy file under `paths` (files or directories).
-pub fn read(paths: &[PathBuf]) -> (Vec<Source>, Vec<Diagnostic>) {
-    let out = read_outcome(paths);
-    (out.sources, out.diagnostics)
-}
-
-/// Like `read`, also telling whether a top-level path was unreadable.
-pub fn read_outcome(paths: &[PathBuf]) -> ReadOutcome {
+/// Read every policy file under `paths` (files or directories). The revision is the content
+/// hash over file names (without their directory) and texts, so the saved last good copy of a
+/// set has the same identity as the directory it came from.
+pub fn read(paths: &[PathBuf]) -> Snapshot {
     read_with_budget(paths, MAX_TOTAL_BYTES)
 }
 
-fn read_with_budget(paths: &[PathBuf], budget: u64) -> ReadOutcome {
-    let mut out = ReadOutcome {
+fn read_with_budget(paths: &[PathBuf], budget: u64) -> Snapshot {
+    let mut reader = Reader {
+        out: Snapshot::default(),
         budget,
-        ..ReadOutcome::default()
     };
     for path in paths {
-        read_top(path, &mut out);
+        read_top(path, &mut reader);
     }
+    let mut out = reader.out;
+    out.revision = super::content_hash(
+        out.texts
+            .iter()
+            .map(|t| (file_name(&t.name), t.text.as_str())),
+    );
     out
+}
+
+/// A file's name without its directory (texts are named by path).
+fn file_name(path: &str) -> &str {
+    Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(path)
 }
 
 fn display(path: &Path) -> String {
@@ -62,29 +102,30 @@ fn display(path: &Path) -> String {
 
 /// A path named by the caller: a directory is listed (not recursively), a file is always read,
 /// whatever its name.
-fn read_top(path: &Path, out: &mut ReadOutcome) {
+fn read_top(path: &Path, r: &mut Reader) {
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) => {
-            out.unreadable = true;
-            out.diagnostics
+            r.out.unreadable = true;
+            r.out
+                .diagnostics
                 .push(Diagnostic::file_error(display(path), describe_io(&e, path)));
             return;
         }
     };
     if meta.is_dir() {
-        read_dir(path, out);
+        read_dir(path, r);
     } else {
-        read_file(path, &meta, out);
+        read_file(path, &meta, r);
     }
 }
 
-fn read_dir(dir: &Path, out: &mut ReadOutcome) {
+fn read_dir(dir: &Path, r: &mut Reader) {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            out.unreadable = true;
-            out.diagnostics.push(Diagnostic::file_error(
+            r.out.unreadable = true;
+            r.out.diagnostics.push(Diagnostic::file_error(
                 display(dir),
                 format!("cannot list policy directory: {}", describe_io(&e, dir)),
             ));
@@ -98,7 +139,7 @@ fn read_dir(dir: &Path, out: &mut ReadOutcome) {
                 let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                     // A name that is not UTF-8 cannot end in `.yaml` as we compare it; say so
                     // rather than skipping it silently.
-                    out.diagnostics.push(Diagnostic::file_error(
+                    r.out.diagnostics.push(Diagnostic::file_error(
                         display(&entry.path()),
                         "file name is not valid UTF-8; ignored",
                     ));
@@ -108,7 +149,7 @@ fn read_dir(dir: &Path, out: &mut ReadOutcome) {
                     names.push((name, entry.path()));
                 }
             }
-            Err(e) => out.diagnostics.push(Diagnostic::file_error(
+            Err(e) => r.out.diagnostics.push(Diagnostic::file_error(
                 display(dir),
                 format!("cannot list policy directory: {e}"),
             )),
@@ -121,13 +162,13 @@ fn read_dir(dir: &Path, out: &mut ReadOutcome) {
             Ok(meta) if meta.is_dir() => {
                 // Not recursive: a subdirectory named like a policy file is a mistake worth
                 // reporting, not something to descend into.
-                out.diagnostics.push(Diagnostic::file_error(
+                r.out.diagnostics.push(Diagnostic::file_error(
                     display(&path),
                     "is a directory, not a policy file (subdirectories are not read)",
                 ));
             }
-            Ok(meta) => read_file(&path, &meta, out),
-            Err(e) => out.diagnostics.push(Diagnostic::file_error(
+            Ok(meta) => read_file(&path, &meta, r),
+            Err(e) => r.out.diagnostics.push(Diagnostic::file_error(
                 display(&path),
                 describe_io(&e, &path),
             )),
@@ -151,17 +192,17 @@ pub fn is_policy_file_name(name: &str) -> bool {
         .any(|ext| lower.len() > ext.len() && lower.ends_with(ext))
 }
 
-fn read_file(path: &Path, meta: &fs::Metadata, out: &mut ReadOutcome) {
+fn read_file(path: &Path, meta: &fs::Metadata, r: &mut Reader) {
     let name = display(path);
     if !meta.is_file() {
-        out.diagnostics.push(Diagnostic::file_error(
+        r.out.diagnostics.push(Diagnostic::file_error(
             name,
             "is not a regular file (FIFO, socket or device); not read",
         ));
         return;
     }
     if meta.len() > MAX_FILE_BYTES {
-        out.diagnostics.push(Diagnostic::file_error(
+        r.out.diagnostics.push(Diagnostic::file_error(
             name,
             format!(
                 "file is {} bytes, larger than the {} MiB limit; not read",
@@ -171,21 +212,22 @@ fn read_file(path: &Path, meta: &fs::Metadata, out: &mut ReadOutcome) {
         ));
         return;
     }
-    if meta.len() > out.budget {
-        out.diagnostics.push(Diagnostic::file_error(
+    if meta.len() > r.budget {
+        r.out.diagnostics.push(Diagnostic::file_error(
             name,
             format!(
                 "not read: the policy files together exceed {} MiB",
                 MAX_TOTAL_BYTES / (1024 * 1024)
             ),
         ));
-        out.budget = 0;
+        r.budget = 0;
         return;
     }
     let file = match fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
-            out.diagnostics
+            r.out
+                .diagnostics
                 .push(Diagnostic::file_error(name, describe_io(&e, path)));
             return;
         }
@@ -193,12 +235,13 @@ fn read_file(path: &Path, meta: &fs::Metadata, out: &mut ReadOutcome) {
     // The file may grow between stat and read; never take more than the limit plus one byte.
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     if let Err(e) = file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes) {
-        out.diagnostics
+        r.out
+            .diagnostics
             .push(Diagnostic::file_error(name, describe_io(&e, path)));
         return;
     }
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        out.diagnostics.push(Diagnostic::file_error(
+        r.out.diagnostics.push(Diagnostic::file_error(
             name,
             format!(
                 "file is larger than the {} MiB limit; not read",
@@ -210,11 +253,11 @@ fn read_file(path: &Path, meta: &fs::Metadata, out: &mut ReadOutcome) {
     match String::from_utf8(bytes) {
         Ok(text) => {
             if let Some(pos) = text.find('\0') {
-                out.diagnostics.push(binary_diag(name, &text, pos));
+                r.out.diagnostics.push(binary_diag(name, &text, pos));
                 return;
             }
-            out.budget = out.budget.saturating_sub(text.len() as u64);
-            out.sources.push(Source { path: name, text });
+            r.budget = r.budget.saturating_sub(text.len() as u64);
+            r.out.texts.push(NamedText { name, text });
         }
         Err(e) => {
             let pos = e.utf8_error().valid_up_to();
@@ -226,7 +269,7 @@ fn read_file(path: &Path, meta: &fs::Metadata, out: &mut ReadOutcome) {
             );
             d.line = line;
             d.column = column;
-            out.diagnostics.push(d);
+            r.out.diagnostics.push(d);
         }
     }
 }
@@ -302,11 +345,7 @@ mod tests {
             fs::write(dir.path().join(name), "x".repeat(100)).expect("write");
         }
         let out = read_with_budget(&[dir.path().to_path_buf()], 250);
-        let read: Vec<&str> = out
-            .sources
-            .iter()
-            .map(|s| &s.path[s.path.len() - 6..])
-            .collect();
+        let read: Vec<&str> = out.texts.iter().map(|t| file_name(&t.name)).collect();
         assert_eq!(read, vec!["a.yaml", "b.yaml"]);
         assert_eq!(out.diagnostics.len(), 1);
         assert!(out.diagnostics[0].file.ends_with("c.yaml"));
