@@ -4,7 +4,7 @@
 //! object is named by its key, and TLS with client certificates works.
 
 use crate::etcd::{etcd_tests_enabled, hostfw_etcd, Certs, Etcd};
-use crate::netns::{Netns, Workdir};
+use crate::netns::{hostfw, Netns, Workdir};
 use std::fs;
 use std::path::Path;
 
@@ -165,18 +165,7 @@ fn pull_then_push_then_pull_is_byte_identical() {
         &["datastore", "pull", one.to_str().unwrap()],
     );
     assert_eq!(pull.code, 0, "{pull:?}");
-    let check = hostfw_etcd(
-        &ns,
-        &work,
-        NODE,
-        &etcd,
-        &[
-            "--datastore-type",
-            "directory",
-            "check",
-            one.to_str().unwrap(),
-        ],
-    );
+    let check = hostfw(&ns, &work, NODE, "legacy", &["check", one.to_str().unwrap()]);
     assert_eq!(check.code, 0, "pulled files pass check: {check:?}");
     let back = hostfw_etcd(
         &ns,
@@ -230,18 +219,18 @@ fn both_calicoctl_name_forms_render_like_the_file() {
         )
     };
     let key = format!("{PREFIX}globalnetworkpolicies/default.allow-ssh");
-    let render = |work: &Workdir, args: &[&str]| {
-        let out = hostfw_etcd(&ns, work, NODE, &etcd, args);
+    let render = |work: &Workdir| {
+        let out = hostfw_etcd(&ns, work, NODE, &etcd, &["render"]);
         assert_eq!(out.code, 0, "{out:?}");
         out.stdout
     };
     etcd.put(&key, &policy(""));
-    let old = render(&work, &["render"]);
+    let old = render(&work);
     etcd.put(
         &key,
         &policy(r#","annotations":{"projectcalico.org/metadata":"{\"name\":\"allow-ssh\"}"}"#),
     );
-    let new = render(&work, &["render"]);
+    let new = render(&work);
     assert_eq!(old, new, "v3.29 and v3.30+ forms render alike");
 
     let dir_work = Workdir::new();
@@ -251,7 +240,9 @@ fn both_calicoctl_name_forms_render_like_the_file() {
          apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: allow-ssh\nspec:\n  \
          order: 10\n  selector: role == 'web'\n  ingress:\n  - action: Allow\n    protocol: TCP\n    destination:\n      ports: [22]\n",
     );
-    let from_files = render(&dir_work, &["--datastore-type", "directory", "render"]);
+    let from_files = hostfw(&ns, &dir_work, NODE, "legacy", &["render"]);
+    assert_eq!(from_files.code, 0, "{from_files:?}");
+    let from_files = from_files.stdout;
     assert_eq!(new, from_files, "etcd and the directory render alike");
 }
 
