@@ -165,7 +165,13 @@ fn pull_then_push_then_pull_is_byte_identical() {
         &["datastore", "pull", one.to_str().unwrap()],
     );
     assert_eq!(pull.code, 0, "{pull:?}");
-    let check = hostfw(&ns, &work, NODE, "legacy", &["check", one.to_str().unwrap()]);
+    let check = hostfw(
+        &ns,
+        &work,
+        NODE,
+        "legacy",
+        &["check", one.to_str().unwrap()],
+    );
     assert_eq!(check.code, 0, "pulled files pass check: {check:?}");
     let back = hostfw_etcd(
         &ns,

@@ -281,7 +281,9 @@ fn one_policy_is_enforced_on_every_host_it_selects_and_edits_reach_all() {
             );
             std::thread::sleep(Duration::from_millis(2));
         }
-        f.etcd.ctl(&["del", &gnp_key(&name)]);
+    }
+    for r in 0..rounds {
+        f.etcd.ctl(&["del", &gnp_key(&format!("edit-{r}"))]);
     }
     for (i, l) in lat.iter_mut().enumerate() {
         l.sort();
@@ -365,18 +367,35 @@ fn etcd_outages_keep_the_rules_and_hosts_catch_up() {
         .put(&gnp_key("after-outage"), &gnp("after-outage", ALLOW_EGRESS));
     f.has_policy(&all, "after-outage");
 
-    // A restarted host with etcd unreachable boots from its last good set.
+    // A host rebooted (its rules gone) while etcd is unreachable boots from its last good set.
     let h1 = &mut f.hosts[0];
     if let Some(mut c) = h1.daemon.take() {
         let _ = c.kill();
         let _ = c.wait();
     }
+    let flush = crate::netns::run_hostfw(hostfw_etcd_command(
+        &h1.ns,
+        &h1.work,
+        &h1.node,
+        &f.etcd,
+        &["flush"],
+    ));
+    assert_eq!(flush.code, 0, "{flush:?}");
+    fs::remove_file(h1.work.dir.path().join("run").join("status.json")).expect("old status");
+    assert!(f.tcp(1, None, 0, 7070), "no rules on h1 after the reboot");
     f.etcd.stop();
     f.start(0);
     f.has_policy(&[0], "after-outage");
-    assert_eq!(f.hosts[0].status()["datastore"]["state"], "disconnected");
-    assert!(f.tcp(2, None, 0, 8080), "h1 enforces its last good set");
+    let s = f.hosts[0].status();
+    assert_eq!(s["datastore"]["state"], "disconnected", "{s:#}");
+    assert_eq!(s["policy"]["origin"], "last-good", "{s:#}");
+    assert!(!f.tcp(1, None, 0, 7070), "h1 enforces its last good set");
+    assert!(f.tcp(2, None, 0, 8080), "which still admits 8080");
     f.etcd.resume();
+    f.eventually(&[0], "h1 back on the datastore", |h| {
+        let s = h.status();
+        s["datastore"]["state"] == "connected" && s["policy"]["origin"] == "directory"
+    });
 
     // h2 cut off while changes are made and the history is compacted: it catches up.
     f.hub.ip(&["link", "set", "vh2", "down"]);
@@ -395,6 +414,9 @@ fn etcd_outages_keep_the_rules_and_hosts_catch_up() {
     });
 
     // Compaction during a live watch loses no update.
+    for n in 0..20 {
+        f.etcd.put("/unrelated/churn", &n.to_string());
+    }
     f.etcd.compact();
     f.etcd.put(
         &gnp_key("after-compaction"),
