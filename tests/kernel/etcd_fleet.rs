@@ -195,6 +195,23 @@ impl Fleet {
         });
     }
 
+    /// Probe until TCP from `from` to `to`:port succeeds (`want`) or fails; panics after
+    /// `WITHIN` naming `what`.
+    fn until_tcp(
+        &self,
+        from: usize,
+        src: Option<&str>,
+        to: usize,
+        port: u16,
+        want: bool,
+        what: &str,
+    ) {
+        let end = Instant::now() + WITHIN;
+        while self.tcp(from, src, to, port) != want {
+            assert!(Instant::now() < end, "not within {WITHIN:?}: {what}");
+        }
+    }
+
     /// TCP from host `from` (optionally from a chosen source address) to `to`:port.
     fn tcp(&self, from: usize, src: Option<&str>, to: usize, port: u16) -> bool {
         tcp_ok(&self.hosts[from].ns, src, sock(&self.hosts[to].ip, port))
@@ -248,14 +265,15 @@ fn one_policy_is_enforced_on_every_host_it_selects_and_edits_reach_all() {
         &format!("{PREFIX}hostendpoints/h3-eth0"),
         &hep("h3", "db", &[&h3.ip, extra]),
     );
-    let end = Instant::now() + WITHIN;
-    while !f.tcp(2, Some(extra), 0, 7070) {
-        assert!(
-            Instant::now() < end,
-            "h1 never admitted h3's new expectedIP"
-        );
-    }
-    assert!(f.tcp(2, Some(extra), 1, 7070), "h2 admits it too");
+    f.until_tcp(
+        2,
+        Some(extra),
+        0,
+        7070,
+        true,
+        "h1 admits h3's new expectedIP",
+    );
+    f.until_tcp(2, Some(extra), 1, 7070, true, "h2 admits it too");
 
     // Edits reach every host: write → kernel latency per host.
     let rounds = 20;
@@ -322,21 +340,19 @@ fn one_policy_is_enforced_on_every_host_it_selects_and_edits_reach_all() {
             r#"{"selector":"role == 'web'","types":["Egress"],"egress":[{"action":"Allow"}]}"#,
         ),
     );
-    let end = Instant::now() + WITHIN;
-    while f.tcp(2, None, 0, 8080) {
-        assert!(Instant::now() < end, "h3's egress was never denied");
-    }
+    f.until_tcp(2, None, 0, 8080, false, "h3's egress denied");
     f.etcd.put(
         &format!("{PREFIX}hostendpoints/h3-eth0"),
         &hep("h3", "web", &[&f.hosts[2].ip, extra]),
     );
-    let end = Instant::now() + WITHIN;
-    while !f.tcp(0, None, 2, 8080) {
-        assert!(
-            Instant::now() < end,
-            "h3 never received the edit under deny-all egress"
-        );
-    }
+    f.until_tcp(
+        0,
+        None,
+        2,
+        8080,
+        true,
+        "h3 receives the edit under deny-all egress",
+    );
 }
 
 #[test]
@@ -412,6 +428,35 @@ fn etcd_outages_keep_the_rules_and_hosts_catch_up() {
     f.eventually(&[1], "after-outage removed", |h| {
         !h.policies().iter().any(|p| p == "after-outage")
     });
+
+    // ClusterInformation datastoreReady: false pauses every host: rules stay, nothing new lands.
+    let ready_key = format!("{PREFIX}clusterinformations/default");
+    let ready = |flag: bool| {
+        format!(
+            r#"{{"kind":"ClusterInformation","apiVersion":"projectcalico.org/v3","metadata":{{"name":"default"}},"spec":{{"datastoreReady":{flag}}}}}"#
+        )
+    };
+    f.etcd.put(&ready_key, &ready(false));
+    f.eventually(&all, "paused", |h| {
+        h.status()["datastore"]["state"] == "paused"
+    });
+    f.etcd
+        .put(&gnp_key("while-paused"), &gnp("while-paused", ALLOW_EGRESS));
+    let written = f.etcd.revision();
+    f.eventually(&all, "the paused write seen", |h| {
+        h.status()["datastore"]["revision"].as_i64() >= Some(written)
+    });
+    for h in &f.hosts {
+        assert!(
+            !h.policies().iter().any(|p| p == "while-paused"),
+            "{} applied while paused",
+            h.node
+        );
+    }
+    assert!(f.tcp(2, None, 0, 8080), "rules stay while paused");
+    assert!(!f.tcp(1, None, 0, 7070), "and still deny");
+    f.etcd.put(&ready_key, &ready(true));
+    f.has_policy(&all, "while-paused");
 
     // Compaction during a live watch loses no update.
     for n in 0..20 {
