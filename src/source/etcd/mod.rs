@@ -128,3 +128,36 @@ impl Source for Etcd {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_good_copy_names_each_key_uniquely_as_a_policy_file() {
+        let source = Etcd::new(EtcdConfig::default());
+        let cases = [
+            (
+                "/calico/resources/v3/projectcalico.org/globalnetworkpolicies/default.a",
+                "globalnetworkpolicies-default.a.json",
+            ),
+            (
+                "/calico/resources/v3/projectcalico.org/tiers/a",
+                "tiers-a.json",
+            ),
+            (
+                "/calico/resources/v3/projectcalico.org/profiles/a",
+                "profiles-a.json",
+            ),
+        ];
+        for (key, file) in cases {
+            assert_eq!(source.saved_name(key), file);
+            assert!(crate::source::directory::is_policy_file_name(file));
+        }
+    }
+
+    #[test]
+    fn no_watch_thread_means_no_datastore_status() {
+        assert_eq!(Etcd::new(EtcdConfig::default()).datastore(), None);
+    }
+}
