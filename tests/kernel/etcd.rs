@@ -57,40 +57,29 @@ impl Certs {
         let ssl = |args: &[&str]| {
             must(Command::new("openssl").current_dir(d).args(args));
         };
-        ssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=hostfw-test-ca",
-        ]);
-        let ext = format!("subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth,clientAuth\n");
-        std::fs::write(d.join("ext.cnf"), ext).expect("ext");
-        for who in ["server", "client"] {
-            ssl(&[
+        // A P-256 key and either a self-signed CA certificate or a request to sign.
+        let new_key = |name: &str, out: &str, extra: &[&str]| {
+            let (key, out, subj) = (
+                format!("{name}.key"),
+                out.to_string(),
+                format!("/CN={name}"),
+            );
+            let mut args = vec![
                 "req",
                 "-newkey",
                 "ec",
                 "-pkeyopt",
                 "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{who}.key"),
-                "-out",
-                &format!("{who}.csr"),
-                "-subj",
-                &format!("/CN={who}"),
-            ]);
+            ];
+            args.extend(["-nodes", "-keyout", &key, "-out", &out, "-subj", &subj]);
+            args.extend(extra);
+            ssl(&args);
+        };
+        new_key("ca", "ca.pem", &["-x509", "-days", "2"]);
+        let ext = format!("subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth,clientAuth\n");
+        std::fs::write(d.join("ext.cnf"), ext).expect("ext");
+        for who in ["server", "client"] {
+            new_key(who, &format!("{who}.csr"), &[]);
             ssl(&[
                 "x509",
                 "-req",

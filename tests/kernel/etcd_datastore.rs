@@ -4,7 +4,7 @@
 //! object is named by its key, and TLS with client certificates works.
 
 use crate::etcd::{etcd_tests_enabled, hostfw_etcd, Certs, Etcd};
-use crate::netns::{hostfw, Netns, Workdir};
+use crate::netns::{hostfw, HostfwRun, Netns, Workdir};
 use std::fs;
 use std::path::Path;
 
@@ -101,12 +101,48 @@ fn files_in(dir: &Path) -> Vec<(String, String)> {
 }
 
 /// One namespace with etcd on its loopback and a work directory holding `FILES`.
-fn setup(tag: &str) -> (Netns, Etcd, Workdir) {
-    let ns = Netns::new(tag);
-    let etcd = Etcd::start(&ns, "127.0.0.1");
-    let work = Workdir::new();
-    work.write_policies(FILES);
-    (ns, etcd, work)
+struct Rig {
+    ns: Netns,
+    etcd: Etcd,
+    work: Workdir,
+}
+
+impl Rig {
+    fn new(tag: &str) -> Rig {
+        let ns = Netns::new(tag);
+        let etcd = Etcd::start(&ns, "127.0.0.1");
+        Rig::with(ns, etcd)
+    }
+
+    fn with(ns: Netns, etcd: Etcd) -> Rig {
+        let work = Workdir::new();
+        work.write_policies(FILES);
+        Rig { ns, etcd, work }
+    }
+
+    /// hostfw against this etcd.
+    fn run(&self, args: &[&str]) -> HostfwRun {
+        self.run_with(&self.work, args)
+    }
+
+    /// As `run`, with another work directory.
+    fn run_with(&self, work: &Workdir, args: &[&str]) -> HostfwRun {
+        hostfw_etcd(&self.ns, work, NODE, &self.etcd, args)
+    }
+
+    fn push(&self, dir: &Path, prune: bool) -> HostfwRun {
+        let dir = dir.to_str().expect("UTF-8 path");
+        let args: &[&str] = if prune {
+            &["datastore", "push", "--prune", dir]
+        } else {
+            &["datastore", "push", dir]
+        };
+        self.run(args)
+    }
+
+    fn pull(&self, dir: &Path) -> HostfwRun {
+        self.run(&["datastore", "pull", dir.to_str().expect("UTF-8 path")])
+    }
 }
 
 #[test]
@@ -114,15 +150,10 @@ fn pull_then_push_then_pull_is_byte_identical() {
     if !etcd_tests_enabled() {
         return;
     }
-    let (ns, etcd, work) = setup("etcd-rt");
+    let rig = Rig::new("etcd-rt");
+    let (etcd, work) = (&rig.etcd, &rig.work);
     let policies = work.policy_dir();
-    let push = hostfw_etcd(
-        &ns,
-        &work,
-        NODE,
-        &etcd,
-        &["datastore", "push", policies.to_str().unwrap()],
-    );
+    let push = rig.push(&policies, false);
     assert_eq!(push.code, 0, "{push:?}");
     assert!(
         push.stdout.contains("7 created, 0 updated, 0 unchanged"),
@@ -143,13 +174,7 @@ fn pull_then_push_then_pull_is_byte_identical() {
     assert!(v["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36));
     assert_eq!(v["spec"]["types"], serde_json::json!(["Ingress"]));
 
-    let again = hostfw_etcd(
-        &ns,
-        &work,
-        NODE,
-        &etcd,
-        &["datastore", "push", policies.to_str().unwrap()],
-    );
+    let again = rig.push(&policies, false);
     assert!(
         again.stdout.contains("0 created, 0 updated, 7 unchanged"),
         "{again:?}"
@@ -157,40 +182,22 @@ fn pull_then_push_then_pull_is_byte_identical() {
 
     let one = work.dir.path().join("pull-1");
     let two = work.dir.path().join("pull-2");
-    let pull = hostfw_etcd(
-        &ns,
-        &work,
-        NODE,
-        &etcd,
-        &["datastore", "pull", one.to_str().unwrap()],
-    );
+    let pull = rig.pull(&one);
     assert_eq!(pull.code, 0, "{pull:?}");
     let check = hostfw(
-        &ns,
-        &work,
+        &rig.ns,
+        work,
         NODE,
         "legacy",
         &["check", one.to_str().unwrap()],
     );
     assert_eq!(check.code, 0, "pulled files pass check: {check:?}");
-    let back = hostfw_etcd(
-        &ns,
-        &work,
-        NODE,
-        &etcd,
-        &["datastore", "push", one.to_str().unwrap()],
-    );
+    let back = rig.push(&one, false);
     assert!(
         back.stdout.contains("0 created, 0 updated, 7 unchanged"),
         "{back:?}"
     );
-    let pull = hostfw_etcd(
-        &ns,
-        &work,
-        NODE,
-        &etcd,
-        &["datastore", "pull", two.to_str().unwrap()],
-    );
+    let pull = rig.pull(&two);
     assert_eq!(pull.code, 0, "{pull:?}");
     let (a, b) = (files_in(&one), files_in(&two));
     assert_eq!(a.len(), 7);
@@ -198,13 +205,7 @@ fn pull_then_push_then_pull_is_byte_identical() {
 
     // Prune removes what the files no longer name, and only that.
     fs::remove_file(one.join("globalnetworkset-office.yaml")).expect("rm");
-    let prune = hostfw_etcd(
-        &ns,
-        &work,
-        NODE,
-        &etcd,
-        &["datastore", "push", "--prune", one.to_str().unwrap()],
-    );
+    let prune = rig.push(&one, true);
     assert!(prune.stdout.contains("1 deleted"), "{prune:?}");
     assert_eq!(etcd.get(&format!("{PREFIX}globalnetworksets/office")), None);
     assert!(etcd.get(&format!("{PREFIX}tiers/security")).is_some());
@@ -216,7 +217,8 @@ fn both_calicoctl_name_forms_render_like_the_file() {
     if !etcd_tests_enabled() {
         return;
     }
-    let (ns, etcd, work) = setup("etcd-names");
+    let rig = Rig::new("etcd-names");
+    let (ns, etcd, work) = (&rig.ns, &rig.etcd, &rig.work);
     let hep = r#"{"kind":"HostEndpoint","apiVersion":"projectcalico.org/v3","metadata":{"name":"h1-eth0","uid":"5e0c0a4e-1111-4222-8333-444455556666","creationTimestamp":"2026-01-01T00:00:00Z","labels":{"role":"web"}},"spec":{"node":"h1","interfaceName":"eth0","expectedIPs":["198.51.100.1"]}}"#;
     etcd.put(&format!("{PREFIX}hostendpoints/h1-eth0"), hep);
     let policy = |annotations: &str| {
@@ -226,7 +228,7 @@ fn both_calicoctl_name_forms_render_like_the_file() {
     };
     let key = format!("{PREFIX}globalnetworkpolicies/default.allow-ssh");
     let render = |work: &Workdir| {
-        let out = hostfw_etcd(&ns, work, NODE, &etcd, &["render"]);
+        let out = rig.run_with(work, &["render"]);
         assert_eq!(out.code, 0, "{out:?}");
         out.stdout
     };
@@ -246,7 +248,7 @@ fn both_calicoctl_name_forms_render_like_the_file() {
          apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: allow-ssh\nspec:\n  \
          order: 10\n  selector: role == 'web'\n  ingress:\n  - action: Allow\n    protocol: TCP\n    destination:\n      ports: [22]\n",
     );
-    let from_files = hostfw(&ns, &dir_work, NODE, "legacy", &["render"]);
+    let from_files = hostfw(ns, &dir_work, NODE, "legacy", &["render"]);
     assert_eq!(from_files.code, 0, "{from_files:?}");
     let from_files = from_files.stdout;
     assert_eq!(new, from_files, "etcd and the directory render alike");
@@ -257,40 +259,29 @@ fn an_invalid_push_writes_nothing_and_a_bad_stored_object_is_named_by_key() {
     if !etcd_tests_enabled() {
         return;
     }
-    let (ns, etcd, work) = setup("etcd-bad");
-    let policies = work.policy_dir();
+    let rig = Rig::new("etcd-bad");
+    let etcd = &rig.etcd;
+    let policies = rig.work.policy_dir();
     fs::write(
         policies.join("zz-bad.yaml"),
         "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: bad\nspec:\n  \
          ingress:\n  - action: Alow\n",
     )
     .expect("write");
-    let push = hostfw_etcd(
-        &ns,
-        &work,
-        NODE,
-        &etcd,
-        &["datastore", "push", policies.to_str().unwrap()],
-    );
+    let push = rig.push(&policies, false);
     assert_eq!(push.code, 1, "{push:?}");
     assert!(push.stderr.contains("zz-bad.yaml"), "{push:?}");
     assert!(etcd.keys(PREFIX).is_empty(), "nothing written");
 
     fs::remove_file(policies.join("zz-bad.yaml")).expect("rm");
-    let push = hostfw_etcd(
-        &ns,
-        &work,
-        NODE,
-        &etcd,
-        &["datastore", "push", policies.to_str().unwrap()],
-    );
+    let push = rig.push(&policies, false);
     assert_eq!(push.code, 0, "{push:?}");
     let key = format!("{PREFIX}globalnetworkpolicies/default.broken");
     etcd.put(
         &key,
         r#"{"kind":"GlobalNetworkPolicy","apiVersion":"projectcalico.org/v3","metadata":{"name":"default.broken"},"spec":{"ingress":[{"action":"Alow"}]}}"#,
     );
-    let check = hostfw_etcd(&ns, &work, NODE, &etcd, &["check"]);
+    let check = rig.run(&["check"]);
     assert_eq!(check.code, 1, "{check:?}");
     assert!(
         check.stderr.contains(&key),
@@ -301,13 +292,7 @@ fn an_invalid_push_writes_nothing_and_a_bad_stored_object_is_named_by_key() {
         "and the resource: {check:?}"
     );
     // A push that does not fix it is refused too: hosts could not load the result.
-    let push = hostfw_etcd(
-        &ns,
-        &work,
-        NODE,
-        &etcd,
-        &["datastore", "push", policies.to_str().unwrap()],
-    );
+    let push = rig.push(&policies, false);
     assert_eq!(push.code, 1, "{push:?}");
     assert!(push.stderr.contains(&key), "{push:?}");
 }
@@ -320,22 +305,15 @@ fn tls_with_client_certificates() {
     let ns = Netns::new("etcd-tls");
     let certs = Certs::new("127.0.0.1");
     let etcd = Etcd::start_tls(&ns, "127.0.0.1", &certs);
-    let work = Workdir::new();
-    work.write_policies(FILES);
-    let policies = work.policy_dir();
-    let push = hostfw_etcd(
-        &ns,
-        &work,
-        NODE,
-        &etcd,
-        &["datastore", "push", policies.to_str().unwrap()],
-    );
+    let rig = Rig::with(ns, etcd);
+    let policies = rig.work.policy_dir();
+    let push = rig.push(&policies, false);
     assert_eq!(push.code, 0, "{push:?}");
-    let check = hostfw_etcd(&ns, &work, NODE, &etcd, &["check"]);
+    let check = rig.run(&["check"]);
     assert_eq!(check.code, 0, "{check:?}");
 
     // Without the client certificate the server refuses us: exit 2 and a reason.
-    let mut cmd = crate::etcd::hostfw_etcd_command(&ns, &work, NODE, &etcd, &["check"]);
+    let mut cmd = crate::etcd::hostfw_etcd_command(&rig.ns, &rig.work, NODE, &rig.etcd, &["check"]);
     cmd.env_remove("ETCD_CERT_FILE").env_remove("ETCD_KEY_FILE");
     let refused = crate::netns::run_hostfw(cmd);
     assert_eq!(refused.code, 2, "{refused:?}");
