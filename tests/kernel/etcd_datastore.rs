@@ -1,7 +1,7 @@
 //! `hostfw datastore push/pull` and the one-shot commands against a real etcd (in a namespace):
 //! the pull/push round trip is byte-identical, values as calicoctl writes them (both policy name
 //! forms) render exactly like the same files, an invalid push writes nothing, an invalid stored
-//! object is named by its key, and TLS with client certificates works.
+//! object is named by its key, and TLS with client certificates and etcd users work.
 
 use crate::etcd::{etcd_tests_enabled, hostfw_etcd, Certs, Etcd};
 use crate::netns::{hostfw, HostfwRun, Netns, Workdir};
@@ -318,4 +318,31 @@ fn tls_with_client_certificates() {
     let refused = crate::netns::run_hostfw(cmd);
     assert_eq!(refused.code, 2, "{refused:?}");
     assert!(refused.stderr.contains("etcd"), "{refused:?}");
+}
+
+#[test]
+fn username_and_password() {
+    if !etcd_tests_enabled() {
+        return;
+    }
+    let rig = Rig::new("etcd-auth");
+    rig.etcd
+        .ctl(&["user", "add", "root", "--new-user-password", "s3cret"]);
+    rig.etcd.ctl(&["auth", "enable"]);
+    let mut cmd = crate::etcd::hostfw_etcd_command(&rig.ns, &rig.work, NODE, &rig.etcd, &["check"]);
+    let refused = crate::netns::run_hostfw(cmd);
+    assert_eq!(refused.code, 2, "anonymous access is refused: {refused:?}");
+    let policies = rig.work.policy_dir();
+    cmd = crate::etcd::hostfw_etcd_command(
+        &rig.ns,
+        &rig.work,
+        NODE,
+        &rig.etcd,
+        &["datastore", "push", policies.to_str().unwrap()],
+    );
+    cmd.env("ETCD_USERNAME", "root")
+        .env("ETCD_PASSWORD", "s3cret");
+    let push = crate::netns::run_hostfw(cmd);
+    assert_eq!(push.code, 0, "{push:?}");
+    assert!(push.stdout.contains("7 created"), "{push:?}");
 }
