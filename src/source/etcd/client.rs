@@ -12,6 +12,10 @@ use etcd_client::{
 };
 use std::time::Duration;
 
+/// Largest list or watch response accepted: the policy directory's total limit, far above
+/// gRPC's 4 MiB default, which a fleet of a few thousand policies already exceeds.
+pub const MAX_RESPONSE_BYTES: usize = crate::source::directory::MAX_TOTAL_BYTES as usize;
+
 /// How long a connection attempt may take before it counts as failed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// gRPC keep-alive: a silent partition is noticed within interval + timeout.
@@ -70,6 +74,8 @@ pub async fn connect(cfg: &EtcdConfig) -> Result<Client, EtcdError> {
 /// List every key under Calico's v3 prefix that belongs to a managed kind.
 pub async fn list(client: &mut Client) -> Result<Listing, EtcdError> {
     let resp = client
+        .kv_client()
+        .max_decoding_message_size(MAX_RESPONSE_BYTES)
         .get(PREFIX, Some(GetOptions::new().with_prefix()))
         .await?;
     let revision = resp.header().map_or(0, |h| h.revision());

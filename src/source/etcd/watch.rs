@@ -200,7 +200,11 @@ async fn session(
         .with_start_revision(revision + 1)
         .with_prev_key()
         .with_progress_notify();
-    let mut stream = client.watch(PREFIX, Some(options)).await?;
+    let mut stream = client
+        .watch_client()
+        .max_decoding_message_size(client::MAX_RESPONSE_BYTES)
+        .watch(PREFIX, Some(options))
+        .await?;
     loop {
         let Some(resp) = stream.message().await? else {
             return Err(client::EtcdError::WatchEnded);
