@@ -73,17 +73,6 @@ impl Snapshot {
             Ok(layout::Decoded::Ready(false))
         )
     }
-
-    /// The copy decoded for the loader; None before the first list.
-    pub fn texts(&self) -> Option<layout::Texts> {
-        let listing = self.listing.as_ref()?;
-        Some(layout::texts(
-            listing
-                .kvs
-                .iter()
-                .map(|(k, s)| (k.as_str(), s.value.as_slice())),
-        ))
-    }
 }
 
 fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
