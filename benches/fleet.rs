@@ -4,7 +4,8 @@
 //! 1. push: `hostfw datastore push` of the whole set;
 //! 2. cold start: daemon start until its status lists every policy (list + validate + resolve +
 //!    render + apply + verify), one host alone, then the other nine started together;
-//! 3. edit → kernel: an edited policy until each host's status reports the new set, p50/p99;
+//! 3. edit → kernel: an edited policy until each host's status reports the new set, p50/p99,
+//!    with one host running, with all ten, and with all ten at S scale (10 policies);
 //! 4. memory: each daemon's VmRSS and VmHWM;
 //! 5. reconnect: etcd restarted until every host reports `connected` again.
 //!
@@ -41,7 +42,7 @@ fn node(i: usize) -> String {
 /// The fleet's resources as policy files: per node one enforced HostEndpoint (eth0) and nine
 /// expectedIPs-only ones in group `g<k>`; 1,000 policies on every node's eth0, each admitting
 /// one port from one group (so every host holds ten selector ipsets), and egress open.
-fn files() -> Vec<(String, String)> {
+fn files(policies: usize) -> Vec<(String, String)> {
     let mut heps = String::new();
     for n in 0..NODES {
         let _ = write!(
@@ -70,11 +71,11 @@ fn files() -> Vec<(String, String)> {
         ),
         ("01-heps.yaml".to_string(), heps),
     ];
-    let mut policies = String::new();
-    for i in 0..POLICIES {
-        policies.push_str(&policy(i, 1000 + i as u16));
+    let mut text = String::new();
+    for i in 0..policies {
+        text.push_str(&policy(i, 1000 + i as u16));
     }
-    out.push(("02-policies.yaml".to_string(), policies));
+    out.push(("02-policies.yaml".to_string(), text));
     out
 }
 
@@ -136,6 +137,39 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
     v[(((v.len() - 1) as f64) * p).round() as usize]
 }
 
+/// `EDITS` edits of policy `p0004` (its port), each timed from the put until every host in
+/// `which` reports a new policy generation; prints p50/p99 per host.
+fn edits(hosts: &[Host], which: &[usize], etcd: &Etcd, label: &str) {
+    let key = format!("{PREFIX}globalnetworkpolicies/default.p0004");
+    let mut lat: Vec<Vec<Duration>> = vec![Vec::new(); hosts.len()];
+    for e in 0..EDITS {
+        let before: Vec<u64> = hosts.iter().map(Host::generation).collect();
+        let mut stored: serde_json::Value =
+            serde_json::from_str(&etcd.get(&key).expect("p0004 stored")).expect("json");
+        stored["spec"]["ingress"][0]["destination"]["ports"] = serde_json::json!([20000 + e]);
+        let t = Instant::now();
+        etcd.put(&key, &stored.to_string());
+        let mut seen: Vec<bool> = (0..hosts.len()).map(|i| !which.contains(&i)).collect();
+        while seen.iter().any(|s| !s) {
+            for (i, h) in hosts.iter().enumerate() {
+                if !seen[i] && h.generation() > before[i] {
+                    seen[i] = true;
+                    lat[i].push(t.elapsed());
+                }
+            }
+            assert!(t.elapsed() < WITHIN, "edit {e}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    for &i in which {
+        let (p50, p99) = (pct(&mut lat[i], 0.5), pct(&mut lat[i], 0.99));
+        println!(
+            "edit → kernel, {label}, {}: p50 {p50:?}, p99 {p99:?} ({EDITS} edits)",
+            node(i)
+        );
+    }
+}
+
 fn start(host: &mut Host, etcd: &Etcd) {
     let log = fs::File::create(host.work.dir.path().join("daemon.log")).expect("log");
     host.child = Some(
@@ -152,7 +186,7 @@ fn start(host: &mut Host, etcd: &Etcd) {
 
 fn smoke() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for (name, text) in files() {
+    for (name, text) in files(POLICIES) {
         fs::write(dir.path().join(name), text).expect("write");
     }
     let loaded = hostfw::policy::load_paths(&[dir.path().to_path_buf()]);
@@ -193,8 +227,7 @@ fn main() {
         })
         .collect();
 
-    let files = files();
-    hosts[0].work.write_policy_files(&files);
+    hosts[0].work.write_policy_files(&files(POLICIES));
     let dir = hosts[0].work.policy_dir();
     let t = Instant::now();
     let push = hostfw_etcd(
@@ -217,6 +250,7 @@ fn main() {
     start(&mut hosts[0], &etcd);
     wait("n00 cold start", || hosts[0].policy_count() == want);
     println!("cold start, one host alone: {:?}", t.elapsed());
+    edits(&hosts, &[0], &etcd, "1,000 policies, one host running");
     let t = Instant::now();
     for h in hosts.iter_mut().skip(1) {
         start(h, &etcd);
@@ -241,35 +275,8 @@ fn main() {
         starts[starts.len() - 1]
     );
 
-    let key = format!("{PREFIX}globalnetworkpolicies/default.p0042");
-    let mut lat: Vec<Vec<Duration>> = vec![Vec::new(); NODES];
-    for e in 0..EDITS {
-        let before: Vec<u64> = hosts.iter().map(Host::generation).collect();
-        let mut stored: serde_json::Value =
-            serde_json::from_str(&etcd.get(&key).expect("p0042 stored")).expect("json");
-        stored["spec"]["ingress"][0]["destination"]["ports"] = serde_json::json!([20000 + e]);
-        let t = Instant::now();
-        etcd.put(&key, &stored.to_string());
-        let mut seen = [false; NODES];
-        while seen.iter().any(|s| !s) {
-            for (i, h) in hosts.iter().enumerate() {
-                if !seen[i] && h.generation() > before[i] {
-                    seen[i] = true;
-                    lat[i].push(t.elapsed());
-                }
-            }
-            assert!(t.elapsed() < WITHIN, "edit {e}");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    for (i, l) in lat.iter_mut().enumerate() {
-        let p50 = pct(l, 0.5);
-        let p99 = pct(l, 0.99);
-        println!(
-            "edit → kernel on {}: p50 {p50:?}, p99 {p99:?} ({EDITS} edits, etcdctl spawn included)",
-            node(i)
-        );
-    }
+    let all: Vec<usize> = (0..NODES).collect();
+    edits(&hosts, &all, &etcd, "1,000 policies, ten hosts");
     for h in &hosts {
         println!(
             "memory {}: VmRSS {} KiB, VmHWM {} KiB",
@@ -304,6 +311,23 @@ fn main() {
         back[0],
         back[back.len() - 1]
     );
+
+    // S scale: the same fleet with ten policies.
+    hosts[0].work.write_policy_files(&files(10));
+    let dir = hosts[0].work.policy_dir();
+    let push = hostfw_etcd(
+        &hosts[0].ns,
+        &hosts[0].work,
+        "n00",
+        &etcd,
+        &["datastore", "push", "--prune", dir.to_str().unwrap()],
+    );
+    assert_eq!(push.code, 0, "{push:?}");
+    wait("S set everywhere", || {
+        hosts.iter().all(|h| h.policy_count() == 11)
+    });
+    edits(&hosts, &all, &etcd, "10 policies, ten hosts");
+
     for h in &mut hosts {
         if let Some(mut c) = h.child.take() {
             let _ = c.kill();

@@ -233,12 +233,12 @@ fn both_calicoctl_name_forms_render_like_the_file() {
         out.stdout
     };
     etcd.put(&key, &policy(""));
-    let old = render(&work);
+    let old = render(work);
     etcd.put(
         &key,
         &policy(r#","annotations":{"projectcalico.org/metadata":"{\"name\":\"allow-ssh\"}"}"#),
     );
-    let new = render(&work);
+    let new = render(work);
     assert_eq!(old, new, "v3.29 and v3.30+ forms render alike");
 
     let dir_work = Workdir::new();
