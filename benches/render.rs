@@ -101,7 +101,7 @@ fn policy(i: usize) -> GlobalNetworkPolicy {
         egress,
         do_not_track: false,
         pre_dnat: false,
-        apply_on_forward: i % 10 == 0,
+        apply_on_forward: i.is_multiple_of(10),
     }
 }
 
