@@ -1,5 +1,5 @@
 //! Benchmark (harness = false, needs root): apply against the real kernel inside throw-away
-//! network namespaces, issue 4's performance targets at 10,000 policies / 100,000 rules:
+//! network namespaces, against the one-shot apply targets at 10,000 policies / 100,000 rules:
 //! 1. a first `hostfw apply` (end to end: load, resolve, render, read, plan, write, verify) vs a
 //!    bare `iptables-restore` of the same rendered payload (target: within 1.1×), with and
 //!    without `--noflush`;

@@ -1,4 +1,4 @@
-//! Benchmark (harness = false): load + validate + resolve a large policy directory, issue 2's
+//! Benchmark (harness = false): load + validate + resolve a large policy directory, against the
 //! performance target: 10,000 GlobalNetworkPolicies with 100,000 rules and 1,000 HostEndpoints
 //! (20 on this node) in under 1 s, peak memory under 300 MB. Prints the figures; run with
 //! `cargo bench --bench resolve`. Under `cargo test --all-targets` (no `--bench` argument) it

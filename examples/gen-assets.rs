@@ -308,6 +308,10 @@ fn render_exit_status(w: &mut dyn Write) -> io::Result<()> {
             "2",
             "An error: a missing binary, no permission, or the kernel refused a change.",
         ),
+        (
+            "4",
+            "\\fBrun\\fR only: the process lacks CAP_NET_ADMIN; the unit does not restart on it.",
+        ),
     ] {
         writeln!(w, ".TP\n.B {code}\n{meaning}")?;
     }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# hostfw performance harness (issue 8): every stage measured against the kernel's own floor,
+# hostfw performance harness (docs/performance.md): every stage measured against the kernel's own floor,
 # inside network namespaces this script creates (the host's namespace, firewall and interfaces
 # are never touched; everything is removed on exit). Run as root: `make bench`.
 #

@@ -47,6 +47,7 @@ fi
 
 # --- namespaces ---------------------------------------------------------------------------
 WORK=$(mktemp -d /tmp/hostfw-demo.XXXXXX)
+echo "demo: work directory $WORK"
 LISTENER=
 DAEMON=
 cleanup() {
@@ -84,20 +85,11 @@ hostfw() {
         --run-dir "$WORK/run" --state-dir "$WORK/state" "$@"
 }
 
-# One dual-stack TCP listener per port, answering "ok".
-in_host python3 -c '
-import socket, sys, threading
-def serve(port):
-    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.bind(("::", port)); s.listen(16)
-    while True:
-        c, _ = s.accept(); c.sendall(b"ok\n"); c.close()
-for p in sys.argv[1:]:
-    threading.Thread(target=serve, args=(int(p),), daemon=True).start()
-threading.Event().wait()
-' "${PORTS[@]}" &
+# One dual-stack TCP listener per port, answering "ok". Started with `ip netns exec` itself,
+# not through the in_host function: a backgrounded function is a subshell, so `$!` would be the
+# subshell and killing it would orphan the real process. `ip netns exec` execs its command, so
+# `$!` is the listener.
+ip netns exec "$HOST_NS" python3 "$ROOT/scripts/ok-listener.py" "${PORTS[@]}" &
 LISTENER=$!
 sleep 0.5
 
@@ -167,7 +159,9 @@ until_ok() {
 }
 
 bold "hostfw run: the daemon applies the directory and keeps it in force (it only warns about SSH)"
-hostfw run >"$WORK/daemon.log" 2>&1 &
+# As the listener: the real binary in the background, so `$!` is the daemon's own pid.
+ip netns exec "$HOST_NS" "$BIN" --policy-dir "$POLDIR" --node hostfw-demo \
+    --run-dir "$WORK/run" --state-dir "$WORK/state" run >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
 until_ok hostfw diff || { cat "$WORK/daemon.log"; die "the daemon did not converge"; }
 sed 's/^/  daemon: /' "$WORK/daemon.log"
@@ -203,7 +197,16 @@ probe "peer $PEER4 -> $HOST4 tcp/9090" 0 tcp "$HOST4" 9090
 rm -f "$POLDIR/50-broken.yaml"
 
 bold "SIGTERM: the daemon exits, the rules stay in the kernel (fail closed)"
-kill -TERM "$DAEMON" && wait "$DAEMON" || true
+kill -TERM "$DAEMON"
+rc=0
+wait "$DAEMON" || rc=$?
+# wait returns once the process is gone; kill -0 proves no process of that pid remains.
+! kill -0 "$DAEMON" 2>/dev/null || die "the daemon (pid $DAEMON) is still running after SIGTERM"
+[ "$rc" = 0 ] || { cat "$WORK/daemon.log"; die "the daemon exited with status $rc on SIGTERM"; }
+# diff exits 0 only when the kernel holds exactly the rules the directory describes.
+hostfw diff >/dev/null 2>&1 || die "the rules changed when the daemon exited"
+# The marker tests/kernel/demo_script.rs looks for.
+echo "  daemon pid $DAEMON exited with status 0; the kernel still holds every rule (hostfw diff: in sync)"
 DAEMON=
 probe "peer $PEER4 -> $HOST4 tcp/8080" 0 tcp "$HOST4" 8080
 probe "peer $PEER6 -> $HOST6 tcp/2222" 1 tcp "$HOST6" 2222

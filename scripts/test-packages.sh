@@ -204,6 +204,9 @@ EOF
     expect "hostfw check accepts the admin's policy" in_root hostfw check /etc/hostfw/policies.d
     expect "hostfw apply programs the sandbox's kernel" in_root hostfw --node pkgtest-node apply
     expect "hostfw chains exist before removal" sandbox_has_rules
+    # What a stopped daemon leaves behind: removal must not keep it describing a daemon.
+    mkdir -p "$R/run/hostfw"
+    echo '{"state": "ok"}' >"$R/run/hostfw/status.json"
 }
 
 # (Output is captured before grepping: with pipefail, `save | grep -q` fails when grep stops
@@ -283,6 +286,7 @@ deb_lifecycle() {
     expect "remove deletes the binary" test ! -e "$R/usr/sbin/hostfw"
     expect "remove keeps conffiles" test -f "$R/etc/default/hostfw"
     expect "remove keeps /var/lib/hostfw" test -d "$R/var/lib/hostfw"
+    expect "remove deletes the stale /run/hostfw/status.json" test ! -e "$R/run/hostfw/status.json"
 
     say "-- purge"
     expect "dpkg -P" in_root dpkg -P hostfw
@@ -339,6 +343,7 @@ rpm_lifecycle() {
     expect_actions "erase stops the service" "stop $UNIT;"
     expect "erase disables the unit" test ! -e "$R/etc/systemd/system/sysinit.target.wants/$UNIT"
     expect "erase flushed hostfw's chains and ipsets (%preun)" sandbox_has_no_rules
+    expect "erase deletes the stale /run/hostfw/status.json" test ! -e "$R/run/hostfw/status.json"
     expect "erase saves the edited config as .rpmsave" grep -qx 'HOSTFW_LOG_LEVEL=debug' "$R/etc/sysconfig/hostfw.rpmsave"
     # Besides rpm's database: parent directories the package does not own (on Fedora and RHEL
     # the filesystem, zsh and fish packages own them; this Debian host lacks them).

@@ -1,13 +1,17 @@
 //! This node's desired state, computed in one place: a validated policy set, the node's name,
 //! the host's interfaces and a few choices the caller passes in as data (which families to
 //! render, the SSH sessions the lockout guard protects) give the node view, the effective
-//! configuration, one ruleset per family (each rendered once; the guard renders a tagged copy
-//! only to name the rule behind a finding, see `guard::check`), the ipsets and the findings. Every command and the daemon's engine call `compute`; nothing else resolves and
-//! renders. Pure: no files, processes, clock or environment (the caller reads the host).
+//! configuration, one ruleset per family with its explain context (render's provenance: who
+//! owns each chain, where each rule came from), the ipsets and the findings. Each family is
+//! rendered once; the guard and `explain` evaluate packets against that render. Every command
+//! and the daemon's engine call `compute`; nothing else resolves and renders. Pure: no files,
+//! processes, clock or environment (the caller reads the host).
 
+use crate::explain::Context;
 use crate::finding::Finding;
-use crate::guard::{self, SshSession};
+use crate::guard::{self, Observed};
 use crate::model::PolicySet;
+use crate::render::marks::Marks;
 use crate::render::RenderError;
 use crate::resolve::{self, EffectiveConfig, HostInterfaces, NodeView};
 use crate::ruleset::{Family, Ipset, Ruleset};
@@ -28,8 +32,8 @@ pub enum Families {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options<'a> {
     pub families: Families,
-    /// The sessions the lockout guard protects; `None` runs no guard.
-    pub guard: Option<&'a [SshSession]>,
+    /// The sessions and SSH ports the lockout guard protects; `None` runs no guard.
+    pub guard: Option<&'a Observed>,
 }
 
 /// The outcome.
@@ -38,6 +42,8 @@ pub struct Desired {
     pub view: NodeView,
     /// In the order of `families`: IPv4 first.
     pub rulesets: Vec<Ruleset>,
+    /// The explain context of each ruleset, in the same order.
+    pub contexts: Vec<Context>,
     /// Resolution warnings first, then the guard's verdicts.
     pub findings: Vec<Finding>,
 }
@@ -51,6 +57,14 @@ impl Desired {
     /// The rendered ruleset of `family`, if it was rendered.
     pub fn ruleset(&self, family: Family) -> Option<&Ruleset> {
         self.rulesets.iter().find(|r| r.family == family)
+    }
+
+    /// The explain context of `family`'s ruleset, if it was rendered.
+    pub fn context(&self, family: Family) -> Option<&Context> {
+        self.rulesets
+            .iter()
+            .position(|r| r.family == family)
+            .and_then(|i| self.contexts.get(i))
     }
 
     /// Every ipset the rulesets use, family by family.
@@ -117,32 +131,44 @@ fn from_view(
         Families::Nothing => Vec::new(),
     };
     let mut findings: Vec<Finding> = view.warnings.iter().map(Finding::warning).collect();
-    let rendered = wanted
-        .into_iter()
-        .map(|family| crate::render::render(&view, family))
-        .collect::<Result<Vec<_>, _>>()
-        .and_then(|rulesets| match options.guard {
-            Some(sessions) => {
-                findings.extend(guard::check(&view, &rulesets, interfaces, sessions)?);
-                Ok(rulesets)
-            }
-            None => Ok(rulesets),
-        });
-    let rulesets = rendered.map_err(|cause| Unrenderable {
+    let (rulesets, contexts) = render_families(&view, &wanted).map_err(|cause| Unrenderable {
         warnings: findings.clone(),
         cause,
     })?;
+    if let Some(observed) = options.guard {
+        findings.extend(guard::check(
+            &view, &rulesets, &contexts, interfaces, observed,
+        ));
+    }
     Ok(Desired {
         view,
         rulesets,
+        contexts,
         findings,
     })
+}
+
+/// Each of `families` rendered once, with the explain context its provenance gives.
+fn render_families(
+    view: &NodeView,
+    families: &[Family],
+) -> Result<(Vec<Ruleset>, Vec<Context>), RenderError> {
+    let marks = Marks::allocate(view.config.iptables_mark_mask)?;
+    let mut rulesets = Vec::with_capacity(families.len());
+    let mut contexts = Vec::with_capacity(families.len());
+    for &family in families {
+        let (ruleset, provenance) = crate::render::render_with_provenance(view, family)?;
+        rulesets.push(ruleset);
+        contexts.push(Context::from_provenance(marks, provenance));
+    }
+    Ok((rulesets, contexts))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::finding::FindingKind;
+    use crate::guard::SshSession;
     use crate::source::NamedText;
 
     const NODE: &str = "n1";
@@ -202,7 +228,11 @@ mod tests {
     type Case<'a> = (&'a str, String, Option<&'a [SshSession]>, &'a [FindingKind]);
 
     fn compute_with(yaml: &str, families: Families, guard: Option<&[SshSession]>) -> Desired {
-        let options = Options { families, guard };
+        let observed = guard.map(|s| Observed::from_sessions(s.to_vec()));
+        let options = Options {
+            families,
+            guard: observed.as_ref(),
+        };
         compute(&set(yaml), NODE, &interfaces(), options).expect("renders")
     }
 
@@ -239,6 +269,30 @@ mod tests {
             families(&compute_with(NO_IPV6, Families::Nothing, None).view.config),
             [V4]
         );
+    }
+
+    #[test]
+    fn each_ruleset_comes_with_its_own_context() {
+        use crate::render::provenance::OwnerKind;
+        let d = compute_with(&format!("{HEP}{ALLOW_ALL}"), Families::Enabled, None);
+        assert_eq!(d.contexts.len(), d.rulesets.len());
+        for family in [Family::V4, Family::V6] {
+            let ctx = d.context(family).expect("context");
+            let owner = ctx
+                .owner("cali-pi-gnp/allow-all")
+                .expect("policy chain owned");
+            assert_eq!(owner.name, "allow-all", "{family:?}");
+            assert!(matches!(owner.kind, OwnerKind::Policy { .. }), "{family:?}");
+            let rs = d.ruleset(family).expect("ruleset");
+            let filter = rs
+                .tables
+                .iter()
+                .find(|t| t.name == crate::ruleset::TableName::Filter)
+                .expect("filter");
+            assert!(filter.chains.contains_key("cali-pi-gnp/allow-all"));
+        }
+        let view_only = compute_with(HEP, Families::Nothing, None);
+        assert!(view_only.context(Family::V4).is_none());
     }
 
     #[test]

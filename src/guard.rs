@@ -1,7 +1,7 @@
 //! Lockout guard: would the new rules cut off the admin's SSH session, or leave no inbound SSH
 //! at all? The core (`check`, `parse_proc_net_tcp`, `parse_ssh_connection`) is pure and asks
 //! `explain` about a few packets of the rulesets `desired::compute` rendered; the one effect,
-//! `observe_sessions`, reads `SSH_CONNECTION` and `/proc/net/tcp{,6}` and is kept apart at the
+//! `observe`, reads `SSH_CONNECTION`, `/proc/net/tcp{,6}` and sshd's sockets and is kept apart at the
 //! bottom of this file. Decides nothing about what the caller does with a finding (`check`
 //! warns, `apply` refuses, the daemon logs or refuses through `daemon_gate`).
 
@@ -9,8 +9,6 @@ use crate::diag::Diagnostic;
 use crate::explain::{self, ConnState, Context, Direction, Packet};
 use crate::finding::{Finding, FindingKind};
 use crate::model::InterfaceName;
-use crate::render::marks::Marks;
-use crate::render::RenderError;
 use crate::resolve::{HostInterfaces, NodeView};
 use crate::ruleset::{Family, IpsetType, Match, Ruleset};
 use std::collections::BTreeSet;
@@ -26,6 +24,36 @@ pub struct SshSession {
     pub server: SocketAddr,
     /// Where it was seen: `SSH_CONNECTION` or `/proc/net/tcp`.
     pub seen_in: &'static str,
+}
+
+/// What the guard protects: the admin's sessions and the ports sshd listens on (22 when
+/// neither says otherwise).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub sessions: Vec<SshSession>,
+    /// Ports a new SSH login must still reach: sshd's listening ports, the sessions' ports, 22.
+    pub ssh_ports: BTreeSet<u16>,
+}
+
+impl Observed {
+    /// `sessions`, with their ports and 22 as the SSH ports.
+    pub fn from_sessions(sessions: Vec<SshSession>) -> Observed {
+        Observed::new(sessions, BTreeSet::new())
+    }
+
+    /// `sessions` and sshd's `listening` ports, plus the sessions' ports; 22 only when sshd's
+    /// ports are unknown (a 22 kept open by the failsafes does not help an sshd on 2222).
+    pub fn new(sessions: Vec<SshSession>, listening: BTreeSet<u16>) -> Observed {
+        let mut ssh_ports = listening;
+        if ssh_ports.is_empty() {
+            ssh_ports.insert(SSH_PORT);
+        }
+        ssh_ports.extend(sessions.iter().map(|s| s.server.port()));
+        Observed {
+            sessions,
+            ssh_ports,
+        }
+    }
 }
 
 /// What to do with findings in the daemon (`--lockout-guard`, `HOSTFW_LOCKOUT_GUARD`).
@@ -53,52 +81,31 @@ struct Prepared<'a> {
     ctx: &'a Context,
 }
 
-/// Check `sessions` and SSH reachability against `rulesets` (rendered from `view`).
-/// `interfaces` are the host's (they tell which interface a session's local address is on).
-///
-/// Verdicts need only the mark bits; naming the policy behind a drop needs the full explain
-/// context, whose rule numbering costs a second, tagged render (`explain::Context::build`).
-/// So the packets are first judged with the marks alone, and only when something would be
-/// dropped are the contexts built and the findings worked out again with attribution: a set
-/// that locks nobody out is rendered once per family.
+/// Check `sessions` and SSH reachability against `rulesets` (rendered from `view`, with their
+/// explain `contexts` in the same order). `interfaces` are the host's (they tell which interface
+/// a session's local address is on).
 pub fn check(
     view: &NodeView,
     rulesets: &[Ruleset],
+    contexts: &[Context],
     interfaces: &HostInterfaces,
-    sessions: &[SshSession],
-) -> Result<Vec<Finding>, RenderError> {
-    let marks = Marks::allocate(view.config.iptables_mark_mask)?;
-    let bare: Vec<Context> = rulesets.iter().map(|_| Context::bare(marks)).collect();
-    let found = analyse(view, &prepared(rulesets, &bare), interfaces, sessions);
-    if found.is_empty() {
-        return Ok(found);
-    }
-    let full = rulesets
-        .iter()
-        .map(|rs| Context::build(view, rs.family, rs))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(analyse(
-        view,
-        &prepared(rulesets, &full),
-        interfaces,
-        sessions,
-    ))
-}
-
-fn prepared<'a>(rulesets: &'a [Ruleset], contexts: &'a [Context]) -> Vec<Prepared<'a>> {
-    rulesets
+    observed: &Observed,
+) -> Vec<Finding> {
+    let prepared: Vec<Prepared> = rulesets
         .iter()
         .zip(contexts)
         .map(|(ruleset, ctx)| Prepared { ruleset, ctx })
-        .collect()
+        .collect();
+    analyse(view, &prepared, interfaces, observed)
 }
 
 fn analyse(
     view: &NodeView,
     families: &[Prepared],
     interfaces: &HostInterfaces,
-    sessions: &[SshSession],
+    observed: &Observed,
 ) -> Vec<Finding> {
+    let sessions = observed.sessions.as_slice();
     let mut findings = Vec::new();
     let for_family = |ip: &IpAddr| {
         let fam = if ip.is_ipv6() { Family::V6 } else { Family::V4 };
@@ -159,7 +166,7 @@ fn analyse(
             }
         }
     }
-    if let Some(f) = unreachable(view, families, interfaces, sessions) {
+    if let Some(f) = unreachable(view, families, interfaces, observed) {
         findings.push(f);
     }
     findings
@@ -186,10 +193,10 @@ fn unreachable(
     view: &NodeView,
     families: &[Prepared],
     interfaces: &HostInterfaces,
-    sessions: &[SshSession],
+    observed: &Observed,
 ) -> Option<Finding> {
-    let mut ports: BTreeSet<u16> = sessions.iter().map(|s| s.server.port()).collect();
-    ports.insert(SSH_PORT);
+    let sessions = observed.sessions.as_slice();
+    let ports = &observed.ssh_ports;
     let mut targets: Vec<(String, IpAddr)> = Vec::new();
     for ep in &view.endpoints {
         for (name, addrs) in interfaces {
@@ -217,7 +224,7 @@ fn unreachable(
             continue;
         };
         for src in candidate_sources(p.ruleset, sessions, dst.is_ipv6()) {
-            for port in &ports {
+            for port in ports {
                 let packet = Packet {
                     direction: Direction::Ingress,
                     iface: iface.clone(),
@@ -396,7 +403,10 @@ pub fn local_sessions(sessions: Vec<SshSession>, interfaces: &HostInterfaces) ->
 /// The admin's sessions as this process sees them: `SSH_CONNECTION` first, then established
 /// TCP sessions to the SSH port(s) in `/proc/net/tcp{,6}` (this network namespace), keeping
 /// only those whose local address is on `interfaces`.
-pub fn observe_sessions(interfaces: &HostInterfaces) -> Vec<SshSession> {
+/// Sessions are looked for on every port sshd listens on (found through `/proc`, see `sshd`) as
+/// well as 22, and those ports are what a new login must still reach: a daemon or a `sudo`
+/// that has no `SSH_CONNECTION` still guards an sshd moved to another port.
+pub fn observe(interfaces: &HostInterfaces) -> Observed {
     let mut sessions = Vec::new();
     if let Some(s) = std::env::var("SSH_CONNECTION")
         .ok()
@@ -405,8 +415,8 @@ pub fn observe_sessions(interfaces: &HostInterfaces) -> Vec<SshSession> {
     {
         sessions.push(s);
     }
-    let mut ports: BTreeSet<u16> = sessions.iter().map(|s| s.server.port()).collect();
-    ports.insert(SSH_PORT);
+    let listening = crate::sshd::listening_ports();
+    let ports = Observed::new(sessions.clone(), listening.clone()).ssh_ports;
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(file) else {
             continue;
@@ -415,7 +425,7 @@ pub fn observe_sessions(interfaces: &HostInterfaces) -> Vec<SshSession> {
             sessions.extend(parse_proc_net_tcp(&text, *port));
         }
     }
-    local_sessions(sessions, interfaces)
+    Observed::new(local_sessions(sessions, interfaces), listening)
 }
 
 /// The daemon's use of the guard on a new policy set: log every guard finding loudly; in

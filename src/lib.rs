@@ -32,5 +32,6 @@ pub mod resolve;
 pub mod ruleset;
 pub mod settings;
 pub mod source;
+pub mod sshd;
 pub mod status;
 pub mod sync;

@@ -4,9 +4,8 @@
 //! lock when the holder dies, so a stale file never blocks anyone.
 
 use nix::fcntl::{Flock, FlockArg};
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ impl LockGuard {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("cannot create the run directory {}: {source}", path.display())]
+    #[error("cannot use the run directory {}: {source}", path.display())]
     RunDir {
         path: PathBuf,
         #[source]
@@ -45,22 +44,20 @@ pub enum LockError {
     },
 }
 
-/// Take the lock at `path`, creating its directory (mode 0755) if needed. If another process
-/// holds it, `on_wait` is called once with that process's pid (when known) and the call blocks
-/// until the lock is free.
+/// Take the lock at `path`, creating its directory (`fsutil::private_dir`: 0700, refused when
+/// another user owns it or may write it) if needed. The file is 0600 and never opened through a
+/// symlink: a user who could open it could `flock` it and freeze every hostfw writer. If another
+/// process holds it, `on_wait` is called once with that process's pid (when known) and the call
+/// blocks until the lock is free.
 pub fn acquire(path: &Path, on_wait: impl FnOnce(Option<u32>)) -> Result<LockGuard, LockError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)
-            .map_err(|source| LockError::RunDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        crate::fsutil::private_dir(dir).map_err(|source| LockError::RunDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
     let open = || {
-        OpenOptions::new()
+        crate::fsutil::private_options()
             .read(true)
             .write(true)
             .create(true)
@@ -154,7 +151,9 @@ mod tests {
             .unwrap()
             .permissions()
             .mode();
-        assert_eq!(mode & 0o777, 0o755);
+        assert_eq!(mode & 0o777, 0o700);
+        let file_mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(file_mode & 0o777, 0o600);
     }
 
     #[test]

@@ -4,16 +4,19 @@
 //!
 //! Write semantics: each table restore is one atomic transaction (the kernel applies all of it
 //! or none). A pass writes in plan order (ipsets `before`, tables raw → mangle → filter per
-//! family, ipsets `after`) and stops at the first failure; the tables written before it keep
-//! their new content, which the plan orders so that no intermediate state is more open than both
-//! the old and the new state. A retry re-reads everything and plans from what is really there,
-//! so a partial pass converges on the next attempt.
+//! family, ipsets `after`) and stops at the first failure. A table written earlier in the same
+//! pass is then put back as the pass read it (and set members with it): a new raw table beside
+//! an old filter table can admit what both the old and the new policy deny (a source the old
+//! policy dropped untracked in raw and the new one drops in filter), so a pass ends in the old
+//! state or the new, never a mix (docs/design.md, "Failure model"). A retry re-reads everything
+//! and plans from what is really there.
 
+use crate::confirm::{self, Snapshot};
 use crate::dataplane::{Backend, Dataplane, DataplaneError};
-use crate::ruleset::ipset::{parse_ipset_save, LiveIpsets};
-use crate::ruleset::plan::{self, LiveState, Plan, PlanOptions};
+use crate::ruleset::ipset::{parse_ipset_save, write_add, write_create, LiveIpsets};
+use crate::ruleset::plan::{self, LiveState, Overtaken, Plan, PlanOptions, Suspects};
 use crate::ruleset::save::parse_save;
-use crate::ruleset::{Family, Ruleset, Table, TableName};
+use crate::ruleset::{Family, Ipset, Ruleset, Table, TableName};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -56,6 +59,9 @@ pub struct ReconcileReport {
     pub ipset_restores: usize,
     /// Passes it took (1 when nothing failed).
     pub attempts: u32,
+    /// Foreign jumps (fail2ban, CrowdSec, sshguard, admin chains) our inserted hooks precede in
+    /// the verified state; each is logged as a warning when this reconcile wrote hooks.
+    pub overtaken: Vec<Overtaken>,
     pub duration: Duration,
 }
 
@@ -92,6 +98,14 @@ pub enum SyncError {
     },
     #[error("verification failed after {attempts} attempt(s): the kernel still differs from the desired state:\n{residual}")]
     Verify { attempts: u32, residual: String },
+    /// The save tool printed no trace of a table just written: its output cannot be trusted,
+    /// and planning from it again would insert the hook rules once more on every retry.
+    #[error("{} {table}: iptables-save shows none of the chains hostfw just wrote there (it printed {bytes} bytes for that family); its output cannot be trusted, so hostfw stops instead of writing the same rules again", family_name(*family))]
+    UntrustedSave {
+        family: Family,
+        table: &'static str,
+        bytes: usize,
+    },
 }
 
 fn family_name(family: Family) -> &'static str {
@@ -109,7 +123,9 @@ impl SyncError {
             | SyncError::ReadIpsets(source)
             | SyncError::Write { source, .. } => source.is_retryable(),
             SyncError::Verify { .. } => true,
-            SyncError::Parse { .. } | SyncError::ParseIpsets(_) => false,
+            SyncError::Parse { .. }
+            | SyncError::ParseIpsets(_)
+            | SyncError::UntrustedSave { .. } => false,
         }
     }
 
@@ -141,19 +157,74 @@ pub struct Live {
 /// a plan built from it either fails to apply or leaves a residual diff, and both make the pass
 /// retry from a fresh read; the verification always reads what was written. An in-sync answer
 /// from the cache reads nothing, so a drift check must `invalidate` first.
+///
+/// It also remembers the text the kernel printed for each rule of ours (by chain and hash) in
+/// the last verified state, and survives `invalidate` with it: a later read whose rule under the
+/// same hash reads differently was tampered with (`iptables -R` keeping the comment), and the
+/// chain is repaired. The kernel prints a rule it was given the same way every time, so the
+/// comparison needs no model of how it rewrites rule text.
 #[derive(Debug, Clone, Default)]
-pub struct LiveCache(Option<Live>);
+pub struct LiveCache {
+    live: Option<Live>,
+    texts: RuleTexts,
+}
+
+/// Printed text of our rules by (family, table, chain, hash).
+type RuleTexts = BTreeMap<(Family, TableName, String, String), String>;
 
 impl LiveCache {
     /// Forget the cached state (e.g. after the kernel may have been changed by someone else):
-    /// the next reconcile reads first.
+    /// the next reconcile reads first. The remembered rule texts stay.
     pub fn invalidate(&mut self) {
-        self.0 = None;
+        self.live = None;
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_none()
+        self.live.is_none()
     }
+
+    /// Remember the rule texts of a verified state.
+    fn learn(&mut self, live: &Live) {
+        self.texts = rule_texts(live);
+    }
+
+    /// Chains holding a rule of ours whose text differs from the remembered one.
+    fn suspects(&self, live: &Live) -> Suspects {
+        let mut suspects = Suspects::default();
+        for ((family, table, chain, hash), text) in rule_texts(live) {
+            let key = (family, table, chain, hash);
+            if self.texts.get(&key).is_some_and(|known| *known != text) {
+                log::warn!(
+                    "{} {} chain {}: rule cali:{} was changed in place (kept its hash): repairing",
+                    family_name(family),
+                    table.as_str(),
+                    key.2,
+                    key.3
+                );
+                suspects.chains.insert((family, table, key.2));
+            }
+        }
+        suspects
+    }
+}
+
+fn rule_texts(live: &Live) -> RuleTexts {
+    let mut texts = RuleTexts::new();
+    for state in &live.tables {
+        for (table, lt) in &state.tables {
+            for chain in lt.chains.values() {
+                for rule in &chain.rules {
+                    if let Some(hash) = &rule.hash {
+                        texts.insert(
+                            (state.family, *table, chain.name.clone(), hash.clone()),
+                            rule.text.clone(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    texts
 }
 
 /// Families this dataplane can program, in write order.
@@ -177,9 +248,15 @@ pub fn read_live(dp: &dyn Dataplane) -> Result<Live, SyncError> {
 }
 
 fn read_family(dp: &dyn Dataplane, family: Family) -> Result<LiveState, SyncError> {
+    read_family_sized(dp, family).map(|(state, _)| state)
+}
+
+/// `read_family`, with the number of bytes the save tool printed.
+fn read_family_sized(dp: &dyn Dataplane, family: Family) -> Result<(LiveState, usize), SyncError> {
     let saved = dp
         .save_tables(family)
         .map_err(|source| SyncError::Read { family, source })?;
+    let bytes = saved.values().map(String::len).sum();
     let mut tables = BTreeMap::new();
     for (table, text) in saved {
         let live = parse_save(&text).map_err(|e| SyncError::Parse {
@@ -189,7 +266,7 @@ fn read_family(dp: &dyn Dataplane, family: Family) -> Result<LiveState, SyncErro
         })?;
         tables.insert(table, live);
     }
-    Ok(LiveState { family, tables })
+    Ok((LiveState { family, tables }, bytes))
 }
 
 fn read_ipsets(dp: &dyn Dataplane) -> Result<LiveIpsets, SyncError> {
@@ -208,13 +285,36 @@ fn reread_written(dp: &dyn Dataplane, mut live: Live, plan: &Plan) -> Result<Liv
         .collect();
     for state in &mut live.tables {
         if written.contains(&state.family) {
-            *state = read_family(dp, state.family)?;
+            let (fresh, bytes) = read_family_sized(dp, state.family)?;
+            check_trustworthy(plan, &fresh, bytes)?;
+            *state = fresh;
         }
     }
     if !plan.ipsets.is_empty() {
         live.ipsets = read_ipsets(dp)?;
     }
     Ok(live)
+}
+
+/// After a successful write the save must show at least one of the chains the plan created or
+/// rewrote in each table: a save that exits 0 yet prints nothing (or another table) would make
+/// every retry plan a fresh install and insert the hook rules again.
+fn check_trustworthy(plan: &Plan, fresh: &LiveState, bytes: usize) -> Result<(), SyncError> {
+    for t in plan.tables.iter().filter(|t| t.family == fresh.family) {
+        let mut written = t.create.iter().chain(&t.rewrite).peekable();
+        if written.peek().is_none() {
+            continue;
+        }
+        let seen = fresh.tables.get(&t.table);
+        if !written.any(|c| seen.is_some_and(|live| live.chains.contains_key(c))) {
+            return Err(SyncError::UntrustedSave {
+                family: t.family,
+                table: t.table.as_str(),
+                bytes,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The desired state per supported family. A supported family without a desired ruleset (IPv6
@@ -265,17 +365,18 @@ pub fn empty_ruleset(family: Family) -> Ruleset {
 pub fn diff(desired: &[Ruleset], dp: &dyn Dataplane) -> Result<Plan, SyncError> {
     let desired = desired_for(dp, desired);
     let live = read_live(dp)?;
-    Ok(plan_against(&desired, &live, dp))
+    Ok(plan_against(&desired, &live, dp, &Suspects::default()))
 }
 
-fn plan_against(desired: &[Ruleset], live: &Live, dp: &dyn Dataplane) -> Plan {
-    plan::plan(
+fn plan_against(desired: &[Ruleset], live: &Live, dp: &dyn Dataplane, suspects: &Suspects) -> Plan {
+    plan::plan_with_suspects(
         desired,
         &live.tables,
         &live.ipsets,
         PlanOptions {
             nft: dp.backend() == Backend::Nft,
         },
+        suspects,
     )
 }
 
@@ -299,13 +400,29 @@ pub fn reconcile_cached(
     cache: &mut LiveCache,
 ) -> Result<ReconcileReport, SyncError> {
     let desired = desired_for(dp, desired);
-    run_passes(dp, opts, cache, |live| plan_against(&desired, live, dp))
+    let mut report = run_passes(dp, opts, cache, |live, suspects| {
+        plan_against(&desired, live, dp, suspects)
+    })?;
+    if let Some(seen) = &cache.live {
+        report.overtaken = plan::overtaken_jumps(&desired, &seen.tables);
+    }
+    if report.hooks_fixed > 0 {
+        for o in &report.overtaken {
+            log::warn!("{o}");
+        }
+    }
+    Ok(report)
 }
 
 /// Remove every chain, hook rule and ipset hostfw owns, and verify nothing of ours is left.
+/// Sets the other iptables backend's rules still use are left: ipsets are shared by both
+/// backends, and the kernel refuses to destroy a set in use.
 pub fn flush(dp: &dyn Dataplane, opts: &SyncOptions) -> Result<ReconcileReport, SyncError> {
-    run_passes(dp, opts, &mut LiveCache::default(), |live| {
-        plan::flush_plan(&live.tables, &live.ipsets)
+    let shared = dp.sets_used_by_other_backend();
+    run_passes(dp, opts, &mut LiveCache::default(), |live, _| {
+        let mut ipsets = live.ipsets.clone();
+        ipsets.sets.retain(|name, _| !shared.contains(name));
+        plan::flush_plan(&live.tables, &ipsets)
     })
 }
 
@@ -313,7 +430,7 @@ fn run_passes(
     dp: &dyn Dataplane,
     opts: &SyncOptions,
     cache: &mut LiveCache,
-    make_plan: impl Fn(&Live) -> Plan,
+    make_plan: impl Fn(&Live, &Suspects) -> Plan,
 ) -> Result<ReconcileReport, SyncError> {
     let started = Instant::now();
     let mut report = ReconcileReport {
@@ -326,16 +443,21 @@ fn run_passes(
         restores: 0,
         ipset_restores: 0,
         attempts: 0,
+        overtaken: Vec::new(),
         duration: Duration::ZERO,
     };
     let mut backoff = opts.initial_backoff;
     loop {
         report.attempts += 1;
         // Only the first pass may trust the cache; a retry always reads.
-        let start = cache.0.take();
-        match pass(dp, opts, start, &make_plan, &mut report) {
+        let start = cache.live.take();
+        match pass(dp, opts, start, cache, &make_plan, &mut report) {
             Ok(seen) => {
-                cache.0 = seen;
+                // A dry run may have seen drift it did not repair: nothing to learn from it.
+                if !opts.dry_run {
+                    cache.learn(&seen);
+                }
+                cache.live = Some(seen);
                 break;
             }
             Err(e) if e.is_retryable() && report.attempts < opts.max_attempts.max(1) => {
@@ -354,39 +476,55 @@ fn run_passes(
     Ok(report)
 }
 
-/// One read → plan → write → verify pass, starting from `start` instead of a read when given.
-/// Returns the state it last saw (verified after a write).
+/// One read → plan → write → verify pass, starting from `start` instead of a read when given;
+/// `cache` supplies the remembered rule texts. Returns the state it last saw (verified after a
+/// write).
 fn pass(
     dp: &dyn Dataplane,
     opts: &SyncOptions,
     start: Option<Live>,
-    make_plan: &impl Fn(&Live) -> Plan,
+    cache: &LiveCache,
+    make_plan: &impl Fn(&Live, &Suspects) -> Plan,
     report: &mut ReconcileReport,
-) -> Result<Option<Live>, SyncError> {
+) -> Result<Live, SyncError> {
     let live = match start {
         Some(live) => live,
         None => read_live(dp)?,
     };
-    let plan = make_plan(&live);
+    let plan = make_plan(&live, &cache.suspects(&live));
     if report.attempts == 1 {
+        for (family, table, kept) in plan.kept() {
+            log::warn!(
+                "{} {table}: keeping chain {} (emptied) instead of deleting it: still referenced by foreign chain {}; remove that jump and hostfw deletes it",
+                family_name(family),
+                kept.chain,
+                kept.referrers.join(", "),
+                table = table.as_str()
+            );
+        }
         report.plan = plan.clone();
     }
     if opts.dry_run || plan.is_empty() {
-        return Ok(Some(live));
+        return Ok(live);
     }
-    write(dp, &plan, report)?;
+    write(dp, &plan, &live, report)?;
     let after = reread_written(dp, live, &plan)?;
-    let residual = make_plan(&after);
+    let residual = make_plan(&after, &Suspects::default());
     if !residual.is_empty() {
         return Err(SyncError::Verify {
             attempts: report.attempts,
             residual: residual.to_string(),
         });
     }
-    Ok(Some(after))
+    Ok(after)
 }
 
-fn write(dp: &dyn Dataplane, plan: &Plan, report: &mut ReconcileReport) -> Result<(), SyncError> {
+fn write(
+    dp: &dyn Dataplane,
+    plan: &Plan,
+    before: &Live,
+    report: &mut ReconcileReport,
+) -> Result<(), SyncError> {
     let failed = |source| SyncError::Write {
         attempts: report.attempts,
         source,
@@ -395,15 +533,19 @@ fn write(dp: &dyn Dataplane, plan: &Plan, report: &mut ReconcileReport) -> Resul
         dp.ipset_restore(&plan.ipsets.before).map_err(failed)?;
         report.ipset_restores += 1;
     }
+    let mut written: Vec<(Family, TableName)> = Vec::new();
     for table in &plan.tables {
         if table.restore_input.is_empty() {
             continue;
         }
-        dp.restore(table.family, table.table, &table.restore_input)
-            .map_err(|source| SyncError::Write {
+        if let Err(source) = dp.restore(table.family, table.table, &table.restore_input) {
+            put_back(dp, before, &written, !plan.ipsets.before.is_empty());
+            return Err(SyncError::Write {
                 attempts: report.attempts,
                 source,
-            })?;
+            });
+        }
+        written.push((table.family, table.table));
         report.restores += 1;
         report.chains_created += table.create.len();
         report.chains_rewritten += table.rewrite.len();
@@ -423,6 +565,89 @@ fn write(dp: &dyn Dataplane, plan: &Plan, report: &mut ReconcileReport) -> Resul
     Ok(())
 }
 
+/// A later table of the pass failed: put the `written` tables back as `before` held them (one
+/// transaction each, as `confirm` rolls back), then the set members the pass changed. Tables
+/// first: until then the old rules of the unwritten tables meet the new members, the window
+/// the plan already accepts while it writes. Best effort: a failure here is logged, and the
+/// retry plans from whatever the kernel then holds.
+fn put_back(dp: &dyn Dataplane, before: &Live, written: &[(Family, TableName)], sets: bool) {
+    if written.is_empty() && !sets {
+        return;
+    }
+    let snapshot = Snapshot {
+        tables: written
+            .iter()
+            .filter_map(|(family, table)| {
+                let state = before.tables.iter().find(|s| s.family == *family)?;
+                let live = state.tables.get(table).cloned().unwrap_or_default();
+                Some(confirm::saved_table(*family, *table, &live))
+            })
+            .collect(),
+        ipsets: ipsets_text(&before.ipsets),
+    };
+    let result = (|| -> Result<(), String> {
+        let mut now = Live {
+            tables: Vec::new(),
+            ipsets: read_ipsets(dp).map_err(|e| e.to_string())?,
+        };
+        for family in written.iter().map(|(f, _)| *f).collect::<BTreeSet<_>>() {
+            let mut state = read_family(dp, family).map_err(|e| e.to_string())?;
+            state
+                .tables
+                .retain(|table, _| written.contains(&(family, *table)));
+            now.tables.push(state);
+        }
+        let rollback = confirm::rollback_plan(&snapshot, &now, dp.backend() == Backend::Nft)
+            .map_err(|e| e.to_string())?;
+        for (family, table, input) in &rollback.tables {
+            dp.restore(*family, *table, input)
+                .map_err(|e| e.to_string())?;
+            log::warn!(
+                "{} {}: put back as it was before this pass, because a later table failed",
+                family_name(*family),
+                table.as_str()
+            );
+        }
+        for input in [&rollback.ipsets_before, &rollback.ipsets_after] {
+            if !input.is_empty() {
+                dp.ipset_restore(input).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        log::error!(
+            "a table write failed and the tables written before it could not be put back \
+             (the retry will plan from what the kernel holds): {e}"
+        );
+    }
+}
+
+/// `ipset save` text of the sets as read (kinds hostfw does not create are left out: a
+/// rollback never creates them either).
+fn ipsets_text(sets: &LiveIpsets) -> String {
+    let mut out = String::new();
+    for set in sets.sets.values() {
+        let (Some(set_type), Some(family), Some(max_elements)) =
+            (set.set_type, set.family, set.max_elements)
+        else {
+            continue;
+        };
+        let ipset = Ipset {
+            name: set.name.clone(),
+            set_type,
+            family,
+            max_elements,
+            members: BTreeSet::new(),
+        };
+        write_create(&mut out, &set.name, &ipset);
+        for member in &set.members {
+            write_add(&mut out, &set.name, member);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,7 +658,7 @@ mod tests {
     };
     use std::collections::BTreeSet;
 
-    const SET: &str = "cali40s:testset";
+    const SET: &str = "cali40s:testsetAAAAAAAAAAAAAAAA";
 
     fn rule(matches: Vec<Match>, action: Action) -> Rule {
         Rule {
@@ -619,9 +844,121 @@ mod tests {
         assert_eq!(report.attempts, 2);
         let calls = fake.calls();
         let first_restore = calls.iter().position(Call::is_restore).unwrap();
-        // After the failed restore the pass stops: the next call is a re-read, not a write.
-        assert_eq!(calls[first_restore + 1].argv[0], "iptables-legacy-save");
+        // After the failed restore no other table is written: the set the pass created is put
+        // back (destroyed), then the next pass reads and writes the same table again.
+        let next_restore = first_restore
+            + 1
+            + calls[first_restore + 1..]
+                .iter()
+                .position(Call::is_restore)
+                .unwrap();
+        assert_eq!(calls[next_restore].stdin, calls[first_restore].stdin);
+        assert!(calls[first_restore..next_restore].iter().any(
+            |c| c.is_ipset_restore() && c.stdin.as_deref() == Some(&format!("destroy {SET}\n"))
+        ));
         assert!(diff(&both(22), &fake).unwrap().is_empty());
+    }
+
+    /// `desired(family, port, members)` plus a raw chain dropping `untracked_drop` untracked.
+    fn with_raw_drop(mut ruleset: Ruleset, untracked_drop: Option<&str>) -> Ruleset {
+        let raw = ruleset
+            .tables
+            .iter_mut()
+            .find(|t| t.name == TableName::Raw)
+            .unwrap();
+        if let Some(source) = untracked_drop {
+            raw.chains.insert(
+                "cali-PREROUTING".into(),
+                Chain {
+                    name: "cali-PREROUTING".into(),
+                    rules: vec![rule(
+                        vec![Match::Source {
+                            negated: false,
+                            net: source.parse().unwrap(),
+                        }],
+                        Action::Drop,
+                    )],
+                },
+            );
+            raw.hooks.push(HookRule {
+                kernel_chain: "PREROUTING".into(),
+                position: HookPosition::Insert,
+                rule: rule(Vec::new(), Action::Jump("cali-PREROUTING".into())),
+            });
+        }
+        ruleset
+    }
+
+    /// The attack: the old policy drops a source untracked (raw), the new one drops it in
+    /// filter. Raw is written first; when filter then fails, raw must not stay new (neither
+    /// table would drop the source): every failing table of the pass leaves the old state.
+    #[test]
+    fn a_later_table_failing_puts_the_earlier_ones_back() {
+        let old = vec![
+            with_raw_drop(
+                desired(Family::V4, 22, &["203.0.113.0/24"]),
+                Some("198.51.100.9/32"),
+            ),
+            desired(Family::V6, 22, &[]),
+        ];
+        let new = vec![
+            desired(Family::V4, 2222, &["203.0.113.0/24", "198.51.100.9/32"]),
+            desired(Family::V6, 2222, &[]),
+        ];
+        for failing in [TableName::Filter, TableName::Mangle] {
+            let fake = FakeDataplane::default();
+            reconcile(&old, &fake, &quick()).unwrap();
+            let mut new = new.clone();
+            if failing == TableName::Mangle {
+                // A mangle chain in the new state: the pass writes raw, then fails mangle.
+                let mangle = new[0]
+                    .tables
+                    .iter_mut()
+                    .find(|t| t.name == TableName::Mangle)
+                    .unwrap();
+                mangle.chains.insert(
+                    "cali-mangle-x".into(),
+                    Chain {
+                        name: "cali-mangle-x".into(),
+                        rules: vec![rule(Vec::new(), Action::Return)],
+                    },
+                );
+            }
+            for _ in 0..5 {
+                fake.inject(Op::RestoreOf(failing), Fault::Fail("injected".into()));
+            }
+            let err = reconcile(&new, &fake, &quick()).unwrap_err();
+            assert!(matches!(err, SyncError::Write { attempts: 5, .. }), "{err}");
+            assert!(
+                diff(&old, &fake).unwrap().is_empty(),
+                "{failing:?} failed and the kernel is not the old state: {}",
+                diff(&old, &fake).unwrap()
+            );
+            // The raw table was written (and put back) on every pass.
+            let raw_writes = fake
+                .restores()
+                .iter()
+                .filter(|c| c.stdin.as_deref().is_some_and(|i| i.starts_with("*raw")))
+                .count();
+            assert!(raw_writes >= 10, "{raw_writes}");
+        }
+    }
+
+    /// A save that exits 0 and prints nothing: one write, then a refusal, never a second
+    /// insertion of the hook rules.
+    #[test]
+    fn an_empty_save_after_a_write_stops_instead_of_reinserting_hooks() {
+        let fake = FakeDataplane::default();
+        reconcile(&both(22), &fake, &quick()).unwrap();
+        fake.blind_saves();
+        let err = reconcile(&both(2222), &fake, &quick()).unwrap_err();
+        assert!(matches!(err, SyncError::UntrustedSave { .. }), "{err}");
+        assert!(err.to_string().contains("cannot be trusted"), "{err}");
+        assert_eq!(
+            input_rule_count(&fake),
+            2,
+            "one extra hook at most, no retry"
+        );
     }
 
     #[test]
@@ -711,9 +1048,9 @@ mod tests {
         assert_eq!(report.restores, 1);
         let calls = fake.calls();
         let count = |program: &str| calls.iter().filter(|c| c.argv[0] == program).count();
-        // IPv4: read, write, read again (three tables each read); IPv6 and ipsets: read once.
-        assert_eq!(count("iptables-legacy-save"), 6);
-        assert_eq!(count("ip6tables-legacy-save"), 3);
+        // IPv4: read, write, read again (four tables each read); IPv6 and ipsets: read once.
+        assert_eq!(count("iptables-legacy-save"), 8);
+        assert_eq!(count("ip6tables-legacy-save"), 4);
         assert_eq!(count("ipset"), 1);
         assert!(diff(&v4_changed, &fake).unwrap().is_empty());
     }
@@ -803,5 +1140,37 @@ mod tests {
         ));
         assert!(err.to_string().contains("run as root"));
         assert_eq!(fake.calls().len(), 1);
+    }
+
+    /// A rule of ours rewritten in place with the same hash and target but another match: the
+    /// daemon's cache remembers the verified text and repairs the chain on its next refresh.
+    #[test]
+    fn a_rule_changed_under_its_hash_is_repaired_from_the_remembered_text() {
+        let fake = FakeDataplane::default();
+        let mut cache = LiveCache::default();
+        reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        let original = fake
+            .rules(Family::V4, TableName::Filter, "cali-INPUT")
+            .unwrap();
+        let tampered = original[0].replace("22", "1:65535");
+        assert_ne!(tampered, original[0]);
+        fake.external_restore(
+            Family::V4,
+            TableName::Filter,
+            &format!(
+                "*filter\n:cali-INPUT - [0:0]\n-A cali-INPUT {tampered}\n-A cali-INPUT {}\nCOMMIT\n",
+                original[1]
+            ),
+        );
+        // Hashes alone see nothing wrong.
+        assert!(diff(&both(22), &fake).unwrap().is_empty());
+        cache.invalidate();
+        let report = reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        assert_eq!(report.plan.tables[2].rewrite, ["cali-INPUT"]);
+        assert_eq!(
+            fake.rules(Family::V4, TableName::Filter, "cali-INPUT")
+                .unwrap(),
+            original
+        );
     }
 }

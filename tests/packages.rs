@@ -39,7 +39,7 @@ fn defaults_file_documents_every_variable_the_cli_reads() {
         .collect();
     assert!(
         from_cli.len() >= 6,
-        "the CLI reads at least the six HOSTFW_* variables of design §3: {from_cli:?}"
+        "the CLI reads at least the six HOSTFW_* variables the README documents: {from_cli:?}"
     );
     for name in from_cli
         .iter()
@@ -94,5 +94,15 @@ fn changelogs_name_the_crate_version() {
     assert!(
         source_file("CHANGELOG.md").contains(&format!("\n## [{version}]")),
         "CHANGELOG.md has no '## [{version}]' section"
+    );
+}
+
+#[test]
+fn both_packages_install_the_reload_script_the_unit_runs() {
+    let manifest = source_file("Cargo.toml");
+    assert!(
+        manifest.contains("[\"systemd/hostfw-reload\", \"usr/libexec/hostfw/\", \"755\"]")
+            && manifest.contains("dest = \"/usr/libexec/hostfw/hostfw-reload\", mode = \"755\""),
+        "both packages must install systemd/hostfw-reload as /usr/libexec/hostfw/hostfw-reload"
     );
 }

@@ -1,4 +1,4 @@
-//! Deterministic policy-directory generator for the performance harness (issue 8): scales S, M
+//! Deterministic policy-directory generator for the performance harness (docs/performance.md): scales S, M
 //! and L written as YAML files a user could have written. Same seed, same bytes. Writes only the
 //! directory it is given; knows nothing about timing or the kernel.
 //!
@@ -33,7 +33,7 @@ pub struct Scale {
     pub bignet: usize,
 }
 
-/// S, M and L as issue 8 defines them.
+/// S, M and L as docs/performance.md defines them.
 pub const SCALES: [Scale; 3] = [
     Scale {
         name: "S",

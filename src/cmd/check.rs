@@ -52,10 +52,10 @@ fn guard_findings(set: &PolicySet, node: &str) -> Vec<Finding> {
     let Ok(interfaces) = crate::host::interfaces() else {
         return Vec::new();
     };
-    let sessions = crate::guard::observe_sessions(&interfaces);
+    let observed = crate::guard::observe(&interfaces);
     let options = Options {
         families: Families::Enabled,
-        guard: Some(&sessions),
+        guard: Some(&observed),
     };
     match desired::compute(set, node, &interfaces, options) {
         Ok(d) => d.guard_findings().cloned().collect(),

@@ -5,8 +5,9 @@
 
 use super::{CmdError, CmdResult, Exit};
 use crate::desired::{self, Desired, Families, Options};
+use crate::explain::Context;
 use crate::finding::{Finding, FindingKind};
-use crate::guard::SshSession;
+use crate::guard::Observed;
 use crate::model::PolicySet;
 use crate::resolve::HostInterfaces;
 use crate::ruleset::{Family, Ruleset};
@@ -88,14 +89,14 @@ pub struct Want {
 pub fn load_desired(settings: &Settings, want: Want) -> Result<Desired, CmdResult> {
     let set = load_set(settings).map_err(ViewError::into_cmd_result)?;
     let interfaces = host_interfaces().map_err(ViewError::into_cmd_result)?;
-    let sessions: Vec<SshSession> = if want.guard {
-        crate::guard::observe_sessions(&interfaces)
+    let observed = if want.guard {
+        crate::guard::observe(&interfaces)
     } else {
-        Vec::new()
+        Observed::default()
     };
     let options = Options {
         families: want.families,
-        guard: want.guard.then_some(sessions.as_slice()),
+        guard: want.guard.then_some(&observed),
     };
     let computed = desired::compute_owned(set, &settings.node, &interfaces, options);
     let print = |findings: &[Finding]| {
@@ -120,16 +121,21 @@ pub fn load_desired(settings: &Settings, want: Want) -> Result<Desired, CmdResul
 }
 
 /// This node's desired state with `family` rendered whether or not the configuration enables
-/// it (`render --family`, `explain`): the state and that family's ruleset.
-pub fn load_family(settings: &Settings, family: Family) -> Result<(Desired, Ruleset), CmdResult> {
+/// it (`render --family`, `explain`): the state, that family's ruleset and its explain context.
+pub fn load_family(
+    settings: &Settings,
+    family: Family,
+) -> Result<(Desired, Ruleset, Context), CmdResult> {
     let want = Want {
         families: Families::Only(family),
         guard: false,
         print_warnings: true,
     };
     let mut desired = load_desired(settings, want)?;
-    let ruleset = desired.rulesets.pop();
-    let ruleset =
-        ruleset.ok_or_else(|| Err(format!("no {family:?} ruleset was rendered").into()))?;
-    Ok((desired, ruleset))
+    match (desired.rulesets.pop(), desired.contexts.pop()) {
+        (Some(ruleset), Some(ctx)) => Ok((desired, ruleset, ctx)),
+        _ => Err(Err(
+            format!("no {} ruleset was rendered", family.label()).into()
+        )),
+    }
 }

@@ -6,7 +6,7 @@
 
 use super::{CmdResult, Exit};
 use crate::cli::ConfirmWatchArgs;
-use crate::confirm::{self, WatchEnd};
+use crate::confirm::{self, RollBack, WatchEnd};
 use crate::dataplane::{Backend, RealDataplane};
 use crate::desired::Desired;
 use crate::finding::{Finding, FindingKind};
@@ -60,11 +60,6 @@ pub fn watch(settings: &Settings, args: &ConfirmWatchArgs) -> CmdResult {
             return Ok(Exit::Ok);
         }
     }
-    let Some(snapshot) = confirm::read_snapshot(run_dir)? else {
-        log::error!("no snapshot to restore in {}", run_dir.display());
-        confirm::clear(run_dir)?;
-        return Ok(Exit::Error);
-    };
     // The backend named on the command line or environment; without one, legacy (the watcher
     // does not detect).
     let backend = settings.dataplane_backend(None).unwrap_or(Backend::Legacy);
@@ -72,18 +67,59 @@ pub fn watch(settings: &Settings, args: &ConfirmWatchArgs) -> CmdResult {
     log::warn!(
         "apply --confirm was not confirmed in time: restoring the previous rules ({backend})"
     );
-    let result = confirm::restore(&dp, &snapshot);
-    confirm::record_rollback(run_dir, &args.token)?;
-    confirm::clear(run_dir)?;
+    finish_rollback(confirm::roll_back(&dp, run_dir, &args.token), run_dir)
+}
+
+/// Report how a rollback ended.
+fn finish_rollback(
+    result: Result<RollBack, confirm::ConfirmError>,
+    run_dir: &std::path::Path,
+) -> CmdResult {
     match result {
-        Ok(()) => {
+        Ok(RollBack::Restored) => {
             log::warn!("previous rules restored");
             Ok(Exit::Ok)
+        }
+        Ok(RollBack::NothingPending) => Ok(Exit::Ok),
+        Ok(RollBack::NoSnapshot) => {
+            log::error!("no snapshot to restore in {}", run_dir.display());
+            Ok(Exit::Error)
         }
         Err(e) => {
             log::error!("restoring the previous rules failed: {e}");
             Ok(Exit::Error)
         }
+    }
+}
+
+/// Before a command that reads or writes the kernel: a confirmation whose deadline passed
+/// without its watcher rolling back (killed with the SSH session's cgroup, kill -9) is rolled
+/// back now, so the unconfirmed rules never outlive their deadline by more than the grace
+/// period plus the time until the next hostfw command (the daemon does the same on its own).
+pub(super) fn catch_up(settings: &Settings) {
+    let run_dir = &settings.run_dir;
+    let Ok(Some(p)) = confirm::pending(run_dir) else {
+        return;
+    };
+    if !p.abandoned(confirm::now_unix()) {
+        return;
+    }
+    eprintln!(
+        "warning: {}; rolling back now",
+        confirm::Hold::Abandoned(p.clone())
+    );
+    let _lock = crate::lock::acquire_within(&settings.lock_path(), LOCK_WAIT);
+    // The backend the apply used, as the pending file records it.
+    let backend = match p.backend.as_str() {
+        "nft" => Backend::Nft,
+        "legacy" => Backend::Legacy,
+        _ => settings.dataplane_backend(None).unwrap_or(Backend::Legacy),
+    };
+    match RealDataplane::new(backend) {
+        Ok(dp) => {
+            let _ = finish_rollback(confirm::roll_back(&dp, run_dir, &p.token), run_dir);
+        }
+        Err(e) => log::error!("cannot roll back the abandoned confirmation: {e}"),
     }
 }
 

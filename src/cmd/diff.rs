@@ -53,10 +53,7 @@ fn plan_json(plan: &Plan, dp: &dyn Dataplane) -> serde_json::Value {
         .filter(|t| !t.restore_input.is_empty())
         .map(|t| {
             serde_json::json!({
-                "family": match t.family {
-                    crate::ruleset::Family::V4 => "ipv4",
-                    crate::ruleset::Family::V6 => "ipv6",
-                },
+                "family": t.family.label().to_ascii_lowercase(),
                 "table": t.table.as_str(),
                 "create": t.create,
                 "rewrite": t.rewrite,
@@ -96,6 +93,7 @@ mod tests {
             rewrite: Vec::new(),
             delete: Vec::new(),
             hooks: vec!["INPUT".into()],
+            kept: Vec::new(),
             restore_input: input.into(),
         };
         let plan = Plan {

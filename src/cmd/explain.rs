@@ -25,14 +25,14 @@ pub fn run(settings: &Settings, args: &ExplainArgs) -> CmdResult {
     } else {
         Family::V4
     };
-    let (desired, ruleset) = match common::load_family(settings, family) {
+    let (desired, ruleset, own_ctx) = match common::load_family(settings, family) {
         Ok(loaded) => loaded,
         Err(done) => return done,
     };
     let view = &desired.view;
     let e = if args.live {
         let live = live_ruleset(settings, view, family)?;
-        let mut ctx = explain::Context::build(view, family, &live.ruleset)?;
+        let mut ctx = own_ctx.for_evaluating(&ruleset, &live.ruleset);
         ctx.kernel_policies = live.policies;
         let mut e = explain::explain(&live.ruleset, &ctx, &packet);
         e.notes.extend(
@@ -42,17 +42,10 @@ pub fn run(settings: &Settings, args: &ExplainArgs) -> CmdResult {
         );
         e
     } else {
-        let ctx = match explain::prepare(view, &ruleset) {
-            Ok(ctx) => ctx,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(Exit::Invalid);
-            }
-        };
-        explain::explain(&ruleset, &ctx, &packet)
+        explain::explain(&ruleset, &own_ctx, &packet)
     };
     match args.output {
-        OutputFormat::Text => print!("{}", explain::render_text(&e)),
+        OutputFormat::Text => print!("{e}"),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&e)?),
     }
     Ok(Exit::Ok)

@@ -25,6 +25,9 @@ pub enum Exit {
     Invalid,
     /// 2: an error (missing binary, no permission, kernel refused).
     Error,
+    /// 4: `hostfw run` lacks CAP_NET_ADMIN (the LSB's "insufficient privilege"); the unit does
+    /// not restart on it.
+    NoPrivilege,
 }
 
 impl Exit {
@@ -33,6 +36,7 @@ impl Exit {
             Exit::Ok => 0,
             Exit::Invalid => 1,
             Exit::Error => 2,
+            Exit::NoPrivilege => 4,
         }
     }
 }
@@ -44,6 +48,13 @@ pub type CmdResult = Result<Exit, CmdError>;
 /// Dispatch one parsed command line.
 pub fn run(cli: Cli) -> CmdResult {
     let settings = Settings::from_args(&cli.global);
+    // A rollback owed by a dead confirmation watcher comes first.
+    if matches!(
+        cli.command,
+        Command::Diff(_) | Command::Apply(_) | Command::Confirm | Command::Run
+    ) {
+        confirm::catch_up(&settings);
+    }
     match cli.command {
         Command::Check(args) => check::run(&settings, &args),
         Command::Show(args) => show::run(&settings, &args),

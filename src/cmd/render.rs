@@ -16,7 +16,7 @@ pub fn run(settings: &Settings, args: &RenderArgs) -> CmdResult {
         FamilyArg::V4 => Family::V4,
         FamilyArg::V6 => Family::V6,
     };
-    let (_, ruleset) = match common::load_family(settings, family) {
+    let (_, ruleset, _) = match common::load_family(settings, family) {
         Ok(loaded) => loaded,
         Err(done) => return done,
     };

@@ -29,8 +29,8 @@ pub fn run(settings: &Settings, args: &ShowArgs) -> CmdResult {
         Err(done) => return done,
     };
     match args.output {
-        OutputFormat::Text => print!("{}", render_text(&view)),
-        OutputFormat::Json => println!("{}", render_json(&view)),
+        OutputFormat::Text => print!("{}", format_text(&view)),
+        OutputFormat::Json => println!("{}", format_json(&view)),
     }
     Ok(Exit::Ok)
 }
@@ -198,7 +198,7 @@ impl Serialize for OrderedFields {
 }
 
 /// The JSON report as pretty-printed text (no trailing newline).
-pub fn render_json(view: &NodeView) -> String {
+pub fn format_json(view: &NodeView) -> String {
     let report = Report {
         node: &view.node,
         endpoints: view
@@ -278,7 +278,7 @@ fn list_or_none(items: Vec<String>) -> String {
 }
 
 /// The human-readable report.
-pub fn render_text(view: &NodeView) -> String {
+pub fn format_text(view: &NodeView) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "node: {}", view.node);
     if view.endpoints.is_empty() {
@@ -396,6 +396,7 @@ mod tests {
             do_not_track: false,
             pre_dnat: false,
             apply_on_forward: false,
+            assume_needed_on_every_node: false,
         };
         let set = PolicySet {
             host_endpoints: vec![hep],
@@ -469,12 +470,12 @@ configuration:
 warnings:
   - endpoint eth0 (HostEndpoint h1) has no egress policy and no profile: all outbound traffic except failsafe ports will be dropped
 ";
-        assert_eq!(render_text(&small_view()), want);
+        assert_eq!(format_text(&small_view()), want);
     }
 
     #[test]
     fn json_report_shape() {
-        let text = render_json(&small_view());
+        let text = format_json(&small_view());
         let v: Value = serde_json::from_str(&text).unwrap();
         // Keys in the order docs/design.md ("Product contract") gives.
         let keys = [

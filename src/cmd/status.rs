@@ -1,16 +1,18 @@
 //! `hostfw status`: print what the daemon reported in `status.json` (text or JSON), whether it
 //! is still running, and (as root) live per-policy packet/byte counters read through the
-//! dataplane. Exit 0 when the daemon runs, 2 when there is no status file or the process that
-//! wrote it is gone.
+//! dataplane. Exit 0 when the daemon runs with the policy directory in force (or is starting),
+//! 1 when it runs degraded (the directory is invalid: the last good rules stay), 2 when there is
+//! no status file, the process that wrote it is gone, or it reports persistent failure.
 
 use super::{CmdResult, Exit};
 use crate::cli::{OutputFormat, StatusArgs};
 use crate::dataplane::{Backend, Dataplane, RealDataplane};
+use crate::model::Direction;
 use crate::render::names;
 use crate::ruleset::save::{parse_save, LiveTable};
 use crate::ruleset::{Family, TableName};
 use crate::settings::Settings;
-use crate::status::{self, PolicyOrigin, Status};
+use crate::status::{self, PolicyOrigin, State, Status};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -41,11 +43,11 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> CmdResult {
     };
     match args.output {
         OutputFormat::Text => {
-            print!("{}", render_text(&status, running));
+            print!("{}", format_text(&status, running));
             if let Some(line) = &confirmation {
                 println!("confirmation:  {line}");
             }
-            print!("{}", render_counters(&counters));
+            print!("{}", format_counters(&counters));
         }
         OutputFormat::Json => {
             let mut v = serde_json::to_value(&status)?;
@@ -63,7 +65,14 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> CmdResult {
         }
     }
     if running {
-        Ok(Exit::Ok)
+        Ok(match status.state {
+            State::Starting | State::Ok => Exit::Ok,
+            State::Degraded => {
+                eprintln!("hostfw: degraded: the policy directory is not in force (see above)");
+                Exit::Invalid
+            }
+            State::Failed => Exit::Error,
+        })
     } else {
         eprintln!(
             "hostfw: the daemon that wrote {} (pid {}) is not running; this status is stale",
@@ -112,7 +121,7 @@ impl Count {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PolicyCounters {
     pub policy: String,
-    /// `inbound` (cali-pi-) or `outbound` (cali-po-).
+    /// `inbound` (cali-pi-) or `outbound` (cali-po-): `Direction::label`.
     pub direction: &'static str,
     /// Traffic that reached the policy: the counters of the rules jumping to its chain.
     pub evaluated: Count,
@@ -134,15 +143,13 @@ fn target(rule_text: &str) -> Option<&str> {
 }
 
 /// Map saved tables (with `-c` counters) back to the policies in force: each policy's chains
-/// are named as render names them. Policies with no chain in the kernel are left out.
+/// are named by render's own naming function. Policies with no chain in the kernel are left
+/// out.
 pub fn policy_counters(policies: &[String], tables: &[LiveTable]) -> Vec<PolicyCounters> {
     let mut out = Vec::new();
     for policy in policies {
-        for (direction, prefix) in [
-            ("inbound", names::POLICY_INBOUND_PFX),
-            ("outbound", names::POLICY_OUTBOUND_PFX),
-        ] {
-            let chain = names::policy_chain(prefix, policy);
+        for direction in Direction::ALL {
+            let chain = names::policy_chain_for(direction, policy);
             let mut evaluated = Count::default();
             let mut matched = Count::default();
             let mut present = false;
@@ -166,7 +173,7 @@ pub fn policy_counters(policies: &[String], tables: &[LiveTable]) -> Vec<PolicyC
             if present {
                 out.push(PolicyCounters {
                     policy: policy.clone(),
-                    direction,
+                    direction: direction.label(),
                     evaluated,
                     matched,
                 });
@@ -181,14 +188,12 @@ fn live_counters(status: &Status) -> Result<Vec<PolicyCounters>, String> {
     if !nix::unistd::Uid::effective().is_root() {
         return Err("reading counters needs root".into());
     }
-    let backend = match status.backend.as_deref() {
-        Some("legacy") => Backend::Legacy,
-        Some("nft") => Backend::Nft,
-        _ => return Err("the daemon has not chosen an iptables backend yet".into()),
+    let Some(backend) = status.backend.as_deref().and_then(Backend::from_name) else {
+        return Err("the daemon has not chosen an iptables backend yet".into());
     };
     let dp = RealDataplane::new(backend).map_err(|e| e.to_string())?;
     let mut tables = Vec::new();
-    for family in [Family::V4, Family::V6] {
+    for family in Family::ALL {
         if !dp.supports(family) {
             continue;
         }
@@ -201,7 +206,7 @@ fn live_counters(status: &Status) -> Result<Vec<PolicyCounters>, String> {
 }
 
 /// The counters section of the text report.
-fn render_counters(counters: &Result<Vec<PolicyCounters>, String>) -> String {
+fn format_counters(counters: &Result<Vec<PolicyCounters>, String>) -> String {
     let mut out = String::new();
     match counters {
         Err(why) => {
@@ -231,7 +236,7 @@ fn render_counters(counters: &Result<Vec<PolicyCounters>, String>) -> String {
 }
 
 /// The human-readable report.
-fn render_text(s: &Status, running: bool) -> String {
+fn format_text(s: &Status, running: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -341,7 +346,7 @@ mod tests {
         s.drift_repairs = 1;
         s.last_repair = Some("2026-01-01T00:01:00.000Z".into());
         s.diagnostics = vec![Diagnostic::file_error("x.yaml", "not YAML")];
-        let text = render_text(&s, false);
+        let text = format_text(&s, false);
         let expected = "\
 state:         degraded (daemon not running)
 node:          host-a
@@ -437,13 +442,13 @@ diagnostics:
             },
         ];
         assert_eq!(
-            render_counters(&Ok(list)),
+            format_counters(&Ok(list)),
             "counters (packets/bytes):\n\
              \x20 a          inbound   evaluated 3/180  matched 1/60\n\
              \x20 allow-ssh  outbound  evaluated 0/0  matched 0/0\n"
         );
         assert_eq!(
-            render_counters(&Err("reading counters needs root".into())),
+            format_counters(&Err("reading counters needs root".into())),
             "counters:      unavailable (reading counters needs root)\n"
         );
     }

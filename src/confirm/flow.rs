@@ -2,7 +2,10 @@
 //! confirmation or deadline, and the restore through the dataplane with bounded retries.
 
 use super::plan::{rollback_plan, saved_table};
-use super::state::{log_path, now_unix, pending, read_snapshot, write_pending, write_snapshot};
+use super::state::{
+    boottime_ms, clear, log_path, now_unix, pending, read_snapshot, record_rollback, write_pending,
+    write_snapshot,
+};
 use super::{ConfirmError, Pending, Snapshot};
 use crate::dataplane::{Backend, Dataplane};
 use crate::sync;
@@ -87,6 +90,7 @@ pub fn arm(dp: &dyn Dataplane, run_dir: &Path, seconds: u64) -> Result<Pending, 
         seconds,
         backend: dp.backend().as_str().to_string(),
         watcher_pid: None,
+        deadline_boot_ms: Some(boottime_ms() + seconds * 1000),
     };
     // The watcher reads the pending file to learn its deadline: write it first.
     write_pending(run_dir, &p)?;
@@ -102,7 +106,7 @@ pub fn arm(dp: &dyn Dataplane, run_dir: &Path, seconds: u64) -> Result<Pending, 
 fn spawn_watcher(run_dir: &Path, p: &Pending) -> Result<u32, ConfirmError> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().map_err(ConfirmError::Spawn)?;
-    let log = std::fs::OpenOptions::new()
+    let log = crate::fsutil::private_options()
         .create(true)
         .append(true)
         .open(log_path(run_dir))
@@ -153,10 +157,42 @@ pub fn wait(run_dir: &Path, token: &str) -> Result<WatchEnd, ConfirmError> {
         if p.token != token {
             return Ok(WatchEnd::Stood);
         }
-        let now = now_unix();
-        if now >= p.deadline_unix {
+        if p.expired(now_unix()) {
             return Ok(WatchEnd::Expired);
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// How a rollback of a pending confirmation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollBack {
+    /// The previous rules are back.
+    Restored,
+    /// Nothing was pending with that token any more (confirmed, or someone else rolled back).
+    NothingPending,
+    /// No snapshot to restore: the pending state was cleared.
+    NoSnapshot,
+}
+
+/// Restore the snapshot of the pending confirmation `token` (the caller holds the lock, or gave
+/// up waiting for it), record the rollback for the daemon, clear the pending files. Used by the
+/// watcher at the deadline, and by the daemon or the next command when the watcher died.
+pub fn roll_back(
+    dp: &dyn Dataplane,
+    run_dir: &Path,
+    token: &str,
+) -> Result<RollBack, ConfirmError> {
+    match pending(run_dir)? {
+        Some(p) if p.token == token => {}
+        _ => return Ok(RollBack::NothingPending),
+    }
+    let Some(snapshot) = read_snapshot(run_dir)? else {
+        clear(run_dir)?;
+        return Ok(RollBack::NoSnapshot);
+    };
+    let result = restore(dp, &snapshot);
+    record_rollback(run_dir, token)?;
+    clear(run_dir)?;
+    result.map(|()| RollBack::Restored)
 }

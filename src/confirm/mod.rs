@@ -7,9 +7,11 @@
 //! Files in the run directory (documented for the daemon and `status`):
 //! - `confirm-pending.json`: present while a confirmation is pending. JSON object
 //!   `{"token": str, "created_unix": u64, "deadline_unix": u64, "seconds": u64,
-//!   "backend": "legacy"|"nft", "watcher_pid": u32|null}`. While it exists and
-//!   `deadline_unix + PENDING_GRACE_SECS` has not passed, the daemon must not reconcile.
-//! - `confirm-rolled-back.json`: written by the watcher after a rollback,
+//!   "backend": "legacy"|"nft", "watcher_pid": u32|null, "deadline_boot_ms": u64|null}`
+//!   (the deadline on CLOCK_BOOTTIME when present). While it exists the daemon must not
+//!   reconcile; `PENDING_GRACE_SECS` after the deadline it is `Hold::Abandoned` and the daemon
+//!   or the next command performs the rollback (`roll_back`).
+//! - `confirm-rolled-back.json`: written after a rollback,
 //!   `{"token": str, "rolled_back_unix": u64}`. The kernel then holds the old rules while the
 //!   policy directory still holds the unconfirmed ones: the daemon must not reconcile until the
 //!   policy directory changes or it is reloaded (SIGHUP), and then removes the file
@@ -26,12 +28,14 @@ mod flow;
 mod plan;
 mod state;
 
-pub use flow::{arm, restore, wait, WatchEnd};
+pub use flow::{arm, restore, roll_back, wait, RollBack, WatchEnd};
 pub use plan::{SavedHook, SavedTable, Snapshot};
+// `sync` puts tables back with the same planner when a later table of a pass fails.
+pub(crate) use plan::{rollback_plan, saved_table};
 pub use state::{
-    clear, daemon_hold, now_unix, pending, read_snapshot, record_rollback, resume_after_edit,
-    status_line, write_pending, Hold, Pending, RolledBack, LOG_FILE, PENDING_FILE,
-    PENDING_GRACE_SECS, ROLLED_BACK_FILE, SNAPSHOT_FILE,
+    boottime_ms, clear, daemon_hold, now_unix, pending, read_snapshot, record_rollback,
+    resume_after_edit, status_line, write_pending, Hold, Pending, RolledBack, LOG_FILE,
+    PENDING_FILE, PENDING_GRACE_SECS, ROLLED_BACK_FILE, SNAPSHOT_FILE,
 };
 
 use crate::dataplane::DataplaneError;
@@ -123,8 +127,8 @@ mod tests {
     /// (one using a set), one in mangle; nothing in raw.
     fn seed_old(dp: &FakeDataplane) {
         dp.external_ipset_restore(
-            "create cali40s:a hash:net family inet hashsize 1024 maxelem 1048576\n\
-             add cali40s:a 198.51.100.0/24\n",
+            "create cali40s:aAAAAAAAAAAAAAAAAAAAAAA hash:net family inet hashsize 1024 maxelem 1048576\n\
+             add cali40s:aAAAAAAAAAAAAAAAAAAAAAA 198.51.100.0/24\n",
         );
         dp.external_restore(
             F,
@@ -133,7 +137,7 @@ mod tests {
              -A INPUT -s 203.0.113.9/32 -j DROP\n\
              -A INPUT -m comment --comment \"cali:h1\" -j cali-INPUT\n\
              -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n\
-             -A cali-INPUT -m comment --comment \"cali:r1\" -m set --match-set cali40s:a src -j ACCEPT\n\
+             -A cali-INPUT -m comment --comment \"cali:r1\" -m set --match-set cali40s:aAAAAAAAAAAAAAAAAAAAAAA src -j ACCEPT\n\
              -A cali-INPUT -m comment --comment \"cali:r2\" -j cali-old\n\
              -A cali-old -m comment --comment \"cali:r3\" -j DROP\n\
              COMMIT\n",
@@ -149,18 +153,18 @@ mod tests {
     }
 
     /// The unconfirmed apply: filter rewritten (new chain on a new set, `cali-old` gone, the hook
-    /// moved to the top), a chain and hook added to raw, a member of `cali40s:a` changed;
+    /// moved to the top), a chain and hook added to raw, a member of `cali40s:aAAAAAAAAAAAAAAAAAAAAAA` changed;
     /// mangle untouched.
     fn apply_new(dp: &FakeDataplane) {
         dp.external_ipset_restore(
-            "create cali40s:b hash:net family inet hashsize 1024 maxelem 1048576\n\
-             add cali40s:b 203.0.113.0/24\nadd cali40s:a 198.51.100.7\ndel cali40s:a 198.51.100.0/24\n",
+            "create cali40s:bAAAAAAAAAAAAAAAAAAAAAA hash:net family inet hashsize 1024 maxelem 1048576\n\
+             add cali40s:bAAAAAAAAAAAAAAAAAAAAAA 203.0.113.0/24\nadd cali40s:aAAAAAAAAAAAAAAAAAAAAAA 198.51.100.7\ndel cali40s:aAAAAAAAAAAAAAAAAAAAAAA 198.51.100.0/24\n",
         );
         dp.external_restore(
             F,
             TableName::Filter,
             "*filter\n:cali-INPUT - [0:0]\n:cali-new - [0:0]\n:cali-old - [0:0]\n\
-             -A cali-new -m comment --comment \"cali:n1\" -m set --match-set cali40s:b src -j ACCEPT\n\
+             -A cali-new -m comment --comment \"cali:n1\" -m set --match-set cali40s:bAAAAAAAAAAAAAAAAAAAAAA src -j ACCEPT\n\
              -A cali-INPUT -m comment --comment \"cali:r9\" -j cali-new\n\
              -X cali-old\n\
              -D INPUT -m comment --comment \"cali:h1\" -j cali-INPUT\n\
@@ -202,7 +206,7 @@ mod tests {
                 "-p tcp -m tcp --dport 22 -j ACCEPT",
             ]
         );
-        assert_eq!(dp.sets(), ["cali40s:a"]);
+        assert_eq!(dp.sets(), ["cali40s:aAAAAAAAAAAAAAAAAAAAAAA"]);
         let w = writes(&dp);
         // Sets first, then exactly one restore per changed table (raw and filter of IPv4;
         // mangle and IPv6 already match), then the destruction of the set nobody uses.
@@ -213,9 +217,15 @@ mod tests {
         };
         assert_eq!(kinds, ["ipset", restore, restore, "ipset"], "{w:#?}");
         let before = w[0].stdin.clone().unwrap();
-        assert!(before.contains("add cali40s:a 198.51.100.0/24"), "{before}");
+        assert!(
+            before.contains("add cali40s:aAAAAAAAAAAAAAAAAAAAAAA 198.51.100.0/24"),
+            "{before}"
+        );
         assert!(!before.contains("destroy"), "{before}");
-        assert_eq!(w[3].stdin.as_deref(), Some("destroy cali40s:b\n"));
+        assert_eq!(
+            w[3].stdin.as_deref(),
+            Some("destroy cali40s:bAAAAAAAAAAAAAAAAAAAAAA\n")
+        );
         assert!(w[1].stdin.as_deref().unwrap().starts_with("*raw\n"));
         (dp, w)
     }
@@ -227,7 +237,7 @@ mod tests {
             ":cali-new - [0:0]",
             ":cali-old - [0:0]",
             "-D INPUT -m comment --comment \"cali:h2\" -j cali-INPUT",
-            "-A cali-INPUT -m comment --comment \"cali:r1\" -m set --match-set cali40s:a src -j ACCEPT",
+            "-A cali-INPUT -m comment --comment \"cali:r1\" -m set --match-set cali40s:aAAAAAAAAAAAAAAAAAAAAAA src -j ACCEPT",
             "-A cali-INPUT -m comment --comment \"cali:r2\" -j cali-old",
             "-A cali-old -m comment --comment \"cali:r3\" -j DROP",
             // One foreign rule preceded the hook then, two are there now: after the first.
@@ -312,20 +322,26 @@ mod tests {
             F,
             TableName::Filter,
             "*filter\n-D INPUT -s 203.0.113.9/32 -j DROP\n-D INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n\
-             -A INPUT -m set --match-set cali40s:b src -j DROP\nCOMMIT\n",
+             -A INPUT -m set --match-set cali40s:bAAAAAAAAAAAAAAAAAAAAAA src -j DROP\nCOMMIT\n",
         );
         restore(&dp, &snap).unwrap();
         // The hook had one foreign rule before it; none of those is left, so it goes first.
         assert_eq!(
             dp.rules(F, TableName::Filter, "INPUT").unwrap(),
             [
-                "-m set --match-set cali40s:b src -j DROP",
+                "-m set --match-set cali40s:bAAAAAAAAAAAAAAAAAAAAAA src -j DROP",
                 "-m comment --comment \"cali:h1\" -j cali-INPUT",
             ]
         );
-        assert_eq!(dp.sets(), ["cali40s:a", "cali40s:b"]);
         assert_eq!(
-            dp.set_members("cali40s:a")
+            dp.sets(),
+            [
+                "cali40s:aAAAAAAAAAAAAAAAAAAAAAA",
+                "cali40s:bAAAAAAAAAAAAAAAAAAAAAA"
+            ]
+        );
+        assert_eq!(
+            dp.set_members("cali40s:aAAAAAAAAAAAAAAAAAAAAAA")
                 .unwrap()
                 .into_iter()
                 .collect::<Vec<_>>(),
@@ -366,17 +382,33 @@ mod tests {
             deadline_unix: 1010,
             seconds: 10,
             backend: "legacy".into(),
-            watcher_pid: Some(42),
+            watcher_pid: Some(std::process::id()),
+            deadline_boot_ms: None,
         };
         write_pending(run, &p).unwrap();
         assert_eq!(daemon_hold(run, 1005), Some(Hold::Pending(p.clone())));
         let line = status_line(run, 1005).unwrap();
         assert!(
-            line.contains("rollback in 5 s") && line.contains("pid 42"),
+            line.contains("rollback in 5 s")
+                && line.contains(&format!("pid {}", std::process::id())),
             "{line}"
         );
-        // A dead watcher's file stops holding after the grace period.
-        assert_eq!(daemon_hold(run, 1010 + PENDING_GRACE_SECS), None);
+        // The watcher is gone: status says so.
+        let dead = Pending {
+            watcher_pid: Some(i32::MAX as u32),
+            ..p.clone()
+        };
+        write_pending(run, &dead).unwrap();
+        let line = status_line(run, 1005).unwrap();
+        assert!(line.contains("is not running"), "{line}");
+        // After the grace period the rollback is owed by whoever comes next; it never lapses.
+        assert_eq!(
+            daemon_hold(run, 1010 + PENDING_GRACE_SECS),
+            Some(Hold::Abandoned(dead.clone()))
+        );
+        assert!(status_line(run, 1010 + PENDING_GRACE_SECS)
+            .unwrap()
+            .contains("did not roll back"));
         clear(run).unwrap();
         record_rollback(run, "t1").unwrap();
         assert!(matches!(daemon_hold(run, 2000), Some(Hold::RolledBack(_))));
@@ -386,7 +418,7 @@ mod tests {
     }
 
     #[test]
-    fn pending_pauses_until_grace_ends() {
+    fn pending_is_abandoned_once_grace_ends() {
         let p = Pending {
             token: "t".into(),
             created_unix: 100,
@@ -394,9 +426,31 @@ mod tests {
             seconds: 10,
             backend: "nft".into(),
             watcher_pid: None,
+            deadline_boot_ms: None,
         };
-        assert!(p.pauses_daemon(105));
-        assert!(p.pauses_daemon(110 + PENDING_GRACE_SECS - 1));
-        assert!(!p.pauses_daemon(110 + PENDING_GRACE_SECS));
+        assert!(!p.expired(105) && !p.abandoned(105));
+        assert!(p.expired(110) && !p.abandoned(110 + PENDING_GRACE_SECS - 1));
+        assert!(p.abandoned(110 + PENDING_GRACE_SECS));
+    }
+
+    /// A boot-time deadline ignores the wall clock: a clock stepped a day ahead does not expire
+    /// it, one stepped back does not postpone it.
+    #[test]
+    fn a_boottime_deadline_ignores_wall_clock_steps() {
+        let p = Pending {
+            token: "t".into(),
+            created_unix: 100,
+            deadline_unix: 110,
+            seconds: 10,
+            backend: "nft".into(),
+            watcher_pid: None,
+            deadline_boot_ms: Some(boottime_ms() + 600_000),
+        };
+        assert!(!p.expired(110 + 86_400));
+        let past = Pending {
+            deadline_boot_ms: Some(boottime_ms().saturating_sub(60_000)),
+            ..p
+        };
+        assert!(past.abandoned(0));
     }
 }

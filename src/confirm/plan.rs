@@ -43,7 +43,7 @@ pub struct Snapshot {
 
 /// Our part of one live table: `cali-` chains with their rules, and hook rules (rules in other
 /// chains carrying a `cali:` hash) with the count of foreign rules before each. Pure.
-pub(super) fn saved_table(family: Family, table: TableName, live: &LiveTable) -> SavedTable {
+pub(crate) fn saved_table(family: Family, table: TableName, live: &LiveTable) -> SavedTable {
     let mut chains = BTreeMap::new();
     let mut hooks = Vec::new();
     for (name, chain) in &live.chains {
@@ -66,7 +66,7 @@ pub(super) fn saved_table(family: Family, table: TableName, live: &LiveTable) ->
         }
     }
     SavedTable {
-        family: family_number(family),
+        family: family.ip_version(),
         table: table.as_str().to_string(),
         chains,
         hooks,
@@ -76,7 +76,7 @@ pub(super) fn saved_table(family: Family, table: TableName, live: &LiveTable) ->
 /// Everything a rollback writes, in order: `ipsets_before`, each table's input (one
 /// `iptables-restore` call per table), `ipsets_after`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct RollbackPlan {
+pub(crate) struct RollbackPlan {
     /// Creates and fills the snapshot's sets (members by add/del, metadata changes by swap), so
     /// no rule, old or restored, ever points at a missing or half-filled set.
     pub ipsets_before: String,
@@ -93,7 +93,7 @@ pub(super) struct RollbackPlan {
 /// without our rules. With `nft`, the chain deletions follow in a second transaction of the
 /// same input (older iptables-nft-restore sees references as they were when a transaction
 /// started); by then those chains are empty and unreferenced, so they match nothing. Pure.
-pub(super) fn rollback_plan(
+pub(crate) fn rollback_plan(
     snap: &Snapshot,
     live: &Live,
     nft: bool,
@@ -106,7 +106,7 @@ pub(super) fn rollback_plan(
             let saved = snap
                 .tables
                 .iter()
-                .find(|t| t.family == family_number(state.family) && t.table == table.as_str());
+                .find(|t| t.family == state.family.ip_version() && t.table == table.as_str());
             let input = table_rollback(state.family, table, saved, live_table, nft);
             if !input.is_empty() {
                 tables.push((state.family, table, input));
@@ -291,11 +291,4 @@ fn sets_in(rule: &str) -> Vec<String> {
         .filter(|w| w[0] == "--match-set")
         .map(|w| w[1].to_string())
         .collect()
-}
-
-fn family_number(f: Family) -> u8 {
-    match f {
-        Family::V4 => 4,
-        Family::V6 => 6,
-    }
 }

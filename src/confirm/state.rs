@@ -17,9 +17,10 @@ pub const LOG_FILE: &str = "confirm.log";
 /// A rollback happened; the daemon holds off until the policies change.
 pub const ROLLED_BACK_FILE: &str = "confirm-rolled-back.json";
 
-/// After the deadline the watcher restores within moments; if it died instead, the pending file
-/// stops pausing the daemon this long after the deadline.
-pub const PENDING_GRACE_SECS: u64 = 30;
+/// After the deadline the watcher restores within moments; if it has not done so this long
+/// after the deadline it is taken to be dead (kill -9, or killed with the SSH session's
+/// cgroup), and the daemon or the next hostfw command performs the rollback instead.
+pub const PENDING_GRACE_SECS: u64 = 5;
 
 /// A pending confirmation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,13 +31,57 @@ pub struct Pending {
     pub seconds: u64,
     pub backend: String,
     pub watcher_pid: Option<u32>,
+    /// The deadline on CLOCK_BOOTTIME in milliseconds: wall-clock steps (NTP, an admin's
+    /// `date -s`) neither hasten nor postpone the rollback. Absent in files written before it
+    /// existed; `deadline_unix` then decides.
+    #[serde(default)]
+    pub deadline_boot_ms: Option<u64>,
 }
 
 impl Pending {
-    /// True while the daemon must hold off: until the deadline plus grace.
-    pub fn pauses_daemon(&self, now_unix: u64) -> bool {
-        now_unix < self.deadline_unix.saturating_add(PENDING_GRACE_SECS)
+    /// Seconds past the deadline (0 before it, and at it).
+    pub fn overdue_secs(&self, now_unix: u64) -> u64 {
+        match self.deadline_boot_ms {
+            Some(deadline) => boottime_ms().saturating_sub(deadline) / 1000,
+            None => now_unix.saturating_sub(self.deadline_unix),
+        }
     }
+
+    /// True once the deadline has passed.
+    pub fn expired(&self, now_unix: u64) -> bool {
+        match self.deadline_boot_ms {
+            Some(deadline) => boottime_ms() >= deadline,
+            None => now_unix >= self.deadline_unix,
+        }
+    }
+
+    /// Seconds left before the deadline.
+    pub fn remaining_secs(&self, now_unix: u64) -> u64 {
+        match self.deadline_boot_ms {
+            Some(deadline) => deadline.saturating_sub(boottime_ms()).div_ceil(1000),
+            None => self.deadline_unix.saturating_sub(now_unix),
+        }
+    }
+
+    /// True when the watcher should have rolled back by now and has not: someone else must.
+    pub fn abandoned(&self, now_unix: u64) -> bool {
+        self.expired(now_unix) && self.overdue_secs(now_unix) >= PENDING_GRACE_SECS
+    }
+
+    /// Whether the watcher process is still there (`kill(pid, 0)`).
+    pub fn watcher_alive(&self) -> bool {
+        self.watcher_pid.is_some_and(|pid| {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            nix::sys::signal::kill(pid, None).is_ok()
+        })
+    }
+}
+
+/// Milliseconds on CLOCK_BOOTTIME (monotonic, counts suspend, never stepped).
+pub fn boottime_ms() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
+        .unwrap_or(0)
 }
 
 /// The record of a rollback the daemon must respect.
@@ -51,6 +96,9 @@ pub struct RolledBack {
 pub enum Hold {
     /// An `apply --confirm` waits for `hostfw confirm`.
     Pending(Pending),
+    /// Its deadline passed and its watcher did not roll back: the caller must
+    /// (`roll_back_abandoned`).
+    Abandoned(Pending),
     /// An unconfirmed apply was rolled back; wait for the policy directory to change.
     RolledBack(RolledBack),
 }
@@ -64,6 +112,14 @@ impl std::fmt::Display for Hold {
                  previous rules are restored; reconciliation paused",
                 p.deadline_unix
             ),
+            Hold::Abandoned(p) => write!(
+                f,
+                "apply --confirm was not confirmed and its deadline passed {} s ago, but its \
+                 watcher (pid {}) did not roll back: the previous rules must be restored now",
+                p.overdue_secs(now_unix()),
+                p.watcher_pid
+                    .map_or_else(|| "?".to_string(), |pid| pid.to_string())
+            ),
             Hold::RolledBack(r) => write!(
                 f,
                 "an unconfirmed apply was rolled back at {} (unix time); reconciliation paused \
@@ -75,12 +131,14 @@ impl std::fmt::Display for Hold {
 }
 
 /// What the daemon must respect right now (`None`: reconcile as usual). A pending file whose
-/// deadline and grace have passed (its watcher died) no longer holds.
+/// deadline and grace have passed (its watcher died) is `Abandoned`: the rollback is still
+/// owed, never skipped.
 pub fn daemon_hold(run_dir: &Path, now_unix: u64) -> Option<Hold> {
     if let Ok(Some(p)) = pending(run_dir) {
-        if p.pauses_daemon(now_unix) {
-            return Some(Hold::Pending(p));
+        if p.abandoned(now_unix) {
+            return Some(Hold::Abandoned(p));
         }
+        return Some(Hold::Pending(p));
     }
     match read_json::<RolledBack>(&run_dir.join(ROLLED_BACK_FILE)) {
         Ok(Some(r)) => Some(Hold::RolledBack(r)),
@@ -101,13 +159,27 @@ pub fn resume_after_edit(run_dir: &Path) -> Result<(), ConfirmError> {
 /// One line for `hostfw status` (None when nothing is pending or held).
 pub fn status_line(run_dir: &Path, now_unix: u64) -> Option<String> {
     match daemon_hold(run_dir, now_unix)? {
+        Hold::Pending(p) if !p.watcher_alive() => Some(format!(
+            "confirmation pending, but its watcher (pid {}) is not running: the daemon or the \
+             next hostfw command rolls back {}",
+            p.watcher_pid
+                .map_or_else(|| "?".to_string(), |pid| pid.to_string()),
+            if p.expired(now_unix) {
+                "now (the deadline has passed)".to_string()
+            } else {
+                format!(
+                    "in {} s unless `hostfw confirm` runs",
+                    p.remaining_secs(now_unix)
+                )
+            }
+        )),
         Hold::Pending(p) => Some(format!(
             "confirmation pending: rollback in {} s unless `hostfw confirm` runs (watcher pid {})",
-            p.deadline_unix.saturating_sub(now_unix),
+            p.remaining_secs(now_unix),
             p.watcher_pid
                 .map_or_else(|| "?".to_string(), |pid| pid.to_string())
         )),
-        h @ Hold::RolledBack(_) => Some(h.to_string()),
+        h @ (Hold::Abandoned(_) | Hold::RolledBack(_)) => Some(h.to_string()),
     }
 }
 

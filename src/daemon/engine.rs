@@ -160,12 +160,12 @@ impl Engine for RealEngine {
         // The guard judges a new set from the directory; the last good set is a fallback that
         // was judged when it was new.
         let sessions = match from {
-            PolicySource::Directory => Some(guard::observe_sessions(&interfaces)),
+            PolicySource::Directory => Some(guard::observe(&interfaces)),
             PolicySource::LastGood => None,
         };
         let options = Options {
             families: Families::Enabled,
-            guard: sessions.as_deref(),
+            guard: sessions.as_ref(),
         };
         let desired = match desired::compute(&set, &self.settings.node, &interfaces, options) {
             Ok(d) => d,
@@ -247,6 +247,23 @@ impl Engine for RealEngine {
         // A pending `apply --confirm` (or its rollback) owns the kernel until it is confirmed,
         // rolled back, or the directory is edited: reconciling now would undo it.
         let now = crate::confirm::now_unix();
+        if let Some(crate::confirm::Hold::Abandoned(p)) =
+            crate::confirm::daemon_hold(&self.settings.run_dir, now)
+        {
+            // Its watcher died: the rollback it owed is ours.
+            log::warn!(
+                "{}; rolling back now",
+                crate::confirm::Hold::Abandoned(p.clone())
+            );
+            let _lock = crate::lock::acquire_logged(&self.settings.lock_path())?;
+            self.ensure_dataplane()?;
+            if let Some(dp) = &self.dataplane {
+                match crate::confirm::roll_back(dp, &self.settings.run_dir, &p.token) {
+                    Ok(done) => log::warn!("abandoned confirmation: {done:?}"),
+                    Err(e) => log::error!("rolling back the abandoned confirmation failed: {e}"),
+                }
+            }
+        }
         if let Some(hold) = crate::confirm::daemon_hold(&self.settings.run_dir, now) {
             log::warn!("not reconciling: {hold}");
             // The confirmation's watcher may rewrite the kernel meanwhile.

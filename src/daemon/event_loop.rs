@@ -26,12 +26,15 @@ pub trait Waiter {
 /// The loop's own tunables (the policy set's timers come from `Engine::load`).
 #[derive(Debug, Clone)]
 pub struct LoopConfig {
-    /// Quiet time after the last change before reloading (also after interface changes).
+    /// Quiet time after an interface change before re-applying.
     pub debounce: Duration,
     /// Quiet time after a change that completed a file (closed, renamed in, deleted).
     pub debounce_settled: Duration,
     /// Longest a continuous burst of changes can postpone a reload.
     pub debounce_max: Duration,
+    /// Longest wait for a file created in the policy directory to be closed by its writer
+    /// (`cp`, a slow upload) before reading it anyway.
+    pub writer_wait: Duration,
     /// First retry delay after a failed reconcile; doubles up to `retry_max`.
     pub retry_first: Duration,
     pub retry_max: Duration,
@@ -47,12 +50,25 @@ impl Default for LoopConfig {
             debounce: Duration::from_millis(100),
             debounce_settled: Duration::from_millis(25),
             debounce_max: Duration::from_secs(1),
+            writer_wait: Duration::from_secs(5),
             retry_first: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),
             retry_attempts: 5,
             watchdog: None,
         }
     }
+}
+
+/// The log line for an invalid policy directory. Only a daemon that has applied a set keeps
+/// rules in force; at start nothing has been applied yet, and what happens instead (the last
+/// good set, the kernel left alone) is logged next.
+fn rejection(errors: usize, in_force: bool) -> String {
+    let then = if in_force {
+        "keeping the rules in force"
+    } else {
+        "nothing of it is applied"
+    };
+    format!("policy directory is invalid ({errors} error(s)); {then}")
 }
 
 /// How the loop ended.
@@ -103,6 +119,9 @@ pub struct Daemon<E, W, P> {
     /// Reconciling failed and has not succeeded since.
     failing: bool,
     pending_reload: bool,
+    /// The next reconcile reads the kernel afresh instead of planning from the last verified
+    /// state (set by SIGHUP: a reload is also a full repair pass).
+    reread_kernel: bool,
     pending_interfaces: bool,
     debounce: Debounce,
     refresh: Duration,
@@ -133,6 +152,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
             dir_invalid: false,
             failing: false,
             pending_reload: false,
+            reread_kernel: false,
             pending_interfaces: false,
             refresh: Duration::ZERO,
             next_refresh: None,
@@ -170,21 +190,28 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
                     return Ok(());
                 }
                 Some(Event::Reload) => {
-                    log::info!("SIGHUP: reloading the policy directory");
+                    log::info!("SIGHUP: reloading the policy directory and re-reading the kernel");
                     self.debounce.clear();
                     self.pending_reload = false;
                     self.pending_interfaces = false;
+                    self.reread_kernel = true;
                     self.reload()?;
+                    if std::mem::take(&mut self.reread_kernel) {
+                        // The directory was invalid, so nothing was applied: still repair the
+                        // kernel to the rules in force.
+                        self.reconcile(Purpose::Check)?;
+                    }
                 }
                 Some(Event::PolicyChanged { settled }) => {
                     log::debug!("policy directory changed");
                     self.pending_reload = true;
-                    let quiet = if settled {
-                        self.cfg.debounce_settled
+                    if settled {
+                        self.debounce.poke(now, self.cfg.debounce_settled);
                     } else {
-                        self.cfg.debounce
-                    };
-                    self.debounce.poke(now, quiet);
+                        // A file is still open for writing (or the directory is being
+                        // replaced): reading now could see half a file.
+                        self.debounce.poke_writing(now, self.cfg.writer_wait);
+                    }
                 }
                 Some(Event::InterfacesChanged) => {
                     log::debug!("interfaces changed");
@@ -340,7 +367,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
     /// An invalid directory: say everything that is wrong, keep what is in force.
     fn reject(&mut self, diagnostics: Vec<Diagnostic>) {
         let errors = diagnostics.iter().filter(|d| d.is_error()).count();
-        log::error!("policy directory is invalid ({errors} error(s)); keeping the rules in force");
+        log::error!("{}", rejection(errors, self.status.policy.is_some()));
         for d in &diagnostics {
             if d.is_error() {
                 log::error!("{d}");
@@ -411,7 +438,8 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         let started = self.waiter.now();
         // Drift checks must see the kernel as it is; applies may plan from the last verified
         // state (a full save of a large ruleset costs as much as the write).
-        let result = self.engine.reconcile(purpose == Purpose::Check);
+        let fresh_read = purpose == Purpose::Check || std::mem::take(&mut self.reread_kernel);
+        let result = self.engine.reconcile(fresh_read);
         let finished = self.waiter.now();
         let took = finished.saturating_duration_since(started);
         let purpose = if self.unapplied.is_some() {

@@ -19,7 +19,7 @@ pub struct PolicyFile {
 /// is nothing to replace).
 pub fn save(target: &Path, files: &[PolicyFile]) -> io::Result<()> {
     let parent = target.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent)?;
+    crate::fsutil::private_dir(parent)?;
     let base = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -34,8 +34,12 @@ pub fn save(target: &Path, files: &[PolicyFile]) -> io::Result<()> {
     result
 }
 
+/// The copies are 0600 in a 0700 directory: policy files may be private (0600) at the source.
 fn write_dir(dir: &Path, files: &[PolicyFile]) -> io::Result<()> {
-    fs::create_dir(dir)?;
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .mode(crate::fsutil::PRIVATE_DIR_MODE)
+        .create(dir)?;
     for f in files {
         if f.name.is_empty() || f.name.contains('/') || f.name.starts_with('.') {
             return Err(io::Error::new(
@@ -43,7 +47,7 @@ fn write_dir(dir: &Path, files: &[PolicyFile]) -> io::Result<()> {
                 format!("unexpected policy file name {:?}", f.name),
             ));
         }
-        let mut out = fs::OpenOptions::new()
+        let mut out = crate::fsutil::private_options()
             .write(true)
             .create_new(true)
             .open(dir.join(&f.name))?;

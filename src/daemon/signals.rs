@@ -1,5 +1,7 @@
 //! Signals: SIGHUP asks for a reload, SIGTERM and SIGINT for a clean stop. signal-hook's
-//! iterator blocks in its own thread; the handlers themselves only write to a self-pipe.
+//! iterator blocks in its own thread; the handlers themselves only write to a self-pipe. A stop
+//! also kills the iptables/ipset child the main thread may be waiting for
+//! (`dataplane::cancel_children`): a hung restore must not keep systemd waiting for minutes.
 
 use super::Event;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -18,6 +20,7 @@ pub(crate) fn spawn(tx: Sender<Event>) -> io::Result<()> {
                 let event = if sig == SIGHUP {
                     Event::Reload
                 } else {
+                    crate::dataplane::cancel_children();
                     Event::Stop
                 };
                 if tx.send(event).is_err() {

@@ -14,6 +14,9 @@ pub(crate) struct Debounce {
     max: Duration,
     first: Option<Instant>,
     due: Option<Instant>,
+    /// The last poke said a file is still being written: wait for it (until `due`) even past
+    /// `max`, since reading now would read half a file.
+    writing: bool,
 }
 
 impl Debounce {
@@ -22,6 +25,7 @@ impl Debounce {
             max,
             first: None,
             due: None,
+            writing: false,
         }
     }
 
@@ -29,11 +33,20 @@ impl Debounce {
     pub(crate) fn poke(&mut self, now: Instant, quiet: Duration) {
         self.first.get_or_insert(now);
         self.due = Some(now + quiet);
+        self.writing = false;
+    }
+
+    /// Record that a file is still open for writing at `now`: due once it is closed (the next
+    /// `poke`) or, for a writer that never closes it, after `wait`; not cut short by `max`.
+    pub(crate) fn poke_writing(&mut self, now: Instant, wait: Duration) {
+        self.poke(now, wait);
+        self.writing = true;
     }
 
     /// When the burst is considered over; None when nothing is pending.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match (self.first, self.due) {
+            (Some(_), Some(due)) if self.writing => Some(due),
             (Some(first), Some(due)) => Some(due.min(first + self.max)),
             _ => None,
         }
@@ -43,6 +56,7 @@ impl Debounce {
     pub(crate) fn clear(&mut self) {
         self.first = None;
         self.due = None;
+        self.writing = false;
     }
 }
 

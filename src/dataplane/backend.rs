@@ -1,7 +1,8 @@
 //! Choosing legacy vs nft from what was observed (pure). The probing that produces the
 //! observations lives in `real.rs`; this file decides, so every case is a table-driven test.
 //!
-//! Order (Felix's auto-detection, reference §6.1, plus hostfw's two changes):
+//! Order (Felix's auto-detection, `DetectBackend` in felix/iptables/feature_detect.go, plus
+//! hostfw's two changes):
 //! 1. an explicit choice wins;
 //! 2. kube-proxy/kubelet's hint chains in nft mangle, then in legacy mangle;
 //! 3. hostfw/Felix `cali-` state: in both → refuse (changed: Felix would guess); in one → that one;

@@ -1,18 +1,50 @@
 //! Running one child process: argv (never a shell), input on stdin, output collected, a hard
 //! deadline after which the child is killed, and the failure sorted into a `DataplaneError`.
+//! Two process-wide hooks for the daemon: `cancel_children` (SIGTERM: kill the running child
+//! instead of waiting out its deadline) and `while_waiting` (a callback run every few seconds
+//! while a child runs, so the daemon pings the systemd watchdog during a long restore).
 
 use super::DataplaneError;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 /// No iptables or ipset call without input should take this long; a child that does is hung
 /// (e.g. stuck on a lock another tool never releases) and is killed. Saving a very large table
-/// through iptables-nft takes tens of seconds, hence the generous base.
-pub(crate) const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
+/// through iptables-nft takes tens of seconds, hence the generous base; it stays below the
+/// unit's `WatchdogSec=120s`, so a hung child is killed (and reported) before systemd kills the
+/// daemon for missing its watchdog.
+pub(crate) const CHILD_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How often a wait for a child wakes to look at the cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(100);
+
+/// How often `while_waiting`'s callback runs while a child runs.
+const WAITING_PING: Duration = Duration::from_secs(10);
+
+/// Set once by `cancel_children`; never cleared (the process is stopping).
+static CANCELLED: AtomicBool = AtomicBool::new(false);
+
+/// The callback `while_waiting` installed.
+static WAITING_HOOK: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
+
+/// Kill the running child (if any) and refuse to start more: the daemon got SIGTERM. A restore
+/// killed this way commits all of its transaction or none of it (the kernel swaps tables at
+/// `COMMIT`), so the rules are the old or the new, never a mix.
+pub fn cancel_children() {
+    CANCELLED.store(true, Ordering::SeqCst);
+}
+
+/// Run `hook` about every 10 s while a child runs (the first call installs it; later calls
+/// are ignored). The daemon pings its watchdog from it: a restore that legitimately runs long
+/// is not mistaken for a hung daemon, and a hung child is still killed at its deadline.
+pub fn while_waiting(hook: impl Fn() + Send + Sync + 'static) {
+    let _ = WAITING_HOOK.set(Box::new(hook));
+}
 
 /// The deadline for a child fed `input`: the base plus one second per 100 KB, because
 /// `iptables-nft-restore` of a 100,000-rule payload legitimately runs for tens of seconds.
@@ -40,14 +72,29 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Run `program args...` with `stdin` as input; wait at most `timeout`.
+/// Run `program args...` with `stdin` as input; wait at most `timeout`, less if
+/// `cancel_children` is called.
 pub(crate) fn run(
     program: &Path,
     args: &[&str],
     stdin: Option<&str>,
     timeout: Duration,
 ) -> Result<Output, DataplaneError> {
+    run_cancellable(program, args, stdin, timeout, &CANCELLED)
+}
+
+/// `run`, killed early when `cancel` is set (tests pass their own flag).
+fn run_cancellable(
+    program: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    timeout: Duration,
+    cancel: &AtomicBool,
+) -> Result<Output, DataplaneError> {
     let display = display_name(program);
+    if cancel.load(Ordering::SeqCst) {
+        return Err(DataplaneError::Cancelled { program: display });
+    }
     let mut child = Command::new(program)
         .args(args)
         // English messages: failures are classified by their text.
@@ -83,19 +130,23 @@ pub(crate) fn run(
     let stdout = drain(child.stdout.take(), done.clone());
     let stderr = drain(child.stderr.take(), done);
     let deadline = Instant::now() + timeout;
-    let outputs_closed = (0..2).all(|_| {
-        finished
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .is_ok()
-    });
+    let mut waiter = Waiter {
+        deadline,
+        cancel,
+        next_ping: Instant::now() + WAITING_PING,
+    };
+    let outputs_closed = (0..2).all(|_| waiter.recv(&finished));
     let status = if outputs_closed {
-        wait_with_deadline(&mut child, deadline)
+        wait_with_deadline(&mut child, &mut waiter)
     } else {
         None
     };
     let Some(status) = status else {
         let _ = child.kill();
         let _ = child.wait();
+        if cancel.load(Ordering::SeqCst) {
+            return Err(DataplaneError::Cancelled { program: display });
+        }
         return Err(DataplaneError::Timeout {
             program: display,
             timeout,
@@ -125,9 +176,49 @@ fn drain<R: Read + Send + 'static>(
     })
 }
 
+/// The deadline, the cancel flag and the watchdog callback of one wait.
+struct Waiter<'a> {
+    deadline: Instant,
+    cancel: &'a AtomicBool,
+    next_ping: Instant,
+}
+
+impl Waiter<'_> {
+    /// False once the deadline passed or the wait was cancelled; runs the waiting hook when due.
+    fn go_on(&mut self) -> bool {
+        let now = Instant::now();
+        if now >= self.next_ping {
+            if let Some(hook) = WAITING_HOOK.get() {
+                hook();
+            }
+            self.next_ping = now + WAITING_PING;
+        }
+        now < self.deadline && !self.cancel.load(Ordering::SeqCst)
+    }
+
+    /// The longest sleep before the next look at the flag.
+    fn slice(&self) -> Duration {
+        self.deadline
+            .saturating_duration_since(Instant::now())
+            .min(CANCEL_POLL)
+    }
+
+    /// Wait for one message on `rx`; false when the wait ended first.
+    fn recv(&mut self, rx: &mpsc::Receiver<()>) -> bool {
+        loop {
+            match rx.recv_timeout(self.slice()) {
+                Ok(()) => return true,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+                Err(mpsc::RecvTimeoutError::Timeout) if !self.go_on() => return false,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+}
+
 /// Reap the child; its output is closed, so it is exiting: poll briefly (a child that closed
-/// its output but keeps running is still bounded by the deadline).
-fn wait_with_deadline(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+/// its output but keeps running is still bounded by the deadline and the cancel flag).
+fn wait_with_deadline(child: &mut Child, waiter: &mut Waiter<'_>) -> Option<ExitStatus> {
     let mut pause = Duration::from_micros(50);
     loop {
         match child.try_wait() {
@@ -135,11 +226,10 @@ fn wait_with_deadline(child: &mut Child, deadline: Instant) -> Option<ExitStatus
             Ok(None) => {}
             Err(_) => return child.wait().ok(),
         }
-        let now = Instant::now();
-        if now >= deadline {
+        if !waiter.go_on() {
             return None;
         }
-        thread::sleep(pause.min(deadline - now));
+        thread::sleep(pause.min(waiter.slice()));
         pause = (pause * 2).min(Duration::from_millis(10));
     }
 }
@@ -253,6 +343,39 @@ mod tests {
             .err()
             .expect("sleep 30 cannot finish in 100 ms");
         assert!(matches!(err, DataplaneError::Timeout { .. }), "{err}");
+    }
+
+    /// SIGTERM while a child hangs: the child is killed at once, not at its deadline, and no
+    /// further child starts.
+    #[test]
+    fn a_cancelled_wait_kills_the_child() {
+        let sleep = find_in_path("sleep").expect("sleep is in PATH");
+        let cancel = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = cancel.clone();
+        let canceller = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(200));
+            flag.store(true, Ordering::SeqCst);
+        });
+        let err = run_cancellable(&sleep, &["600"], None, CHILD_TIMEOUT, &cancel)
+            .err()
+            .expect("sleep 600 was cancelled");
+        canceller.join().unwrap();
+        assert!(matches!(err, DataplaneError::Cancelled { .. }), "{err}");
+        let err = run_cancellable(&sleep, &["0"], None, CHILD_TIMEOUT, &cancel)
+            .err()
+            .expect("nothing starts after a cancel");
+        assert!(matches!(err, DataplaneError::Cancelled { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_base_deadline_is_below_the_units_watchdog() {
+        let unit = include_str!("../../systemd/hostfw.service");
+        let watchdog: u64 = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("WatchdogSec="))
+            .and_then(|v| v.trim_end_matches('s').parse().ok())
+            .expect("WatchdogSec=<n>s in the unit");
+        assert!(CHILD_TIMEOUT < Duration::from_secs(watchdog));
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! `iptables-save`-like text, records every call (argv and stdin) and injects failures.
 //! Spawns nothing and reads nothing from the host.
 
+use super::real::RESTORE_ARGS;
 use super::{Backend, Dataplane, DataplaneError};
+use crate::ruleset::ipset::normalize_member;
 use crate::ruleset::{Family, TableName};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Mutex;
@@ -32,7 +34,10 @@ impl Call {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Save,
+    /// Any iptables restore.
     Restore,
+    /// A restore of this table only (a later table of a pass failing).
+    RestoreOf(TableName),
     IpsetSave,
     IpsetRestore,
 }
@@ -72,6 +77,8 @@ struct State {
     faults: VecDeque<(Op, Fault)>,
     /// Foreign restores run just before our next restore (a concurrent writer).
     interference: VecDeque<(Family, TableName, String)>,
+    /// Every save exits 0 and prints nothing (a broken or wrapped iptables-save).
+    blind: bool,
 }
 
 /// In-memory iptables + ipset.
@@ -87,6 +94,7 @@ fn builtin_chains(table: TableName) -> &'static [&'static str] {
         TableName::Raw => &["PREROUTING", "OUTPUT"],
         TableName::Mangle => &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"],
         TableName::Filter => &["INPUT", "FORWARD", "OUTPUT"],
+        TableName::Nat => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
     }
 }
 
@@ -106,11 +114,7 @@ fn fresh_table(table: TableName) -> BTreeMap<String, FakeChain> {
 }
 
 fn program(backend: Backend, family: Family, verb: &str) -> String {
-    let prefix = match family {
-        Family::V4 => "iptables",
-        Family::V6 => "ip6tables",
-    };
-    format!("{prefix}-{}-{verb}", backend.as_str())
+    format!("{}-{}-{verb}", family.iptables(), backend.as_str())
 }
 
 impl Default for FakeDataplane {
@@ -124,7 +128,7 @@ impl FakeDataplane {
     pub fn new(backend: Backend) -> FakeDataplane {
         let mut tables = Tables::new();
         for family in [Family::V4, Family::V6] {
-            for table in TableName::ALL {
+            for table in TableName::OWNED {
                 tables.insert((family, table), fresh_table(table));
             }
         }
@@ -177,6 +181,11 @@ impl FakeDataplane {
         self.lock()
             .interference
             .push_back((family, table, input.to_string()));
+    }
+
+    /// From now on every iptables save succeeds with empty output, whatever the tables hold.
+    pub fn blind_saves(&self) {
+        self.lock().blind = true;
     }
 
     /// Every call so far, in order.
@@ -265,6 +274,9 @@ impl Dataplane for FakeDataplane {
         if let Some(fault) = Self::take_fault(&mut state, Op::Save) {
             return Err(Self::fault_error(fault, program, None));
         }
+        if state.blind {
+            return Ok(String::new());
+        }
         Ok(render_save(table, &state.tables[&(family, table)]))
     }
 
@@ -273,16 +285,10 @@ impl Dataplane for FakeDataplane {
         let state = &mut *state;
         let program = program(self.backend, family, "restore");
         state.calls.push(Call {
-            argv: [
-                program.as_str(),
-                "--noflush",
-                "--wait",
-                "10",
-                "--wait-interval",
-                "50000",
-            ]
-            .map(String::from)
-            .to_vec(),
+            argv: std::iter::once(program.as_str())
+                .chain(RESTORE_ARGS)
+                .map(String::from)
+                .collect(),
             stdin: Some(input.to_string()),
         });
         while let Some((f, t, text)) = state.interference.pop_front() {
@@ -290,7 +296,9 @@ impl Dataplane for FakeDataplane {
                 panic!("fake: interfering restore failed: {e}");
             }
         }
-        if let Some(fault) = Self::take_fault(state, Op::Restore) {
+        let fault = Self::take_fault(state, Op::Restore)
+            .or_else(|| Self::take_fault(state, Op::RestoreOf(table)));
+        if let Some(fault) = fault {
             return Err(Self::fault_error(fault, program, Some(input)));
         }
         apply_restore(&mut state.tables, &state.ipsets, family, table, input).map_err(|stderr| {
@@ -612,14 +620,15 @@ fn apply_ipset(
                     .get_mut(*name)
                     .ok_or_else(|| fail("The set with the given name does not exist"))?
                     .members
-                    .insert(member.to_string());
+                    // Stored as the kernel prints it back (`/32` of a single address dropped).
+                    .insert(normalize_member(member));
             }
             ["del", name, member, ..] => {
                 ipsets
                     .get_mut(*name)
                     .ok_or_else(|| fail("The set with the given name does not exist"))?
                     .members
-                    .remove(*member);
+                    .remove(&normalize_member(member));
             }
             ["flush", name] => {
                 ipsets

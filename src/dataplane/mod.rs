@@ -11,10 +11,12 @@ pub(crate) mod fake;
 mod real;
 
 pub use backend::{choose_backend, BackendError, BackendObservation, BackendProbe};
+pub use exec::{cancel_children, while_waiting};
 pub use real::{probe, RealDataplane};
 
+use crate::ruleset::ipset::is_owned_set;
 use crate::ruleset::{Family, TableName};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -29,11 +31,19 @@ pub enum Backend {
 }
 
 impl Backend {
+    pub const ALL: [Backend; 2] = [Backend::Legacy, Backend::Nft];
+
+    /// `legacy` / `nft`: the tools' infix (`iptables-nft-save`) and how status.json spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::Legacy => "legacy",
             Backend::Nft => "nft",
         }
+    }
+
+    /// The backend `as_str` spells `name`.
+    pub fn from_name(name: &str) -> Option<Backend> {
+        Backend::ALL.into_iter().find(|b| b.as_str() == name)
     }
 }
 
@@ -60,7 +70,10 @@ pub enum DataplaneError {
     KernelUnsupported { program: String, stderr: String },
     #[error("{program}: the xtables lock is held or the resource is busy (will retry): {stderr}")]
     Busy { program: String, stderr: String },
-    #[error("{program} failed ({status}): {stderr}\n--- input ---\n{input}--- end of input ---")]
+    #[error(
+        "{program} failed ({status}): {stderr}{}\n--- input ---\n{input}--- end of input ---",
+        failing_line(stderr, input)
+    )]
     RestoreFailed {
         program: String,
         status: String,
@@ -75,6 +88,8 @@ pub enum DataplaneError {
     },
     #[error("{program} did not finish within {}s and was killed", timeout.as_secs())]
     Timeout { program: String, timeout: Duration },
+    #[error("{program} was killed because hostfw is stopping (SIGTERM); a restore commits all of its transaction or none")]
+    Cancelled { program: String },
     #[error("could not run {program}: {source}")]
     Spawn {
         program: String,
@@ -87,14 +102,32 @@ pub enum DataplaneError {
 
 impl DataplaneError {
     /// True when the same write may succeed after a re-read: another writer held the lock or
-    /// changed the table under us (a stale rule index makes a restore fail), or a child hung.
+    /// changed the table under us (a stale rule index makes a restore fail). A child that hung
+    /// until its deadline is not retried at once: five more deadlines would hold the xtables
+    /// lock for many minutes; the daemon retries on its own, later.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            DataplaneError::Busy { .. }
-                | DataplaneError::RestoreFailed { .. }
-                | DataplaneError::Timeout { .. }
+            DataplaneError::Busy { .. } | DataplaneError::RestoreFailed { .. }
         )
+    }
+}
+
+/// `\nfailing line N of the input: TEXT` when the tool named the line it refused
+/// (`Error occurred at line: N`, or `iptables-restore: line N failed…`), else nothing: the
+/// headline then says what failed, not just a notice printed before it.
+fn failing_line(stderr: &str, input: &str) -> String {
+    let number = stderr.lines().find_map(|l| {
+        let after = l
+            .split_once("Error occurred at line: ")
+            .or_else(|| l.split_once(": line "))?
+            .1;
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        after[..digits].parse::<usize>().ok()
+    });
+    match number.and_then(|n| Some((n, input.lines().nth(n.checked_sub(1)?)?))) {
+        Some((n, line)) => format!("\nfailing line {n} of the input: {line}"),
+        None => String::new(),
     }
 }
 
@@ -103,18 +136,18 @@ impl DataplaneError {
 pub trait Dataplane {
     /// `iptables-save -t TABLE` (or ip6tables) output.
     fn save(&self, family: Family, table: TableName) -> Result<String, DataplaneError>;
-    /// The save output of every table hostfw writes, for one family; a table the kernel does
-    /// not have is absent (it holds nothing of ours). The default saves table by table; the real
-    /// dataplane reads all of them with one process.
+    /// The save output of every table hostfw owns (`TableName::OWNED`), for one family; a table
+    /// the kernel does not have is absent (it holds nothing of ours). The default saves table by
+    /// table; the real dataplane reads all of them with one process.
     fn save_tables(&self, family: Family) -> Result<BTreeMap<TableName, String>, DataplaneError> {
-        TableName::ALL
+        TableName::OWNED
             .into_iter()
             .map(|table| Ok((table, self.save(family, table)?)))
             .collect()
     }
     /// Feed `input` to `iptables-restore --noflush` (one table, one transaction).
     fn restore(&self, family: Family, table: TableName, input: &str) -> Result<(), DataplaneError>;
-    /// `ipset save` output restricted to hostfw's sets (names starting with `cali`).
+    /// `ipset save` output restricted to hostfw's sets (`ruleset::ipset::is_owned_set`).
     fn ipset_save(&self) -> Result<String, DataplaneError>;
     /// Feed `input` to `ipset restore -exist`.
     fn ipset_restore(&self, input: &str) -> Result<(), DataplaneError>;
@@ -127,17 +160,34 @@ pub trait Dataplane {
     fn save_counters(&self, family: Family, table: TableName) -> Result<String, DataplaneError> {
         self.save(family, table)
     }
+    /// The `cali` sets the other iptables backend's rules name (`--match-set`). Both backends
+    /// share the kernel's ipsets, so a flush of this backend must leave those (the kernel
+    /// refuses to destroy a set in use). Empty when the other backend's tools are absent.
+    fn sets_used_by_other_backend(&self) -> BTreeSet<String> {
+        BTreeSet::new()
+    }
 }
 
-/// Keep only hostfw's sets (and their members) from `ipset save` output. Felix's set names all
-/// start with `cali` (`cali40s:...`, `cali60s:...`); everything else belongs to someone else.
+/// The `cali` set names `--match-set` mentions in `iptables-save` text.
+pub fn match_set_names(save_text: &str) -> BTreeSet<String> {
+    save_text
+        .split("--match-set ")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|name| is_owned_set(name))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Keep only hostfw's sets (and their members) from `ipset save` output: the exact name shapes
+/// `ruleset::ipset::is_owned_set` accepts; everything else belongs to someone else.
 pub fn filter_ipset_save(text: &str) -> String {
     let mut out = String::new();
     for line in text.lines() {
         let mut words = line.split_whitespace();
         let verb = words.next();
         let name = words.next();
-        if matches!(verb, Some("create") | Some("add")) && name.is_some_and(is_our_set) {
+        if matches!(verb, Some("create") | Some("add")) && name.is_some_and(is_owned_set) {
             out.push_str(line);
             out.push('\n');
         }
@@ -145,15 +195,11 @@ pub fn filter_ipset_save(text: &str) -> String {
     out
 }
 
-fn is_our_set(name: &str) -> bool {
-    name.starts_with("cali")
-}
-
 /// Split a whole `iptables-save` (all tables) into one text per table hostfw writes. The
 /// notice iptables-nft prints instead of a table it cannot show (`# Table `filter' is
 /// incompatible, use 'nft' tool.`) goes with that table, so parsing it still refuses.
 pub fn split_save(text: &str) -> BTreeMap<TableName, String> {
-    let table_named = |name: &str| TableName::ALL.into_iter().find(|t| t.as_str() == name);
+    let table_named = |name: &str| TableName::OWNED.into_iter().find(|t| t.as_str() == name);
     let mut tables: BTreeMap<TableName, String> = BTreeMap::new();
     let mut current: Option<TableName> = None;
     for line in text.lines() {
@@ -185,16 +231,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ipset_filter_keeps_only_cali_sets() {
-        let text = "create f2b-sshd hash:ip family inet hashsize 1024 maxelem 65536\n\
-                    add f2b-sshd 203.0.113.9\n\
-                    create cali40s:abc hash:net family inet hashsize 1024 maxelem 1048576\n\
-                    add cali40s:abc 198.51.100.0/24\n\
-                    create docker-cali hash:ip family inet hashsize 1024 maxelem 65536\n";
+    fn ipset_filter_keeps_only_our_set_shapes() {
+        let ours = "cali40s:AAAAAAAAAAAAAAAAAAAAAAA";
+        let text = format!(
+            "create f2b-sshd hash:ip family inet hashsize 1024 maxelem 65536\n\
+             add f2b-sshd 203.0.113.9\n\
+             create {ours} hash:net family inet hashsize 1024 maxelem 1048576\n\
+             add {ours} 198.51.100.0/24\n\
+             create cali40-office hash:net family inet hashsize 1024 maxelem 65536\n\
+             add cali40-office 192.0.2.0/24\n\
+             create docker-cali hash:ip family inet hashsize 1024 maxelem 65536\n"
+        );
         assert_eq!(
-            filter_ipset_save(text),
-            "create cali40s:abc hash:net family inet hashsize 1024 maxelem 1048576\n\
-             add cali40s:abc 198.51.100.0/24\n"
+            filter_ipset_save(&text),
+            format!(
+                "create {ours} hash:net family inet hashsize 1024 maxelem 1048576\n\
+                 add {ours} 198.51.100.0/24\n"
+            )
+        );
+    }
+
+    #[test]
+    fn match_set_names_lists_our_sets_only() {
+        let text = "*filter\n-A cali-pi-x -m set --match-set cali40s:a src -j MARK\n\
+                    -A INPUT -m set ! --match-set f2b-sshd src -j DROP\n\
+                    -A cali-POSTROUTING -m set --match-set cali40dscp-src-net src -m set ! \
+                    --match-set cali40this-host dst -j cali-egress-dscp\nCOMMIT\n";
+        assert_eq!(
+            match_set_names(text).into_iter().collect::<Vec<_>>(),
+            ["cali40dscp-src-net", "cali40s:a", "cali40this-host"]
         );
     }
 
@@ -208,7 +273,7 @@ mod tests {
         let tables = split_save(text);
         assert_eq!(
             tables.keys().copied().collect::<Vec<_>>(),
-            [TableName::Mangle, TableName::Filter]
+            [TableName::Mangle, TableName::Filter, TableName::Nat]
         );
         assert_eq!(
             tables[&TableName::Mangle],
@@ -218,6 +283,28 @@ mod tests {
             tables[&TableName::Filter],
             "# Table `filter' is incompatible, use 'nft' tool.\n"
         );
+    }
+
+    #[test]
+    fn a_failed_restore_names_the_line_it_refused() {
+        let input = "*filter\n:cali-x - [0:0]\n-X cali-pi-old\nCOMMIT\n";
+        for stderr in [
+            "iptables-restore v1.8.9 (legacy): Couldn't delete chain\nError occurred at line: 3",
+            "iptables-restore: line 3 failed",
+            "iptables-nft-restore: line 3 failed: No chain/target/match by that name.",
+        ] {
+            let err = DataplaneError::RestoreFailed {
+                program: "iptables-restore".into(),
+                status: "exit status 1".into(),
+                stderr: stderr.into(),
+                input: input.into(),
+            };
+            assert!(
+                err.to_string()
+                    .contains("failing line 3 of the input: -X cali-pi-old\n"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -4,9 +4,9 @@
 
 use super::backend::{self, BackendObservation, BackendProbe};
 use super::exec::{self, timeout_for, FailureKind, CHILD_TIMEOUT};
-use super::{filter_ipset_save, split_save, Backend, Dataplane, DataplaneError};
+use super::{filter_ipset_save, match_set_names, split_save, Backend, Dataplane, DataplaneError};
 use crate::ruleset::{Family, TableName};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Save and restore binaries of one family.
@@ -25,16 +25,9 @@ pub struct RealDataplane {
     ipset: Option<PathBuf>,
 }
 
-fn tool_prefix(family: Family) -> &'static str {
-    match family {
-        Family::V4 => "iptables",
-        Family::V6 => "ip6tables",
-    }
-}
-
 /// `ip[6]tables-<backend>-<verb>`, falling back to `ip[6]tables-<verb>` (Felix's lookup).
 fn find_tool(family: Family, backend: Backend, verb: &str) -> Result<PathBuf, DataplaneError> {
-    let prefix = tool_prefix(family);
+    let prefix = family.iptables();
     let specific = format!("{prefix}-{}-{verb}", backend.as_str());
     exec::find_in_path(&specific)
         .or_else(|| exec::find_in_path(&format!("{prefix}-{verb}")))
@@ -102,11 +95,17 @@ impl RealDataplane {
         self.tools
             .get(&family)
             .ok_or_else(|| DataplaneError::MissingBinary {
-                program: format!("{}-{}-save", tool_prefix(family), self.backend.as_str()),
+                program: format!("{}-{}-save", family.iptables(), self.backend.as_str()),
                 package: "iptables",
             })
     }
 }
+
+/// `iptables-restore` flags. `--wait`: queue behind another xtables writer instead of failing
+/// at once. No `--wait-interval`: iptables 1.8.9 legacy ignores it and prints a notice
+/// ("Ignoring deprecated --wait-interval option.") that then headed every error message, and
+/// iptables-nft accepts and ignores it; older versions fall back to their default interval.
+pub(crate) const RESTORE_ARGS: [&str; 3] = ["--noflush", "--wait", "10"];
 
 /// Turn a failed child into the matching error; `input` is kept for restores.
 fn failure(program: &Path, out: &exec::Output, input: Option<&str>) -> DataplaneError {
@@ -134,6 +133,29 @@ fn failure(program: &Path, out: &exec::Output, input: Option<&str>) -> Dataplane
 }
 
 impl Dataplane for RealDataplane {
+    fn sets_used_by_other_backend(&self) -> BTreeSet<String> {
+        let other = match self.backend {
+            Backend::Legacy => Backend::Nft,
+            Backend::Nft => Backend::Legacy,
+        };
+        let mut names = BTreeSet::new();
+        for family in Family::ALL {
+            // Only the backend-specific tool: the generic name may be this very backend.
+            let tool = format!("{}-{}-save", family.iptables(), other.as_str());
+            let Some(program) = exec::find_in_path(&tool) else {
+                continue;
+            };
+            // Unreadable means nothing of ours can be seen there; the flush goes ahead and the
+            // kernel still refuses to destroy a set in use.
+            if let Ok(out) = exec::run(&program, &[], None, CHILD_TIMEOUT) {
+                if out.status.success() {
+                    names.extend(match_set_names(&out.stdout));
+                }
+            }
+        }
+        names
+    }
+
     fn save(&self, family: Family, table: TableName) -> Result<String, DataplaneError> {
         let program = &self.tools(family)?.save;
         let out = exec::run(program, &["-t", table.as_str()], None, CHILD_TIMEOUT)?;
@@ -161,10 +183,7 @@ impl Dataplane for RealDataplane {
         input: &str,
     ) -> Result<(), DataplaneError> {
         let program = &self.tools(family)?.restore;
-        // --wait: queue behind another xtables writer instead of failing at once; the interval
-        // is in microseconds (nft ignores it with a notice).
-        let args = ["--noflush", "--wait", "10", "--wait-interval", "50000"];
-        let out = exec::run(program, &args, Some(input), timeout_for(input))?;
+        let out = exec::run(program, &RESTORE_ARGS, Some(input), timeout_for(input))?;
         if !out.status.success() {
             return Err(failure(program, &out, Some(input)));
         }
@@ -237,17 +256,11 @@ pub fn probe() -> BackendProbe {
 fn observe_backend(backend: Backend) -> Option<BackendObservation> {
     let mut text = String::new();
     let mut probed = false;
-    for family in [Family::V4, Family::V6] {
-        if backend == Backend::Legacy {
-            let names = match family {
-                Family::V4 => "ip_tables_names",
-                Family::V6 => "ip6_tables_names",
-            };
-            if !proc_net(names).exists() {
-                continue;
-            }
+    for family in Family::ALL {
+        if backend == Backend::Legacy && !proc_net(family.legacy_tables_proc_file()).exists() {
+            continue;
         }
-        let name = format!("{}-{}-save", tool_prefix(family), backend.as_str());
+        let name = format!("{}-{}-save", family.iptables(), backend.as_str());
         let Some(program) = exec::find_in_path(&name) else {
             continue;
         };

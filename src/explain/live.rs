@@ -44,11 +44,10 @@ pub fn parse(family: Family, saves: &[(TableName, String)], ipsets: &LiveIpsets)
             .map_or("", |(_, s)| s.as_str());
         tables.push(parse_table(name, text, &mut policies, &mut unknown));
     }
-    let v6 = family == Family::V6;
     let sets = ipsets
         .sets
         .values()
-        .filter(|s| s.family.is_none_or(|f| (f == Family::V6) == v6))
+        .filter(|s| s.family.is_none_or(|f| f == family))
         .map(|s| {
             (
                 s.name.clone(),
@@ -250,7 +249,14 @@ fn parse_rule(words: &[String], user: &BTreeMap<String, Vec<Rule>>) -> Option<Ru
             // Modules carry no meaning of their own here; their options do.
             "-m" | "--match" => {
                 let module = next(&mut i)?;
-                if !matches!(
+                // hostfw writes rpfilter only inverted (the raw RPF drop); anything else is
+                // not a rule of ours.
+                if module == "rpfilter" {
+                    if !words[i..].iter().any(|w| w == "--invert") {
+                        return None;
+                    }
+                    matches.push(Match::RpfCheckFailed);
+                } else if !matches!(
                     module,
                     "comment"
                         | "multiport"
@@ -266,6 +272,7 @@ fn parse_rule(words: &[String], user: &BTreeMap<String, Vec<Rule>>) -> Option<Ru
                     return None;
                 }
             }
+            "--validmark" | "--invert" => {}
             "--comment" => {
                 let c = next(&mut i)?;
                 if !c.starts_with(crate::ruleset::felix::HASH_COMMENT_PREFIX) {

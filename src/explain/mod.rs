@@ -9,13 +9,14 @@ pub mod live;
 mod sim;
 mod text;
 
-pub use context::{ChainOwner, Context, OwnerKind};
-pub use text::render_text;
+pub use context::Context;
 
 use serde::Serialize;
 use std::net::IpAddr;
 
-/// Which way the packet travels relative to this host.
+/// Which way the packet travels relative to this host: the packet's path through the hooks,
+/// not a rule direction (`model::Direction`): a forwarded packet crosses both an ingress and
+/// an egress endpoint chain, so the path needs a third value that no rule list has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
@@ -290,13 +291,4 @@ pub fn protocol_number(name: &str) -> Option<u8> {
         "ah" => Some(51),
         n => n.parse().ok(),
     }
-}
-
-/// The explain context of `ruleset`, rendered from `view` by `desired::compute`: what
-/// `hostfw explain`, the lockout guard and the tests evaluate packets against.
-pub fn prepare(
-    view: &crate::resolve::NodeView,
-    ruleset: &crate::ruleset::Ruleset,
-) -> Result<Context, crate::render::RenderError> {
-    Context::build(view, ruleset.family, ruleset)
 }

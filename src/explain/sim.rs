@@ -4,12 +4,13 @@
 //! verdict follows Felix's mark protocol: a policy rule sets the accept/pass/drop bit and later
 //! rules act on that bit, so the rule that last set a verdict bit is what decided.
 
-use super::context::{Context, OwnerKind};
+use super::context::Context;
 use super::{
     protocol_number, ConnState, Decision, Direction, Explanation, HookTrace, Packet, RuleVerdict,
     Step, Verdict,
 };
 use crate::render::names;
+use crate::render::provenance::{Origin, OwnerKind};
 use crate::ruleset::felix::write_rule_body;
 use crate::ruleset::{
     Action, HookPosition, IpsetType, Match, PortSpec, Rule, Ruleset, SetDirection, Table, TableName,
@@ -293,7 +294,7 @@ impl<'a> Sim<'a> {
     }
 
     fn enter(&mut self, chain: &str) {
-        if let Some(owner) = self.ctx.owners.get(chain) {
+        if let Some(owner) = self.ctx.owner(chain) {
             if let OwnerKind::Endpoint { interface } = &owner.kind {
                 self.entered_endpoint = true;
                 self.endpoint = Some(format!("{} ({interface})", owner.name));
@@ -317,20 +318,23 @@ impl<'a> Sim<'a> {
     fn step(&self, table: TableName, chain: &str, index: usize, rule: &Rule) -> Step {
         let mut text = String::new();
         write_rule_body(&mut text, rule);
-        let owner = self.ctx.owners.get(chain).map(|o| match &o.kind {
-            OwnerKind::Policy { .. } | OwnerKind::Profile => {
-                let kind = if matches!(o.kind, OwnerKind::Profile) {
-                    "Profile"
-                } else {
-                    names::GNP_KIND
-                };
-                match self.ctx.api_rule(table, chain, index) {
-                    Some(i) => format!("{kind} {} {} rule {i}", o.name, o.direction),
-                    None => format!("{kind} {} {}", o.name, o.direction),
+        let owner = self.ctx.owner(chain).map(|o| {
+            let direction = o.direction.api_name();
+            match &o.kind {
+                OwnerKind::Policy { .. } | OwnerKind::Profile => {
+                    let kind = if matches!(o.kind, OwnerKind::Profile) {
+                        "Profile"
+                    } else {
+                        names::GNP_KIND
+                    };
+                    match self.ctx.api_rule(table, chain, index) {
+                        Some(i) => format!("{kind} {} {direction} rule {i}", o.name),
+                        None => format!("{kind} {} {direction}", o.name),
+                    }
                 }
-            }
-            OwnerKind::Endpoint { interface } => {
-                format!("HostEndpoint {} ({interface}) {}", o.name, o.direction)
+                OwnerKind::Endpoint { interface } => {
+                    format!("HostEndpoint {} ({interface}) {direction}", o.name)
+                }
             }
         });
         Step {
@@ -357,7 +361,7 @@ impl<'a> Sim<'a> {
         if let Some(state) = ct_state_of(rule) {
             return Decision::Conntrack { state };
         }
-        if first_comment(rule).is_some_and(|c| c.starts_with("Allow forwarded traffic")) {
+        if self.ctx.origin(table.name, chain, index) == Some(Origin::ForwardDefaultAllow) {
             return Decision::ForwardDefault {
                 endpoint: self.endpoint_name(chain),
             };
@@ -372,19 +376,19 @@ impl<'a> Sim<'a> {
         index: usize,
         action: RuleVerdict,
     ) -> Option<Decision> {
-        let owner = self.ctx.owners.get(chain)?;
+        let owner = self.ctx.owner(chain)?;
         let rule = self.ctx.api_rule(table, chain, index);
         match &owner.kind {
             OwnerKind::Policy { tier } => Some(Decision::Policy {
                 policy: owner.name.clone(),
                 tier: tier.clone(),
-                direction: owner.direction.clone(),
+                direction: owner.direction.api_name().into(),
                 rule,
                 action,
             }),
             OwnerKind::Profile => Some(Decision::Profile {
                 profile: owner.name.clone(),
-                direction: owner.direction.clone(),
+                direction: owner.direction.api_name().into(),
                 rule,
                 action,
             }),
@@ -393,7 +397,7 @@ impl<'a> Sim<'a> {
     }
 
     fn endpoint_name(&self, chain: &str) -> String {
-        match self.ctx.owners.get(chain) {
+        match self.ctx.owner(chain) {
             Some(o) => match &o.kind {
                 OwnerKind::Endpoint { interface } => format!("{} ({interface})", o.name),
                 _ => chain.to_string(),
@@ -428,47 +432,30 @@ impl<'a> Sim<'a> {
         if let Some(d) = self.policy_decision(table.name, chain, index, action) {
             return d;
         }
-        if chain == names::FAILSAFE_IN || chain == names::FAILSAFE_OUT {
-            let direction = if chain == names::FAILSAFE_IN {
-                "inbound"
-            } else {
-                "outbound"
-            };
+        let origin = self.ctx.origin(table.name, chain, index);
+        if let Some(Origin::Failsafe(direction)) = origin {
             return Decision::Failsafe {
-                direction: direction.into(),
+                direction: direction.label().into(),
                 entry: failsafe_entry(rule),
             };
         }
         if let Some(state) = ct_state_of(rule) {
             return Decision::Conntrack { state };
         }
-        if let Some(c) = first_comment(rule) {
-            if let Some(rest) = c.strip_prefix("End of tier ") {
-                let tier = rest.rsplit_once(". ").map_or(rest, |(t, _)| t);
-                return Decision::EndOfTier {
-                    tier: tier.to_string(),
-                    endpoint: self.endpoint_name(chain),
-                };
-            }
-            if c.ends_with("if no profiles matched") {
-                let endpoint = self.endpoint_name(chain);
-                let rules = table.chains.get(chain).map_or(&[][..], |c| &c.rules[..]);
-                let jumps_to = |prefixes: [&str; 2]| {
-                    rules.iter().any(|r| {
-                        matches!(&r.action, Action::Jump(t) if prefixes.iter().any(|p| t.starts_with(p)))
-                    })
-                };
-                let has_policy = jumps_to([names::POLICY_INBOUND_PFX, names::POLICY_OUTBOUND_PFX]);
-                let has_profile =
-                    jumps_to([names::PROFILE_INBOUND_PFX, names::PROFILE_OUTBOUND_PFX]);
-                return if has_policy || has_profile {
-                    Decision::NoProfileMatched { endpoint }
-                } else {
-                    Decision::NoPolicy { endpoint }
-                };
-            }
+        let endpoint = || self.endpoint_name(chain);
+        match origin {
+            Some(Origin::TierEnd(tier)) => Decision::EndOfTier {
+                tier: self.ctx.provenance.tier(tier).to_string(),
+                endpoint: endpoint(),
+            },
+            Some(Origin::ProfileFallThrough) => Decision::NoProfileMatched {
+                endpoint: endpoint(),
+            },
+            Some(Origin::DefaultAction) => Decision::NoPolicy {
+                endpoint: endpoint(),
+            },
+            _ => other(table.name, chain, index, rule),
         }
-        other(table.name, chain, index, rule)
     }
 
     fn matches(&mut self, rule: &Rule, hook: &Hook) -> bool {
@@ -541,6 +528,11 @@ impl<'a> Sim<'a> {
                 self.notes
                     .push(format!("rate limit {rate} assumed not yet exceeded"));
                 true
+            }
+            Match::RpfCheckFailed => {
+                self.notes
+                    .push("reverse-path check assumed to pass".to_string());
+                false
             }
         }
     }
@@ -673,6 +665,7 @@ fn member_matches(kind: IpsetType, member: &str, direction: SetDirection, p: &Pa
     let addr = if src { p.src } else { p.dst };
     match kind {
         IpsetType::HashNet => net_member_contains(member, addr),
+        IpsetType::HashIp => member.trim().parse::<IpAddr>().is_ok_and(|ip| ip == addr),
         IpsetType::HashIpPort => {
             let Some((ip, proto_port)) = member.rsplit_once(',') else {
                 return false;

@@ -2,7 +2,10 @@
 //! defaults already applied. Pure data; produced only by `policy::validate`, consumed by
 //! `resolve` and `render`. Nothing here reads files or knows YAML.
 
+pub mod direction;
 pub mod selector;
+
+pub use direction::Direction;
 
 use ipnet::IpNet;
 use selector::Selector;
@@ -235,6 +238,9 @@ pub struct GlobalNetworkPolicy {
     pub do_not_track: bool,
     pub pre_dnat: bool,
     pub apply_on_forward: bool,
+    /// `performanceHints: [AssumeNeededOnEveryNode]`: the policy's chains are programmed on
+    /// every node whether or not a local endpoint uses it (felix/dataplane/linux/policy_mgr.go).
+    pub assume_needed_on_every_node: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -270,6 +276,11 @@ pub struct Tier {
 /// Name and order of the tier that always exists.
 pub const DEFAULT_TIER: &str = "default";
 pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
+/// The tiers Calico v3.32 always creates besides `default` (libcalico-go/lib/clientv3/client.go
+/// `ensureTierExists`): name, the order calicoctl enforces for them
+/// (libcalico-go/lib/validator/v3/validator.go), default action Pass.
+pub const BUILT_IN_PASS_TIERS: [(&str, f64); 2] =
+    [("kube-admin", 1_000.0), ("kube-baseline", 10_000_000.0)];
 /// The built-in profile that allows everything both ways.
 pub const DEFAULT_ALLOW_PROFILE: &str = "projectcalico-default-allow";
 

@@ -15,32 +15,37 @@ use std::path::PathBuf;
 pub struct Loaded {
     pub set: Option<PolicySet>,
     pub diagnostics: Vec<Diagnostic>,
+    /// How many resources the texts held (0: nothing to apply at all).
+    pub resources: usize,
 }
 
 /// Parse and validate already-read texts. Pure.
 pub fn load_sources(texts: &[NamedText]) -> Loaded {
     let mut diagnostics = Vec::new();
     let mut validator = validate::Validator::default();
+    let mut count = 0;
     // One file's YAML tree at a time: memory stays near one file's tree plus the typed set.
     for t in texts {
         let (resources, mut d) = parse::parse(&t.name, &t.text);
         diagnostics.append(&mut d);
+        count += resources.len();
         for r in &resources {
             validator.add(r);
         }
     }
     let (set, mut d) = validator.finish();
     diagnostics.append(&mut d);
-    finish(set, diagnostics)
+    finish(set, diagnostics, count)
 }
 
 /// Sort the diagnostics and keep the set only when none is an error (all-or-nothing).
-fn finish(set: PolicySet, mut diagnostics: Vec<Diagnostic>) -> Loaded {
+fn finish(set: PolicySet, mut diagnostics: Vec<Diagnostic>, resources: usize) -> Loaded {
     crate::diag::sort(&mut diagnostics);
     let valid = !diagnostics.iter().any(Diagnostic::is_error);
     Loaded {
         set: valid.then_some(set),
         diagnostics,
+        resources,
     }
 }
 
@@ -61,14 +66,32 @@ pub fn load_checked(paths: &[PathBuf]) -> Checked {
     load_snapshot(&crate::source::directory::read(paths))
 }
 
-/// Load what a source read: its read diagnostics and the loader's together, one verdict.
+/// What a set without a single resource is called in its diagnostic.
+pub const EMPTY_SET_MESSAGE: &str = "the policy set holds no resources at all (an empty \
+    directory, only non-policy files, or a file removed before its successor arrived): applying \
+    it would remove all of hostfw's protection, so it is refused and the rules in force stay; \
+    run `hostfw flush` to remove hostfw's rules on purpose";
+
+/// Load what a source read: its read diagnostics and the loader's together, one verdict. A
+/// source that yields no resource at all is an error (docs/design.md, "Failure model": the
+/// empty set is never applied as "remove everything").
 pub fn load_snapshot(snapshot: &Snapshot) -> Checked {
     let loaded = load_sources(&snapshot.texts);
     let mut diagnostics = snapshot.diagnostics.clone();
     diagnostics.extend(loaded.diagnostics);
+    if loaded.resources == 0
+        && !snapshot.unreadable
+        && !diagnostics.iter().any(Diagnostic::is_error)
+    {
+        let name = snapshot
+            .texts
+            .first()
+            .map_or("policy source", |t| t.name.as_str());
+        diagnostics.push(Diagnostic::file_error(name, EMPTY_SET_MESSAGE));
+    }
     let set = loaded.set.unwrap_or_default();
     // Errors from either stage are in `diagnostics`, so `finish` drops the set when needed.
-    let loaded = finish(set, diagnostics);
+    let loaded = finish(set, diagnostics, loaded.resources);
     Checked {
         loaded,
         unreadable: snapshot.unreadable,

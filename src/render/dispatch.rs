@@ -1,6 +1,7 @@
-//! Interface dispatch chains (reference §1.3, §8.3; Felix `rules/dispatch.go`): one `--goto` per
-//! endpoint interface, split into a one-level prefix tree when several names share the next
-//! character after their common prefix, and the `*` endpoint as the end rule.
+//! Interface dispatch chains (`docs/felix-layout.md` "Chains and hooks"; Felix
+//! `felix/rules/dispatch.go`): one `--goto` per endpoint interface, split into a one-level
+//! prefix tree when several names share the next character after their common prefix, and the
+//! `*` endpoint as the end rule.
 
 use super::names;
 use super::static_chains::{in_iface, out_iface};
@@ -51,12 +52,15 @@ pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
             let all = named(eps, |_| true);
             let mut to_end = Vec::new();
             if any(eps).is_some() {
-                // Host-to-local-workload traffic never gets wildcard egress policy.
-                to_end.push(commented(
-                    vec![out_iface(&format!("{}+", ctx.cfg.interface_prefix))],
-                    Action::Return,
-                    "Skip egress WHEP policy for traffic to local workload",
-                ));
+                // Host-to-local-workload traffic never gets wildcard egress policy (one rule per
+                // workload prefix, felix/rules/dispatch.go).
+                for prefix in ctx.cfg.workload_prefixes() {
+                    to_end.push(commented(
+                        vec![out_iface(&format!("{prefix}+"))],
+                        Action::Return,
+                        "Skip egress WHEP policy for traffic to local workload",
+                    ));
+                }
             }
             to_end.extend(default_goto(any(eps), names::TO_HOST_ENDPOINT_PFX));
             emit(
@@ -97,6 +101,7 @@ pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
                 emit(chains, chain, &all, matcher, prefix, &end);
             }
         }
+        TableName::Nat => {}
     }
 }
 

@@ -1,14 +1,16 @@
-//! Per-endpoint chains (reference §1.3, §2.1, §2.2; Felix `endpointIptablesChain`): conntrack,
-//! failsafe, tiers of policy jumps, profiles and the final deny, per chain type.
+//! Per-endpoint chains (`docs/felix-layout.md` "Endpoint chains"; Felix
+//! `felix/rules/endpoints.go`, `endpointIptablesChain`): conntrack, failsafe, tiers of policy
+//! jumps, profiles and the final deny, per chain type, with the provenance of the rules that
+//! decide a verdict (tier ends, the forward default, the profile fall-through).
 //!
-//! Every policy is jumped to directly. Felix instead moves two or more adjacent policies with
-//! an identical selector into a policy-group chain (`cali-gi-`/`cali-go-` + a SHA3 ID); its ID
-//! input could not be checked against published vectors, so hostfw does not reproduce it and
-//! differs from Felix in exactly those endpoint chains (semantics are the same).
+//! Within a tier, adjacent policies with the same normalised selector are jumped to through
+//! one policy-group chain, as Felix v3.28+ does (`groups`).
 
+use super::groups;
 use super::names;
+use super::provenance::{ChainOwner, Origin, OwnerKind, Recorder, Traced};
 use super::{clear_mark, commented, put, rule, set_mark, Ctx};
-use crate::model::{InterfaceName, TierAction};
+use crate::model::{Direction, InterfaceName, TierAction};
 use crate::resolve::{ActiveEndpoint, TierPolicies};
 use crate::ruleset::{Action, Chain, Match, Rule, TableName};
 use std::collections::BTreeMap;
@@ -23,12 +25,6 @@ enum Kind {
     Untracked,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dir {
-    Ingress,
-    Egress,
-}
-
 /// The interface name an endpoint's chains are named after.
 pub(crate) fn iface_name(ep: &ActiveEndpoint) -> &str {
     match &ep.interface {
@@ -37,14 +33,43 @@ pub(crate) fn iface_name(ep: &ActiveEndpoint) -> &str {
     }
 }
 
-/// Add the endpoint chains of `table` for every active endpoint.
-pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
+/// Add the endpoint chains of `table` for every active endpoint, recording their owners and
+/// rule origins in `rec`.
+pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>, rec: &mut Recorder) {
     for ep in &ctx.view.endpoints {
         let iface = iface_name(ep);
+        let shown = match &ep.interface {
+            InterfaceName::Named(n) => n.as_str(),
+            InterfaceName::Any => "*",
+        };
         let p = &ep.policies;
+        // Felix allows forwarded traffic by default only when the endpoint has no forward tier
+        // in either direction (felix/calc/event_sequencer.go tierInfoToProtoTierInfo,
+        // felix/rules/endpoints.go endpointIptablesChain).
+        let forward_tiers = p
+            .forward_ingress
+            .iter()
+            .chain(&p.forward_egress)
+            .any(|t| !t.policies.is_empty());
         let mut add = |prefix: &str, spec: Spec| {
             let name = names::endpoint_chain(prefix, iface);
-            put(chains, name, spec.rules(ctx, table));
+            let mut group_chains = Vec::new();
+            let traced = spec.rules(ctx, table, rec, forward_tiers, &mut group_chains);
+            for (group, rules) in group_chains {
+                put(chains, group, rules);
+            }
+            rec.own(
+                &name,
+                ChainOwner {
+                    kind: OwnerKind::Endpoint {
+                        interface: shown.to_string(),
+                    },
+                    name: ep.hep.clone(),
+                    direction: spec.dir,
+                },
+            );
+            rec.rules(table, &name, traced.origins);
+            put(chains, name, traced.rules);
         };
         match table {
             TableName::Filter => {
@@ -53,7 +78,7 @@ pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
                     names::TO_HOST_ENDPOINT_PFX,
                     Spec::new(
                         Kind::Normal,
-                        Dir::Egress,
+                        Direction::Egress,
                         &p.egress,
                         &ep.profiles,
                         allow.clone(),
@@ -63,7 +88,7 @@ pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
                     names::FROM_HOST_ENDPOINT_PFX,
                     Spec::new(
                         Kind::Normal,
-                        Dir::Ingress,
+                        Direction::Ingress,
                         &p.ingress,
                         &ep.profiles,
                         allow.clone(),
@@ -73,7 +98,7 @@ pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
                     names::TO_HOST_ENDPOINT_FORWARD_PFX,
                     Spec::new(
                         Kind::Forward,
-                        Dir::Egress,
+                        Direction::Egress,
                         &p.forward_egress,
                         &ep.profiles,
                         allow.clone(),
@@ -83,7 +108,7 @@ pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
                     names::FROM_HOST_ENDPOINT_FORWARD_PFX,
                     Spec::new(
                         Kind::Forward,
-                        Dir::Ingress,
+                        Direction::Ingress,
                         &p.forward_ingress,
                         &ep.profiles,
                         allow,
@@ -96,7 +121,7 @@ pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
                     names::TO_HOST_ENDPOINT_PFX,
                     Spec::new(
                         Kind::Normal,
-                        Dir::Egress,
+                        Direction::Egress,
                         &p.egress,
                         &ep.profiles,
                         Action::Return,
@@ -107,7 +132,7 @@ pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
                         names::FROM_HOST_ENDPOINT_PFX,
                         Spec::new(
                             Kind::PreDnat,
-                            Dir::Ingress,
+                            Direction::Ingress,
                             &p.pre_dnat_ingress,
                             &[],
                             ctx.mangle_allow(),
@@ -122,7 +147,7 @@ pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
                         names::TO_HOST_ENDPOINT_PFX,
                         Spec::new(
                             Kind::Untracked,
-                            Dir::Egress,
+                            Direction::Egress,
                             &p.untracked_egress,
                             &[],
                             Action::Accept,
@@ -132,7 +157,7 @@ pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
                         names::FROM_HOST_ENDPOINT_PFX,
                         Spec::new(
                             Kind::Untracked,
-                            Dir::Ingress,
+                            Direction::Ingress,
                             &p.untracked_ingress,
                             &[],
                             Action::Accept,
@@ -140,13 +165,14 @@ pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>) {
                     );
                 }
             }
+            TableName::Nat => {}
         }
     }
 }
 
 struct Spec<'a> {
     kind: Kind,
-    dir: Dir,
+    dir: Direction,
     tiers: &'a [TierPolicies],
     profiles: &'a [String],
     allow: Action,
@@ -155,7 +181,7 @@ struct Spec<'a> {
 impl<'a> Spec<'a> {
     fn new(
         kind: Kind,
-        dir: Dir,
+        dir: Direction,
         tiers: &'a [TierPolicies],
         profiles: &'a [String],
         allow: Action,
@@ -169,11 +195,20 @@ impl<'a> Spec<'a> {
         }
     }
 
-    fn rules(&self, ctx: &Ctx, table: TableName) -> Vec<Rule> {
+    /// The chain's rules; the policy-group chains it jumps to go to `group_chains`.
+    /// `forward_tiers`: whether the endpoint has forward policy in either direction.
+    fn rules(
+        &self,
+        ctx: &Ctx,
+        table: TableName,
+        rec: &mut Recorder,
+        forward_tiers: bool,
+        group_chains: &mut Vec<(String, Vec<Rule>)>,
+    ) -> Traced {
         let m = &ctx.marks;
         let deny = ctx.deny(table);
         let jumps: usize = self.tiers.iter().map(|t| 3 * t.policies.len() + 2).sum();
-        let mut rules = Vec::with_capacity(8 + jumps + 2 * self.profiles.len());
+        let mut rules = Traced::with_capacity(8 + jumps + 2 * self.profiles.len());
         if self.kind != Kind::Untracked {
             let established = Match::ConntrackState {
                 negated: false,
@@ -196,24 +231,34 @@ impl<'a> Spec<'a> {
         }
         if self.kind != Kind::Forward {
             let failsafe = match self.dir {
-                Dir::Ingress => names::FAILSAFE_IN,
-                Dir::Egress => names::FAILSAFE_OUT,
+                Direction::Ingress => names::FAILSAFE_IN,
+                Direction::Egress => names::FAILSAFE_OUT,
             };
             rules.push(rule(vec![], Action::Jump(failsafe.into())));
         }
         rules.push(rule(vec![], clear_mark(m.accept | m.pass)));
-        let inbound = self.dir == Dir::Ingress;
         for tier in self.tiers.iter().filter(|t| !t.policies.is_empty()) {
             rules.push(commented(
                 vec![],
                 clear_mark(m.pass),
                 &format!("Start of tier {}", tier.tier),
             ));
-            for policy in &tier.policies {
-                rules.push(rule(
-                    vec![ctx.mark_clear(m.pass)],
-                    Action::Jump(ctx.policy_chain(policy, inbound)),
-                ));
+            let selector = |name: &str| {
+                ctx.view
+                    .policies
+                    .get(name)
+                    .map(|p| p.selector.canonical())
+                    .unwrap_or_default()
+            };
+            for group in groups::group(&tier.policies, selector) {
+                let target = if group.is_inlined() {
+                    ctx.policy_chain(&group.policies[0], self.dir)
+                } else {
+                    let name = groups::chain_name(&group, self.dir);
+                    group_chains.push((name.clone(), groups::chain_rules(ctx, &group, self.dir)));
+                    name
+                };
+                rules.push(rule(vec![ctx.mark_clear(m.pass)], Action::Jump(target)));
                 if self.kind == Kind::Untracked {
                     // An untracked allow is "NOTRACK and allow".
                     rules.push(rule(vec![ctx.mark_set(m.accept)], Action::NoTrack));
@@ -227,24 +272,31 @@ impl<'a> Spec<'a> {
             let ends_in_deny = matches!(self.kind, Kind::Normal | Kind::Forward)
                 && tier.default_action != TierAction::Pass;
             if ends_in_deny {
-                rules.push(commented(
-                    vec![ctx.mark_clear(m.pass)],
-                    deny.clone(),
-                    &format!(
-                        "End of tier {}. {} if no policies passed packet",
-                        tier.tier,
-                        ctx.deny_word(table)
+                let origin = Origin::TierEnd(rec.tier(&tier.tier));
+                rules.push_from(
+                    commented(
+                        vec![ctx.mark_clear(m.pass)],
+                        deny.clone(),
+                        &format!(
+                            "End of tier {}. {} if no policies passed packet",
+                            tier.tier,
+                            ctx.deny_word(table)
+                        ),
                     ),
-                ));
+                    origin,
+                );
             }
         }
         let any_tier = self.tiers.iter().any(|t| !t.policies.is_empty());
-        if !any_tier && self.kind == Kind::Forward {
-            rules.push(commented(
-                vec![],
-                set_mark(m.accept),
-                "Allow forwarded traffic by default",
-            ));
+        if !forward_tiers && self.kind == Kind::Forward {
+            rules.push_from(
+                commented(
+                    vec![],
+                    set_mark(m.accept),
+                    "Allow forwarded traffic by default",
+                ),
+                Origin::ForwardDefaultAllow,
+            );
             rules.push(commented(
                 vec![],
                 Action::Return,
@@ -252,10 +304,7 @@ impl<'a> Spec<'a> {
             ));
         }
         if self.kind == Kind::Normal {
-            let profile_prefix = match self.dir {
-                Dir::Ingress => names::PROFILE_INBOUND_PFX,
-                Dir::Egress => names::PROFILE_OUTBOUND_PFX,
-            };
+            let profile_prefix = names::profile_prefix(self.dir);
             for profile in self.profiles {
                 rules.push(rule(
                     vec![],
@@ -267,11 +316,21 @@ impl<'a> Spec<'a> {
                     "Return if profile accepted",
                 ));
             }
-            rules.push(commented(
-                vec![],
-                deny,
-                &format!("{} if no profiles matched", ctx.deny_word(table)),
-            ));
+            // With nothing to jump to, the deny is the endpoint's default rather than the end
+            // of an evaluation.
+            let origin = if any_tier || !self.profiles.is_empty() {
+                Origin::ProfileFallThrough
+            } else {
+                Origin::DefaultAction
+            };
+            rules.push_from(
+                commented(
+                    vec![],
+                    deny,
+                    &format!("{} if no profiles matched", ctx.deny_word(table)),
+                ),
+                origin,
+            );
         }
         rules
     }

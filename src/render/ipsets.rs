@@ -1,6 +1,6 @@
-//! Selector and named-port ipsets (reference §5.5; Felix `calc/rule_scanner.go`): IDs from the
-//! selector's canonical text, members from every node's HostEndpoint `expectedIPs` and from
-//! GlobalNetworkSets, per family.
+//! Selector and named-port ipsets (`docs/felix-layout.md` "Ipsets"; Felix
+//! `felix/calc/rule_scanner.go`): IDs from the selector's canonical text, members from every
+//! node's HostEndpoint `expectedIPs` and from GlobalNetworkSets, per family.
 
 use super::names;
 use super::static_chains::same_family;
@@ -11,6 +11,10 @@ use crate::ruleset::{Family, Ipset, IpsetType};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+
+/// The protocol word of a named-port set for a rule without `protocol` (Felix's
+/// `ipsetmember.ProtocolAny`): it matches the port name on every protocol.
+pub(crate) const NAMED_PORT_ANY_PROTOCOL: &str = "any";
 
 /// Cache key of a named-port set: selector source text, protocol, port name.
 type PortSetKey = (String, &'static str, String);
@@ -37,10 +41,6 @@ impl<'a> SetCollector<'a> {
         }
     }
 
-    fn v6(&self) -> bool {
-        self.family == Family::V6
-    }
-
     fn addr_in_family(&self, ip: &IpAddr) -> bool {
         matches!(
             (self.family, IpVersion::of_addr(ip)),
@@ -54,7 +54,7 @@ impl<'a> SetCollector<'a> {
             return name.clone();
         }
         let id = selector.unique_id();
-        let name = names::ipset_name(self.v6(), &id);
+        let name = names::ipset_name(self.family, &id);
         if !self.sets.contains_key(&name) {
             let mut members = BTreeSet::new();
             for ep in &self.view.selector_sources.endpoints {
@@ -80,8 +80,8 @@ impl<'a> SetCollector<'a> {
         name
     }
 
-    /// The `hash:ip,port` set of the named port `port` (protocol `proto`: tcp, udp or sctp) on
-    /// the endpoints `selector` selects.
+    /// The `hash:ip,port` set of the named port `port` (protocol `proto`: tcp, udp, sctp, or
+    /// [`NAMED_PORT_ANY_PROTOCOL`] for every protocol) on the endpoints `selector` selects.
     pub fn named_port_set(
         &mut self,
         selector: &Selector,
@@ -94,7 +94,7 @@ impl<'a> SetCollector<'a> {
         }
         let sel_id = selector.unique_id();
         let id = names::named_port_set_id(&sel_id, proto, port);
-        let name = names::ipset_name(self.v6(), &id);
+        let name = names::ipset_name(self.family, &id);
         if !self.sets.contains_key(&name) {
             let mut members = BTreeSet::new();
             for ep in &self.view.selector_sources.endpoints {
@@ -102,11 +102,14 @@ impl<'a> SetCollector<'a> {
                     continue;
                 }
                 for p in ep.ports.iter().filter(|p| p.name == port) {
-                    if named_port_protocol(p.protocol) != Some(proto) {
+                    let Some(p_proto) = named_port_protocol(p.protocol) else {
+                        continue;
+                    };
+                    if proto != NAMED_PORT_ANY_PROTOCOL && p_proto != proto {
                         continue;
                     }
                     for ip in ep.expected_ips.iter().filter(|ip| self.addr_in_family(ip)) {
-                        members.insert(format!("{ip},{proto}:{}", p.port));
+                        members.insert(format!("{ip},{p_proto}:{}", p.port));
                     }
                 }
             }
@@ -114,6 +117,12 @@ impl<'a> SetCollector<'a> {
         }
         self.port_names.insert(key, name.clone());
         name
+    }
+
+    /// An empty set named after `id` (the static chains' sets, which hostfw never fills).
+    pub fn empty_set(&mut self, id: &str, set_type: IpsetType) {
+        let name = names::ipset_name(self.family, id);
+        self.insert(name, set_type, BTreeSet::new());
     }
 
     fn insert(&mut self, name: String, set_type: IpsetType, members: BTreeSet<String>) {

@@ -73,7 +73,7 @@ mod tests {
         assert_eq!(m.drop, 0x40000);
         assert_eq!(m.scratch0, 0x80000);
         assert_eq!(m.scratch1, 0x100000);
-        // Reference §1.2: ALL = 0x1b0000, FORWARD clears ALL & ~A = 0x1a0000.
+        // `docs/felix-layout.md` "Marks": ALL = 0x1b0000, FORWARD clears ALL & ~A = 0x1a0000.
         assert_eq!(m.all(), 0x1b_0000);
         assert_eq!(m.all() & !m.accept, 0x1a_0000);
     }

@@ -1,23 +1,27 @@
-//! Render: NodeView to the desired Felix-compatible ruleset per family. Pure: no files, no
-//! processes, no clock. Produces typed `ruleset` values only; never iptables text.
+//! Render: NodeView to the desired Felix-compatible ruleset per family, and the provenance of
+//! its rules (`provenance`). Pure: no files, no processes, no clock. Produces typed `ruleset`
+//! values only; never iptables text.
 //!
-//! Layout follows Felix (reference `felix-iptables.md` §1–§5, §8): static chains
+//! Layout follows Felix (`docs/felix-layout.md`; Felix `felix/rules/`): static chains
 //! (`static_chains`), per-endpoint chains (`endpoint`), policy and profile chains (`policy`),
 //! interface dispatch (`dispatch`), selector and named-port ipsets (`ipsets`). Every table holds
 //! only the chains reachable from its hook rules, as Felix's reference counting does.
 
 mod dispatch;
 mod endpoint;
+mod groups;
 mod ipsets;
 pub mod marks;
 pub mod names;
 mod policy;
+pub mod provenance;
 mod static_chains;
 
-use crate::model::{AllowAction, DenyAction};
+use crate::model::{AllowAction, DenyAction, Direction};
 use crate::resolve::{EffectiveConfig, NodeView};
 use crate::ruleset::{Action, Chain, Family, HookRule, Match, Rule, Ruleset, Table, TableName};
 use marks::{MarkError, Marks};
+use provenance::{Provenance, Recorder};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -31,6 +35,15 @@ pub enum RenderError {
 /// The complete desired state of `family` for this node: raw, mangle and filter tables and the
 /// ipsets their rules reference.
 pub fn render(view: &NodeView, family: Family) -> Result<Ruleset, RenderError> {
+    render_with_provenance(view, family).map(|(ruleset, _)| ruleset)
+}
+
+/// `render`, and where each rule came from (what `explain` attributes verdicts with). The
+/// provenance never reaches the kernel: the ruleset is the same as `render`'s.
+pub fn render_with_provenance(
+    view: &NodeView,
+    family: Family,
+) -> Result<(Ruleset, Provenance), RenderError> {
     let ctx = Ctx {
         view,
         cfg: &view.config,
@@ -41,24 +54,34 @@ pub fn render(view: &NodeView, family: Family) -> Result<Ruleset, RenderError> {
             .keys()
             .filter(|p| !names::policy_chain_is_verbatim(p))
             .map(|p| {
-                let names = [
-                    names::policy_chain(names::POLICY_INBOUND_PFX, p),
-                    names::policy_chain(names::POLICY_OUTBOUND_PFX, p),
-                ];
+                let names = Direction::ALL.map(|d| names::policy_chain_for(d, p));
                 (p.as_str(), names)
             })
             .collect(),
     };
     let mut sets = ipsets::SetCollector::new(view, family);
+    for (id, set_type) in static_chains::DSCP_SETS {
+        sets.empty_set(id, set_type);
+    }
+    let mut rec = Recorder::default();
     let mut tables = Vec::with_capacity(3);
     for name in TableName::ALL {
         let mut chains = BTreeMap::new();
         let hooks = static_chains::hooks(&ctx, name);
-        static_chains::add(&ctx, name, &mut chains);
+        static_chains::add(&ctx, name, &mut chains, &mut rec);
         dispatch::add(&ctx, name, &mut chains);
-        endpoint::add(&ctx, name, &mut chains);
-        policy::add(&ctx, name, &mut sets, &mut chains)?;
-        tables.push(prune(name, chains, hooks));
+        endpoint::add(&ctx, name, &mut chains, &mut rec);
+        policy::add(&ctx, name, &mut sets, &mut chains, &mut rec)?;
+        let forced: Vec<String> = match name {
+            TableName::Filter => policy::forced_policies(view)
+                .flat_map(|p| Direction::ALL.map(|d| ctx.policy_chain(p, d)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let table = prune(name, chains, hooks, &forced);
+        rec.provenance_mut()
+            .retain(name, |c| table.chains.contains_key(c));
+        tables.push(table);
     }
     let referenced: BTreeSet<&str> = tables
         .iter()
@@ -71,20 +94,27 @@ pub fn render(view: &NodeView, family: Family) -> Result<Ruleset, RenderError> {
         })
         .collect();
     let ipsets = sets.finish(&referenced);
-    Ok(Ruleset {
+    let ruleset = Ruleset {
         family,
         tables,
         ipsets,
-    })
+    };
+    Ok((ruleset, rec.finish()))
 }
 
-/// Keep only the chains reachable from the hook rules (Felix programs a chain only while
-/// something references it).
-fn prune(name: TableName, all: BTreeMap<String, Chain>, hooks: Vec<HookRule>) -> Table {
+/// Keep only the chains reachable from the hook rules or from `forced` (Felix programs a chain
+/// only while something references it, unless it is force-programmed).
+fn prune(
+    name: TableName,
+    all: BTreeMap<String, Chain>,
+    hooks: Vec<HookRule>,
+    forced: &[String],
+) -> Table {
     let mut reachable: FastSet<&str> = FastSet::default();
     let mut todo: Vec<&str> = hooks
         .iter()
         .filter_map(|h| target(&h.rule.action))
+        .chain(forced.iter().map(String::as_str))
         .collect();
     // Endpoint chains jump to the same policy chains many times: check the cheap hash set
     // before the ordered map.
@@ -162,7 +192,7 @@ impl Ctx<'_> {
     }
 
     /// The deny verdict in `table`: the configured one in filter, DROP elsewhere because REJECT
-    /// is only valid in filter (Felix issue #7914).
+    /// is only valid in filter (projectcalico/calico#7914).
     pub fn deny(&self, table: TableName) -> Action {
         match (table, self.cfg.iptables_filter_deny_action) {
             (TableName::Filter, DenyAction::Reject) => Action::Reject,
@@ -178,25 +208,15 @@ impl Ctx<'_> {
         }
     }
 
-    /// `cali-pi-…` (inbound) or `cali-po-…` (outbound) chain of `policy`.
-    pub fn policy_chain(&self, policy: &str, inbound: bool) -> String {
-        let prefix = if inbound {
-            names::POLICY_INBOUND_PFX
-        } else {
-            names::POLICY_OUTBOUND_PFX
-        };
+    /// `cali-pi-…` (ingress) or `cali-po-…` (egress) chain of `policy`.
+    pub fn policy_chain(&self, policy: &str, direction: Direction) -> String {
         if names::policy_chain_is_verbatim(policy) {
-            return names::policy_chain(prefix, policy);
+            return names::policy_chain_for(direction, policy);
         }
-        match self.long_policy_chains.get(policy) {
-            Some([i, o]) => {
-                if inbound {
-                    i.clone()
-                } else {
-                    o.clone()
-                }
-            }
-            None => names::policy_chain(prefix, policy),
+        match (self.long_policy_chains.get(policy), direction) {
+            (Some([i, _]), Direction::Ingress) => i.clone(),
+            (Some([_, o]), Direction::Egress) => o.clone(),
+            (None, _) => names::policy_chain_for(direction, policy),
         }
     }
 

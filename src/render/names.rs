@@ -1,6 +1,8 @@
 //! Every chain name, chain-name prefix and ipset name hostfw writes, spelled in one place, and
 //! Felix's length limit (`GetLengthLimitedID`). Pure; knows nothing about rules.
 
+use crate::model::Direction;
+use crate::ruleset::Family;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha224, Sha256};
@@ -24,6 +26,16 @@ pub const OUTPUT: &str = "cali-OUTPUT";
 // Failsafe chains (filter, mangle, raw).
 pub const FAILSAFE_IN: &str = "cali-failsafe-in";
 pub const FAILSAFE_OUT: &str = "cali-failsafe-out";
+
+// Static chains that stay empty without workloads, QoS endpoints or service CIDRs
+// (felix/rules/rule_defs.go).
+pub const RPF_SKIP: &str = "cali-rpf-skip";
+pub const EGRESS_DSCP: &str = "cali-egress-dscp";
+pub const CIDR_BLOCK: &str = "cali-cidr-block";
+
+// IDs of the sets mangle `cali-POSTROUTING`'s DSCP rule names: spelled once, with the ipset
+// ownership rule that must recognise them.
+pub use crate::ruleset::ipset::{IPSET_ID_ALL_POOLS, IPSET_ID_DSCP_SOURCES, IPSET_ID_THIS_HOST};
 
 // Workload-interface chains kept for the workload-to-host feature.
 pub const WL_TO_HOST: &str = "cali-wl-to-host";
@@ -102,6 +114,27 @@ pub fn policy_chain(prefix: &str, policy: &str) -> String {
     )
 }
 
+/// Name of `policy`'s chain for `direction` (`cali-pi-…` ingress, `cali-po-…` egress).
+pub fn policy_chain_for(direction: Direction, policy: &str) -> String {
+    policy_chain(policy_prefix(direction), policy)
+}
+
+/// `cali-pi-` (ingress) or `cali-po-` (egress).
+pub fn policy_prefix(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Ingress => POLICY_INBOUND_PFX,
+        Direction::Egress => POLICY_OUTBOUND_PFX,
+    }
+}
+
+/// `cali-pri-` (ingress) or `cali-pro-` (egress).
+pub fn profile_prefix(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Ingress => PROFILE_INBOUND_PFX,
+        Direction::Egress => PROFILE_OUTBOUND_PFX,
+    }
+}
+
 /// Whether `cali-pi-gnp/<policy>` (and `cali-po-…`, same length) fits unshortened. The ID
 /// starts with `gnp/`, never `_`, so only the length decides.
 pub fn policy_chain_is_verbatim(policy: &str) -> bool {
@@ -134,8 +167,8 @@ pub fn named_port_set_id(selector_id: &str, protocol: &str, port: &str) -> Strin
 }
 
 /// Dataplane name of an ipset: `cali40<id>` / `cali60<id>`, cut to 31 characters.
-pub fn ipset_name(v6: bool, id: &str) -> String {
-    let mut name = format!("cali{}0{id}", if v6 { 6 } else { 4 });
+pub fn ipset_name(family: Family, id: &str) -> String {
+    let mut name = format!("cali{}0{id}", family.ip_version());
     name.truncate(MAX_IPSET_NAME_LEN);
     name
 }
@@ -172,7 +205,7 @@ mod tests {
 
     #[test]
     fn chain_names_stay_within_limit() {
-        // 27 characters: kept as is (reference §1.3 example).
+        // 27 characters: kept as is.
         assert_eq!(
             policy_chain(POLICY_INBOUND_PFX, "k8s-worker-host"),
             "cali-pi-gnp/k8s-worker-host"
@@ -223,9 +256,9 @@ mod tests {
         let id = unique_id("s", "role == \"etcd\"");
         assert!(id.starts_with("s:"));
         assert_eq!(id.len(), 2 + 38);
-        let name = ipset_name(false, &id);
+        let name = ipset_name(Family::V4, &id);
         assert_eq!(name.len(), 31);
         assert!(name.starts_with("cali40s:"));
-        assert!(ipset_name(true, &id).starts_with("cali60s:"));
+        assert!(ipset_name(Family::V6, &id).starts_with("cali60s:"));
     }
 }

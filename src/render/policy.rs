@@ -1,17 +1,19 @@
-//! Policy and profile chains (reference §2.3, §5; Felix `rules/policy.go`): each API rule becomes
-//! one or more iptables rules — IP-version filtering, match blocks for OR-ed nets and ports, the
-//! 15-slot multiport split, selector and named-port ipsets, then the action via mark bits.
+//! Policy and profile chains (`docs/felix-layout.md` "Policy and profile chains"; Felix
+//! `felix/rules/policy.go`): each API rule becomes one or more iptables rules — IP-version
+//! filtering, match blocks for OR-ed nets and ports, the 15-slot multiport split, selector and
+//! named-port ipsets, then the action via mark bits — each recorded as coming from its API rule.
 
-use super::endpoint::Dir;
-use super::ipsets::{named_port_protocol, SetCollector};
+use super::ipsets::{named_port_protocol, SetCollector, NAMED_PORT_ANY_PROTOCOL};
 use super::names;
+use super::provenance::{index_u32, ChainOwner, Origin, OwnerKind, Recorder};
 use super::static_chains::same_family;
 use super::{clear_mark, put, rule, set_mark, Ctx, FastSet, RenderError};
 use crate::model::selector::Selector;
 use crate::model::{
-    self, EntityRule, InterfaceName, IpVersion, Port, Protocol, RateUnit, RuleAction,
+    self, Direction, EntityRule, InterfaceName, IpVersion, Port, Protocol, RateUnit, RuleAction,
     DEFAULT_ALLOW_PROFILE,
 };
+use crate::resolve::NodeView;
 use crate::ruleset::{Action, Chain, Family, Match, PortSpec, Rule, SetDirection, TableName};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
@@ -33,49 +35,69 @@ struct Owner<'a> {
     tier: &'a str,
 }
 
-/// Add the policy and profile chains that the endpoint chains of `table` jump to.
+/// The policies whose filter chains are programmed even when no endpoint jumps to them
+/// (`performanceHints: [AssumeNeededOnEveryNode]`; felix/dataplane/linux/policy_mgr.go sets
+/// `ForceProgramming` on them in the filter table only).
+pub(crate) fn forced_policies(view: &NodeView) -> impl Iterator<Item = &str> {
+    view.policies
+        .values()
+        .filter(|p| p.assume_needed_on_every_node)
+        .map(|p| p.meta.name.as_str())
+}
+
+/// Add the policy and profile chains that the endpoint chains of `table` jump to, recording
+/// their owners and which API rule each iptables rule came from in `rec`.
 pub fn add(
     ctx: &Ctx,
     table: TableName,
     sets: &mut SetCollector,
     chains: &mut BTreeMap<String, Chain>,
+    rec: &mut Recorder,
 ) -> Result<(), RenderError> {
     // Hash sets while collecting (many endpoints list the same policies), sorted afterwards
     // so chains are built in a deterministic order.
-    let mut policies: FastSet<(&str, DirKey)> = FastSet::default();
-    let mut profiles: FastSet<(&str, DirKey)> = FastSet::default();
+    let mut policies: FastSet<(&str, Direction)> = FastSet::default();
+    let mut profiles: FastSet<(&str, Direction)> = FastSet::default();
     for ep in &ctx.view.endpoints {
         let p = &ep.policies;
         let mut want = |tiers, dir| want_policies(&mut policies, tiers, dir);
         match table {
             TableName::Filter => {
-                want(&p.ingress, DirKey::In);
-                want(&p.egress, DirKey::Out);
-                want(&p.forward_ingress, DirKey::In);
-                want(&p.forward_egress, DirKey::Out);
+                want(&p.ingress, Direction::Ingress);
+                want(&p.egress, Direction::Egress);
+                want(&p.forward_ingress, Direction::Ingress);
+                want(&p.forward_egress, Direction::Egress);
                 for prof in &ep.profiles {
-                    profiles.insert((prof.as_str(), DirKey::In));
-                    profiles.insert((prof.as_str(), DirKey::Out));
+                    profiles.insert((prof.as_str(), Direction::Ingress));
+                    profiles.insert((prof.as_str(), Direction::Egress));
                 }
             }
             TableName::Mangle => {
-                want(&p.egress, DirKey::Out);
-                want(&p.pre_dnat_ingress, DirKey::In);
+                want(&p.egress, Direction::Egress);
+                want(&p.pre_dnat_ingress, Direction::Ingress);
                 for prof in &ep.profiles {
-                    profiles.insert((prof.as_str(), DirKey::Out));
+                    profiles.insert((prof.as_str(), Direction::Egress));
                 }
             }
             TableName::Raw => {
                 if ep.interface != InterfaceName::Any {
-                    want(&p.untracked_ingress, DirKey::In);
-                    want(&p.untracked_egress, DirKey::Out);
+                    want(&p.untracked_ingress, Direction::Ingress);
+                    want(&p.untracked_egress, Direction::Egress);
                 }
+            }
+            TableName::Nat => {}
+        }
+    }
+    if table == TableName::Filter {
+        for name in forced_policies(ctx.view) {
+            for dir in Direction::ALL {
+                policies.insert((name, dir));
             }
         }
     }
-    let mut policies: Vec<(&str, DirKey)> = policies.into_iter().collect();
+    let mut policies: Vec<(&str, Direction)> = policies.into_iter().collect();
     policies.sort_unstable();
-    let mut profiles: Vec<(&str, DirKey)> = profiles.into_iter().collect();
+    let mut profiles: Vec<(&str, Direction)> = profiles.into_iter().collect();
     profiles.sort_unstable();
     for (name, dir) in policies {
         let Some(policy) = ctx.view.policies.get(name) else {
@@ -88,18 +110,30 @@ pub fn add(
             tier: &policy.tier,
         };
         let api_rules = match dir {
-            DirKey::In => &policy.ingress,
-            DirKey::Out => &policy.egress,
+            Direction::Ingress => &policy.ingress,
+            Direction::Egress => &policy.egress,
         };
-        let rules = chain_rules(ctx, table, sets, api_rules, &owner, dir.into())?;
-        put(chains, ctx.policy_chain(name, dir == DirKey::In), rules);
+        let (rules, origins) = chain_rules(ctx, table, sets, api_rules, &owner, dir)?;
+        let chain = ctx.policy_chain(name, dir);
+        rec.own(
+            &chain,
+            ChainOwner {
+                kind: OwnerKind::Policy {
+                    tier: policy.tier.clone(),
+                },
+                name: name.to_string(),
+                direction: dir,
+            },
+        );
+        rec.rules(table, &chain, origins);
+        put(chains, chain, rules);
     }
     // The built-in `projectcalico-default-allow` profile: allow everything.
     let allow_all = vec![model::Rule::matching_all(RuleAction::Allow)];
     for (name, dir) in profiles {
         let api_rules = match (ctx.view.profiles.get(name), dir) {
-            (Some(p), DirKey::In) => &p.ingress,
-            (Some(p), DirKey::Out) => &p.egress,
+            (Some(p), Direction::Ingress) => &p.ingress,
+            (Some(p), Direction::Egress) => &p.egress,
             (None, _) if name == DEFAULT_ALLOW_PROFILE => &allow_all,
             (None, _) => continue,
         };
@@ -109,20 +143,26 @@ pub fn add(
             name,
             tier: "",
         };
-        let prefix = match dir {
-            DirKey::In => names::PROFILE_INBOUND_PFX,
-            DirKey::Out => names::PROFILE_OUTBOUND_PFX,
-        };
-        let rules = chain_rules(ctx, table, sets, api_rules, &owner, dir.into())?;
-        put(chains, names::profile_chain(prefix, name), rules);
+        let (rules, origins) = chain_rules(ctx, table, sets, api_rules, &owner, dir)?;
+        let chain = names::profile_chain(names::profile_prefix(dir), name);
+        rec.own(
+            &chain,
+            ChainOwner {
+                kind: OwnerKind::Profile,
+                name: name.to_string(),
+                direction: dir,
+            },
+        );
+        rec.rules(table, &chain, origins);
+        put(chains, chain, rules);
     }
     Ok(())
 }
 
 fn want_policies<'v>(
-    set: &mut FastSet<(&'v str, DirKey)>,
+    set: &mut FastSet<(&'v str, Direction)>,
     tiers: &'v [crate::resolve::TierPolicies],
-    dir: DirKey,
+    dir: Direction,
 ) {
     for t in tiers {
         for name in &t.policies {
@@ -131,51 +171,40 @@ fn want_policies<'v>(
     }
 }
 
-/// Sortable direction key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum DirKey {
-    In,
-    Out,
-}
-
-impl From<DirKey> for Dir {
-    fn from(d: DirKey) -> Dir {
-        match d {
-            DirKey::In => Dir::Ingress,
-            DirKey::Out => Dir::Egress,
-        }
-    }
-}
+/// A policy or profile chain's rules and, for each, the API rule it came from.
+type ChainRules = (Vec<Rule>, Vec<(u32, Origin)>);
 
 /// All rules of one policy/profile chain: each API rule rendered, trailing RETURNs stripped (no
 /// matter their matches they are no-ops), the chain comment on the first rule (on a placeholder
-/// rule when nothing else is left).
+/// rule, which comes from no API rule, when nothing else is left).
 fn chain_rules(
     ctx: &Ctx,
     table: TableName,
     sets: &mut SetCollector,
     api_rules: &[model::Rule],
     owner: &Owner,
-    dir: Dir,
-) -> Result<Vec<Rule>, RenderError> {
+    dir: Direction,
+) -> Result<ChainRules, RenderError> {
     let mut rules = Vec::new();
-    for r in api_rules {
-        rules.extend(api_rule(ctx, table, sets, r, owner)?);
+    let mut origins = Vec::new();
+    for (i, r) in api_rules.iter().enumerate() {
+        let origin = Origin::ApiRule(index_u32(i));
+        for one in api_rule(ctx, table, sets, r, owner)? {
+            origins.push((index_u32(rules.len()), origin));
+            rules.push(one);
+        }
     }
     while rules.last().is_some_and(|r| r.action == Action::Return) {
         rules.pop();
+        origins.pop();
     }
     if rules.is_empty() {
         rules.push(rule(vec![], Action::None));
     }
-    let direction = match dir {
-        Dir::Ingress => "ingress",
-        Dir::Egress => "egress",
-    };
     rules[0]
         .comments
-        .push(format!("{} {} {direction}", owner.kind, owner.name));
-    Ok(rules)
+        .push(format!("{} {} {}", owner.kind, owner.name, dir.api_name()));
+    Ok((rules, origins))
 }
 
 /// Nets of one list kept for `family`; `None` when a non-empty list empties out, or (negated
@@ -320,7 +349,8 @@ fn side(
     })
 }
 
-/// Builds the extra rules that OR alternatives together through the scratch bits (§5.3).
+/// Builds the extra rules that OR alternatives together through the scratch bits (Felix
+/// `felix/rules/policy.go`, match blocks).
 struct Blocks {
     s0: u32,
     s1: u32,
@@ -441,7 +471,12 @@ fn api_rule(
         (Some(_), Some(_)) => None,
         (_, n) => n,
     };
-    let named_proto = r.protocol.and_then(named_port_protocol).unwrap_or("tcp");
+    // felix/calc/rule_scanner.go: without a protocol a named port means that name on any
+    // protocol; with one, Felix's `ProtocolFrom` (UDP, SCTP, else TCP).
+    let named_proto = match r.protocol {
+        None => NAMED_PORT_ANY_PROTOCOL,
+        Some(p) => named_port_protocol(p).unwrap_or("tcp"),
+    };
     let Some(mut src) = side(&r.source, ctx.family, sets, named_proto) else {
         return Ok(Vec::new());
     };
@@ -511,7 +546,8 @@ fn api_rule(
     Ok(out)
 }
 
-/// Felix's `CalculateRuleMatch`: positive fragments, then the negated ones, in §5.2 order.
+/// Felix's `CalculateRuleMatch`: positive fragments, then the negated ones, in Felix's
+/// fragment order (`felix/rules/policy.go`).
 fn main_match(
     ctx: &Ctx,
     r: &model::Rule,

@@ -1,6 +1,7 @@
-//! Whole-render unit tests on hand-built NodeViews: the reference §10 sample, table contents,
-//! ipVersion filtering and match blocks. Expected rules are written from Felix's layout
-//! (reference §1.2, §2.2, §5.3), not copied from output.
+//! Whole-render unit tests on hand-built NodeViews: the seed sample, table contents,
+//! ipVersion filtering, match blocks and provenance. Expected rules are written from Felix's
+//! layout (`docs/felix-layout.md`; Felix `felix/rules/static.go`, `felix/rules/endpoints.go`,
+//! `felix/rules/policy.go`), not copied from output.
 
 use super::*;
 use crate::model::selector::Selector;
@@ -60,6 +61,7 @@ fn gnp(
         do_not_track: false,
         pre_dnat: false,
         apply_on_forward: false,
+        assume_needed_on_every_node: false,
     }
 }
 
@@ -71,7 +73,7 @@ fn tier(policies: &[&str]) -> Vec<TierPolicies> {
     }]
 }
 
-/// The reference §10 seed example: k8s-worker-host on eth0.
+/// The seed example (tests/golden/render/01-seed-k8s-worker): k8s-worker-host on eth0.
 pub(super) fn seed_view() -> NodeView {
     let mut ssh = api_rule(RuleAction::Allow);
     ssh.protocol = Some(Protocol::Tcp);
@@ -257,6 +259,7 @@ fn seed_tables_hold_only_reachable_chains() {
             "cali-OUTPUT",
             "cali-PREROUTING",
             "cali-from-host-endpoint",
+            "cali-rpf-skip",
             "cali-to-host-endpoint"
         ]
     );
@@ -265,6 +268,7 @@ fn seed_tables_hold_only_reachable_chains() {
         vec![
             "cali-POSTROUTING",
             "cali-PREROUTING",
+            "cali-egress-dscp",
             "cali-failsafe-out",
             "cali-from-host-endpoint",
             "cali-po-gnp/k8s-worker-host",
@@ -278,6 +282,7 @@ fn seed_tables_hold_only_reachable_chains() {
             "cali-FORWARD",
             "cali-INPUT",
             "cali-OUTPUT",
+            "cali-cidr-block",
             "cali-failsafe-in",
             "cali-failsafe-out",
             "cali-fh-eth0",
@@ -526,7 +531,7 @@ fn selector_sets_fold_not_selector_and_collect_members() {
     let rs = render(&v, Family::V4).unwrap();
     let folded = Selector::parse("(role == 'etcd') && (!(bad == 'x'))").unwrap();
     let id = folded.unique_id();
-    let set_name = names::ipset_name(false, &id);
+    let set_name = names::ipset_name(Family::V4, &id);
     let pi = chain(&rs, TableName::Filter, "cali-pi-gnp/k8s-worker-host");
     assert_eq!(
         pi[0].matches,
@@ -542,7 +547,8 @@ fn selector_sets_fold_not_selector_and_collect_members() {
     // Both sources carry role=etcd and not bad=x: the endpoint's v4 IP and the /0 split.
     let members: Vec<&str> = set.members.iter().map(|s| s.as_str()).collect();
     assert_eq!(members, vec!["0.0.0.0/1", "128.0.0.0/1", "198.51.100.9/32"]);
-    assert_eq!(rs.ipsets.len(), 1);
+    // Besides the three (empty) sets of mangle cali-POSTROUTING's DSCP rule.
+    assert_eq!(rs.ipsets.len(), 1 + static_chains::DSCP_SETS.len());
 }
 
 #[test]
@@ -605,4 +611,221 @@ fn protocol_with_not_protocol_uses_one_p_flag() {
             }],
         ]
     );
+}
+
+/// The seed view plus `eth1` governed by profile `prof-a` only and `eth2` with neither policy
+/// nor profile.
+fn provenance_view() -> NodeView {
+    let mut v = seed_view();
+    let endpoint = |iface: &str, profiles: Vec<String>| ActiveEndpoint {
+        hep: format!("node1-{iface}"),
+        interface: InterfaceName::Named(iface.into()),
+        labels: Labels::new(),
+        expected_ips: vec![],
+        profiles,
+        ports: vec![],
+        policies: EndpointPolicies::default(),
+    };
+    v.endpoints.push(endpoint("eth1", vec!["prof-a".into()]));
+    v.endpoints.push(endpoint("eth2", vec![]));
+    let mut deny_tcp = api_rule(RuleAction::Deny);
+    deny_tcp.protocol = Some(Protocol::Tcp);
+    v.profiles.insert(
+        "prof-a".into(),
+        Profile {
+            meta: meta("prof-a"),
+            ingress: vec![deny_tcp, api_rule(RuleAction::Allow)],
+            egress: vec![],
+            labels_to_apply: Labels::new(),
+        },
+    );
+    v
+}
+
+/// Index of the first rule of `chain` whose first comment starts with `comment`.
+fn rule_with_comment(rs: &Ruleset, t: TableName, chain_name: &str, comment: &str) -> usize {
+    chain(rs, t, chain_name)
+        .iter()
+        .position(|r| r.comments.first().is_some_and(|c| c.starts_with(comment)))
+        .unwrap_or_else(|| panic!("no rule {comment:?} in {chain_name}"))
+}
+
+#[test]
+fn provenance_of_policy_and_profile_rules() {
+    use provenance::Origin::ApiRule;
+    let v = provenance_view();
+    // (family, chain, origin of each rule in order). v6 keeps only the kubelet rule (index 2):
+    // the SSH rule has a v4 net and ICMP is v4-only.
+    let cases: &[(Family, &str, &[Option<provenance::Origin>])] = &[
+        (
+            Family::V4,
+            "cali-pi-gnp/k8s-worker-host",
+            &[
+                Some(ApiRule(0)),
+                Some(ApiRule(0)),
+                Some(ApiRule(1)),
+                Some(ApiRule(1)),
+                Some(ApiRule(2)),
+            ],
+        ),
+        (
+            Family::V6,
+            "cali-pi-gnp/k8s-worker-host",
+            &[Some(ApiRule(2))],
+        ),
+        (
+            Family::V4,
+            "cali-po-gnp/k8s-worker-host",
+            &[Some(ApiRule(0)), Some(ApiRule(0)), Some(ApiRule(1))],
+        ),
+        // Deny (two rules), then allow (mark; its RETURN stripped at the end).
+        (
+            Family::V4,
+            "cali-pri-prof-a",
+            &[Some(ApiRule(0)), Some(ApiRule(0)), Some(ApiRule(1))],
+        ),
+        // No API rules: the comment-only placeholder comes from none.
+        (Family::V4, "cali-pro-prof-a", &[None]),
+    ];
+    for (family, name, want) in cases {
+        let (rs, prov) = render_with_provenance(&v, *family).unwrap();
+        let rules = chain(&rs, TableName::Filter, name);
+        let got: Vec<_> = (0..rules.len())
+            .map(|i| prov.origin(TableName::Filter, name, i))
+            .collect();
+        assert_eq!(&got, want, "{family:?} {name}");
+    }
+    let (_, prov) = render_with_provenance(&v, Family::V4).unwrap();
+    let owners = [
+        (
+            "cali-pi-gnp/k8s-worker-host",
+            provenance::OwnerKind::Policy {
+                tier: DEFAULT_TIER.into(),
+            },
+            "k8s-worker-host",
+            Direction::Ingress,
+        ),
+        (
+            "cali-po-gnp/k8s-worker-host",
+            provenance::OwnerKind::Policy {
+                tier: DEFAULT_TIER.into(),
+            },
+            "k8s-worker-host",
+            Direction::Egress,
+        ),
+        (
+            "cali-pri-prof-a",
+            provenance::OwnerKind::Profile,
+            "prof-a",
+            Direction::Ingress,
+        ),
+        (
+            "cali-thfw-eth0",
+            provenance::OwnerKind::Endpoint {
+                interface: "eth0".into(),
+            },
+            "node1-eth0",
+            Direction::Egress,
+        ),
+    ];
+    for (name, kind, owner, direction) in owners {
+        let want = provenance::ChainOwner {
+            kind,
+            name: owner.into(),
+            direction,
+        };
+        assert_eq!(prov.owner(name), Some(&want), "{name}");
+    }
+    assert_eq!(prov.owner(names::FORWARD), None);
+}
+
+#[test]
+fn provenance_of_endpoint_defaults_tier_ends_and_failsafes() {
+    use provenance::Origin::*;
+    let v = provenance_view();
+    let (rs, prov) = render_with_provenance(&v, Family::V4).unwrap();
+    let filter = TableName::Filter;
+    let tier_end = |o: Option<provenance::Origin>| match o {
+        Some(TierEnd(t)) => Some(prov.tier(t).to_string()),
+        _ => None,
+    };
+    // Tier ends, in filter and in mangle (the to-host chain of a policy'd endpoint).
+    for (table, name) in [
+        (filter, "cali-fh-eth0"),
+        (filter, "cali-th-eth0"),
+        (TableName::Mangle, "cali-th-eth0"),
+    ] {
+        let at = rule_with_comment(&rs, table, name, "End of tier default");
+        assert_eq!(
+            tier_end(prov.origin(table, name, at)).as_deref(),
+            Some(DEFAULT_TIER),
+            "{table:?} {name}"
+        );
+    }
+    // (chain, comment of the rule, origin): the endpoint's last rules.
+    let no_profile = "Drop if no profiles matched";
+    let cases = [
+        ("cali-fh-eth0", no_profile, ProfileFallThrough),
+        ("cali-fh-eth1", no_profile, ProfileFallThrough),
+        ("cali-fh-eth2", no_profile, DefaultAction),
+        ("cali-th-eth2", no_profile, DefaultAction),
+        (
+            "cali-fhfw-eth0",
+            "Allow forwarded traffic by default",
+            ForwardDefaultAllow,
+        ),
+        (
+            "cali-thfw-eth1",
+            "Allow forwarded traffic by default",
+            ForwardDefaultAllow,
+        ),
+    ];
+    for (name, comment, want) in cases {
+        let at = rule_with_comment(&rs, filter, name, comment);
+        assert_eq!(
+            prov.origin(filter, name, at),
+            Some(want),
+            "{name} {comment}"
+        );
+    }
+    // Structural rules (conntrack, mark bookkeeping, jumps) come from nothing.
+    let fh = chain(&rs, filter, "cali-fh-eth0");
+    let structural: Vec<usize> = (0..fh.len())
+        .filter(|&i| prov.origin(filter, "cali-fh-eth0", i).is_none())
+        .collect();
+    assert_eq!(
+        structural.len(),
+        fh.len() - 2,
+        "all but the tier end and fall-through"
+    );
+    // Every failsafe entry, with the chain's direction.
+    for (name, dir) in [
+        (names::FAILSAFE_IN, Direction::Ingress),
+        (names::FAILSAFE_OUT, Direction::Egress),
+    ] {
+        let n = chain(&rs, filter, name).len();
+        assert_eq!(n, 2, "{name}");
+        for i in 0..n {
+            assert_eq!(prov.origin(filter, name, i), Some(Failsafe(dir)));
+        }
+    }
+}
+
+#[test]
+fn provenance_names_only_rendered_rules() {
+    let v = provenance_view();
+    for family in Family::ALL {
+        let (traced, prov) = render_with_provenance(&v, family).unwrap();
+        assert_eq!(traced, render(&v, family).unwrap());
+        // Every recorded origin names a rule the ruleset has (pruned chains left no trace).
+        let mut seen = 0;
+        for (table, name, index, _) in prov.entries() {
+            assert!(
+                index < chain(&traced, table, name).len(),
+                "{table:?} {name}[{index}]"
+            );
+            seen += 1;
+        }
+        assert!(seen > 10, "{family:?}: {seen} origins");
+    }
 }

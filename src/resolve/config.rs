@@ -27,27 +27,30 @@ pub struct EffectiveConfig {
     pub max_ipset_size: u32,
 }
 
-/// Felix's default inbound failsafe ports (`FailsafeInboundHostPorts` in
-/// felix/config/config_params.go) less Typha's tcp:5473: a standalone host runs no Typha.
-const DEFAULT_FAILSAFE_INBOUND: [(FailsafeProtocol, u16); 8] = [
+/// Felix's default inbound failsafe ports, in Felix's order (`FailsafeInboundHostPorts` in
+/// felix/config/config_params.go, v3.32.1; tcp:5473 is Typha's port, kept so that a Felix host's
+/// failsafe chains are taken over unchanged).
+const DEFAULT_FAILSAFE_INBOUND: [(FailsafeProtocol, u16); 9] = [
     (FailsafeProtocol::Tcp, 22),
     (FailsafeProtocol::Udp, 68),
     (FailsafeProtocol::Tcp, 179),
     (FailsafeProtocol::Tcp, 2379),
     (FailsafeProtocol::Tcp, 2380),
+    (FailsafeProtocol::Tcp, 5473),
     (FailsafeProtocol::Tcp, 6443),
     (FailsafeProtocol::Tcp, 6666),
     (FailsafeProtocol::Tcp, 6667),
 ];
 
-/// Felix's default outbound failsafe ports (`FailsafeOutboundHostPorts` in
-/// felix/config/config_params.go), likewise less tcp:5473.
-const DEFAULT_FAILSAFE_OUTBOUND: [(FailsafeProtocol, u16); 8] = [
+/// Felix's default outbound failsafe ports, in Felix's order (`FailsafeOutboundHostPorts` in
+/// felix/config/config_params.go, v3.32.1).
+const DEFAULT_FAILSAFE_OUTBOUND: [(FailsafeProtocol, u16); 9] = [
     (FailsafeProtocol::Udp, 53),
     (FailsafeProtocol::Udp, 67),
     (FailsafeProtocol::Tcp, 179),
     (FailsafeProtocol::Tcp, 2379),
     (FailsafeProtocol::Tcp, 2380),
+    (FailsafeProtocol::Tcp, 5473),
     (FailsafeProtocol::Tcp, 6443),
     (FailsafeProtocol::Tcp, 6666),
     (FailsafeProtocol::Tcp, 6667),

@@ -19,7 +19,7 @@ use ipnet::IpNet;
 use order::{order_policies, push_policy};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use warnings::{endpoint_label, no_policy_warnings, ssh_warning};
+use warnings::{endpoint_label, nd_warnings, no_policy_warnings, ssh_warning};
 
 /// The host's interfaces and their local addresses, read once by the effect layer.
 pub type HostInterfaces = BTreeMap<String, Vec<IpAddr>>;
@@ -29,7 +29,7 @@ pub type HostInterfaces = BTreeMap<String, Vec<IpAddr>>;
 pub struct TierPolicies {
     pub tier: String,
     pub default_action: TierAction,
-    /// Policy names, ordered by policy order then name.
+    /// Policy names, ordered by policy order, then Felix's name tie-break (`order::tie_break`).
     pub policies: Vec<String>,
 }
 
@@ -97,7 +97,8 @@ pub struct NodeView {
     pub config: EffectiveConfig,
     /// Named-interface endpoints sorted by interface name, then at most one `Any` endpoint last.
     pub endpoints: Vec<ActiveEndpoint>,
-    /// Policies referenced by at least one active endpoint, by name.
+    /// Policies referenced by at least one active endpoint or marked AssumeNeededOnEveryNode,
+    /// by name.
     pub policies: BTreeMap<String, GlobalNetworkPolicy>,
     /// User profiles referenced by at least one active endpoint, by name.
     pub profiles: BTreeMap<String, Profile>,
@@ -350,9 +351,17 @@ fn compute(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Resoluti
         });
     }
 
+    // Felix sends these to the dataplane whether or not a local endpoint uses them, and
+    // programs their filter chains (felix/calc/active_rules_calculator.go
+    // policyForceProgrammed, felix/dataplane/linux/policy_mgr.go).
+    for (used, p) in used_policies.iter_mut().zip(&set.policies) {
+        *used |= p.assume_needed_on_every_node;
+    }
+
     if let Some(w) = ssh_warning(set, &config, &endpoints) {
         warnings.push(w);
     }
+    warnings.extend(nd_warnings(set, &config, &endpoints));
     if local.is_empty() {
         warnings.push(format!(
             "no HostEndpoint has spec.node {node:?}: hostfw filters no traffic on this host"
@@ -454,6 +463,7 @@ mod tests {
             do_not_track: false,
             pre_dnat: false,
             apply_on_forward: false,
+            assume_needed_on_every_node: false,
         }
     }
 
@@ -683,6 +693,22 @@ mod tests {
     }
 
     #[test]
+    fn equal_orders_compare_name_slash_namespace_slash_kind() {
+        // felix/calc/policy_sorter.go `PolKVLess` (v3.32): `web-2/` < `web.x/` < `web/` <
+        // `web0/`, where a plain name comparison gives web, web-2, web.x, web0.
+        let policies = ["web", "web0", "web.x", "web-2"]
+            .into_iter()
+            .map(|n| gnp_in(n, DEFAULT_TIER, Some(10.0)))
+            .collect();
+        let s = set(vec![hep("h", "n1", "eth0", &[])], policies);
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        assert_eq!(
+            view.endpoints[0].policies.ingress[0].policies,
+            ["web-2", "web.x", "web", "web0"]
+        );
+    }
+
+    #[test]
     fn explicit_default_tier_keeps_its_order_and_may_pass() {
         let s = PolicySet {
             tiers: vec![
@@ -812,6 +838,21 @@ mod tests {
         assert_eq!(borrowed.policies.keys().collect::<Vec<_>>(), ["match"]);
         assert_eq!(borrowed.profiles.keys().collect::<Vec<_>>(), ["used"]);
         assert_eq!(resolve_owned(s, "n1", &HostInterfaces::new()), borrowed);
+    }
+
+    #[test]
+    fn assume_needed_on_every_node_keeps_an_unused_policy() {
+        let forced = GlobalNetworkPolicy {
+            assume_needed_on_every_node: true,
+            ..gnp("forced")
+        };
+        let s = PolicySet {
+            host_endpoints: vec![],
+            ..set(vec![], vec![gnp("p"), forced])
+        };
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        assert_eq!(view.policies.keys().collect::<Vec<_>>(), ["forced"]);
+        assert_eq!(resolve_owned(s, "n1", &HostInterfaces::new()), view);
     }
 
     #[test]
@@ -977,11 +1018,11 @@ mod tests {
         };
         assert_eq!(
             show(&c.failsafe_inbound),
-            "Tcp:22,Udp:68,Tcp:179,Tcp:2379,Tcp:2380,Tcp:6443,Tcp:6666,Tcp:6667"
+            "Tcp:22,Udp:68,Tcp:179,Tcp:2379,Tcp:2380,Tcp:5473,Tcp:6443,Tcp:6666,Tcp:6667"
         );
         assert_eq!(
             show(&c.failsafe_outbound),
-            "Udp:53,Udp:67,Tcp:179,Tcp:2379,Tcp:2380,Tcp:6443,Tcp:6666,Tcp:6667"
+            "Udp:53,Udp:67,Tcp:179,Tcp:2379,Tcp:2380,Tcp:5473,Tcp:6443,Tcp:6666,Tcp:6667"
         );
         assert_eq!(
             c.default_endpoint_to_host_action,
@@ -1159,6 +1200,56 @@ mod tests {
             &HostInterfaces::new(),
         );
         assert!(view.warnings.is_empty(), "{:?}", view.warnings);
+    }
+
+    /// A dual-stack endpoint whose ingress policy allows only TCP leaves neighbour discovery to
+    /// the default drop: warned; an ICMPv6 type 135/136 (or any-protocol) allow silences it.
+    #[test]
+    fn ipv6_neighbour_discovery_warning() {
+        let mut endpoint = hep("h1", "n1", "eth0", &[]);
+        endpoint.expected_ips = vec!["2001:db8::1".parse().unwrap()];
+        let icmp6 = |icmp_type: u8| Rule {
+            protocol: Some(Protocol::IcmpV6),
+            icmp: Some(IcmpMatch {
+                icmp_type,
+                code: None,
+            }),
+            ..Rule::matching_all(RuleAction::Allow)
+        };
+        let tcp = Rule {
+            protocol: Some(Protocol::Tcp),
+            ..Rule::matching_all(RuleAction::Allow)
+        };
+        let cases: Vec<(&str, Vec<Rule>, bool)> = vec![
+            ("tcp only", vec![tcp.clone()], true),
+            ("echo only", vec![tcp.clone(), icmp6(128)], true),
+            (
+                "ND allowed",
+                vec![tcp.clone(), icmp6(135), icmp6(136)],
+                false,
+            ),
+            (
+                "all allowed",
+                vec![Rule::matching_all(RuleAction::Allow)],
+                false,
+            ),
+        ];
+        for (what, rules, want) in cases {
+            let s = set(
+                vec![endpoint.clone()],
+                vec![GlobalNetworkPolicy {
+                    ingress: rules,
+                    egress: vec![Rule::matching_all(RuleAction::Allow)],
+                    ..gnp("p")
+                }],
+            );
+            let view = resolve(&s, "n1", &HostInterfaces::new());
+            let warned = view
+                .warnings
+                .iter()
+                .any(|w| w.contains("neighbour discovery") && w.contains("(ingress)"));
+            assert_eq!(warned, want, "{what}: {:?}", view.warnings);
+        }
     }
 
     fn selecting(name: &str, selector: &str) -> GlobalNetworkPolicy {

@@ -1,5 +1,5 @@
-//! Policy evaluation order: tier order, tier name, policy order, policy name, and the per-class
-//! tier lists built from it. Pure.
+//! Policy evaluation order: tier order, tier name, policy order, Felix's name tie-break, and the
+//! per-class tier lists built from it. Pure.
 
 use super::TierPolicies;
 use crate::model::*;
@@ -30,7 +30,7 @@ pub(super) struct OrderedPolicy<'a> {
 }
 
 /// Every policy in evaluation order: tier order (absent last), tier name, policy order (absent
-/// last), policy name. Sorted once so that per endpoint only the selector is evaluated.
+/// last), then Felix's name tie-break (`tie_break`). Sorted once so that per endpoint only the selector is evaluated.
 /// Also returns how many distinct selector texts there are.
 pub(super) fn order_policies(set: &PolicySet) -> (Vec<OrderedPolicy<'_>>, usize) {
     let tiers: BTreeMap<&str, &Tier> = set
@@ -74,10 +74,19 @@ pub(super) fn order_policies(set: &PolicySet) -> (Vec<OrderedPolicy<'_>>, usize)
         cmp_order(*ta, *tb)
             .then_with(|| a.policy.tier.cmp(&b.policy.tier))
             .then_with(|| cmp_order(a.policy.order, b.policy.order))
-            .then_with(|| a.policy.meta.name.cmp(&b.policy.meta.name))
+            .then_with(|| tie_break(&a.policy.meta.name, &b.policy.meta.name))
     });
     let distinct = selector_ids.len();
     (ordered.into_iter().map(|(_, p)| p).collect(), distinct)
+}
+
+/// Felix v3.32's tie-break between policies of equal order (`PolKVLess` in
+/// felix/calc/policy_sorter.go): the strings `name/namespace/kind` compare, not the names. Every
+/// policy here is a GlobalNetworkPolicy without namespace, so the strings differ first where
+/// the names do, or at the `/` after the shorter name: `web-2` sorts before `web` because `-`
+/// is below `/`.
+fn tie_break(a: &str, b: &str) -> Ordering {
+    a.bytes().chain([b'/']).cmp(b.bytes().chain([b'/']))
 }
 
 /// Append `p` to a class list, opening a new tier entry when the tier changes.

@@ -1,5 +1,6 @@
 //! Resolution warnings that need the whole endpoint picture: endpoints with no policy in a
-//! direction, and the SSH lock-out heuristic. Pure.
+//! direction, the SSH lock-out heuristic, and IPv6 neighbour discovery left to the default
+//! drop. Pure.
 
 use super::{flat_names, ActiveEndpoint, EffectiveConfig, EndpointPolicies};
 use crate::model::*;
@@ -129,4 +130,110 @@ pub(super) fn ssh_warning(
          allows TCP port 22: SSH to this host will be blocked"
             .to_string()
     })
+}
+
+/// ICMPv6 neighbour solicitation and advertisement.
+const ND_TYPES: [u8; 2] = [135, 136];
+
+/// Whether a rule could allow ICMPv6 neighbour discovery from (or to) any neighbour: an Allow
+/// for ICMPv6 (or any protocol) without an ICMP type other than 135/136 and without source or
+/// destination restrictions (ND comes from link-local and solicited-node addresses).
+fn may_allow_nd(rule: &Rule) -> bool {
+    let v6_icmp = |p: Protocol| p.number() == 58;
+    let unrestricted = |e: &EntityRule| e.nets.is_empty() && e.selector.is_none();
+    rule.action == RuleAction::Allow
+        && rule.ip_version != Some(IpVersion::V4)
+        && rule.protocol.is_none_or(v6_icmp)
+        && !rule.not_protocol.is_some_and(v6_icmp)
+        && rule
+            .icmp
+            .as_ref()
+            .is_none_or(|i| ND_TYPES.contains(&i.icmp_type) && i.code.is_none_or(|c| c == 0))
+        && rule.not_icmp.is_none()
+        && unrestricted(&rule.source)
+        && unrestricted(&rule.destination)
+}
+
+/// Warnings for IPv6 endpoints whose policies leave neighbour discovery to the default drop.
+/// The kernel does not track NS/NA (conntrack marks them UNTRACKED), so neither RELATED,
+/// ESTABLISHED nor the failsafe ports admit them: IPv6 sessions die when a neighbour entry
+/// expires and new IPv6 logins fail. Felix behaves the same; hostfw says so.
+pub(super) fn nd_warnings(
+    set: &PolicySet,
+    config: &EffectiveConfig,
+    endpoints: &[ActiveEndpoint],
+) -> Vec<String> {
+    if !config.ipv6_support {
+        return Vec::new();
+    }
+    let policies: BTreeMap<&str, &GlobalNetworkPolicy> = set
+        .policies
+        .iter()
+        .map(|p| (p.meta.name.as_str(), p))
+        .collect();
+    let profiles: BTreeMap<&str, &Profile> = set
+        .profiles
+        .iter()
+        .map(|p| (p.meta.name.as_str(), p))
+        .collect();
+    let mut out = Vec::new();
+    for ep in endpoints {
+        // Dual-stack as far as the set says: an IPv6 expectedIP (the lockout guard, which sees
+        // the interfaces' addresses, covers endpoints known by interface name alone).
+        if !ep.expected_ips.iter().any(|ip| ip.is_ipv6()) {
+            continue;
+        }
+        let mut lacking = Vec::new();
+        for (dir, normal, early, rules) in [
+            (
+                "ingress",
+                &ep.policies.ingress,
+                vec![
+                    &ep.policies.pre_dnat_ingress,
+                    &ep.policies.untracked_ingress,
+                ],
+                (|p: &GlobalNetworkPolicy| p.ingress.as_slice())
+                    as fn(&GlobalNetworkPolicy) -> &[Rule],
+            ),
+            (
+                "egress",
+                &ep.policies.egress,
+                vec![&ep.policies.untracked_egress],
+                |p: &GlobalNetworkPolicy| p.egress.as_slice(),
+            ),
+        ] {
+            let by_policy = std::iter::once(normal)
+                .chain(early)
+                .flat_map(|tiers| flat_names(tiers))
+                .filter_map(|n| policies.get(n))
+                .any(|p| rules(p).iter().any(may_allow_nd));
+            let by_profile = normal.is_empty()
+                && ep.profiles.iter().any(|n| {
+                    n == DEFAULT_ALLOW_PROFILE
+                        || profiles.get(n.as_str()).is_some_and(|p| {
+                            let rules = if dir == "ingress" {
+                                &p.ingress
+                            } else {
+                                &p.egress
+                            };
+                            rules.iter().any(may_allow_nd)
+                        })
+                });
+            if !by_policy && !by_profile {
+                lacking.push(dir);
+            }
+        }
+        if !lacking.is_empty() {
+            let dirs = lacking.join(" and ");
+            out.push(format!(
+                "{}: no {dirs} policy allows ICMPv6 neighbour discovery (types 135, 136): the \
+                 kernel does not track it, so neither the failsafe ports nor \
+                 RELATED,ESTABLISHED admit it, and IPv6 neighbours (SSH sessions included) \
+                 become unreachable when their neighbour entry expires; allow `protocol: \
+                 ICMPv6` with `icmp: {{type: 135}}` and `{{type: 136}}` ({dirs})",
+                endpoint_label(&ep.interface, &ep.hep)
+            ));
+        }
+    }
+    out
 }

@@ -165,6 +165,10 @@ pub fn write_match(out: &mut String, m: &Match) {
             Some(b) => write!(out, "-m limit --limit {rate} --limit-burst {b}"),
             None => write!(out, "-m limit --limit {rate}"),
         },
+        Match::RpfCheckFailed => {
+            out.push_str("-m rpfilter --invert --validmark");
+            Ok(())
+        }
     };
 }
 
@@ -280,7 +284,8 @@ mod tests {
 
     #[test]
     fn policy_rule_from_reference_section_10() {
-        // felix-iptables.md §10 gives the exact Felix form of the first cali-pi rule.
+        // The exact Felix form of the first cali-pi rule of the seed sample (Felix
+        // felix/rules/policy.go renders it so).
         let r = rule(
             vec![
                 Match::Protocol {

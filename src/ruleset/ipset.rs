@@ -1,18 +1,62 @@
 //! ipset text: `ipset restore` input for desired sets, and a parser for `ipset save` /
-//! `ipset list -o save` output restricted to our sets (names starting `cali4`/`cali6`).
-//! Pure; never runs `ipset`.
+//! `ipset list -o save` output restricted to our sets (Felix's exact name shapes, see
+//! [`is_owned_set`]). Pure; never runs `ipset`.
 
 use super::save::SaveError;
 use super::{Family, Ipset, IpsetType};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-/// Name prefixes of the sets we own (v4 and v6).
-pub const OWNED_PREFIXES: [&str; 2] = ["cali4", "cali6"];
+/// Length of every set name hostfw renders: Felix cuts `cali40` + `s:`/`n:` + base64url of a
+/// SHA-224 to the kernel's 31-character limit (`render::names::ipset_name`).
+const RENDERED_SET_NAME_LEN: usize = 31;
 
-/// True for a set name we own.
+/// IDs of the fixed sets Felix's static chains name (mangle `cali-POSTROUTING`'s DSCP rule;
+/// felix/rules/rule_defs.go): `cali40<id>`/`cali60<id>`, always empty on a host without QoS
+/// endpoints or IP pools.
+pub const IPSET_ID_DSCP_SOURCES: &str = "dscp-src-net";
+pub const IPSET_ID_ALL_POOLS: &str = "network-ip-pools";
+pub const IPSET_ID_THIS_HOST: &str = "this-host";
+const STATIC_SET_IDS: [&str; 3] = [
+    IPSET_ID_DSCP_SOURCES,
+    IPSET_ID_ALL_POOLS,
+    IPSET_ID_THIS_HOST,
+];
+
+/// True for a set name we own, and only for those: the exact shapes hostfw creates.
+/// * `cali40s:…`/`cali60s:…` (selector sets) and `cali40n:…`/`cali60n:…` (named-port sets):
+///   31 characters, the part after the colon base64url;
+/// * `cali40<id>`/`cali60<id>` for the static chains' sets (`STATIC_SET_IDS`);
+/// * `cali4t<N>`/`cali6t<N>`: the temporary sets a type or size change builds aside.
+///
+/// A set that merely starts with `cali4`/`cali6` (an admin's `cali40-office`) is not ours: it is
+/// never read, changed or destroyed (docs/design.md, "Ownership").
 pub fn is_owned_set(name: &str) -> bool {
-    OWNED_PREFIXES.iter().any(|p| name.starts_with(p))
+    let Some(rest) = name
+        .strip_prefix("cali4")
+        .or_else(|| name.strip_prefix("cali6"))
+    else {
+        return false;
+    };
+    if let Some(counter) = rest.strip_prefix('t') {
+        return !counter.is_empty() && counter.bytes().all(|b| b.is_ascii_digit());
+    }
+    if rest
+        .strip_prefix('0')
+        .is_some_and(|id| STATIC_SET_IDS.contains(&id))
+    {
+        return true;
+    }
+    let Some(id) = rest
+        .strip_prefix("0s:")
+        .or_else(|| rest.strip_prefix("0n:"))
+    else {
+        return false;
+    };
+    name.len() == RENDERED_SET_NAME_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Our sets as the kernel holds them.
@@ -33,19 +77,12 @@ pub struct LiveIpset {
     pub members: BTreeSet<String>,
 }
 
-/// `hash:net` / `hash:ip,port`.
+/// `hash:net` / `hash:ip,port` / `hash:ip`.
 pub fn type_str(t: IpsetType) -> &'static str {
     match t {
         IpsetType::HashNet => "hash:net",
         IpsetType::HashIpPort => "hash:ip,port",
-    }
-}
-
-/// `inet` / `inet6`.
-pub fn family_str(f: Family) -> &'static str {
-    match f {
-        Family::V4 => "inet",
-        Family::V6 => "inet6",
+        IpsetType::HashIp => "hash:ip",
     }
 }
 
@@ -74,7 +111,7 @@ pub fn write_create(out: &mut String, name: &str, set: &Ipset) {
         out,
         "create {name} {} family {} maxelem {}",
         type_str(set.set_type),
-        family_str(set.family),
+        set.family.ipset_family(),
         set.max_elements
     );
 }
@@ -143,6 +180,7 @@ pub fn parse_ipset_save(text: &str) -> Result<LiveIpsets, SaveError> {
             let set_type = match type_word {
                 "hash:net" => Some(IpsetType::HashNet),
                 "hash:ip,port" => Some(IpsetType::HashIpPort),
+                "hash:ip" => Some(IpsetType::HashIp),
                 _ => None,
             };
             let mut family = None;
@@ -152,11 +190,7 @@ pub fn parse_ipset_save(text: &str) -> Result<LiveIpsets, SaveError> {
             for pair in rest.windows(2) {
                 match pair[0] {
                     "family" => {
-                        family = match pair[1] {
-                            "inet" => Some(Family::V4),
-                            "inet6" => Some(Family::V6),
-                            _ => None,
-                        }
+                        family = Family::from_ipset_family(pair[1]);
                     }
                     "maxelem" => max_elements = pair[1].parse().ok(),
                     _ => {}
@@ -193,6 +227,41 @@ mod tests {
         }
     }
 
+    /// A rendered-shape name: `prefix` padded with base64url characters to 31.
+    fn shaped(prefix: &str) -> String {
+        format!(
+            "{prefix}{}",
+            "A".repeat(RENDERED_SET_NAME_LEN - prefix.len())
+        )
+    }
+
+    #[test]
+    fn owns_exactly_the_rendered_shapes() {
+        for ours in [
+            shaped("cali40s:"),
+            shaped("cali60s:"),
+            shaped("cali40n:"),
+            shaped("cali60n:"),
+            "cali4t0".to_string(),
+            "cali6t12".to_string(),
+        ] {
+            assert!(is_owned_set(&ours), "{ours}");
+        }
+        for theirs in [
+            "cali40-office".to_string(),
+            "cali40s:short".to_string(),
+            "cali60mine".to_string(),
+            format!("{}x", shaped("cali40s:")),
+            shaped("cali40s:").replacen('A', ".", 1),
+            "cali4t".to_string(),
+            "cali4tx".to_string(),
+            "f2b-sshd".to_string(),
+            "calico-hosts".to_string(),
+        ] {
+            assert!(!is_owned_set(&theirs), "{theirs}");
+        }
+    }
+
     #[test]
     fn restore_text_is_sorted() {
         let a = set(
@@ -213,30 +282,45 @@ mod tests {
 
     #[test]
     fn parses_only_our_sets() {
+        let (abc, def) = (shaped("cali40s:"), shaped("cali60n:"));
         // Shape of `ipset save` from ipset 7.x (hashsize/bucketsize/initval vary by version).
-        let text = "create f2b-sshd hash:ip family inet hashsize 1024 maxelem 65536\n\
-                    add f2b-sshd 192.0.2.9\n\
-                    create cali40s:abc hash:net family inet hashsize 1024 maxelem 1048576 bucketsize 12 initval 0x5d2b8b2e\n\
-                    add cali40s:abc 198.51.100.0/24\n\
-                    add cali40s:abc 203.0.113.7\n\
-                    create cali60n:def hash:ip,port family inet6 hashsize 1024 maxelem 500\n\
-                    add cali60n:def 2001:db8::1,tcp:80\n\
-                    create cali4-old hash:ip family inet hashsize 1024 maxelem 10\n";
-        let live = parse_ipset_save(text).unwrap();
+        let text = format!(
+            "create f2b-sshd hash:ip family inet hashsize 1024 maxelem 65536\n\
+             add f2b-sshd 192.0.2.9\n\
+             create {abc} hash:net family inet hashsize 1024 maxelem 1048576 bucketsize 12 initval 0x5d2b8b2e\n\
+             add {abc} 198.51.100.0/24\n\
+             add {abc} 203.0.113.7\n\
+             create {def} hash:ip,port family inet6 hashsize 1024 maxelem 500\n\
+             add {def} 2001:db8::1,tcp:80\n\
+             create cali4t3 hash:ip family inet hashsize 1024 maxelem 10\n\
+             create cali40-office hash:net family inet hashsize 1024 maxelem 10\n\
+             add cali40-office 192.0.2.0/24\n\
+             create cali40this-host hash:ip family inet hashsize 1024 maxelem 1048576\n"
+        );
+        let live = parse_ipset_save(&text).unwrap();
         assert_eq!(
             live.sets.keys().collect::<Vec<_>>(),
-            ["cali4-old", "cali40s:abc", "cali60n:def"]
+            [
+                &"cali40this-host".to_string(),
+                &abc,
+                &"cali4t3".to_string(),
+                &def
+            ]
         );
-        let abc = &live.sets["cali40s:abc"];
+        let abc = &live.sets[&abc];
         assert_eq!(abc.set_type, Some(IpsetType::HashNet));
         assert_eq!(abc.family, Some(Family::V4));
         assert_eq!(abc.max_elements, Some(1048576));
         assert!(abc.members.contains("203.0.113.7"));
-        let def = &live.sets["cali60n:def"];
+        let def = &live.sets[&def];
         assert_eq!(def.set_type, Some(IpsetType::HashIpPort));
         assert_eq!(def.family, Some(Family::V6));
         assert_eq!(def.max_elements, Some(500));
-        assert_eq!(live.sets["cali4-old"].set_type, None);
+        assert_eq!(live.sets["cali4t3"].set_type, None);
+        assert_eq!(
+            live.sets["cali40this-host"].set_type,
+            Some(IpsetType::HashIp)
+        );
     }
 
     #[test]

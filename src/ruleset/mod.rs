@@ -15,45 +15,114 @@ pub use plan::{flush_plan, plan, IpsetPlan, LiveState, Plan, PlanOptions, TableP
 pub use save::{parse_save, LiveChain, LiveRule, LiveTable, SaveError};
 
 use ipnet::IpNet;
-use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// IPv4 (iptables, `inet` ipsets) or IPv6 (ip6tables, `inet6` ipsets).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// IPv4 (iptables, `inet` ipsets) or IPv6 (ip6tables, `inet6` ipsets). Owns every spelling of
+/// the family: labels, tool names, ipset family names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
     V4,
     V6,
 }
 
-/// The tables hostfw writes, in the order they are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+impl Family {
+    /// Both families, IPv4 first (the order they are written in).
+    pub const ALL: [Family; 2] = [Family::V4, Family::V6];
+
+    /// The IP version number: `4` or `6` (`ipVersion`, the digit in `cali40…` set names).
+    pub fn ip_version(self) -> u8 {
+        match self {
+            Family::V4 => 4,
+            Family::V6 => 6,
+        }
+    }
+
+    /// `IPv4` / `IPv6`, as plans and messages print it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+
+    /// The tool-name prefix: `iptables` / `ip6tables` (`-save`, `-restore`, `-legacy-save`, ...).
+    pub fn iptables(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables",
+            Family::V6 => "ip6tables",
+        }
+    }
+
+    /// The ipset `family` option: `inet` / `inet6`.
+    pub fn ipset_family(self) -> &'static str {
+        match self {
+            Family::V4 => "inet",
+            Family::V6 => "inet6",
+        }
+    }
+
+    /// The family of an ipset `family` option.
+    pub fn from_ipset_family(name: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.ipset_family() == name)
+    }
+
+    /// The `/proc/net` file that lists the family's legacy (x_tables) tables while its kernel
+    /// module is loaded: `ip_tables_names` / `ip6_tables_names`.
+    pub fn legacy_tables_proc_file(self) -> &'static str {
+        match self {
+            Family::V4 => "ip_tables_names",
+            Family::V6 => "ip6_tables_names",
+        }
+    }
+}
+
+/// The tables hostfw owns, in the order they are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TableName {
     Raw,
     Mangle,
     Filter,
+    /// Rendered empty: hostfw writes no NAT, but Felix leaves `cali-` chains and hooks here
+    /// that name `cali40…` sets, so a takeover must remove them (docs/felix-layout.md, Taking
+    /// over a Felix host).
+    Nat,
 }
 
 impl TableName {
+    /// The tables hostfw renders rules into, in write order.
     pub const ALL: [TableName; 3] = [TableName::Raw, TableName::Mangle, TableName::Filter];
+
+    /// Every table whose `cali-` chains and `cali:` rules hostfw owns: the rendered ones, then
+    /// nat, written last (it decides no verdict, so removing Felix's leftovers there after the
+    /// filter tables are in place opens nothing).
+    pub const OWNED: [TableName; 4] = [
+        TableName::Raw,
+        TableName::Mangle,
+        TableName::Filter,
+        TableName::Nat,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             TableName::Raw => "raw",
             TableName::Mangle => "mangle",
             TableName::Filter => "filter",
+            TableName::Nat => "nat",
         }
     }
 }
 
 /// A port or an inclusive range inside one multiport match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PortSpec {
     Single(u16),
     Range(u16, u16),
 }
 
-/// Direction flags of an ipset match (`src`, `dst`, `src,src`, `dst,dst`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// Direction flags of an ipset match (`src`, `dst`, `src,src`, `dst,dst`): which packet
+/// addresses (and ports) are looked up in the set. Not a traffic direction (`model::Direction`):
+/// an ingress rule's source net and an egress rule's destination net both use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SetDirection {
     Src,
     Dst,
@@ -62,7 +131,7 @@ pub enum SetDirection {
 }
 
 /// One match fragment. Rendered in vector order; `negated` puts `!` where iptables wants it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Match {
     /// `-p tcp` / `-p 47`.
     Protocol {
@@ -130,10 +199,13 @@ pub enum Match {
         rate: String,
         burst: Option<u32>,
     },
+    /// `-m rpfilter --invert --validmark`: the reverse-path check fails (no route back to the
+    /// source through the interface the packet came in on, the mark taken into account).
+    RpfCheckFailed,
 }
 
 /// What a rule does when it matches.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Action {
     Accept,
     Drop,
@@ -166,7 +238,7 @@ pub enum Action {
 }
 
 /// One rule: matches ANDed, then an action; `comments` go right after the hash comment.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Rule {
     pub matches: Vec<Match>,
     pub action: Action,
@@ -186,14 +258,14 @@ impl Rule {
 }
 
 /// A chain hostfw owns (`cali-` prefix), in full.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
     pub name: String,
     pub rules: Vec<Rule>,
 }
 
 /// How a hook rule is placed in a kernel chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HookPosition {
     /// At the top (chainInsertMode insert).
     Insert,
@@ -205,7 +277,7 @@ pub enum HookPosition {
 }
 
 /// A rule hostfw places in a kernel chain (INPUT, FORWARD, ...).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookRule {
     pub kernel_chain: String,
     pub position: HookPosition,
@@ -213,7 +285,7 @@ pub struct HookRule {
 }
 
 /// The desired content of one table of one family.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
     pub name: TableName,
     /// Our chains by name. Only chains reachable from a hook belong here.
@@ -222,17 +294,19 @@ pub struct Table {
     pub hooks: Vec<HookRule>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IpsetType {
     /// `hash:net`: selector sets.
     HashNet,
     /// `hash:ip,port`: named-port sets.
     HashIpPort,
+    /// `hash:ip`: single addresses (Felix's `cali40this-host`).
+    HashIp,
 }
 
 /// One ipset and its full membership (members in ipset's text form, e.g. `10.0.0.0/24`,
 /// `10.0.0.1,tcp:80`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ipset {
     pub name: String,
     pub set_type: IpsetType,
@@ -242,7 +316,7 @@ pub struct Ipset {
 }
 
 /// The complete desired state of one family: three tables and the ipsets they reference.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ruleset {
     pub family: Family,
     /// Raw, mangle, filter, in that order.

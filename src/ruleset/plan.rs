@@ -3,7 +3,14 @@
 //! Pure: the dataplane reads the kernel, this module decides, the dataplane writes.
 //!
 //! Ownership (never touch anything else): chains named `cali-*`; in every other chain, rules
-//! carrying a `cali:` hash comment; sets named `cali4*`/`cali6*`.
+//! carrying a `cali:` hash comment; sets in the exact shapes `ipset::is_owned_set` accepts.
+//! A chain of ours that a foreign rule still jumps to is emptied but kept (and reported), never
+//! deleted: `-X` would fail the whole table's transaction and wedge every later apply.
+//!
+//! Tampering: a rule of ours is in sync only when its hash AND its target (`-j`/`-g` word, as
+//! the kernel prints it) are what we render, so `iptables -R … --comment "cali:<hash>" -j
+//! ACCEPT` is repaired. Full rule text, which the kernel prints differently from how it was
+//! written, is compared by the caller against the text it verified earlier ([`Suspects`]).
 //!
 //! Why no intermediate state is more open than both the old and the new state:
 //! * Each table's change is ONE `iptables-restore` transaction, and the kernel swaps a table's
@@ -28,7 +35,7 @@ use super::hash::{hook_hashes, rule_hashes};
 use super::ipset::{normalize_member, write_add, write_create, write_del};
 use super::restore::{kernel_chain_rank, RestoreBuilder};
 use super::save::{LiveChain, LiveTable};
-use super::{Chain, Family, Ipset, LiveIpsets, Match, Ruleset, Table, TableName};
+use super::{Action, Chain, Family, Ipset, LiveIpsets, Match, Rule, Ruleset, Table, TableName};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -61,8 +68,25 @@ pub struct TablePlan {
     pub delete: Vec<String>,
     /// Kernel chains whose hook rules are deleted and re-added.
     pub hooks: Vec<String>,
+    /// Our chains no longer wanted that foreign rules still jump to: emptied, not deleted.
+    pub kept: Vec<KeptChain>,
     /// `iptables-restore --noflush` input; empty when the table is in sync.
     pub restore_input: String,
+}
+
+/// A chain of ours that cannot be deleted yet, and the foreign chains whose rules jump to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptChain {
+    pub chain: String,
+    pub referrers: Vec<String>,
+}
+
+/// Chains whose live rules differ from the text last verified for the same hashes (found by
+/// the caller, which remembers that text): they are rewritten (ours) or have their hook rules
+/// fixed (kernel chains) even though every hash matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Suspects {
+    pub chains: BTreeSet<(Family, TableName, String)>,
 }
 
 impl TablePlan {
@@ -119,17 +143,11 @@ pub struct PlanOptions {
     pub nft: bool,
 }
 
-fn family_label(f: Family) -> &'static str {
-    match f {
-        Family::V4 => "IPv4",
-        Family::V6 => "IPv6",
-    }
-}
-
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_empty() {
-            return writeln!(f, "in sync: nothing to change");
+            writeln!(f, "in sync: nothing to change")?;
+            return self.write_kept(f);
         }
         for (verb, names) in [
             ("create", &self.ipsets.create),
@@ -142,7 +160,7 @@ impl fmt::Display for Plan {
             }
         }
         for t in &self.tables {
-            let label = format!("{} {}", family_label(t.family), t.table.as_str());
+            let label = format!("{} {}", t.family.label(), t.table.as_str());
             for (verb, names) in [
                 ("create chain", &t.create),
                 ("rewrite chain", &t.rewrite),
@@ -154,7 +172,33 @@ impl fmt::Display for Plan {
                 }
             }
         }
+        self.write_kept(f)
+    }
+}
+
+impl Plan {
+    /// One line per chain kept because a foreign rule jumps to it.
+    fn write_kept(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for t in &self.tables {
+            for k in &t.kept {
+                writeln!(
+                    f,
+                    "{} {}: keeping chain {} (emptied) instead of deleting it: still referenced by foreign chain {}; remove that jump and hostfw deletes it",
+                    t.family.label(),
+                    t.table.as_str(),
+                    k.chain,
+                    k.referrers.join(", ")
+                )?;
+            }
+        }
         Ok(())
+    }
+
+    /// Every kept chain, as `(family, table, chain, referrers)`, for warnings.
+    pub fn kept(&self) -> impl Iterator<Item = (Family, TableName, &KeptChain)> {
+        self.tables
+            .iter()
+            .flat_map(|t| t.kept.iter().map(move |k| (t.family, t.table, k)))
     }
 }
 
@@ -165,6 +209,17 @@ pub fn plan(
     live: &[LiveState],
     live_ipsets: &LiveIpsets,
     options: PlanOptions,
+) -> Plan {
+    plan_with_suspects(desired, live, live_ipsets, options, &Suspects::default())
+}
+
+/// `plan`, also repairing the `suspects` (chains whose rule text was tampered with).
+pub fn plan_with_suspects(
+    desired: &[Ruleset],
+    live: &[LiveState],
+    live_ipsets: &LiveIpsets,
+    options: PlanOptions,
+    suspects: &Suspects,
 ) -> Plan {
     let desired_sets: BTreeMap<&str, &Ipset> = desired
         .iter()
@@ -179,15 +234,17 @@ pub fn plan(
         .chain(live.iter().map(|l| l.family))
         .collect();
     let empty_live = LiveTable::default();
-    let mut tables = Vec::with_capacity(families.len() * TableName::ALL.len());
+    let mut tables = Vec::with_capacity(families.len() * TableName::OWNED.len());
     for family in families {
         let want = desired.iter().find(|r| r.family == family);
         let have = live.iter().find(|l| l.family == family);
-        for name in TableName::ALL {
+        for name in TableName::OWNED {
             let desired_table = want.and_then(|r| r.tables.iter().find(|t| t.name == name));
             let live_table = have
                 .and_then(|l| l.tables.get(&name))
                 .unwrap_or(&empty_live);
+            let suspect =
+                |chain: &str| suspects.chains.contains(&(family, name, chain.to_string()));
             tables.push(plan_table(
                 family,
                 name,
@@ -195,6 +252,7 @@ pub fn plan(
                 live_table,
                 &renamed,
                 options,
+                &suspect,
             ));
         }
     }
@@ -207,15 +265,151 @@ pub fn flush_plan(live: &[LiveState], live_ipsets: &LiveIpsets) -> Plan {
     plan(&[], live, live_ipsets, PlanOptions { nft: true })
 }
 
-/// True when the live chain's hash list equals `hashes` exactly (a rule without our hash in our
-/// chain is drift and forces a rewrite).
-fn chain_in_sync(live: &LiveChain, hashes: &[String]) -> bool {
+/// True when the live chain's hash list equals `hashes` exactly and every rule's target is the
+/// one rendered (a rule without our hash in our chain is drift and forces a rewrite).
+fn chain_in_sync(live: &LiveChain, chain: &Chain, hashes: &[String]) -> bool {
     live.rules.len() == hashes.len()
         && live
             .rules
             .iter()
             .zip(hashes)
-            .all(|(r, h)| r.hash.as_deref() == Some(h.as_str()))
+            .zip(&chain.rules)
+            .all(|((r, h), want)| {
+                r.hash.as_deref() == Some(h.as_str()) && same_target(&r.text, want)
+            })
+}
+
+/// The target of a rule as `iptables-save` prints it: the last `-j`/`-g` and the word after it
+/// (the kernel prints matches first, the target last; `--jump`/`--goto` come back short).
+fn printed_target(text: &str) -> Option<(&str, &str)> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .windows(2)
+        .rev()
+        .find(|w| matches!(w[0], "-j" | "-g" | "--jump" | "--goto"))
+        .map(|w| {
+            (
+                if matches!(w[0], "-g" | "--goto") {
+                    "-g"
+                } else {
+                    "-j"
+                },
+                w[1],
+            )
+        })
+}
+
+/// True when the printed rule `text` has the target `want` renders.
+fn same_target(text: &str, want: &Rule) -> bool {
+    let printed = printed_target(text);
+    let expected: &[(&str, &str)] = match &want.action {
+        Action::Accept => &[("-j", "ACCEPT")],
+        Action::Drop => &[("-j", "DROP")],
+        Action::Reject => &[("-j", "REJECT")],
+        Action::Return => &[("-j", "RETURN")],
+        Action::Jump(t) => return printed == Some(("-j", t.as_str())),
+        Action::Goto(t) => return printed == Some(("-g", t.as_str())),
+        Action::SetMark { .. } | Action::SetMaskedMark { .. } => &[("-j", "MARK")],
+        Action::Log { .. } => &[("-j", "LOG")],
+        // The kernel prints the NOTRACK target back as `CT --notrack`.
+        Action::NoTrack => &[("-j", "NOTRACK"), ("-j", "CT")],
+        Action::None => return printed.is_none(),
+    };
+    printed.is_some_and(|p| expected.contains(&p))
+}
+
+/// A foreign jump in a kernel chain that hostfw's inserted hook now precedes: whatever hostfw
+/// accepts (failsafe ports, allowed traffic) never reaches that chain, so e.g. fail2ban's bans
+/// stop applying to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overtaken {
+    pub family: Family,
+    pub table: TableName,
+    /// The kernel chain (`INPUT`).
+    pub chain: String,
+    /// The foreign chain jumped to (`f2b-sshd`).
+    pub target: String,
+    /// Whose it looks like: `fail2ban`, `CrowdSec`, `sshguard` or `the admin`.
+    pub owner: &'static str,
+}
+
+impl fmt::Display for Overtaken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {}: hostfw's hook is inserted above the jump to {} ({}): traffic hostfw \
+             accepts (failsafe ports, allowed policy) never reaches it, so its verdicts (bans) do \
+             not apply; set `chainInsertMode: Append` in FelixConfiguration, or keep those \
+             sources out of the failsafe nets",
+            self.family.label(),
+            self.table.as_str(),
+            self.chain,
+            self.target,
+            self.owner
+        )
+    }
+}
+
+/// The foreign jumps to user chains that `desired`'s insert-mode hooks go above, in `live`.
+pub fn overtaken_jumps(desired: &[Ruleset], live: &[LiveState]) -> Vec<Overtaken> {
+    let mut out = Vec::new();
+    for ruleset in desired {
+        let Some(state) = live.iter().find(|l| l.family == ruleset.family) else {
+            continue;
+        };
+        for table in &ruleset.tables {
+            let Some(lt) = state.tables.get(&table.name) else {
+                continue;
+            };
+            for (chain, hooks) in hook_hashes(&table.hooks) {
+                let Some(lc) = lt.chains.get(chain).filter(|_| !hooks.top.is_empty()) else {
+                    continue;
+                };
+                for rule in lc.rules.iter().filter(|r| r.hash.is_none()) {
+                    let Some((_, target)) = printed_target(&rule.text) else {
+                        continue;
+                    };
+                    if is_owned_chain(target) || !lt.chains.contains_key(target) {
+                        continue;
+                    }
+                    let owner = if target.starts_with("f2b-") || target.starts_with("fail2ban") {
+                        "fail2ban"
+                    } else if target.to_ascii_lowercase().starts_with("crowdsec") {
+                        "CrowdSec"
+                    } else if target.to_ascii_lowercase().starts_with("sshguard") {
+                        "sshguard"
+                    } else {
+                        "the admin"
+                    };
+                    out.push(Overtaken {
+                        family: ruleset.family,
+                        table: table.name,
+                        chain: chain.to_string(),
+                        target: target.to_string(),
+                        owner,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Non-owned chains whose foreign rules (no hash of ours) jump or go to `target`.
+fn foreign_referrers(live: &LiveTable, target: &str) -> Vec<String> {
+    live.chains
+        .values()
+        .filter(|c| !is_owned_chain(&c.name))
+        .filter(|c| {
+            c.rules.iter().filter(|r| r.hash.is_none()).any(|r| {
+                let words: Vec<&str> = r.text.split_whitespace().collect();
+                words
+                    .windows(2)
+                    .any(|w| matches!(w[0], "-j" | "-g" | "--jump" | "--goto") && w[1] == target)
+            })
+        })
+        .map(|c| c.name.clone())
+        .collect()
 }
 
 fn references_any(chain: &Chain, sets: &BTreeSet<String>) -> bool {
@@ -234,6 +428,7 @@ fn plan_table(
     live: &LiveTable,
     renamed_sets: &BTreeSet<String>,
     options: PlanOptions,
+    suspect: &dyn Fn(&str) -> bool,
 ) -> TablePlan {
     let mut create = Vec::new();
     let mut rewrite = Vec::new();
@@ -249,27 +444,50 @@ fn plan_table(
         let hashes = rule_hashes(&chain.name, &chain.rules);
         match live.chains.get(&chain.name) {
             None => create.push(chain.name.clone()),
-            Some(lc) if !chain_in_sync(lc, &hashes) || references_any(chain, renamed_sets) => {
+            Some(lc)
+                if !chain_in_sync(lc, chain, &hashes)
+                    || references_any(chain, renamed_sets)
+                    || suspect(&chain.name) =>
+            {
                 rewrite.push(chain.name.clone())
             }
             Some(_) => continue,
         }
         to_write.push((chain, hashes));
     }
-    let delete: Vec<String> = live
-        .chains
-        .keys()
-        .filter(|n| is_owned_chain(n))
-        .filter(|n| desired.is_none_or(|t| !t.chains.contains_key(*n)))
-        .cloned()
-        .collect();
+    let mut delete = Vec::new();
+    let mut kept = Vec::new();
+    let mut flush_only = Vec::new();
+    for (name, chain) in &live.chains {
+        if !is_owned_chain(name) || desired.is_some_and(|t| t.chains.contains_key(name)) {
+            continue;
+        }
+        let referrers = foreign_referrers(live, name);
+        if referrers.is_empty() {
+            delete.push(name.clone());
+            continue;
+        }
+        // Emptied (an empty chain returns at once: the foreign jump then has no effect), kept.
+        if !chain.rules.is_empty() {
+            flush_only.push(name.clone());
+        }
+        kept.push(KeptChain {
+            chain: name.clone(),
+            referrers,
+        });
+    }
 
     let rules_out: usize = to_write.iter().map(|(c, _)| c.rules.len()).sum();
     let mut b = RestoreBuilder::with_capacity(rules_out * 160 + 64);
     b.start(name);
     // 1. `:chain - [0:0]` creates new chains, and flushes rewritten and doomed ones (a doomed
     //    chain's own jumps must go before `-X` of anything it references).
-    for n in create.iter().chain(&rewrite).chain(&delete) {
+    for n in create
+        .iter()
+        .chain(&rewrite)
+        .chain(&delete)
+        .chain(&flush_only)
+    {
         b.chain_line(n);
     }
     // 2. Contents of new and rewritten chains.
@@ -279,7 +497,7 @@ fn plan_table(
         }
     }
     // 3. Hook rules in kernel (and any other foreign) chains.
-    let hooks = plan_hooks(&mut b, desired, live);
+    let hooks = plan_hooks(&mut b, desired, live, suspect);
     // 4. Chain deletions, once nothing references them any more.
     if !delete.is_empty() {
         if options.nft {
@@ -301,6 +519,7 @@ fn plan_table(
         rewrite,
         delete,
         hooks,
+        kept,
         restore_input: b.finish(),
     }
 }
@@ -308,7 +527,12 @@ fn plan_table(
 /// Compares each foreign chain's layout of our rules with the expected one and, where it
 /// differs, deletes all our rules there by value and re-adds the desired ones. Returns the
 /// chains touched.
-fn plan_hooks(b: &mut RestoreBuilder, desired: Option<&Table>, live: &LiveTable) -> Vec<String> {
+fn plan_hooks(
+    b: &mut RestoreBuilder,
+    desired: Option<&Table>,
+    live: &LiveTable,
+    suspect: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
     let wanted = desired.map(|t| hook_hashes(&t.hooks)).unwrap_or_default();
     let mut chains: Vec<&str> = wanted.keys().copied().collect();
     for (n, c) in &live.chains {
@@ -337,7 +561,25 @@ fn plan_hooks(b: &mut RestoreBuilder, desired: Option<&Table>, live: &LiveTable)
             Some(h) => h.expected_layout(foreign),
             None => vec![None; foreign],
         };
-        if actual == expected {
+        let targets_ok = || {
+            let Some(h) = wanted.get(k) else {
+                return true;
+            };
+            let rendered: BTreeMap<&str, &Rule> = h
+                .top
+                .iter()
+                .chain(&h.bottom)
+                .chain(&h.always_appended)
+                .map(|(rule, hash)| (hash.as_str(), *rule))
+                .collect();
+            live_rules.iter().all(
+                |r| match r.hash.as_deref().and_then(|hash| rendered.get(hash)) {
+                    Some(want) => same_target(&r.text, want),
+                    None => true,
+                },
+            )
+        };
+        if actual == expected && targets_ok() && !suspect(k) {
             continue;
         }
         touched.push(k.to_string());
@@ -358,10 +600,7 @@ fn plan_hooks(b: &mut RestoreBuilder, desired: Option<&Table>, live: &LiveTable)
 
 /// A temp-set name (`cali4t<N>` / `cali6t<N>`) not used by anything live or desired.
 fn temp_set_name(family: Family, taken: &dyn Fn(&str) -> bool, counter: &mut usize) -> String {
-    let prefix = match family {
-        Family::V4 => "cali4t",
-        Family::V6 => "cali6t",
-    };
+    let prefix = format!("cali{}t", family.ip_version());
     loop {
         let name = format!("{prefix}{counter}");
         *counter += 1;
@@ -1075,12 +1314,13 @@ mod tests {
             .find(|t| t.family == Family::V6 && t.table == TableName::Filter)
             .unwrap();
         assert_eq!(v6_filter.delete.len(), 4);
-        // v4 has nothing live: full create. Order: v4 raw, mangle, filter, then v6.
+        // v4 has nothing live: full create. Order: v4 raw, mangle, filter, nat, then v6.
         let order: Vec<(Family, TableName)> =
             p.tables.iter().map(|t| (t.family, t.table)).collect();
         assert_eq!(order[0], (Family::V4, TableName::Raw));
         assert_eq!(order[2], (Family::V4, TableName::Filter));
-        assert_eq!(order[5], (Family::V6, TableName::Filter));
+        assert_eq!(order[3], (Family::V4, TableName::Nat));
+        assert_eq!(order[6], (Family::V6, TableName::Filter));
     }
 
     #[test]
@@ -1097,5 +1337,143 @@ mod tests {
             after.chains["DOCKER-USER"],
             foreign_filter().chains["DOCKER-USER"]
         );
+    }
+
+    /// `iptables -R … --comment "cali:<same hash>" -j ACCEPT`, in one of our chains and on our
+    /// hook: both are repaired although every hash still matches.
+    #[test]
+    fn a_tampered_target_under_our_hash_is_repaired() {
+        let desired = ruleset(filter(None, HookPosition::Insert), &[]);
+        let (_, mut live) = converge(&desired, &foreign_filter(), PlanOptions::default());
+        for chain in ["cali-fh-eth0", "INPUT"] {
+            let rule = &mut live.chains.get_mut(chain).unwrap().rules[0];
+            let hash = rule.hash.clone().unwrap();
+            rule.text = format!("-m comment --comment \"cali:{hash}\" -j ACCEPT");
+        }
+        let fp = replan(&desired, &live);
+        assert_eq!(fp.rewrite, ["cali-fh-eth0"]);
+        assert_eq!(fp.hooks, ["INPUT"]);
+        let (_, after) = converge(&desired, &live, PlanOptions::default());
+        assert!(replan(&desired, &after).is_empty());
+        assert!(!after.chains["INPUT"].rules[0].text.contains("ACCEPT"));
+    }
+
+    #[test]
+    fn suspects_are_repaired_even_when_hashes_and_targets_match() {
+        let desired = ruleset(filter(None, HookPosition::Insert), &[]);
+        let (_, live) = converge(&desired, &foreign_filter(), PlanOptions::default());
+        let suspects = Suspects {
+            chains: [
+                (Family::V4, TableName::Filter, "cali-fh-eth0".to_string()),
+                (Family::V4, TableName::Filter, "INPUT".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let p = plan_with_suspects(
+            std::slice::from_ref(&desired),
+            &live_state(&live),
+            &LiveIpsets::default(),
+            PlanOptions::default(),
+            &suspects,
+        );
+        assert_eq!(filter_plan(&p).rewrite, ["cali-fh-eth0"]);
+        assert_eq!(filter_plan(&p).hooks, ["INPUT"]);
+    }
+
+    /// A user chain jumping into a chain of ours that is no longer wanted: the chain is emptied
+    /// and kept (`-X` would fail the whole transaction), the plan names the referrer, the rest
+    /// of the plan applies, and once the jump is gone the chain is deleted.
+    #[test]
+    fn a_foreign_jump_into_a_doomed_chain_keeps_it_emptied() {
+        let mut old_filter = filter(None, HookPosition::Insert);
+        old_filter
+            .chains
+            .extend([chain("cali-pi-old", vec![jump("cali-pi-a")])]);
+        let (_, mut live) = converge(
+            &ruleset(old_filter, &[]),
+            &foreign_filter(),
+            PlanOptions::default(),
+        );
+        live.chains.insert(
+            "MYCHAIN".into(),
+            LiveChain {
+                name: "MYCHAIN".into(),
+                policy: None,
+                rules: vec![rule_of("-s 192.0.2.0/24 -j cali-pi-old")],
+            },
+        );
+        let new = ruleset(filter(Some(jump("cali-pi-a")), HookPosition::Insert), &[]);
+        for nft in [false, true] {
+            let (p, after) = converge(&new, &live, PlanOptions { nft });
+            let fp = filter_plan(&p);
+            assert!(fp.delete.is_empty(), "{:?}", fp.delete);
+            assert_eq!(fp.rewrite, ["cali-fh-eth0"]);
+            assert_eq!(
+                fp.kept,
+                [KeptChain {
+                    chain: "cali-pi-old".into(),
+                    referrers: vec!["MYCHAIN".into()],
+                }]
+            );
+            assert!(after.chains["cali-pi-old"].rules.is_empty());
+            let again = replan(&new, &after);
+            assert!(again.is_empty(), "{}", again.restore_input);
+            assert_eq!(again.kept.len(), 1);
+            let text = p.to_string();
+            assert!(
+                text.contains("cali-pi-old") && text.contains("foreign chain MYCHAIN"),
+                "{text}"
+            );
+            let mut unreferenced = after.clone();
+            unreferenced.chains.remove("MYCHAIN");
+            let (_, clean) = converge(&new, &unreferenced, PlanOptions { nft });
+            assert!(!clean.chains.contains_key("cali-pi-old"));
+        }
+    }
+
+    /// fail2ban's jump and an admin chain's jump in INPUT come after our inserted hook: both
+    /// are reported; in append mode nothing is.
+    #[test]
+    fn foreign_jumps_below_an_inserted_hook_are_reported() {
+        let mut live = foreign_filter();
+        for chain in ["f2b-sshd", "crowdsec-chain"] {
+            live.chains.insert(
+                chain.into(),
+                LiveChain {
+                    name: chain.into(),
+                    policy: None,
+                    rules: vec![rule_of("-j RETURN")],
+                },
+            );
+            live.chains
+                .get_mut("INPUT")
+                .unwrap()
+                .rules
+                .push(rule_of(&format!(
+                    "-p tcp -m multiport --dports 22 -j {chain}"
+                )));
+        }
+        let found = overtaken_jumps(
+            &[ruleset(filter(None, HookPosition::Insert), &[])],
+            &live_state(&live),
+        );
+        let seen: Vec<(&str, &str, &str)> = found
+            .iter()
+            .map(|o| (o.chain.as_str(), o.target.as_str(), o.owner))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("INPUT", "f2b-sshd", "fail2ban"),
+                ("INPUT", "crowdsec-chain", "CrowdSec")
+            ]
+        );
+        assert!(found[0].to_string().contains("chainInsertMode: Append"));
+        assert!(overtaken_jumps(
+            &[ruleset(filter(None, HookPosition::Append), &[])],
+            &live_state(&live)
+        )
+        .is_empty());
     }
 }

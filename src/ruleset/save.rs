@@ -53,25 +53,49 @@ impl LiveTable {
     }
 }
 
-/// The hash of a rule: the first `--comment "?cali:([A-Za-z0-9_-]+)"?` in its text (the
-/// same pattern Felix uses, so rules Felix wrote are recognised too).
+/// The hash of a rule: the first `--comment` whose value is `cali:([A-Za-z0-9_-]+)` (the
+/// pattern Felix uses, so rules Felix wrote are recognised too). Words are split as the shell
+/// would split the saved line, so text inside another quoted string (a foreign comment holding
+/// `--comment cali:…`) never counts.
 pub fn find_hash(text: &str) -> Option<&str> {
-    const KEY: &str = "--comment ";
-    let mut rest = text;
-    while let Some(pos) = rest.find(KEY) {
-        let after = &rest[pos + KEY.len()..];
-        let body = after.strip_prefix('"').unwrap_or(after);
-        if let Some(h) = body.strip_prefix("cali:") {
-            let end = h
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-                .unwrap_or(h.len());
-            if end > 0 {
-                return Some(&h[..end]);
-            }
+    let words = words(text);
+    words.windows(2).find_map(|w| {
+        if w[0] != "--comment" {
+            return None;
         }
-        rest = after;
+        let value = w[1].strip_prefix('"').unwrap_or(w[1]);
+        let h = value.strip_prefix("cali:")?;
+        let end = h
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .unwrap_or(h.len());
+        (end > 0).then(|| &h[..end])
+    })
+}
+
+/// `text` split at blanks outside `"…"` (quotes stay on the words; `\\` escapes inside them).
+fn words(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = None;
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if let Some(s) = start.take() {
+                    out.push(&text[s..i]);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        start.get_or_insert(i);
     }
-    None
+    if let Some(s) = start {
+        out.push(&text[s..]);
+    }
+    out
 }
 
 /// Splits `[p:b] rest` into counters and rest; `None` if the line has no counter prefix.
@@ -84,15 +108,47 @@ fn split_counters(line: &str) -> Option<(u64, u64, &str)> {
     Some((packets, bytes, inner[close + 1..].trim_start()))
 }
 
+/// True when `line` ends inside a `"…"` string (iptables escapes `"` and `\\` in saved
+/// strings with a backslash).
+fn ends_inside_quotes(line: &str, mut open: bool) -> bool {
+    let mut escaped = false;
+    for c in line.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if open => escaped = true,
+            '"' => open = !open,
+            _ => {}
+        }
+    }
+    open
+}
+
+/// The lines of `text` with quoted newlines joined back, each with its first line's number.
+fn logical_lines(text: &str) -> Vec<(usize, std::borrow::Cow<'_, str>)> {
+    let mut out: Vec<(usize, std::borrow::Cow<'_, str>)> = Vec::new();
+    let mut open = false;
+    for (idx, line) in text.lines().enumerate() {
+        match out.last_mut() {
+            Some((_, joined)) if open => {
+                let joined = joined.to_mut();
+                joined.push('\n');
+                joined.push_str(line);
+            }
+            _ => out.push((idx + 1, std::borrow::Cow::Borrowed(line))),
+        }
+        open = ends_inside_quotes(line, open);
+    }
+    out
+}
+
 /// Parses one table's `iptables-save` output. Empty output (the table is not loaded) gives an
 /// empty table. `# ...` comment lines are skipped, except iptables-nft's "incompatible" notice,
 /// which is an error because the rules it hides could be anything.
 pub fn parse_save(text: &str) -> Result<LiveTable, SaveError> {
     let mut table = LiveTable::default();
     let mut seen_table = false;
-    for (idx, raw) in text.lines().enumerate() {
-        let line_no = idx + 1;
-        let line = raw.trim_end();
+    for (line_no, joined) in logical_lines(text) {
+        let line = joined.trim_end();
         if line.is_empty() {
             continue;
         }
@@ -183,6 +239,15 @@ mod tests {
         assert_eq!(find_hash("-m comment --comment \"calico\" -j ACCEPT"), None);
         assert_eq!(find_hash("-m comment --comment \"cali:\" -j ACCEPT"), None);
         assert_eq!(find_hash("-j ACCEPT"), None);
+        // A `--comment cali:` inside another comment is that comment's text.
+        assert_eq!(
+            find_hash("-m comment --comment \"x\n--comment cali:FAKEFAKE -j ACCEPT\" -j DROP"),
+            None
+        );
+        assert_eq!(
+            find_hash("-m comment --comment \"a \\\" --comment cali:FAKE\" -j DROP"),
+            None
+        );
     }
 
     #[test]
@@ -232,6 +297,28 @@ mod tests {
             parse_save(text),
             Err(SaveError::Incompatible { line: 1, .. })
         ));
+    }
+
+    /// A foreign rule whose comment holds newlines (one posing as a rule of ours) is one foreign
+    /// rule; the rules after it parse as usual.
+    #[test]
+    fn a_newline_in_a_foreign_comment_is_one_rule() {
+        let text = "*filter\n:INPUT ACCEPT [0:0]\n\
+                    -A INPUT -s 203.0.113.9/32 -m comment --comment \"line1\n\
+                    -A INPUT -m comment --comment \\\"cali:FAKEFAKEFAKEFAKE\\\" -j ACCEPT\n\
+                    end\" -j DROP\n\
+                    -A INPUT -m comment --comment \"cali:Cz_u1IQiXIMmKD4c\" -j cali-INPUT\n\
+                    COMMIT\n";
+        let t = parse_save(text).unwrap();
+        let input = &t.chains["INPUT"].rules;
+        assert_eq!(input.len(), 2, "{input:?}");
+        assert_eq!(input[0].hash, None);
+        assert!(
+            input[0].text.ends_with("end\" -j DROP"),
+            "{}",
+            input[0].text
+        );
+        assert_eq!(input[1].hash.as_deref(), Some("Cz_u1IQiXIMmKD4c"));
     }
 
     #[test]

@@ -137,12 +137,14 @@ fn read_dir(dir: &Path, r: &mut Reader) {
         match entry {
             Ok(entry) => {
                 let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                    // A name that is not UTF-8 cannot end in `.yaml` as we compare it; say so
-                    // rather than skipping it silently.
-                    r.out.diagnostics.push(Diagnostic::file_error(
-                        display(&entry.path()),
-                        "file name is not valid UTF-8; ignored",
-                    ));
+                    // A name that is not UTF-8: read it (named lossily) when its bytes look
+                    // like a policy file's, otherwise it is not ours to judge and is skipped
+                    // like any README.
+                    use std::os::unix::ffi::OsStrExt;
+                    let lossy = String::from_utf8_lossy(entry.file_name().as_bytes()).into_owned();
+                    if is_policy_file_name(&lossy) {
+                        names.push((lossy, entry.path()));
+                    }
                     continue;
                 };
                 if is_policy_file_name(&name) {
@@ -232,9 +234,12 @@ fn read_file(path: &Path, meta: &fs::Metadata, r: &mut Reader) {
             return;
         }
     };
-    // The file may grow between stat and read; never take more than the limit plus one byte.
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    if let Err(e) = file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes) {
+    // The size stat gives may be wrong (a file still growing, a /proc or /sys file behind a
+    // symlink, whose size reads 0): never take more than the limits plus one byte, and judge by
+    // the bytes actually read.
+    let cap = MAX_FILE_BYTES.min(r.budget);
+    let mut bytes = Vec::with_capacity(meta.len().min(cap) as usize);
+    if let Err(e) = file.take(cap + 1).read_to_end(&mut bytes) {
         r.out
             .diagnostics
             .push(Diagnostic::file_error(name, describe_io(&e, path)));
@@ -248,6 +253,17 @@ fn read_file(path: &Path, meta: &fs::Metadata, r: &mut Reader) {
                 MAX_FILE_BYTES / (1024 * 1024)
             ),
         ));
+        return;
+    }
+    if bytes.len() as u64 > r.budget {
+        r.out.diagnostics.push(Diagnostic::file_error(
+            name,
+            format!(
+                "not read: the policy files together exceed {} MiB",
+                MAX_TOTAL_BYTES / (1024 * 1024)
+            ),
+        ));
+        r.budget = 0;
         return;
     }
     match String::from_utf8(bytes) {
@@ -350,6 +366,41 @@ mod tests {
         assert_eq!(out.diagnostics.len(), 1);
         assert!(out.diagnostics[0].file.ends_with("c.yaml"));
         assert!(out.diagnostics[0].message.contains("together exceed"));
+    }
+
+    /// Symlinks to files whose size stat reports as 0 (as /proc files do) still count, by the
+    /// bytes actually read.
+    #[test]
+    fn files_that_stat_as_empty_count_by_what_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in ["a.yaml", "b.yaml"] {
+            std::os::unix::fs::symlink("/proc/self/status", dir.path().join(name))
+                .expect("symlink");
+        }
+        let status_len = fs::read("/proc/self/status").expect("status").len() as u64;
+        let out = read_with_budget(&[dir.path().to_path_buf()], status_len * 3 / 2);
+        assert_eq!(out.texts.len(), 1, "{:?}", out.diagnostics);
+        assert!(out.diagnostics[0].message.contains("together exceed"));
+    }
+
+    /// A stray file whose name is not UTF-8 is not a reason to reject the set; one that is
+    /// named like a policy file is read under a lossy name.
+    #[test]
+    fn non_utf8_file_names() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stray = std::ffi::OsStr::from_bytes(b"notes-\xff.txt");
+        fs::write(dir.path().join(stray), "x").expect("write");
+        let policy = std::ffi::OsStr::from_bytes(b"p-\xff.yaml");
+        fs::write(dir.path().join(policy), "kind: x\n").expect("write");
+        let out = read(&[dir.path().to_path_buf()]);
+        assert!(out.diagnostics.is_empty(), "{:?}", out.diagnostics);
+        assert_eq!(out.texts.len(), 1);
+        assert!(
+            out.texts[0].name.ends_with("p-\u{fffd}.yaml"),
+            "{}",
+            out.texts[0].name
+        );
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct DirWatcher {
     /// parent's entry and the directory's own events, so the two compare equal.
     dir: PathBuf,
     counts: fn(&str) -> bool,
+    /// Files created and not yet closed, deleted or moved away, across batches: a writer that
+    /// pauses between creating a file and closing it (`cp` of a large file) is still writing,
+    /// whatever else happens in the directory meanwhile.
+    writing: BTreeSet<OsString>,
 }
 
 impl DirWatcher {
@@ -75,6 +79,7 @@ impl DirWatcher {
             events,
             dir: parent.join(name),
             counts,
+            writing: BTreeSet::new(),
         };
         w.rewatch();
         Ok(w)
@@ -103,9 +108,7 @@ impl DirWatcher {
     fn interpret(&mut self, batch: Vec<notify::Event>) -> Change {
         let mut changed = false;
         let mut rewatch = false;
-        // Files created in this batch and not yet closed, deleted or moved away: still being
-        // written. The directory itself gone or just created: its files are still to come.
-        let mut open: BTreeSet<OsString> = BTreeSet::new();
+        // The directory itself gone or just created: its files are still to come.
         let mut dir_pending = false;
         for ev in &batch {
             match self.classify(ev) {
@@ -113,15 +116,17 @@ impl DirWatcher {
                     changed = true;
                     rewatch = true;
                     dir_pending = !placed;
+                    // Another directory (or none): its files' writers are not the old ones'.
+                    self.writing.clear();
                 }
                 Seen::Entry { name, created } => {
                     // A name that is not UTF-8 is an error the policy reader reports.
                     if name.to_str().is_none_or(self.counts) {
                         changed = true;
                         if created {
-                            open.insert(name);
+                            self.writing.insert(name);
                         } else {
-                            open.remove(&name);
+                            self.writing.remove(&name);
                         }
                     }
                 }
@@ -133,7 +138,7 @@ impl DirWatcher {
         }
         if !changed {
             Change::None
-        } else if open.is_empty() && !dir_pending {
+        } else if self.writing.is_empty() && !dir_pending {
             Change::Settled
         } else {
             Change::InProgress
@@ -316,6 +321,20 @@ mod tests {
         assert!(f.watcher.drain());
         fs::write(f.dir.join("10-base.yaml"), "a: 3\n").unwrap();
         assert!(f.watcher.drain());
+    }
+
+    #[test]
+    fn a_file_still_open_is_in_progress_whatever_else_closes_meanwhile() {
+        use std::io::Write;
+        let mut f = fixture();
+        let mut file = fs::File::create(f.dir.join("20-web.yaml")).unwrap();
+        assert_eq!(f.watcher.change(), Change::InProgress);
+        // Another file written and closed in a later batch: 20-web.yaml is still open.
+        fs::write(f.dir.join("10-base.yaml"), "a: 3\n").unwrap();
+        assert_eq!(f.watcher.change(), Change::InProgress);
+        file.write_all(b"b: 2\n").unwrap();
+        drop(file);
+        assert_eq!(f.watcher.change(), Change::Settled);
     }
 
     #[test]

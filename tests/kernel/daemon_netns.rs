@@ -593,6 +593,7 @@ fn a_pending_confirmation_pauses_reconciliation() {
         seconds: 600,
         backend: BACKEND.into(),
         watcher_pid: None,
+        deadline_boot_ms: None,
     };
     hostfw::confirm::write_pending(&d.run_dir, &pending).unwrap();
     put(&dir, "20-allow-9090.yaml", ALLOW_9090);
@@ -614,4 +615,48 @@ fn a_pending_confirmation_pauses_reconciliation() {
         "{}",
         d.log_text()
     );
+}
+
+/// Attack: `iptables-restore` hangs (a wrapper that never reads its input). SIGTERM used to wait
+/// for the child's deadline (minutes, past systemd's stop timeout); the daemon now kills the
+/// child and exits at once.
+#[test]
+fn sigterm_kills_a_hung_restore() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let (pair, work) = with_base_policies("dmn-hung", "");
+    let wrappers = work.dir.path().join("wrappers");
+    fs::create_dir(&wrappers).unwrap();
+    let marker = work.dir.path().join("hung.pid");
+    for tool in ["iptables-legacy-restore", "ip6tables-legacy-restore"] {
+        let path = wrappers.join(tool);
+        fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho $$ > {}\nexec sleep 600\n",
+                marker.display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        wrappers.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut d = Daemon::start_with_env(&pair.host, &work, &[("PATH", &path)]);
+    assert!(
+        eventually(|| fs::read_to_string(&marker).is_ok_and(|t| !t.trim().is_empty())),
+        "the restore never started: {}",
+        d.log_text()
+    );
+    let hung: i32 = fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    d.wait_exit();
+    let gone =
+        eventually(|| nix::sys::signal::kill(nix::unistd::Pid::from_raw(hung), None).is_err());
+    assert!(gone, "the hung restore (pid {hung}) outlived the daemon");
 }

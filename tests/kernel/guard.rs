@@ -8,7 +8,7 @@ use crate::netns;
 use hostfw::desired::{self, Families, Options};
 use hostfw::explain::{Decision, RuleVerdict};
 use hostfw::finding::{Finding, FindingKind};
-use hostfw::guard::{self, parse_ssh_connection, SshSession};
+use hostfw::guard::{self, parse_ssh_connection, Observed, SshSession};
 use hostfw::model::PolicySet;
 use hostfw::policy::load_sources;
 use hostfw::resolve::HostInterfaces;
@@ -48,9 +48,10 @@ fn set(yaml: &str) -> PolicySet {
 
 /// The guard's findings, as every command and the daemon get them.
 fn findings(yaml: &str, sessions: &[SshSession]) -> Vec<Finding> {
+    let observed = Observed::from_sessions(sessions.to_vec());
     let options = Options {
         families: Families::Enabled,
-        guard: Some(sessions),
+        guard: Some(&observed),
     };
     let d = desired::compute(&set(yaml), NODE, &interfaces(), options).expect("render");
     d.guard_findings().cloned().collect()

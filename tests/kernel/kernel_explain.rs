@@ -488,7 +488,7 @@ fn differential(tag: &str, backend: &'static str, yaml: &str, seed: u64) {
         hostfw::desired::compute(&set, NODE, &ifaces, options).expect("render both families");
     let prepared = |family| {
         let rs = desired.ruleset(family).expect("family enabled").clone();
-        let ctx = explain::prepare(&desired.view, &rs).expect("context");
+        let ctx = desired.context(family).expect("family enabled").clone();
         (rs, ctx)
     };
     let v4_rendered = prepared(Family::V4);
@@ -508,8 +508,11 @@ fn differential(tag: &str, backend: &'static str, yaml: &str, seed: u64) {
             "unparsed rules: {:?}",
             live.unknown
         );
-        let mut ctx =
-            explain::Context::build(&desired.view, family, &live.ruleset).expect("context");
+        let own = desired.ruleset(family).expect("family enabled");
+        let mut ctx = desired
+            .context(family)
+            .expect("family enabled")
+            .for_evaluating(own, &live.ruleset);
         ctx.kernel_policies = live.policies;
         (live.ruleset, ctx)
     };
@@ -563,13 +566,12 @@ fn differential(tag: &str, backend: &'static str, yaml: &str, seed: u64) {
         let kernel = delivered.contains(&p.id);
         if kernel != e.verdict.passes() {
             wrong.push(format!(
-                "probe {} ({:?} from {:?}): kernel {}, explain {}\n{}",
+                "probe {} ({:?} from {:?}): kernel {}, explain {}\n{e}",
                 p.id,
                 p.proto,
                 p.from,
                 if kernel { "delivered" } else { "dropped" },
                 e.verdict.as_str(),
-                explain::render_text(&e)
             ));
         }
     }
@@ -688,7 +690,7 @@ kind: FelixConfiguration
 metadata: {name: default}
 spec:
   failsafeInboundHostPorts: []
-  failsafeOutboundHostPorts: [{protocol: udp, port: 53}]
+  failsafeOutboundHostPorts: [{protocol: UDP, port: 53}]
 ---
 apiVersion: projectcalico.org/v3
 kind: Tier

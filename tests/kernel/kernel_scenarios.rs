@@ -36,7 +36,7 @@ fn ip(s: &str) -> IpAddr {
 
 /// Collects (flow, expected, actual) and reports every mismatch at once.
 #[derive(Default)]
-struct Verdicts {
+pub(crate) struct Verdicts {
     rows: Vec<(String, bool, bool)>,
 }
 
@@ -44,7 +44,12 @@ impl Verdicts {
     /// Run `probe`. A flow expected to pass that did not is probed once more (a loaded machine
     /// can make one handshake miss the short timeout); a flow expected to be blocked is never
     /// retried, so a leak cannot hide.
-    fn check(&mut self, what: impl Into<String>, expected: bool, probe: impl Fn() -> bool) {
+    pub(crate) fn check(
+        &mut self,
+        what: impl Into<String>,
+        expected: bool,
+        probe: impl Fn() -> bool,
+    ) {
         let mut actual = probe();
         if expected && !actual {
             actual = probe();
@@ -52,7 +57,7 @@ impl Verdicts {
         self.rows.push((what.into(), expected, actual));
     }
 
-    fn assert(self, context: &str) {
+    pub(crate) fn assert(self, context: &str) {
         let bad: Vec<String> = self
             .rows
             .iter()
@@ -75,7 +80,11 @@ impl Verdicts {
 /// The common shape of a scenario: every flow of `probe` before apply (`applied = false`, all
 /// expectations must hold), then `apply`, then every flow again (`applied = true`), reported
 /// under `after`.
-fn around_apply<R>(probe: &impl Fn(&mut Verdicts, bool), apply: impl FnOnce() -> R, after: &str) {
+pub(crate) fn around_apply<R>(
+    probe: &impl Fn(&mut Verdicts, bool),
+    apply: impl FnOnce() -> R,
+    after: &str,
+) {
     let mut before = Verdicts::default();
     probe(&mut before, false);
     before.assert("before apply");
@@ -87,7 +96,7 @@ fn around_apply<R>(probe: &impl Fn(&mut Verdicts, bool), apply: impl FnOnce() ->
 
 // Per-file additions to the shared harness's scenario.
 impl Scenario {
-    fn apply(&self) -> HostfwRun {
+    pub(crate) fn apply(&self) -> HostfwRun {
         let run = self.run(&["apply"]);
         assert_eq!(run.code, 0, "apply failed: {run:?}");
         run
@@ -284,25 +293,25 @@ on_both_backends!(failsafe_empty);
 // ------------------------------------------------------------------------------------------
 // Router topologies: client — router (hostfw, HEP on its client side eth0) — server.
 
-const CLIENT4: &str = "198.51.100.2";
-const CLIENT6: &str = "2001:db8::2";
+pub(crate) const CLIENT4: &str = "198.51.100.2";
+pub(crate) const CLIENT6: &str = "2001:db8::2";
 const ROUTER_C4: &str = "198.51.100.1";
 const ROUTER_C6: &str = "2001:db8::1";
 const ROUTER_S4: &str = "203.0.113.1";
 const ROUTER_S6: &str = "2001:db8:1::1";
-const SERVER4: &str = "203.0.113.2";
-const SERVER6: &str = "2001:db8:1::2";
+pub(crate) const SERVER4: &str = "203.0.113.2";
+pub(crate) const SERVER6: &str = "2001:db8:1::2";
 
-struct Router {
-    client: Netns,
-    router: Netns,
-    server: Netns,
+pub(crate) struct Router {
+    pub(crate) client: Netns,
+    pub(crate) router: Netns,
+    pub(crate) server: Netns,
     work: Workdir,
     backend: &'static str,
 }
 
 impl Router {
-    fn new(tag: &str, backend: &'static str, yaml: &str) -> Router {
+    pub(crate) fn new(tag: &str, backend: &'static str, yaml: &str) -> Router {
         let client = Netns::new(&format!("{tag}-{backend}-c"));
         let router = Netns::new(&format!("{tag}-{backend}-r"));
         let server = Netns::new(&format!("{tag}-{backend}-s"));
@@ -337,7 +346,7 @@ impl Router {
         }
     }
 
-    fn apply(&self) {
+    pub(crate) fn apply(&self) {
         let run = hostfw(&self.router, &self.work, NODE, self.backend, &["apply"]);
         assert_eq!(run.code, 0, "apply failed: {run:?}");
     }

@@ -1,16 +1,27 @@
 //! Real-kernel tests in network namespaces (root; under CI=true they fail when they cannot run):
 //! dataplane, scenarios with real packets, daemon, confirm, guard, explain against live counters,
+//! the demo script, the shipped examples with cold IPv6 neighbour caches, the unit's reload script,
 //! and the etcd datastore (a real etcd in a namespace; a fleet of hosts sharing it).
 
+mod attacks_confirm;
+mod attacks_dataplane;
+mod attacks_local_users;
+mod attacks_lockout;
+mod attacks_policy;
 mod confirm;
 mod daemon_netns;
+mod demo_script;
 mod etcd;
 mod etcd_datastore;
 mod etcd_fleet;
+mod examples_nd;
+mod felix_fidelity;
+mod felix_takeover;
 mod guard;
 mod kernel_dataplane;
 mod kernel_explain;
 mod kernel_lifecycle;
 mod kernel_scenarios;
 mod netns;
+mod reload_script;
 mod ruleset_kernel;

@@ -636,22 +636,29 @@ pub fn restore(ns: &Netns, backend: &str, v6: bool, input: &str) {
         "{}-{backend}-restore",
         if v6 { "ip6tables" } else { "iptables" }
     );
+    feed(ns, &[&tool, "--noflush"], input);
+}
+
+/// Run `argv` inside `ns` with `stdin` as its input, panicking with its stderr (and the input)
+/// when it fails.
+pub fn feed(ns: &Netns, argv: &[&str], stdin: &str) {
     let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, &tool, "--noflush"])
+        .args(["netns", "exec", &ns.name])
+        .args(argv)
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("spawn restore");
+        .unwrap_or_else(|e| panic!("spawn {argv:?}: {e}"));
     child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write restore input");
-    let out = child.wait_with_output().expect("restore");
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
     assert!(
         out.status.success(),
-        "{tool} failed: {}\n{input}",
+        "{argv:?} failed: {}\n{stdin}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -1,5 +1,6 @@
 //! `hostfw status` on the built binary: exit codes and messages for a missing status file, a
-//! stale one (its writer is gone), and a live one; text and JSON output.
+//! stale one (its writer is gone), and a live one (0 when ok, 1 when degraded); text and JSON
+//! output.
 
 use std::fs;
 use std::path::Path;
@@ -7,9 +8,13 @@ use std::process::{Command, Output};
 
 /// A status file; `backend` null keeps `hostfw status` from reading this host's kernel counters.
 fn status_json(pid: u32) -> String {
+    status_json_in(pid, "degraded")
+}
+
+fn status_json_in(pid: u32, state: &str) -> String {
     format!(
         r#"{{
-  "state": "degraded",
+  "state": "{state}",
   "node": "host-a",
   "backend": null,
   "pid": {pid},
@@ -74,20 +79,41 @@ fn stale_status_is_printed_but_exits_2() {
     );
 }
 
-#[test]
-fn live_status_exits_0_with_json() {
-    // A live process whose name starts with "hostfw", as the daemon's does.
+/// `hostfw status` against a status file in `state` written by a live process whose name starts
+/// with "hostfw", as the daemon's does.
+fn live_status(state: &str, json: bool) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("hostfw-sleeper");
     // A symlink, not a copy: the kernel names the process after the path it was started by,
     // and writing a fresh executable races with other tests' forks (ETXTBSY).
     std::os::unix::fs::symlink("/bin/sleep", &fake).unwrap();
     let mut sleeper = Command::new(&fake).arg("30").spawn().unwrap();
-    fs::write(dir.path().join("status.json"), status_json(sleeper.id())).unwrap();
-    let out = status_cmd(dir.path(), true);
+    fs::write(
+        dir.path().join("status.json"),
+        status_json_in(sleeper.id(), state),
+    )
+    .unwrap();
+    let out = status_cmd(dir.path(), json);
     let _ = sleeper.kill();
     let _ = sleeper.wait();
+    out
+}
+
+#[test]
+fn live_ok_status_exits_0() {
+    let out = live_status("ok", false);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn live_degraded_status_exits_1_with_json() {
+    let out = live_status("degraded", true);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("degraded"),
+        "{}",
+        text(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["running"], true);
     assert_eq!(v["state"], "degraded");

@@ -1,5 +1,7 @@
 //! The systemd unit: `systemd-analyze verify` accepts it without a single warning, and it says
-//! what docs/design.md ("Daemon", "Failure model") requires of it (notify type, reload by SIGHUP, ordering, hardening).
+//! what docs/design.md ("Daemon", "Failure model") requires of it (notify type, reload by SIGHUP
+//! through a script that waits for it, ordering, hardening, no restart without CAP_NET_ADMIN
+//! and a start limit that holds).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -36,7 +38,12 @@ fn install_root(unit: &str) -> tempfile::TempDir {
     let units = root.path().join("etc/systemd/system");
     fs::create_dir_all(&units).unwrap();
     fs::write(units.join("hostfw.service"), unit).unwrap();
-    for program in ["usr/sbin/hostfw", "bin/kill", "bin/touch"] {
+    for program in [
+        "usr/sbin/hostfw",
+        "usr/libexec/hostfw/hostfw-reload",
+        "bin/sh",
+        "bin/touch",
+    ] {
         let path = root.path().join(program);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, "#!/bin/sh\n").unwrap();
@@ -88,17 +95,24 @@ fn values(text: &str, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// The one value of `key`, which must appear exactly once.
+fn single(text: &str, key: &str) -> String {
+    let v = values(text, key);
+    assert_eq!(v.len(), 1, "{key}= should appear once, found {v:?}");
+    v[0].clone()
+}
+
 #[test]
 fn unit_has_the_required_settings() {
     let text = unit_text();
-    let one = |key: &str| {
-        let v = values(&text, key);
-        assert_eq!(v.len(), 1, "{key}= should appear once, found {v:?}");
-        v[0].clone()
-    };
+    let one = |key: &str| single(&text, key);
     assert_eq!(one("Type"), "notify");
     assert_eq!(one("ExecStart"), "/usr/sbin/hostfw run");
-    assert_eq!(one("ExecReload"), "/bin/kill -HUP $MAINPID");
+    // Synchronous reload: the script sends SIGHUP and waits for the daemon's status.
+    assert_eq!(
+        one("ExecReload"),
+        "/usr/libexec/hostfw/hostfw-reload $MAINPID"
+    );
     assert_eq!(one("Restart"), "on-failure");
     assert_eq!(one("Wants"), "network-pre.target");
     assert!(one("Before").split(' ').any(|u| u == "network-pre.target"));
@@ -116,5 +130,34 @@ fn unit_has_the_required_settings() {
     assert_eq!(
         one("RestrictAddressFamilies"),
         "AF_UNIX AF_NETLINK AF_INET AF_INET6"
+    );
+}
+
+/// Seconds of a systemd time span as this unit writes them ("60s", "2s").
+fn seconds(span: &str) -> u64 {
+    span.strip_suffix('s')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a span in seconds: {span:?}"))
+}
+
+#[test]
+fn unit_does_not_restart_without_net_admin_and_its_start_limit_holds() {
+    let text = unit_text();
+    let one = |key: &str| single(&text, key);
+    let code = hostfw::cmd::Exit::NoPrivilege.code().to_string();
+    assert!(
+        one("RestartPreventExitStatus")
+            .split_whitespace()
+            .any(|s| s == code),
+        "RestartPreventExitStatus= must list {code} (hostfw run without CAP_NET_ADMIN)"
+    );
+    // The limit only holds when StartLimitBurst restarts fit in StartLimitIntervalSec; with
+    // systemd's defaults (5 in 10 s) and RestartSec=2s they never do.
+    let burst: u64 = one("StartLimitBurst").parse().expect("a number");
+    let interval = seconds(&one("StartLimitIntervalSec"));
+    let delay = seconds(&one("RestartSec"));
+    assert!(
+        burst * delay < interval,
+        "{burst} restarts {delay} s apart do not fit in StartLimitIntervalSec={interval}s"
     );
 }

@@ -1,7 +1,8 @@
 //! `explain` over rendered rulesets: YAML → load → resolve → render → one packet. Each expected
 //! verdict and deciding rule is reasoned from Felix's semantics (felix/rules/static.go,
-//! felix/rules/policy.go, felix/rules/endpoints.go): conntrack first, failsafe before policy, tiers end in deny, no policy + no profile = deny,
-//! forwarded traffic allowed without forward policy, untracked allow accepted in raw.
+//! felix/rules/policy.go, felix/rules/endpoints.go): conntrack first, failsafe before policy,
+//! tiers end in deny, no policy + no profile = deny, forwarded traffic allowed without forward
+//! policy, untracked allow accepted in raw.
 
 use hostfw::explain::{self, ConnState, Decision, Direction, Packet, RuleVerdict, Verdict};
 use hostfw::policy::load_sources;
@@ -94,8 +95,10 @@ fn run(view: &NodeView, p: &P) -> explain::Explanation {
     } else {
         Family::V4
     };
-    let rs = hostfw::render::render(view, family).expect("render");
-    let ctx = explain::prepare(view, &rs).expect("context");
+    let (rs, provenance) = hostfw::render::render_with_provenance(view, family).expect("render");
+    let marks =
+        hostfw::render::marks::Marks::allocate(view.config.iptables_mark_mask).expect("mark mask");
+    let ctx = explain::Context::from_provenance(marks, provenance);
     explain::explain(&rs, &ctx, &p.0)
 }
 
@@ -116,10 +119,8 @@ fn check(view: &NodeView, rows: &[(&str, P, Verdict, Decision)]) {
         let e = run(view, p);
         if e.verdict != *verdict || e.decision != *decision {
             bad.push(format!(
-                "{what}: expected {verdict:?} by {decision:?}\n  got {:?} by {:?}\n{}",
-                e.verdict,
-                e.decision,
-                explain::render_text(&e)
+                "{what}: expected {verdict:?} by {decision:?}\n  got {:?} by {:?}\n{e}",
+                e.verdict, e.decision,
             ));
         }
     }
@@ -537,7 +538,7 @@ spec:
 fn json_and_text_name_the_policy_and_the_path() {
     let v = view(&format!("{WEB}{}", hep("a-eth0", "eth0", "{role: web}")));
     let e = run(&v, &P::tcp_in("198.51.100.2", 9090));
-    let text = explain::render_text(&e);
+    let text = e.to_string();
     assert!(text.contains("verdict:  DROP"), "{text}");
     assert!(
         text.contains("GlobalNetworkPolicy web (tier default), ingress rule 1: Deny"),

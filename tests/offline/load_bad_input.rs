@@ -38,12 +38,14 @@ fn has(diags: &[String], file: &Path, fragment: &str) -> bool {
         .any(|d| d.starts_with(&file) && d.contains(fragment))
 }
 
+/// A set without resources is refused (it would remove all protection), pointing at `flush`.
 #[test]
-fn empty_directory_is_valid() {
+fn empty_directory_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (valid, unreadable, diags) = check(&[dir.path().to_path_buf()]);
-    assert!(valid && !unreadable, "{diags:?}");
-    assert!(diags.is_empty());
+    assert!(!valid && !unreadable, "{diags:?}");
+    assert_eq!(diags.len(), 1);
+    assert!(diags[0].contains("hostfw flush"), "{diags:?}");
 }
 
 #[test]

@@ -51,7 +51,7 @@ apiVersion: projectcalico.org/v3
 kind: FelixConfiguration
 metadata: {name: default}
 spec:
-  failsafeInboundHostPorts: [{protocol: tcp, port: 22}]
+  failsafeInboundHostPorts: [{protocol: TCP, port: 22}]
   iptablesMarkMask: 0xffff0000
 "#;
 
@@ -94,7 +94,7 @@ fn all_six_kinds_load_into_the_typed_set() {
             .map(String::as_str),
         Some("yes-really")
     );
-    // The user's tier plus the implicit default tier, sorted by name.
+    // The user's tier plus the three built-in tiers, sorted by name.
     let tiers: Vec<(&str, Option<f64>)> = set
         .tiers
         .iter()
@@ -102,7 +102,12 @@ fn all_six_kinds_load_into_the_typed_set() {
         .collect();
     assert_eq!(
         tiers,
-        vec![("default", Some(1_000_000.0)), ("t1", Some(100.0))]
+        vec![
+            ("default", Some(1_000_000.0)),
+            ("kube-admin", Some(1_000.0)),
+            ("kube-baseline", Some(10_000_000.0)),
+            ("t1", Some(100.0))
+        ]
     );
     assert_eq!(set.tiers[1].default_action, TierAction::Pass);
     let fc = &set.felix_configs[0].spec;
@@ -191,5 +196,6 @@ fn empty_input_is_a_valid_empty_set() {
     let l = load_sources(&[]);
     let set = l.set.expect("valid");
     assert!(set.policies.is_empty() && set.host_endpoints.is_empty());
-    assert_eq!(set.tiers.len(), 1);
+    // default, kube-admin, kube-baseline.
+    assert_eq!(set.tiers.len(), 3);
 }

@@ -33,7 +33,7 @@ spec: {node: n1, interfaceName: "*", expectedIPs: [203.0.113.1], ports: [{name: 
 - apiVersion: projectcalico.org/v3
   kind: FelixConfiguration
   metadata: {name: default}
-  spec: {failsafeInboundHostPorts: [{protocol: tcp, port: 22, net: 198.51.100.0/24}], iptablesMarkMask: 0xffff0000, reportingInterval: 30s}
+  spec: {failsafeInboundHostPorts: [{protocol: TCP, port: 22, net: 198.51.100.0/24}], iptablesMarkMask: 0xffff0000, reportingInterval: 30s}
 "#;
 
 fn load(text: String) -> hostfw::policy::Loaded {

@@ -20,7 +20,7 @@ const PURE: &[(&str, &[&str])] = &[
     ("explain/sim.rs", &[]),
     ("daemon/timers.rs", &[]),
     // The spine: the caller reads the host (interfaces, SSH sessions) and passes it in.
-    ("desired.rs", &["crate::host", "observe_sessions"]),
+    ("desired.rs", &["crate::host", "guard::observe("]),
     ("finding.rs", &[]),
     // The etcd layout, push plan and datastore settings: the client and watch thread do I/O.
     ("source/etcd/layout.rs", &["etcd_client", "tokio"]),

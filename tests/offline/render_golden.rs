@@ -7,11 +7,11 @@
 use crate::golden_compare;
 
 use golden_compare::check;
-use hostfw::render::render;
+use hostfw::render::render_with_provenance;
 use hostfw::resolve::HostInterfaces;
 use hostfw::ruleset::ipset::sets_restore;
 use hostfw::ruleset::restore::ruleset_restore;
-use hostfw::ruleset::Family;
+use hostfw::ruleset::{Family, TableName};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -53,8 +53,9 @@ fn render_case(dir: &Path) -> [String; 3] {
         panic!("{}: invalid policies:\n{}", dir.display(), diags.join("\n"));
     };
     let view = hostfw::resolve::resolve(&set, node.trim(), &interfaces(dir));
-    let v4 = render(&view, Family::V4).expect("render v4");
-    let v6 = render(&view, Family::V6).expect("render v6");
+    // With provenance: the goldens prove it changes no byte of the restore text.
+    let (v4, _) = render_with_provenance(&view, Family::V4).expect("render v4");
+    let (v6, _) = render_with_provenance(&view, Family::V6).expect("render v6");
     let sets = sets_restore(v4.ipsets.values().chain(v6.ipsets.values()));
     [ruleset_restore(&v4), ruleset_restore(&v6), sets]
 }
@@ -226,7 +227,8 @@ fn render_command_prints_the_golden_text() {
         .expect("run hostfw");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(text.starts_with("create cali40s:"), "{text}");
+    assert!(text.starts_with("create cali40"), "{text}");
+    assert!(text.contains("create cali40s:"), "{text}");
     assert!(!text.contains("cali60"), "{text}");
     assert!(fs::read_to_string(dir.join(OUTPUTS[2]))
         .expect("golden")
@@ -251,21 +253,62 @@ fn render_command_rejects_invalid_input() {
     assert!(out.stdout.is_empty());
 }
 
+/// The NodeView of a case whose policies are valid.
+fn case_view(dir: &Path) -> hostfw::resolve::NodeView {
+    let node = fs::read_to_string(dir.join("node")).expect("node file");
+    let set = hostfw::policy::load_paths(&[dir.join("policies")])
+        .set
+        .expect("valid policies");
+    hostfw::resolve::resolve(&set, node.trim(), &interfaces(dir))
+}
+
+/// Provenance is never written: for every golden case the restore text and the `cali:` hashes
+/// of a render with provenance are those of a plain render (and the goldens pin both).
+#[test]
+fn provenance_changes_no_restore_text_or_hash() {
+    use hostfw::ruleset::hash::table_hashes;
+    let mut traced_rules = 0;
+    for dir in cases() {
+        let view = case_view(&dir);
+        for family in Family::ALL {
+            let plain = hostfw::render::render(&view, family).expect("render");
+            let (traced, provenance) = render_with_provenance(&view, family).expect("render");
+            traced_rules += provenance.entries().count();
+            assert_eq!(ruleset_restore(&traced), ruleset_restore(&plain));
+            for (a, b) in traced.tables.iter().zip(&plain.tables) {
+                assert_eq!(table_hashes(a), table_hashes(b), "{}", dir.display());
+            }
+        }
+    }
+    assert!(
+        traced_rules > 100,
+        "only {traced_rules} rules with an origin"
+    );
+}
+
 /// Invariants over every golden case and both families: each jump/goto target is a chain of
 /// the same table, every chain is reachable (nothing orphaned), every chain name fits in 28
-/// characters, and every set a rule matches on is in the ruleset's ipsets with the right family.
+/// characters, every set a rule matches on is in the ruleset's ipsets with the right family,
+/// and every rule origin in the provenance names a rule the ruleset has (API-rule origins only
+/// in chains a policy or profile owns).
 #[test]
 fn rendered_tables_are_closed_and_reachable() {
+    use hostfw::render::provenance::{Origin, OwnerKind};
     use hostfw::ruleset::{Action, Match};
     use std::collections::BTreeSet;
     for dir in cases() {
-        let node = fs::read_to_string(dir.join("node")).expect("node file");
-        let set = hostfw::policy::load_paths(&[dir.join("policies")])
-            .set
-            .expect("valid policies");
-        let view = hostfw::resolve::resolve(&set, node.trim(), &interfaces(&dir));
-        for family in [Family::V4, Family::V6] {
-            let rs = render(&view, family).expect("render");
+        let view = case_view(&dir);
+        for family in Family::ALL {
+            let (rs, provenance) = render_with_provenance(&view, family).expect("render");
+            for (table, chain, index, origin) in provenance.entries() {
+                let t = rs.tables.iter().find(|t| t.name == table).expect("table");
+                let rules = t.chains.get(chain).map_or(0, |c| c.rules.len());
+                assert!(index < rules, "{} {chain}[{index}]", dir.display());
+                if let Origin::ApiRule(_) = origin {
+                    let owner = provenance.owner(chain).expect("owned chain");
+                    assert!(!matches!(owner.kind, OwnerKind::Endpoint { .. }), "{chain}");
+                }
+            }
             for table in &rs.tables {
                 let mut targets: BTreeSet<&str> = BTreeSet::new();
                 let rules = table
@@ -290,9 +333,19 @@ fn rendered_tables_are_closed_and_reachable() {
                         }
                     }
                 }
+                // AssumeNeededOnEveryNode policies' filter chains exist unreferenced.
+                let forced: BTreeSet<String> = view
+                    .policies
+                    .values()
+                    .filter(|p| p.assume_needed_on_every_node && table.name == TableName::Filter)
+                    .flat_map(|p| ["pi", "po"].map(|d| format!("cali-{d}-gnp/{}", p.meta.name)))
+                    .collect();
                 for name in table.chains.keys() {
                     assert!(name.len() <= 28, "{name} too long");
-                    assert!(targets.contains(name.as_str()), "{name} unreachable");
+                    assert!(
+                        targets.contains(name.as_str()) || forced.contains(name),
+                        "{name} unreachable"
+                    );
                 }
             }
         }

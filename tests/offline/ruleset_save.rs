@@ -132,9 +132,13 @@ fn ipset_save_keeps_only_our_sets() {
     let live = parse_ipset_save(&fixture("ipset-save.txt")).unwrap();
     assert_eq!(
         live.sets.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["cali40s:fixture", "cali60n:ports", "cali60s:fixture"]
+        [
+            "cali40s:fixtureAAAAAAAAAAAAAAAA",
+            "cali60n:portsAAAAAAAAAAAAAAAAAA",
+            "cali60s:fixtureAAAAAAAAAAAAAAAA"
+        ]
     );
-    let v4 = &live.sets["cali40s:fixture"];
+    let v4 = &live.sets["cali40s:fixtureAAAAAAAAAAAAAAAA"];
     assert_eq!(v4.set_type, Some(IpsetType::HashNet));
     assert_eq!(v4.family, Some(Family::V4));
     assert_eq!(v4.max_elements, Some(1048576));
@@ -143,11 +147,11 @@ fn ipset_save_keeps_only_our_sets() {
         v4.members.iter().map(String::as_str).collect::<Vec<_>>(),
         ["198.51.100.0/24", "203.0.113.7"]
     );
-    let v6 = &live.sets["cali60s:fixture"];
+    let v6 = &live.sets["cali60s:fixtureAAAAAAAAAAAAAAAA"];
     assert_eq!(v6.family, Some(Family::V6));
     assert_eq!(v6.max_elements, Some(1000));
     assert!(v6.members.contains("2001:db8:1::5"));
-    let ports = &live.sets["cali60n:ports"];
+    let ports = &live.sets["cali60n:portsAAAAAAAAAAAAAAAAAA"];
     assert_eq!(ports.set_type, Some(IpsetType::HashIpPort));
     assert!(ports.members.contains("2001:db8::1,tcp:80"));
 }

@@ -7,7 +7,7 @@
 use crate::golden_compare;
 
 use golden_compare::{check, line_diff};
-use hostfw::cmd::show::{render_json, render_text};
+use hostfw::cmd::show::{format_json, format_text};
 use hostfw::resolve::{resolve, HostInterfaces};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -62,8 +62,8 @@ fn show_golden_scenarios() {
             continue;
         };
         let view = resolve(&set, node.trim(), &interfaces);
-        let json = render_json(&view) + "\n";
-        failures.extend(check(&dir.join("expected.txt"), &render_text(&view)));
+        let json = format_json(&view) + "\n";
+        failures.extend(check(&dir.join("expected.txt"), &format_text(&view)));
         failures.extend(check(&dir.join("expected.json"), &json));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

@@ -334,6 +334,8 @@ fn global_network_policy_spec_rules() {
         ("both types", gnp("{types: [Ingress, Egress]}"), Pass),
         ("egress only", gnp("{types: [Egress], egress: [{action: Allow}]}"), Pass),
         ("tier default", gnp("{tier: default}"), Pass),
+        ("tier kube-admin built in", gnp("{tier: kube-admin}"), Pass),
+        ("tier kube-baseline built in", gnp("{tier: kube-baseline}"), Pass),
         ("tier defined", format!("{tier}{}", gnp("{tier: security}")), Pass),
         ("dnt forward", gnp("{doNotTrack: true, applyOnForward: true, ingress: [{action: Deny}], egress: [{action: Deny}]}"), Pass),
         ("prednat forward ingress", gnp("{preDNAT: true, applyOnForward: true, ingress: [{action: Deny}]}"), Pass),
@@ -376,7 +378,10 @@ fn global_network_policy_spec_rules() {
         ("http", rule("{action: Allow, http: {methods: [GET]}}"), e("spec.ingress[0].http", "application-layer")),
         ("services", rule("{action: Allow, destination: {services: {name: a, namespace: b}}}"), e("spec.ingress[0].destination.services", "Kubernetes Services")),
         ("serviceAccounts", rule("{action: Allow, source: {serviceAccounts: {names: [a]}}}"), e("spec.ingress[0].source.serviceAccounts", "service account")),
-        ("rule namespaceSelector", rule("{action: Allow, source: {namespaceSelector: \"global()\"}}"), e("spec.ingress[0].source.namespaceSelector", "namespaces")),
+        ("rule namespaceSelector global", rule("{action: Allow, source: {namespaceSelector: \"global()\"}}"), Pass),
+        ("rule namespaceSelector global spaced", rule("{action: Allow, destination: {namespaceSelector: \" global() \", selector: \"a == 'b'\"}}"), Pass),
+        ("rule namespaceSelector all", rule("{action: Allow, source: {namespaceSelector: \"all()\"}}"), e("spec.ingress[0].source.namespaceSelector", "only `global()`")),
+        ("rule namespaceSelector global and more", rule("{action: Allow, source: {namespaceSelector: \"global() && has(a)\"}}"), e("spec.ingress[0].source.namespaceSelector", "only `global()`")),
         ("egress http", gnp("{egress: [{action: Allow, http: {paths: [{exact: /}]}}]}"), e("spec.egress[0].http", "application-layer")),
     ]);
 }
@@ -523,6 +528,12 @@ fn network_set_profile_and_tier_rules() {
         ("tier no order", tier("t1", "{}"), Pass),
         ("tier default ok", tier("default", "{order: 1000000}"), Pass),
         ("tier default order", tier("default", "{order: 5}"), e("spec.order", "fixed at 1000000")),
+        // v3.32 always has kube-admin (1,000) and kube-baseline (10,000,000); an omitted order
+        // is stored as 1,000,000 first, so their resources must spell the order out.
+        ("tier kube-admin ok", tier("kube-admin", "{order: 1000, defaultAction: Pass}"), Pass),
+        ("tier kube-admin no order", tier("kube-admin", "{defaultAction: Pass}"), e("spec.order", "fixed at 1000")),
+        ("tier kube-baseline ok", tier("kube-baseline", "{order: 10000000}"), Pass),
+        ("tier kube-baseline order", tier("kube-baseline", "{order: 1000000}"), e("spec.order", "fixed at 10000000")),
         ("tier action", tier("t1", "{defaultAction: Allow}"), e("spec.defaultAction", "Deny or Pass")),
         ("tier action case", tier("t1", "{defaultAction: pass}"), e("spec.defaultAction", "case-sensitive")),
         ("tier dotted name", tier("a.b", "{}"), e("metadata.name", "not a valid Tier name")),
@@ -534,7 +545,7 @@ fn network_set_profile_and_tier_rules() {
 fn felix_configuration_rules() {
     let f = |spec: &str| felix(spec);
     check_all(vec![
-        ("full", f("{failsafeInboundHostPorts: [{protocol: TCP, port: 22}, {protocol: udp, port: 68, net: 198.51.100.0/24}, {protocol: Tcp, port: 0, net: \"2001:db8::1\"}], failsafeOutboundHostPorts: [], defaultEndpointToHostAction: Accept, interfacePrefix: \"cali,tap\", iptablesMarkMask: 0xff000000, chainInsertMode: append, iptablesRefreshInterval: 90s, iptablesPostWriteCheckInterval: 1m30s, iptablesBackend: NFT, ipv6Support: false, iptablesFilterAllowAction: Return, iptablesMangleAllowAction: Accept, iptablesFilterDenyAction: Reject, logPrefix: \"calico-%t %k:/x_y\", logActionRateLimit: 10/second, logActionRateLimitBurst: 9999, disableConntrackInvalidCheck: true, maxIpsetSize: 1048576}"), Pass),
+        ("full", f("{failsafeInboundHostPorts: [{protocol: TCP, port: 22}, {protocol: UDP, port: 68, net: 198.51.100.0/24}, {protocol: TCP, port: 0, net: \"2001:db8::1\"}], failsafeOutboundHostPorts: [], defaultEndpointToHostAction: Accept, interfacePrefix: \"cali,tap\", iptablesMarkMask: 0xff000000, chainInsertMode: append, iptablesRefreshInterval: 90s, iptablesPostWriteCheckInterval: 1m30s, iptablesBackend: NFT, ipv6Support: false, iptablesFilterAllowAction: Return, iptablesMangleAllowAction: Accept, iptablesFilterDenyAction: Reject, logPrefix: \"calico-%t %k:/x_y\", logActionRateLimit: 10/second, logActionRateLimitBurst: 9999, disableConntrackInvalidCheck: true, maxIpsetSize: 1048576}"), Pass),
         ("node name", res("FelixConfiguration", "node.host-1", "{}"), Pass),
         ("other name", res("FelixConfiguration", "global", "{}"), e("metadata.name", "`default` or `node.<nodename>`")),
         ("node. empty", res("FelixConfiguration", "node.", "{}"), e("metadata.name", "not a valid name")),
@@ -559,16 +570,19 @@ fn felix_configuration_rules() {
         ("kubeNodePortRanges 8", f("{kubeNodePortRanges: [1, 2, 3, 4, 5, 6, 7, 8]}"), e("spec.kubeNodePortRanges", "more than 7")),
         ("kubeNodePortRanges named", f("{kubeNodePortRanges: [http]}"), e("spec.kubeNodePortRanges[0]", "not names")),
         // 60. Failsafe entries as Felix parses them.
-        ("failsafe sctp", f("{failsafeInboundHostPorts: [{protocol: SCTP, port: 22}]}"), e("spec.failsafeInboundHostPorts[0].protocol", "only TCP or UDP")),
+        ("failsafe sctp", f("{failsafeInboundHostPorts: [{protocol: SCTP, port: 22}]}"), e("spec.failsafeInboundHostPorts[0].protocol", "Felix's failsafe parser")),
+        // calicoctl v3.32.1 `validateProtoPort`: exactly TCP, UDP or SCTP.
+        ("failsafe lower case", f("{failsafeInboundHostPorts: [{protocol: tcp, port: 22}]}"), e("spec.failsafeInboundHostPorts[0].protocol", "requires upper case (TCP)")),
+        ("failsafe mixed case", f("{failsafeOutboundHostPorts: [{protocol: Udp, port: 53}]}"), e("spec.failsafeOutboundHostPorts[0].protocol", "requires upper case (UDP)")),
         ("failsafe no protocol", f("{failsafeInboundHostPorts: [{port: 22}]}"), e("spec.failsafeInboundHostPorts[0].protocol", "required")),
-        ("failsafe empty protocol", f("{failsafeOutboundHostPorts: [{protocol: \"\", port: 22}]}"), e("spec.failsafeOutboundHostPorts[0].protocol", "only TCP or UDP")),
+        ("failsafe empty protocol", f("{failsafeOutboundHostPorts: [{protocol: \"\", port: 22}]}"), e("spec.failsafeOutboundHostPorts[0].protocol", "must be TCP or UDP")),
         ("failsafe port big", f("{failsafeInboundHostPorts: [{protocol: TCP, port: 65536}]}"), e("spec.failsafeInboundHostPorts[0].port", "out of range")),
         ("failsafe port negative", f("{failsafeInboundHostPorts: [{protocol: TCP, port: -1}]}"), e("spec.failsafeInboundHostPorts[0].port", "out of range")),
         ("failsafe no port", f("{failsafeInboundHostPorts: [{protocol: TCP}]}"), e("spec.failsafeInboundHostPorts[0].port", "required")),
         ("failsafe net bad", f("{failsafeInboundHostPorts: [{protocol: TCP, port: 22, net: somewhere}]}"), e("spec.failsafeInboundHostPorts[0].net", "neither a CIDR nor an IP")),
         ("failsafe env syntax", f("{failsafeInboundHostPorts: [\"tcp:22\"]}"), e("spec.failsafeInboundHostPorts[0]", "environment variables")),
         ("failsafe none", f("{failsafeInboundHostPorts: none}"), e("spec.failsafeInboundHostPorts", "expected a list")),
-        ("failsafe second", f("{failsafeOutboundHostPorts: [{protocol: UDP, port: 53}, {protocol: ICMP, port: 1}]}"), e("spec.failsafeOutboundHostPorts[1].protocol", "only TCP or UDP")),
+        ("failsafe second", f("{failsafeOutboundHostPorts: [{protocol: UDP, port: 53}, {protocol: ICMP, port: 1}]}"), e("spec.failsafeOutboundHostPorts[1].protocol", "must be TCP or UDP")),
         // 61. Durations.
         ("duration no unit", f("{iptablesRefreshInterval: 10}"), e("spec.iptablesRefreshInterval", "no unit")),
         ("duration days", f("{iptablesRefreshInterval: 1d}"), e("spec.iptablesRefreshInterval", "not a valid duration")),
@@ -713,6 +727,26 @@ fn types_defaulting_follows_calico() {
         (false, true)
     );
     assert_eq!(types("{types: [Ingress, Egress]}"), (true, true));
+}
+
+#[test]
+fn namespace_selector_global_becomes_felix_selector() {
+    // libcalico-go/lib/backend/syncersv1/updateprocessors/rules.go: global() selects what has
+    // no namespace label, and is joined to the entity's selector as `(ns) && (sel)`.
+    let l = load_files(&[(
+        "a.yaml",
+        &rule("{action: Allow, source: {namespaceSelector: \"global()\"}, destination: {namespaceSelector: global(), selector: \"role == 'db'\"}}"),
+    )]);
+    let r = &l.set.expect("valid").policies[0].ingress[0];
+    let canonical = |e: &hostfw::model::EntityRule| e.selector.as_ref().map(|s| s.canonical());
+    assert_eq!(
+        canonical(&r.source).as_deref(),
+        Some("!has(projectcalico.org/namespace)")
+    );
+    assert_eq!(
+        canonical(&r.destination).as_deref(),
+        Some("(!has(projectcalico.org/namespace) && role == \"db\")")
+    );
 }
 
 #[test]

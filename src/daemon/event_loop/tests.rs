@@ -71,6 +71,8 @@ impl Waiter for FakeWaiter {
 #[derive(Default)]
 struct EngineLog {
     calls: Vec<(Duration, &'static str)>,
+    /// Per reconcile, in order: whether it read the kernel afresh.
+    fresh_reads: Vec<bool>,
 }
 
 impl EngineLog {
@@ -127,8 +129,9 @@ impl Engine for FakeEngine {
         self.interfaces.pop_front().unwrap_or(false)
     }
 
-    fn reconcile(&mut self, _fresh_read: bool) -> Result<ApplyReport, EngineError> {
+    fn reconcile(&mut self, fresh_read: bool) -> Result<ApplyReport, EngineError> {
         self.record("reconcile");
+        self.log.borrow_mut().fresh_reads.push(fresh_read);
         self.reconciles
             .pop_front()
             .unwrap_or_else(|| self.reconcile_default.clone())
@@ -345,15 +348,15 @@ fn stop_leaves_kernel_alone_and_exits_cleanly() {
 #[test]
 fn debounce_coalesces_a_burst_into_one_reload() {
     let run = Setup::new(vec![valid_quiet("aaaa"), valid_quiet("bbbb")])
-        .at(10 * SEC, Event::PolicyChanged { settled: false })
-        .at(10 * SEC + 30 * MS, Event::PolicyChanged { settled: false })
-        .at(10 * SEC + 60 * MS, Event::PolicyChanged { settled: false })
-        .at(10 * SEC + 90 * MS, Event::PolicyChanged { settled: false })
+        .at(10 * SEC, Event::PolicyChanged { settled: true })
+        .at(10 * SEC + 20 * MS, Event::PolicyChanged { settled: true })
+        .at(10 * SEC + 40 * MS, Event::PolicyChanged { settled: true })
+        .at(10 * SEC + 60 * MS, Event::PolicyChanged { settled: true })
         .at(20 * SEC, Event::Stop)
         .run();
     let log = run.engine.borrow();
-    // One load at start, one 100 ms after the last event of the burst.
-    assert_eq!(log.times("load"), vec![Duration::ZERO, 10 * SEC + 190 * MS]);
+    // One load at start, one 25 ms after the last event of the burst.
+    assert_eq!(log.times("load"), vec![Duration::ZERO, 10 * SEC + 85 * MS]);
     assert_eq!(log.count("reconcile"), 2);
     assert_eq!(run.last_status().policy.unwrap().generation, 2);
 }
@@ -369,6 +372,33 @@ fn a_finished_write_reloads_after_the_short_quiet() {
     assert_eq!(
         run.engine.borrow().times("load"),
         vec![Duration::ZERO, 10 * SEC + 35 * MS]
+    );
+}
+
+#[test]
+fn a_file_still_being_written_is_read_once_closed_however_long_that_takes() {
+    let run = Setup::new(vec![valid_quiet("aaaa"), valid_quiet("bbbb")])
+        // Created at 10 s, closed 3 s later: past debounce_max, within writer_wait. Nothing is
+        // read in between; the close is read at once (the burst's debounce_max is long over).
+        .at(10 * SEC, Event::PolicyChanged { settled: false })
+        .at(13 * SEC, Event::PolicyChanged { settled: true })
+        .at(20 * SEC, Event::Stop)
+        .run();
+    assert_eq!(
+        run.engine.borrow().times("load"),
+        vec![Duration::ZERO, 13 * SEC]
+    );
+}
+
+#[test]
+fn a_writer_that_never_closes_is_read_after_writer_wait() {
+    let run = Setup::new(vec![valid_quiet("aaaa"), valid_quiet("bbbb")])
+        .at(10 * SEC, Event::PolicyChanged { settled: false })
+        .at(20 * SEC, Event::Stop)
+        .run();
+    assert_eq!(
+        run.engine.borrow().times("load"),
+        vec![Duration::ZERO, 15 * SEC]
     );
 }
 
@@ -412,7 +442,7 @@ fn invalid_change_keeps_last_good_and_records_diagnostics() {
         invalid("10-web.yaml"),
         valid_quiet("cccc"),
     ])
-    .at(10 * SEC, Event::PolicyChanged { settled: false })
+    .at(10 * SEC, Event::PolicyChanged { settled: true })
     .at(15 * SEC, Event::Stop)
     .run();
     let statuses = run.published.borrow().statuses.clone();
@@ -440,8 +470,8 @@ fn invalid_change_is_retried_on_the_next_change() {
         invalid("10-web.yaml"),
         valid_quiet("cccc"),
     ])
-    .at(10 * SEC, Event::PolicyChanged { settled: false })
-    .at(12 * SEC, Event::PolicyChanged { settled: false })
+    .at(10 * SEC, Event::PolicyChanged { settled: true })
+    .at(12 * SEC, Event::PolicyChanged { settled: true })
     .at(15 * SEC, Event::Stop)
     .run();
     let last = run.last_status();
@@ -463,6 +493,36 @@ fn unchanged_reload_verifies_without_new_generation() {
         .run();
     assert_eq!(run.engine.borrow().count("reconcile"), 2);
     assert_eq!(run.engine.borrow().count("save-last-good"), 1);
+    assert_eq!(run.last_status().policy.unwrap().generation, 1);
+}
+
+#[test]
+fn rejection_keeps_rules_only_once_some_are_in_force() {
+    assert_eq!(
+        rejection(2, true),
+        "policy directory is invalid (2 error(s)); keeping the rules in force"
+    );
+    // At boot nothing has been applied: no claim about rules in force.
+    assert_eq!(
+        rejection(1, false),
+        "policy directory is invalid (1 error(s)); nothing of it is applied"
+    );
+}
+
+#[test]
+fn sighup_rereads_the_kernel_valid_or_not() {
+    // Start (planned from nothing cached: not a re-read), SIGHUP with the same set, SIGHUP with
+    // an invalid directory: both SIGHUPs reconcile against a fresh read of the kernel.
+    let run = Setup::new(vec![
+        valid_quiet("aaaa"),
+        valid_quiet("aaaa"),
+        invalid("10-web.yaml"),
+    ])
+    .at(10 * SEC, Event::Reload)
+    .at(20 * SEC, Event::Reload)
+    .at(30 * SEC, Event::Stop)
+    .run();
+    assert_eq!(run.engine.borrow().fresh_reads, vec![false, true, true]);
     assert_eq!(run.last_status().policy.unwrap().generation, 1);
 }
 

@@ -645,8 +645,11 @@ fn failsafe_list(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<Vec<Fai
     (ctx.errors == before).then_some(out)
 }
 
-/// One failsafe entry as Felix parses it: protocol TCP or UDP in any case (Felix lowercases it),
-/// port 0-65535, optional net (CIDR or IP, normalised to its network).
+/// One failsafe entry as calicoctl v3.32.1 validates it (`validateProtoPort` in
+/// libcalico-go/lib/validator/v3/validator.go): protocol exactly `TCP` or `UDP` (upper case; SCTP,
+/// which calicoctl also accepts, is refused because Felix's failsafe parser,
+/// felix/config/param_types.go, knows only tcp and udp), port
+/// 0-65535, optional net (CIDR or IP, normalised to its network).
 fn failsafe(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<FailsafePort> {
     if let Some(s) = node.as_scalar() {
         ctx.error(
@@ -667,20 +670,38 @@ fn failsafe(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<FailsafePort
             ctx.error(
                 node,
                 &pp,
-                "protocol is required (TCP or UDP); Felix rejects an entry without one",
+                "protocol is required (TCP or UDP); calicoctl rejects an entry without one",
             );
             None
         }
-        Some(n) => string(ctx, n, &pp).and_then(|s| {
-            if s.eq_ignore_ascii_case("tcp") {
-                Some(FailsafeProtocol::Tcp)
-            } else if s.eq_ignore_ascii_case("udp") {
-                Some(FailsafeProtocol::Udp)
-            } else {
+        Some(n) => string(ctx, n, &pp).and_then(|s| match s {
+            "TCP" => Some(FailsafeProtocol::Tcp),
+            "UDP" => Some(FailsafeProtocol::Udp),
+            "SCTP" => {
                 ctx.error(
                     n,
                     &pp,
-                    format!("failsafe protocol `{s}` is invalid: Felix accepts only TCP or UDP"),
+                    "failsafe protocol SCTP is refused: calicoctl accepts it but Felix's failsafe \
+                     parser does not, so the entry would never take effect",
+                );
+                None
+            }
+            _ if s.eq_ignore_ascii_case("tcp") || s.eq_ignore_ascii_case("udp") => {
+                ctx.error(
+                    n,
+                    &pp,
+                    format!(
+                        "failsafe protocol `{s}` is invalid: calicoctl requires upper case ({})",
+                        s.to_ascii_uppercase()
+                    ),
+                );
+                None
+            }
+            _ => {
+                ctx.error(
+                    n,
+                    &pp,
+                    format!("failsafe protocol `{s}` is invalid: it must be TCP or UDP"),
                 );
                 None
             }

@@ -13,8 +13,8 @@ use crate::diag::Diagnostic;
 use crate::model::selector::Selector;
 use crate::model::{
     EndpointPort, GlobalNetworkPolicy, GlobalNetworkSet, HostEndpoint, InterfaceName, Labels, Meta,
-    Origin, PolicySet, PolicyTypes, Profile, Protocol, Tier, TierAction, DEFAULT_ALLOW_PROFILE,
-    DEFAULT_TIER, DEFAULT_TIER_ORDER,
+    Origin, PolicySet, PolicyTypes, Profile, Protocol, Tier, TierAction, BUILT_IN_PASS_TIERS,
+    DEFAULT_ALLOW_PROFILE, DEFAULT_TIER, DEFAULT_TIER_ORDER,
 };
 use crate::policy::parse::{Node, RawResource, API_VERSION};
 use ipnet::IpNet;
@@ -214,8 +214,9 @@ impl Validator {
                 }
             }
             "Tier" => {
-                let is_default = meta.as_ref().is_some_and(|m| m.name == DEFAULT_TIER);
-                if let (Some(t), Some(meta)) = (tier(&mut ctx, spec, &spath, is_default), meta) {
+                let fixed_order = meta.as_ref().and_then(|m| fixed_tier_order(&m.name));
+                let t = tier(&mut ctx, node, spec, &spath, fixed_order);
+                if let (Some(t), Some(meta)) = (t, meta) {
                     set.tiers.push(Tier { meta, ..t });
                 }
             }
@@ -271,15 +272,24 @@ impl Validator {
     /// Cross-resource checks (tiers that must exist), the implicit default tier, and the set
     /// with every Vec sorted by name.
     pub fn finish(mut self) -> (PolicySet, Vec<Diagnostic>) {
-        if !self.set.tiers.iter().any(|t| t.meta.name == DEFAULT_TIER) {
-            self.set.tiers.push(Tier {
-                meta: Meta {
-                    name: DEFAULT_TIER.to_string(),
-                    ..empty_meta()
-                },
-                order: Some(DEFAULT_TIER_ORDER),
-                default_action: TierAction::Deny,
-            });
+        let built_in = [(DEFAULT_TIER, DEFAULT_TIER_ORDER, TierAction::Deny)]
+            .into_iter()
+            .chain(
+                BUILT_IN_PASS_TIERS
+                    .iter()
+                    .map(|&(name, order)| (name, order, TierAction::Pass)),
+            );
+        for (name, order, default_action) in built_in {
+            if !self.set.tiers.iter().any(|t| t.meta.name == name) {
+                self.set.tiers.push(Tier {
+                    meta: Meta {
+                        name: name.to_string(),
+                        ..empty_meta()
+                    },
+                    order: Some(order),
+                    default_action,
+                });
+            }
         }
         for (tier, diag) in self.tier_refs {
             if !self.set.tiers.iter().any(|t| t.meta.name == tier) {
@@ -813,17 +823,18 @@ fn policy(
             }
         }
     }
+    let mut assume_needed_on_every_node = false;
     if let Some(n) = f.get("performanceHints") {
         let p = path.field("performanceHints");
         if let Some(items) = list(ctx, n, &p) {
-            let mut seen = false;
+            let seen = &mut assume_needed_on_every_node;
             for (i, item) in items.iter().enumerate() {
                 let ip = p.index(i);
                 match string(ctx, item, &ip) {
-                    Some("AssumeNeededOnEveryNode") if seen => {
+                    Some("AssumeNeededOnEveryNode") if *seen => {
                         ctx.error(item, &ip, "AssumeNeededOnEveryNode is listed twice")
                     }
-                    Some("AssumeNeededOnEveryNode") => seen = true,
+                    Some("AssumeNeededOnEveryNode") => *seen = true,
                     Some(other) => ctx.error(
                         item,
                         &ip,
@@ -848,6 +859,7 @@ fn policy(
         do_not_track,
         pre_dnat,
         apply_on_forward,
+        assume_needed_on_every_node,
     })
 }
 
@@ -912,22 +924,36 @@ fn profile(ctx: &mut Ctx, spec: Option<&Node>, path: &FieldPath) -> Option<Profi
 
 const TIER: Schema<'static> = Schema::of(&["order", "defaultAction"]);
 
-fn tier(ctx: &mut Ctx, spec: Option<&Node>, path: &FieldPath, is_default: bool) -> Option<Tier> {
+/// The order calicoctl v3.32.1 requires of a built-in tier's resource, None for other tiers.
+fn fixed_tier_order(name: &str) -> Option<f64> {
+    if name == DEFAULT_TIER {
+        return Some(DEFAULT_TIER_ORDER);
+    }
+    BUILT_IN_PASS_TIERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, order)| order)
+}
+
+/// A Tier's spec. An omitted order is 1,000,000, as calicoctl v3.32.1 stores it
+/// (`DefaultTierFields` in libcalico-go/lib/resources/tier.go) before validating, so a built-in
+/// tier other than `default` must give its order (`fixed_order`) explicitly.
+fn tier(
+    ctx: &mut Ctx,
+    resource: &Node,
+    spec: Option<&Node>,
+    path: &FieldPath,
+    fixed_order: Option<f64>,
+) -> Option<Tier> {
     let before = ctx.errors;
     let mut order = None;
     let mut default_action = TierAction::Deny;
+    let mut order_at = spec.unwrap_or(resource);
     if let Some(spec) = spec {
         let f = fields(ctx, spec, path, &TIER)?;
         if let Some(n) = f.get("order") {
-            let p = path.field("order");
-            order = number(ctx, n, &p);
-            if is_default && order.is_some_and(|o| o != DEFAULT_TIER_ORDER) {
-                ctx.error(
-                    n,
-                    &p,
-                    format!("the default tier's order is fixed at {DEFAULT_TIER_ORDER}"),
-                );
-            }
+            order = number(ctx, n, &path.field("order"));
+            order_at = n;
         }
         if let Some(n) = f.get("defaultAction") {
             let p = path.field("defaultAction");
@@ -945,12 +971,17 @@ fn tier(ctx: &mut Ctx, spec: Option<&Node>, path: &FieldPath, is_default: bool) 
             }
         }
     }
-    if is_default && order.is_none() {
-        order = Some(DEFAULT_TIER_ORDER);
+    let order = order.unwrap_or(DEFAULT_TIER_ORDER);
+    if let Some(fixed) = fixed_order.filter(|&f| f != order) {
+        ctx.error(
+            order_at,
+            &path.field("order"),
+            format!("this built-in tier's order is fixed at {fixed}"),
+        );
     }
     (ctx.errors == before).then(|| Tier {
         meta: empty_meta(),
-        order,
+        order: Some(order),
         default_action,
     })
 }

@@ -6,7 +6,7 @@ use super::names::{
 };
 use super::reader::{fields, integer, list, parse_int, string, string_map, Ctx, FieldPath, Schema};
 use crate::diag::Severity;
-use crate::model::selector::Selector;
+use crate::model::selector::{Selector, SelectorError};
 use crate::model::{EntityRule, IcmpMatch, IpVersion, Labels, Port, Protocol, Rule, RuleAction};
 use crate::policy::parse::Node;
 use ipnet::IpNet;
@@ -367,6 +367,19 @@ pub(crate) fn selector(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<O
     }
 }
 
+/// The selector Calico gives a rule entity with `namespaceSelector: global()`
+/// (libcalico-go/lib/backend/syncersv1/updateprocessors/rules.go `getEndpointSelector`):
+/// `!has(projectcalico.org/namespace)` — host endpoints and global network sets only — joined
+/// to the entity's own selector as `(ns) && (selector)`.
+fn global_only(selector: Option<&Selector>) -> Result<Selector, SelectorError> {
+    const NOT_NAMESPACED: &str = "!has(projectcalico.org/namespace)";
+    let text = match selector {
+        Some(s) => format!("({NOT_NAMESPACED}) && ({})", s.source()),
+        None => NOT_NAMESPACED.to_string(),
+    };
+    Selector::parse(&text)
+}
+
 fn entity(
     ctx: &mut Ctx,
     node: &Node,
@@ -443,13 +456,22 @@ fn entity(
     }
     if let Some(n) = f.get("namespaceSelector") {
         let p = path.field("namespaceSelector");
-        if string(ctx, n, &p).is_some_and(|s| !s.trim().is_empty()) {
-            ctx.error(
+        match string(ctx, n, &p) {
+            Some(s) if s.trim().is_empty() => {}
+            Some(s) if Selector::parse(s).is_ok_and(|sel| sel.is_global()) => {
+                match global_only(out.selector.as_ref()) {
+                    Ok(sel) => out.selector = Some(sel),
+                    Err(e) => ctx.error(n, &p, format!("cannot combine with the selector: {e}")),
+                }
+            }
+            Some(_) => ctx.error(
                 n,
                 &p,
                 "namespaceSelector selects Kubernetes namespaces; host endpoints and global \
-                 network sets have none, so hostfw rejects it rather than guess",
-            );
+                 network sets have none, so hostfw accepts only `global()` (which selects \
+                 exactly them) rather than guess",
+            ),
+            None => {}
         }
     }
     if let Some(n) = f.get("serviceAccounts") {

@@ -1,0 +1,113 @@
+//! The only reader of which TCP ports sshd listens on, for the lockout guard: the listening
+//! sockets of `/proc/net/tcp{,6}` (this thread's network namespace) whose inode a process named
+//! `sshd` holds open (`/proc/<pid>/fd/* -> socket:[inode]`). No shell, no `sshd -T`; reading
+//! other processes' fds needs root, and without it (or without sshd) the answer is empty and
+//! the guard falls back to port 22. The parsers are pure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// `st` of a listening socket in `/proc/net/tcp`.
+const LISTEN: &str = "0A";
+
+/// Local port by socket inode, for the listening sockets in `/proc/net/tcp{,6}` text.
+pub fn listening_sockets(text: &str) -> BTreeMap<u64, u16> {
+    let mut out = BTreeMap::new();
+    for line in text.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(state), Some(inode)) = (fields.get(1), fields.get(3), fields.get(9))
+        else {
+            continue;
+        };
+        if *state != LISTEN {
+            continue;
+        }
+        let port = local
+            .rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+        if let (Some(port), Ok(inode)) = (port, inode.parse::<u64>()) {
+            out.insert(inode, port);
+        }
+    }
+    out
+}
+
+/// The inode of a `socket:[N]` fd link target.
+pub fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// The ports sshd listens on in this network namespace (empty when none is found).
+pub fn listening_ports() -> BTreeSet<u16> {
+    let net = if Path::new("/proc/thread-self/net").exists() {
+        Path::new("/proc/thread-self/net")
+    } else {
+        Path::new("/proc/net")
+    };
+    let mut sockets = BTreeMap::new();
+    for file in ["tcp", "tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(net.join(file)) {
+            sockets.extend(listening_sockets(&text));
+        }
+    }
+    if sockets.is_empty() {
+        return BTreeSet::new();
+    }
+    let mut ports = BTreeSet::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return ports;
+    };
+    for entry in procs.flatten() {
+        let pid = entry.path();
+        let is_sshd =
+            std::fs::read_to_string(pid.join("comm")).is_ok_and(|comm| comm.trim_end() == "sshd");
+        if !is_sshd {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(pid.join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let inode = std::fs::read_link(fd.path())
+                .ok()
+                .and_then(|t| socket_inode(&t.to_string_lossy()));
+            if let Some(port) = inode.and_then(|i| sockets.get(&i)) {
+                ports.insert(*port);
+            }
+        }
+    }
+    ports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_sockets_by_inode() {
+        // A listener on 0.0.0.0:2222 (0x08AE), an established session, a listener on :::22.
+        let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                  0: 00000000:08AE 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0\n\
+                  1: 0100007F:08AE 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0000000000000000 20 4 30 10 -1\n";
+        let v6 = "  sl  local_address remote_address st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                  0: 00000000000000000000000000000000:0016 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 77 1 0000000000000000 100 0 0 10 0\n";
+        assert_eq!(
+            listening_sockets(v4),
+            [(4242, 2222)].into_iter().collect::<BTreeMap<_, _>>()
+        );
+        assert_eq!(
+            listening_sockets(v6),
+            [(77, 22)].into_iter().collect::<BTreeMap<_, _>>()
+        );
+    }
+
+    #[test]
+    fn socket_links() {
+        assert_eq!(socket_inode("socket:[4242]"), Some(4242));
+        assert_eq!(socket_inode("pipe:[4242]"), None);
+        assert_eq!(socket_inode("/dev/null"), None);
+    }
+}

@@ -1,0 +1,451 @@
+//! Attacks on the dataplane path, each against the real kernel on both backends (docs/design.md,
+//! "Ownership" and "Failure model"): a table write failing after an earlier table of the same
+//! pass was committed, user ipsets named like ours, a user chain jumping into a chain hostfw is
+//! removing, a foreign comment holding a newline, a rule of ours replaced under its own hash, an
+//! `iptables-save` that exits 0 and prints nothing, and restore flags the backend ignores.
+//! Faults are injected with wrapper binaries first in PATH.
+
+use crate::netns;
+
+use netns::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+const NODE: &str = SCENARIO_NODE;
+
+fn tool(v6: bool, backend: &str, verb: &str) -> String {
+    format!(
+        "{}-{backend}-{verb}",
+        if v6 { "ip6tables" } else { "iptables" }
+    )
+}
+
+/// The real binary `name` from PATH (before any wrapper directory is prepended).
+fn real(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| panic!("{name} not in PATH"))
+}
+
+/// A wrapper script `dir/name` running `body` (sh); `$REAL` is the real tool.
+fn wrapper(dir: &Path, name: &str, body: &str) {
+    let path = dir.join(name);
+    let script = format!("#!/bin/sh\nREAL={}\n{body}\n", real(name).display());
+    std::fs::write(&path, script).expect("write wrapper");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// Restore wrappers (both families) that refuse any input for `table` and pass the rest on.
+fn restores_failing_at(dir: &Path, backend: &str, table: &str) {
+    for v6 in [false, true] {
+        wrapper(
+            dir,
+            &tool(v6, backend, "restore"),
+            &format!(
+                "input=$(cat)\ncase \"$input\" in\n\"*{table}\"*) echo \"injected failure at {table}\" >&2; exit 1;;\nesac\nprintf '%s\\n' \"$input\" | exec \"$REAL\" \"$@\""
+            ),
+        );
+    }
+}
+
+fn run_with_path(s: &Scenario, args: &[&str], extra: &Path) -> HostfwRun {
+    hostfw_with_path(&s.pair.host, &s.work, NODE, s.backend, args, Some(extra))
+}
+
+fn expect(s: &Scenario, args: &[&str], code: i32) -> HostfwRun {
+    let run = s.run(args);
+    assert_eq!(run.code, code, "hostfw {args:?} ({}): {run:?}", s.backend);
+    run
+}
+
+/// Every table of both families (no counters, no timestamps; chain counters zeroed).
+fn save_all(s: &Scenario) -> String {
+    let mut all = String::new();
+    for v6 in [false, true] {
+        for table in ["raw", "mangle", "filter"] {
+            for line in save(&s.pair.host, s.backend, v6, table, false).lines() {
+                match (line.starts_with(':'), line.rfind(" [")) {
+                    (true, Some(at)) => all.push_str(&line[..at]),
+                    _ => all.push_str(line),
+                }
+                all.push('\n');
+            }
+        }
+    }
+    all
+}
+
+/// `-A CHAIN …` lines of `chain` in the v4 filter table.
+fn rules_of(s: &Scenario, chain: &str) -> Vec<String> {
+    let prefix = format!("-A {chain} ");
+    save(&s.pair.host, s.backend, false, "filter", false)
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(String::from)
+        .collect()
+}
+
+fn reachable(s: &Scenario, port: u16) -> [bool; 2] {
+    [HOST4, HOST6].map(|host| {
+        tcp_ok(&s.pair.peer, None, sock(host, port)) || tcp_ok(&s.pair.peer, None, sock(host, port))
+    })
+}
+
+fn web_hep() -> String {
+    scenario_hep("host-eth0", Some("eth0"), "{role: web}")
+}
+
+// ------------------------------------------------------------------------------------------
+
+/// The old set drops the peer untracked (raw); the new one drops it in mangle (preDNAT) or in
+/// filter. Both deny the peer on 8080, which a normal policy otherwise allows.
+fn partial_failure_policies(new_deny: &str) -> (String, String) {
+    let deny = |name: &str, extra: &str| {
+        format!(
+            "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: {name}\n\
+             spec:\n  selector: \"role == 'web'\"\n  order: 1\n{extra}  ingress:\n  - action: Deny\n    \
+             source:\n      nets: [\"{PEER4}/32\"]\n  - action: Deny\n    source:\n      nets: [\"{PEER6}/128\"]\n"
+        )
+    };
+    let allow = allow_ports_policy("web-allow", "8080");
+    let old = format!(
+        "{}{allow}{}",
+        deny(
+            "peer-deny",
+            "  doNotTrack: true\n  applyOnForward: true\n  types: [Ingress]\n"
+        ),
+        web_hep()
+    );
+    let extra = match new_deny {
+        "mangle" => "  preDNAT: true\n  applyOnForward: true\n  types: [Ingress]\n",
+        _ => "  types: [Ingress]\n",
+    };
+    let new = format!("{}{allow}{}", deny("peer-deny", extra), web_hep());
+    (old, new)
+}
+
+/// Attack: a later table's restore fails after raw (and mangle) were committed. hostfw now puts
+/// the earlier tables back in the same pass: the kernel holds exactly the old state and the
+/// peer, denied by both sets, never gets in.
+fn partial_failure_is_never_more_open(backend: &'static str) {
+    for failing in ["mangle", "filter"] {
+        let (old, new) = partial_failure_policies(failing);
+        let s = Scenario::new(&format!("part-{failing}"), backend, &old);
+        let _server = tcp_server(&s.pair.host, sock("::", 8080));
+        expect(&s, &["apply"], 0);
+        assert_eq!(
+            reachable(&s, 8080),
+            [false, false],
+            "old set lets the peer in"
+        );
+        let before = save_all(&s);
+
+        s.work.write_policies(&new);
+        let wrappers = tempfile::tempdir().expect("tempdir");
+        restores_failing_at(wrappers.path(), backend, failing);
+        let run = run_with_path(&s, &["apply"], wrappers.path());
+        assert_eq!(run.code, 2, "{run:?}");
+        assert!(run.stderr.contains("injected failure"), "{run:?}");
+        assert_eq!(
+            reachable(&s, 8080),
+            [false, false],
+            "{failing} failed: the peer got in ({backend})"
+        );
+        assert_eq!(save_all(&s), before, "{failing} failed: not the old state");
+
+        expect(&s, &["apply"], 0);
+        assert_eq!(
+            reachable(&s, 8080),
+            [false, false],
+            "new set lets the peer in"
+        );
+    }
+}
+on_both_backends!(partial_failure_is_never_more_open);
+
+// ------------------------------------------------------------------------------------------
+
+/// Attack: the admin's own sets `cali40-office` (used by the admin's INPUT rule) and
+/// `cali60mine` look like ours by prefix. hostfw owns only the exact names it renders: apply
+/// and flush succeed and both sets keep their members.
+fn user_ipsets_named_like_ours_survive(backend: &'static str) {
+    let s = Scenario::new(
+        "usersets",
+        backend,
+        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
+    );
+    let host = &s.pair.host;
+    host.must(&["ipset", "create", "cali40-office", "hash:net"]);
+    host.must(&["ipset", "add", "cali40-office", "203.0.113.0/24"]);
+    host.must(&[
+        "ipset",
+        "create",
+        "cali60mine",
+        "hash:net",
+        "family",
+        "inet6",
+    ]);
+    host.must(&["ipset", "add", "cali60mine", "2001:db8:99::/48"]);
+    restore(
+        host,
+        backend,
+        false,
+        "*filter\n-A INPUT -m set --match-set cali40-office src -j DROP\nCOMMIT\n",
+    );
+    expect(&s, &["apply"], 0);
+    expect(&s, &["diff"], 0);
+    expect(&s, &["flush"], 0);
+    let sets = host.must(&["ipset", "save"]);
+    assert!(sets.contains("add cali40-office 203.0.113.0/24"), "{sets}");
+    assert!(sets.contains("add cali60mine 2001:db8:99::/48"), "{sets}");
+    assert_eq!(
+        rules_of(&s, "INPUT"),
+        ["-A INPUT -m set --match-set cali40-office src -j DROP"]
+    );
+}
+on_both_backends!(user_ipsets_named_like_ours_survive);
+
+// ------------------------------------------------------------------------------------------
+
+/// Attack: a user chain jumps into a policy chain hostfw is removing. `-X` would fail the
+/// table's transaction on every apply; hostfw now empties and keeps that chain, names the
+/// referrer, applies the rest of the plan, and deletes the chain once the jump is gone.
+fn a_user_jump_into_our_chain_does_not_wedge(backend: &'static str) {
+    let with_extra = format!(
+        "{}{}{}",
+        allow_ports_policy("web", "8080"),
+        allow_ports_policy("extra", "7070"),
+        web_hep()
+    );
+    let s = Scenario::new("userjump", backend, &with_extra);
+    let _servers = [8080, 8081, 7070].map(|p| tcp_server(&s.pair.host, sock("::", p)));
+    expect(&s, &["apply"], 0);
+    let extra_chain = save(&s.pair.host, backend, false, "filter", false)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(':')
+                .and_then(|d| d.split_whitespace().next())
+                .filter(|c| c.starts_with("cali-pi-") && c.contains("extra"))
+                .map(String::from)
+        })
+        .expect("the extra policy's chain");
+    for v6 in [false, true] {
+        restore(
+            &s.pair.host,
+            backend,
+            v6,
+            &format!("*filter\n:MYCHAIN - [0:0]\n-A MYCHAIN -j {extra_chain}\nCOMMIT\n"),
+        );
+    }
+
+    s.work.write_policies(&format!(
+        "{}{}",
+        allow_ports_policy("web", "8081"),
+        web_hep()
+    ));
+    let run = expect(&s, &["apply"], 0);
+    assert!(
+        run.stderr.contains(&extra_chain) && run.stderr.contains("foreign chain MYCHAIN"),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("wait-interval"), "{run:?}");
+    assert_eq!(
+        reachable(&s, 8081),
+        [true, true],
+        "the rest of the plan was not applied"
+    );
+    assert_eq!(reachable(&s, 7070), [false, false]);
+    assert!(
+        rules_of(&s, &extra_chain).is_empty(),
+        "kept chain not emptied"
+    );
+    expect(&s, &["diff"], 0);
+
+    for v6 in [false, true] {
+        restore(&s.pair.host, backend, v6, "*filter\n-F MYCHAIN\nCOMMIT\n");
+    }
+    expect(&s, &["apply"], 0);
+    let filter = save(&s.pair.host, backend, false, "filter", false);
+    assert!(!filter.contains(&format!(":{extra_chain} ")), "{filter}");
+}
+on_both_backends!(a_user_jump_into_our_chain_does_not_wedge);
+
+// ------------------------------------------------------------------------------------------
+
+/// Attack: a foreign rule whose comment holds a newline (its second line posing as a rule).
+/// apply, diff and flush all work and leave the foreign rule alone.
+fn a_newline_in_a_foreign_comment_does_not_wedge(backend: &'static str) {
+    let s = Scenario::new(
+        "nlcomment",
+        backend,
+        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
+    );
+    let program = format!("iptables-{backend}");
+    s.pair.host.must(&[
+        &program,
+        "-A",
+        "INPUT",
+        "-s",
+        "203.0.113.9",
+        "-m",
+        "comment",
+        "--comment",
+        "line1\n-A INPUT -m comment --comment cali:FAKEFAKEFAKEFAKE -j ACCEPT",
+        "-j",
+        "DROP",
+    ]);
+    let foreign_before = rules_of(&s, "INPUT");
+    expect(&s, &["apply"], 0);
+    expect(&s, &["diff"], 0);
+    expect(&s, &["flush"], 0);
+    assert_eq!(rules_of(&s, "INPUT"), foreign_before);
+}
+on_both_backends!(a_newline_in_a_foreign_comment_does_not_wedge);
+
+// ------------------------------------------------------------------------------------------
+
+/// Attack: `iptables -R INPUT 1 -m comment --comment "cali:<same hash>" -j ACCEPT` replaces our
+/// hook with an ACCEPT under the same hash. `diff` reports it and `apply` repairs it.
+fn a_rule_replaced_under_its_hash_is_repaired(backend: &'static str) {
+    let s = Scenario::new(
+        "samehash",
+        backend,
+        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
+    );
+    let _server = tcp_server(&s.pair.host, sock("::", 9090));
+    expect(&s, &["apply"], 0);
+    assert_eq!(reachable(&s, 9090), [false, false]);
+    let hook = rules_of(&s, "INPUT")
+        .into_iter()
+        .next()
+        .expect("our hook first in INPUT");
+    let hash = hook
+        .split("cali:")
+        .nth(1)
+        .and_then(|r| {
+            r.split(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '-')
+                .next()
+        })
+        .expect("hash")
+        .to_string();
+    let program = format!("iptables-{backend}");
+    s.pair.host.must(&[
+        &program,
+        "-R",
+        "INPUT",
+        "1",
+        "-m",
+        "comment",
+        "--comment",
+        &format!("cali:{hash}"),
+        "-j",
+        "ACCEPT",
+    ]);
+    assert!(reachable(&s, 9090)[0], "tampering had no effect");
+    let diff = expect(&s, &["diff"], 1);
+    assert!(diff.stdout.contains("fix hook rules in INPUT"), "{diff:?}");
+    expect(&s, &["apply"], 0);
+    assert_eq!(reachable(&s, 9090), [false, false], "not repaired");
+    expect(&s, &["diff"], 0);
+}
+on_both_backends!(a_rule_replaced_under_its_hash_is_repaired);
+
+// ------------------------------------------------------------------------------------------
+
+/// Attack: `iptables-save` exits 0 and prints nothing. hostfw writes once, sees none of what it
+/// wrote, and stops with an error, instead of inserting the hook again on every retry.
+fn an_empty_save_does_not_reinsert_hooks(backend: &'static str) {
+    let s = Scenario::new(
+        "blindsave",
+        backend,
+        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
+    );
+    expect(&s, &["apply"], 0);
+    let wrappers = tempfile::tempdir().expect("tempdir");
+    for v6 in [false, true] {
+        wrapper(wrappers.path(), &tool(v6, backend, "save"), "exit 0");
+    }
+    s.work.write_policies(&format!(
+        "{}{}",
+        allow_ports_policy("web", "8081"),
+        web_hep()
+    ));
+    let run = run_with_path(&s, &["apply"], wrappers.path());
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("cannot be trusted"), "{run:?}");
+    let hooks = rules_of(&s, "INPUT")
+        .iter()
+        .filter(|r| r.ends_with("-j cali-INPUT"))
+        .count();
+    assert!(hooks <= 2, "{hooks} hook rules in INPUT");
+    expect(&s, &["apply"], 0);
+    let hooks = rules_of(&s, "INPUT")
+        .iter()
+        .filter(|r| r.ends_with("-j cali-INPUT"))
+        .count();
+    assert_eq!(hooks, 1);
+}
+on_both_backends!(an_empty_save_does_not_reinsert_hooks);
+
+// ------------------------------------------------------------------------------------------
+
+/// Attack (misleading diagnostics): the installed iptables-restore ignores `--wait-interval`
+/// and prints a notice that headed every error. It is no longer passed.
+fn restore_flags_are_ones_the_tool_honours(backend: &'static str) {
+    let s = Scenario::new(
+        "rflags",
+        backend,
+        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
+    );
+    let wrappers = tempfile::tempdir().expect("tempdir");
+    let log = wrappers.path().join("argv.log");
+    for v6 in [false, true] {
+        wrapper(
+            wrappers.path(),
+            &tool(v6, backend, "restore"),
+            &format!("echo \"$*\" >> {}\nexec \"$REAL\" \"$@\"", log.display()),
+        );
+    }
+    let run = run_with_path(&s, &["apply"], wrappers.path());
+    assert_eq!(run.code, 0, "{run:?}");
+    let argv = std::fs::read_to_string(&log).expect("the wrapper ran");
+    for line in argv.lines() {
+        assert!(
+            line.contains("--noflush") && line.contains("--wait"),
+            "{line}"
+        );
+        assert!(!line.contains("--wait-interval"), "{backend}: {line}");
+    }
+}
+on_both_backends!(restore_flags_are_ones_the_tool_honours);
+
+// ------------------------------------------------------------------------------------------
+
+/// Attack: fail2ban's jump in INPUT ends up below hostfw's inserted hook, so the failsafe
+/// ACCEPT on 22 lets banned clients in. Felix's Insert semantics stay; hostfw now warns, naming
+/// the jump and the remedy.
+fn a_fail2ban_jump_overtaken_by_our_hook_is_reported(backend: &'static str) {
+    let s = Scenario::new(
+        "f2b",
+        backend,
+        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
+    );
+    restore(
+        &s.pair.host,
+        backend,
+        false,
+        "*filter\n:f2b-sshd - [0:0]\n-A f2b-sshd -s 203.0.113.66/32 -j REJECT\n-A f2b-sshd -j RETURN\n\
+         -A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd\nCOMMIT\n",
+    );
+    let run = expect(&s, &["apply"], 0);
+    assert!(
+        run.stderr.contains("jump to f2b-sshd (fail2ban)")
+            && run.stderr.contains("chainInsertMode: Append"),
+        "{run:?}"
+    );
+}
+on_both_backends!(a_fail2ban_jump_overtaken_by_our_hook_is_reported);
