@@ -8,6 +8,8 @@
 //! `render` once per enabled family (`ruleset::Ruleset`), the lockout `guard` on those rulesets,
 //! all findings as `finding::Finding` -> `sync` reads the kernel through `dataplane`, plans the
 //! minimal change (`ruleset::plan`), writes it, and verifies.
+//! Around it, the daemon reports through `metrics` (Felix-named Prometheus families, health
+//! endpoints) and `logging` (the journal natively, or plain lines on stderr).
 //! Pure modules (scanned by tests/offline/purity.rs): desired, finding, model,
 //! policy::{parse, validate}, resolve, render, ruleset, explain::sim, daemon::timers,
 //! source::etcd::{layout, plan, config}; diag too.
@@ -25,6 +27,8 @@ pub(crate) mod fsutil;
 pub mod guard;
 pub mod host;
 pub mod lock;
+pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod render;

@@ -253,13 +253,17 @@ mod tests {
 
     #[test]
     fn match_set_names_lists_our_sets_only() {
-        let text = "*filter\n-A cali-pi-x -m set --match-set cali40s:a src -j MARK\n\
-                    -A INPUT -m set ! --match-set f2b-sshd src -j DROP\n\
-                    -A cali-POSTROUTING -m set --match-set cali40dscp-src-net src -m set ! \
-                    --match-set cali40this-host dst -j cali-egress-dscp\nCOMMIT\n";
+        let selector_set = "cali40s:AAAAAAAAAAAAAAAAAAAAAAA";
+        let text = format!(
+            "*filter\n-A cali-pi-x -m set --match-set {selector_set} src -j MARK\n\
+             -A INPUT -m set ! --match-set f2b-sshd src -j DROP\n\
+             -A INPUT -m set --match-set cali40-office src -j ACCEPT\n\
+             -A cali-POSTROUTING -m set --match-set cali40dscp-src-net src -m set ! \
+             --match-set cali40this-host dst -j cali-egress-dscp\nCOMMIT\n"
+        );
         assert_eq!(
-            match_set_names(text).into_iter().collect::<Vec<_>>(),
-            ["cali40dscp-src-net", "cali40s:a", "cali40this-host"]
+            match_set_names(&text).into_iter().collect::<Vec<_>>(),
+            ["cali40dscp-src-net", selector_set, "cali40this-host"]
         );
     }
 

@@ -12,21 +12,28 @@ use std::fmt::Write as _;
 const RENDERED_SET_NAME_LEN: usize = 31;
 
 /// IDs of the fixed sets Felix's static chains name (mangle `cali-POSTROUTING`'s DSCP rule;
-/// felix/rules/rule_defs.go): `cali40<id>`/`cali60<id>`, always empty on a host without QoS
-/// endpoints or IP pools.
+/// felix/rules/rule_defs.go at v3.32.1): `cali40<id>`/`cali60<id>`, always empty on a host
+/// without QoS endpoints or IP pools.
 pub const IPSET_ID_DSCP_SOURCES: &str = "dscp-src-net";
 pub const IPSET_ID_ALL_POOLS: &str = "network-ip-pools";
 pub const IPSET_ID_THIS_HOST: &str = "this-host";
-const STATIC_SET_IDS: [&str; 3] = [
+/// Every fixed set ID Felix v3.32.1 defines (felix/rules/rule_defs.go): the three above, which
+/// hostfw renders, and the ones only a cluster fills (NAT outgoing, tunnels, Istio), which a host
+/// taken over from Felix still holds and hostfw removes once nothing uses them.
+const FELIX_FIXED_SET_IDS: [&str; 7] = [
     IPSET_ID_DSCP_SOURCES,
     IPSET_ID_ALL_POOLS,
     IPSET_ID_THIS_HOST,
+    "masq-ipam-pools",
+    "all-hosts-net",
+    "all-vxlan-net",
+    "all-istio-weps",
 ];
 
 /// True for a set name we own, and only for those: the exact shapes hostfw creates.
 /// * `cali40s:…`/`cali60s:…` (selector sets) and `cali40n:…`/`cali60n:…` (named-port sets):
 ///   31 characters, the part after the colon base64url;
-/// * `cali40<id>`/`cali60<id>` for the static chains' sets (`STATIC_SET_IDS`);
+/// * `cali40<id>`/`cali60<id>` for Felix's fixed sets (`FELIX_FIXED_SET_IDS`);
 /// * `cali4t<N>`/`cali6t<N>`: the temporary sets a type or size change builds aside.
 ///
 /// A set that merely starts with `cali4`/`cali6` (an admin's `cali40-office`) is not ours: it is
@@ -43,7 +50,7 @@ pub fn is_owned_set(name: &str) -> bool {
     }
     if rest
         .strip_prefix('0')
-        .is_some_and(|id| STATIC_SET_IDS.contains(&id))
+        .is_some_and(|id| FELIX_FIXED_SET_IDS.contains(&id))
     {
         return true;
     }
@@ -301,8 +308,8 @@ mod tests {
         assert_eq!(
             live.sets.keys().collect::<Vec<_>>(),
             [
-                &"cali40this-host".to_string(),
                 &abc,
+                &"cali40this-host".to_string(),
                 &"cali4t3".to_string(),
                 &def
             ]
@@ -316,7 +323,7 @@ mod tests {
         assert_eq!(def.set_type, Some(IpsetType::HashIpPort));
         assert_eq!(def.family, Some(Family::V6));
         assert_eq!(def.max_elements, Some(500));
-        assert_eq!(live.sets["cali4t3"].set_type, None);
+        assert_eq!(live.sets["cali4t3"].set_type, Some(IpsetType::HashIp));
         assert_eq!(
             live.sets["cali40this-host"].set_type,
             Some(IpsetType::HashIp)

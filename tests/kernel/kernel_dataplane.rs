@@ -51,15 +51,15 @@ fn save_restore_and_ipsets_round_trip_on_both_backends() {
             }
 
             dp.ipset_restore(
-                "create cali40s:test hash:net family inet hashsize 1024 maxelem 1048576\n\
-                 add cali40s:test 198.51.100.0/25\n\
+                "create cali40s:test-AAAAAAAAAAAAAAAAAA hash:net family inet hashsize 1024 maxelem 1048576\n\
+                 add cali40s:test-AAAAAAAAAAAAAAAAAA 198.51.100.0/25\n\
                  create f2b-sshd hash:ip family inet hashsize 1024 maxelem 65536\n\
                  add f2b-sshd 203.0.113.9\n",
             )
             .unwrap();
             let sets = dp.ipset_save().unwrap();
-            assert!(sets.contains("create cali40s:test hash:net"), "{sets}");
-            assert!(sets.contains("add cali40s:test 198.51.100.0/25"), "{sets}");
+            assert!(sets.contains("create cali40s:test-AAAAAAAAAAAAAAAAAA hash:net"), "{sets}");
+            assert!(sets.contains("add cali40s:test-AAAAAAAAAAAAAAAAAA 198.51.100.0/25"), "{sets}");
             assert!(!sets.contains("f2b-sshd"), "foreign set leaked: {sets}");
         });
     }

@@ -102,8 +102,8 @@ fn rule(matches: Vec<Match>, action: Action, comments: &[&str]) -> Rule {
 
 fn set_name(family: Family) -> &'static str {
     match family {
-        Family::V4 => "cali40s:kernel-test",
-        Family::V6 => "cali60s:kernel-test",
+        Family::V4 => "cali40s:kernel-test-AAAAAAAAAAA",
+        Family::V6 => "cali60s:kernel-test-AAAAAAAAAAA",
     }
 }
 
@@ -415,7 +415,10 @@ fn full_cycle(backend: &str) {
     assert!(!p1.is_empty());
     assert_eq!(
         p1.ipsets.create,
-        ["cali40s:kernel-test", "cali60s:kernel-test"]
+        [
+            "cali40s:kernel-test-AAAAAAAAAAA",
+            "cali60s:kernel-test-AAAAAAAAAAA"
+        ]
     );
     write(&ns, backend, &p1);
     let (live1, sets1) = read(&ns, backend);

@@ -16,6 +16,7 @@ mod load_bad_input;
 mod load_docs_mirror;
 mod load_layouts;
 mod load_proptest;
+mod metrics_exposition;
 mod purity;
 mod render_golden;
 mod ruleset_save;
