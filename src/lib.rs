@@ -2,7 +2,7 @@
 //! Profile, Tier, FelixConfiguration) enforced on a standalone Linux host with iptables.
 //!
 //! Data flow of one reconcile (docs/design.md, "Data flow"):
-//! a `source::Source` (the directory today) reads named texts -> `policy::parse` YAML to raw
+//! a `source::Source` (the policy directory, or Calico's etcd datastore) reads named texts -> `policy::parse` YAML to raw
 //! resources -> `policy::validate` to the typed `model` (all or nothing) -> `desired::compute`,
 //! the one spine every command and the daemon share: `resolve` for this node (`NodeView`),
 //! `render` once per enabled family (`ruleset::Ruleset`), the lockout `guard` on those rulesets,
@@ -11,7 +11,8 @@
 //! Around it, the daemon reports through `metrics` (Felix-named Prometheus families, health
 //! endpoints) and `logging` (the journal natively, or plain lines on stderr).
 //! Pure modules (scanned by tests/offline/purity.rs): desired, finding, model,
-//! policy::{parse, validate}, resolve, render, ruleset, explain::sim, daemon::timers; diag too.
+//! policy::{parse, validate}, resolve, render, ruleset, explain::sim, daemon::timers,
+//! source::etcd::{layout, plan, config}; diag too.
 
 pub mod cli;
 pub mod cmd;

@@ -17,7 +17,6 @@ use crate::ruleset::{Family, Ruleset};
 use crate::settings::Settings;
 use crate::source::{directory::Directory, Source};
 use crate::sync::{self, SyncOptions};
-use std::path::Path;
 use std::time::{Instant, SystemTime};
 
 /// A validated policy set in force: what it was loaded from and what it means on this host.
@@ -210,7 +209,7 @@ impl Engine for RealEngine {
             .texts
             .into_iter()
             .map(|t| PolicyFile {
-                name: file_name(&t.name),
+                name: source.saved_name(&t.name),
                 text: t.text,
             })
             .collect();
@@ -361,13 +360,8 @@ impl Engine for RealEngine {
         last_good::save(&self.settings.last_good_dir(), &in_force.files)?;
         Ok(())
     }
-}
 
-/// A text's file name (the directory source names texts by path; the last good copy keeps
-/// the names only).
-fn file_name(path: &str) -> String {
-    Path::new(path)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.to_string())
+    fn datastore(&self) -> Option<crate::status::Datastore> {
+        self.source.datastore()
+    }
 }

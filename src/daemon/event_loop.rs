@@ -584,6 +584,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
     /// Write status.json and, once ready, tell systemd when the summary changed.
     fn publish(&mut self) {
         self.status.state = self.state();
+        self.status.datastore = self.engine.datastore();
         self.status.updated = status::rfc3339(self.waiter.wall());
         self.publisher.status(&self.status);
         if self.ready {

@@ -6,6 +6,7 @@
 mod cli_check;
 mod daemon_status_cli;
 mod daemon_unit;
+mod datastore_cli;
 mod explain;
 mod explain_cli;
 mod felix_vectors;
