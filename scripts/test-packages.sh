@@ -169,6 +169,14 @@ sandbox_setup() {
 
 in_root() { chroot "$R" env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 "$@"; }
 
+# The shipped policy directory holds no resource: `check` refuses it as an empty set (exit 1)
+# and points at `hostfw flush`, the one way to remove protection on purpose.
+empty_set_refused() {
+    local out rc=0
+    out=$(in_root hostfw check /etc/hostfw/policies.d 2>&1) || rc=$?
+    [ "$rc" = 1 ] && printf '%s\n' "$out" | grep -q 'hostfw flush'
+}
+
 # The runtime actions asked of systemd since the last call (start/stop/restart...), then forget.
 systemd_actions() {
     local calls=$R/run/systemctl-stub/calls
@@ -254,7 +262,7 @@ deb_lifecycle() {
     expect "install enables the unit (sysinit.target.wants)" \
         test "$(readlink "$R/etc/systemd/system/sysinit.target.wants/$UNIT")" = "/lib/systemd/system/$UNIT"
     expect "hostfw --version" test "$(in_root hostfw --version)" = "hostfw $version"
-    expect "hostfw check /etc/hostfw/policies.d (no active policy)" in_root hostfw check /etc/hostfw/policies.d
+    expect "hostfw check refuses the empty /etc/hostfw/policies.d as an empty set" empty_set_refused
     local example
     for example in "$R"/usr/share/doc/hostfw/examples/*.yaml; do
         expect "example ${example##*/} is valid" in_root hostfw check "${example#"$R"}"
@@ -322,7 +330,7 @@ rpm_lifecycle() {
     expect_same "installed file list" "$WORK/rpm.expected-paths" "$WORK/rpm.installed"
     expect "rpm -V (installed files match the package)" rpm --root "$R" -V --nodeps hostfw
     expect "hostfw --version" test "$(in_root hostfw --version)" = "hostfw $version"
-    expect "hostfw check /etc/hostfw/policies.d (no active policy)" in_root hostfw check /etc/hostfw/policies.d
+    expect "hostfw check refuses the empty /etc/hostfw/policies.d as an empty set" empty_set_refused
     expect "systemd-analyze verify the installed unit" verify_unit "/usr/lib/systemd/system/$UNIT"
 
     say "-- upgrade keeps an edited config file and restarts without a stop"
