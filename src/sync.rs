@@ -1352,8 +1352,11 @@ mod tests {
         assert_eq!(fake.calls().len(), 1);
     }
 
-    /// A live state with one filter chain `name` of IPv4 holding `rules` (hash, text).
-    fn one_chain(name: &str, rules: &[(Option<&str>, &str)]) -> Live {
+    /// A rule as read: its hash, if any, and its text.
+    type SavedRule<'a> = (Option<&'a str>, &'a str);
+
+    /// A live state with one filter chain `name` of IPv4 holding `rules`.
+    fn one_chain(name: &str, rules: &[SavedRule]) -> Live {
         let chain = LiveChain {
             name: name.into(),
             policy: None,
@@ -1400,7 +1403,7 @@ mod tests {
                 (Some("h2"), "-j B"),
             ],
         );
-        let cases: [(&str, &[(Option<&str>, &str)], bool); 7] = [
+        let cases: [(&str, &[SavedRule], bool); 7] = [
             (
                 "same",
                 &[
