@@ -6,7 +6,7 @@
 # Usage: scripts/bench.sh [--quick] | --report FILE
 #   --quick  S and M only, the nft backend only, fewer repetitions, 10 s idle window.
 # Environment: BENCH_SCALES="S M L", BENCH_BACKENDS="legacy nft", BENCH_REPS=5 (BENCH_REPS_L=2
-#   for L; each after one warm-up), BENCH_EDITS=20,
+#   for L; each after one warm-up), BENCH_EDITS=20 (BENCH_EDITS_L=5),
 #   BENCH_IDLE=60 override the defaults; BENCH_OUT=FILE keeps the raw samples.
 
 set -euo pipefail
@@ -310,7 +310,10 @@ bench_scale_backend() {
         --run-dir "$WORK/run-$ns" --state-dir "$WORK/state-$ns" --log-level warn run \
         2>"$WORK/daemon-$ns.log" &
     DAEMON=$!
-    python3 - "$WORK/run-$ns/status.json" "$edir" "$EDITS" "$DAEMON" "$IDLE" >"$WORK/daemon.out" <<'EOF'
+    # L's edits take ~30 s each here (legacy rewrites the whole table): 5 keep the run short.
+    local edits=$EDITS
+    [ "$scale" != L ] || edits=${BENCH_EDITS_L:-5}
+    python3 - "$WORK/run-$ns/status.json" "$edir" "$edits" "$DAEMON" "$IDLE" >"$WORK/daemon.out" <<'EOF'
 import json, os, subprocess, sys, time
 status, d, edits, pid, idle = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
 def generation():
