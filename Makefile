@@ -4,7 +4,7 @@
 CARGO ?= cargo
 VERSION = $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n1)
 DEB_ARCH = $(shell dpkg --print-architecture 2>/dev/null)
-SYSTEM_PACKAGES := iptables ipset iproute2 procps systemd
+SYSTEM_PACKAGES := iptables ipset iproute2 procps systemd prometheus etcd-server etcd-client protobuf-compiler
 APT_MISSING = $(shell for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done)
 
 .PHONY: all build test lint deps demo package test-packages test-systemd bench clean

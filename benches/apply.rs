@@ -115,6 +115,7 @@ fn settings(work: &Workdir) -> Settings {
         run_dir: work.dir.path().join("run"),
         state_dir: work.dir.path().join("state"),
         lockout_guard: hostfw::guard::DaemonMode::Warn,
+        datastore: hostfw::settings::DatastoreSettings::default(),
     }
 }
 

@@ -139,6 +139,7 @@ fn cmd_daemon_load(args: &[String]) -> Result<(), String> {
         run_dir: state.path().join("run"),
         state_dir: state.path().join("state"),
         lockout_guard: hostfw::guard::DaemonMode::Warn,
+        datastore: hostfw::settings::DatastoreSettings::default(),
     };
     let source = Box::new(hostfw::source::directory::Directory::new(dir));
     let mut engine = RealEngine::new(settings, source);

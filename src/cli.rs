@@ -49,9 +49,39 @@ pub struct GlobalArgs {
     /// value means `warn`.
     #[arg(long, global = true, env = "HOSTFW_LOCKOUT_GUARD", value_name = "MODE")]
     pub lockout_guard: Option<String>,
+    /// Where policies come from: the policy directory, or Calico's etcd v3 datastore
+    /// [default: calicoctl's DATASTORE_TYPE or calicoctl.cfg when they say etcdv3, else directory].
+    #[arg(
+        long,
+        global = true,
+        env = "HOSTFW_DATASTORE_TYPE",
+        value_enum,
+        value_name = "TYPE"
+    )]
+    pub datastore_type: Option<DatastoreArg>,
+    /// etcd URLs, comma-separated (as ETCD_ENDPOINTS; TLS and authentication from ETCD_CA_CERT_FILE,
+    /// ETCD_CERT_FILE, ETCD_KEY_FILE, ETCD_USERNAME, ETCD_PASSWORD or calicoctl.cfg).
+    #[arg(long, global = true, value_name = "URL[,URL...]")]
+    pub etcd_endpoints: Option<String>,
+    /// calicoctl's configuration file (CalicoAPIConfig), read for the datastore settings when it
+    /// exists.
+    #[arg(
+        long,
+        global = true,
+        env = "HOSTFW_CALICOCTL_CONFIG",
+        value_name = "FILE",
+        default_value = crate::source::etcd::config::CALICOCTL_CFG
+    )]
+    pub calicoctl_config: PathBuf,
     /// Log level: error, warn, info, debug or trace (RUST_LOG also works).
     #[arg(long, global = true, env = "HOSTFW_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DatastoreArg {
+    Directory,
+    Etcdv3,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,9 +130,38 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Keep the rules of a pending `apply --confirm` and cancel its automatic rollback.
     Confirm,
+    /// Write policy files to Calico's etcd datastore, or export it to files.
+    #[command(subcommand)]
+    Datastore(DatastoreCommand),
     /// Internal: the detached watcher `apply --confirm` leaves behind.
     #[command(name = "confirm-watch", hide = true)]
     ConfirmWatch(ConfirmWatchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatastoreCommand {
+    /// Validate the files (with what they leave in etcd), then write them as calicoctl's apply
+    /// does: create, or update guarded by the stored revision; nothing on any error.
+    Push(PushArgs),
+    /// Export every resource to one YAML file each in DIR (empty or absent).
+    Pull(PullArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Files or directories to push.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Also delete stored resources of the kinds hostfw manages that the files do not name
+    /// (never ClusterInformation or Calico's default, kube-admin and kube-baseline tiers).
+    #[arg(long)]
+    pub prune: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The directory to write (must be empty or absent).
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

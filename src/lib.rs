@@ -2,14 +2,17 @@
 //! Profile, Tier, FelixConfiguration) enforced on a standalone Linux host with iptables.
 //!
 //! Data flow of one reconcile (docs/design.md, "Data flow"):
-//! a `source::Source` (the directory today) reads named texts -> `policy::parse` YAML to raw
+//! a `source::Source` (the policy directory, or Calico's etcd datastore) reads named texts -> `policy::parse` YAML to raw
 //! resources -> `policy::validate` to the typed `model` (all or nothing) -> `desired::compute`,
 //! the one spine every command and the daemon share: `resolve` for this node (`NodeView`),
 //! `render` once per enabled family (`ruleset::Ruleset`), the lockout `guard` on those rulesets,
 //! all findings as `finding::Finding` -> `sync` reads the kernel through `dataplane`, plans the
 //! minimal change (`ruleset::plan`), writes it, and verifies.
+//! Around it, the daemon reports through `metrics` (Felix-named Prometheus families, health
+//! endpoints) and `logging` (the journal natively, or plain lines on stderr).
 //! Pure modules (scanned by tests/offline/purity.rs): desired, finding, model,
-//! policy::{parse, validate}, resolve, render, ruleset, explain::sim, daemon::timers; diag too.
+//! policy::{parse, validate}, resolve, render, ruleset, explain::sim, daemon::timers,
+//! source::etcd::{layout, plan, config}; diag too.
 
 pub mod cli;
 pub mod cmd;
@@ -24,6 +27,8 @@ pub(crate) mod fsutil;
 pub mod guard;
 pub mod host;
 pub mod lock;
+pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod render;

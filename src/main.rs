@@ -6,13 +6,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = hostfw::cli::Cli::parse();
-    let level = cli.global.log_level.clone();
-    let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    if let Some(level) = level {
-        builder.parse_filters(&level);
-    }
-    builder.format_timestamp(None).init();
+    hostfw::logging::init(cli.global.log_level.as_deref());
     match hostfw::cmd::run(cli) {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(e) => {

@@ -65,6 +65,24 @@ pub struct ApplyRecord {
     pub ok: bool,
 }
 
+/// The policy datastore as the daemon last saw it (etcd; absent for the policy directory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Datastore {
+    /// `etcdv3`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `connecting`, `connected`, `disconnected` or `paused` (ClusterInformation
+    /// `datastoreReady: false`: the rules in force stay, nothing new is applied).
+    pub state: String,
+    pub endpoints: Vec<String>,
+    /// The datastore revision the daemon's copy reflects.
+    pub revision: i64,
+    /// RFC 3339: when the copy last changed.
+    pub last_event: Option<String>,
+    /// The last connection error, until a reconnection succeeds.
+    pub error: Option<String>,
+}
+
 /// Everything in `status.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
@@ -89,6 +107,9 @@ pub struct Status {
     /// RFC 3339 time of the last drift repair.
     pub last_repair: Option<String>,
     pub last_error: Option<String>,
+    /// Where the policies come from, when that is a datastore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datastore: Option<Datastore>,
 }
 
 impl Status {
@@ -109,6 +130,7 @@ impl Status {
             drift_repairs: 0,
             last_repair: None,
             last_error: None,
+            datastore: None,
         }
     }
 
@@ -130,6 +152,11 @@ impl Status {
         }
         if self.drift_repairs > 0 {
             s.push_str(&format!(", {} drift repair(s)", self.drift_repairs));
+        }
+        if let Some(d) = &self.datastore {
+            if d.state != "connected" {
+                s.push_str(&format!(", datastore {}", d.state));
+            }
         }
         if let Some(e) = &self.last_error {
             let first = e.lines().next().unwrap_or_default();

@@ -1,5 +1,6 @@
 //! `hostfw check`: parse and validate, print every diagnostic; exit 0 valid (warnings allowed),
-//! 1 invalid, 2 when a given path cannot be read at all (missing, permission, symlink loop).
+//! 1 invalid, 2 when a given path (or the datastore) cannot be read at all (missing,
+//! permission, symlink loop, etcd unreachable). Without paths it checks the configured source.
 
 use super::{CmdResult, Exit};
 use crate::cli::{CheckArgs, OutputFormat};
@@ -9,14 +10,13 @@ use crate::model::PolicySet;
 use crate::settings::Settings;
 
 pub fn run(settings: &Settings, args: &CheckArgs) -> CmdResult {
-    let paths = if args.paths.is_empty() {
-        vec![settings.policy_dir.clone()]
+    let checked = if args.paths.is_empty() {
+        crate::policy::load_snapshot(&settings.policy_source()?.read())
     } else {
-        args.paths.clone()
+        crate::policy::load_checked(&args.paths)
     };
-    let checked = crate::policy::load_checked(&paths);
     let loaded = &checked.loaded;
-    // The lockout guard only means something for the directory this node would apply.
+    // The lockout guard only means something for the set this node would apply.
     if let (Some(set), true) = (&loaded.set, args.paths.is_empty()) {
         for f in guard_findings(set, &settings.node) {
             eprintln!("warning: lockout guard: {}", f.message);

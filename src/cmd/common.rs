@@ -48,11 +48,14 @@ impl std::fmt::Display for ViewError {
 
 impl std::error::Error for ViewError {}
 
-/// Load and validate `settings.policy_dir`, printing every diagnostic (errors and warnings) to
-/// stderr. `Err(ViewError::Unreadable)` when the directory cannot be read at all,
-/// `Err(ViewError::Invalid)` when any error was found.
+/// Load and validate the policy source (the directory, or etcd), printing every diagnostic
+/// (errors and warnings) to stderr. `Err(ViewError::Unreadable)` when the source cannot be read
+/// at all, `Err(ViewError::Invalid)` when any error was found.
 fn load_set(settings: &Settings) -> Result<PolicySet, ViewError> {
-    let checked = crate::policy::load_checked(std::slice::from_ref(&settings.policy_dir));
+    let source = settings
+        .policy_source()
+        .map_err(|e| ViewError::Host(e.into()))?;
+    let checked = crate::policy::load_snapshot(&source.read());
     for d in &checked.loaded.diagnostics {
         eprintln!("{d}");
     }

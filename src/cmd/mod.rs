@@ -4,6 +4,7 @@ pub mod apply;
 pub mod check;
 pub mod common;
 pub mod confirm;
+pub mod datastore;
 pub mod diff;
 pub mod explain;
 pub mod flush;
@@ -65,6 +66,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Status(args) => status::run(&settings, &args),
         Command::Explain(args) => explain::run(&settings, &args),
         Command::Confirm => confirm::run(&settings),
+        Command::Datastore(command) => datastore::run(&settings, &command),
         Command::ConfirmWatch(args) => confirm::watch(&settings, &args),
     }
 }

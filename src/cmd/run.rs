@@ -8,7 +8,6 @@
 use super::{CmdResult, Exit};
 use crate::daemon::{self, Daemon, LoopConfig, RealEngine, SystemPublisher};
 use crate::settings::Settings;
-use crate::source::directory::Directory;
 use std::time::Duration;
 
 pub fn run(settings: &Settings) -> CmdResult {
@@ -25,13 +24,13 @@ pub fn run(settings: &Settings) -> CmdResult {
     }
     // Before the signal handlers: a SIGTERM while waiting for an old instance still ends us.
     let _daemon = crate::lock::acquire_logged(&settings.run_dir.join("daemon.lock"))?;
+    let source = settings.policy_source()?;
     log::info!(
-        "hostfw {} starting: node {:?}, policy directory {}",
+        "hostfw {} starting: node {:?}, policies from {}",
         env!("CARGO_PKG_VERSION"),
         settings.node,
-        settings.policy_dir.display()
+        source.describe()
     );
-    let source = Box::new(Directory::new(&settings.policy_dir));
     let waiter = daemon::spawn_sources(source.as_ref())?;
     if watchdog_period().is_some() {
         // A long restore blocks the loop; the wait pings for it (the child's deadline still

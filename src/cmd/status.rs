@@ -296,9 +296,10 @@ fn format_text(s: &Status, running: bool) -> String {
     let _ = writeln!(out, "pid:           {} (started {})", s.pid, s.started);
     match &s.policy {
         Some(p) => {
-            let origin = match p.origin {
-                PolicyOrigin::Directory => "policy directory",
-                PolicyOrigin::LastGood => "last good set",
+            let origin = match (p.origin, &s.datastore) {
+                (PolicyOrigin::Directory, Some(_)) => "datastore",
+                (PolicyOrigin::Directory, None) => "policy directory",
+                (PolicyOrigin::LastGood, _) => "last good set",
             };
             let _ = writeln!(
                 out,
@@ -334,6 +335,21 @@ fn format_text(s: &Status, running: bool) -> String {
             .map(|t| format!(" (last {t})"))
             .unwrap_or_default()
     );
+    if let Some(d) = &s.datastore {
+        let _ = writeln!(
+            out,
+            "datastore:     {} {}, {}, revision {}, last event {}{}",
+            d.kind,
+            d.state,
+            d.endpoints.join(","),
+            d.revision,
+            d.last_event.as_deref().unwrap_or("-"),
+            d.error
+                .as_ref()
+                .map(|e| format!(" (error: {e})"))
+                .unwrap_or_default()
+        );
+    }
     if let Some(e) = &s.last_error {
         let _ = writeln!(out, "last error:    {e}");
     }

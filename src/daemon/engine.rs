@@ -10,13 +10,14 @@ use crate::desired::{self, Desired, Families, Options};
 use crate::diag::Diagnostic;
 use crate::finding::{Finding, FindingKind};
 use crate::guard;
+use crate::metrics::{Exporter, KernelCounters, Metered};
 use crate::model::{BackendChoice, PolicySet};
 use crate::resolve::HostInterfaces;
 use crate::ruleset::{Family, Ruleset};
 use crate::settings::Settings;
 use crate::source::{directory::Directory, Source};
 use crate::sync::{self, SyncOptions};
-use std::path::Path;
+use std::time::{Instant, SystemTime};
 
 /// A validated policy set in force: what it was loaded from and what it means on this host.
 struct InForce {
@@ -74,10 +75,12 @@ pub struct RealEngine {
     /// The saved last good set.
     last_good: Directory,
     in_force: Option<InForce>,
-    dataplane: Option<RealDataplane>,
+    dataplane: Option<Metered<RealDataplane>>,
     sync: SyncOptions,
     /// What the last verified write left in the kernel; lets a policy edit skip the first read.
     live: sync::LiveCache,
+    /// Metrics, health endpoints and log level, following the set in force.
+    exporter: Exporter,
 }
 
 impl RealEngine {
@@ -89,6 +92,7 @@ impl RealEngine {
             in_force: None,
             dataplane: None,
             live: sync::LiveCache::default(),
+            exporter: Exporter::new(),
             // The loop retries with its own, longer backoff; keep each reconcile short.
             sync: SyncOptions {
                 max_attempts: 3,
@@ -98,7 +102,7 @@ impl RealEngine {
     }
 
     /// Create the dataplane on first use, with the configured or detected backend.
-    fn ensure_dataplane(&mut self) -> Result<&RealDataplane, EngineError> {
+    fn ensure_dataplane(&mut self) -> Result<&Metered<RealDataplane>, EngineError> {
         // Backend from the command line or environment, else from the policy set in force.
         let felix = self.in_force.as_ref().map(|f| f.enforced.backend);
         let wanted = self.settings.dataplane_backend(felix);
@@ -111,13 +115,20 @@ impl RealEngine {
             (None, _) => {
                 let dp = RealDataplane::detect(wanted)?;
                 log::info!("iptables backend: {}", dp.backend());
-                self.dataplane = Some(dp);
+                let metrics = self.exporter.metrics();
+                metrics.set_counter_reader(Some(Box::new(KernelCounters::new(dp.clone()))));
+                self.dataplane = Some(Metered::new(dp, metrics.clone()));
             }
         }
         self.dataplane
             .as_ref()
             .ok_or_else(|| EngineError::from("no dataplane"))
     }
+}
+
+/// The mark bits the rules of `desired` set (per-policy counters read them back).
+fn marks(desired: &Desired) -> Option<crate::render::marks::Marks> {
+    crate::render::marks::Marks::allocate(desired.config().iptables_mark_mask).ok()
 }
 
 /// Hand freed heap back to the kernel. Loading and reconciling a large policy set allocate
@@ -153,8 +164,11 @@ impl Engine for RealEngine {
         let snapshot = source.read();
         let checked = crate::policy::load_snapshot(&snapshot);
         let mut diagnostics = checked.loaded.diagnostics;
+        let metrics = self.exporter.metrics().clone();
+        let directory = from == PolicySource::Directory;
         let Some(set) = checked.loaded.set else {
             release_memory();
+            metrics.loaded(directory, None, &diagnostics);
             return LoadOutcome::Invalid { diagnostics };
         };
         let interfaces = read_interfaces();
@@ -172,14 +186,17 @@ impl Engine for RealEngine {
             Ok(d) => d,
             Err(e) => {
                 diagnostics.push(Diagnostic::file_error(origin, e.to_string()));
+                metrics.loaded(directory, None, &diagnostics);
                 return LoadOutcome::Invalid { diagnostics };
             }
         };
         if from == PolicySource::Directory {
+            metrics.guarded(&desired.findings);
             let refused =
                 guard::daemon_gate(&desired.findings, self.settings.lockout_guard, &origin);
             if !refused.is_empty() {
                 diagnostics.extend(refused);
+                metrics.loaded(directory, None, &diagnostics);
                 return LoadOutcome::Invalid { diagnostics };
             }
             // A valid edit (or SIGHUP, or start) is the admin's answer to a rolled-back
@@ -192,10 +209,13 @@ impl Engine for RealEngine {
             .texts
             .into_iter()
             .map(|t| PolicyFile {
-                name: file_name(&t.name),
+                name: source.saved_name(&t.name),
                 text: t.text,
             })
             .collect();
+        metrics.loaded(directory, Some((&set, &snapshot.revision)), &diagnostics);
+        metrics.rendered(&desired.view, &desired.rulesets, marks(&desired));
+        self.exporter.configure(desired.config());
         let enforced = Enforced::new(desired);
         enforced.log_warnings();
         let intervals = enforced.intervals;
@@ -226,9 +246,13 @@ impl Engine for RealEngine {
         };
         match desired::compute(&in_force.set, &self.settings.node, &now, options) {
             Ok(desired) => {
+                self.exporter
+                    .metrics()
+                    .rendered(&desired.view, &desired.rulesets, marks(&desired));
                 let enforced = Enforced::new(desired);
                 let changed = enforced != in_force.enforced;
                 if changed {
+                    self.exporter.metrics().rules_changed();
                     enforced.log_warnings();
                 }
                 if let Some(f) = &mut self.in_force {
@@ -269,6 +293,7 @@ impl Engine for RealEngine {
             log::warn!("not reconciling: {hold}");
             // The confirmation's watcher may rewrite the kernel meanwhile.
             self.live.invalidate();
+            self.exporter.metrics().held();
             return Ok(ApplyReport::default());
         }
         // The writer lock only while touching the kernel, so `hostfw diff` and `hostfw apply`
@@ -281,8 +306,16 @@ impl Engine for RealEngine {
         if fresh_read {
             self.live.invalidate();
         }
+        let started = Instant::now();
         let report =
             sync::reconcile_cached(&in_force.enforced.rulesets, dp, &self.sync, &mut self.live);
+        self.exporter.metrics().reconciled(
+            report.as_ref().map_err(|_| ()),
+            fresh_read,
+            started.elapsed(),
+            Instant::now(),
+            SystemTime::now(),
+        );
         release_memory();
         let report = report?;
         let changes = if report.in_sync() {
@@ -327,13 +360,8 @@ impl Engine for RealEngine {
         last_good::save(&self.settings.last_good_dir(), &in_force.files)?;
         Ok(())
     }
-}
 
-/// A text's file name (the directory source names texts by path; the last good copy keeps
-/// the names only).
-fn file_name(path: &str) -> String {
-    Path::new(path)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.to_string())
+    fn datastore(&self) -> Option<crate::status::Datastore> {
+        self.source.datastore()
+    }
 }

@@ -343,7 +343,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         origin: PolicyOrigin,
     ) {
         for d in &diagnostics {
-            log::warn!("{d}");
+            crate::logging::diagnostic(d);
         }
         if origin == PolicyOrigin::Directory {
             self.dir_invalid = false;
@@ -369,11 +369,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         let errors = diagnostics.iter().filter(|d| d.is_error()).count();
         log::error!("{}", rejection(errors, self.status.policy.is_some()));
         for d in &diagnostics {
-            if d.is_error() {
-                log::error!("{d}");
-            } else {
-                log::warn!("{d}");
-            }
+            crate::logging::diagnostic(d);
         }
         self.dir_invalid = true;
         self.status.diagnostics = diagnostics;
@@ -467,6 +463,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         if let Some(new) = self.unapplied.take() {
             let generation = self.status.policy.as_ref().map_or(0, |p| p.generation) + 1;
             log::info!(
+                hostfw_generation = generation;
                 "applied policy generation {generation} ({}{}): {} chain(s) written in {} ms",
                 short(&new.source_hash),
                 if new.origin == PolicyOrigin::LastGood {
@@ -587,6 +584,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
     /// Write status.json and, once ready, tell systemd when the summary changed.
     fn publish(&mut self) {
         self.status.state = self.state();
+        self.status.datastore = self.engine.datastore();
         self.status.updated = status::rfc3339(self.waiter.wall());
         self.publisher.status(&self.status);
         if self.ready {

@@ -102,6 +102,10 @@ pub trait Engine {
     fn kernel_has_state(&mut self) -> Result<bool, EngineError>;
     /// Save the desired state's policy files as the last good set.
     fn save_last_good(&mut self) -> Result<(), EngineError>;
+    /// The policy datastore's connection, for status; None for the policy directory.
+    fn datastore(&self) -> Option<crate::status::Datastore> {
+        None
+    }
 }
 
 /// The production `Waiter`: a channel fed by the helper threads and the monotonic clock.

@@ -95,6 +95,16 @@ impl RealDataplane {
         RealDataplane::new(backend)
     }
 
+    /// `iptables-save -c` of every table (one process), as the tool printed it.
+    pub fn save_all_with_counters(&self, family: Family) -> Result<String, DataplaneError> {
+        let program = &self.tools(family)?.save;
+        let out = exec::run(program, &["-c"], None, CHILD_TIMEOUT)?;
+        if !out.status.success() {
+            return Err(failure(program, &out, None));
+        }
+        Ok(out.stdout)
+    }
+
     fn tools(&self, family: Family) -> Result<&FamilyTools, DataplaneError> {
         self.tools
             .get(&family)

@@ -368,6 +368,26 @@ pub struct FelixSpec {
     pub log_action_rate_limit_burst: Option<u32>,
     pub disable_conntrack_invalid_check: Option<bool>,
     pub max_ipset_size: Option<u32>,
+    pub prometheus_metrics_enabled: Option<bool>,
+    /// An address or name; empty = every address.
+    pub prometheus_metrics_host: Option<String>,
+    pub prometheus_metrics_port: Option<u16>,
+    pub prometheus_process_metrics_enabled: Option<bool>,
+    pub health_enabled: Option<bool>,
+    pub health_host: Option<String>,
+    pub health_port: Option<u16>,
+    pub log_severity_screen: Option<LogSeverity>,
+}
+
+/// `logSeverityScreen`: Felix's log levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogSeverity {
+    Trace,
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Fatal,
 }
 
 #[derive(Debug, Clone, PartialEq)]

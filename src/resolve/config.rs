@@ -25,6 +25,14 @@ pub struct EffectiveConfig {
     pub log_action_rate_limit_burst: u32,
     pub disable_conntrack_invalid_check: bool,
     pub max_ipset_size: u32,
+    pub prometheus_metrics_enabled: bool,
+    pub prometheus_metrics_host: String,
+    pub prometheus_metrics_port: u16,
+    pub prometheus_process_metrics_enabled: bool,
+    pub health_enabled: bool,
+    pub health_host: String,
+    pub health_port: u16,
+    pub log_severity_screen: LogSeverity,
 }
 
 /// Felix's default inbound failsafe ports, in Felix's order (`FailsafeInboundHostPorts` in
@@ -89,6 +97,15 @@ impl Default for EffectiveConfig {
             log_action_rate_limit_burst: 5,
             disable_conntrack_invalid_check: false,
             max_ipset_size: 1_048_576,
+            // Felix's defaults (felix/config/config_params.go).
+            prometheus_metrics_enabled: false,
+            prometheus_metrics_host: String::new(),
+            prometheus_metrics_port: 9091,
+            prometheus_process_metrics_enabled: true,
+            health_enabled: false,
+            health_host: "localhost".into(),
+            health_port: 9099,
+            log_severity_screen: LogSeverity::Info,
         }
     }
 }
@@ -145,6 +162,26 @@ impl EffectiveConfig {
             &spec.disable_conntrack_invalid_check,
         );
         set(&mut self.max_ipset_size, &spec.max_ipset_size);
+        set(
+            &mut self.prometheus_metrics_enabled,
+            &spec.prometheus_metrics_enabled,
+        );
+        set(
+            &mut self.prometheus_metrics_host,
+            &spec.prometheus_metrics_host,
+        );
+        set(
+            &mut self.prometheus_metrics_port,
+            &spec.prometheus_metrics_port,
+        );
+        set(
+            &mut self.prometheus_process_metrics_enabled,
+            &spec.prometheus_process_metrics_enabled,
+        );
+        set(&mut self.health_enabled, &spec.health_enabled);
+        set(&mut self.health_host, &spec.health_host);
+        set(&mut self.health_port, &spec.health_port);
+        set(&mut self.log_severity_screen, &spec.log_severity_screen);
     }
 
     /// The workload interface prefixes: Felix accepts a comma-separated list in `interfacePrefix`.

@@ -5,12 +5,13 @@
 //! problems; it also owns its change trigger, a thread that says "read me again".
 //!
 //! Implementations: `directory::Directory` (the policy directory, watched with inotify through
-//! `watch`). A datastore source plugs in beside it. The trait is deliberately small and
-//! synchronous: `read` blocks until it has a complete, consistent snapshot (or knows it cannot
-//! get one), `watch` only starts a thread and returns; neither keeps the daemon's loop waiting
-//! on anything but the read itself.
+//! `watch`) and `etcd::Etcd` (Calico's etcd v3 datastore, watched by its own gRPC thread).
+//! The trait is deliberately small and synchronous: `read` blocks until it has a complete,
+//! consistent snapshot (or knows it cannot get one), `watch` only starts a thread and returns;
+//! neither keeps the daemon's loop waiting on anything but the read itself.
 
 pub mod directory;
+pub mod etcd;
 pub mod watch;
 
 use crate::diag::Diagnostic;
@@ -60,6 +61,18 @@ pub trait Source {
     /// Start the change trigger on its own thread, calling `notify` for every relevant change.
     /// `Err` when it cannot start (the daemon then relies on SIGHUP).
     fn watch(&self, notify: Notify) -> io::Result<()>;
+    /// The file name under which a text is kept in the last good copy (a policy directory, so
+    /// it must be unique and end in `.yaml` or `.json`): the path's last component by default.
+    fn saved_name(&self, name: &str) -> String {
+        std::path::Path::new(name)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name.to_string())
+    }
+    /// The connection to a datastore, for `status.json`; None for the policy directory.
+    fn datastore(&self) -> Option<crate::status::Datastore> {
+        None
+    }
 }
 
 /// sha256 over (name, text) pairs in name order, hex. Each field is length-prefixed so no two

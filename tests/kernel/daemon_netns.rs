@@ -26,7 +26,7 @@ const WITHIN: Duration = Duration::from_secs(15);
 
 /// eth0 of node h, labelled web; web may receive TCP 8080 only. Failsafes off so no other port
 /// is open by default. Refresh and post-write checks far away unless a test wants them.
-fn base_policies(felix_extra: &str) -> String {
+pub(crate) fn base_policies(felix_extra: &str) -> String {
     format!(
         r#"apiVersion: projectcalico.org/v3
 kind: HostEndpoint
@@ -63,7 +63,7 @@ spec:
     )
 }
 
-const ALLOW_9090: &str = r#"apiVersion: projectcalico.org/v3
+pub(crate) const ALLOW_9090: &str = r#"apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata:
   name: allow-9090
@@ -76,7 +76,7 @@ spec:
       ports: [9090]
 "#;
 
-const BROKEN: &str = r#"apiVersion: projectcalico.org/v3
+pub(crate) const BROKEN: &str = r#"apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata:
   name: broken
@@ -87,7 +87,7 @@ spec:
 "#;
 
 /// Write `text` to `dir/name` the way editors and config tools do: temp file, then rename.
-fn put(dir: &Path, name: &str, text: &str) {
+pub(crate) fn put(dir: &Path, name: &str, text: &str) {
     let tmp = dir.join(format!(".{name}.tmp"));
     fs::write(&tmp, text).unwrap();
     fs::rename(&tmp, dir.join(name)).unwrap();
@@ -116,11 +116,11 @@ fn with_base_policies(tag: &str, extra: &str) -> (Pair, Workdir) {
 }
 
 /// A running `hostfw run` inside a namespace, with the notify socket it reports to.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     notify: UnixDatagram,
     log: PathBuf,
-    run_dir: PathBuf,
+    pub(crate) run_dir: PathBuf,
 }
 
 impl Daemon {
@@ -135,7 +135,7 @@ impl Daemon {
         d
     }
 
-    fn start_with_env(ns: &Netns, work: &Workdir, env: &[(&str, &str)]) -> Daemon {
+    pub(crate) fn start_with_env(ns: &Netns, work: &Workdir, env: &[(&str, &str)]) -> Daemon {
         let root = work.dir.path();
         let sock_path = root.join(format!("notify-{}", nix_time_tag()));
         let notify = UnixDatagram::bind(&sock_path).unwrap();
@@ -188,7 +188,7 @@ impl Daemon {
             .unwrap_or(serde_json::Value::Null)
     }
 
-    fn signal(&self, sig: nix::sys::signal::Signal) {
+    pub(crate) fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
     }
 
@@ -204,7 +204,7 @@ impl Daemon {
         panic!("daemon did not exit:\n{}", self.log_text());
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -214,6 +214,21 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Record a pending `apply --confirm` (ten minutes left) in `run_dir`: the daemon holds off.
+pub(crate) fn hold_with_pending_confirmation(run_dir: &Path) {
+    let now = hostfw::confirm::now_unix();
+    let pending = hostfw::confirm::Pending {
+        token: "test".into(),
+        created_unix: now,
+        deadline_unix: now + 600,
+        seconds: 600,
+        backend: BACKEND.into(),
+        watcher_pid: None,
+        deadline_boot_ms: None,
+    };
+    hostfw::confirm::write_pending(run_dir, &pending).expect("write the pending confirmation");
 }
 
 /// Distinct file names for successive daemons of one test.
@@ -585,17 +600,7 @@ fn a_pending_confirmation_pauses_reconciliation() {
     let d = Daemon::ready(&pair.host, &work);
     assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
 
-    let now = hostfw::confirm::now_unix();
-    let pending = hostfw::confirm::Pending {
-        token: "test".into(),
-        created_unix: now,
-        deadline_unix: now + 600,
-        seconds: 600,
-        backend: BACKEND.into(),
-        watcher_pid: None,
-        deadline_boot_ms: None,
-    };
-    hostfw::confirm::write_pending(&d.run_dir, &pending).unwrap();
+    hold_with_pending_confirmation(&d.run_dir);
     put(&dir, "20-allow-9090.yaml", ALLOW_9090);
     assert!(
         eventually(|| d.log_text().contains("not reconciling")),

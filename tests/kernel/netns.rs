@@ -662,3 +662,33 @@ pub fn feed(ns: &Netns, argv: &[&str], stdin: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Poll `cond` every 50 ms until it holds (true) or `within` passes (false).
+pub fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `GET path` over plain HTTP/1.0 from inside `ns`: status and body, None when it cannot
+/// connect.
+pub fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let path = path.to_string();
+    ns.run_in(move || {
+        let mut s = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let status = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+        Some((status, body))
+    })
+}

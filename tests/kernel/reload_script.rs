@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 const NODE: &str = "h";
 
-/// eth0 of node h may receive TCP 8080 only (failsafes off, so nothing else is open).
+/// eth0 of node h may receive TCP 8080 only (failsafes off, so nothing else is open); the
+/// daemon's own re-reads of the kernel far away.
 const BASE: &str = "apiVersion: projectcalico.org/v3
 kind: HostEndpoint
 metadata: {name: h-eth0, labels: {role: web}}
@@ -31,7 +32,12 @@ spec:
 apiVersion: projectcalico.org/v3
 kind: FelixConfiguration
 metadata: {name: default}
-spec: {failsafeInboundHostPorts: [], failsafeOutboundHostPorts: []}
+spec:
+  failsafeInboundHostPorts: []
+  failsafeOutboundHostPorts: []
+  # Nothing but the reload may repair the kernel during the test.
+  iptablesRefreshInterval: 600s
+  iptablesPostWriteCheckInterval: 600s
 ";
 
 const ALLOW_9090: &str = "apiVersion: projectcalico.org/v3

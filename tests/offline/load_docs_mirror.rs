@@ -109,11 +109,7 @@ fn unused_felix_fields_and_case_variants_warn() {
     };
     assert_eq!(
         warned("04-felix-unused-fields.yaml"),
-        vec![
-            "spec.vxlanEnabled",
-            "spec.logSeverityScreen",
-            "spec.reportingInterval"
-        ]
+        vec!["spec.vxlanEnabled", "spec.reportingInterval"]
     );
     assert_eq!(warned("27-felix-mtu.yaml"), vec!["spec.vxlanMTU"]);
     // The whole directory at once: invalid (five rejected files), every error reported.

@@ -6,6 +6,7 @@
 mod cli_check;
 mod daemon_status_cli;
 mod daemon_unit;
+mod datastore_cli;
 mod explain;
 mod explain_cli;
 mod felix_vectors;
@@ -15,6 +16,7 @@ mod load_bad_input;
 mod load_docs_mirror;
 mod load_layouts;
 mod load_proptest;
+mod metrics_exposition;
 mod purity;
 mod render_golden;
 mod ruleset_save;

@@ -22,6 +22,10 @@ const PURE: &[(&str, &[&str])] = &[
     // The spine: the caller reads the host (interfaces, SSH sessions) and passes it in.
     ("desired.rs", &["crate::host", "guard::observe("]),
     ("finding.rs", &[]),
+    // The etcd layout, push plan and datastore settings: the client and watch thread do I/O.
+    ("source/etcd/layout.rs", &["etcd_client", "tokio"]),
+    ("source/etcd/plan.rs", &["etcd_client", "tokio"]),
+    ("source/etcd/config.rs", &["etcd_client", "tokio"]),
 ];
 
 /// Names that mean an effect. Each matches only at the start of a path segment, so `fs::` is

@@ -7,7 +7,7 @@ use super::reader::{boolean, fields, integer, list, number, string, Ctx, FieldPa
 use super::rule;
 use crate::model::{
     AllowAction, BackendChoice, DenyAction, EndpointToHostAction, FailsafePort, FailsafeProtocol,
-    FelixSpec, InsertMode, Port, RateLimit, RateUnit,
+    FelixSpec, InsertMode, LogSeverity, Port, RateLimit, RateUnit,
 };
 use crate::policy::parse::Node;
 use ipnet::IpNet;
@@ -18,7 +18,7 @@ use std::time::Duration;
 /// the chains could not carry their verdicts.
 pub(crate) const MIN_MARK_BITS: u32 = 5;
 
-const HANDLED: [&str; 19] = [
+const HANDLED: [&str; 27] = [
     "failsafeInboundHostPorts",
     "failsafeOutboundHostPorts",
     "defaultEndpointToHostAction",
@@ -37,6 +37,14 @@ const HANDLED: [&str; 19] = [
     "logActionRateLimitBurst",
     "disableConntrackInvalidCheck",
     "maxIpsetSize",
+    "prometheusMetricsEnabled",
+    "prometheusMetricsHost",
+    "prometheusMetricsPort",
+    "prometheusProcessMetricsEnabled",
+    "healthEnabled",
+    "healthHost",
+    "healthPort",
+    "logSeverityScreen",
     // Not a Calico v3 field but Felix's config-file/environment name, in seconds
     // (felix/config/config_params.go): accepted with a warning pointing at the v3 spelling, since
     // operators copy it from a Felix configuration.
@@ -65,7 +73,6 @@ const IGNORED: &[&str] = &[
     "interfaceExclude",
     "logFilePath",
     "logSeverityFile",
-    "logSeverityScreen",
     "logSeveritySys",
     "logDebugFilenameRegex",
     "ipipEnabled",
@@ -82,15 +89,8 @@ const IGNORED: &[&str] = &[
     "endpointReportingEnabled",
     "endpointReportingDelay",
     "endpointStatusPathPrefix",
-    "healthEnabled",
-    "healthHost",
-    "healthPort",
     "healthTimeoutOverrides",
-    "prometheusMetricsEnabled",
-    "prometheusMetricsHost",
-    "prometheusMetricsPort",
     "prometheusGoMetricsEnabled",
-    "prometheusProcessMetricsEnabled",
     "prometheusWireGuardMetricsEnabled",
     "kubeNodePortRanges",
     "policySyncPathPrefix",
@@ -237,10 +237,7 @@ fn ignored_type(name: &str) -> IgnoredType {
         | "allowVXLANPacketsFromWorkloads"
         | "allowIPIPPacketsFromWorkloads"
         | "endpointReportingEnabled"
-        | "healthEnabled"
-        | "prometheusMetricsEnabled"
         | "prometheusGoMetricsEnabled"
-        | "prometheusProcessMetricsEnabled"
         | "prometheusWireGuardMetricsEnabled"
         | "usageReportingEnabled"
         | "removeExternalRoutes"
@@ -262,7 +259,7 @@ fn ignored_type(name: &str) -> IgnoredType {
         | "wireguardHostEncryptionEnabled"
         | "flowLogsCollectorDebugTrace"
         | "requireMTUFile" => IgnoredType::Bool,
-        "logSeverityFile" | "logSeverityScreen" | "logSeveritySys" => IgnoredType::LogLevel,
+        "logSeverityFile" | "logSeveritySys" => IgnoredType::LogLevel,
         "kubeNodePortRanges" => IgnoredType::NodePorts,
         _ => IgnoredType::Other,
     }
@@ -483,6 +480,62 @@ pub(crate) fn felix_spec(
         .get("maxIpsetSize")
         .and_then(|n| integer(ctx, n, &path.field("maxIpsetSize"), 1, i32::MAX as i128))
         .map(|v| v as u32);
+    let flag =
+        |ctx: &mut Ctx, name: &str| f.get(name).and_then(|n| boolean(ctx, n, &path.field(name)));
+    out.prometheus_metrics_enabled = flag(ctx, "prometheusMetricsEnabled");
+    out.prometheus_process_metrics_enabled = flag(ctx, "prometheusProcessMetricsEnabled");
+    out.health_enabled = flag(ctx, "healthEnabled");
+    out.prometheus_metrics_host = f.get("prometheusMetricsHost").and_then(|n| {
+        let p = path.field("prometheusMetricsHost");
+        let s = string(ctx, n, &p)?;
+        // libcalico-go/lib/validator/v3/validator.go, `prometheusHost`.
+        let ok = s.is_empty()
+            || (s.len() <= 64
+                && s.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b":._+-".contains(&c)));
+        if !ok {
+            ctx.error(
+                n,
+                &p,
+                format!(
+                    "prometheusMetricsHost `{s}` is invalid: an address or host name of up to 64 \
+                     letters, digits and `:._+-`"
+                ),
+            );
+            return None;
+        }
+        Some(s.to_string())
+    });
+    out.health_host = f
+        .get("healthHost")
+        .and_then(|n| string(ctx, n, &path.field("healthHost")))
+        .map(str::to_string);
+    let port = |ctx: &mut Ctx, name: &str| {
+        f.get(name)
+            .and_then(|n| integer(ctx, n, &path.field(name), 0, 65535))
+            .map(|v| v as u16)
+    };
+    out.prometheus_metrics_port = port(ctx, "prometheusMetricsPort");
+    out.health_port = port(ctx, "healthPort");
+    out.log_severity_screen = f.get("logSeverityScreen").and_then(|n| {
+        if n.as_scalar().is_some_and(|s| s.text.is_empty()) {
+            return None;
+        }
+        // Calico's validator (`logLevel`) is case-sensitive here.
+        exact_enum(
+            ctx,
+            n,
+            &path.field("logSeverityScreen"),
+            &[
+                ("Trace", LogSeverity::Trace),
+                ("Debug", LogSeverity::Debug),
+                ("Info", LogSeverity::Info),
+                ("Warning", LogSeverity::Warning),
+                ("Error", LogSeverity::Error),
+                ("Fatal", LogSeverity::Fatal),
+            ],
+        )
+    });
     if let Some(n) = f.get("iptablesPostWriteCheckIntervalSecs") {
         let p = path.field("iptablesPostWriteCheckIntervalSecs");
         if f.get("iptablesPostWriteCheckInterval").is_some() {

@@ -138,7 +138,7 @@ impl<'a> Ctx<'a> {
 }
 
 /// Most fields one schema may declare (FelixConfiguration's handled subset is the largest).
-pub(crate) const MAX_FIELDS: usize = 24;
+pub(crate) const MAX_FIELDS: usize = 32;
 
 /// How a mapping's fields are declared for `fields`.
 pub(crate) struct Schema<'s> {

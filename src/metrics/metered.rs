@@ -1,0 +1,123 @@
+//! A `Dataplane` that counts what it does into `Metrics` (Felix's `felix_iptables_*` and
+//! `felix_ipset_*` counters) and otherwise passes every call through unchanged.
+
+use super::Metrics;
+use crate::dataplane::{Backend, Dataplane, DataplaneError};
+use crate::ruleset::{Family, TableName};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub struct Metered<D> {
+    inner: D,
+    metrics: Arc<Metrics>,
+}
+
+impl<D: Dataplane> Metered<D> {
+    pub fn new(inner: D, metrics: Arc<Metrics>) -> Metered<D> {
+        Metered { inner, metrics }
+    }
+
+    fn saved<T>(&self, result: Result<T, DataplaneError>) -> Result<T, DataplaneError> {
+        let failed = result.is_err();
+        self.metrics.update(|v| {
+            v.save_calls += 1;
+            v.save_errors += u64::from(failed);
+        });
+        result
+    }
+
+    fn ipset<T>(&self, result: Result<T, DataplaneError>) -> Result<T, DataplaneError> {
+        let failed = result.is_err();
+        self.metrics.update(|v| {
+            v.ipset_calls += 1;
+            v.ipset_errors += u64::from(failed);
+        });
+        result
+    }
+}
+
+impl<D: Dataplane> Dataplane for Metered<D> {
+    fn save(&self, family: Family, table: TableName) -> Result<String, DataplaneError> {
+        self.saved(self.inner.save(family, table))
+    }
+
+    fn save_tables(&self, family: Family) -> Result<BTreeMap<TableName, String>, DataplaneError> {
+        self.saved(self.inner.save_tables(family))
+    }
+
+    fn restore(&self, family: Family, table: TableName, input: &str) -> Result<(), DataplaneError> {
+        let result = self.inner.restore(family, table, input);
+        let failed = result.is_err();
+        // Felix counts every line it feeds iptables-restore, `*table` and COMMIT included.
+        let lines = input.lines().count() as u64;
+        self.metrics.update(|v| {
+            v.restore_calls += 1;
+            v.restore_errors += u64::from(failed);
+            *v.lines_executed.entry((family, table)).or_default() += lines;
+        });
+        result
+    }
+
+    fn ipset_save(&self) -> Result<String, DataplaneError> {
+        self.ipset(self.inner.ipset_save())
+    }
+
+    fn ipset_restore(&self, input: &str) -> Result<(), DataplaneError> {
+        self.ipset(self.inner.ipset_restore(input))
+    }
+
+    fn backend(&self) -> Backend {
+        self.inner.backend()
+    }
+
+    fn supports(&self, family: Family) -> bool {
+        self.inner.supports(family)
+    }
+
+    fn save_counters(&self, family: Family, table: TableName) -> Result<String, DataplaneError> {
+        self.saved(self.inner.save_counters(family, table))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::fake::{FakeDataplane, Fault, Op};
+
+    #[test]
+    fn calls_lines_and_errors_are_counted() {
+        let metrics = Arc::new(Metrics::new());
+        let dp = Metered::new(FakeDataplane::default(), metrics.clone());
+        dp.save_tables(Family::V4).expect("fake saves");
+        dp.restore(
+            Family::V4,
+            TableName::Filter,
+            "*filter\n:cali-x - [0:0]\nCOMMIT\n",
+        )
+        .expect("fake restores");
+        dp.ipset_save().expect("fake ipset save");
+        let v = metrics.snapshot();
+        assert_eq!((v.save_calls, v.save_errors), (1, 0));
+        assert_eq!((v.restore_calls, v.restore_errors), (1, 0));
+        assert_eq!(v.lines_executed[&(Family::V4, TableName::Filter)], 3);
+        assert_eq!(v.lines_executed[&(Family::V6, TableName::Filter)], 0);
+        assert_eq!((v.ipset_calls, v.ipset_errors), (1, 0));
+    }
+
+    #[test]
+    fn failures_count_as_calls_and_errors() {
+        let metrics = Arc::new(Metrics::new());
+        let fake = FakeDataplane::default();
+        fake.inject(Op::Restore, Fault::Busy);
+        fake.inject(Op::Save, Fault::PermissionDenied);
+        let dp = Metered::new(fake, metrics.clone());
+        assert!(dp
+            .restore(Family::V6, TableName::Raw, "*raw\nCOMMIT\n")
+            .is_err());
+        assert!(dp.save(Family::V4, TableName::Filter).is_err());
+        let v = metrics.snapshot();
+        assert_eq!((v.restore_calls, v.restore_errors), (1, 1));
+        assert_eq!((v.save_calls, v.save_errors), (1, 1));
+        assert_eq!(v.lines_executed[&(Family::V6, TableName::Raw)], 2);
+    }
+}

@@ -1,0 +1,160 @@
+//! The etcd v3 gRPC calls hostfw makes (the `etcd-client` crate): connect with TLS and
+//! authentication, list the managed keys at a revision, write a push in guarded transactions.
+//! Async; callers run it on their own current-thread runtime (`block_on` here, or the watch
+//! thread), so the rest of hostfw stays synchronous.
+
+use super::config::EtcdConfig;
+use super::layout::{self, PREFIX};
+use super::plan::{batches, Listing, Stored, Write};
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
+    TxnOp,
+};
+use std::time::Duration;
+
+/// Largest list or watch response accepted: the policy directory's total limit, far above
+/// gRPC's 4 MiB default, which a fleet of a few thousand policies already exceeds.
+pub const MAX_RESPONSE_BYTES: usize = crate::source::directory::MAX_TOTAL_BYTES as usize;
+
+/// How long a connection attempt may take before it counts as failed.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// gRPC keep-alive: a silent partition is noticed within interval + timeout.
+pub const KEEP_ALIVE: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(5));
+
+/// An error talking to etcd, as text for status and messages.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("cannot read {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    /// A guarded write found the key changed since it was read.
+    #[error("{0}")]
+    Conflict(String),
+    /// The watch ended without an error from the server.
+    #[error("the watch stream ended")]
+    WatchEnded,
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, EtcdError> {
+    std::fs::read(path).map_err(|source| EtcdError::File {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Connect to the configured endpoints.
+pub async fn connect(cfg: &EtcdConfig) -> Result<Client, EtcdError> {
+    let mut options = ConnectOptions::new()
+        .with_connect_timeout(CONNECT_TIMEOUT)
+        .with_keep_alive(KEEP_ALIVE.0, KEEP_ALIVE.1)
+        .with_keep_alive_while_idle(true);
+    if let (Some(user), Some(password)) = (&cfg.username, &cfg.password) {
+        options = options.with_user(user.clone(), password.clone());
+    }
+    let tls_wanted = cfg.ca_cert_file.is_some()
+        || cfg.cert_file.is_some()
+        || cfg.endpoints.iter().any(|e| e.starts_with("https://"));
+    if tls_wanted {
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &cfg.ca_cert_file {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&cfg.cert_file, &cfg.key_file) {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        options = options.with_tls(tls);
+    }
+    Ok(Client::connect(&cfg.endpoints, Some(options)).await?)
+}
+
+/// List every key under Calico's v3 prefix that belongs to a managed kind.
+pub async fn list(client: &mut Client) -> Result<Listing, EtcdError> {
+    let resp = client
+        .kv_client()
+        .max_decoding_message_size(MAX_RESPONSE_BYTES)
+        .get(PREFIX, Some(GetOptions::new().with_prefix()))
+        .await?;
+    let revision = resp.header().map_or(0, |h| h.revision());
+    let mut kvs = std::collections::BTreeMap::new();
+    for kv in resp.kvs() {
+        let Ok(key) = kv.key_str() else { continue };
+        if layout::parse_key(key).is_some() {
+            kvs.insert(
+                key.to_string(),
+                Stored {
+                    value: kv.value().to_vec(),
+                    mod_revision: kv.mod_revision(),
+                },
+            );
+        }
+    }
+    Ok(Listing { revision, kvs })
+}
+
+/// Connect and list once, on a runtime of the calling thread (the one-shot commands).
+pub fn list_once(cfg: &EtcdConfig) -> Result<Listing, EtcdError> {
+    block_on(async {
+        let mut client = connect(cfg).await?;
+        list(&mut client).await
+    })
+}
+
+/// Run a future on a fresh current-thread runtime.
+pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds (no I/O resources are reserved at build)")
+        .block_on(f)
+}
+
+/// Write the batches in order, each one transaction: every guard holds and every write lands,
+/// or none of that batch does. A failed guard stops the push and names the keys concerned.
+/// Returns the revision of the last transaction.
+pub async fn write(client: &mut Client, writes: &[Write]) -> Result<i64, EtcdError> {
+    let all = batches(writes);
+    let mut revision = 0;
+    for (done, batch) in all.iter().enumerate() {
+        let mut compares = Vec::with_capacity(batch.len());
+        let mut ops = Vec::with_capacity(batch.len());
+        for w in *batch {
+            match w {
+                Write::Put { key, value, expect } => {
+                    compares.push(match expect {
+                        None => Compare::version(key.as_str(), CompareOp::Equal, 0),
+                        Some(rev) => Compare::mod_revision(key.as_str(), CompareOp::Equal, *rev),
+                    });
+                    ops.push(TxnOp::put(key.as_str(), value.as_str(), None));
+                }
+                Write::Delete { key, expect } => {
+                    compares.push(Compare::mod_revision(
+                        key.as_str(),
+                        CompareOp::Equal,
+                        *expect,
+                    ));
+                    ops.push(TxnOp::delete(key.as_str(), None));
+                }
+            }
+        }
+        let resp = client.txn(Txn::new().when(compares).and_then(ops)).await?;
+        if !resp.succeeded() {
+            let keys: Vec<&str> = batch.iter().map(Write::key).collect();
+            return Err(EtcdError::Conflict(format!(
+                "another writer changed the datastore while pushing (one of: {}); this batch was \
+                 not written{}; run the push again",
+                keys.join(", "),
+                if done > 0 {
+                    format!(", {done} earlier batch(es) of {} were", all.len())
+                } else {
+                    String::new()
+                }
+            )));
+        }
+        revision = resp.header().map_or(revision, |h| h.revision());
+    }
+    Ok(revision)
+}

@@ -1,0 +1,252 @@
+//! The etcd watch thread: one helper thread with its own current-thread tokio runtime keeps an
+//! in-memory copy of every managed key. It lists at a revision, watches from the next revision
+//! (previous values, progress notifications), re-lists when the watch is cancelled or its
+//! revision compacted, and reconnects with exponential backoff capped at `MAX_BACKOFF`. Each
+//! change calls `notify` (the daemon turns it into an event on its one channel); the daemon
+//! reads the copy synchronously with `Watcher::snapshot`. This thread never touches the kernel.
+
+use super::client;
+use super::config::EtcdConfig;
+use super::layout::{self, PREFIX};
+use super::plan::{Listing, Stored};
+use etcd_client::{EventType, WatchOptions};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// First delay before reconnecting; doubled after each failure.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest delay between reconnection attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The connection as the daemon reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Not yet listed once.
+    Connecting,
+    Connected,
+    /// The last attempt failed or the watch broke; the copy is what was last seen.
+    Disconnected,
+}
+
+/// What the watch thread knows, for `status.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub state: State,
+    pub endpoints: Vec<String>,
+    /// The revision the copy reflects (0 before the first list).
+    pub revision: i64,
+    /// When the copy last changed (RFC 3339), if it has.
+    pub last_event: Option<String>,
+    /// The last connection or watch error, cleared by a successful list.
+    pub error: Option<String>,
+}
+
+struct Shared {
+    /// None until the first successful list.
+    listing: Option<Listing>,
+    status: Status,
+}
+
+/// Handle on the watch thread's copy.
+#[derive(Clone)]
+pub struct Watcher {
+    shared: Arc<Mutex<Shared>>,
+}
+
+/// What the copy held at one moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub listing: Option<Listing>,
+    pub status: Status,
+}
+
+impl Snapshot {
+    /// Whether ClusterInformation `default` lets hosts apply the datastore (true when absent
+    /// or undecodable: a broken flag is reported as an invalid object, never as a pause).
+    pub fn ready(&self) -> bool {
+        let key = format!("{PREFIX}clusterinformations/default");
+        let Some(stored) = self.listing.as_ref().and_then(|l| l.kvs.get(&key)) else {
+            return true;
+        };
+        !matches!(
+            layout::decode(&key, &stored.value),
+            Ok(layout::Decoded::Ready(false))
+        )
+    }
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    // A panic while holding the lock leaves plain data behind; keep serving it.
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Watcher {
+    /// Start the thread. `notify` is called after every change of the copy or of the state.
+    pub fn spawn(
+        cfg: EtcdConfig,
+        notify: impl FnMut() + Send + 'static,
+    ) -> std::io::Result<Watcher> {
+        let shared = Arc::new(Mutex::new(Shared {
+            listing: None,
+            status: Status {
+                state: State::Connecting,
+                endpoints: cfg.endpoints.clone(),
+                revision: 0,
+                last_event: None,
+                error: None,
+            },
+        }));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let thread_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("hostfw-etcd".to_string())
+            .spawn(move || runtime.block_on(run(cfg, thread_shared, notify)))?;
+        Ok(Watcher { shared })
+    }
+
+    /// The copy once the first list succeeded or failed, waiting at most `timeout` for it
+    /// (the daemon's first read races the thread's first list).
+    pub fn settled_snapshot(&self, timeout: Duration) -> Snapshot {
+        let end = std::time::Instant::now() + timeout;
+        loop {
+            let s = self.snapshot();
+            if s.status.state != State::Connecting || std::time::Instant::now() >= end {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let s = lock(&self.shared);
+        Snapshot {
+            listing: s.listing.clone(),
+            status: s.status.clone(),
+        }
+    }
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string())
+}
+
+async fn run(cfg: EtcdConfig, shared: Arc<Mutex<Shared>>, mut notify: impl FnMut()) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        match session(&cfg, &shared, &mut notify, &mut backoff).await {
+            // Cancelled or compacted: list again at once.
+            Ok(()) => continue,
+            Err(e) => {
+                let was = {
+                    let mut s = lock(&shared);
+                    let was = s.status.state;
+                    s.status.state = State::Disconnected;
+                    s.status.error = Some(e.to_string());
+                    was
+                };
+                log::warn!("etcd: {e}; retrying in {} ms", backoff.as_millis());
+                // Once per outage: every retry re-reading the same copy would only cost work.
+                if was != State::Disconnected {
+                    notify();
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// One connection: list, then follow the watch until it ends. Ok when the watch was cancelled
+/// (compaction), Err when the connection failed.
+async fn session(
+    cfg: &EtcdConfig,
+    shared: &Mutex<Shared>,
+    notify: &mut impl FnMut(),
+    backoff: &mut Duration,
+) -> Result<(), client::EtcdError> {
+    let mut client = client::connect(cfg).await?;
+    let listing = client::list(&mut client).await?;
+    let revision = listing.revision;
+    {
+        let mut s = lock(shared);
+        let changed = s.listing.as_ref().map(|l| &l.kvs) != Some(&listing.kvs);
+        if changed {
+            s.status.last_event = Some(now());
+        }
+        s.listing = Some(listing);
+        s.status.state = State::Connected;
+        s.status.revision = revision;
+        s.status.error = None;
+    }
+    *backoff = MIN_BACKOFF;
+    notify();
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(revision + 1)
+        .with_prev_key()
+        .with_progress_notify();
+    let mut stream = client
+        .watch_client()
+        .max_decoding_message_size(client::MAX_RESPONSE_BYTES)
+        .watch(PREFIX, Some(options))
+        .await?;
+    loop {
+        let Some(resp) = stream.message().await? else {
+            return Err(client::EtcdError::WatchEnded);
+        };
+        if resp.canceled() || resp.compact_revision() != 0 {
+            log::info!(
+                "etcd watch cancelled ({}{}); listing again",
+                resp.cancel_reason(),
+                if resp.compact_revision() != 0 {
+                    format!("compacted at revision {}", resp.compact_revision())
+                } else {
+                    String::new()
+                }
+            );
+            return Ok(());
+        }
+        let revision = resp.header().map(|h| h.revision());
+        let mut changed = false;
+        let mut s = lock(shared);
+        if let Some(listing) = s.listing.as_mut() {
+            for event in resp.events() {
+                let Some(kv) = event.kv() else { continue };
+                let Ok(key) = kv.key_str() else { continue };
+                if layout::parse_key(key).is_none() {
+                    continue;
+                }
+                changed = true;
+                match event.event_type() {
+                    EventType::Put => {
+                        listing.kvs.insert(
+                            key.to_string(),
+                            Stored {
+                                value: kv.value().to_vec(),
+                                mod_revision: kv.mod_revision(),
+                            },
+                        );
+                    }
+                    EventType::Delete => {
+                        listing.kvs.remove(key);
+                    }
+                }
+            }
+            if let Some(rev) = revision {
+                listing.revision = rev;
+                s.status.revision = rev;
+            }
+        }
+        if changed {
+            s.status.last_event = Some(now());
+        }
+        drop(s);
+        if changed {
+            notify();
+        }
+    }
+}
