@@ -527,6 +527,7 @@ diagnostics:
             run_dir: dir.path().join("run"),
             state_dir: dir.path().join("state"),
             lockout_guard: crate::guard::DaemonMode::Sessions,
+            datastore: crate::settings::DatastoreSettings::default(),
         };
         std::fs::create_dir_all(&settings.policy_dir).unwrap();
         std::fs::write(settings.policy_dir.join("a.yaml"), "kind: x\n").unwrap();
