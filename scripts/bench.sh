@@ -50,9 +50,9 @@ for s, b in keys:
         continue
     for m, label in [("apply_full", "first apply"), ("floor_full", "  floor: bare ipset+iptables-restore"),
                      ("apply_one_rule", "one-rule change"), ("floor_one_rule", "  floor: restore --noflush changed chains"),
-                     ("floor_one_shot", "  floor: one read + that restore + read of its tables"),
+                     ("floor_one_shot", "  floor: read + that restore + read written"),
                      ("apply_set_member", "one set member added"), ("apply_in_sync", "in-sync apply"),
-                     ("floor_read", "  floor: one read (both families' saves + ipset save)")]:
+                     ("floor_read", "  floor: one read (saves + ipset save)")]:
         if d(m):
             row("%s %s" % (tag, label), d(m))
     med = lambda m: statistics.median(d(m)) if d(m) else float("nan")
