@@ -189,7 +189,7 @@ fn smoke() {
     for (name, text) in files(POLICIES) {
         fs::write(dir.path().join(name), text).expect("write");
     }
-    let loaded = hostfw::policy::load_paths(&[dir.path().to_path_buf()]);
+    let loaded = hostfw::source::load_paths(&[dir.path().to_path_buf()]);
     assert!(loaded.set.is_some(), "{:?}", loaded.diagnostics);
     println!(
         "fleet bench set: {POLICIES} policies, {} HostEndpoints: loads",

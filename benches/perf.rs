@@ -17,10 +17,10 @@
 #[path = "perf/gen.rs"]
 mod gen;
 
-use hostfw::policy::load_paths;
 use hostfw::render::render;
 use hostfw::resolve::{resolve, HostInterfaces};
 use hostfw::ruleset::Family;
+use hostfw::source::load_paths;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;

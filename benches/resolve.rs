@@ -106,7 +106,7 @@ fn main() {
         .collect();
 
     let start = Instant::now();
-    let loaded = hostfw::policy::load_paths(&[dir.path().to_path_buf()]);
+    let loaded = hostfw::source::load_paths(&[dir.path().to_path_buf()]);
     let loaded_at = start.elapsed();
     let Some(set) = loaded.set else {
         for d in loaded.diagnostics.iter().take(5) {

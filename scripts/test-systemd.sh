@@ -30,7 +30,20 @@ HOST6=2001:db8::1 PEER6=2001:db8::2
 CACHE=target/systemd-root
 PACKAGES=systemd,systemd-sysv,dbus,iptables,ipset,iproute2,procps,kmod,make
 SUITE=bookworm
-MIRROR=http://deb.debian.org/debian
+# The Debian archive this machine's apt already uses (deb822 or one-line sources): the root
+# comes from the same place as the host's own packages.
+# apt_mirror main|security
+apt_mirror() {
+    local uri pick=(grep -v -- -security)
+    [ "$1" = security ] && pick=(grep -- -security)
+    uri=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null \
+        | "${pick[@]}" | head -n1)
+    [ -n "$uri" ] || uri=$(awk '$1 == "deb" { print $2 }' \
+        /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | "${pick[@]}" | head -n1)
+    printf '%s\n' "$uri"
+}
+MIRROR=$(apt_mirror main)
+SECURITY_MIRROR=$(apt_mirror security)
 
 say() { printf '%s\n' "$*" >&2; }
 cannot_run() {
@@ -74,6 +87,7 @@ root_cache() {
     say "== debootstrap $SUITE into $CACHE/rootfs (once; cached for later runs)"
     rm -rf "$CACHE/rootfs" "$CACHE/rootfs.tmp"
     mkdir -p "$CACHE"
+    [ -n "$MIRROR" ] || cannot_run "no Debian archive in /etc/apt/sources.list(.d) to debootstrap from"
     debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$CACHE/rootfs.tmp" "$MIRROR" \
         >"$CACHE/debootstrap.log" 2>&1 || { tail -n 20 "$CACHE/debootstrap.log" >&2; die "debootstrap failed"; }
     chroot "$CACHE/rootfs.tmp" apt-get clean
@@ -100,7 +114,8 @@ fresh_machine() {
     mkdir -p "$fresh/root" "$fresh/upper" "$fresh/work" "$CACHE/apt"
     mount -t overlay overlay -o "lowerdir=$PWD/$CACHE/rootfs,upperdir=$fresh/upper,workdir=$fresh/work" "$fresh/root"
     MOUNTS+=("$fresh/root")
-    echo "deb http://deb.debian.org/debian-security $SUITE-security main" \
+    [ -n "$SECURITY_MIRROR" ] || cannot_run "no Debian security archive in /etc/apt/sources.list(.d)"
+    echo "deb $SECURITY_MIRROR $SUITE-security main" \
         >"$fresh/root/etc/apt/sources.list.d/security.list"
     mkdir -p "$fresh/root/src/scripts"
     cp Makefile Cargo.toml "$fresh/root/src/"

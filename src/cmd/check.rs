@@ -13,7 +13,7 @@ pub fn run(settings: &Settings, args: &CheckArgs) -> CmdResult {
     let checked = if args.paths.is_empty() {
         crate::policy::load_snapshot(&settings.policy_source()?.read())
     } else {
-        crate::policy::load_checked(&args.paths)
+        crate::source::load_checked(&args.paths)
     };
     let loaded = &checked.loaded;
     // The lockout guard only means something for the set this node would apply.

@@ -1,7 +1,6 @@
 //! The confirmation flow: arm (snapshot, pending file, detached watcher), the watcher's wait for
 //! confirmation or deadline, and the restore through the dataplane with bounded retries.
 
-use super::plan::{rollback_plan, saved_table};
 use super::state::{
     boottime_ms, clear, log_path, now_unix, pending, read_snapshot, record_rollback, write_pending,
     write_snapshot,
@@ -9,6 +8,7 @@ use super::state::{
 use super::{ConfirmError, Pending, Snapshot};
 use crate::dataplane::{Backend, Dataplane};
 use crate::sync;
+use crate::sync::rollback::{rollback_plan, saved_table};
 use std::io;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,7 +49,8 @@ pub fn restore(dp: &dyn Dataplane, snap: &Snapshot) -> Result<(), ConfirmError> 
 
 fn restore_once(dp: &dyn Dataplane, snap: &Snapshot) -> Result<(), ConfirmError> {
     let live = sync::read_live(dp).map_err(ConfirmError::Read)?;
-    let plan = rollback_plan(snap, &live, dp.backend() == Backend::Nft)?;
+    let plan = rollback_plan(snap, &live, dp.backend() == Backend::Nft)
+        .map_err(ConfirmError::SnapshotIpsets)?;
     if !plan.ipsets_before.is_empty() {
         dp.ipset_restore(&plan.ipsets_before)
             .map_err(ConfirmError::Restore)?;

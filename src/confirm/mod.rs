@@ -25,13 +25,11 @@
 //! restore).
 
 mod flow;
-mod plan;
 mod state;
 
+pub use crate::sync::rollback::{SavedHook, SavedTable, Snapshot};
 pub use flow::{arm, restore, roll_back, wait, RollBack, WatchEnd};
-pub use plan::{SavedHook, SavedTable, Snapshot};
 // `sync` puts tables back with the same planner when a later table of a pass fails.
-pub(crate) use plan::{rollback_plan, saved_table};
 pub use state::{
     boottime_ms, clear, daemon_hold, now_unix, pending, read_snapshot, record_rollback,
     resume_after_edit, status_line, write_pending, Hold, Pending, RolledBack, LOG_FILE,
@@ -73,8 +71,8 @@ pub enum ConfirmError {
 #[cfg(test)]
 mod tests {
     use super::flow::snapshot;
-    use super::plan::saved_table;
     use super::*;
+    use crate::sync::rollback::saved_table;
 
     use crate::dataplane::fake::{Call, FakeDataplane};
     use crate::ruleset::{parse_ipset_save, parse_save, Family, TableName};

@@ -1,14 +1,35 @@
 //! Loading policy: the texts a `source::Source` read are parsed into raw resources (parse) and
 //! validated into the typed model (validate; selectors live in `model::selector`).
-//! All-or-nothing: a `PolicySet` exists only when no error was found. Reads nothing itself.
+//! All-or-nothing: a `PolicySet` exists only when no error was found. Reads nothing itself
+//! (`source::load_paths` reads the directory and loads it).
 
 pub mod parse;
 pub mod validate;
 
 use crate::diag::Diagnostic;
 use crate::model::PolicySet;
-use crate::source::{NamedText, Snapshot};
-use std::path::PathBuf;
+
+/// One unit of policy text and the name diagnostics cite it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedText {
+    pub name: String,
+    pub text: String,
+}
+
+/// What one read of a source produced.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The texts, in the order the loader must see them (name order for the directory).
+    pub texts: Vec<NamedText>,
+    /// Identity of exactly these texts: equal revisions mean the same policy set. The daemon
+    /// publishes it (`status.json` `source_hash`) and skips re-applying an unchanged set.
+    pub revision: String,
+    /// Problems reading (a file too large, not UTF-8, unlistable): errors make the set invalid.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The source could not be read at all (missing, permission, loop): there is no input to
+    /// judge, which `check` reports as exit status 2.
+    pub unreadable: bool,
+}
 
 /// The outcome of loading: the set (only when there is no error) and every diagnostic, sorted.
 #[derive(Debug, Clone)]
@@ -49,21 +70,11 @@ fn finish(set: PolicySet, mut diagnostics: Vec<Diagnostic>, resources: usize) ->
     }
 }
 
-/// Read the given files/directories (`source::directory`) and load them.
-pub fn load_paths(paths: &[PathBuf]) -> Loaded {
-    load_checked(paths).loaded
-}
-
-/// `load_paths` plus whether the source could not be read at all (`check` exits 2 then).
+/// A load plus whether the source could not be read at all (`check` exits 2 then).
 #[derive(Debug, Clone)]
 pub struct Checked {
     pub loaded: Loaded,
     pub unreadable: bool,
-}
-
-/// Read the given files/directories and load them, keeping the "unreadable" flag.
-pub fn load_checked(paths: &[PathBuf]) -> Checked {
-    load_snapshot(&crate::source::directory::read(paths))
 }
 
 /// What a set without a single resource is called in its diagnostic.

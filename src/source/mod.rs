@@ -14,30 +14,21 @@ pub mod directory;
 pub mod etcd;
 pub mod watch;
 
-use crate::diag::Diagnostic;
+use crate::policy::{Checked, Loaded};
 use sha2::{Digest, Sha256};
 use std::io;
+use std::path::PathBuf;
 
-/// One unit of policy text and the name diagnostics cite it by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NamedText {
-    pub name: String,
-    pub text: String,
+pub use crate::policy::{NamedText, Snapshot};
+
+/// Read the given files/directories (`directory`) and load them.
+pub fn load_paths(paths: &[PathBuf]) -> Loaded {
+    load_checked(paths).loaded
 }
 
-/// What one read of a source produced.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    /// The texts, in the order the loader must see them (name order for the directory).
-    pub texts: Vec<NamedText>,
-    /// Identity of exactly these texts: equal revisions mean the same policy set. The daemon
-    /// publishes it (`status.json` `source_hash`) and skips re-applying an unchanged set.
-    pub revision: String,
-    /// Problems reading (a file too large, not UTF-8, unlistable): errors make the set invalid.
-    pub diagnostics: Vec<Diagnostic>,
-    /// The source could not be read at all (missing, permission, loop): there is no input to
-    /// judge, which `check` reports as exit status 2.
-    pub unreadable: bool,
+/// Read the given files/directories and load them, keeping the "unreadable" flag.
+pub fn load_checked(paths: &[PathBuf]) -> Checked {
+    crate::policy::load_snapshot(&directory::read(paths))
 }
 
 /// One trigger from a source's watcher.

@@ -2,8 +2,9 @@
 //! unbounded work (docs/policy-format.md, "Limits"). Also the file-selection rules
 //! (docs/policy-format.md, "Which files are read").
 
-use hostfw::policy::{load_checked, load_sources};
+use hostfw::policy::load_sources;
 use hostfw::source::directory::{self, MAX_FILE_BYTES};
+use hostfw::source::load_checked;
 use hostfw::source::NamedText;
 use std::fs;
 use std::os::unix::fs::symlink;

@@ -73,7 +73,7 @@ fn every_fixture_has_a_verdict() {
 fn verdicts_agree_with_calico() {
     let mut failures = Vec::new();
     for (name, verdict) in VERDICTS {
-        let loaded = hostfw::policy::load_paths(&[PathBuf::from(DIR).join(name)]);
+        let loaded = hostfw::source::load_paths(&[PathBuf::from(DIR).join(name)]);
         let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.is_error()).collect();
         match verdict {
             None if loaded.set.is_some() => {}
@@ -98,7 +98,7 @@ fn verdicts_agree_with_calico() {
 
 #[test]
 fn unused_felix_fields_and_case_variants_warn() {
-    let load = |n: &str| hostfw::policy::load_paths(&[PathBuf::from(DIR).join(n)]);
+    let load = |n: &str| hostfw::source::load_paths(&[PathBuf::from(DIR).join(n)]);
     let warned = |n: &str| -> Vec<String> {
         load(n)
             .diagnostics
@@ -113,7 +113,7 @@ fn unused_felix_fields_and_case_variants_warn() {
     );
     assert_eq!(warned("27-felix-mtu.yaml"), vec!["spec.vxlanMTU"]);
     // The whole directory at once: invalid (five rejected files), every error reported.
-    let all = hostfw::policy::load_paths(&[PathBuf::from(DIR)]);
+    let all = hostfw::source::load_paths(&[PathBuf::from(DIR)]);
     assert!(all.set.is_none());
     let files_with_errors: std::collections::BTreeSet<String> = all
         .diagnostics

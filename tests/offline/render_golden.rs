@@ -47,7 +47,7 @@ fn interfaces(dir: &Path) -> HostInterfaces {
 /// The three outputs of one case: v4 restore text, v6 restore text, ipset restore text.
 fn render_case(dir: &Path) -> [String; 3] {
     let node = fs::read_to_string(dir.join("node")).expect("node file");
-    let loaded = hostfw::policy::load_paths(&[dir.join("policies")]);
+    let loaded = hostfw::source::load_paths(&[dir.join("policies")]);
     let Some(set) = loaded.set else {
         let diags: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
         panic!("{}: invalid policies:\n{}", dir.display(), diags.join("\n"));
@@ -256,7 +256,7 @@ fn render_command_rejects_invalid_input() {
 /// The NodeView of a case whose policies are valid.
 fn case_view(dir: &Path) -> hostfw::resolve::NodeView {
     let node = fs::read_to_string(dir.join("node")).expect("node file");
-    let set = hostfw::policy::load_paths(&[dir.join("policies")])
+    let set = hostfw::source::load_paths(&[dir.join("policies")])
         .set
         .expect("valid policies");
     hostfw::resolve::resolve(&set, node.trim(), &interfaces(dir))

@@ -12,7 +12,7 @@ fn etc(sub: &str) -> PathBuf {
 }
 
 fn assert_valid(paths: &[PathBuf]) -> hostfw::model::PolicySet {
-    let loaded = hostfw::policy::load_paths(paths);
+    let loaded = hostfw::source::load_paths(paths);
     let errors: Vec<String> = loaded
         .diagnostics
         .iter()

@@ -51,7 +51,7 @@ fn show_golden_scenarios() {
         let interfaces = fs::read_to_string(dir.join("interfaces"))
             .map(|t| parse_interfaces(&t))
             .unwrap_or_default();
-        let loaded = hostfw::policy::load_paths(&[dir.join("policies")]);
+        let loaded = hostfw::source::load_paths(&[dir.join("policies")]);
         let Some(set) = loaded.set else {
             let diags: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
             failures.push(format!(

@@ -1,11 +1,10 @@
 //! The rollback planner: hostfw's part of the kernel state (`Snapshot`), and the restore input
 //! that puts a snapshot back over the live state, one transaction per table. Pure.
 
-use super::ConfirmError;
+use super::Live;
 use crate::ruleset::plan::{self, is_owned_chain, PlanOptions};
 use crate::ruleset::restore::{kernel_chain_rank, RestoreBuilder};
-use crate::ruleset::{parse_ipset_save, Family, Ipset, LiveTable, Ruleset, TableName};
-use crate::sync::Live;
+use crate::ruleset::{parse_ipset_save, Family, Ipset, LiveTable, Ruleset, SaveError, TableName};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -97,7 +96,7 @@ pub(crate) fn rollback_plan(
     snap: &Snapshot,
     live: &Live,
     nft: bool,
-) -> Result<RollbackPlan, ConfirmError> {
+) -> Result<RollbackPlan, SaveError> {
     let empty = LiveTable::default();
     let mut tables = Vec::new();
     for state in &live.tables {
@@ -227,12 +226,8 @@ fn push_rule(out: &mut String, verb: &str, target: &str, rule: &str) {
 /// reference (those must survive as they are). Planned by `ruleset::plan`, so an existing set is
 /// updated in place (add/del, or swapped when its metadata differs), never destroyed while a
 /// rule uses it; sets nobody wants are destroyed after the tables are written.
-fn ipset_rollback(
-    snap: &Snapshot,
-    live: &Live,
-    nft: bool,
-) -> Result<(String, String), ConfirmError> {
-    let saved = parse_ipset_save(&snap.ipsets).map_err(ConfirmError::SnapshotIpsets)?;
+fn ipset_rollback(snap: &Snapshot, live: &Live, nft: bool) -> Result<(String, String), SaveError> {
+    let saved = parse_ipset_save(&snap.ipsets)?;
     let foreign_refs: BTreeSet<String> = live
         .tables
         .iter()

@@ -16,12 +16,14 @@
 //! chain meanwhile is drift like any later change, for the next read (the daemon's refresh) to
 //! repair.
 
-use crate::confirm::{self, Snapshot};
+pub mod rollback;
+
 use crate::dataplane::{Backend, Dataplane, DataplaneError};
 use crate::ruleset::ipset::{parse_ipset_save, write_add, write_create, LiveIpsets};
 use crate::ruleset::plan::{self, LiveState, Overtaken, Plan, PlanOptions, Suspects, TablePlan};
 use crate::ruleset::save::{parse_save, LiveChain, LiveRule, LiveTable};
 use crate::ruleset::{Family, Ipset, Ruleset, Table, TableName};
+use rollback::Snapshot;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -753,7 +755,7 @@ fn put_back(dp: &dyn Dataplane, before: &Live, written: &[(Family, TableName)], 
             .filter_map(|(family, table)| {
                 let state = before.tables.iter().find(|s| s.family == *family)?;
                 let live = state.tables.get(table).cloned().unwrap_or_default();
-                Some(confirm::saved_table(*family, *table, &live))
+                Some(rollback::saved_table(*family, *table, &live))
             })
             .collect(),
         ipsets: ipsets_text(&before.ipsets),
@@ -770,7 +772,7 @@ fn put_back(dp: &dyn Dataplane, before: &Live, written: &[(Family, TableName)], 
                 .retain(|table, _| written.contains(&(family, *table)));
             now.tables.push(state);
         }
-        let rollback = confirm::rollback_plan(&snapshot, &now, dp.backend() == Backend::Nft)
+        let rollback = rollback::rollback_plan(&snapshot, &now, dp.backend() == Backend::Nft)
             .map_err(|e| e.to_string())?;
         for (family, table, input) in &rollback.tables {
             dp.restore(*family, *table, input)
@@ -1403,7 +1405,9 @@ mod tests {
                 (Some("h2"), "-j B"),
             ],
         );
-        let cases: [(&str, &[SavedRule], bool); 7] = [
+        // (what, the chain now as (our hash, rule text), whether the chain is a suspect)
+        type Case<'a> = (&'a str, &'a [SavedRule<'a>], bool);
+        let cases: [Case; 7] = [
             (
                 "same",
                 &[
