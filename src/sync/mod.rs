@@ -1354,8 +1354,11 @@ mod tests {
         assert_eq!(fake.calls().len(), 1);
     }
 
-    /// A live state with one filter chain `name` of IPv4 holding `rules` (hash, text).
-    fn one_chain(name: &str, rules: &[(Option<&str>, &str)]) -> Live {
+    /// A rule as read: its hash, if any, and its text.
+    type SavedRule<'a> = (Option<&'a str>, &'a str);
+
+    /// A live state with one filter chain `name` of IPv4 holding `rules`.
+    fn one_chain(name: &str, rules: &[SavedRule]) -> Live {
         let chain = LiveChain {
             name: name.into(),
             policy: None,
@@ -1403,7 +1406,7 @@ mod tests {
             ],
         );
         // (what, the chain now as (our hash, rule text), whether the chain is a suspect)
-        type Case<'a> = (&'a str, &'a [(Option<&'a str>, &'a str)], bool);
+        type Case<'a> = (&'a str, &'a [SavedRule<'a>], bool);
         let cases: [Case; 7] = [
             (
                 "same",
