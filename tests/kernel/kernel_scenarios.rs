@@ -2,7 +2,7 @@
 //! TCP, UDP and ICMP/ICMPv6 traffic from a peer namespace shows what passes. Every scenario runs
 //! on both backends and checks allowed AND denied flows, in IPv4 and IPv6, and checks the same
 //! flows pass before `apply` (so a denial is hostfw's doing, not the topology's).
-//! Expected verdicts follow Felix's semantics (reference: felix-iptables.md §2-§4, §8).
+//! Expected verdicts follow Felix's semantics (docs/felix-layout.md; felix/rules/endpoints.go, policy.go).
 
 use crate::netns;
 
@@ -352,7 +352,7 @@ impl Router {
     }
 }
 
-/// The seed's preDNAT example (seeds/002 §5): only 80 and 443 in, to the host and through it.
+/// The seed's preDNAT example (docs/design.md, "Product contract"): only 80 and 443 in, to the host and through it.
 fn pre_dnat_router(backend: &'static str) {
     let yaml = format!(
         r#"- apiVersion: projectcalico.org/v3

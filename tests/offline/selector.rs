@@ -1,4 +1,4 @@
-//! Selector language tests (calico-model §10): parse + evaluate tables, rejected selectors with
+//! Selector language tests (libcalico-go/lib/selector): parse + evaluate tables, rejected selectors with
 //! their error offsets, Felix canonical forms and unique IDs, robustness against hostile input,
 //! and property tests. Expected values come from the reference and Felix's own test vectors
 //! (libcalico-go/lib/selector/parser/parser_test.go), never from this implementation's output.
@@ -996,7 +996,8 @@ proptest! {
         set in prop::collection::vec(arb_value(), 0..4),
         map in arb_labels(),
     ) {
-        // §10.3: !(k == v) ≡ k != v and !(k in S) ≡ k not in S, even when k is absent.
+        // As libcalico-go/lib/selector/parser evaluates: !(k == v) ≡ k != v and
+        // !(k in S) ≡ k not in S, even when k is absent.
         let eq = Selector::parse(&format!("!({key} == {value})")).unwrap();
         let ne = Selector::parse(&format!("{key} != {value}")).unwrap();
         prop_assert_eq!(eq.matches(&map), ne.matches(&map));

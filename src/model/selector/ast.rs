@@ -1,4 +1,4 @@
-//! Selector syntax tree: evaluation against a label map (calico-model §10.3) and Felix's
+//! Selector syntax tree: evaluation against a label map (libcalico-go/lib/selector/parser) and Felix's
 //! canonical printing (libcalico-go selector `String()`). Evaluation never allocates; tree
 //! depth is bounded by the parser, so the recursive walks here cannot exhaust the stack.
 

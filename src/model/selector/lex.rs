@@ -1,4 +1,4 @@
-//! Selector lexer: turns selector text into tokens with byte offsets (calico-model §10.1).
+//! Selector lexer: turns selector text into tokens with byte offsets (libcalico-go/lib/selector/tokenizer).
 //! Pure and linear in the input; it knows nothing of the grammar beyond "word operators only
 //! follow a label", which the language defines lexically.
 

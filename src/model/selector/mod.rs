@@ -1,4 +1,4 @@
-//! The Calico selector language (calico-model §10): parse once, evaluate against label maps,
+//! The Calico selector language (libcalico-go/lib/selector): parse once, evaluate against label maps,
 //! print Felix's canonical form and its unique ID (the input of ipset names). Pure: no I/O, no
 //! clock; bounded work on any input (linear lexing, nesting limit, allocation-free matching).
 

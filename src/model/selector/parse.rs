@@ -1,4 +1,4 @@
-//! Selector parser: tokens to `Node` by recursive descent (calico-model §10.2), with the tree
+//! Selector parser: tokens to `Node` by recursive descent (libcalico-go/lib/selector/parser), with the tree
 //! shape Felix builds (single operands unwrapped, `!` runs collapsed by parity, no other
 //! rewriting) because the canonical text printed from it is hashed into ipset names.
 //! Recursion is bounded by `MAX_NESTING` parentheses; `!` runs are counted in a loop.
