@@ -383,20 +383,13 @@ mod tests {
         };
         hep.meta.labels.insert("role".into(), "web".into());
         let policy = |name: &str, tier: &str, order: f64| GlobalNetworkPolicy {
-            meta: meta(name),
             tier: tier.into(),
             order: Some(order),
-            selector: Selector::all(),
             types: PolicyTypes {
                 ingress: true,
                 egress: false,
             },
-            ingress: vec![],
-            egress: vec![],
-            do_not_track: false,
-            pre_dnat: false,
-            apply_on_forward: false,
-            assume_needed_on_every_node: false,
+            ..GlobalNetworkPolicy::for_test(name)
         };
         let set = PolicySet {
             host_endpoints: vec![hep],

@@ -50,6 +50,30 @@ impl Meta {
     }
 }
 
+#[cfg(test)]
+impl GlobalNetworkPolicy {
+    /// Test shorthand: an Ingress+Egress policy `name` in the default tier, no order, selecting
+    /// every endpoint, with no rules.
+    pub(crate) fn for_test(name: &str) -> GlobalNetworkPolicy {
+        GlobalNetworkPolicy {
+            meta: Meta::for_test(name),
+            tier: DEFAULT_TIER.into(),
+            order: None,
+            selector: selector::Selector::all(),
+            types: PolicyTypes {
+                ingress: true,
+                egress: true,
+            },
+            ingress: vec![],
+            egress: vec![],
+            do_not_track: false,
+            pre_dnat: false,
+            apply_on_forward: false,
+            assume_needed_on_every_node: false,
+        }
+    }
+}
+
 /// An IP family. Ordered V4 before V6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum IpVersion {

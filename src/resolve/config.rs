@@ -35,12 +35,9 @@ pub struct EffectiveConfig {
     pub log_severity_screen: LogSeverity,
 }
 
-/// Felix's default inbound failsafe ports, in Felix's order (`FailsafeInboundHostPorts` in
-/// felix/config/config_params.go, v3.32.1; tcp:5473 is Typha's port, kept so that a Felix host's
-/// failsafe chains are taken over unchanged).
-const DEFAULT_FAILSAFE_INBOUND: [(FailsafeProtocol, u16); 9] = [
-    (FailsafeProtocol::Tcp, 22),
-    (FailsafeProtocol::Udp, 68),
+/// The control-plane ports both of Felix's default failsafe lists end with, in Felix's order
+/// (BGP, etcd client and peer, Typha, kube-apiserver, and 6666/6667 for a self-hosted etcd).
+const DEFAULT_FAILSAFE_SHARED: [(FailsafeProtocol, u16); 7] = [
     (FailsafeProtocol::Tcp, 179),
     (FailsafeProtocol::Tcp, 2379),
     (FailsafeProtocol::Tcp, 2380),
@@ -50,23 +47,22 @@ const DEFAULT_FAILSAFE_INBOUND: [(FailsafeProtocol, u16); 9] = [
     (FailsafeProtocol::Tcp, 6667),
 ];
 
-/// Felix's default outbound failsafe ports, in Felix's order (`FailsafeOutboundHostPorts` in
-/// felix/config/config_params.go, v3.32.1).
-const DEFAULT_FAILSAFE_OUTBOUND: [(FailsafeProtocol, u16); 9] = [
-    (FailsafeProtocol::Udp, 53),
-    (FailsafeProtocol::Udp, 67),
-    (FailsafeProtocol::Tcp, 179),
-    (FailsafeProtocol::Tcp, 2379),
-    (FailsafeProtocol::Tcp, 2380),
-    (FailsafeProtocol::Tcp, 5473),
-    (FailsafeProtocol::Tcp, 6443),
-    (FailsafeProtocol::Tcp, 6666),
-    (FailsafeProtocol::Tcp, 6667),
-];
+/// What Felix's default inbound failsafe list (`FailsafeInboundHostPorts` in
+/// felix/config/config_params.go, v3.32.1) puts before the shared ports: SSH and DHCP replies.
+/// tcp:5473 (Typha) is kept in the shared part so that a Felix host's failsafe chains are taken
+/// over unchanged.
+const DEFAULT_FAILSAFE_INBOUND_HEAD: [(FailsafeProtocol, u16); 2] =
+    [(FailsafeProtocol::Tcp, 22), (FailsafeProtocol::Udp, 68)];
 
-fn failsafe_list(ports: &[(FailsafeProtocol, u16)]) -> Vec<FailsafePort> {
-    ports
-        .iter()
+/// What Felix's default outbound failsafe list (`FailsafeOutboundHostPorts`, same file) puts
+/// before the shared ports: DNS and DHCP requests.
+const DEFAULT_FAILSAFE_OUTBOUND_HEAD: [(FailsafeProtocol, u16); 2] =
+    [(FailsafeProtocol::Udp, 53), (FailsafeProtocol::Udp, 67)];
+
+/// One default failsafe list: its own head, then the shared control-plane ports.
+fn failsafe_list(head: &[(FailsafeProtocol, u16)]) -> Vec<FailsafePort> {
+    head.iter()
+        .chain(&DEFAULT_FAILSAFE_SHARED)
         .map(|&(protocol, port)| FailsafePort {
             protocol,
             port,
@@ -79,8 +75,8 @@ impl Default for EffectiveConfig {
     /// The built-in defaults, used for every field no FelixConfiguration sets.
     fn default() -> Self {
         EffectiveConfig {
-            failsafe_inbound: failsafe_list(&DEFAULT_FAILSAFE_INBOUND),
-            failsafe_outbound: failsafe_list(&DEFAULT_FAILSAFE_OUTBOUND),
+            failsafe_inbound: failsafe_list(&DEFAULT_FAILSAFE_INBOUND_HEAD),
+            failsafe_outbound: failsafe_list(&DEFAULT_FAILSAFE_OUTBOUND_HEAD),
             default_endpoint_to_host_action: EndpointToHostAction::Drop,
             interface_prefix: "cali".into(),
             iptables_mark_mask: 0xffff_0000,

@@ -451,19 +451,7 @@ mod tests {
     fn gnp(name: &str) -> GlobalNetworkPolicy {
         GlobalNetworkPolicy {
             meta: meta(name, &[]),
-            tier: DEFAULT_TIER.into(),
-            order: None,
-            selector: Selector::all(),
-            types: PolicyTypes {
-                ingress: true,
-                egress: true,
-            },
-            ingress: vec![],
-            egress: vec![],
-            do_not_track: false,
-            pre_dnat: false,
-            apply_on_forward: false,
-            assume_needed_on_every_node: false,
+            ..GlobalNetworkPolicy::for_test(name)
         }
     }
 

@@ -95,16 +95,7 @@ pub(super) fn ssh_warning(
     {
         return None;
     }
-    let policies: BTreeMap<&str, &GlobalNetworkPolicy> = set
-        .policies
-        .iter()
-        .map(|p| (p.meta.name.as_str(), p))
-        .collect();
-    let profiles: BTreeMap<&str, &Profile> = set
-        .profiles
-        .iter()
-        .map(|p| (p.meta.name.as_str(), p))
-        .collect();
+    let (policies, profiles) = by_name(set);
     let allowed = endpoints.iter().any(|ep| {
         let by_policy = [
             &ep.policies.ingress,
@@ -166,16 +157,7 @@ pub(super) fn nd_warnings(
     if !config.ipv6_support {
         return Vec::new();
     }
-    let policies: BTreeMap<&str, &GlobalNetworkPolicy> = set
-        .policies
-        .iter()
-        .map(|p| (p.meta.name.as_str(), p))
-        .collect();
-    let profiles: BTreeMap<&str, &Profile> = set
-        .profiles
-        .iter()
-        .map(|p| (p.meta.name.as_str(), p))
-        .collect();
+    let (policies, profiles) = by_name(set);
     let mut out = Vec::new();
     for ep in endpoints {
         // Dual-stack as far as the set says: an IPv6 expectedIP (the lockout guard, which sees
@@ -236,4 +218,24 @@ pub(super) fn nd_warnings(
         }
     }
     out
+}
+
+/// The set's policies and profiles by name, for looking up an endpoint's resolved lists.
+fn by_name(
+    set: &PolicySet,
+) -> (
+    BTreeMap<&str, &GlobalNetworkPolicy>,
+    BTreeMap<&str, &Profile>,
+) {
+    let policies = set
+        .policies
+        .iter()
+        .map(|p| (p.meta.name.as_str(), p))
+        .collect();
+    let profiles = set
+        .profiles
+        .iter()
+        .map(|p| (p.meta.name.as_str(), p))
+        .collect();
+    (policies, profiles)
 }

@@ -194,6 +194,36 @@ pub fn is_policy_file_name(name: &str) -> bool {
         .any(|ext| lower.len() > ext.len() && lower.ends_with(ext))
 }
 
+/// Refuses a file of `len` bytes (first the size stat gives, then the bytes actually read, which
+/// `stat` can understate) when it passes the per-file limit or what is left of the total budget:
+/// records why and returns true. Past the budget, no later file is read either. `exact`: `len`
+/// is the whole size (from stat), not a read stopped one byte past the limit.
+fn refuse_size(r: &mut Reader, name: &str, len: u64, exact: bool) -> bool {
+    let message = if len > MAX_FILE_BYTES {
+        let size = if exact {
+            format!("{len} bytes, ")
+        } else {
+            String::new()
+        };
+        format!(
+            "file is {size}larger than the {} MiB limit; not read",
+            MAX_FILE_BYTES / (1024 * 1024)
+        )
+    } else if len > r.budget {
+        r.budget = 0;
+        format!(
+            "not read: the policy files together exceed {} MiB",
+            MAX_TOTAL_BYTES / (1024 * 1024)
+        )
+    } else {
+        return false;
+    };
+    r.out
+        .diagnostics
+        .push(Diagnostic::file_error(name, message));
+    true
+}
+
 fn read_file(path: &Path, meta: &fs::Metadata, r: &mut Reader) {
     let name = display(path);
     if !meta.is_file() {
@@ -203,26 +233,7 @@ fn read_file(path: &Path, meta: &fs::Metadata, r: &mut Reader) {
         ));
         return;
     }
-    if meta.len() > MAX_FILE_BYTES {
-        r.out.diagnostics.push(Diagnostic::file_error(
-            name,
-            format!(
-                "file is {} bytes, larger than the {} MiB limit; not read",
-                meta.len(),
-                MAX_FILE_BYTES / (1024 * 1024)
-            ),
-        ));
-        return;
-    }
-    if meta.len() > r.budget {
-        r.out.diagnostics.push(Diagnostic::file_error(
-            name,
-            format!(
-                "not read: the policy files together exceed {} MiB",
-                MAX_TOTAL_BYTES / (1024 * 1024)
-            ),
-        ));
-        r.budget = 0;
+    if refuse_size(r, &name, meta.len(), true) {
         return;
     }
     let file = match fs::File::open(path) {
@@ -245,25 +256,7 @@ fn read_file(path: &Path, meta: &fs::Metadata, r: &mut Reader) {
             .push(Diagnostic::file_error(name, describe_io(&e, path)));
         return;
     }
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        r.out.diagnostics.push(Diagnostic::file_error(
-            name,
-            format!(
-                "file is larger than the {} MiB limit; not read",
-                MAX_FILE_BYTES / (1024 * 1024)
-            ),
-        ));
-        return;
-    }
-    if bytes.len() as u64 > r.budget {
-        r.out.diagnostics.push(Diagnostic::file_error(
-            name,
-            format!(
-                "not read: the policy files together exceed {} MiB",
-                MAX_TOTAL_BYTES / (1024 * 1024)
-            ),
-        ));
-        r.budget = 0;
+    if refuse_size(r, &name, bytes.len() as u64, false) {
         return;
     }
     match String::from_utf8(bytes) {
