@@ -109,75 +109,45 @@ impl Default for EffectiveConfig {
 impl EffectiveConfig {
     /// Overlay every field `spec` sets onto `self` (later layers win field by field).
     pub fn overlay(&mut self, spec: &FelixSpec) {
-        fn set<T: Clone>(target: &mut T, value: &Option<T>) {
-            if let Some(v) = value {
-                *target = v.clone();
-            }
+        // Every field but `log_action_rate_limit` is a plain `Option<T>` over `T`; the rate
+        // limit is an `Option` on both sides.
+        macro_rules! set_each {
+            ($($field:ident),* $(,)?) => {
+                $(if let Some(v) = &spec.$field {
+                    self.$field = v.clone();
+                })*
+            };
         }
-        set(&mut self.failsafe_inbound, &spec.failsafe_inbound);
-        set(&mut self.failsafe_outbound, &spec.failsafe_outbound);
-        set(
-            &mut self.default_endpoint_to_host_action,
-            &spec.default_endpoint_to_host_action,
+        set_each!(
+            failsafe_inbound,
+            failsafe_outbound,
+            default_endpoint_to_host_action,
+            interface_prefix,
+            iptables_mark_mask,
+            chain_insert_mode,
+            iptables_refresh_interval,
+            iptables_post_write_check_interval,
+            iptables_backend,
+            ipv6_support,
+            iptables_filter_allow_action,
+            iptables_mangle_allow_action,
+            iptables_filter_deny_action,
+            log_prefix,
+            log_action_rate_limit_burst,
+            disable_conntrack_invalid_check,
+            max_ipset_size,
+            prometheus_metrics_enabled,
+            prometheus_metrics_host,
+            prometheus_metrics_port,
+            prometheus_process_metrics_enabled,
+            health_enabled,
+            health_host,
+            health_port,
+            log_severity_screen,
         );
-        set(&mut self.interface_prefix, &spec.interface_prefix);
-        set(&mut self.iptables_mark_mask, &spec.iptables_mark_mask);
-        set(&mut self.chain_insert_mode, &spec.chain_insert_mode);
-        set(
-            &mut self.iptables_refresh_interval,
-            &spec.iptables_refresh_interval,
-        );
-        set(
-            &mut self.iptables_post_write_check_interval,
-            &spec.iptables_post_write_check_interval,
-        );
-        set(&mut self.iptables_backend, &spec.iptables_backend);
-        set(&mut self.ipv6_support, &spec.ipv6_support);
-        set(
-            &mut self.iptables_filter_allow_action,
-            &spec.iptables_filter_allow_action,
-        );
-        set(
-            &mut self.iptables_mangle_allow_action,
-            &spec.iptables_mangle_allow_action,
-        );
-        set(
-            &mut self.iptables_filter_deny_action,
-            &spec.iptables_filter_deny_action,
-        );
-        set(&mut self.log_prefix, &spec.log_prefix);
         if spec.log_action_rate_limit.is_some() {
             self.log_action_rate_limit = spec.log_action_rate_limit;
         }
-        set(
-            &mut self.log_action_rate_limit_burst,
-            &spec.log_action_rate_limit_burst,
-        );
-        set(
-            &mut self.disable_conntrack_invalid_check,
-            &spec.disable_conntrack_invalid_check,
-        );
-        set(&mut self.max_ipset_size, &spec.max_ipset_size);
-        set(
-            &mut self.prometheus_metrics_enabled,
-            &spec.prometheus_metrics_enabled,
-        );
-        set(
-            &mut self.prometheus_metrics_host,
-            &spec.prometheus_metrics_host,
-        );
-        set(
-            &mut self.prometheus_metrics_port,
-            &spec.prometheus_metrics_port,
-        );
-        set(
-            &mut self.prometheus_process_metrics_enabled,
-            &spec.prometheus_process_metrics_enabled,
-        );
-        set(&mut self.health_enabled, &spec.health_enabled);
-        set(&mut self.health_host, &spec.health_host);
-        set(&mut self.health_port, &spec.health_port);
-        set(&mut self.log_severity_screen, &spec.log_severity_screen);
     }
 
     /// The workload interface prefixes: Felix accepts a comma-separated list in `interfacePrefix`.
