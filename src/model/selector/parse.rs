@@ -67,28 +67,31 @@ impl<'a> Parser<'_, 'a> {
     }
 
     fn or_expr(&mut self, depth: usize) -> Result<Node, SelectorError> {
-        let mut operands = vec![self.and_expr(depth)?];
-        while self.peek().tok == Tok::Or {
-            self.advance();
-            operands.push(self.and_expr(depth)?);
-        }
-        Ok(if operands.len() == 1 {
-            operands.swap_remove(0)
-        } else {
-            Node::Or(operands)
-        })
+        self.operands(depth, Tok::Or, Self::and_expr, Node::Or)
     }
 
     fn and_expr(&mut self, depth: usize) -> Result<Node, SelectorError> {
-        let mut operands = vec![self.unary(depth)?];
-        while self.peek().tok == Tok::And {
+        self.operands(depth, Tok::And, Self::unary, Node::And)
+    }
+
+    /// One or more `operand`s separated by `op`: a single operand stands alone, several become
+    /// one `join` node (flat, not nested: `a && b && c` is one And of three).
+    fn operands(
+        &mut self,
+        depth: usize,
+        op: Tok,
+        operand: fn(&mut Self, usize) -> Result<Node, SelectorError>,
+        join: fn(Vec<Node>) -> Node,
+    ) -> Result<Node, SelectorError> {
+        let mut operands = vec![operand(self, depth)?];
+        while self.peek().tok == op {
             self.advance();
-            operands.push(self.unary(depth)?);
+            operands.push(operand(self, depth)?);
         }
         Ok(if operands.len() == 1 {
             operands.swap_remove(0)
         } else {
-            Node::And(operands)
+            join(operands)
         })
     }
 
