@@ -44,9 +44,10 @@ pub struct GlobalArgs {
     /// State directory (last good policy set).
     #[arg(long, global = true, env = "HOSTFW_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// What the daemon does when the lockout guard finds the new rules would cut off SSH:
-    /// `warn` (log and apply, the default) or `refuse` (keep the current rules). Any other
-    /// value means `warn`.
+    /// What the daemon does with the lockout guard's findings: `sessions` (the default) keeps
+    /// the current rules instead of an edit that would cut off an SSH session it can see, and
+    /// logs the other findings; `warn` logs every finding and applies; `refuse` keeps the current rules on any
+    /// finding. Any other value means the default.
     #[arg(long, global = true, env = "HOSTFW_LOCKOUT_GUARD", value_name = "MODE")]
     pub lockout_guard: Option<String>,
     /// Where policies come from: the policy directory, or Calico's etcd v3 datastore

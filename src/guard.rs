@@ -70,8 +70,8 @@ pub enum DaemonMode {
 }
 
 impl DaemonMode {
-    /// The mode for a `HOSTFW_LOCKOUT_GUARD` value (`refuse`, `warn`; unset or anything else:
-    /// `Sessions`).
+    /// The mode for a `HOSTFW_LOCKOUT_GUARD` value (`refuse`, `warn`; `sessions`, unset or
+    /// anything else: `Sessions`).
     pub fn from_value(value: Option<&str>) -> DaemonMode {
         match value.map(str::trim) {
             Some(v) if v.eq_ignore_ascii_case("refuse") => DaemonMode::Refuse,

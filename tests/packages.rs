@@ -70,7 +70,12 @@ fn defaults_file_shows_the_built_in_defaults() {
     // Empty: the kernel hostname is the default, not a fixed value.
     assert_eq!(value("HOSTFW_NODENAME"), "");
     assert_eq!(value("HOSTFW_IPTABLES_BACKEND"), "auto");
-    assert_eq!(value("HOSTFW_LOCKOUT_GUARD"), "warn");
+    assert_eq!(value("HOSTFW_LOCKOUT_GUARD"), "sessions");
+    assert_eq!(
+        hostfw::guard::DaemonMode::from_value(Some("sessions")),
+        hostfw::guard::DaemonMode::from_value(None),
+        "the value the file shows is the built-in default"
+    );
 }
 
 #[test]
