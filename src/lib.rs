@@ -1,15 +1,19 @@
 //! hostfw: Calico's host-protection model (HostEndpoint, GlobalNetworkPolicy, GlobalNetworkSet,
 //! Profile, Tier, FelixConfiguration) enforced on a standalone Linux host with iptables.
 //!
-//! Data flow of one reconcile (docs/design.md, "Data flow"):
-//! a `source::Source` (the policy directory, or Calico's etcd datastore) reads named texts -> `policy::parse` YAML to raw
+//! Data flow of one reconcile (docs/design.md, "Data flow"): a `source::Source` (the policy
+//! directory, or Calico's etcd datastore) reads named texts -> `policy::parse` YAML to raw
 //! resources -> `policy::validate` to the typed `model` (all or nothing) -> `desired::compute`,
 //! the one spine every command and the daemon share: `resolve` for this node (`NodeView`),
 //! `render` once per enabled family (`ruleset::Ruleset`), the lockout `guard` on those rulesets,
-//! all findings as `finding::Finding` -> `sync` reads the kernel through `dataplane`, plans the
-//! minimal change (`ruleset::plan`), writes it, and verifies.
-//! Around it, the daemon reports through `metrics` (Felix-named Prometheus families, health
-//! endpoints) and `logging` (the journal natively, or plain lines on stderr).
+//! all findings as `finding::Finding` -> `sync` reads the kernel through `dataplane` (the one
+//! place that runs iptables and ipset), plans the minimal change (`ruleset::plan`), writes it, and
+//! verifies. `cmd` holds one module per subcommand over `settings`; `daemon` is the only home of
+//! signals, inotify/netlink triggers and the event loop, and reports through `status`
+//! (status.json), `metrics` (Felix-named Prometheus families, health endpoints) and `logging`
+//! (the journal natively, or plain lines on stderr). `confirm` is `apply --confirm`'s snapshot,
+//! watcher and rollback (planned by `sync::rollback`); `host` reads interfaces, `sshd` sshd's
+//! listening ports, `lock` the run-directory lock, `fsutil` private atomic writes.
 //! Pure modules (scanned by tests/offline/purity.rs): desired, finding, model,
 //! policy::{parse, validate}, resolve, render, ruleset, explain::sim, daemon::timers,
 //! source::etcd::{layout, plan, config}; diag too.
