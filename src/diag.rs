@@ -117,18 +117,35 @@ pub fn sort(diags: &mut [Diagnostic]) {
 mod tests {
     use super::*;
 
+    /// An error at `file:line:column` about `kind`/`name`'s `field`.
+    fn error_at(
+        file: &str,
+        at: (u32, u32),
+        resource: (&str, &str),
+        field: &str,
+        message: &str,
+    ) -> Diagnostic {
+        Diagnostic {
+            file: file.into(),
+            line: at.0,
+            column: at.1,
+            severity: Severity::Error,
+            kind: Some(resource.0.into()),
+            name: Some(resource.1.into()),
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
     #[test]
     fn display_has_every_part() {
-        let d = Diagnostic {
-            file: "a.yaml".into(),
-            line: 3,
-            column: 5,
-            severity: Severity::Error,
-            kind: Some("HostEndpoint".into()),
-            name: Some("h1".into()),
-            field: Some("spec.node".into()),
-            message: "is required".into(),
-        };
+        let d = error_at(
+            "a.yaml",
+            (3, 5),
+            ("HostEndpoint", "h1"),
+            "spec.node",
+            "is required",
+        );
         assert_eq!(
             d.to_string(),
             "a.yaml:3:5: error: HostEndpoint/h1: spec.node: is required"
@@ -137,16 +154,13 @@ mod tests {
 
     #[test]
     fn display_escapes_control_characters_from_input() {
-        let d = Diagnostic {
-            file: "a\nb.yaml".into(),
-            line: 1,
-            column: 1,
-            severity: Severity::Error,
-            kind: Some("GlobalNetworkPolicy".into()),
-            name: Some("x\u{1b}[2Jy".into()),
-            field: Some("metadata.name".into()),
-            message: "\"\u{202e}evil\t\" is not valid".into(),
-        };
+        let d = error_at(
+            "a\nb.yaml",
+            (1, 1),
+            ("GlobalNetworkPolicy", "x\u{1b}[2Jy"),
+            "metadata.name",
+            "\"\u{202e}evil\t\" is not valid",
+        );
         let shown = d.to_string();
         assert_eq!(
             shown,

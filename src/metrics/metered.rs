@@ -1,7 +1,7 @@
 //! A `Dataplane` that counts what it does into `Metrics` (Felix's `felix_iptables_*` and
 //! `felix_ipset_*` counters) and otherwise passes every call through unchanged.
 
-use super::Metrics;
+use super::{Metrics, Values};
 use crate::dataplane::{Backend, Dataplane, DataplaneError};
 use crate::ruleset::{Family, TableName};
 use std::collections::BTreeMap;
@@ -17,22 +17,28 @@ impl<D: Dataplane> Metered<D> {
         Metered { inner, metrics }
     }
 
-    fn saved<T>(&self, result: Result<T, DataplaneError>) -> Result<T, DataplaneError> {
+    /// Count one call of a kind and, when `result` failed, one error of it; `counters` picks the
+    /// kind's (calls, errors) pair.
+    fn counted<T>(
+        &self,
+        result: Result<T, DataplaneError>,
+        counters: fn(&mut Values) -> (&mut u64, &mut u64),
+    ) -> Result<T, DataplaneError> {
         let failed = result.is_err();
         self.metrics.update(|v| {
-            v.save_calls += 1;
-            v.save_errors += u64::from(failed);
+            let (calls, errors) = counters(v);
+            *calls += 1;
+            *errors += u64::from(failed);
         });
         result
     }
 
+    fn saved<T>(&self, result: Result<T, DataplaneError>) -> Result<T, DataplaneError> {
+        self.counted(result, |v| (&mut v.save_calls, &mut v.save_errors))
+    }
+
     fn ipset<T>(&self, result: Result<T, DataplaneError>) -> Result<T, DataplaneError> {
-        let failed = result.is_err();
-        self.metrics.update(|v| {
-            v.ipset_calls += 1;
-            v.ipset_errors += u64::from(failed);
-        });
-        result
+        self.counted(result, |v| (&mut v.ipset_calls, &mut v.ipset_errors))
     }
 }
 

@@ -269,31 +269,24 @@ impl<'a> Lexer<'a> {
                 start,
             )
         };
-        let tok = if self.eat("contains") {
-            Tok::Contains
-        } else if self.eat("starts") {
-            self.skip_blanks();
-            if !self.eat("with") {
-                return Err(expected());
-            }
-            Tok::StartsWith
-        } else if self.eat("ends") {
-            self.skip_blanks();
-            if !self.eat("with") {
-                return Err(expected());
-            }
-            Tok::EndsWith
-        } else if self.eat("not") {
-            self.skip_blanks();
-            if !self.eat("in") {
-                return Err(expected());
-            }
-            Tok::NotIn
-        } else if self.eat("in") {
-            Tok::In
-        } else {
+        // (first word, second word if any, token); `in` after `not` so `not in` wins.
+        const WORD_OPERATORS: [(&str, Option<&str>, Tok<'static>); 5] = [
+            ("contains", None, Tok::Contains),
+            ("starts", Some("with"), Tok::StartsWith),
+            ("ends", Some("with"), Tok::EndsWith),
+            ("not", Some("in"), Tok::NotIn),
+            ("in", None, Tok::In),
+        ];
+        let Some(&(_, second, tok)) = WORD_OPERATORS.iter().find(|(first, ..)| self.eat(first))
+        else {
             return Err(expected());
         };
+        if let Some(second) = second {
+            self.skip_blanks();
+            if !self.eat(second) {
+                return Err(expected());
+            }
+        }
         if !self.at_word_boundary() {
             return Err(err(
                 format!(
