@@ -234,6 +234,11 @@ impl ReadError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, ReadError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
+
+    /// True when the caller may not read the file (it is root's, mode 0600).
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, ReadError::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied)
+    }
 }
 
 #[cfg(test)]
