@@ -170,7 +170,10 @@ impl Status {
             }
         }
         if !self.overtaken.is_empty() {
-            s.push_str(&format!(", {} overtaken foreign jump(s)", self.overtaken.len()));
+            s.push_str(&format!(
+                ", {} overtaken foreign jump(s)",
+                self.overtaken.len()
+            ));
         }
         if let Some(e) = &self.last_error {
             let first = e.lines().next().unwrap_or_default();

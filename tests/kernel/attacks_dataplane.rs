@@ -10,6 +10,7 @@ use crate::netns;
 use netns::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const NODE: &str = SCENARIO_NODE;
 
@@ -427,13 +428,11 @@ on_both_backends!(restore_flags_are_ones_the_tool_honours);
 
 /// Attack: fail2ban's jump in INPUT ends up below hostfw's inserted hook, so the failsafe
 /// ACCEPT on 22 lets banned clients in. Felix's Insert semantics stay; hostfw now warns, naming
-/// the jump and the remedy.
+/// the jump and the remedy: `check` (it reads the kernel as root, still exits 0), `apply`, and
+/// the daemon's report in `hostfw status`. With `chainInsertMode: Append` nothing warns.
 fn a_fail2ban_jump_overtaken_by_our_hook_is_reported(backend: &'static str) {
-    let s = Scenario::new(
-        "f2b",
-        backend,
-        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
-    );
+    let set = format!("{}{}", allow_ports_policy("web", "8080"), web_hep());
+    let s = Scenario::new("f2b", backend, &set);
     restore(
         &s.pair.host,
         backend,
@@ -441,11 +440,67 @@ fn a_fail2ban_jump_overtaken_by_our_hook_is_reported(backend: &'static str) {
         "*filter\n:f2b-sshd - [0:0]\n-A f2b-sshd -s 203.0.113.66/32 -j REJECT\n-A f2b-sshd -j RETURN\n\
          -A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd\nCOMMIT\n",
     );
+    let warns = |text: &str| {
+        text.contains("jump to f2b-sshd (fail2ban)") && text.contains("chainInsertMode: Append")
+    };
+    // Before anything of ours is in the kernel: the hook would go above the jump.
+    let run = expect(&s, &["check"], 0);
+    assert!(warns(&run.stderr), "check: {run:?}");
     let run = expect(&s, &["apply"], 0);
+    assert!(warns(&run.stderr), "apply: {run:?}");
+    let run = expect(&s, &["check"], 0);
+    assert!(warns(&run.stderr), "check after apply: {run:?}");
+
+    let daemon = Daemon::start(&s);
+    let status = |want: bool| {
+        eventually(Duration::from_secs(15), || {
+            let run = s.run(&["status"]);
+            run.code == 0 && warns(&run.stdout) == want
+        })
+    };
     assert!(
-        run.stderr.contains("jump to f2b-sshd (fail2ban)")
-            && run.stderr.contains("chainInsertMode: Append"),
-        "{run:?}"
+        status(true),
+        "status never listed the overtaken jump: {:?}",
+        s.run(&["status"])
     );
+
+    s.work.write_policies(&format!(
+        "{set}---\napiVersion: projectcalico.org/v3\nkind: FelixConfiguration\n\
+         metadata:\n  name: default\nspec:\n  chainInsertMode: Append\n"
+    ));
+    assert!(
+        status(false),
+        "status still lists the jump under Append: {:?}",
+        s.run(&["status"])
+    );
+    drop(daemon);
+    let run = expect(&s, &["check"], 0);
+    assert!(!warns(&run.stderr), "check warns under Append: {run:?}");
+    let run = expect(&s, &["apply"], 0);
+    assert!(!warns(&run.stderr), "apply warns under Append: {run:?}");
 }
 on_both_backends!(a_fail2ban_jump_overtaken_by_our_hook_is_reported);
+
+/// `hostfw run` in the scenario's host namespace, killed when dropped.
+struct Daemon(std::process::Child);
+
+impl Daemon {
+    fn start(s: &Scenario) -> Daemon {
+        let child = hostfw_command(&s.pair.host, &s.work, NODE, s.backend, &["run"])
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start hostfw run");
+        Daemon(child)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

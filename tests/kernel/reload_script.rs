@@ -176,10 +176,9 @@ while :; do sleep 0.1; done
 
 #[test]
 fn reload_waits_for_the_reload_counter_not_for_any_rewrite() {
-    for (reloads_after_signal, want_code, want_text) in [
-        ("0", 2, "no status from the daemon"),
-        ("1", 0, "reloaded"),
-    ] {
+    for (reloads_after_signal, want_code, want_text) in
+        [("0", 2, "no status from the daemon"), ("1", 0, "reloaded")]
+    {
         let dir = tempfile::tempdir().expect("tempdir");
         let status = dir.path().join("status.json");
         let mut fake = Command::new("sh")
@@ -208,7 +207,14 @@ fn reload_waits_for_the_reload_counter_not_for_any_rewrite() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(out.status.code(), Some(want_code), "reloads {reloads_after_signal}: {text}");
-        assert!(text.contains(want_text), "reloads {reloads_after_signal}: {text}");
+        assert_eq!(
+            out.status.code(),
+            Some(want_code),
+            "reloads {reloads_after_signal}: {text}"
+        );
+        assert!(
+            text.contains(want_text),
+            "reloads {reloads_after_signal}: {text}"
+        );
     }
 }
