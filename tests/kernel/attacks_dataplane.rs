@@ -22,7 +22,7 @@ fn tool(v6: bool, backend: &str, verb: &str) -> String {
 }
 
 /// The real binary `name` from PATH (before any wrapper directory is prepended).
-fn real(name: &str) -> PathBuf {
+pub(crate) fn real(name: &str) -> PathBuf {
     std::env::var_os("PATH")
         .and_then(|path| {
             std::env::split_paths(&path)
@@ -100,6 +100,11 @@ fn web_hep() -> String {
     scenario_hep("host-eth0", Some("eth0"), "{role: web}")
 }
 
+/// The set most attacks start from: the web endpoint, TCP 8080 allowed in.
+fn web_8080() -> String {
+    format!("{}{}", allow_ports_policy("web", "8080"), web_hep())
+}
+
 // ------------------------------------------------------------------------------------------
 
 /// The old set drops the peer untracked (raw); the new one drops it in mangle (preDNAT) or in
@@ -174,11 +179,7 @@ on_both_backends!(partial_failure_is_never_more_open);
 /// `cali60mine` look like ours by prefix. hostfw owns only the exact names it renders: apply
 /// and flush succeed and both sets keep their members.
 fn user_ipsets_named_like_ours_survive(backend: &'static str) {
-    let s = Scenario::new(
-        "usersets",
-        backend,
-        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
-    );
+    let s = Scenario::new("usersets", backend, &web_8080());
     let host = &s.pair.host;
     host.must(&["ipset", "create", "cali40-office", "hash:net"]);
     host.must(&["ipset", "add", "cali40-office", "203.0.113.0/24"]);
@@ -280,11 +281,7 @@ on_both_backends!(a_user_jump_into_our_chain_does_not_wedge);
 /// Attack: a foreign rule whose comment holds a newline (its second line posing as a rule).
 /// apply, diff and flush all work and leave the foreign rule alone.
 fn a_newline_in_a_foreign_comment_does_not_wedge(backend: &'static str) {
-    let s = Scenario::new(
-        "nlcomment",
-        backend,
-        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
-    );
+    let s = Scenario::new("nlcomment", backend, &web_8080());
     let program = format!("iptables-{backend}");
     s.pair.host.must(&[
         &program,
@@ -312,11 +309,7 @@ on_both_backends!(a_newline_in_a_foreign_comment_does_not_wedge);
 /// Attack: `iptables -R INPUT 1 -m comment --comment "cali:<same hash>" -j ACCEPT` replaces our
 /// hook with an ACCEPT under the same hash. `diff` reports it and `apply` repairs it.
 fn a_rule_replaced_under_its_hash_is_repaired(backend: &'static str) {
-    let s = Scenario::new(
-        "samehash",
-        backend,
-        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
-    );
+    let s = Scenario::new("samehash", backend, &web_8080());
     let _server = tcp_server(&s.pair.host, sock("::", 9090));
     expect(&s, &["apply"], 0);
     assert_eq!(reachable(&s, 9090), [false, false]);
@@ -360,11 +353,7 @@ on_both_backends!(a_rule_replaced_under_its_hash_is_repaired);
 /// Attack: `iptables-save` exits 0 and prints nothing. hostfw writes once, sees none of what it
 /// wrote, and stops with an error, instead of inserting the hook again on every retry.
 fn an_empty_save_does_not_reinsert_hooks(backend: &'static str) {
-    let s = Scenario::new(
-        "blindsave",
-        backend,
-        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
-    );
+    let s = Scenario::new("blindsave", backend, &web_8080());
     expect(&s, &["apply"], 0);
     let wrappers = tempfile::tempdir().expect("tempdir");
     for v6 in [false, true] {
@@ -397,11 +386,7 @@ on_both_backends!(an_empty_save_does_not_reinsert_hooks);
 /// Attack (misleading diagnostics): the installed iptables-restore ignores `--wait-interval`
 /// and prints a notice that headed every error. It is no longer passed.
 fn restore_flags_are_ones_the_tool_honours(backend: &'static str) {
-    let s = Scenario::new(
-        "rflags",
-        backend,
-        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
-    );
+    let s = Scenario::new("rflags", backend, &web_8080());
     let wrappers = tempfile::tempdir().expect("tempdir");
     let log = wrappers.path().join("argv.log");
     for v6 in [false, true] {
@@ -431,7 +416,7 @@ on_both_backends!(restore_flags_are_ones_the_tool_honours);
 /// the jump and the remedy: `check` (it reads the kernel as root, still exits 0), `apply`, and
 /// the daemon's report in `hostfw status`. With `chainInsertMode: Append` nothing warns.
 fn a_fail2ban_jump_overtaken_by_our_hook_is_reported(backend: &'static str) {
-    let set = format!("{}{}", allow_ports_policy("web", "8080"), web_hep());
+    let set = web_8080();
     let s = Scenario::new("f2b", backend, &set);
     restore(
         &s.pair.host,

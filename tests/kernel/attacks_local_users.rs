@@ -50,15 +50,21 @@ fn mode(path: &Path) -> u32 {
         & 0o7777
 }
 
-/// Attack: the lock file was 0644 in a 0755 directory, so any user could `flock` it and freeze
-/// the daemon and every command. Now the directory is 0700 and the file 0600.
-fn another_user_cannot_take_the_lock_scenario() {
-    let s = Scenario::new("lockfreeze", "legacy", &policies());
-    // Traversable like /run, so only hostfw's own modes stand in the way.
+/// A scenario whose work directory is traversable like /run (so only hostfw's own modes stand
+/// in another user's way), after one `hostfw apply` made the run directory.
+fn applied_in_traversable_dir(tag: &str) -> Scenario {
+    let s = Scenario::new(tag, "legacy", &policies());
     std::fs::set_permissions(s.work.dir.path(), std::fs::Permissions::from_mode(0o755))
         .expect("chmod");
     let run = s.run(&["apply"]);
     assert_eq!(run.code, 0, "{run:?}");
+    s
+}
+
+/// Attack: the lock file was 0644 in a 0755 directory, so any user could `flock` it and freeze
+/// the daemon and every command. Now the directory is 0700 and the file 0600.
+fn another_user_cannot_take_the_lock_scenario() {
+    let s = applied_in_traversable_dir("lockfreeze");
     let lock = s.work.dir.path().join("run/hostfw.lock");
     assert!(lock.exists(), "no lock file at {}", lock.display());
     assert!(
@@ -137,11 +143,7 @@ as_root!(
 /// `status.json` is root's (0600 in a 0700 run directory): another user running `hostfw status`
 /// is told which file it cannot read and to use sudo, not handed a bare EACCES.
 fn status_tells_another_user_to_use_sudo_scenario() {
-    let s = Scenario::new("statususer", "legacy", &policies());
-    std::fs::set_permissions(s.work.dir.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod");
-    let run = s.run(&["apply"]);
-    assert_eq!(run.code, 0, "{run:?}");
+    let s = applied_in_traversable_dir("statususer");
     let run_dir = s.work.dir.path().join("run");
     let status = run_dir.join("status.json");
     std::fs::write(&status, "{}\n").expect("status.json");
