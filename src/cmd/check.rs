@@ -3,7 +3,7 @@
 //! permission, symlink loop, etcd unreachable). Without paths it checks the configured source,
 //! and adds what only this host can tell: the lockout guard's findings and, when it can read
 //! the kernel (root and an iptables backend), the foreign jumps hostfw's inserted hooks would go
-//! above (docs/design.md, "Lockout guard"). Both are warnings: they never change the exit code.
+//! above (docs/design.md, "Ownership"). Both are warnings: they never change the exit code.
 
 use super::{CmdResult, Exit};
 use crate::cli::{CheckArgs, OutputFormat};
