@@ -107,6 +107,15 @@ pub struct Status {
     /// RFC 3339 time of the last drift repair.
     pub last_repair: Option<String>,
     pub last_error: Option<String>,
+    /// Foreign jumps (fail2ban, CrowdSec, sshguard, admin chains) that hostfw's inserted hooks
+    /// precede in the kernel as the last reconcile verified it, one warning with its remedy
+    /// each (`ruleset::plan::Overtaken`).
+    #[serde(default)]
+    pub overtaken: Vec<String>,
+    /// SIGHUP reloads handled, counted once the reload's apply (or refusal) is recorded in this
+    /// file: systemd/hostfw-reload waits for it to pass the value it saw before signalling.
+    #[serde(default)]
+    pub reloads: u64,
     /// Where the policies come from, when that is a datastore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datastore: Option<Datastore>,
@@ -130,6 +139,8 @@ impl Status {
             drift_repairs: 0,
             last_repair: None,
             last_error: None,
+            overtaken: Vec::new(),
+            reloads: 0,
             datastore: None,
         }
     }
@@ -157,6 +168,12 @@ impl Status {
             if d.state != "connected" {
                 s.push_str(&format!(", datastore {}", d.state));
             }
+        }
+        if !self.overtaken.is_empty() {
+            s.push_str(&format!(
+                ", {} overtaken foreign jump(s)",
+                self.overtaken.len()
+            ));
         }
         if let Some(e) = &self.last_error {
             let first = e.lines().next().unwrap_or_default();
@@ -219,6 +236,11 @@ impl ReadError {
     /// True when the file does not exist (the daemon never ran with this run directory).
     pub fn is_not_found(&self) -> bool {
         matches!(self, ReadError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// True when the caller may not read the file (it is root's, mode 0600).
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, ReadError::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied)
     }
 }
 

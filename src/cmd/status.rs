@@ -33,6 +33,16 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> CmdResult {
             );
             return Ok(Exit::Error);
         }
+        Err(e) if e.is_permission_denied() => {
+            // The file is root's and 0600 (docs/design.md, "File modes"): say so, rather than
+            // a bare EACCES the admin has to decode.
+            eprintln!(
+                "hostfw: cannot read {}: permission denied; the daemon's status is readable by \
+                 root only: run `sudo hostfw status`",
+                path.display()
+            );
+            return Ok(Exit::Error);
+        }
         Err(e) => return Err(e.into()),
     };
     let running = is_running(status.pid);
@@ -354,6 +364,12 @@ fn format_text(s: &Status, running: bool) -> String {
         let _ = writeln!(out, "last error:    {e}");
     }
     let _ = writeln!(out, "updated:       {}", s.updated);
+    if !s.overtaken.is_empty() {
+        let _ = writeln!(out, "overtaken:");
+        for o in &s.overtaken {
+            let _ = writeln!(out, "  warning: {o}");
+        }
+    }
     if !s.diagnostics.is_empty() {
         let _ = writeln!(out, "diagnostics:");
         for d in &s.diagnostics {
@@ -389,6 +405,7 @@ mod tests {
         s.drift_repairs = 1;
         s.last_repair = Some("2026-01-01T00:01:00.000Z".into());
         s.diagnostics = vec![Diagnostic::file_error("x.yaml", "not YAML")];
+        s.overtaken = vec!["IPv4 filter INPUT: hook above f2b-sshd".into()];
         let text = format_text(&s, false);
         let expected = "\
 state:         degraded (daemon not running)
@@ -399,6 +416,8 @@ policy:        generation 2, sha256 abc, from the last good set
 last apply:    2026-01-01T00:00:00.000Z ok, 9 chain(s) written in 40 ms
 drift repairs: 1 (last 2026-01-01T00:01:00.000Z)
 updated:       1970-01-01T00:00:00.000Z
+overtaken:
+  warning: IPv4 filter INPUT: hook above f2b-sshd
 diagnostics:
   x.yaml: error: not YAML
 ";

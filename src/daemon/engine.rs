@@ -333,6 +333,7 @@ impl Engine for RealEngine {
             chains_written: report.chains_created + report.chains_rewritten,
             changes,
             policies: in_force.enforced.policies.clone(),
+            overtaken: report.overtaken.iter().map(ToString::to_string).collect(),
         })
     }
 

@@ -201,6 +201,10 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
                         // kernel to the rules in force.
                         self.reconcile(Purpose::Check)?;
                     }
+                    // Counted after the reload's outcome is recorded: systemd/hostfw-reload
+                    // waits for this to change, not for any rewrite of status.json.
+                    self.status.reloads += 1;
+                    self.publish();
                 }
                 Some(Event::PolicyChanged { settled }) => {
                     log::debug!("policy directory changed");
@@ -459,6 +463,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         self.status.last_error = None;
         self.status.backend = Some(report.backend.clone());
         self.status.policies = report.policies.clone();
+        self.status.overtaken = report.overtaken.clone();
         let wrote = !report.changes.is_empty() || report.chains_written > 0;
         if let Some(new) = self.unapplied.take() {
             let generation = self.status.policy.as_ref().map_or(0, |p| p.generation) + 1;

@@ -80,6 +80,8 @@ pub struct ApplyReport {
     pub changes: Vec<String>,
     /// GlobalNetworkPolicies in force on this node (named by `hostfw status` counters).
     pub policies: Vec<String>,
+    /// Foreign jumps our inserted hooks precede, as warnings (published in status.json).
+    pub overtaken: Vec<String>,
 }
 
 /// Errors the engine reports; the loop only logs and records them.

@@ -10,6 +10,7 @@ use crate::netns;
 use netns::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const NODE: &str = SCENARIO_NODE;
 
@@ -21,7 +22,7 @@ fn tool(v6: bool, backend: &str, verb: &str) -> String {
 }
 
 /// The real binary `name` from PATH (before any wrapper directory is prepended).
-fn real(name: &str) -> PathBuf {
+pub(crate) fn real(name: &str) -> PathBuf {
     std::env::var_os("PATH")
         .and_then(|path| {
             std::env::split_paths(&path)
@@ -99,6 +100,11 @@ fn web_hep() -> String {
     scenario_hep("host-eth0", Some("eth0"), "{role: web}")
 }
 
+/// The set most attacks start from: the web endpoint, TCP 8080 allowed in.
+fn web_8080() -> String {
+    format!("{}{}", allow_ports_policy("web", "8080"), web_hep())
+}
+
 // ------------------------------------------------------------------------------------------
 
 /// The old set drops the peer untracked (raw); the new one drops it in mangle (preDNAT) or in
@@ -173,11 +179,7 @@ on_both_backends!(partial_failure_is_never_more_open);
 /// `cali60mine` look like ours by prefix. hostfw owns only the exact names it renders: apply
 /// and flush succeed and both sets keep their members.
 fn user_ipsets_named_like_ours_survive(backend: &'static str) {
-    let s = Scenario::new(
-        "usersets",
-        backend,
-        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
-    );
+    let s = Scenario::new("usersets", backend, &web_8080());
     let host = &s.pair.host;
     host.must(&["ipset", "create", "cali40-office", "hash:net"]);
     host.must(&["ipset", "add", "cali40-office", "203.0.113.0/24"]);
@@ -279,11 +281,7 @@ on_both_backends!(a_user_jump_into_our_chain_does_not_wedge);
 /// Attack: a foreign rule whose comment holds a newline (its second line posing as a rule).
 /// apply, diff and flush all work and leave the foreign rule alone.
 fn a_newline_in_a_foreign_comment_does_not_wedge(backend: &'static str) {
-    let s = Scenario::new(
-        "nlcomment",
-        backend,
-        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
-    );
+    let s = Scenario::new("nlcomment", backend, &web_8080());
     let program = format!("iptables-{backend}");
     s.pair.host.must(&[
         &program,
@@ -311,11 +309,7 @@ on_both_backends!(a_newline_in_a_foreign_comment_does_not_wedge);
 /// Attack: `iptables -R INPUT 1 -m comment --comment "cali:<same hash>" -j ACCEPT` replaces our
 /// hook with an ACCEPT under the same hash. `diff` reports it and `apply` repairs it.
 fn a_rule_replaced_under_its_hash_is_repaired(backend: &'static str) {
-    let s = Scenario::new(
-        "samehash",
-        backend,
-        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
-    );
+    let s = Scenario::new("samehash", backend, &web_8080());
     let _server = tcp_server(&s.pair.host, sock("::", 9090));
     expect(&s, &["apply"], 0);
     assert_eq!(reachable(&s, 9090), [false, false]);
@@ -359,11 +353,7 @@ on_both_backends!(a_rule_replaced_under_its_hash_is_repaired);
 /// Attack: `iptables-save` exits 0 and prints nothing. hostfw writes once, sees none of what it
 /// wrote, and stops with an error, instead of inserting the hook again on every retry.
 fn an_empty_save_does_not_reinsert_hooks(backend: &'static str) {
-    let s = Scenario::new(
-        "blindsave",
-        backend,
-        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
-    );
+    let s = Scenario::new("blindsave", backend, &web_8080());
     expect(&s, &["apply"], 0);
     let wrappers = tempfile::tempdir().expect("tempdir");
     for v6 in [false, true] {
@@ -396,11 +386,7 @@ on_both_backends!(an_empty_save_does_not_reinsert_hooks);
 /// Attack (misleading diagnostics): the installed iptables-restore ignores `--wait-interval`
 /// and prints a notice that headed every error. It is no longer passed.
 fn restore_flags_are_ones_the_tool_honours(backend: &'static str) {
-    let s = Scenario::new(
-        "rflags",
-        backend,
-        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
-    );
+    let s = Scenario::new("rflags", backend, &web_8080());
     let wrappers = tempfile::tempdir().expect("tempdir");
     let log = wrappers.path().join("argv.log");
     for v6 in [false, true] {
@@ -427,13 +413,11 @@ on_both_backends!(restore_flags_are_ones_the_tool_honours);
 
 /// Attack: fail2ban's jump in INPUT ends up below hostfw's inserted hook, so the failsafe
 /// ACCEPT on 22 lets banned clients in. Felix's Insert semantics stay; hostfw now warns, naming
-/// the jump and the remedy.
+/// the jump and the remedy: `check` (it reads the kernel as root, still exits 0), `apply`, and
+/// the daemon's report in `hostfw status`. With `chainInsertMode: Append` nothing warns.
 fn a_fail2ban_jump_overtaken_by_our_hook_is_reported(backend: &'static str) {
-    let s = Scenario::new(
-        "f2b",
-        backend,
-        &format!("{}{}", allow_ports_policy("web", "8080"), web_hep()),
-    );
+    let set = web_8080();
+    let s = Scenario::new("f2b", backend, &set);
     restore(
         &s.pair.host,
         backend,
@@ -441,11 +425,67 @@ fn a_fail2ban_jump_overtaken_by_our_hook_is_reported(backend: &'static str) {
         "*filter\n:f2b-sshd - [0:0]\n-A f2b-sshd -s 203.0.113.66/32 -j REJECT\n-A f2b-sshd -j RETURN\n\
          -A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd\nCOMMIT\n",
     );
+    let warns = |text: &str| {
+        text.contains("jump to f2b-sshd (fail2ban)") && text.contains("chainInsertMode: Append")
+    };
+    // Before anything of ours is in the kernel: the hook would go above the jump.
+    let run = expect(&s, &["check"], 0);
+    assert!(warns(&run.stderr), "check: {run:?}");
     let run = expect(&s, &["apply"], 0);
+    assert!(warns(&run.stderr), "apply: {run:?}");
+    let run = expect(&s, &["check"], 0);
+    assert!(warns(&run.stderr), "check after apply: {run:?}");
+
+    let daemon = Daemon::start(&s);
+    let status = |want: bool| {
+        eventually(Duration::from_secs(15), || {
+            let run = s.run(&["status"]);
+            run.code == 0 && warns(&run.stdout) == want
+        })
+    };
     assert!(
-        run.stderr.contains("jump to f2b-sshd (fail2ban)")
-            && run.stderr.contains("chainInsertMode: Append"),
-        "{run:?}"
+        status(true),
+        "status never listed the overtaken jump: {:?}",
+        s.run(&["status"])
     );
+
+    s.work.write_policies(&format!(
+        "{set}---\napiVersion: projectcalico.org/v3\nkind: FelixConfiguration\n\
+         metadata:\n  name: default\nspec:\n  chainInsertMode: Append\n"
+    ));
+    assert!(
+        status(false),
+        "status still lists the jump under Append: {:?}",
+        s.run(&["status"])
+    );
+    drop(daemon);
+    let run = expect(&s, &["check"], 0);
+    assert!(!warns(&run.stderr), "check warns under Append: {run:?}");
+    let run = expect(&s, &["apply"], 0);
+    assert!(!warns(&run.stderr), "apply warns under Append: {run:?}");
 }
 on_both_backends!(a_fail2ban_jump_overtaken_by_our_hook_is_reported);
+
+/// `hostfw run` in the scenario's host namespace, killed when dropped.
+struct Daemon(std::process::Child);
+
+impl Daemon {
+    fn start(s: &Scenario) -> Daemon {
+        let child = hostfw_command(&s.pair.host, &s.work, NODE, s.backend, &["run"])
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start hostfw run");
+        Daemon(child)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

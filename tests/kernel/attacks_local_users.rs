@@ -1,14 +1,15 @@
 //! Attacks by local users on hostfw's run and state files (docs/design.md, "Local users"): an
 //! unprivileged user (uid 65534, through `setpriv`) taking the lock with `flock`, a run
-//! directory owned by another user holding a symlinked lock file, and files readable by others.
-//! Root only (the kernel gate), because switching users needs it.
+//! directory owned by another user holding a symlinked lock file, and files readable by others;
+//! and what such a user is told by `hostfw status`. Root only (the kernel gate), because
+//! switching users needs it.
 
 use crate::netns;
 
 use netns::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 const NOBODY: &str = "65534";
 
@@ -20,14 +21,25 @@ fn policies() -> String {
     )
 }
 
-/// Run `argv` as uid/gid 65534 with no supplementary groups; true when it exits 0.
-fn as_nobody(argv: &[&str]) -> bool {
+/// Run `argv` as uid/gid 65534 with no supplementary groups, to completion.
+fn as_nobody(argv: &[&str]) -> Output {
     Command::new("setpriv")
         .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", "--"])
         .args(argv)
-        .status()
+        .output()
         .unwrap_or_else(|e| panic!("setpriv: {e}"))
-        .success()
+}
+
+/// A `#[test]` running `$scenario` when the kernel tests are enabled (they run as root).
+macro_rules! as_root {
+    ($test:ident, $scenario:ident) => {
+        #[test]
+        fn $test() {
+            if kernel_tests_enabled() {
+                $scenario();
+            }
+        }
+    };
 }
 
 fn mode(path: &Path) -> u32 {
@@ -38,31 +50,37 @@ fn mode(path: &Path) -> u32 {
         & 0o7777
 }
 
-/// Attack: the lock file was 0644 in a 0755 directory, so any user could `flock` it and freeze
-/// the daemon and every command. Now the directory is 0700 and the file 0600.
-fn another_user_cannot_take_the_lock_scenario() {
-    let s = Scenario::new("lockfreeze", "legacy", &policies());
-    // Traversable like /run, so only hostfw's own modes stand in the way.
+/// A scenario whose work directory is traversable like /run (so only hostfw's own modes stand
+/// in another user's way), after one `hostfw apply` made the run directory.
+fn applied_in_traversable_dir(tag: &str) -> Scenario {
+    let s = Scenario::new(tag, "legacy", &policies());
     std::fs::set_permissions(s.work.dir.path(), std::fs::Permissions::from_mode(0o755))
         .expect("chmod");
     let run = s.run(&["apply"]);
     assert_eq!(run.code, 0, "{run:?}");
+    s
+}
+
+/// Attack: the lock file was 0644 in a 0755 directory, so any user could `flock` it and freeze
+/// the daemon and every command. Now the directory is 0700 and the file 0600.
+fn another_user_cannot_take_the_lock_scenario() {
+    let s = applied_in_traversable_dir("lockfreeze");
     let lock = s.work.dir.path().join("run/hostfw.lock");
     assert!(lock.exists(), "no lock file at {}", lock.display());
     assert!(
-        !as_nobody(&["flock", "--nonblock", &lock.display().to_string(), "true"]),
+        !as_nobody(&["flock", "--nonblock", &lock.display().to_string(), "true"])
+            .status
+            .success(),
         "uid 65534 could take the lock"
     );
     assert_eq!(mode(&lock), 0o600);
     assert_eq!(mode(&s.work.dir.path().join("run")), 0o700);
 }
 
-#[test]
-fn another_user_cannot_take_the_lock() {
-    if kernel_tests_enabled() {
-        another_user_cannot_take_the_lock_scenario();
-    }
-}
+as_root!(
+    another_user_cannot_take_the_lock,
+    another_user_cannot_take_the_lock_scenario
+);
 
 /// Attack: a run directory owned by another user with `hostfw.lock` symlinked to a file of
 /// root's: root followed the link and truncated its target. Now such a directory is refused
@@ -93,12 +111,10 @@ fn a_run_dir_of_another_user_is_refused_scenario() {
     );
 }
 
-#[test]
-fn a_run_dir_of_another_user_is_refused() {
-    if kernel_tests_enabled() {
-        a_run_dir_of_another_user_is_refused_scenario();
-    }
-}
+as_root!(
+    a_run_dir_of_another_user_is_refused,
+    a_run_dir_of_another_user_is_refused_scenario
+);
 
 /// Attack: the confirmation snapshot and pending files were world-readable. Every file hostfw
 /// leaves in its run directory is now 0600, every directory 0700.
@@ -119,12 +135,42 @@ fn run_dir_files_are_private_scenario() {
     assert_eq!(confirmed.code, 0, "{confirmed:?}");
 }
 
-#[test]
-fn run_dir_files_are_private() {
-    if kernel_tests_enabled() {
-        run_dir_files_are_private_scenario();
-    }
+as_root!(
+    run_dir_files_are_private,
+    run_dir_files_are_private_scenario
+);
+
+/// `status.json` is root's (0600 in a 0700 run directory): another user running `hostfw status`
+/// is told which file it cannot read and to use sudo, not handed a bare EACCES.
+fn status_tells_another_user_to_use_sudo_scenario() {
+    let s = applied_in_traversable_dir("statususer");
+    let run_dir = s.work.dir.path().join("run");
+    let status = run_dir.join("status.json");
+    std::fs::write(&status, "{}\n").expect("status.json");
+    std::fs::set_permissions(&status, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let out = as_nobody(&[
+        env!("CARGO_BIN_EXE_hostfw"),
+        "--run-dir",
+        &run_dir.display().to_string(),
+        "--state-dir",
+        &s.work.dir.path().join("state").display().to_string(),
+        "--policy-dir",
+        &s.work.policy_dir().display().to_string(),
+        "status",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot read {}", status.display()))
+            && stderr.contains("permission denied")
+            && stderr.contains("sudo hostfw status"),
+        "{stderr}"
+    );
 }
+as_root!(
+    status_tells_another_user_to_use_sudo,
+    status_tells_another_user_to_use_sudo_scenario
+);
 
 /// The unit gives hostfw private run and state directories and a private umask.
 #[test]

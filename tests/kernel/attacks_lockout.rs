@@ -18,7 +18,7 @@ impl FakeSshd {
     fn start(ns: &Netns, port: u16) -> FakeSshd {
         let dir = tempfile::tempdir().expect("tempdir");
         let sshd = dir.path().join("sshd");
-        std::os::unix::fs::symlink(which("perl"), &sshd).expect("symlink");
+        std::os::unix::fs::symlink(crate::attacks_dataplane::real("perl"), &sshd).expect("symlink");
         let script = format!(
             "use Socket; socket(my $s, AF_INET6, SOCK_STREAM, 0) or die; \
              bind($s, pack_sockaddr_in6({port}, chr(0) x 16)) or die; listen($s, 5) or die; \
@@ -46,16 +46,6 @@ impl Drop for FakeSshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn which(name: &str) -> std::path::PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(name))
-                .find(|c| c.is_file())
-        })
-        .unwrap_or_else(|| panic!("{name} not in PATH"))
 }
 
 /// Attack: sshd listens on 2222 and the policy allows only 8080; the failsafes keep 22 open,

@@ -27,6 +27,16 @@ fn hep() -> String {
 const NO_FAILSAFE: &str = "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\n\
     metadata: {name: default}\nspec:\n  failsafeInboundHostPorts: []\n---\n";
 
+/// No failsafes and one policy admitting only TCP 10250: SSH is unreachable from anywhere.
+fn kubelet_only() -> String {
+    format!(
+        "{NO_FAILSAFE}apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n\
+         metadata: {{name: kubelet-only}}\nspec:\n  selector: all()\n  ingress:\n  \
+         - {{action: Allow, protocol: TCP, destination: {{ports: [10250]}}}}\n{}",
+        hep()
+    )
+}
+
 fn interfaces() -> HostInterfaces {
     let mut i = HostInterfaces::new();
     i.insert(
@@ -115,12 +125,7 @@ fn admin_outside_the_allowed_net_but_ssh_reachable_elsewhere() {
 
 #[test]
 fn no_ssh_anywhere_is_unreachable() {
-    let yaml = format!(
-        "{NO_FAILSAFE}apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n\
-         metadata: {{name: kubelet-only}}\nspec:\n  selector: all()\n  ingress:\n  \
-         - {{action: Allow, protocol: TCP, destination: {{ports: [10250]}}}}\n{}",
-        hep()
-    );
+    let yaml = kubelet_only();
     let f = findings(&yaml, &[]);
     assert_eq!(f.len(), 1, "{f:?}");
     assert_eq!(f[0].kind, FindingKind::Unreachable);
@@ -222,12 +227,7 @@ mod cli {
 
 #[test]
 fn daemon_warns_by_default_and_refuses_on_request() {
-    let yaml = format!(
-        "{NO_FAILSAFE}apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n\
-         metadata: {{name: kubelet-only}}\nspec:\n  selector: all()\n  ingress:\n  \
-         - {{action: Allow, protocol: TCP, destination: {{ports: [10250]}}}}\n{}",
-        hep()
-    );
+    let yaml = kubelet_only();
     let found = findings(&yaml, &[]);
     let gate = |mode| guard::daemon_gate(&found, mode, "policies.d");
     assert_eq!(gate(guard::DaemonMode::Warn), vec![]);

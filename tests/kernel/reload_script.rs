@@ -1,7 +1,8 @@
 //! `systemd/hostfw-reload`, the unit's ExecReload, against a real daemon in a namespace: when it
 //! returns 0 an edit made just before is already in the kernel (a probe right after passes,
 //! with no waiting), a tampered kernel is repaired (SIGHUP re-reads it), and an invalid
-//! directory makes it exit 1 with the rules in force kept.
+//! directory makes it exit 1 with the rules in force kept. It waits for status.json's `reloads`
+//! counter, not for any rewrite: a status written for something else ends no wait.
 
 use crate::netns::{
     hostfw_command, kernel_tests_enabled, sock, tcp_ok, tcp_server, Pair, Workdir, HOST4,
@@ -145,6 +146,11 @@ fn reload_returns_after_the_edit_is_in_the_kernel_and_fails_on_an_invalid_one() 
     std::fs::write(work.policy_dir().join("broken.yaml"), BROKEN).expect("write");
     let (code, text) = reload(pid, &run_dir);
     assert_eq!(code, 1, "an invalid directory must fail the reload: {text}");
+    let counted = std::fs::read_to_string(&status).expect("status.json");
+    assert!(
+        counted.contains("\"reloads\": 3"),
+        "three handled reloads are counted: {counted}"
+    );
     assert!(text.contains("rules in force stay"), "{text}");
     assert!(
         tcp_ok(&pair.peer, None, sock(HOST4, 9090)),
@@ -153,4 +159,62 @@ fn reload_returns_after_the_edit_is_in_the_kernel_and_fails_on_an_invalid_one() 
 
     let _ = daemon.kill();
     let _ = daemon.wait();
+}
+
+/// A stand-in daemon (a shell ignoring nothing but handling SIGHUP) that writes status.json in
+/// hostfw's layout, and on SIGHUP rewrites it with a new `updated` time and `reloads` set to
+/// `$3`: the rewrite a drift check or debounced edit makes between the signal and the reload.
+const FAKE_DAEMON: &str = r#"f=$1
+write() {
+	printf '{\n  "state": "ok",\n  "pid": %s,\n  "updated": "%s",\n  "last_error": null,\n  "reloads": %s\n}\n' $$ "$1" "$2" >"$f.tmp"
+	mv "$f.tmp" "$f"
+}
+write 2026-01-01T00:00:00.000Z 0
+trap 'write 2026-01-01T00:00:01.000Z "$2"' HUP
+while :; do sleep 0.1; done
+"#;
+
+#[test]
+fn reload_waits_for_the_reload_counter_not_for_any_rewrite() {
+    for (reloads_after_signal, want_code, want_text) in
+        [("0", 2, "no status from the daemon"), ("1", 0, "reloaded")]
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = dir.path().join("status.json");
+        let mut fake = Command::new("sh")
+            .args(["-c", FAKE_DAEMON, "fake-hostfw"])
+            .arg(&status)
+            .arg(reloads_after_signal)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the stand-in daemon");
+        let end = Instant::now() + Duration::from_secs(15);
+        while !status.exists() {
+            assert!(Instant::now() < end, "stand-in daemon wrote no status");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/hostfw-reload");
+        let out = Command::new(script)
+            .arg(fake.id().to_string())
+            .env("HOSTFW_RUN_DIR", dir.path())
+            .env("HOSTFW_RELOAD_TIMEOUT", "2")
+            .output()
+            .expect("run hostfw-reload");
+        let _ = fake.kill();
+        let _ = fake.wait();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(want_code),
+            "reloads {reloads_after_signal}: {text}"
+        );
+        assert!(
+            text.contains(want_text),
+            "reloads {reloads_after_signal}: {text}"
+        );
+    }
 }

@@ -212,6 +212,7 @@ fn wrote(chains: usize) -> ApplyReport {
         chains_written: chains,
         changes: vec![format!("filter: {chains} chain(s) written")],
         policies: vec!["allow-ssh".into()],
+        overtaken: Vec::new(),
     }
 }
 
@@ -421,6 +422,10 @@ fn sighup_reloads_at_once_with_reloading_and_ready() {
             (20 * SEC, Notice::Stopping),
         ]
     );
+    // systemd/hostfw-reload waits for this counter, published after the reload's apply.
+    let last = run.last_status();
+    assert_eq!(last.reloads, 1);
+    assert_eq!(last.policy.map(|p| p.generation), Some(2));
 }
 
 #[test]
