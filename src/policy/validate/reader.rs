@@ -135,6 +135,15 @@ impl<'a> Ctx<'a> {
     pub(crate) fn warn(&mut self, node: &Node, path: &FieldPath, msg: impl Into<String>) {
         self.report(Severity::Warning, node, path, msg.into());
     }
+
+    /// The error for a node of the wrong shape: "expected `expected`, found a list" and so on.
+    pub(crate) fn wrong_shape(&mut self, node: &Node, path: &FieldPath, expected: &str) {
+        self.error(
+            node,
+            path,
+            format!("expected {expected}, found {}", node.shape()),
+        );
+    }
 }
 
 /// Most fields one schema may declare (FelixConfiguration's handled subset is the largest).
@@ -207,11 +216,7 @@ pub(crate) fn fields<'n>(
         Value::Map(entries) => entries,
         Value::Scalar(s) if s.is_null() => return Some(out),
         _ => {
-            ctx.error(
-                node,
-                path,
-                format!("expected a mapping of fields, found {}", node.shape()),
-            );
+            ctx.wrong_shape(node, path, "a mapping of fields");
             return None;
         }
     };
@@ -417,11 +422,7 @@ fn yaml11_float(body: &str) -> bool {
 /// hint to quote them.
 pub(crate) fn string<'n>(ctx: &mut Ctx, node: &'n Node<'n>, path: &FieldPath) -> Option<&'n str> {
     let Some(s) = node.as_scalar() else {
-        ctx.error(
-            node,
-            path,
-            format!("expected a string, found {}", node.shape()),
-        );
+        ctx.wrong_shape(node, path, "a string");
         return None;
     };
     if s.plain {
@@ -449,11 +450,7 @@ fn plain_scalar<'n>(
     what: &str,
 ) -> Option<&'n str> {
     let Some(s) = node.as_scalar() else {
-        ctx.error(
-            node,
-            path,
-            format!("expected {what}, found {}", node.shape()),
-        );
+        ctx.wrong_shape(node, path, what);
         return None;
     };
     if !s.plain {
@@ -615,11 +612,7 @@ pub(crate) fn list<'n>(
         Value::Seq(items) => Some(items),
         Value::Scalar(s) if s.is_null() => Some(&[]),
         _ => {
-            ctx.error(
-                node,
-                path,
-                format!("expected a list, found {}", node.shape()),
-            );
+            ctx.wrong_shape(node, path, "a list");
             None
         }
     }
@@ -636,11 +629,7 @@ pub(crate) fn string_map<'n>(
         Value::Map(entries) => entries,
         Value::Scalar(s) if s.is_null() => return Some(Vec::new()),
         _ => {
-            ctx.error(
-                node,
-                path,
-                format!("expected a mapping of strings, found {}", node.shape()),
-            );
+            ctx.wrong_shape(node, path, "a mapping of strings");
             return None;
         }
     };

@@ -209,11 +209,7 @@ fn rule(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<Rule> {
 /// `protocol` / `notProtocol`: a number 1-255 (also as a digit string) or a case-sensitive name.
 pub(crate) fn protocol_value(ctx: &mut Ctx, node: &Node, path: &FieldPath) -> Option<Protocol> {
     let Some(s) = node.as_scalar() else {
-        ctx.error(
-            node,
-            path,
-            format!("expected a protocol name or number, found {}", node.shape()),
-        );
+        ctx.wrong_shape(node, path, "a protocol name or number");
         return None;
     };
     let text = &*s.text;
