@@ -20,7 +20,7 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> CmdResult {
         guard: !args.dry_run,
         print_warnings: true,
     };
-    let desired = match common::load_desired(settings, want) {
+    let (desired, revision) = match common::load_desired_revision(settings, want) {
         Ok(d) => d,
         Err(done) => return done,
     };
@@ -29,7 +29,12 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> CmdResult {
     }
     let dp = open_dataplane(settings, Some(desired.config().iptables_backend))?;
     let pending = match args.confirm.filter(|_| !args.dry_run) {
-        Some(secs) => Some(crate::confirm::arm(&dp, &settings.run_dir, secs)?),
+        Some(secs) => Some(crate::confirm::arm(
+            &dp,
+            &settings.run_dir,
+            secs,
+            &revision,
+        )?),
         None => None,
     };
     let opts = SyncOptions {

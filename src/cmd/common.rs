@@ -50,19 +50,22 @@ impl std::error::Error for ViewError {}
 
 /// Load and validate the policy source (the directory, or etcd), printing every diagnostic
 /// (errors and warnings) to stderr. `Err(ViewError::Unreadable)` when the source cannot be read
-/// at all, `Err(ViewError::Invalid)` when any error was found.
-fn load_set(settings: &Settings) -> Result<PolicySet, ViewError> {
+/// at all, `Err(ViewError::Invalid)` when any error was found. With the set, its revision (the
+/// identity the daemon publishes as `source_hash`).
+fn load_set(settings: &Settings) -> Result<(PolicySet, String), ViewError> {
     let source = settings
         .policy_source()
         .map_err(|e| ViewError::Host(e.into()))?;
-    let checked = crate::policy::load_snapshot(&source.read());
+    let snapshot = source.read();
+    let checked = crate::policy::load_snapshot(&snapshot);
     for d in &checked.loaded.diagnostics {
         eprintln!("{d}");
     }
     if checked.unreadable {
         return Err(ViewError::Unreadable);
     }
-    checked.loaded.set.ok_or(ViewError::Invalid)
+    let set = checked.loaded.set.ok_or(ViewError::Invalid)?;
+    Ok((set, snapshot.revision))
 }
 
 /// The host's network interfaces, or the error that ends the command (exit 2).
@@ -87,7 +90,15 @@ pub struct Want {
 /// bits) is reported on stderr and ends the command with exit 1 before touching the kernel;
 /// as `Err`, the result that ends the command.
 pub fn load_desired(settings: &Settings, want: Want) -> Result<Desired, CmdResult> {
-    let set = load_set(settings).map_err(ViewError::into_cmd_result)?;
+    load_desired_revision(settings, want).map(|(desired, _)| desired)
+}
+
+/// `load_desired`, with the revision of the policy set it came from.
+pub fn load_desired_revision(
+    settings: &Settings,
+    want: Want,
+) -> Result<(Desired, String), CmdResult> {
+    let (set, revision) = load_set(settings).map_err(ViewError::into_cmd_result)?;
     let interfaces = host_interfaces().map_err(ViewError::into_cmd_result)?;
     let observed = if want.guard {
         crate::guard::observe(&interfaces)
@@ -110,7 +121,7 @@ pub fn load_desired(settings: &Settings, want: Want) -> Result<Desired, CmdResul
     match computed {
         Ok(desired) => {
             print(&desired.findings);
-            Ok(desired)
+            Ok((desired, revision))
         }
         Err(e) => {
             print(&e.warnings);

@@ -18,7 +18,7 @@ use std::time::Duration;
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 pub fn run(settings: &Settings) -> CmdResult {
-    let _lock = crate::lock::acquire_within(&settings.lock_path(), LOCK_WAIT);
+    let lock = crate::lock::acquire_within(&settings.lock_path(), LOCK_WAIT);
     let Some(p) = confirm::pending(&settings.run_dir)? else {
         match confirm::daemon_hold(&settings.run_dir, confirm::now_unix()) {
             Some(hold @ confirm::Hold::RolledBack(_)) => {
@@ -28,12 +28,62 @@ pub fn run(settings: &Settings) -> CmdResult {
         }
         return Ok(Exit::Invalid);
     };
+    // Hand the confirmed set to a running daemon: it adopts exactly this set even where its
+    // lockout guard refused it (a set that would cut off a session it sees; the admin's session
+    // has just survived it), instead of enforcing the set it had when the hold ends.
+    if let Some(revision) = &p.source_revision {
+        confirm::record_confirmed(&settings.run_dir, revision)?;
+    }
     confirm::clear(&settings.run_dir)?;
     println!(
         "confirmed: the rules applied {} s ago stay; the automatic rollback is cancelled",
         confirm::now_unix().saturating_sub(p.created_unix)
     );
+    if p.source_revision.is_some() {
+        // The daemon's reconcile takes the lock.
+        drop(lock);
+        hand_to_daemon(settings);
+    }
     Ok(Exit::Ok)
+}
+
+/// How long `confirm` waits for a running daemon to reload the confirmed set.
+const HANDOFF_WAIT: Duration = Duration::from_secs(10);
+
+/// Make a running daemon reload (SIGHUP) and wait, bounded, until its status counts the reload:
+/// it then holds the confirmed set. Without a daemon there is nothing to do: it reads the
+/// confirmation when it starts.
+fn hand_to_daemon(settings: &Settings) {
+    let status_path = settings.status_path();
+    let Ok(before) = crate::status::read(&status_path) else {
+        return;
+    };
+    if !super::status::is_running(before.pid) {
+        return;
+    }
+    let Ok(pid) = i32::try_from(before.pid) else {
+        return;
+    };
+    if let Err(e) = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    ) {
+        eprintln!("warning: cannot ask the daemon (pid {pid}) to reload: {e}");
+        return;
+    }
+    let end = std::time::Instant::now() + HANDOFF_WAIT;
+    while std::time::Instant::now() < end {
+        if crate::status::read(&status_path).is_ok_and(|s| s.reloads > before.reloads) {
+            println!("the daemon (pid {pid}) now holds the confirmed policy set");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "warning: the daemon (pid {pid}) did not report its reload within {} s; run `systemctl \
+         reload hostfw` so that it enforces the confirmed set",
+        HANDOFF_WAIT.as_secs()
+    );
 }
 
 /// The detached watcher: wait, then (still pending, same token) restore under the lock.

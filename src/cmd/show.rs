@@ -367,7 +367,6 @@ mod tests {
     }
 
     fn small_view() -> NodeView {
-        use crate::model::selector::Selector;
         let meta = Meta::for_test;
         let mut hep = HostEndpoint {
             meta: meta("h1"),

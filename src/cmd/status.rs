@@ -137,7 +137,7 @@ fn short(hash: &str) -> &str {
 }
 
 /// Whether `pid` is a live hostfw process (not a recycled pid of something else).
-fn is_running(pid: u32) -> bool {
+pub(super) fn is_running(pid: u32) -> bool {
     let Ok(raw) = i32::try_from(pid) else {
         return false;
     };

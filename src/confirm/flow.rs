@@ -78,7 +78,12 @@ fn new_token() -> String {
 /// Arm a confirmation before an apply: snapshot the current state (an already pending
 /// confirmation keeps its older snapshot: rolling back goes to the last confirmed state), write
 /// the pending file, start the detached watcher. The caller holds the lock and applies next.
-pub fn arm(dp: &dyn Dataplane, run_dir: &Path, seconds: u64) -> Result<Pending, ConfirmError> {
+pub fn arm(
+    dp: &dyn Dataplane,
+    run_dir: &Path,
+    seconds: u64,
+    source_revision: &str,
+) -> Result<Pending, ConfirmError> {
     let keep_old = pending(run_dir)?.is_some() && read_snapshot(run_dir)?.is_some();
     if !keep_old {
         write_snapshot(run_dir, &snapshot(dp)?)?;
@@ -92,6 +97,7 @@ pub fn arm(dp: &dyn Dataplane, run_dir: &Path, seconds: u64) -> Result<Pending, 
         backend: dp.backend().as_str().to_string(),
         watcher_pid: None,
         deadline_boot_ms: Some(boottime_ms() + seconds * 1000),
+        source_revision: Some(source_revision.to_string()),
     };
     // The watcher reads the pending file to learn its deadline: write it first.
     write_pending(run_dir, &p)?;

@@ -7,8 +7,9 @@
 //! Files in the run directory (documented for the daemon and `status`):
 //! - `confirm-pending.json`: present while a confirmation is pending. JSON object
 //!   `{"token": str, "created_unix": u64, "deadline_unix": u64, "seconds": u64,
-//!   "backend": "legacy"|"nft", "watcher_pid": u32|null, "deadline_boot_ms": u64|null}`
-//!   (the deadline on CLOCK_BOOTTIME when present). While it exists the daemon must not
+//!   "backend": "legacy"|"nft", "watcher_pid": u32|null, "deadline_boot_ms": u64|null,
+//!   "source_revision": str|null}` (the deadline on CLOCK_BOOTTIME when present; the revision
+//!   of the policy set the apply enforced). While it exists the daemon must not
 //!   reconcile; `PENDING_GRACE_SECS` after the deadline it is `Hold::Abandoned` and the daemon
 //!   or the next command performs the rollback (`roll_back`).
 //! - `confirm-rolled-back.json`: written after a rollback,
@@ -16,6 +17,9 @@
 //!   policy directory still holds the unconfirmed ones: the daemon must not reconcile until the
 //!   policy directory changes or it is reloaded (SIGHUP), and then removes the file
 //!   (`resume_after_edit`).
+//! - `confirm-confirmed.json`: `{"source_revision": str, "confirmed_unix": u64}`, written by
+//!   `hostfw confirm`: the daemon adopts the set of exactly that revision even where its lockout
+//!   guard refuses it (`was_confirmed`).
 //! - `confirm-snapshot.json`: the state to restore (private to this module).
 //! - `confirm.log`: what the watcher did (it has no terminal).
 //!
@@ -31,9 +35,10 @@ pub use crate::sync::rollback::{SavedHook, SavedTable, Snapshot};
 pub use flow::{arm, restore, roll_back, wait, RollBack, WatchEnd};
 // `sync` puts tables back with the same planner when a later table of a pass fails.
 pub use state::{
-    boottime_ms, clear, daemon_hold, now_unix, pending, read_snapshot, record_rollback,
-    resume_after_edit, status_line, write_pending, Hold, Pending, RolledBack, LOG_FILE,
-    PENDING_FILE, PENDING_GRACE_SECS, ROLLED_BACK_FILE, SNAPSHOT_FILE,
+    boottime_ms, clear, daemon_hold, now_unix, pending, read_snapshot, record_confirmed,
+    record_rollback, resume_after_edit, status_line, was_confirmed, write_pending, Confirmed, Hold,
+    Pending, RolledBack, CONFIRMED_FILE, LOG_FILE, PENDING_FILE, PENDING_GRACE_SECS,
+    ROLLED_BACK_FILE, SNAPSHOT_FILE,
 };
 
 use crate::dataplane::DataplaneError;
@@ -382,6 +387,7 @@ mod tests {
             backend: "legacy".into(),
             watcher_pid: Some(std::process::id()),
             deadline_boot_ms: None,
+            source_revision: None,
         };
         write_pending(run, &p).unwrap();
         assert_eq!(daemon_hold(run, 1005), Some(Hold::Pending(p.clone())));
@@ -425,6 +431,7 @@ mod tests {
             backend: "nft".into(),
             watcher_pid: None,
             deadline_boot_ms: None,
+            source_revision: None,
         };
         assert!(!p.expired(105) && !p.abandoned(105));
         assert!(p.expired(110) && !p.abandoned(110 + PENDING_GRACE_SECS - 1));
@@ -443,10 +450,12 @@ mod tests {
             backend: "nft".into(),
             watcher_pid: None,
             deadline_boot_ms: Some(boottime_ms() + 600_000),
+            source_revision: None,
         };
         assert!(!p.expired(110 + 86_400));
         let past = Pending {
             deadline_boot_ms: Some(boottime_ms().saturating_sub(60_000)),
+            source_revision: None,
             ..p
         };
         assert!(past.abandoned(0));

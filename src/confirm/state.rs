@@ -16,6 +16,9 @@ pub const SNAPSHOT_FILE: &str = "confirm-snapshot.json";
 pub const LOG_FILE: &str = "confirm.log";
 /// A rollback happened; the daemon holds off until the policies change.
 pub const ROLLED_BACK_FILE: &str = "confirm-rolled-back.json";
+/// The policy set `hostfw confirm` kept: the daemon adopts that exact set even where its lockout
+/// guard refused it (the admin's session demonstrably survived it).
+pub const CONFIRMED_FILE: &str = "confirm-confirmed.json";
 
 /// After the deadline the watcher restores within moments; if it has not done so this long
 /// after the deadline it is taken to be dead (kill -9, or killed with the SSH session's
@@ -36,6 +39,17 @@ pub struct Pending {
     /// existed; `deadline_unix` then decides.
     #[serde(default)]
     pub deadline_boot_ms: Option<u64>,
+    /// The revision (`status.json` `source_hash`) of the policy set the apply enforced, so
+    /// that `hostfw confirm` can hand exactly that set to a running daemon.
+    #[serde(default)]
+    pub source_revision: Option<String>,
+}
+
+/// What `hostfw confirm` kept (`CONFIRMED_FILE`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmed {
+    pub source_revision: String,
+    pub confirmed_unix: u64,
 }
 
 impl Pending {
@@ -191,6 +205,26 @@ pub fn record_rollback(run_dir: &Path, token: &str) -> Result<(), ConfirmError> 
             token: token.to_string(),
             rolled_back_unix: now_unix(),
         },
+    )
+}
+
+/// Record that the set of `source_revision` was confirmed (see `CONFIRMED_FILE`).
+pub fn record_confirmed(run_dir: &Path, source_revision: &str) -> Result<(), ConfirmError> {
+    write_json(
+        &run_dir.join(CONFIRMED_FILE),
+        &Confirmed {
+            source_revision: source_revision.to_string(),
+            confirmed_unix: now_unix(),
+        },
+    )
+}
+
+/// Whether `hostfw confirm` kept the set of `source_revision` (what the daemon asks before its
+/// lockout guard refuses a set).
+pub fn was_confirmed(run_dir: &Path, source_revision: &str) -> bool {
+    matches!(
+        read_json::<Confirmed>(&run_dir.join(CONFIRMED_FILE)),
+        Ok(Some(c)) if c.source_revision == source_revision
     )
 }
 

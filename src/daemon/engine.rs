@@ -194,7 +194,13 @@ impl Engine for RealEngine {
             metrics.guarded(&desired.findings);
             let refused =
                 guard::daemon_gate(&desired.findings, self.settings.lockout_guard, &origin);
-            if !refused.is_empty() {
+            if !refused.is_empty()
+                && crate::confirm::was_confirmed(&self.settings.run_dir, &snapshot.revision)
+            {
+                log::warn!(
+                    "lockout guard: applying a set `hostfw confirm` kept despite its findings"
+                );
+            } else if !refused.is_empty() {
                 diagnostics.extend(refused);
                 metrics.loaded(directory, None, &diagnostics);
                 return LoadOutcome::Invalid { diagnostics };
@@ -294,7 +300,10 @@ impl Engine for RealEngine {
             // The confirmation's watcher may rewrite the kernel meanwhile.
             self.live.invalidate();
             self.exporter.metrics().held();
-            return Ok(ApplyReport::default());
+            return Ok(ApplyReport {
+                held: true,
+                ..ApplyReport::default()
+            });
         }
         // The writer lock only while touching the kernel, so `hostfw diff` and `hostfw apply`
         // can run beside the daemon instead of waiting for it to exit.
@@ -334,6 +343,7 @@ impl Engine for RealEngine {
             changes,
             policies: in_force.enforced.policies.clone(),
             overtaken: report.overtaken.iter().map(ToString::to_string).collect(),
+            held: false,
         })
     }
 

@@ -458,6 +458,14 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
 
     fn succeeded(&mut self, purpose: Purpose, report: ApplyReport, now: Instant, took: Duration) {
         self.backoff.succeeded();
+        if report.held {
+            // The set stays unapplied: the next reload, edit or refresh after the hold applies
+            // it and only then counts a generation and saves it as last good.
+            self.retry_at = None;
+            self.next_refresh = (!self.refresh.is_zero()).then(|| now + self.refresh);
+            self.publish();
+            return;
+        }
         self.failing = false;
         self.retry_at = None;
         self.status.last_error = None;

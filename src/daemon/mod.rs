@@ -82,6 +82,9 @@ pub struct ApplyReport {
     pub policies: Vec<String>,
     /// Foreign jumps our inserted hooks precede, as warnings (published in status.json).
     pub overtaken: Vec<String>,
+    /// Nothing was reconciled: a pending `apply --confirm` (or its rollback) owns the kernel.
+    /// A set loaded meanwhile is neither applied nor recorded as last good.
+    pub held: bool,
 }
 
 /// Errors the engine reports; the loop only logs and records them.

@@ -227,6 +227,7 @@ pub(crate) fn hold_with_pending_confirmation(run_dir: &Path) {
         backend: BACKEND.into(),
         watcher_pid: None,
         deadline_boot_ms: None,
+        source_revision: None,
     };
     hostfw::confirm::write_pending(run_dir, &pending).expect("write the pending confirmation");
 }
@@ -840,4 +841,79 @@ fn a_full_run_dir_makes_status_say_it_is_stale() {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// With the daemon running, `apply --confirm` is the way through for an edit the daemon's guard
+/// refused (it would cut off the admin's session): the apply enforces it under a deadline while
+/// the daemon holds off, and `hostfw confirm` hands exactly that set to the daemon, which adopts
+/// it (state ok, a new generation) instead of restoring the set it had; a SIGHUP, which re-reads
+/// and repairs the kernel, keeps it.
+#[test]
+fn apply_confirm_hands_an_edit_the_daemon_refused_to_the_daemon() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let (pair, work) = with_base_policies("dmn-handoff", "");
+    let dir = work.policy_dir();
+    put(&dir, "20-allow-ssh.yaml", ALLOW_SSH);
+    let listener = pair
+        .host
+        .run_in(|| std::net::TcpListener::bind(sock(HOST4, 22)).expect("bind 22"));
+    let d = Daemon::ready(&pair.host, &work);
+    let session = pair.peer.run_in(|| {
+        std::net::TcpStream::connect_timeout(&sock(HOST4, 22), Duration::from_secs(2))
+            .expect("ssh session")
+    });
+    let (server_end, _) = listener.accept().expect("accept the session");
+    let login = || {
+        pair.peer.run_in(|| {
+            std::net::TcpStream::connect_timeout(&sock(HOST4, 22), Duration::from_secs(2)).is_ok()
+        })
+    };
+    fs::remove_file(dir.join("20-allow-ssh.yaml")).unwrap();
+    assert!(
+        eventually(|| d.status()["state"] == "degraded"),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        login(),
+        "the refused edit reached the kernel: {}",
+        d.log_text()
+    );
+
+    let run = |args: &[&str]| netns::hostfw(&pair.host, &work, NODE, BACKEND, args);
+    let apply = run(&["apply", "--force", "--confirm", "120"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(!login(), "apply --confirm did not enforce the edit");
+    let confirmed = run(&["confirm"]);
+    assert_eq!(confirmed.code, 0, "{confirmed:?}");
+    assert!(
+        confirmed
+            .stdout
+            .contains("now holds the confirmed policy set"),
+        "{confirmed:?}\n{}",
+        d.log_text()
+    );
+    let status = d.status();
+    assert_eq!(status["state"], "ok", "{status:#}\n{}", d.log_text());
+    assert_eq!(status["policy"]["generation"], 2, "{status:#}");
+    assert!(
+        !login(),
+        "the daemon restored the set it had: {}",
+        d.log_text()
+    );
+
+    let reloads = status["reloads"].as_u64().unwrap_or(0);
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(eventually(
+        || d.status()["reloads"].as_u64().unwrap_or(0) > reloads
+    ));
+    assert_eq!(d.status()["state"], "ok", "{}", d.log_text());
+    assert!(
+        !login(),
+        "a reload restored the refused set's predecessor: {}",
+        d.log_text()
+    );
+    drop((session, server_end));
 }

@@ -213,6 +213,7 @@ fn wrote(chains: usize) -> ApplyReport {
         changes: vec![format!("filter: {chains} chain(s) written")],
         policies: vec!["allow-ssh".into()],
         overtaken: Vec::new(),
+        held: false,
     }
 }
 
