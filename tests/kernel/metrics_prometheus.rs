@@ -269,8 +269,7 @@ fn prometheus_scrapes_felix_and_hostfw_series() {
 
 /// `promtool check metrics` on `text`: what it said.
 fn promtool_check(text: &str) -> String {
-    use std::io::Write;
-    let Ok(mut child) = Command::new("promtool")
+    let Ok(child) = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -283,13 +282,7 @@ fn promtool_check(text: &str) -> String {
         );
         return String::new();
     };
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("feed promtool");
-    let out = child.wait_with_output().expect("promtool");
+    let out = netns::finish_with_input(child, text);
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

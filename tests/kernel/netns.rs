@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -642,25 +642,27 @@ pub fn restore(ns: &Netns, backend: &str, v6: bool, input: &str) {
 /// Run `argv` inside `ns` with `stdin` as its input, panicking with its stderr (and the input)
 /// when it fails.
 pub fn feed(ns: &Netns, argv: &[&str], stdin: &str) {
-    let mut child = Command::new("ip")
+    let child = Command::new("ip")
         .args(["netns", "exec", &ns.name])
         .args(argv)
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {argv:?}: {e}"));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait");
+    let out = finish_with_input(child, stdin);
     assert!(
         out.status.success(),
         "{argv:?} failed: {}\n{stdin}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Write `input` to the spawned `child`'s piped stdin, close it, and wait for the child's output.
+pub fn finish_with_input(mut child: Child, input: &str) -> Output {
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    drop(stdin);
+    child.wait_with_output().expect("wait for child")
 }
 
 /// Poll `cond` every 50 ms until it holds (true) or `within` passes (false).
