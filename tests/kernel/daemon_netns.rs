@@ -9,8 +9,8 @@
 use crate::netns;
 
 use netns::{
-    hostfw_command, kernel_tests_enabled, sock, tcp_ok, tcp_server, veth, Netns, Pair, Workdir,
-    HOST4,
+    hostfw_command, kernel_tests_enabled, pair_with_policies, sock, tcp_ok, tcp_server, veth,
+    Netns, Pair, Workdir, HOST4,
 };
 use std::fs;
 use std::os::unix::net::UnixDatagram;
@@ -94,25 +94,13 @@ pub(crate) fn put(dir: &Path, name: &str, text: &str) {
 }
 
 /// Poll `cond` until it holds or `WITHIN` passes.
-fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + WITHIN;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn eventually(cond: impl FnMut() -> bool) -> bool {
+    netns::eventually(WITHIN, cond)
 }
 
 /// A host/peer pair named `tag` and a policy directory holding `base_policies(extra)`.
 fn with_base_policies(tag: &str, extra: &str) -> (Pair, Workdir) {
-    let pair = Pair::new(tag);
-    let work = Workdir::new();
-    work.write_policies(&base_policies(extra));
-    (pair, work)
+    pair_with_policies(tag, &base_policies(extra))
 }
 
 /// A running `hostfw run` inside a namespace, with the notify socket it reports to.
@@ -545,10 +533,9 @@ fn expected_ips_endpoint_follows_an_interface_added_after_start() {
     if !kernel_tests_enabled() {
         return;
     }
-    let pair = Pair::new("dmn-iface");
-    let work = Workdir::new();
     // Timers far away: only the netlink notification can make the daemon notice in time.
-    work.write_policies(
+    let (pair, work) = pair_with_policies(
+        "dmn-iface",
         &(base_policies(
             "  iptablesRefreshInterval: 600s\n  iptablesPostWriteCheckInterval: 600s\n",
         ) + r#"---

@@ -41,9 +41,7 @@ fn policies(felix_extra: &str) -> String {
 /// Namespaces named `tag`, the policies, and a daemon that has reported ready. `rust_log`:
 /// keep RUST_LOG=debug (else the log level is logSeverityScreen's).
 fn ready_daemon(tag: &str, felix_extra: &str, rust_log: bool) -> (Pair, Workdir, Daemon) {
-    let pair = Pair::new(tag);
-    let work = Workdir::new();
-    work.write_policies(&policies(felix_extra));
+    let (pair, work) = netns::pair_with_policies(tag, &policies(felix_extra));
     // An empty RUST_LOG counts as unset.
     let env: &[(&str, &str)] = if rust_log { &[] } else { &[("RUST_LOG", "")] };
     let d = Daemon::start_with_env(&pair.host, &work, env);

@@ -425,6 +425,14 @@ pub fn ping_ok(ns: &Netns, to: IpAddr) -> bool {
 }
 
 /// A scratch directory for one hostfw invocation: policies, run and state dirs.
+/// A host/peer pair named `tag` and a policy directory holding `policies`.
+pub fn pair_with_policies(tag: &str, policies: &str) -> (Pair, Workdir) {
+    let pair = Pair::new(tag);
+    let work = Workdir::new();
+    work.write_policies(policies);
+    (pair, work)
+}
+
 pub struct Workdir {
     pub dir: tempfile::TempDir,
 }

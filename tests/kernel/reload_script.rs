@@ -4,7 +4,8 @@
 //! directory makes it exit 1 with the rules in force kept.
 
 use crate::netns::{
-    hostfw_command, kernel_tests_enabled, sock, tcp_ok, tcp_server, Pair, Workdir, HOST4,
+    hostfw_command, kernel_tests_enabled, pair_with_policies, sock, tcp_ok, tcp_server, Pair,
+    Workdir, HOST4,
 };
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -80,9 +81,7 @@ fn reload_returns_after_the_edit_is_in_the_kernel_and_fails_on_an_invalid_one() 
     if !kernel_tests_enabled() {
         return;
     }
-    let pair = Pair::new("reload");
-    let work = Workdir::new();
-    work.write_policies(BASE);
+    let (pair, work) = pair_with_policies("reload", BASE);
     let run_dir = work.dir.path().join("run");
     let log = work.dir.path().join("daemon.log");
     let mut daemon = hostfw_command(&pair.host, &work, NODE, "legacy", &["run"])
