@@ -9,8 +9,8 @@
 use crate::netns;
 
 use netns::{
-    hostfw_command, kernel_tests_enabled, pair_with_policies, sock, tcp_ok, tcp_server, veth,
-    Netns, Pair, Workdir, HOST4,
+    felix_configuration, hostfw_command, insert_above_hook, kernel_tests_enabled,
+    pair_with_policies, sock, tcp_ok, tcp_server, veth, Netns, Pair, Workdir, HOST4,
 };
 use std::fs;
 use std::os::unix::net::UnixDatagram;
@@ -51,15 +51,10 @@ spec:
       ports: [8080]
   egress:
   - action: Allow
----
-apiVersion: projectcalico.org/v3
-kind: FelixConfiguration
-metadata:
-  name: default
-spec:
-  failsafeInboundHostPorts: []
-  failsafeOutboundHostPorts: []
-{felix_extra}"#
+{}"#,
+        felix_configuration(&format!(
+            "  failsafeInboundHostPorts: []\n  failsafeOutboundHostPorts: []\n{felix_extra}"
+        ))
     )
 }
 
@@ -481,18 +476,7 @@ fn tampering_is_repaired_by_the_refresh() {
     assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
 
     // A foreign ACCEPT inserted above our hook opens 9090 until the hook is moved back on top.
-    pair.host.must(&[
-        "iptables-legacy",
-        "-I",
-        "INPUT",
-        "1",
-        "-p",
-        "tcp",
-        "--dport",
-        "9090",
-        "-j",
-        "ACCEPT",
-    ]);
+    insert_above_hook(&pair.host, 9090, "ACCEPT");
     assert!(
         eventually(|| !tcp_ok(&pair.peer, None, sock(HOST4, 9090))),
         "{}",

@@ -236,13 +236,7 @@ on_both_backends!(k8s_worker);
 
 fn failsafe_empty(backend: &'static str) {
     let yaml = format!(
-        r#"apiVersion: projectcalico.org/v3
-kind: FelixConfiguration
-metadata:
-  name: default
-spec:
-  failsafeInboundHostPorts: []
----
+        r#"{}---
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata:
@@ -256,6 +250,7 @@ spec:
     destination:
       ports: [10250]
 {}"#,
+        felix_configuration("  failsafeInboundHostPorts: []\n"),
         scenario_hep("h-eth0", Some("eth0"), "{role: worker}")
     );
     let s = Scenario::new("fsempty", backend, &yaml);

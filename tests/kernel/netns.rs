@@ -425,6 +425,23 @@ pub fn ping_ok(ns: &Netns, to: IpAddr) -> bool {
 }
 
 /// A scratch directory for one hostfw invocation: policies, run and state dirs.
+/// Tamper as another tool would: insert an `iptables-legacy` rule sending TCP to `dport` to
+/// `target` at the top of INPUT, above hostfw's hook.
+pub fn insert_above_hook(ns: &Netns, dport: u16, target: &str) {
+    ns.must(&[
+        "iptables-legacy",
+        "-I",
+        "INPUT",
+        "1",
+        "-p",
+        "tcp",
+        "--dport",
+        &dport.to_string(),
+        "-j",
+        target,
+    ]);
+}
+
 /// A host/peer pair named `tag` and a policy directory holding `policies`.
 pub fn pair_with_policies(tag: &str, policies: &str) -> (Pair, Workdir) {
     let pair = Pair::new(tag);
@@ -551,6 +568,14 @@ pub fn scenario_hep(name: &str, interface: Option<&str>, labels: &str) -> String
     format!(
         "---\napiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata:\n  name: {name}\n  \
          labels: {labels}\nspec:\n{iface}  node: {SCENARIO_NODE}\n  expectedIPs: [\"{HOST4}\", \"{HOST6}\"]\n"
+    )
+}
+
+/// The FelixConfiguration `default` (a YAML document of its own) with `spec` as its fields.
+pub fn felix_configuration(spec: &str) -> String {
+    format!(
+        "---\napiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  \
+         name: default\nspec:\n{spec}"
     )
 }
 

@@ -4,8 +4,8 @@
 //! directory makes it exit 1 with the rules in force kept.
 
 use crate::netns::{
-    hostfw_command, kernel_tests_enabled, pair_with_policies, sock, tcp_ok, tcp_server, Pair,
-    Workdir, HOST4,
+    allow_ports_policy, hostfw_command, insert_above_hook, kernel_tests_enabled,
+    pair_with_policies, sock, tcp_ok, tcp_server, HOST4,
 };
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -39,15 +39,6 @@ spec:
   # Nothing but the reload may repair the kernel during the test.
   iptablesRefreshInterval: 600s
   iptablesPostWriteCheckInterval: 600s
-";
-
-const ALLOW_9090: &str = "apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata: {name: allow-9090}
-spec:
-  selector: role == 'web'
-  ingress:
-  - {action: Allow, protocol: TCP, destination: {ports: [9090]}}
 ";
 
 const BROKEN: &str = "apiVersion: projectcalico.org/v3
@@ -108,7 +99,11 @@ fn reload_returns_after_the_edit_is_in_the_kernel_and_fails_on_an_invalid_one() 
     );
 
     // A plain write (the daemon waits for the file to be closed), then the reload.
-    std::fs::write(work.policy_dir().join("allow-9090.yaml"), ALLOW_9090).expect("write");
+    std::fs::write(
+        work.policy_dir().join("allow-9090.yaml"),
+        allow_ports_policy("allow-9090", "9090"),
+    )
+    .expect("write");
     let (code, text) = reload(pid, &run_dir);
     assert_eq!(code, 0, "{text}");
     assert!(
@@ -118,18 +113,7 @@ fn reload_returns_after_the_edit_is_in_the_kernel_and_fails_on_an_invalid_one() 
 
     // A reload is also a full repair pass: a foreign DROP inserted above hostfw's hook (which
     // the daemon's cached view of the kernel does not know about) is gone when it returns.
-    pair.host.must(&[
-        "iptables-legacy",
-        "-I",
-        "INPUT",
-        "1",
-        "-p",
-        "tcp",
-        "--dport",
-        "9090",
-        "-j",
-        "DROP",
-    ]);
+    insert_above_hook(&pair.host, 9090, "DROP");
     assert!(
         !tcp_ok(&pair.peer, None, sock(HOST4, 9090)),
         "the tamper did not take"
