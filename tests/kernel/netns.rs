@@ -206,6 +206,42 @@ pub fn neighbours(ns: &Netns, dev: &str, other: &Netns, other_dev: &str, addrs: 
     }
 }
 
+/// One side of a router: a namespace linked by its eth0, holding `addrs` (IPv4 in a /24, IPv6
+/// in a /64), whose gateway is the router's (IPv4, IPv6) address `via` on that link.
+pub struct Side<'a> {
+    ns: &'a Netns,
+    addrs: &'a [&'a str],
+    via: [&'a str; 2],
+}
+
+impl<'a> Side<'a> {
+    pub fn new(ns: &'a Netns, addrs: &'a [&'a str], via: [&'a str; 2]) -> Side<'a> {
+        Side { ns, addrs, via }
+    }
+}
+
+/// Link `client` to the router's eth0 and `server` to its eth1, address both ends, and route
+/// them through `router`: static neighbours both ways, default routes via it, forwarding on.
+pub fn route_through(router: &Netns, client: Side, server: Side) {
+    let with_prefix = |a: &str| format!("{a}/{}", if a.contains(':') { 64 } else { 24 });
+    for (dev, side) in [("eth0", client), ("eth1", server)] {
+        veth(router, dev, side.ns, "eth0");
+        for via in side.via {
+            router.addr(dev, &with_prefix(via));
+        }
+        for a in side.addrs {
+            side.ns.addr("eth0", &with_prefix(a));
+        }
+        neighbours(router, dev, side.ns, "eth0", side.addrs);
+        neighbours(side.ns, "eth0", router, dev, &side.via);
+        side.ns.ip(&["route", "add", "default", "via", side.via[0]]);
+        side.ns
+            .ip(&["-6", "route", "add", "default", "via", side.via[1]]);
+    }
+    router.sysctl("net.ipv4.ip_forward", "1");
+    router.sysctl("net.ipv6.conf.all.forwarding", "1");
+}
+
 pub fn sock(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse().expect("test address"), port)
 }
@@ -444,10 +480,7 @@ pub fn insert_above_hook(ns: &Netns, dport: u16, target: &str) {
 
 /// A host/peer pair named `tag` and a policy directory holding `policies`.
 pub fn pair_with_policies(tag: &str, policies: &str) -> (Pair, Workdir) {
-    let pair = Pair::new(tag);
-    let work = Workdir::new();
-    work.write_policies(policies);
-    (pair, work)
+    (Pair::new(tag), Workdir::holding(policies))
 }
 
 pub struct Workdir {
@@ -463,6 +496,13 @@ impl Workdir {
 
     pub fn policy_dir(&self) -> PathBuf {
         self.dir.path().join("policies")
+    }
+
+    /// A fresh directory whose policy directory holds `yaml` as its one file.
+    pub fn holding(yaml: &str) -> Workdir {
+        let work = Workdir::new();
+        work.write_policies(yaml);
+        work
     }
 
     /// Replace the policy directory's content with one file.
