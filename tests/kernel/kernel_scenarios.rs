@@ -397,23 +397,12 @@ on_both_backends!(pre_dnat_router);
 /// applyOnForward the same policy leaves forwarded traffic alone.
 fn apply_on_forward(backend: &'static str) {
     let yaml = |aof: bool| {
-        format!(
-            r#"apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata:
-  name: web-only
-spec:
-  selector: "role == 'edge'"
-  applyOnForward: {aof}
-  types: [Ingress]
-  ingress:
-  - action: Allow
-    protocol: TCP
-    destination:
-      ports: [80]
-{}"#,
-            scenario_hep("edge-eth0", Some("eth0"), "{role: edge}")
-        )
+        allow_tcp_in(
+            "web-only",
+            "role == 'edge'",
+            &format!("  applyOnForward: {aof}\n"),
+            "80",
+        ) + &scenario_hep("edge-eth0", Some("eth0"), "{role: edge}")
     };
     let r = Router::new("aof", backend, &yaml(true));
     let _servers = [80, 8080].map(|p| tcp_server(&r.server, sock("::", p)));

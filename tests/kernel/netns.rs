@@ -621,9 +621,15 @@ pub fn felix_configuration(spec: &str) -> String {
 
 /// A GlobalNetworkPolicy `name` letting TCP to `ports` (YAML list items) into `role == 'web'`.
 pub fn allow_ports_policy(name: &str, ports: &str) -> String {
+    allow_tcp_in(name, "role == 'web'", "", ports)
+}
+
+/// A GlobalNetworkPolicy `name` letting TCP to `ports` (YAML list items) into what `selector`
+/// selects; `spec_extra` (indented spec lines) follows the selector.
+pub fn allow_tcp_in(name: &str, selector: &str, spec_extra: &str, ports: &str) -> String {
     format!(
         "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: {name}\n\
-         spec:\n  selector: \"role == 'web'\"\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    \
+         spec:\n  selector: \"{selector}\"\n{spec_extra}  types: [Ingress]\n  ingress:\n  - action: Allow\n    \
          protocol: TCP\n    destination:\n      ports: [{ports}]\n"
     )
 }
