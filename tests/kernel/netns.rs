@@ -498,6 +498,13 @@ impl Workdir {
         self.dir.path().join("policies")
     }
 
+    /// A new, empty directory `name` inside the work directory.
+    pub fn new_dir(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        path
+    }
+
     /// A fresh directory whose policy directory holds `yaml` as its one file.
     pub fn holding(yaml: &str) -> Workdir {
         let work = Workdir::new();
