@@ -6,31 +6,20 @@
 
 mod common;
 
+use common::{POLICIES, RULES_PER_POLICY};
+
 use hostfw::policy::{load_sources, parse, validate};
 use hostfw::source::NamedText;
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
-const POLICIES: usize = 10_000;
-const RULES_PER_POLICY: usize = 10;
 const HOST_ENDPOINTS: usize = 1_000;
 const SOURCES: usize = 100;
 
 /// One policy: a selector, five ingress rules (nets, ports, ranges, named ports, ICMP) and five
 /// egress rules (selectors, notNets, UDP ports).
 fn policy(i: usize, out: &mut String) {
-    let selector = match i % 3 {
-        0 => format!("role == 'r{}'", i % 25),
-        1 => format!("zone in {{'z{}', 'z{}'}} && has(role)", i % 7, (i + 1) % 7),
-        _ => format!("!has(quarantine) && env != 'e{}'", i % 3),
-    };
-    let _ = write!(
-        out,
-        "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  \
-         name: p{i:05}\n  labels: {{team: t{}}}\nspec:\n  order: {}\n  selector: \"{selector}\"\n  ingress:\n",
-        i % 40,
-        i % 1000
-    );
+    common::policy_head(i, &format!("  labels: {{team: t{}}}\n", i % 40), 3, out);
     for r in 0..RULES_PER_POLICY / 2 {
         if r == 4 {
             out.push_str("  - action: Allow\n    protocol: ICMP\n    icmp: {type: 8, code: 0}\n");
@@ -93,11 +82,7 @@ fn cpu_time() -> Duration {
 }
 
 fn main() {
-    let scale = if std::env::args().any(|a| a == "--bench") {
-        1
-    } else {
-        100
-    };
+    let scale = common::scale();
     let per_source = POLICIES / SOURCES / scale;
     let mut sources = Vec::new();
     for s in 0..SOURCES {
@@ -128,17 +113,7 @@ fn main() {
     let total = start.elapsed();
     let cpu = cpu_time() - cpu_start;
     let peak = common::peak_rss_mb();
-    let Some(set) = loaded.set else {
-        for d in loaded.diagnostics.iter().take(5) {
-            eprintln!("{d}");
-        }
-        panic!("generated policy set does not load");
-    };
-    let rules: usize = set
-        .policies
-        .iter()
-        .map(|p| p.ingress.len() + p.egress.len())
-        .sum();
+    let (set, rules) = common::loaded_set(loaded);
     assert_eq!(set.policies.len(), POLICIES / scale);
     assert_eq!(rules, POLICIES / scale * RULES_PER_POLICY);
     assert_eq!(set.host_endpoints.len(), HOST_ENDPOINTS / scale);

@@ -35,26 +35,12 @@ fn meta(name: String) -> Meta {
     }
 }
 
-fn base_rule(action: RuleAction) -> Rule {
-    Rule {
-        action,
-        ip_version: None,
-        protocol: None,
-        not_protocol: None,
-        icmp: None,
-        not_icmp: None,
-        source: EntityRule::default(),
-        destination: EntityRule::default(),
-        annotations: Labels::new(),
-    }
-}
-
 /// Ten rules per policy: nets (v4 and v6), ports and ranges, selectors, ICMP, deny and log.
 fn policy(i: usize) -> GlobalNetworkPolicy {
     let mut ingress = Vec::new();
     let mut egress = Vec::new();
     for r in 0..RULES_PER_POLICY / 2 {
-        let mut rule = base_rule(RuleAction::Allow);
+        let mut rule = Rule::matching_all(RuleAction::Allow);
         rule.protocol = Some(Protocol::Tcp);
         let port = (1000 + (i * 7 + r) % 60000) as u16;
         rule.source.nets = vec![
@@ -69,7 +55,7 @@ fn policy(i: usize) -> GlobalNetworkPolicy {
     for r in 0..RULES_PER_POLICY / 2 {
         let rule = match r {
             0 => {
-                let mut rule = base_rule(RuleAction::Allow);
+                let mut rule = Rule::matching_all(RuleAction::Allow);
                 rule.protocol = Some(Protocol::Icmp);
                 rule.icmp = Some(IcmpMatch {
                     icmp_type: 8,
@@ -77,9 +63,9 @@ fn policy(i: usize) -> GlobalNetworkPolicy {
                 });
                 rule
             }
-            1 => base_rule(RuleAction::Log),
+            1 => Rule::matching_all(RuleAction::Log),
             _ => {
-                let mut rule = base_rule(RuleAction::Deny);
+                let mut rule = Rule::matching_all(RuleAction::Deny);
                 rule.protocol = Some(Protocol::Udp);
                 rule.destination.selector =
                     Some(Selector::parse(&format!("role == 'r{}'", (i + r) % 25)).unwrap());

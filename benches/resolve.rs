@@ -6,30 +6,19 @@
 
 mod common;
 
+use common::{POLICIES, RULES_PER_POLICY};
+
 use hostfw::resolve::{resolve_owned, HostInterfaces};
 use std::fmt::Write;
 use std::time::Instant;
 
-const POLICIES: usize = 10_000;
-const RULES_PER_POLICY: usize = 10;
 const NODES: usize = 50;
 const HEPS_PER_NODE: usize = 20;
 const POLICY_FILES: usize = 100;
 
 /// One GlobalNetworkPolicy with ten rules: ports, nets, a selector and ICMP, both directions.
 fn policy(i: usize, out: &mut String) {
-    let selector = match i % 4 {
-        0 => format!("role == 'r{}'", i % 25),
-        1 => format!("zone in {{'z{}', 'z{}'}} && has(role)", i % 7, (i + 1) % 7),
-        2 => format!("!has(quarantine) && env != 'e{}'", i % 3),
-        _ => "all()".to_string(),
-    };
-    let _ = write!(
-        out,
-        "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  \
-         name: p{i:05}\nspec:\n  order: {}\n  selector: \"{selector}\"\n  ingress:\n",
-        i % 1000
-    );
+    common::policy_head(i, "", 4, out);
     for r in 0..RULES_PER_POLICY / 2 {
         let port = 1000 + (i * 7 + r) % 60000;
         let _ = write!(
@@ -72,11 +61,7 @@ fn host_endpoint(node: usize, n: usize, out: &mut String) {
 
 fn main() {
     // cargo bench passes --bench; cargo test does not.
-    let scale = if std::env::args().any(|a| a == "--bench") {
-        1
-    } else {
-        100
-    };
+    let scale = common::scale();
     let dir = tempfile::tempdir().expect("temp dir");
     let per_file = POLICIES / POLICY_FILES / scale;
     for f in 0..POLICY_FILES {
@@ -108,17 +93,7 @@ fn main() {
     let start = Instant::now();
     let loaded = hostfw::source::load_paths(&[dir.path().to_path_buf()]);
     let loaded_at = start.elapsed();
-    let Some(set) = loaded.set else {
-        for d in loaded.diagnostics.iter().take(5) {
-            eprintln!("{d}");
-        }
-        panic!("generated policy set does not load");
-    };
-    let rules: usize = set
-        .policies
-        .iter()
-        .map(|p| p.ingress.len() + p.egress.len())
-        .sum();
+    let (set, rules) = common::loaded_set(loaded);
     let (policies, host_endpoints) = (set.policies.len(), set.host_endpoints.len());
     let resolve_start = Instant::now();
     let view = resolve_owned(set, "node007", &interfaces);

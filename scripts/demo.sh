@@ -52,10 +52,10 @@ LISTENER=
 DAEMON=
 cleanup() {
     set +e
-    [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null
-    [ -n "$LISTENER" ] && kill "$LISTENER" 2>/dev/null && wait "$LISTENER" 2>/dev/null
-    ip netns del "$HOST_NS" 2>/dev/null
-    ip netns del "$PEER_NS" 2>/dev/null
+    for pid in "$DAEMON" "$LISTENER"; do
+        [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
+    for ns in "$HOST_NS" "$PEER_NS"; do ip netns del "$ns" 2>/dev/null; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -62,15 +62,19 @@ fn defaults_file_shows_the_built_in_defaults() {
             .map(|(_, v)| v.as_str())
             .unwrap_or_else(|| panic!("{name} not documented"))
     };
-    assert_eq!(value("HOSTFW_POLICY_DIR"), DEFAULT_POLICY_DIR);
-    assert_eq!(value("HOSTFW_RUN_DIR"), DEFAULT_RUN_DIR);
-    assert_eq!(value("HOSTFW_STATE_DIR"), DEFAULT_STATE_DIR);
-    // main.rs starts env_logger with "info" when nothing is set.
-    assert_eq!(value("HOSTFW_LOG_LEVEL"), "info");
-    // Empty: the kernel hostname is the default, not a fixed value.
-    assert_eq!(value("HOSTFW_NODENAME"), "");
-    assert_eq!(value("HOSTFW_IPTABLES_BACKEND"), "auto");
-    assert_eq!(value("HOSTFW_LOCKOUT_GUARD"), "sessions");
+    for (name, default) in [
+        ("HOSTFW_POLICY_DIR", DEFAULT_POLICY_DIR),
+        ("HOSTFW_RUN_DIR", DEFAULT_RUN_DIR),
+        ("HOSTFW_STATE_DIR", DEFAULT_STATE_DIR),
+        // main.rs starts env_logger with "info" when nothing is set.
+        ("HOSTFW_LOG_LEVEL", "info"),
+        // Empty: the kernel hostname is the default, not a fixed value.
+        ("HOSTFW_NODENAME", ""),
+        ("HOSTFW_IPTABLES_BACKEND", "auto"),
+        ("HOSTFW_LOCKOUT_GUARD", "sessions"),
+    ] {
+        assert_eq!(value(name), default, "{name}");
+    }
     assert_eq!(
         hostfw::guard::DaemonMode::from_value(Some("sessions")),
         hostfw::guard::DaemonMode::from_value(None),

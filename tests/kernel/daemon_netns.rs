@@ -9,8 +9,8 @@
 use crate::netns;
 
 use netns::{
-    hostfw_command, kernel_tests_enabled, sock, tcp_ok, tcp_server, veth, Netns, Pair, Workdir,
-    HOST4,
+    felix_configuration, hostfw_command, insert_above_hook, kernel_tests_enabled,
+    pair_with_policies, sock, tcp_ok, tcp_server, veth, Netns, Pair, Workdir, HOST4,
 };
 use std::fs;
 use std::os::unix::net::UnixDatagram;
@@ -51,15 +51,10 @@ spec:
       ports: [8080]
   egress:
   - action: Allow
----
-apiVersion: projectcalico.org/v3
-kind: FelixConfiguration
-metadata:
-  name: default
-spec:
-  failsafeInboundHostPorts: []
-  failsafeOutboundHostPorts: []
-{felix_extra}"#
+{}"#,
+        felix_configuration(&format!(
+            "  failsafeInboundHostPorts: []\n  failsafeOutboundHostPorts: []\n{felix_extra}"
+        ))
     )
 }
 
@@ -94,25 +89,14 @@ pub(crate) fn put(dir: &Path, name: &str, text: &str) {
 }
 
 /// Poll `cond` until it holds or `WITHIN` passes.
-fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + WITHIN;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn eventually(cond: impl FnMut() -> bool) -> bool {
+    netns::eventually(WITHIN, cond)
 }
 
-/// A host/peer pair named `tag` and a policy directory holding `base_policies(extra)`.
-fn with_base_policies(tag: &str, extra: &str) -> (Pair, Workdir) {
-    let pair = Pair::new(tag);
-    let work = Workdir::new();
-    work.write_policies(&base_policies(extra));
-    (pair, work)
+/// A host/peer pair named `tag` and a policy directory holding `base_policies(extra)`; None
+/// when kernel tests are off (the test then returns).
+fn gated_base_policies(tag: &str, extra: &str) -> Option<(Pair, Workdir)> {
+    kernel_tests_enabled().then(|| pair_with_policies(tag, &base_policies(extra)))
 }
 
 /// A running `hostfw run` inside a namespace, with the notify socket it reports to.
@@ -245,10 +229,9 @@ fn save(ns: &Netns) -> String {
 
 #[test]
 fn edits_reach_the_kernel_invalid_edits_do_not_and_stop_leaves_rules() {
-    if !kernel_tests_enabled() {
+    let Some((pair, work)) = gated_base_policies("dmn-edit", "") else {
         return;
-    }
-    let (pair, work) = with_base_policies("dmn-edit", "");
+    };
     let dir = work.policy_dir();
     let _s1 = tcp_server(&pair.host, sock(HOST4, 8080));
     let _s2 = tcp_server(&pair.host, sock(HOST4, 9090));
@@ -323,10 +306,9 @@ fn edits_reach_the_kernel_invalid_edits_do_not_and_stop_leaves_rules() {
 
 #[test]
 fn status_reports_live_per_policy_counters() {
-    if !kernel_tests_enabled() {
+    let Some((pair, work)) = gated_base_policies("dmn-count", "") else {
         return;
-    }
-    let (pair, work) = with_base_policies("dmn-count", "");
+    };
     let _s = tcp_server(&pair.host, sock(HOST4, 8080));
     let d = Daemon::ready(&pair.host, &work);
     assert!(tcp_ok(&pair.peer, None, sock(HOST4, 8080)));
@@ -358,11 +340,10 @@ fn status_reports_live_per_policy_counters() {
 
 #[test]
 fn lockout_guard_warns_by_default_and_refuses_when_asked() {
-    if !kernel_tests_enabled() {
-        return;
-    }
     // The base policies admit no SSH on eth0 (failsafes off): the guard's "unreachable" case.
-    let (pair, work) = with_base_policies("dmn-guard", "");
+    let Some((pair, work)) = gated_base_policies("dmn-guard", "") else {
+        return;
+    };
     let mut d = Daemon::ready(&pair.host, &work);
     assert_eq!(d.status()["state"], "ok");
     assert!(d.log_text().contains("lockout guard: "), "{}", d.log_text());
@@ -386,17 +367,15 @@ fn lockout_guard_warns_by_default_and_refuses_when_asked() {
 
 #[test]
 fn replacing_the_whole_directory_converges() {
-    if !kernel_tests_enabled() {
+    let Some((pair, work)) = gated_base_policies("dmn-swap", "") else {
         return;
-    }
-    let (pair, work) = with_base_policies("dmn-swap", "");
+    };
     let _s = tcp_server(&pair.host, sock(HOST4, 9090));
     let d = Daemon::ready(&pair.host, &work);
     assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
 
     let dir = work.policy_dir();
-    let staged = work.dir.path().join("policies.new");
-    fs::create_dir(&staged).unwrap();
+    let staged = work.new_dir("policies.new");
     fs::write(staged.join("policies.yaml"), base_policies("")).unwrap();
     fs::write(staged.join("20-allow-9090.yaml"), ALLOW_9090).unwrap();
     fs::rename(&dir, work.dir.path().join("policies.old")).unwrap();
@@ -418,10 +397,9 @@ fn replacing_the_whole_directory_converges() {
 
 #[test]
 fn kill9_and_restart_never_open_a_denied_port() {
-    if !kernel_tests_enabled() {
+    let Some((pair, work)) = gated_base_policies("dmn-kill", "") else {
         return;
-    }
-    let (pair, work) = with_base_policies("dmn-kill", "");
+    };
     let _s = tcp_server(&pair.host, sock(HOST4, 9090));
     let mut d = Daemon::ready(&pair.host, &work);
     assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
@@ -485,27 +463,16 @@ fn boot_with_an_invalid_directory_applies_the_last_good_set() {
 
 #[test]
 fn tampering_is_repaired_by_the_refresh() {
-    if !kernel_tests_enabled() {
+    let Some((pair, work)) = gated_base_policies("dmn-tamper", "  iptablesRefreshInterval: 1s\n")
+    else {
         return;
-    }
-    let (pair, work) = with_base_policies("dmn-tamper", "  iptablesRefreshInterval: 1s\n");
+    };
     let _s = tcp_server(&pair.host, sock(HOST4, 9090));
     let d = Daemon::ready(&pair.host, &work);
     assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
 
     // A foreign ACCEPT inserted above our hook opens 9090 until the hook is moved back on top.
-    pair.host.must(&[
-        "iptables-legacy",
-        "-I",
-        "INPUT",
-        "1",
-        "-p",
-        "tcp",
-        "--dport",
-        "9090",
-        "-j",
-        "ACCEPT",
-    ]);
+    insert_above_hook(&pair.host, 9090, "ACCEPT");
     assert!(
         eventually(|| !tcp_ok(&pair.peer, None, sock(HOST4, 9090))),
         "{}",
@@ -546,10 +513,9 @@ fn expected_ips_endpoint_follows_an_interface_added_after_start() {
     if !kernel_tests_enabled() {
         return;
     }
-    let pair = Pair::new("dmn-iface");
-    let work = Workdir::new();
     // Timers far away: only the netlink notification can make the daemon notice in time.
-    work.write_policies(
+    let (pair, work) = pair_with_policies(
+        "dmn-iface",
         &(base_policies(
             "  iptablesRefreshInterval: 600s\n  iptablesPostWriteCheckInterval: 600s\n",
         ) + r#"---
@@ -592,10 +558,9 @@ spec:
 /// once the confirmation is gone.
 #[test]
 fn a_pending_confirmation_pauses_reconciliation() {
-    if !kernel_tests_enabled() {
+    let Some((pair, work)) = gated_base_policies("dmn-hold", "") else {
         return;
-    }
-    let (pair, work) = with_base_policies("dmn-hold", "");
+    };
     let dir = work.policy_dir();
     let _s = tcp_server(&pair.host, sock(HOST4, 9090));
     let d = Daemon::ready(&pair.host, &work);
@@ -628,13 +593,11 @@ fn a_pending_confirmation_pauses_reconciliation() {
 /// child and exits at once.
 #[test]
 fn sigterm_kills_a_hung_restore() {
-    if !kernel_tests_enabled() {
-        return;
-    }
     use std::os::unix::fs::PermissionsExt;
-    let (pair, work) = with_base_policies("dmn-hung", "");
-    let wrappers = work.dir.path().join("wrappers");
-    fs::create_dir(&wrappers).unwrap();
+    let Some((pair, work)) = gated_base_policies("dmn-hung", "") else {
+        return;
+    };
+    let wrappers = work.new_dir("wrappers");
     let marker = work.dir.path().join("hung.pid");
     for tool in ["iptables-legacy-restore", "ip6tables-legacy-restore"] {
         let path = wrappers.join(tool);
@@ -677,10 +640,9 @@ const ALLOW_SSH: &str =
 /// By default the daemon now keeps the rules in force, reports the finding and stays degraded.
 #[test]
 fn the_daemon_refuses_an_edit_that_cuts_off_a_session() {
-    if !kernel_tests_enabled() {
+    let Some((pair, work)) = gated_base_policies("dmn-cut", "") else {
         return;
-    }
-    let (pair, work) = with_base_policies("dmn-cut", "");
+    };
     let dir = work.policy_dir();
     put(&dir, "20-allow-ssh.yaml", ALLOW_SSH);
     // A listener on 22 that keeps what it accepts open, like sshd.
@@ -723,10 +685,9 @@ fn the_daemon_refuses_an_edit_that_cuts_off_a_session() {
 /// now keeps the rules in force and reports the refusal, naming `hostfw flush`.
 #[test]
 fn the_daemon_keeps_the_rules_when_the_set_empties() {
-    if !kernel_tests_enabled() {
+    let Some((pair, work)) = gated_base_policies("dmn-empty", "") else {
         return;
-    }
-    let (pair, work) = with_base_policies("dmn-empty", "");
+    };
     let _s = tcp_server(&pair.host, sock(HOST4, 9090));
     let d = Daemon::ready(&pair.host, &work);
     assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
@@ -756,12 +717,10 @@ fn the_daemon_keeps_the_rules_when_the_set_empties() {
 /// the file stale, and the daemon's log says it cannot write it.
 #[test]
 fn a_full_run_dir_makes_status_say_it_is_stale() {
-    if !kernel_tests_enabled() {
+    let Some((pair, work)) = gated_base_policies("dmn-full", "") else {
         return;
-    }
-    let (pair, work) = with_base_policies("dmn-full", "");
-    let run_dir = work.dir.path().join("run");
-    fs::create_dir(&run_dir).unwrap();
+    };
+    let run_dir = work.new_dir("run");
     let log = work.dir.path().join("daemon-full.log");
     let hostfw = hostfw_command(&pair.host, &work, NODE, BACKEND, &["run"]);
     let argv: Vec<String> = std::iter::once(hostfw.get_program())

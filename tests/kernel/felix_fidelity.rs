@@ -17,17 +17,19 @@ fn gnp(name: &str, spec: &str) -> String {
     )
 }
 
+/// Node `node`'s eth0 endpoint with label `role`, then `documents`.
+fn eth0_and(node: &str, role: &str, documents: &[String]) -> String {
+    scenario_hep(node, Some("eth0"), &format!("{{role: {role}}}")) + &documents.concat()
+}
+
 /// felix/config/config_params.go: tcp 5473 (Typha) is a default failsafe port both ways, so a
 /// policy that allows nothing still lets it through; its neighbour 5474 is denied.
 fn failsafe_5473(backend: &'static str) {
-    let yaml = format!(
-        "{}{}",
-        scenario_hep("h", Some("eth0"), "{role: web}"),
-        gnp(
-            "nothing",
-            "  selector: \"role == 'web'\"\n  types: [Ingress, Egress]\n"
-        )
-    );
+    let documents = [gnp(
+        "nothing",
+        "  selector: \"role == 'web'\"\n  types: [Ingress, Egress]\n",
+    )];
+    let yaml = eth0_and("h", "web", &documents);
     let s = Scenario::new("fs5473", backend, &yaml);
     let (host, peer) = (&s.pair.host, &s.pair.peer);
     let _servers = [5473, 5474]
@@ -65,15 +67,12 @@ on_both_backends!(failsafe_5473);
 /// a new connection forwarded out of eth0 is left to the FORWARD chain (here policy DROP, as
 /// Docker sets it), while what the policy allows in through eth0 (and its replies) passes.
 fn forward_ingress_only(backend: &'static str) {
-    let yaml = format!(
-        "{}{}",
-        scenario_hep("r", Some("eth0"), "{role: router}"),
-        gnp(
+    let documents = [gnp(
             "fwd-in",
             "  selector: \"role == 'router'\"\n  applyOnForward: true\n  types: [Ingress]\n  \
-             ingress:\n  - action: Allow\n    protocol: TCP\n    destination:\n      ports: [8080]\n"
-        )
-    );
+             ingress:\n  - action: Allow\n    protocol: TCP\n    destination:\n      ports: [8080]\n",
+        )];
+    let yaml = eth0_and("r", "router", &documents);
     let r = Router::new("fwdin", backend, &yaml);
     for tool in ["iptables", "ip6tables"] {
         r.router
@@ -127,12 +126,8 @@ fn order_tie_break(backend: &'static str) {
              {action}\n    protocol: TCP\n    destination:\n      ports: [8080]\n"
         )
     };
-    let yaml = format!(
-        "{}{}{}",
-        scenario_hep("h", Some("eth0"), "{role: web}"),
-        gnp("web", &rule("Deny")),
-        gnp("web-2", &rule("Allow"))
-    );
+    let documents = [gnp("web", &rule("Deny")), gnp("web-2", &rule("Allow"))];
+    let yaml = eth0_and("h", "web", &documents);
     let s = Scenario::new("tiebrk", backend, &yaml);
     let (host, peer) = (&s.pair.host, &s.pair.peer);
     let _servers = [8080, 8081].map(|p| tcp_server(host, sock("::", p)));
@@ -202,16 +197,13 @@ on_both_backends!(named_port_any_protocol);
 /// `tap0` a workload interface, so traffic from it meets `defaultEndpointToHostAction`
 /// (Drop) instead of passing as from an interface nobody configured.
 fn interface_prefix_list(backend: &'static str) {
-    let yaml = format!(
-        "{}{}---\napiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  name: default\n\
-         spec:\n  interfacePrefix: \"cali,tap\"\n  defaultEndpointToHostAction: Drop\n",
-        scenario_hep("h", Some("eth0"), "{role: web}"),
-        gnp(
-            "web",
-            "  selector: \"role == 'web'\"\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    \
-             protocol: TCP\n    destination:\n      ports: [8080]\n"
-        )
-    );
+    let documents = [
+        allow_ports_policy("web", "8080"),
+        felix_configuration(
+            "  interfacePrefix: \"cali,tap\"\n  defaultEndpointToHostAction: Drop\n",
+        ),
+    ];
+    let yaml = eth0_and("h", "web", &documents);
     let s = Scenario::new("ifpfx", backend, &yaml);
     let (host, peer) = (&s.pair.host, &s.pair.peer);
     let workload = Netns::new(&format!("ifpfx-{backend}-w"));

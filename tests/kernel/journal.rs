@@ -6,7 +6,7 @@
 //! firewall. Nothing outside the two namespaces is touched.
 
 use crate::daemon_netns::BROKEN;
-use crate::netns::{kernel_tests_enabled, Workdir};
+use crate::netns::{kernel_tests_enabled, must, Workdir};
 use std::collections::BTreeMap;
 use std::fs;
 use std::process::Command;
@@ -87,17 +87,12 @@ fn stderr_on_the_journal_logs_natively_with_priorities_and_fields() {
     let work = Workdir::new();
     work.write_policies(BROKEN);
     let received = work.dir.path().join("received");
-    let out = Command::new("unshare")
-        .args(["-m", "-n", "sh", "-c", SCRIPT, "sh"])
-        .arg(env!("CARGO_BIN_EXE_hostfw"))
-        .arg(work.dir.path())
-        .arg(&received)
-        .output()
-        .expect("run unshare");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    must(
+        Command::new("unshare")
+            .args(["-m", "-n", "sh", "-c", SCRIPT, "sh"])
+            .arg(env!("CARGO_BIN_EXE_hostfw"))
+            .arg(work.dir.path())
+            .arg(&received),
     );
     let records = parse_records(&fs::read(&received).unwrap_or_default());
     let stderr = fs::read_to_string(work.dir.path().join("stderr")).unwrap_or_default();

@@ -13,84 +13,96 @@ const OURS: &str = "*filter\n:cali-INPUT - [0:0]\n\
     -A cali-INPUT -p tcp -m comment --comment \"cali:AAAAAAAAAAAAAAAA\" -j ACCEPT\n\
     -I INPUT 1 -m comment --comment \"cali:BBBBBBBBBBBBBBBB\" -j cali-INPUT\nCOMMIT\n";
 
-#[test]
-fn save_restore_and_ipsets_round_trip_on_both_backends() {
+/// On each backend, in a fresh namespace named `tag-backend`: restore [`OURS`] into the IPv4
+/// filter table, then `check` the dataplane. Gated as every kernel test is.
+fn on_each_backend_with_ours(tag: &str, check: fn(&RealDataplane)) {
     if !kernel_tests_enabled() {
         return;
     }
     for backend in [Backend::Legacy, Backend::Nft] {
-        let ns = Netns::new(&format!("rt-{backend}"));
+        let ns = Netns::new(&format!("{tag}-{backend}"));
         ns.run_in(move || {
             let dp = RealDataplane::new(backend).expect("tools present");
             assert_eq!(dp.backend(), backend);
             assert!(dp.supports(Family::V4));
             dp.restore(Family::V4, TableName::Filter, OURS).unwrap();
-            let text = dp.save(Family::V4, TableName::Filter).unwrap();
-            assert!(text.contains(":cali-INPUT - [0:0]"), "{text}");
-            assert!(
-                text.contains(
-                    "-A INPUT -m comment --comment \"cali:BBBBBBBBBBBBBBBB\" -j cali-INPUT"
-                ),
-                "{text}"
-            );
+            check(&dp);
+        });
+    }
+}
 
-            // One process for all tables gives the same table text (timestamps aside).
-            let strip = |t: &str| -> String {
-                t.lines()
-                    .filter(|l| !l.starts_with('#'))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            };
-            let all = dp.save_tables(Family::V4).unwrap();
-            assert_eq!(strip(&all[&TableName::Filter]), strip(&text));
+/// A table's text without its comment lines (the timestamps of a save).
+fn without_comments(table: &str) -> String {
+    table
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 
-            // IPv6 is independent.
-            if dp.supports(Family::V6) {
-                let v6 = dp.save(Family::V6, TableName::Filter).unwrap();
-                assert!(!v6.contains("cali-INPUT"), "{v6}");
-            }
+#[test]
+fn save_restore_and_ipsets_round_trip_on_both_backends() {
+    on_each_backend_with_ours("rt", |dp| {
+        let text = dp.save(Family::V4, TableName::Filter).unwrap();
+        assert!(text.contains(":cali-INPUT - [0:0]"), "{text}");
+        assert!(
+            text.contains("-A INPUT -m comment --comment \"cali:BBBBBBBBBBBBBBBB\" -j cali-INPUT"),
+            "{text}"
+        );
 
-            dp.ipset_restore(
+        // One process for all tables gives the same table text (timestamps aside).
+        let all = dp.save_tables(Family::V4).unwrap();
+        assert_eq!(
+            without_comments(&all[&TableName::Filter]),
+            without_comments(&text)
+        );
+
+        // IPv6 is independent.
+        if dp.supports(Family::V6) {
+            let v6 = dp.save(Family::V6, TableName::Filter).unwrap();
+            assert!(!v6.contains("cali-INPUT"), "{v6}");
+        }
+
+        dp.ipset_restore(
                 "create cali40s:test-AAAAAAAAAAAAAAAAAA hash:net family inet hashsize 1024 maxelem 1048576\n\
                  add cali40s:test-AAAAAAAAAAAAAAAAAA 198.51.100.0/25\n\
                  create f2b-sshd hash:ip family inet hashsize 1024 maxelem 65536\n\
                  add f2b-sshd 203.0.113.9\n",
             )
             .unwrap();
-            let sets = dp.ipset_save().unwrap();
-            assert!(sets.contains("create cali40s:test-AAAAAAAAAAAAAAAAAA hash:net"), "{sets}");
-            assert!(sets.contains("add cali40s:test-AAAAAAAAAAAAAAAAAA 198.51.100.0/25"), "{sets}");
-            assert!(!sets.contains("f2b-sshd"), "foreign set leaked: {sets}");
-        });
-    }
+        let sets = dp.ipset_save().unwrap();
+        assert!(
+            sets.contains("create cali40s:test-AAAAAAAAAAAAAAAAAA hash:net"),
+            "{sets}"
+        );
+        assert!(
+            sets.contains("add cali40s:test-AAAAAAAAAAAAAAAAAA 198.51.100.0/25"),
+            "{sets}"
+        );
+        assert!(!sets.contains("f2b-sshd"), "foreign set leaked: {sets}");
+    });
 }
 
 #[test]
 fn a_failing_restore_keeps_input_and_stderr_and_changes_nothing() {
-    if !kernel_tests_enabled() {
-        return;
-    }
-    for backend in [Backend::Legacy, Backend::Nft] {
-        let ns = Netns::new(&format!("fail-{backend}"));
-        ns.run_in(move || {
-            let dp = RealDataplane::new(backend).unwrap();
-            dp.restore(Family::V4, TableName::Filter, OURS).unwrap();
-            let before = dp.save(Family::V4, TableName::Filter).unwrap();
-            let bad = "*filter\n:cali-new - [0:0]\n-A cali-new -m hostfw-no-such-match -j ACCEPT\nCOMMIT\n";
-            match dp.restore(Family::V4, TableName::Filter, bad) {
-                Err(DataplaneError::RestoreFailed { stderr, input, .. }) => {
-                    assert_eq!(input, bad);
-                    assert!(stderr.contains("hostfw-no-such-match"), "{stderr}");
-                }
-                other => panic!("expected RestoreFailed, got {other:?}"),
+    on_each_backend_with_ours("fail", |dp| {
+        let before = dp.save(Family::V4, TableName::Filter).unwrap();
+        let bad =
+            "*filter\n:cali-new - [0:0]\n-A cali-new -m hostfw-no-such-match -j ACCEPT\nCOMMIT\n";
+        match dp.restore(Family::V4, TableName::Filter, bad) {
+            Err(DataplaneError::RestoreFailed { stderr, input, .. }) => {
+                assert_eq!(input, bad);
+                assert!(stderr.contains("hostfw-no-such-match"), "{stderr}");
             }
-            let after = dp.save(Family::V4, TableName::Filter).unwrap();
-            let strip = |t: &str| -> String {
-                t.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n")
-            };
-            assert_eq!(strip(&after), strip(&before), "a failed transaction changed the table");
-        });
-    }
+            other => panic!("expected RestoreFailed, got {other:?}"),
+        }
+        let after = dp.save(Family::V4, TableName::Filter).unwrap();
+        assert_eq!(
+            without_comments(&after),
+            without_comments(&before),
+            "a failed transaction changed the table"
+        );
+    });
 }
 
 #[test]

@@ -76,38 +76,14 @@ impl Topo {
         let client = Netns::new(&format!("x{tag}-{backend}-c"));
         let host = Netns::new(&format!("x{tag}-{backend}-h"));
         let server = Netns::new(&format!("x{tag}-{backend}-s"));
-        veth(&host, "eth0", &client, "eth0");
-        veth(&host, "eth1", &server, "eth0");
-        host.addr("eth0", &format!("{HOST_C4}/24"));
-        host.addr("eth0", &format!("{HOST_C6}/64"));
-        host.addr("eth1", &format!("{HOST_S4}/24"));
-        host.addr("eth1", &format!("{HOST_S6}/64"));
-        for a in CLIENTS4 {
-            client.addr("eth0", &format!("{a}/24"));
-        }
-        for a in CLIENTS6 {
-            client.addr("eth0", &format!("{a}/64"));
-        }
-        for a in SERVERS4 {
-            server.addr("eth0", &format!("{a}/24"));
-        }
-        for a in SERVERS6 {
-            server.addr("eth0", &format!("{a}/64"));
-        }
         let clients: Vec<&str> = CLIENTS4.iter().chain(&CLIENTS6).copied().collect();
         let servers: Vec<&str> = SERVERS4.iter().chain(&SERVERS6).copied().collect();
-        neighbours(&host, "eth0", &client, "eth0", &clients);
-        neighbours(&client, "eth0", &host, "eth0", &[HOST_C4, HOST_C6]);
-        neighbours(&host, "eth1", &server, "eth0", &servers);
-        neighbours(&server, "eth0", &host, "eth1", &[HOST_S4, HOST_S6]);
-        client.ip(&["route", "add", "default", "via", HOST_C4]);
-        client.ip(&["-6", "route", "add", "default", "via", HOST_C6]);
-        server.ip(&["route", "add", "default", "via", HOST_S4]);
-        server.ip(&["-6", "route", "add", "default", "via", HOST_S6]);
-        host.sysctl("net.ipv4.ip_forward", "1");
-        host.sysctl("net.ipv6.conf.all.forwarding", "1");
-        let work = Workdir::new();
-        work.write_policies(yaml);
+        route_through(
+            &host,
+            Side::new(&client, &clients, [HOST_C4, HOST_C6]),
+            Side::new(&server, &servers, [HOST_S4, HOST_S6]),
+        );
+        let work = Workdir::holding(yaml);
         Topo {
             client,
             host,

@@ -465,9 +465,7 @@ fn auto_backend_follows_our_state_and_refuses_when_ambiguous() {
     if !kernel_tests_enabled() {
         return;
     }
-    let pair = Pair::new("autobe");
-    let work = Workdir::new();
-    work.write_policies(&web("8080"));
+    let (pair, work) = pair_with_policies("autobe", &web("8080"));
     let run = |backend: &str, args: &[&str]| hostfw(&pair.host, &work, NODE, backend, args);
 
     let legacy = run("legacy", &["apply"]);

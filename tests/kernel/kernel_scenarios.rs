@@ -236,13 +236,7 @@ on_both_backends!(k8s_worker);
 
 fn failsafe_empty(backend: &'static str) {
     let yaml = format!(
-        r#"apiVersion: projectcalico.org/v3
-kind: FelixConfiguration
-metadata:
-  name: default
-spec:
-  failsafeInboundHostPorts: []
----
+        r#"{}---
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata:
@@ -256,6 +250,7 @@ spec:
     destination:
       ports: [10250]
 {}"#,
+        felix_configuration("  failsafeInboundHostPorts: []\n"),
         scenario_hep("h-eth0", Some("eth0"), "{role: worker}")
     );
     let s = Scenario::new("fsempty", backend, &yaml);
@@ -315,28 +310,12 @@ impl Router {
         let client = Netns::new(&format!("{tag}-{backend}-c"));
         let router = Netns::new(&format!("{tag}-{backend}-r"));
         let server = Netns::new(&format!("{tag}-{backend}-s"));
-        veth(&router, "eth0", &client, "eth0");
-        veth(&router, "eth1", &server, "eth0");
-        router.addr("eth0", &format!("{ROUTER_C4}/24"));
-        router.addr("eth0", &format!("{ROUTER_C6}/64"));
-        router.addr("eth1", &format!("{ROUTER_S4}/24"));
-        router.addr("eth1", &format!("{ROUTER_S6}/64"));
-        client.addr("eth0", &format!("{CLIENT4}/24"));
-        client.addr("eth0", &format!("{CLIENT6}/64"));
-        server.addr("eth0", &format!("{SERVER4}/24"));
-        server.addr("eth0", &format!("{SERVER6}/64"));
-        neighbours(&router, "eth0", &client, "eth0", &[CLIENT4, CLIENT6]);
-        neighbours(&client, "eth0", &router, "eth0", &[ROUTER_C4, ROUTER_C6]);
-        neighbours(&router, "eth1", &server, "eth0", &[SERVER4, SERVER6]);
-        neighbours(&server, "eth0", &router, "eth1", &[ROUTER_S4, ROUTER_S6]);
-        client.ip(&["route", "add", "default", "via", ROUTER_C4]);
-        client.ip(&["-6", "route", "add", "default", "via", ROUTER_C6]);
-        server.ip(&["route", "add", "default", "via", ROUTER_S4]);
-        server.ip(&["-6", "route", "add", "default", "via", ROUTER_S6]);
-        router.sysctl("net.ipv4.ip_forward", "1");
-        router.sysctl("net.ipv6.conf.all.forwarding", "1");
-        let work = Workdir::new();
-        work.write_policies(yaml);
+        route_through(
+            &router,
+            Side::new(&client, &[CLIENT4, CLIENT6], [ROUTER_C4, ROUTER_C6]),
+            Side::new(&server, &[SERVER4, SERVER6], [ROUTER_S4, ROUTER_S6]),
+        );
+        let work = Workdir::holding(yaml);
         Router {
             client,
             router,
@@ -418,23 +397,12 @@ on_both_backends!(pre_dnat_router);
 /// applyOnForward the same policy leaves forwarded traffic alone.
 fn apply_on_forward(backend: &'static str) {
     let yaml = |aof: bool| {
-        format!(
-            r#"apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata:
-  name: web-only
-spec:
-  selector: "role == 'edge'"
-  applyOnForward: {aof}
-  types: [Ingress]
-  ingress:
-  - action: Allow
-    protocol: TCP
-    destination:
-      ports: [80]
-{}"#,
-            scenario_hep("edge-eth0", Some("eth0"), "{role: edge}")
-        )
+        allow_tcp_in(
+            "web-only",
+            "role == 'edge'",
+            &format!("  applyOnForward: {aof}\n"),
+            "80",
+        ) + &scenario_hep("edge-eth0", Some("eth0"), "{role: edge}")
     };
     let r = Router::new("aof", backend, &yaml(true));
     let _servers = [80, 8080].map(|p| tcp_server(&r.server, sock("::", p)));

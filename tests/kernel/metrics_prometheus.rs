@@ -41,9 +41,7 @@ fn policies(felix_extra: &str) -> String {
 /// Namespaces named `tag`, the policies, and a daemon that has reported ready. `rust_log`:
 /// keep RUST_LOG=debug (else the log level is logSeverityScreen's).
 fn ready_daemon(tag: &str, felix_extra: &str, rust_log: bool) -> (Pair, Workdir, Daemon) {
-    let pair = Pair::new(tag);
-    let work = Workdir::new();
-    work.write_policies(&policies(felix_extra));
+    let (pair, work) = netns::pair_with_policies(tag, &policies(felix_extra));
     // An empty RUST_LOG counts as unset.
     let env: &[(&str, &str)] = if rust_log { &[] } else { &[("RUST_LOG", "")] };
     let d = Daemon::start_with_env(&pair.host, &work, env);
@@ -269,8 +267,7 @@ fn prometheus_scrapes_felix_and_hostfw_series() {
 
 /// `promtool check metrics` on `text`: what it said.
 fn promtool_check(text: &str) -> String {
-    use std::io::Write;
-    let Ok(mut child) = Command::new("promtool")
+    let Ok(child) = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -283,13 +280,7 @@ fn promtool_check(text: &str) -> String {
         );
         return String::new();
     };
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("feed promtool");
-    let out = child.wait_with_output().expect("promtool");
+    let out = netns::finish_with_input(child, text);
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

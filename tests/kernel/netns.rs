@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -204,6 +204,42 @@ pub fn neighbours(ns: &Netns, dev: &str, other: &Netns, other_dev: &str, addrs: 
             "permanent",
         ]);
     }
+}
+
+/// One side of a router: a namespace linked by its eth0, holding `addrs` (IPv4 in a /24, IPv6
+/// in a /64), whose gateway is the router's (IPv4, IPv6) address `via` on that link.
+pub struct Side<'a> {
+    ns: &'a Netns,
+    addrs: &'a [&'a str],
+    via: [&'a str; 2],
+}
+
+impl<'a> Side<'a> {
+    pub fn new(ns: &'a Netns, addrs: &'a [&'a str], via: [&'a str; 2]) -> Side<'a> {
+        Side { ns, addrs, via }
+    }
+}
+
+/// Link `client` to the router's eth0 and `server` to its eth1, address both ends, and route
+/// them through `router`: static neighbours both ways, default routes via it, forwarding on.
+pub fn route_through(router: &Netns, client: Side, server: Side) {
+    let with_prefix = |a: &str| format!("{a}/{}", if a.contains(':') { 64 } else { 24 });
+    for (dev, side) in [("eth0", client), ("eth1", server)] {
+        veth(router, dev, side.ns, "eth0");
+        for via in side.via {
+            router.addr(dev, &with_prefix(via));
+        }
+        for a in side.addrs {
+            side.ns.addr("eth0", &with_prefix(a));
+        }
+        neighbours(router, dev, side.ns, "eth0", side.addrs);
+        neighbours(side.ns, "eth0", router, dev, &side.via);
+        side.ns.ip(&["route", "add", "default", "via", side.via[0]]);
+        side.ns
+            .ip(&["-6", "route", "add", "default", "via", side.via[1]]);
+    }
+    router.sysctl("net.ipv4.ip_forward", "1");
+    router.sysctl("net.ipv6.conf.all.forwarding", "1");
 }
 
 pub fn sock(ip: &str, port: u16) -> SocketAddr {
@@ -425,6 +461,28 @@ pub fn ping_ok(ns: &Netns, to: IpAddr) -> bool {
 }
 
 /// A scratch directory for one hostfw invocation: policies, run and state dirs.
+/// Tamper as another tool would: insert an `iptables-legacy` rule sending TCP to `dport` to
+/// `target` at the top of INPUT, above hostfw's hook.
+pub fn insert_above_hook(ns: &Netns, dport: u16, target: &str) {
+    ns.must(&[
+        "iptables-legacy",
+        "-I",
+        "INPUT",
+        "1",
+        "-p",
+        "tcp",
+        "--dport",
+        &dport.to_string(),
+        "-j",
+        target,
+    ]);
+}
+
+/// A host/peer pair named `tag` and a policy directory holding `policies`.
+pub fn pair_with_policies(tag: &str, policies: &str) -> (Pair, Workdir) {
+    (Pair::new(tag), Workdir::holding(policies))
+}
+
 pub struct Workdir {
     pub dir: tempfile::TempDir,
 }
@@ -438,6 +496,20 @@ impl Workdir {
 
     pub fn policy_dir(&self) -> PathBuf {
         self.dir.path().join("policies")
+    }
+
+    /// A new, empty directory `name` inside the work directory.
+    pub fn new_dir(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        path
+    }
+
+    /// A fresh directory whose policy directory holds `yaml` as its one file.
+    pub fn holding(yaml: &str) -> Workdir {
+        let work = Workdir::new();
+        work.write_policies(yaml);
+        work
     }
 
     /// Replace the policy directory's content with one file.
@@ -546,11 +618,25 @@ pub fn scenario_hep(name: &str, interface: Option<&str>, labels: &str) -> String
     )
 }
 
+/// The FelixConfiguration `default` (a YAML document of its own) with `spec` as its fields.
+pub fn felix_configuration(spec: &str) -> String {
+    format!(
+        "---\napiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  \
+         name: default\nspec:\n{spec}"
+    )
+}
+
 /// A GlobalNetworkPolicy `name` letting TCP to `ports` (YAML list items) into `role == 'web'`.
 pub fn allow_ports_policy(name: &str, ports: &str) -> String {
+    allow_tcp_in(name, "role == 'web'", "", ports)
+}
+
+/// A GlobalNetworkPolicy `name` letting TCP to `ports` (YAML list items) into what `selector`
+/// selects; `spec_extra` (indented spec lines) follows the selector.
+pub fn allow_tcp_in(name: &str, selector: &str, spec_extra: &str, ports: &str) -> String {
     format!(
         "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: {name}\n\
-         spec:\n  selector: \"role == 'web'\"\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    \
+         spec:\n  selector: \"{selector}\"\n{spec_extra}  types: [Ingress]\n  ingress:\n  - action: Allow\n    \
          protocol: TCP\n    destination:\n      ports: [{ports}]\n"
     )
 }
@@ -642,25 +728,27 @@ pub fn restore(ns: &Netns, backend: &str, v6: bool, input: &str) {
 /// Run `argv` inside `ns` with `stdin` as its input, panicking with its stderr (and the input)
 /// when it fails.
 pub fn feed(ns: &Netns, argv: &[&str], stdin: &str) {
-    let mut child = Command::new("ip")
+    let child = Command::new("ip")
         .args(["netns", "exec", &ns.name])
         .args(argv)
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {argv:?}: {e}"));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait");
+    let out = finish_with_input(child, stdin);
     assert!(
         out.status.success(),
         "{argv:?} failed: {}\n{stdin}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Write `input` to the spawned `child`'s piped stdin, close it, and wait for the child's output.
+pub fn finish_with_input(mut child: Child, input: &str) -> Output {
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    drop(stdin);
+    child.wait_with_output().expect("wait for child")
 }
 
 /// Poll `cond` every 50 ms until it holds (true) or `within` passes (false).

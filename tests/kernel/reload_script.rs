@@ -5,7 +5,8 @@
 //! counter, not for any rewrite: a status written for something else ends no wait.
 
 use crate::netns::{
-    hostfw_command, kernel_tests_enabled, sock, tcp_ok, tcp_server, Pair, Workdir, HOST4,
+    allow_ports_policy, hostfw_command, insert_above_hook, kernel_tests_enabled,
+    pair_with_policies, sock, tcp_ok, tcp_server, HOST4,
 };
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -41,15 +42,6 @@ spec:
   iptablesPostWriteCheckInterval: 600s
 ";
 
-const ALLOW_9090: &str = "apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata: {name: allow-9090}
-spec:
-  selector: role == 'web'
-  ingress:
-  - {action: Allow, protocol: TCP, destination: {ports: [9090]}}
-";
-
 const BROKEN: &str = "apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata: {name: broken}
@@ -81,9 +73,7 @@ fn reload_returns_after_the_edit_is_in_the_kernel_and_fails_on_an_invalid_one() 
     if !kernel_tests_enabled() {
         return;
     }
-    let pair = Pair::new("reload");
-    let work = Workdir::new();
-    work.write_policies(BASE);
+    let (pair, work) = pair_with_policies("reload", BASE);
     let run_dir = work.dir.path().join("run");
     let log = work.dir.path().join("daemon.log");
     let mut daemon = hostfw_command(&pair.host, &work, NODE, "legacy", &["run"])
@@ -110,7 +100,11 @@ fn reload_returns_after_the_edit_is_in_the_kernel_and_fails_on_an_invalid_one() 
     );
 
     // A plain write (the daemon waits for the file to be closed), then the reload.
-    std::fs::write(work.policy_dir().join("allow-9090.yaml"), ALLOW_9090).expect("write");
+    std::fs::write(
+        work.policy_dir().join("allow-9090.yaml"),
+        allow_ports_policy("allow-9090", "9090"),
+    )
+    .expect("write");
     let (code, text) = reload(pid, &run_dir);
     assert_eq!(code, 0, "{text}");
     assert!(
@@ -120,18 +114,7 @@ fn reload_returns_after_the_edit_is_in_the_kernel_and_fails_on_an_invalid_one() 
 
     // A reload is also a full repair pass: a foreign DROP inserted above hostfw's hook (which
     // the daemon's cached view of the kernel does not know about) is gone when it returns.
-    pair.host.must(&[
-        "iptables-legacy",
-        "-I",
-        "INPUT",
-        "1",
-        "-p",
-        "tcp",
-        "--dport",
-        "9090",
-        "-j",
-        "DROP",
-    ]);
+    insert_above_hook(&pair.host, 9090, "DROP");
     assert!(
         !tcp_ok(&pair.peer, None, sock(HOST4, 9090)),
         "the tamper did not take"

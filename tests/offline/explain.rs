@@ -21,16 +21,17 @@ fn view(yaml: &str) -> NodeView {
     let set = loaded
         .set
         .unwrap_or_else(|| panic!("invalid test policy: {:?}", loaded.diagnostics));
-    let mut ifaces = HostInterfaces::new();
-    ifaces.insert(
-        "eth0".into(),
-        vec![
-            "198.51.100.1".parse().unwrap(),
-            "2001:db8::1".parse().unwrap(),
-        ],
-    );
-    ifaces.insert("eth1".into(), vec!["203.0.113.1".parse().unwrap()]);
-    ifaces.insert("lo".into(), vec!["127.0.0.1".parse().unwrap()]);
+    let ifaces: HostInterfaces = [
+        ("eth0", &["198.51.100.1", "2001:db8::1"][..]),
+        ("eth1", &["203.0.113.1"]),
+        ("lo", &["127.0.0.1"]),
+    ]
+    .into_iter()
+    .map(|(name, ips)| {
+        let ips = ips.iter().map(|ip| ip.parse().expect("test address"));
+        (name.to_string(), ips.collect())
+    })
+    .collect();
     resolve(&set, NODE, &ifaces)
 }
 

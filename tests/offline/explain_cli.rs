@@ -44,22 +44,30 @@ fn explain(args: &[&str]) -> Out {
     }
 }
 
-const BASE: [&str; 8] = [
-    "--iface",
-    "eth9",
-    "--direction",
-    "ingress",
-    "--src",
-    "198.51.100.2",
-    "--dst",
-    "198.51.100.1",
-];
+/// The packet's arguments but its protocol and ports: from 198.51.100.2 to `dst` on eth9.
+fn packet<'a>(direction: &'a str, dst: &'a str, proto: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--iface",
+        "eth9",
+        "--direction",
+        direction,
+        "--src",
+        "198.51.100.2",
+        "--dst",
+        dst,
+    ];
+    args.extend_from_slice(proto);
+    args
+}
+
+/// An ingress packet to 198.51.100.1 with `proto` (protocol, ports, options).
+fn ingress<'a>(proto: &[&'a str]) -> Vec<&'a str> {
+    packet("ingress", "198.51.100.1", proto)
+}
 
 #[test]
 fn text_names_policy_and_rule() {
-    let mut args = BASE.to_vec();
-    args.extend(["--proto", "tcp", "--dport", "9090"]);
-    let o = explain(&args);
+    let o = explain(&ingress(&["--proto", "tcp", "--dport", "9090"]));
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.contains("verdict:  DROP"), "{}", o.stdout);
     assert!(
@@ -72,9 +80,9 @@ fn text_names_policy_and_rule() {
 
 #[test]
 fn json_output() {
-    let mut args = BASE.to_vec();
-    args.extend(["--proto", "tcp", "--dport", "8080", "--output", "json"]);
-    let o = explain(&args);
+    let o = explain(&ingress(&[
+        "--proto", "tcp", "--dport", "8080", "--output", "json",
+    ]));
     assert_eq!(o.code, 0, "{}", o.stderr);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["verdict"], "ACCEPT");
@@ -85,24 +93,20 @@ fn json_output() {
 
 #[test]
 fn established_and_failsafe() {
-    let mut args = BASE.to_vec();
-    args.extend([
+    let o = explain(&ingress(&[
         "--proto",
         "tcp",
         "--dport",
         "9090",
         "--state",
         "established",
-    ]);
-    let o = explain(&args);
+    ]));
     assert!(
         o.stdout.contains("conntrack: established flow accepted"),
         "{}",
         o.stdout
     );
-    let mut args = BASE.to_vec();
-    args.extend(["--proto", "udp", "--dport", "68"]);
-    let o = explain(&args);
+    let o = explain(&ingress(&["--proto", "udp", "--dport", "68"]));
     assert!(
         o.stdout.contains("failsafe inbound entry udp:68"),
         "{}",
@@ -118,38 +122,14 @@ fn bad_arguments_exit_1() {
         vec!["--proto", "icmpv6"],
         vec!["--proto", "icmp", "--dport", "1"],
     ] {
-        let mut args = BASE.to_vec();
-        args.extend(extra.iter().copied());
-        let o = explain(&args);
+        let o = explain(&ingress(&extra));
         assert_eq!(o.code, 1, "{extra:?}: {}{}", o.stdout, o.stderr);
         assert!(o.stderr.contains("error:"), "{extra:?}: {}", o.stderr);
     }
-    let o = explain(&[
-        "--iface",
-        "eth9",
-        "--direction",
-        "forward",
-        "--src",
-        "198.51.100.2",
-        "--dst",
-        "203.0.113.2",
-        "--proto",
-        "icmp",
-    ]);
+    let o = explain(&packet("forward", "203.0.113.2", &["--proto", "icmp"]));
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("--out-iface"), "{}", o.stderr);
-    let o = explain(&[
-        "--iface",
-        "eth9",
-        "--direction",
-        "ingress",
-        "--src",
-        "198.51.100.2",
-        "--dst",
-        "2001:db8::1",
-        "--proto",
-        "icmp",
-    ]);
+    let o = explain(&packet("ingress", "2001:db8::1", &["--proto", "icmp"]));
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("different IP families"), "{}", o.stderr);
 }

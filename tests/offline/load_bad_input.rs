@@ -32,6 +32,13 @@ fn check(paths: &[PathBuf]) -> (bool, bool, Vec<String>) {
     )
 }
 
+/// Load the directory `dir`, which must be readable yet refused; return its diagnostics.
+fn refused(dir: &Path) -> Vec<String> {
+    let (valid, unreadable, diags) = check(&[dir.to_path_buf()]);
+    assert!(!valid && !unreadable, "{diags:?}");
+    diags
+}
+
 fn has(diags: &[String], file: &Path, fragment: &str) -> bool {
     let file = file.display().to_string();
     diags
@@ -43,8 +50,7 @@ fn has(diags: &[String], file: &Path, fragment: &str) -> bool {
 #[test]
 fn empty_directory_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (valid, unreadable, diags) = check(&[dir.path().to_path_buf()]);
-    assert!(!valid && !unreadable, "{diags:?}");
+    let diags = refused(dir.path());
     assert_eq!(diags.len(), 1);
     assert!(diags[0].contains("hostfw flush"), "{diags:?}");
 }
@@ -117,8 +123,7 @@ fn empty_and_comment_only_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let empty = write(dir.path(), "empty.yaml", "");
     let comments = write(dir.path(), "comments.yaml", "# nothing here\n\n# at all\n");
-    let (valid, unreadable, diags) = check(&[dir.path().to_path_buf()]);
-    assert!(!valid && !unreadable);
+    let diags = refused(dir.path());
     assert!(has(&diags, &empty, "no resources"), "{diags:?}");
     assert!(has(&diags, &comments, "no resources"), "{diags:?}");
 }
@@ -173,8 +178,7 @@ fn symlink_loop_and_dangling_link() {
     symlink(d.join("b.yaml"), d.join("a.yaml")).expect("symlink");
     symlink(d.join("a.yaml"), d.join("b.yaml")).expect("symlink");
     symlink(d.join("missing-target"), d.join("c.yaml")).expect("symlink");
-    let (valid, unreadable, diags) = check(&[d.to_path_buf()]);
-    assert!(!valid && !unreadable);
+    let diags = refused(d);
     assert!(has(&diags, &d.join("a.yaml"), "symlink loop"), "{diags:?}");
     assert!(
         has(&diags, &d.join("c.yaml"), "dangling symbolic link"),
@@ -196,8 +200,7 @@ fn unreadable_entries_fifo_and_directory() {
     let subdir = d.join("x.yaml");
     fs::create_dir(&subdir).expect("mkdir");
     write(d, "ok.yaml", &profile("ok"));
-    let (valid, unreadable, diags) = check(&[d.to_path_buf()]);
-    assert!(!valid && !unreadable);
+    let diags = refused(d);
     assert!(has(&diags, &fifo, "not a regular file"), "{diags:?}");
     assert!(has(&diags, &subdir, "is a directory"), "{diags:?}");
 }

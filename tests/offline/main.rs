@@ -20,6 +20,7 @@ mod metrics_exposition;
 mod purity;
 mod render_golden;
 mod ruleset_save;
+mod run;
 mod run_privilege;
 mod selector;
 mod show_cli;

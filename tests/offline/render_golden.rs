@@ -5,6 +5,7 @@
 //! backends.
 
 use crate::golden_compare;
+use crate::run::must;
 
 use golden_compare::check;
 use hostfw::render::render_with_provenance;
@@ -201,31 +202,25 @@ fn render_command_prints_the_golden_text() {
         (vec!["--family", "4"], OUTPUTS[0]),
         (vec!["--family", "6"], OUTPUTS[1]),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_hostfw"))
-            .args(["--policy-dir", policies.to_str().expect("utf-8 path")])
-            .args(["--node", "host-a", "render"])
-            .args(&args)
-            .output()
-            .expect("run hostfw");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = must(
+            Command::new(env!("CARGO_BIN_EXE_hostfw"))
+                .args(["--policy-dir", policies.to_str().expect("utf-8 path")])
+                .args(["--node", "host-a", "render"])
+                .args(&args),
         );
         let expected = fs::read_to_string(dir.join(file)).expect("golden");
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{args:?}");
     }
     // --ipsets prints one family's sets; the golden file holds v4 then v6.
     let dir = Path::new(GOLDEN).join("12-gns-selector");
-    let out = Command::new(env!("CARGO_BIN_EXE_hostfw"))
-        .args([
-            "--policy-dir",
-            dir.join("policies").to_str().expect("utf-8 path"),
-        ])
-        .args(["--node", "host-a", "render", "--ipsets"])
-        .output()
-        .expect("run hostfw");
-    assert!(out.status.success());
+    let out = must(
+        Command::new(env!("CARGO_BIN_EXE_hostfw"))
+            .args([
+                "--policy-dir",
+                dir.join("policies").to_str().expect("utf-8 path"),
+            ])
+            .args(["--node", "host-a", "render", "--ipsets"]),
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.starts_with("create cali40"), "{text}");
     assert!(text.contains("create cali40s:"), "{text}");

@@ -56,14 +56,15 @@ fn check_filter_v4(t: &LiveTable) {
     assert_eq!(t.chains["INPUT"].policy.as_deref(), Some("ACCEPT"));
     assert_eq!(t.chains["cali-INPUT"].policy, None);
     // The text kept for delete-by-value is the save form after `-A INPUT `.
-    assert_eq!(
-        t.chains["INPUT"].rules[0].text,
-        "-m comment --comment \"cali:Cz_u1IQiXIMmKD4c\" -j cali-INPUT"
-    );
-    assert_eq!(
-        t.chains["DOCKER-USER"].rules[0].text,
-        "-s 198.51.100.9/32 -j DROP"
-    );
+    for (chain, text) in [
+        (
+            "INPUT",
+            "-m comment --comment \"cali:Cz_u1IQiXIMmKD4c\" -j cali-INPUT",
+        ),
+        ("DOCKER-USER", "-s 198.51.100.9/32 -j DROP"),
+    ] {
+        assert_eq!(t.chains[chain].rules[0].text, text, "{chain}");
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! locked dependency declares. A toolchain that passes the claim but not a dependency's fails
 //! with a confusing error deep in the build, and `make deps` installs by that claim.
 
+use crate::run::must;
 use std::process::Command;
 
 /// A dotted version as numbers, so "1.88" < "1.100" and "1.88" == "1.88.0".
@@ -37,17 +38,12 @@ fn rust_version_is_at_least_every_locked_dependency_needs() {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     // Offline and locked: the lock file as built, nothing resolved anew. The host platform only,
     // because crates for other targets (Windows consoles) are neither built nor downloaded.
-    let out = Command::new(&cargo)
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
-        .args(["--filter-platform", &host_triple(&rustc)])
-        .arg("--manifest-path")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .output()
-        .expect("run cargo metadata");
-    assert!(
-        out.status.success(),
-        "cargo metadata failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = must(
+        Command::new(&cargo)
+            .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+            .args(["--filter-platform", &host_triple(&rustc)])
+            .arg("--manifest-path")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")),
     );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
     let packages = meta["packages"].as_array().expect("packages array");
