@@ -410,11 +410,15 @@ fn etcd_outages_keep_the_rules_and_hosts_catch_up() {
     f.etcd.resume();
     f.eventually(&[0], "h1 back on the datastore", |h| {
         let s = h.status();
-        s["datastore"]["state"] == "connected" && s["policy"]["origin"] == "directory"
+        s["datastore"]["state"] == "connected" && s["policy"]["origin"] == "datastore"
     });
 
-    // h2 cut off while changes are made and the history is compacted: it catches up.
+    // h2 cut off while changes are made and the history is compacted: once back it resumes
+    // its watch at a compacted revision, so it lists again and catches up by the diff.
     f.hub.ip(&["link", "set", "vh2", "down"]);
+    f.eventually(&[1], "h2 notices the outage", |h| {
+        h.status()["datastore"]["state"] == "disconnected"
+    });
     f.etcd
         .put(&gnp_key("while-away"), &gnp("while-away", ALLOW_EGRESS));
     f.etcd.ctl(&["del", &gnp_key("after-outage")]);
@@ -428,6 +432,11 @@ fn etcd_outages_keep_the_rules_and_hosts_catch_up() {
     f.eventually(&[1], "after-outage removed", |h| {
         !h.policies().iter().any(|p| p == "after-outage")
     });
+    let log = f.hosts[1].log_text();
+    assert!(
+        log.contains("compacted at revision") && log.contains("listing again"),
+        "h2 re-listed because its resume revision was compacted:\n{log}"
+    );
 
     // ClusterInformation datastoreReady: false pauses every host: rules stay, nothing new lands.
     let ready_key = format!("{PREFIX}clusterinformations/default");
