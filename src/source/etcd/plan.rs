@@ -229,6 +229,33 @@ mod tests {
         assert!(batches(&[], 8).is_empty());
     }
 
+    #[test]
+    fn host_endpoints_are_written_after_policies_and_deleted_first() {
+        let hep = "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata:\n  name: h1-eth0\nspec:\n  node: h1\n  interfaceName: eth0\n---\n";
+        let files = format!("{hep}{FILES}");
+        let (resources, diags) = parse::parse("f.yaml", &files);
+        assert!(diags.is_empty());
+        let written = plan(&resources, &BTreeMap::new(), false, &mut stamp);
+        let kinds: Vec<&str> = written
+            .writes
+            .iter()
+            .filter_map(|w| layout::parse_key(w.key()).map(|k| k.kind))
+            .collect();
+        assert_eq!(kinds, ["Tier", "GlobalNetworkPolicy", "HostEndpoint"]);
+        let existing: BTreeMap<String, Stored> = written
+            .encoded
+            .iter()
+            .map(|e| (e.key.clone(), stored(&e.value, 2)))
+            .collect();
+        let pruned = plan(&[], &existing, true, &mut stamp);
+        let kinds: Vec<&str> = pruned
+            .writes
+            .iter()
+            .filter_map(|w| layout::parse_key(w.key()).map(|k| k.kind))
+            .collect();
+        assert_eq!(kinds, ["HostEndpoint", "GlobalNetworkPolicy", "Tier"]);
+    }
+
     use crate::policy::parse;
 
     const FILES: &str = "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata:\n  name: security\nspec:\n  order: 10\n---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: security.ssh\nspec:\n  tier: security\n  selector: all()\n---\napiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: pool\nspec: {}\n";

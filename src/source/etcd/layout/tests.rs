@@ -52,51 +52,46 @@ fn name_of(text: &str) -> String {
 
 #[test]
 fn keys_of_managed_kinds_parse_and_others_do_not() {
-    let cases: &[(&str, Option<(&str, &str)>)] = &[
+    // Keys under Calico's v3 prefix (`PREFIX`) and the kind and name each names, if managed.
+    let managed = [
         (
-            "/calico/resources/v3/projectcalico.org/globalnetworkpolicies/default.a",
-            Some(("GlobalNetworkPolicy", "default.a")),
+            "globalnetworkpolicies/default.a",
+            "GlobalNetworkPolicy",
+            "default.a",
         ),
         (
-            "/calico/resources/v3/projectcalico.org/stagedglobalnetworkpolicies/x.y",
-            Some(("StagedGlobalNetworkPolicy", "x.y")),
+            "stagedglobalnetworkpolicies/x.y",
+            "StagedGlobalNetworkPolicy",
+            "x.y",
+        ),
+        ("hostendpoints/h1-eth0", "HostEndpoint", "h1-eth0"),
+        ("globalnetworksets/ns", "GlobalNetworkSet", "ns"),
+        ("profiles/p", "Profile", "p"),
+        ("tiers/kube-admin", "Tier", "kube-admin"),
+        (
+            "felixconfigurations/default",
+            "FelixConfiguration",
+            "default",
         ),
         (
-            "/calico/resources/v3/projectcalico.org/hostendpoints/h1-eth0",
-            Some(("HostEndpoint", "h1-eth0")),
+            "clusterinformations/default",
+            "ClusterInformation",
+            "default",
         ),
-        (
-            "/calico/resources/v3/projectcalico.org/globalnetworksets/ns",
-            Some(("GlobalNetworkSet", "ns")),
-        ),
-        (
-            "/calico/resources/v3/projectcalico.org/profiles/p",
-            Some(("Profile", "p")),
-        ),
-        (
-            "/calico/resources/v3/projectcalico.org/tiers/kube-admin",
-            Some(("Tier", "kube-admin")),
-        ),
-        (
-            "/calico/resources/v3/projectcalico.org/felixconfigurations/default",
-            Some(("FelixConfiguration", "default")),
-        ),
-        (
-            "/calico/resources/v3/projectcalico.org/clusterinformations/default",
-            Some(("ClusterInformation", "default")),
-        ),
-        (
-            "/calico/resources/v3/projectcalico.org/networkpolicies/ns/p",
-            None,
-        ),
-        ("/calico/resources/v3/projectcalico.org/ippools/p", None),
-        ("/calico/resources/v3/projectcalico.org/tiers/", None),
-        ("/calico/v1/policy/tier/default/metadata", None),
-        ("calico/resources/v3/projectcalico.org/tiers/a", None),
     ];
-    for (key, want) in cases {
-        let got = parse_key(key).map(|k| (k.kind, k.name));
-        assert_eq!(got, *want, "{key}");
+    for (rest, kind, name) in managed {
+        let key = format!("{PREFIX}{rest}");
+        let got = parse_key(&key).map(|k| (k.kind, k.name));
+        assert_eq!(got, Some((kind, name)), "{key}");
+    }
+    for key in [
+        "/calico/resources/v3/projectcalico.org/networkpolicies/ns/p",
+        "/calico/resources/v3/projectcalico.org/ippools/p",
+        "/calico/resources/v3/projectcalico.org/tiers/",
+        "/calico/v1/policy/tier/default/metadata",
+        "calico/resources/v3/projectcalico.org/tiers/a",
+    ] {
+        assert_eq!(parse_key(key).map(|k| (k.kind, k.name)), None, "{key}");
     }
 }
 
