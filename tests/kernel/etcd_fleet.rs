@@ -156,6 +156,15 @@ impl Fleet {
         h.daemon = Some(child);
     }
 
+    /// A fleet with every daemon started and enforcing the initial policies.
+    fn running(tag: &str) -> Fleet {
+        let mut f = Fleet::new(tag);
+        f.start_all();
+        f.has_policy(&[0, 1, 2], "allow-egress");
+        f.has_policy(&[0, 1], "web-8080");
+        f
+    }
+
     fn start_all(&mut self) {
         for i in 0..self.hosts.len() {
             self.start(i);
@@ -239,11 +248,8 @@ fn one_policy_is_enforced_on_every_host_it_selects_and_edits_reach_all() {
     if !etcd_tests_enabled() {
         return;
     }
-    let mut f = Fleet::new("fleet");
-    f.start_all();
+    let mut f = Fleet::running("fleet");
     let all = [0, 1, 2];
-    f.has_policy(&[0, 1], "web-8080");
-    f.has_policy(&all, "allow-egress");
 
     // web-8080 selects h1 and h2 (role web), not h3 (role db, so default deny there).
     assert!(f.tcp(2, None, 0, 8080), "h3 → h1:8080 allowed");
@@ -369,11 +375,8 @@ fn etcd_outages_keep_the_rules_and_hosts_catch_up() {
     if !etcd_tests_enabled() {
         return;
     }
-    let mut f = Fleet::new("outage");
-    f.start_all();
+    let mut f = Fleet::running("outage");
     let all = [0, 1, 2];
-    f.has_policy(&all, "allow-egress");
-    f.has_policy(&[0, 1], "web-8080");
 
     // etcd down: rules stay, status says disconnected.
     f.etcd.stop();
