@@ -248,7 +248,7 @@ fn one_policy_is_enforced_on_every_host_it_selects_and_edits_reach_all() {
     if !etcd_tests_enabled() {
         return;
     }
-    let mut f = Fleet::running("fleet");
+    let f = Fleet::running("fleet");
     let all = [0, 1, 2];
 
     // web-8080 selects h1 and h2 (role web), not h3 (role db, so default deny there).
