@@ -3,9 +3,9 @@
 //! (previous values, progress notifications), re-lists when the watch is cancelled or its
 //! revision compacted, and reconnects with exponential backoff capped at `MAX_BACKOFF`,
 //! resuming the watch after the copy's revision (a resume the server compacted meanwhile
-//! cancels the watch, and the copy is listed again). Each
-//! change calls `notify` (the daemon turns it into an event on its one channel); the daemon
-//! reads the copy synchronously with `Watcher::snapshot`. This thread never touches the kernel.
+//! cancels the watch, and the copy is listed again). Each change calls `notify` (the daemon
+//! turns it into an event on its one channel); the daemon reads the copy synchronously with
+//! `Watcher::snapshot`. This thread never touches the kernel.
 
 use super::client;
 use super::config::EtcdConfig;
