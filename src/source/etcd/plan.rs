@@ -235,25 +235,27 @@ mod tests {
         let files = format!("{hep}{FILES}");
         let (resources, diags) = parse::parse("f.yaml", &files);
         assert!(diags.is_empty());
+        let kinds = |p: &Plan| -> Vec<String> {
+            p.writes
+                .iter()
+                .filter_map(|w| layout::parse_key(w.key()).map(|k| k.kind.to_string()))
+                .collect()
+        };
         let written = plan(&resources, &BTreeMap::new(), false, &mut stamp);
-        let kinds: Vec<&str> = written
-            .writes
-            .iter()
-            .filter_map(|w| layout::parse_key(w.key()).map(|k| k.kind))
-            .collect();
-        assert_eq!(kinds, ["Tier", "GlobalNetworkPolicy", "HostEndpoint"]);
+        assert_eq!(
+            kinds(&written),
+            ["Tier", "GlobalNetworkPolicy", "HostEndpoint"]
+        );
         let existing: BTreeMap<String, Stored> = written
             .encoded
             .iter()
             .map(|e| (e.key.clone(), stored(&e.value, 2)))
             .collect();
         let pruned = plan(&[], &existing, true, &mut stamp);
-        let kinds: Vec<&str> = pruned
-            .writes
-            .iter()
-            .filter_map(|w| layout::parse_key(w.key()).map(|k| k.kind))
-            .collect();
-        assert_eq!(kinds, ["HostEndpoint", "GlobalNetworkPolicy", "Tier"]);
+        assert_eq!(
+            kinds(&pruned),
+            ["HostEndpoint", "GlobalNetworkPolicy", "Tier"]
+        );
     }
 
     use crate::policy::parse;

@@ -52,35 +52,23 @@ fn name_of(text: &str) -> String {
 
 #[test]
 fn keys_of_managed_kinds_parse_and_others_do_not() {
-    // Keys under Calico's v3 prefix (`PREFIX`) and the kind and name each names, if managed.
+    // Managed keys under Calico's v3 prefix: the kind, its plural in the key, the name.
     let managed = [
+        ("GlobalNetworkPolicy", "globalnetworkpolicies", "default.a"),
         (
-            "globalnetworkpolicies/default.a",
-            "GlobalNetworkPolicy",
-            "default.a",
-        ),
-        (
-            "stagedglobalnetworkpolicies/x.y",
             "StagedGlobalNetworkPolicy",
+            "stagedglobalnetworkpolicies",
             "x.y",
         ),
-        ("hostendpoints/h1-eth0", "HostEndpoint", "h1-eth0"),
-        ("globalnetworksets/ns", "GlobalNetworkSet", "ns"),
-        ("profiles/p", "Profile", "p"),
-        ("tiers/kube-admin", "Tier", "kube-admin"),
-        (
-            "felixconfigurations/default",
-            "FelixConfiguration",
-            "default",
-        ),
-        (
-            "clusterinformations/default",
-            "ClusterInformation",
-            "default",
-        ),
+        ("HostEndpoint", "hostendpoints", "h1-eth0"),
+        ("GlobalNetworkSet", "globalnetworksets", "ns"),
+        ("Profile", "profiles", "p"),
+        ("Tier", "tiers", "kube-admin"),
+        ("FelixConfiguration", "felixconfigurations", "default"),
+        ("ClusterInformation", "clusterinformations", "default"),
     ];
-    for (rest, kind, name) in managed {
-        let key = format!("{PREFIX}{rest}");
+    for (kind, plural, name) in managed {
+        let key = format!("{PREFIX}{plural}/{name}");
         let got = parse_key(&key).map(|k| (k.kind, k.name));
         assert_eq!(got, Some((kind, name)), "{key}");
     }
