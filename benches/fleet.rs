@@ -132,6 +132,30 @@ fn wait(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// For each host from `first` on, the time since `t` until `cond` held for it, in the order
+/// they got there.
+fn arrivals(
+    hosts: &[Host],
+    t: Instant,
+    first: usize,
+    what: &str,
+    cond: impl Fn(&Host) -> bool,
+) -> Vec<Duration> {
+    let mut out = Vec::new();
+    let mut done: Vec<bool> = (0..hosts.len()).map(|i| i < first).collect();
+    while done.iter().any(|d| !d) {
+        for (i, h) in hosts.iter().enumerate() {
+            if !done[i] && cond(h) {
+                done[i] = true;
+                out.push(t.elapsed());
+            }
+        }
+        assert!(t.elapsed() < WITHIN, "not within {WITHIN:?}: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    out
+}
+
 fn pct(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
     v[(((v.len() - 1) as f64) * p).round() as usize]
@@ -255,19 +279,9 @@ fn main() {
     for h in hosts.iter_mut().skip(1) {
         start(h, &etcd);
     }
-    let mut starts = Vec::new();
-    let mut done = [false; NODES];
-    done[0] = true;
-    while done.iter().any(|d| !d) {
-        for (i, h) in hosts.iter().enumerate() {
-            if !done[i] && h.policy_count() == want {
-                done[i] = true;
-                starts.push(t.elapsed());
-            }
-        }
-        assert!(t.elapsed() < WITHIN, "cold start of nine hosts");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let starts = arrivals(&hosts, t, 1, "cold start of nine hosts", |h| {
+        h.policy_count() == want
+    });
     println!(
         "cold start, nine hosts at once on {} cores: first {:?}, last {:?}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -294,18 +308,9 @@ fn main() {
     });
     let t = Instant::now();
     etcd.resume();
-    let mut back = Vec::new();
-    let mut done = [false; NODES];
-    while done.iter().any(|d| !d) {
-        for (i, h) in hosts.iter().enumerate() {
-            if !done[i] && h.status()["datastore"]["state"] == "connected" {
-                done[i] = true;
-                back.push(t.elapsed());
-            }
-        }
-        assert!(t.elapsed() < WITHIN, "reconnect");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let back = arrivals(&hosts, t, 0, "reconnect", |h| {
+        h.status()["datastore"]["state"] == "connected"
+    });
     println!(
         "reconnect after etcd restart (from its health check passing): first {:?}, last {:?} (backoff capped at 10 s)",
         back[0],

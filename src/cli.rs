@@ -157,6 +157,11 @@ pub struct PushArgs {
     /// (never ClusterInformation or Calico's default, kube-admin and kube-baseline tiers).
     #[arg(long)]
     pub prune: bool,
+    /// Split the push into transactions of at most N writes (for a server whose --max-txn-ops
+    /// refuses it whole). Hosts may then see part of the set between transactions: tiers, sets
+    /// and profiles are written first, then policies, then host endpoints, deletions last.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_ops_per_txn: Option<u32>,
 }
 
 #[derive(Debug, Args)]

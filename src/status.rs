@@ -41,6 +41,8 @@ impl State {
 pub enum PolicyOrigin {
     /// The policy directory.
     Directory,
+    /// The etcd datastore (`--datastore-type etcdv3`).
+    Datastore,
     /// The saved last good set (applied at boot because the directory was invalid).
     LastGood,
 }

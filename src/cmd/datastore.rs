@@ -2,6 +2,8 @@
 //! Calico's etcd datastore as calicoctl's apply does, and export it back to files. A push is
 //! validated whole (the files together with what they leave in etcd) before anything is
 //! written: exit 1 and no write when invalid, exit 2 when etcd or a file cannot be reached.
+//! The writes go in one transaction, so hosts never see part of a push; one the server refuses
+//! as too large is refused whole (exit 2) unless `--max-ops-per-txn` allows splitting it.
 
 use super::{CmdError, CmdResult, Exit};
 use crate::cli::DatastoreCommand;
@@ -9,7 +11,7 @@ use crate::diag::Diagnostic;
 use crate::policy::{self, parse};
 use crate::settings::Settings;
 use crate::source::directory;
-use crate::source::etcd::client;
+use crate::source::etcd::client::{self, Commit};
 use crate::source::etcd::config::EtcdConfig;
 use crate::source::etcd::layout::{self, Stamp};
 use crate::source::etcd::plan::{self, Listing};
@@ -21,7 +23,13 @@ use std::path::{Path, PathBuf};
 pub fn run(settings: &Settings, command: &DatastoreCommand) -> CmdResult {
     let cfg = settings.etcd_config()?;
     match command {
-        DatastoreCommand::Push(args) => push(&cfg, &args.paths, args.prune),
+        DatastoreCommand::Push(args) => {
+            let commit = match args.max_ops_per_txn {
+                Some(n) => Commit::Split(n as usize),
+                None => Commit::Whole,
+            };
+            push(&cfg, &args.paths, args.prune, commit)
+        }
         DatastoreCommand::Pull(args) => pull(&cfg, &args.dir),
     }
 }
@@ -77,7 +85,7 @@ fn kept_sources(listing: &Listing, replaced: &BTreeSet<String>, prune: bool) -> 
 }
 
 /// `datastore push`.
-pub fn push(cfg: &EtcdConfig, paths: &[PathBuf], prune: bool) -> CmdResult {
+pub fn push(cfg: &EtcdConfig, paths: &[PathBuf], prune: bool, commit: Commit) -> CmdResult {
     let read = directory::read(paths);
     if read.unreadable {
         print(&read.diagnostics);
@@ -146,12 +154,23 @@ pub fn push(cfg: &EtcdConfig, paths: &[PathBuf], prune: bool) -> CmdResult {
         );
         return Ok(Exit::Invalid);
     }
+    if let Commit::Split(n) = commit {
+        let count = plan::batches(&plan.writes, n).len();
+        if count > 1 {
+            eprintln!(
+                "warning: writing {} operations in {count} transactions of at most {n}: hosts \
+                 may see part of the set between them (tiers, sets and profiles first, then \
+                 policies, then host endpoints, deletions last)",
+                plan.writes.len()
+            );
+        }
+    }
     let revision = if plan.writes.is_empty() {
         listing.revision
     } else {
         client::block_on(async {
             let mut c = client::connect(cfg).await?;
-            client::write(&mut c, &plan.writes).await
+            client::write(&mut c, &plan.writes, commit).await
         })?
     };
     println!(

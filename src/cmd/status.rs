@@ -306,10 +306,10 @@ fn format_text(s: &Status, running: bool) -> String {
     let _ = writeln!(out, "pid:           {} (started {})", s.pid, s.started);
     match &s.policy {
         Some(p) => {
-            let origin = match (p.origin, &s.datastore) {
-                (PolicyOrigin::Directory, Some(_)) => "datastore",
-                (PolicyOrigin::Directory, None) => "policy directory",
-                (PolicyOrigin::LastGood, _) => "last good set",
+            let origin = match p.origin {
+                PolicyOrigin::Datastore => "datastore",
+                PolicyOrigin::Directory => "policy directory",
+                PolicyOrigin::LastGood => "last good set",
             };
             let _ = writeln!(
                 out,

@@ -249,7 +249,11 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
                 diagnostics,
                 intervals,
             } => {
-                self.accept(source_hash, diagnostics, intervals, PolicyOrigin::Directory);
+                let origin = match self.engine.datastore() {
+                    Some(_) => PolicyOrigin::Datastore,
+                    None => PolicyOrigin::Directory,
+                };
+                self.accept(source_hash, diagnostics, intervals, origin);
                 self.reconcile(Purpose::Apply)?;
                 Ok(true)
             }
@@ -349,7 +353,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         for d in &diagnostics {
             crate::logging::diagnostic(d);
         }
-        if origin == PolicyOrigin::Directory {
+        if origin != PolicyOrigin::LastGood {
             self.dir_invalid = false;
             self.status.diagnostics = diagnostics;
         }
@@ -487,7 +491,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
                 report.chains_written,
                 status::millis(took)
             );
-            if new.origin == PolicyOrigin::Directory {
+            if new.origin != PolicyOrigin::LastGood {
                 if let Err(e) = self.engine.save_last_good() {
                     log::warn!("cannot save the last good policy set: {e}");
                 }

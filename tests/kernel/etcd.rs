@@ -114,12 +114,19 @@ pub struct Etcd {
     data: tempfile::TempDir,
     child: Option<Child>,
     tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// Further server flags (limits a test needs).
+    flags: Vec<String>,
 }
 
 impl Etcd {
     /// Start etcd in `ns` listening on `ip` port 2379 (plain HTTP).
     pub fn start(ns: &Netns, ip: &str) -> Etcd {
-        Self::start_with(ns, ip, None)
+        Self::start_with(ns, ip, None, &[])
+    }
+
+    /// As `start`, with further server flags (e.g. `--max-txn-ops 8`).
+    pub fn start_flags(ns: &Netns, ip: &str, flags: &[&str]) -> Etcd {
+        Self::start_with(ns, ip, None, flags)
     }
 
     /// Start etcd with TLS: the server certificate of `certs`, clients must present one
@@ -133,10 +140,16 @@ impl Etcd {
                 certs.path("server.pem"),
                 certs.path("server.key"),
             )),
+            &[],
         )
     }
 
-    fn start_with(ns: &Netns, ip: &str, tls: Option<(PathBuf, PathBuf, PathBuf)>) -> Etcd {
+    fn start_with(
+        ns: &Netns,
+        ip: &str,
+        tls: Option<(PathBuf, PathBuf, PathBuf)>,
+        flags: &[&str],
+    ) -> Etcd {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let mut etcd = Etcd {
             ns: ns.name.clone(),
@@ -145,6 +158,7 @@ impl Etcd {
             data: tempfile::tempdir().expect("etcd data dir"),
             child: None,
             tls,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
         };
         etcd.resume();
         etcd
@@ -172,6 +186,7 @@ impl Etcd {
         .args(["--initial-advertise-peer-urls", &peer])
         .args(["--initial-cluster", &format!("t={peer}")])
         .args(["--logger", "zap", "--log-level", "error"])
+        .args(&self.flags)
         .stdout(Stdio::null())
         .stderr(log);
         if let Some((ca, cert, key)) = &self.tls {

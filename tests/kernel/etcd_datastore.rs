@@ -346,3 +346,119 @@ fn username_and_password() {
     assert_eq!(push.code, 0, "{push:?}");
     assert!(push.stdout.contains("7 created"), "{push:?}");
 }
+
+/// A tier and `n` policies in it: `n + 1` creates.
+fn many_policies(n: usize) -> String {
+    let mut yaml = String::from(
+        "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata:\n  name: security\nspec:\n  order: 100\n",
+    );
+    for i in 0..n {
+        yaml.push_str(&format!(
+            "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: \
+             security.p{i:02}\nspec:\n  tier: security\n  selector: all()\n  ingress:\n  - action: Allow\n"
+        ));
+    }
+    yaml
+}
+
+#[test]
+fn a_push_is_one_transaction_refused_whole_above_the_server_limit_unless_split() {
+    if !etcd_tests_enabled() {
+        return;
+    }
+    let ns = Netns::new("etcd-txn");
+    let etcd = Etcd::start_flags(&ns, "127.0.0.1", &["--max-txn-ops", "8"]);
+    let rig = Rig::with(ns, etcd);
+    rig.work.write_policies(&many_policies(12));
+    let policies = rig.work.policy_dir();
+    let dir = policies.to_str().expect("UTF-8 path");
+
+    let whole = rig.run(&["datastore", "push", dir]);
+    assert_eq!(whole.code, 2, "{whole:?}");
+    for needle in [
+        "13 operations",
+        "--max-txn-ops",
+        "--max-ops-per-txn",
+        "nothing was written",
+    ] {
+        assert!(whole.stderr.contains(needle), "{needle}: {whole:?}");
+    }
+    assert!(rig.etcd.keys(PREFIX).is_empty(), "nothing written");
+
+    let split = rig.run(&["datastore", "push", "--max-ops-per-txn", "8", dir]);
+    assert_eq!(split.code, 0, "{split:?}");
+    assert!(
+        split.stderr.contains("in 2 transactions of at most 8"),
+        "the split is warned about: {split:?}"
+    );
+    assert!(split.stdout.contains("13 created"), "{split:?}");
+    assert_eq!(rig.etcd.keys(PREFIX).len(), 13);
+
+    // Within the limit the default writes it whole, in one revision.
+    let before = rig.etcd.revision();
+    rig.work.write_policies(&many_policies(8));
+    let pruned = rig.run(&["datastore", "push", "--prune", dir]);
+    assert_eq!(pruned.code, 0, "{pruned:?}");
+    assert!(pruned.stdout.contains("4 deleted"), "{pruned:?}");
+    assert_eq!(rig.etcd.revision(), before + 1, "one transaction");
+}
+
+#[test]
+fn a_change_between_plan_and_commit_fails_the_whole_push() {
+    use hostfw::source::etcd::client::{self, Commit, EtcdError};
+    use hostfw::source::etcd::config::EtcdConfig;
+    use hostfw::source::etcd::plan::Write;
+    if !etcd_tests_enabled() {
+        return;
+    }
+    let rig = Rig::new("etcd-race");
+    let key = |n: &str| format!("{PREFIX}globalnetworksets/{n}");
+    let value = |n: &str| {
+        format!(
+            r#"{{"kind":"GlobalNetworkSet","apiVersion":"projectcalico.org/v3","metadata":{{"name":"{n}"}},"spec":{{"nets":["203.0.113.0/24"]}}}}"#
+        )
+    };
+    rig.etcd.put(&key("held"), &value("held"));
+    let cfg = EtcdConfig {
+        endpoints: vec![rig.etcd.url.clone()],
+        ..EtcdConfig::default()
+    };
+    let listed = cfg.clone();
+    let listing = rig
+        .ns
+        .run_in(move || client::list_once(&listed).expect("list"));
+    let held = listing.kvs[&key("held")].mod_revision;
+    // The plan: four creates and an update of `held` guarded by the revision listed.
+    let mut writes: Vec<Write> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| Write::Put {
+            key: key(n),
+            value: value(n),
+            expect: None,
+        })
+        .collect();
+    writes.push(Write::Put {
+        key: key("held"),
+        value: value("held").replace("203.0.113.0/24", "198.51.100.0/24"),
+        expect: Some(held),
+    });
+    // Another writer changes `held` before the commit.
+    rig.etcd.put(&key("held"), &value("held"));
+    let result = rig.ns.run_in(move || {
+        client::block_on(async {
+            let mut c = client::connect(&cfg).await?;
+            client::write(&mut c, &writes, Commit::Whole).await
+        })
+    });
+    match result {
+        Err(EtcdError::Conflict(text)) => {
+            assert!(text.contains("nothing was written"), "{text}")
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(rig.etcd.keys(PREFIX), [key("held")], "no create landed");
+    assert!(rig
+        .etcd
+        .get(&key("held"))
+        .is_some_and(|v| v.contains("203.0.113.0/24")));
+}

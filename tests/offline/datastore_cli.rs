@@ -31,6 +31,12 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The command ended with exit 2 and a message containing `needle`.
+fn assert_error_naming(out: &Output, needle: &str, what: &str) {
+    assert_eq!(out.status.code(), Some(2), "{what}: {}", stderr(out));
+    assert!(stderr(out).contains(needle), "{what}: {}", stderr(out));
+}
+
 #[test]
 fn etcdv3_without_endpoints_is_an_error_naming_the_option() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -40,12 +46,10 @@ fn etcdv3_without_endpoints_is_an_error_naming_the_option() {
         &["datastore", "pull", "out"][..],
         &["datastore", "push", "in.yaml"][..],
     ] {
-        let out = hostfw(args, &cfg);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("--etcd-endpoints"),
-            "{args:?}: {}",
-            stderr(&out)
+        assert_error_naming(
+            &hostfw(args, &cfg),
+            "--etcd-endpoints",
+            &format!("{args:?}"),
         );
     }
 }
@@ -60,12 +64,10 @@ fn calicoctl_cfg_supplies_the_datastore_and_a_bad_endpoint_is_named() {
          datastoreType: etcdv3\n  etcdEndpoints: etcd.example:2379\n",
     )
     .expect("write");
-    let out = hostfw(&["check"], &cfg);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("`etcd.example:2379` must be an http:// or https:// URL"),
-        "{}",
-        stderr(&out)
+    assert_error_naming(
+        &hostfw(&["check"], &cfg),
+        "`etcd.example:2379` must be an http:// or https:// URL",
+        "check",
     );
 }
 

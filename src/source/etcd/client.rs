@@ -1,5 +1,6 @@
 //! The etcd v3 gRPC calls hostfw makes (the `etcd-client` crate): connect with TLS and
-//! authentication, list the managed keys at a revision, write a push in guarded transactions.
+//! authentication, list the managed keys at a revision, write a push in one guarded transaction
+//! (or, when the operator opts in, several).
 //! Async; callers run it on their own current-thread runtime (`block_on` here, or the watch
 //! thread), so the rest of hostfw stays synchronous.
 
@@ -34,6 +35,9 @@ pub enum EtcdError {
     /// A guarded write found the key changed since it was read.
     #[error("{0}")]
     Conflict(String),
+    /// The server refused a push as one transaction (too many operations or bytes).
+    #[error("{0}")]
+    Refused(String),
     /// The watch ended without an error from the server.
     #[error("the watch stream ended")]
     WatchEnded,
@@ -112,45 +116,101 @@ pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
         .block_on(f)
 }
 
-/// Write the batches in order, each one transaction: every guard holds and every write lands,
-/// or none of that batch does. A failed guard stops the push and names the keys concerned.
-/// Returns the revision of the last transaction.
-pub async fn write(client: &mut Client, writes: &[Write]) -> Result<i64, EtcdError> {
-    let all = batches(writes);
-    let mut revision = 0;
-    for (done, batch) in all.iter().enumerate() {
-        let mut compares = Vec::with_capacity(batch.len());
-        let mut ops = Vec::with_capacity(batch.len());
-        for w in *batch {
-            match w {
-                Write::Put { key, value, expect } => {
-                    compares.push(match expect {
-                        None => Compare::version(key.as_str(), CompareOp::Equal, 0),
-                        Some(rev) => Compare::mod_revision(key.as_str(), CompareOp::Equal, *rev),
-                    });
-                    ops.push(TxnOp::put(key.as_str(), value.as_str(), None));
-                }
-                Write::Delete { key, expect } => {
-                    compares.push(Compare::mod_revision(
-                        key.as_str(),
-                        CompareOp::Equal,
-                        *expect,
-                    ));
-                    ops.push(TxnOp::delete(key.as_str(), None));
-                }
+/// How a push is committed: all of it in one transaction (the default: hosts see the old set
+/// or the new one, never part of it), or split into transactions of at most this many writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    Whole,
+    Split(usize),
+}
+
+/// The transaction of one batch: every guard holds and every write lands, or nothing does.
+fn txn(batch: &[Write]) -> Txn {
+    let mut compares = Vec::with_capacity(batch.len());
+    let mut ops = Vec::with_capacity(batch.len());
+    for w in batch {
+        match w {
+            Write::Put { key, value, expect } => {
+                compares.push(match expect {
+                    None => Compare::version(key.as_str(), CompareOp::Equal, 0),
+                    Some(rev) => Compare::mod_revision(key.as_str(), CompareOp::Equal, *rev),
+                });
+                ops.push(TxnOp::put(key.as_str(), value.as_str(), None));
+            }
+            Write::Delete { key, expect } => {
+                compares.push(Compare::mod_revision(
+                    key.as_str(),
+                    CompareOp::Equal,
+                    *expect,
+                ));
+                ops.push(TxnOp::delete(key.as_str(), None));
             }
         }
-        let resp = client.txn(Txn::new().when(compares).and_then(ops)).await?;
+    }
+    Txn::new().when(compares).and_then(ops)
+}
+
+/// The server's refusal of a whole push, with the limit it hit and the ways out; other errors
+/// as they are. etcd checks the operation count against `--max-txn-ops` and the request size
+/// against `--max-request-bytes` (server/etcdserver/api/v3rpc/key.go), and gRPC refuses a
+/// message beyond that size plus its overhead before etcd sees it.
+fn refused_whole(e: etcd_client::Error, writes: &[Write]) -> EtcdError {
+    let text = e.to_string();
+    let limit = if text.contains("too many operations") {
+        format!(
+            "more operations than the server's --max-txn-ops allows (etcd's default is {})",
+            super::plan::DEFAULT_MAX_TXN_OPS
+        )
+    } else if text.contains("too large") || text.contains("larger than max") {
+        "a larger request than the server's --max-request-bytes allows (etcd's default is \
+         1.5 MiB)"
+            .to_string()
+    } else {
+        return EtcdError::Etcd(e);
+    };
+    let bytes: usize = writes.iter().map(Write::size).sum();
+    EtcdError::Refused(format!(
+        "etcd refused the push as one transaction of {} operations ({bytes} bytes): {limit}; \
+         nothing was written. Raise the server's limit, or push with --max-ops-per-txn N (N at \
+         most the server's --max-txn-ops) to split it, accepting that hosts may see part of the \
+         set between transactions ({text})",
+        writes.len()
+    ))
+}
+
+/// Commit a push's writes. `Commit::Whole` is one transaction; `Commit::Split` writes the
+/// batches in order, and a failed guard stops the push there, naming the batches already
+/// written. A failed guard names the keys concerned. Returns the revision of the last
+/// transaction.
+pub async fn write(
+    client: &mut Client,
+    writes: &[Write],
+    commit: Commit,
+) -> Result<i64, EtcdError> {
+    let all = match commit {
+        Commit::Whole => vec![writes],
+        Commit::Split(max_ops) => batches(writes, max_ops),
+    };
+    let mut revision = 0;
+    for (done, batch) in all.iter().enumerate() {
+        let resp = match client.txn(txn(batch)).await {
+            Ok(resp) => resp,
+            Err(e) if commit == Commit::Whole => return Err(refused_whole(e, writes)),
+            Err(e) => return Err(e.into()),
+        };
         if !resp.succeeded() {
             let keys: Vec<&str> = batch.iter().map(Write::key).collect();
             return Err(EtcdError::Conflict(format!(
-                "another writer changed the datastore while pushing (one of: {}); this batch was \
-                 not written{}; run the push again",
+                "another writer changed the datastore while pushing (one of: {}); {}; run the \
+                 push again",
                 keys.join(", "),
-                if done > 0 {
-                    format!(", {done} earlier batch(es) of {} were", all.len())
+                if all.len() == 1 {
+                    "nothing was written".to_string()
                 } else {
-                    String::new()
+                    format!(
+                        "this batch was not written, {done} earlier batch(es) of {} were",
+                        all.len()
+                    )
                 }
             )));
         }

@@ -1,15 +1,16 @@
 //! What a push writes: the stored state it starts from (`Listing`), the guarded writes that
-//! turn it into the files' content (`plan`), split into transactions within etcd's limits
-//! (`batches`). Pure.
+//! turn it into the files' content (`plan`), and, only when the operator opts in, their split
+//! into several transactions (`batches`). Pure.
 
-use super::layout::{self, Encoded, Stamp, CLUSTER_INFORMATION, KINDS, STATIC_TIERS};
+use super::layout::{self, Encoded, Stamp, CLUSTER_INFORMATION, STATIC_TIERS};
 use crate::policy::parse::RawResource;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// etcd's default `--max-txn-ops`: a push is split into transactions of at most this many
-/// operations.
-pub const MAX_TXN_OPS: usize = 128;
-/// Bytes of values per transaction, below etcd's default 1.5 MiB request limit.
+/// etcd's default `--max-txn-ops`, named in the message when the server refuses a push as one
+/// transaction.
+pub const DEFAULT_MAX_TXN_OPS: usize = 128;
+/// Bytes of keys and values per transaction of a split push, below etcd's default 1.5 MiB
+/// `--max-request-bytes`.
 pub const MAX_TXN_BYTES: usize = 1024 * 1024;
 
 /// One stored value and its mod revision (the resource version calicoctl guards updates by).
@@ -48,7 +49,8 @@ impl Write {
         }
     }
 
-    fn size(&self) -> usize {
+    /// Bytes of key and value this write sends.
+    pub fn size(&self) -> usize {
         match self {
             Write::Put { key, value, .. } => key.len() + value.len(),
             Write::Delete { key, .. } => key.len(),
@@ -56,13 +58,16 @@ impl Write {
     }
 }
 
-/// Split writes into transactions within etcd's default limits, keeping their order.
-pub fn batches(writes: &[Write]) -> Vec<&[Write]> {
+/// Split writes into transactions of at most `max_ops` writes and `MAX_TXN_BYTES`, keeping
+/// their order (see `WRITE_ORDER`). Only for a push the operator allowed to be split: between
+/// two transactions hosts see part of the set.
+pub fn batches(writes: &[Write], max_ops: usize) -> Vec<&[Write]> {
+    let max_ops = max_ops.max(1);
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
     for (i, w) in writes.iter().enumerate() {
-        let full = i - start == MAX_TXN_OPS || (i > start && bytes + w.size() > MAX_TXN_BYTES);
+        let full = i - start == max_ops || (i > start && bytes + w.size() > MAX_TXN_BYTES);
         if full {
             out.push(&writes[start..i]);
             start = i;
@@ -90,11 +95,28 @@ pub struct Plan {
     pub skipped: Vec<(String, String)>,
 }
 
+/// The order a push writes kinds in, so that a push split into several transactions passes
+/// through the least harmful states: tiers before the policies in them (a policy in a missing
+/// tier makes the whole set invalid, so hosts keep the last good one), sets and profiles before
+/// the rules that match them, and host endpoints after the policies that select them (a new
+/// endpoint comes up with its policies already stored instead of default-deny). Deletions go
+/// last, in the reverse order.
+const WRITE_ORDER: [&str; 8] = [
+    "Tier",
+    "GlobalNetworkSet",
+    "Profile",
+    "FelixConfiguration",
+    "GlobalNetworkPolicy",
+    "StagedGlobalNetworkPolicy",
+    "HostEndpoint",
+    CLUSTER_INFORMATION,
+];
+
 fn kind_rank(kind: &str) -> usize {
-    KINDS
+    WRITE_ORDER
         .iter()
-        .position(|(k, _)| *k == kind)
-        .unwrap_or(KINDS.len())
+        .position(|k| *k == kind)
+        .unwrap_or(WRITE_ORDER.len())
 }
 
 /// Whether `--prune` may delete this key: never Calico's own ClusterInformation or static tiers.
@@ -110,8 +132,7 @@ pub fn prunable(key: &str) -> bool {
 /// Plan a push of validated `resources` over `existing`: create what is absent (guarded by
 /// version 0), update what differs (guarded by its mod revision, keeping its uid and creation
 /// time), leave equal values alone, and with `prune` delete prunable keys the files do not
-/// name. Writes go in `KINDS` order (tiers before the policies in them), deletions last and in
-/// reverse order.
+/// name. Writes go in `WRITE_ORDER`, deletions last and in reverse order.
 pub fn plan(
     resources: &[RawResource],
     existing: &BTreeMap<String, Stored>,
@@ -198,12 +219,43 @@ mod tests {
     #[test]
     fn batches_respect_the_operation_and_size_limits() {
         let many: Vec<Write> = (0..300).map(|n| put(n, 10)).collect();
-        let sizes: Vec<usize> = batches(&many).iter().map(|b| b.len()).collect();
+        let sizes: Vec<usize> = batches(&many, 128).iter().map(|b| b.len()).collect();
         assert_eq!(sizes, [128, 128, 44]);
+        let sizes: Vec<usize> = batches(&many[..20], 8).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [8, 8, 4]);
         let big: Vec<Write> = (0..5).map(|n| put(n, 400 * 1024)).collect();
-        let sizes: Vec<usize> = batches(&big).iter().map(|b| b.len()).collect();
+        let sizes: Vec<usize> = batches(&big, 128).iter().map(|b| b.len()).collect();
         assert_eq!(sizes, [2, 2, 1]);
-        assert!(batches(&[]).is_empty());
+        assert!(batches(&[], 8).is_empty());
+    }
+
+    #[test]
+    fn host_endpoints_are_written_after_policies_and_deleted_first() {
+        let hep = "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata:\n  name: h1-eth0\nspec:\n  node: h1\n  interfaceName: eth0\n---\n";
+        let files = format!("{hep}{FILES}");
+        let (resources, diags) = parse::parse("f.yaml", &files);
+        assert!(diags.is_empty());
+        let kinds = |p: &Plan| -> Vec<String> {
+            p.writes
+                .iter()
+                .filter_map(|w| layout::parse_key(w.key()).map(|k| k.kind.to_string()))
+                .collect()
+        };
+        let written = plan(&resources, &BTreeMap::new(), false, &mut stamp);
+        assert_eq!(
+            kinds(&written),
+            ["Tier", "GlobalNetworkPolicy", "HostEndpoint"]
+        );
+        let existing: BTreeMap<String, Stored> = written
+            .encoded
+            .iter()
+            .map(|e| (e.key.clone(), stored(&e.value, 2)))
+            .collect();
+        let pruned = plan(&[], &existing, true, &mut stamp);
+        assert_eq!(
+            kinds(&pruned),
+            ["HostEndpoint", "GlobalNetworkPolicy", "Tier"]
+        );
     }
 
     use crate::policy::parse;

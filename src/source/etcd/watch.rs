@@ -1,9 +1,11 @@
 //! The etcd watch thread: one helper thread with its own current-thread tokio runtime keeps an
 //! in-memory copy of every managed key. It lists at a revision, watches from the next revision
 //! (previous values, progress notifications), re-lists when the watch is cancelled or its
-//! revision compacted, and reconnects with exponential backoff capped at `MAX_BACKOFF`. Each
-//! change calls `notify` (the daemon turns it into an event on its one channel); the daemon
-//! reads the copy synchronously with `Watcher::snapshot`. This thread never touches the kernel.
+//! revision compacted, and reconnects with exponential backoff capped at `MAX_BACKOFF`,
+//! resuming the watch after the copy's revision (a resume the server compacted meanwhile
+//! cancels the watch, and the copy is listed again). Each change calls `notify` (the daemon
+//! turns it into an event on its one channel); the daemon reads the copy synchronously with
+//! `Watcher::snapshot`. This thread never touches the kernel.
 
 use super::client;
 use super::config::EtcdConfig;
@@ -136,11 +138,16 @@ fn now() -> String {
 
 async fn run(cfg: EtcdConfig, shared: Arc<Mutex<Shared>>, mut notify: impl FnMut()) {
     let mut backoff = MIN_BACKOFF;
+    // The first session lists; after a lost connection the next one resumes the watch where
+    // the copy stopped (etcd replays every change since); after a cancelled or compacted watch
+    // it lists again.
+    let mut relist = true;
     loop {
-        match session(&cfg, &shared, &mut notify, &mut backoff).await {
+        match session(&cfg, &shared, &mut notify, &mut backoff, relist).await {
             // Cancelled or compacted: list again at once.
-            Ok(()) => continue,
+            Ok(()) => relist = true,
             Err(e) => {
+                relist = false;
                 let was = {
                     let mut s = lock(&shared);
                     let was = s.status.state;
@@ -160,28 +167,44 @@ async fn run(cfg: EtcdConfig, shared: Arc<Mutex<Shared>>, mut notify: impl FnMut
     }
 }
 
-/// One connection: list, then follow the watch until it ends. Ok when the watch was cancelled
+/// One connection: list (when `relist`, or when there is no copy yet) or resume from the
+/// copy's revision, then follow the watch until it ends. Ok when the watch was cancelled
 /// (compaction), Err when the connection failed.
 async fn session(
     cfg: &EtcdConfig,
     shared: &Mutex<Shared>,
     notify: &mut impl FnMut(),
     backoff: &mut Duration,
+    relist: bool,
 ) -> Result<(), client::EtcdError> {
     let mut client = client::connect(cfg).await?;
-    let listing = client::list(&mut client).await?;
-    let revision = listing.revision;
-    {
-        let mut s = lock(shared);
-        let changed = s.listing.as_ref().map(|l| &l.kvs) != Some(&listing.kvs);
-        if changed {
-            s.status.last_event = Some(now());
+    let resume = match lock(shared).listing.as_ref() {
+        Some(l) if !relist => Some(l.revision),
+        _ => None,
+    };
+    let revision = match resume {
+        Some(revision) => {
+            log::info!("etcd: reconnected; resuming the watch after revision {revision}");
+            let mut s = lock(shared);
+            s.status.state = State::Connected;
+            s.status.error = None;
+            revision
         }
-        s.listing = Some(listing);
-        s.status.state = State::Connected;
-        s.status.revision = revision;
-        s.status.error = None;
-    }
+        None => {
+            let listing = client::list(&mut client).await?;
+            let revision = listing.revision;
+            let mut s = lock(shared);
+            let changed = s.listing.as_ref().map(|l| &l.kvs) != Some(&listing.kvs);
+            if changed {
+                s.status.last_event = Some(now());
+            }
+            s.listing = Some(listing);
+            s.status.state = State::Connected;
+            s.status.revision = revision;
+            s.status.error = None;
+            revision
+        }
+    };
     *backoff = MIN_BACKOFF;
     notify();
     let options = WatchOptions::new()
@@ -199,14 +222,17 @@ async fn session(
             return Err(client::EtcdError::WatchEnded);
         };
         if resp.canceled() || resp.compact_revision() != 0 {
-            log::info!(
-                "etcd watch cancelled ({}{}); listing again",
-                resp.cancel_reason(),
-                if resp.compact_revision() != 0 {
-                    format!("compacted at revision {}", resp.compact_revision())
-                } else {
-                    String::new()
-                }
+            let reason: Vec<String> = [
+                (resp.compact_revision() != 0)
+                    .then(|| format!("compacted at revision {}", resp.compact_revision())),
+                (!resp.cancel_reason().is_empty()).then(|| resp.cancel_reason().to_string()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            log::warn!(
+                "etcd watch cancelled ({}); listing again at the current revision",
+                reason.join("; ")
             );
             return Ok(());
         }

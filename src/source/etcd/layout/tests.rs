@@ -52,51 +52,34 @@ fn name_of(text: &str) -> String {
 
 #[test]
 fn keys_of_managed_kinds_parse_and_others_do_not() {
-    let cases: &[(&str, Option<(&str, &str)>)] = &[
+    // Managed keys under Calico's v3 prefix: the kind, its plural in the key, the name.
+    let managed = [
+        ("GlobalNetworkPolicy", "globalnetworkpolicies", "default.a"),
         (
-            "/calico/resources/v3/projectcalico.org/globalnetworkpolicies/default.a",
-            Some(("GlobalNetworkPolicy", "default.a")),
+            "StagedGlobalNetworkPolicy",
+            "stagedglobalnetworkpolicies",
+            "x.y",
         ),
-        (
-            "/calico/resources/v3/projectcalico.org/stagedglobalnetworkpolicies/x.y",
-            Some(("StagedGlobalNetworkPolicy", "x.y")),
-        ),
-        (
-            "/calico/resources/v3/projectcalico.org/hostendpoints/h1-eth0",
-            Some(("HostEndpoint", "h1-eth0")),
-        ),
-        (
-            "/calico/resources/v3/projectcalico.org/globalnetworksets/ns",
-            Some(("GlobalNetworkSet", "ns")),
-        ),
-        (
-            "/calico/resources/v3/projectcalico.org/profiles/p",
-            Some(("Profile", "p")),
-        ),
-        (
-            "/calico/resources/v3/projectcalico.org/tiers/kube-admin",
-            Some(("Tier", "kube-admin")),
-        ),
-        (
-            "/calico/resources/v3/projectcalico.org/felixconfigurations/default",
-            Some(("FelixConfiguration", "default")),
-        ),
-        (
-            "/calico/resources/v3/projectcalico.org/clusterinformations/default",
-            Some(("ClusterInformation", "default")),
-        ),
-        (
-            "/calico/resources/v3/projectcalico.org/networkpolicies/ns/p",
-            None,
-        ),
-        ("/calico/resources/v3/projectcalico.org/ippools/p", None),
-        ("/calico/resources/v3/projectcalico.org/tiers/", None),
-        ("/calico/v1/policy/tier/default/metadata", None),
-        ("calico/resources/v3/projectcalico.org/tiers/a", None),
+        ("HostEndpoint", "hostendpoints", "h1-eth0"),
+        ("GlobalNetworkSet", "globalnetworksets", "ns"),
+        ("Profile", "profiles", "p"),
+        ("Tier", "tiers", "kube-admin"),
+        ("FelixConfiguration", "felixconfigurations", "default"),
+        ("ClusterInformation", "clusterinformations", "default"),
     ];
-    for (key, want) in cases {
-        let got = parse_key(key).map(|k| (k.kind, k.name));
-        assert_eq!(got, *want, "{key}");
+    for (kind, plural, name) in managed {
+        let key = format!("{PREFIX}{plural}/{name}");
+        let got = parse_key(&key).map(|k| (k.kind, k.name));
+        assert_eq!(got, Some((kind, name)), "{key}");
+    }
+    for key in [
+        "/calico/resources/v3/projectcalico.org/networkpolicies/ns/p",
+        "/calico/resources/v3/projectcalico.org/ippools/p",
+        "/calico/resources/v3/projectcalico.org/tiers/",
+        "/calico/v1/policy/tier/default/metadata",
+        "calico/resources/v3/projectcalico.org/tiers/a",
+    ] {
+        assert_eq!(parse_key(key).map(|k| (k.kind, k.name)), None, "{key}");
     }
 }
 
