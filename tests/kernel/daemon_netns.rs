@@ -640,29 +640,10 @@ const ALLOW_SSH: &str =
 /// By default the daemon now keeps the rules in force, reports the finding and stays degraded.
 #[test]
 fn the_daemon_refuses_an_edit_that_cuts_off_a_session() {
-    let Some((pair, work)) = gated_base_policies("dmn-cut", "") else {
+    let Some(cut) = CutOff::refused("dmn-cut") else {
         return;
     };
-    let dir = work.policy_dir();
-    put(&dir, "20-allow-ssh.yaml", ALLOW_SSH);
-    // A listener on 22 that keeps what it accepts open, like sshd.
-    let listener = pair
-        .host
-        .run_in(|| std::net::TcpListener::bind(sock(HOST4, 22)).expect("bind 22"));
-    let d = Daemon::ready(&pair.host, &work);
-    // The admin's session: an established connection from the peer to port 22, kept open.
-    let session = pair.peer.run_in(|| {
-        std::net::TcpStream::connect_timeout(&sock(HOST4, 22), Duration::from_secs(2))
-            .expect("ssh session")
-    });
-    let (server_end, _) = listener.accept().expect("accept the session");
-    fs::remove_file(dir.join("20-allow-ssh.yaml")).unwrap();
-    assert!(
-        eventually(|| d.status()["state"] == "degraded"),
-        "{}",
-        d.log_text()
-    );
-    let status = d.status();
+    let status = cut.daemon.status();
     assert!(
         status["diagnostics"]
             .as_array()
@@ -672,12 +653,59 @@ fn the_daemon_refuses_an_edit_that_cuts_off_a_session() {
                 .contains("lockout guard"))),
         "{status:#}"
     );
-    // The rules in force still admit SSH: a new login gets through the handshake.
-    let again = pair.peer.run_in(|| {
-        std::net::TcpStream::connect_timeout(&sock(HOST4, 22), Duration::from_secs(2)).is_ok()
-    });
-    assert!(again, "the edit reached the kernel: {}", d.log_text());
-    drop((session, server_end));
+}
+
+/// An admin's SSH session (an established connection from the peer to a listener on 22 that
+/// keeps it open, like sshd) and a daemon that refused the edit removing the policy allowing
+/// SSH: status degraded, new logins still admitted.
+struct CutOff {
+    pair: Pair,
+    work: Workdir,
+    daemon: Daemon,
+    _session: (std::net::TcpStream, std::net::TcpStream),
+}
+
+impl CutOff {
+    /// None when kernel tests are off.
+    fn refused(tag: &str) -> Option<CutOff> {
+        let (pair, work) = gated_base_policies(tag, "")?;
+        let dir = work.policy_dir();
+        put(&dir, "20-allow-ssh.yaml", ALLOW_SSH);
+        let listener = pair
+            .host
+            .run_in(|| std::net::TcpListener::bind(sock(HOST4, 22)).expect("bind 22"));
+        let daemon = Daemon::ready(&pair.host, &work);
+        let session = pair.peer.run_in(|| {
+            std::net::TcpStream::connect_timeout(&sock(HOST4, 22), Duration::from_secs(2))
+                .expect("ssh session")
+        });
+        let (server_end, _) = listener.accept().expect("accept the session");
+        fs::remove_file(dir.join("20-allow-ssh.yaml")).unwrap();
+        assert!(
+            eventually(|| daemon.status()["state"] == "degraded"),
+            "{}",
+            daemon.log_text()
+        );
+        let cut = CutOff {
+            pair,
+            work,
+            daemon,
+            _session: (session, server_end),
+        };
+        assert!(
+            cut.login(),
+            "the edit reached the kernel: {}",
+            cut.daemon.log_text()
+        );
+        Some(cut)
+    }
+
+    /// Whether a new login from the peer gets through the handshake.
+    fn login(&self) -> bool {
+        self.pair.peer.run_in(|| {
+            std::net::TcpStream::connect_timeout(&sock(HOST4, 22), Duration::from_secs(2)).is_ok()
+        })
+    }
 }
 
 /// Attack: every policy file disappears (the window between `rm old.yaml` and the new file, or
@@ -809,42 +837,14 @@ fn a_full_run_dir_makes_status_say_it_is_stale() {
 /// and repairs the kernel, keeps it.
 #[test]
 fn apply_confirm_hands_an_edit_the_daemon_refused_to_the_daemon() {
-    if !kernel_tests_enabled() {
+    let Some(cut) = CutOff::refused("dmn-handoff") else {
         return;
-    }
-    let (pair, work) = with_base_policies("dmn-handoff", "");
-    let dir = work.policy_dir();
-    put(&dir, "20-allow-ssh.yaml", ALLOW_SSH);
-    let listener = pair
-        .host
-        .run_in(|| std::net::TcpListener::bind(sock(HOST4, 22)).expect("bind 22"));
-    let d = Daemon::ready(&pair.host, &work);
-    let session = pair.peer.run_in(|| {
-        std::net::TcpStream::connect_timeout(&sock(HOST4, 22), Duration::from_secs(2))
-            .expect("ssh session")
-    });
-    let (server_end, _) = listener.accept().expect("accept the session");
-    let login = || {
-        pair.peer.run_in(|| {
-            std::net::TcpStream::connect_timeout(&sock(HOST4, 22), Duration::from_secs(2)).is_ok()
-        })
     };
-    fs::remove_file(dir.join("20-allow-ssh.yaml")).unwrap();
-    assert!(
-        eventually(|| d.status()["state"] == "degraded"),
-        "{}",
-        d.log_text()
-    );
-    assert!(
-        login(),
-        "the refused edit reached the kernel: {}",
-        d.log_text()
-    );
-
-    let run = |args: &[&str]| netns::hostfw(&pair.host, &work, NODE, BACKEND, args);
+    let d = &cut.daemon;
+    let run = |args: &[&str]| netns::hostfw(&cut.pair.host, &cut.work, NODE, BACKEND, args);
     let apply = run(&["apply", "--force", "--confirm", "120"]);
     assert_eq!(apply.code, 0, "{apply:?}");
-    assert!(!login(), "apply --confirm did not enforce the edit");
+    assert!(!cut.login(), "apply --confirm did not enforce the edit");
     let confirmed = run(&["confirm"]);
     assert_eq!(confirmed.code, 0, "{confirmed:?}");
     assert!(
@@ -858,7 +858,7 @@ fn apply_confirm_hands_an_edit_the_daemon_refused_to_the_daemon() {
     assert_eq!(status["state"], "ok", "{status:#}\n{}", d.log_text());
     assert_eq!(status["policy"]["generation"], 2, "{status:#}");
     assert!(
-        !login(),
+        !cut.login(),
         "the daemon restored the set it had: {}",
         d.log_text()
     );
@@ -870,9 +870,8 @@ fn apply_confirm_hands_an_edit_the_daemon_refused_to_the_daemon() {
     ));
     assert_eq!(d.status()["state"], "ok", "{}", d.log_text());
     assert!(
-        !login(),
+        !cut.login(),
         "a reload restored the refused set's predecessor: {}",
         d.log_text()
     );
-    drop((session, server_end));
 }
