@@ -12,6 +12,8 @@
 //! `cargo bench --bench fleet` runs it; without `--bench` (as under `cargo test --all-targets`)
 //! it only checks that the generated set loads.
 
+// The kernel tests' namespace and etcd harnesses, shared by path so the bench drives the same
+// hosts the tests do; it uses only some of their helpers, hence the allowance.
 #[path = "../tests/kernel/netns.rs"]
 #[allow(dead_code)]
 mod netns;
