@@ -132,8 +132,9 @@ fn failing_line(stderr: &str, input: &str) -> String {
 }
 
 /// The seam between reconcile logic and the kernel. The real implementation spawns the iptables
-/// and ipset tools; `fake::FakeDataplane` (unit tests only) keeps tables in memory.
-pub trait Dataplane {
+/// and ipset tools; `fake::FakeDataplane` (unit tests only) keeps tables in memory. `Sync`:
+/// the families are read from parallel threads.
+pub trait Dataplane: Sync {
     /// `iptables-save -t TABLE` (or ip6tables) output.
     fn save(&self, family: Family, table: TableName) -> Result<String, DataplaneError>;
     /// The save output of every table hostfw owns (`TableName::OWNED`), for one family; a table

@@ -315,16 +315,31 @@ fn families(dp: &dyn Dataplane) -> Vec<Family> {
         .collect()
 }
 
-/// Read every table of every supported family, and our ipsets.
+/// Read every table of every supported family, and our ipsets. The families are read at the
+/// same time: each read is a save tool's child process plus its parse, independent of the
+/// other's, and on nft one family's save alone takes seconds at 1,000 policies. Errors are
+/// reported in family order, the ipsets' last, as a sequential read would.
 pub fn read_live(dp: &dyn Dataplane) -> Result<Live, SyncError> {
-    let tables = families(dp)
-        .into_iter()
-        .map(|family| read_family(dp, family))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (tables, ipsets) = std::thread::scope(|scope| {
+        let readers: Vec<_> = families(dp)
+            .into_iter()
+            .map(|family| scope.spawn(move || read_family(dp, family)))
+            .collect();
+        let ipsets = read_ipsets(dp);
+        let tables: Vec<_> = readers.into_iter().map(join_reader).collect();
+        (tables, ipsets)
+    });
     Ok(Live {
-        tables,
-        ipsets: read_ipsets(dp)?,
+        tables: tables.into_iter().collect::<Result<Vec<_>, _>>()?,
+        ipsets: ipsets?,
     })
+}
+
+/// The result of a reader thread; a panic in it is re-raised here, as if it had run inline.
+fn join_reader<T>(reader: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    reader
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 fn read_family(dp: &dyn Dataplane, family: Family) -> Result<LiveState, SyncError> {
@@ -360,41 +375,54 @@ fn read_ipsets(dp: &dyn Dataplane) -> Result<LiveIpsets, SyncError> {
 /// The state after writing `plan`: the tables and ipsets it wrote are read again, the rest is
 /// what the pass read before (a large untouched table is not re-read just to verify). A family
 /// all of whose tables were written is read with one save, as planning reads it.
+/// The families are re-read at the same time, as `read_live` reads them.
 fn reread_written(dp: &dyn Dataplane, mut live: Live, plan: &Plan) -> Result<Live, SyncError> {
-    for state in &mut live.tables {
-        let family = state.family;
-        let written: Vec<&TablePlan> = plan
+    let done = std::thread::scope(|scope| {
+        let readers: Vec<_> = live
             .tables
-            .iter()
-            .filter(|t| t.family == family && !t.is_empty())
+            .iter_mut()
+            .map(|state| scope.spawn(move || reread_family(dp, state, plan)))
             .collect();
-        if written.is_empty() {
-            continue;
-        }
-        if written.len() == TableName::OWNED.len() {
-            let (fresh, bytes) = read_family_sized(dp, family)?;
-            for t in written {
-                check_trustworthy(t, fresh.tables.get(&t.table), bytes)?;
-            }
-            *state = fresh;
-            continue;
-        }
-        for t in written {
-            if reread_chains(dp, family, t, state)? {
-                continue;
-            }
-            let text = dp
-                .save(family, t.table)
-                .map_err(|source| SyncError::Read { family, source })?;
-            let table = parse_table(family, t.table, &text)?;
-            check_trustworthy(t, Some(&table), text.len())?;
-            state.tables.insert(t.table, table);
-        }
-    }
+        readers.into_iter().map(join_reader).collect::<Vec<_>>()
+    });
+    done.into_iter().collect::<Result<(), _>>()?;
     if !plan.ipsets.is_empty() {
         live.ipsets = read_ipsets(dp)?;
     }
     Ok(live)
+}
+
+/// `reread_written` for one family's state.
+fn reread_family(dp: &dyn Dataplane, state: &mut LiveState, plan: &Plan) -> Result<(), SyncError> {
+    let family = state.family;
+    let written: Vec<&TablePlan> = plan
+        .tables
+        .iter()
+        .filter(|t| t.family == family && !t.is_empty())
+        .collect();
+    if written.is_empty() {
+        return Ok(());
+    }
+    if written.len() == TableName::OWNED.len() {
+        let (fresh, bytes) = read_family_sized(dp, family)?;
+        for t in written {
+            check_trustworthy(t, fresh.tables.get(&t.table), bytes)?;
+        }
+        *state = fresh;
+        return Ok(());
+    }
+    for t in written {
+        if reread_chains(dp, family, t, state)? {
+            continue;
+        }
+        let text = dp
+            .save(family, t.table)
+            .map_err(|source| SyncError::Read { family, source })?;
+        let table = parse_table(family, t.table, &text)?;
+        check_trustworthy(t, Some(&table), text.len())?;
+        state.tables.insert(t.table, table);
+    }
+    Ok(())
 }
 
 /// At most this many chains of one table are read back one by one; more, and the table is
@@ -1351,7 +1379,11 @@ mod tests {
             }
         ));
         assert!(err.to_string().contains("run as root"));
-        assert_eq!(fake.calls().len(), 1);
+        // At most one read (the families are read side by side, so the other family's saves
+        // and the ipset save still run), and no second pass.
+        let one_read = FakeDataplane::default();
+        read_live(&one_read).expect("an empty fake reads");
+        assert!(fake.calls().len() <= one_read.calls().len());
     }
 
     /// A rule as read: its hash, if any, and its text.
