@@ -25,8 +25,9 @@ pub fn run(settings: &Settings, args: &CheckArgs) -> CmdResult {
             for f in desired.guard_findings() {
                 eprintln!("warning: lockout guard: {}", f.message);
             }
+            // Chain names come from the kernel, where anyone with CAP_NET_ADMIN names them.
             for o in overtaken(settings, &desired) {
-                eprintln!("warning: {o}");
+                eprintln!("warning: {}", crate::diag::escape(&o.to_string()));
             }
         }
     }

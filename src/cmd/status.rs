@@ -367,7 +367,7 @@ fn format_text(s: &Status, running: bool) -> String {
     if !s.overtaken.is_empty() {
         let _ = writeln!(out, "overtaken:");
         for o in &s.overtaken {
-            let _ = writeln!(out, "  warning: {o}");
+            let _ = writeln!(out, "  warning: {}", crate::diag::escape(o));
         }
     }
     if !s.diagnostics.is_empty() {
