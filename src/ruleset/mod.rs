@@ -7,6 +7,7 @@ pub mod felix;
 pub mod hash;
 pub mod ipset;
 pub mod plan;
+pub mod replay;
 pub mod restore;
 pub mod save;
 

@@ -930,6 +930,7 @@ mod tests {
                 LiveChain {
                     name: name.into(),
                     policy: Some(policy.into()),
+                    unverified: false,
                     rules: vec![],
                 },
             );
@@ -949,6 +950,7 @@ mod tests {
             LiveChain {
                 name: "DOCKER-USER".into(),
                 policy: None,
+                unverified: false,
                 rules: vec![rule_of("-s 198.51.100.9/32 -j DROP"), rule_of("-j RETURN")],
             },
         );
@@ -1179,6 +1181,7 @@ mod tests {
             LiveChain {
                 name: "cali-INPUT".into(),
                 policy: None,
+                unverified: false,
                 rules: vec![],
             },
         );
@@ -1400,6 +1403,7 @@ mod tests {
             LiveChain {
                 name: "MYCHAIN".into(),
                 policy: None,
+                unverified: false,
                 rules: vec![rule_of("-s 192.0.2.0/24 -j cali-pi-old")],
             },
         );
@@ -1443,6 +1447,7 @@ mod tests {
                 LiveChain {
                     name: chain.into(),
                     policy: None,
+                    unverified: false,
                     rules: vec![rule_of("-j RETURN")],
                 },
             );

@@ -18,6 +18,9 @@ pub struct LiveChain {
     /// `ACCEPT`/`DROP` for built-in chains, `None` for user chains (`-`).
     pub policy: Option<String>,
     pub rules: Vec<LiveRule>,
+    /// Rules of ours here are the text hostfw wrote (`replay`), not the kernel's printing of it:
+    /// the next read shows how the kernel spells them.
+    pub unverified: bool,
 }
 
 /// One rule: our hash if it carries one, its save-form text after `-A <chain> `, counters

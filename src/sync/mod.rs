@@ -1,4 +1,4 @@
-//! Reconcile: read live state, plan against the desired rulesets, write, verify; bounded retry.
+//! Reconcile: read live state, plan against the desired rulesets, write, check; bounded retry.
 //! Knows nothing of YAML, files or the model: desired rulesets in, a report or an error out.
 //! Every kernel access goes through `&dyn Dataplane`.
 //!
@@ -11,16 +11,20 @@
 //! state or the new, never a mix (docs/design.md, "Failure model"). A retry re-reads everything
 //! and plans from what is really there.
 //!
-//! Verification reads back what the pass wrote: the tables it wrote, or on nft, when it wrote
-//! only a few chains, just those chains (`Dataplane::save_chains`). Someone changing another
-//! chain meanwhile is drift like any later change, for the next read (the daemon's refresh) to
-//! repair.
+//! After a write the pass does not read back what it wrote: a restore the kernel accepted holds
+//! exactly what it declared, so the state it left is computed from the restore input
+//! (`ruleset::replay`). It reads back only the hook chains it wrote in the kernel's own chains,
+//! which other tools write to as well, where that is cheap (on nft, listing those chains; on
+//! legacy, saving a small table), and checks that nothing is left to do there. Someone changing
+//! a chain meanwhile is drift like any later change, for the next read (the daemon's post-write
+//! checks and refresh, or the next `apply`) to repair.
 
 pub mod rollback;
 
 use crate::dataplane::{Backend, Dataplane, DataplaneError};
 use crate::ruleset::ipset::{parse_ipset_save, write_add, write_create, LiveIpsets};
 use crate::ruleset::plan::{self, LiveState, Overtaken, Plan, PlanOptions, Suspects, TablePlan};
+use crate::ruleset::replay::replay;
 use crate::ruleset::save::{parse_save, LiveChain, LiveRule, LiveTable};
 use crate::ruleset::{Family, Ipset, Ruleset, Table, TableName};
 use rollback::Snapshot;
@@ -68,7 +72,7 @@ pub struct ReconcileReport {
     /// Passes it took (1 when nothing failed).
     pub attempts: u32,
     /// Foreign jumps (fail2ban, CrowdSec, sshguard, admin chains) our inserted hooks precede in
-    /// the verified state; each is logged as a warning when this reconcile wrote hooks.
+    /// the state the reconcile left; each is logged as a warning when this reconcile wrote hooks.
     pub overtaken: Vec<Overtaken>,
     pub duration: Duration,
 }
@@ -114,6 +118,13 @@ pub enum SyncError {
         table: &'static str,
         bytes: usize,
     },
+    /// A chain listed after a write holds rules of ours the save before it did not show.
+    #[error("{} {table} chain {chain}: holds more of hostfw's rules than iptables-save showed before the write; its output cannot be trusted, so hostfw stops instead of writing the same rules again", family_name(*family))]
+    UnseenRules {
+        family: Family,
+        table: &'static str,
+        chain: String,
+    },
 }
 
 fn family_name(family: Family) -> &'static str {
@@ -133,7 +144,8 @@ impl SyncError {
             SyncError::Verify { .. } => true,
             SyncError::Parse { .. }
             | SyncError::ParseIpsets(_)
-            | SyncError::UntrustedSave { .. } => false,
+            | SyncError::UntrustedSave { .. }
+            | SyncError::UnseenRules { .. } => false,
         }
     }
 
@@ -159,18 +171,20 @@ pub struct Live {
     pub ipsets: LiveIpsets,
 }
 
-/// The kernel state a successful reconcile last saw (after its verifying read). A long-lived
-/// caller (the daemon) passes it to the next `reconcile_cached`, which then plans without
-/// reading first: on a large ruleset the read costs as much as the write. A stale cache is safe:
-/// a plan built from it either fails to apply or leaves a residual diff, and both make the pass
-/// retry from a fresh read; the verification always reads what was written. An in-sync answer
-/// from the cache reads nothing, so a drift check must `invalidate` first.
+/// The kernel state a successful reconcile last saw or left (read, or replayed after a write).
+/// A long-lived caller (the daemon) passes it to the next `reconcile_cached`, which then plans
+/// without reading first: on a large ruleset the read costs as much as the write. A stale cache
+/// is safe: a plan built from it either fails to apply, which makes the pass retry from a fresh
+/// read, or leaves the kernel differing where someone else changed it, which is drift for the
+/// next fresh read. An in-sync answer from the cache reads nothing, so a drift check must
+/// `invalidate` first.
 ///
 /// It also remembers the text the kernel printed for each rule of ours (by chain and hash) in
-/// the last verified state, and survives `invalidate` with it: a later read whose rule under the
+/// the last state read, and survives `invalidate` with it: a later read whose rule under the
 /// same hash reads differently was tampered with (`iptables -R` keeping the comment), and the
 /// chain is repaired. The kernel prints a rule it was given the same way every time, so the
-/// comparison needs no model of how it rewrites rule text.
+/// comparison needs no model of how it rewrites rule text. A chain just written is remembered
+/// from its first read after the write.
 #[derive(Debug, Clone, Default)]
 pub struct LiveCache {
     live: Option<Live>,
@@ -215,12 +229,13 @@ impl RuleDigests {
         })
     }
 
-    /// Forget everything and remember the hashed rules of `live`.
+    /// Forget everything and remember the hashed rules of `live` as the kernel printed them
+    /// (a chain known only from what was written is learnt at its next read).
     fn learn(&mut self, live: &Live) {
         let mut chains = BTreeMap::new();
         for state in &live.tables {
             for (table, lt) in &state.tables {
-                for chain in lt.chains.values() {
+                for chain in lt.chains.values().filter(|c| !c.unverified) {
                     let rules: Vec<RuleDigest> =
                         chain.rules.iter().filter_map(|r| self.rule(r)).collect();
                     if rules.is_empty() {
@@ -278,7 +293,7 @@ impl LiveCache {
         self.live.is_none()
     }
 
-    /// Remember the rule texts of a verified state.
+    /// Remember the rule texts of a state the kernel printed.
     fn learn(&mut self, live: &Live) {
         self.texts.learn(live);
     }
@@ -372,120 +387,154 @@ fn read_ipsets(dp: &dyn Dataplane) -> Result<LiveIpsets, SyncError> {
     parse_ipset_save(&text).map_err(|e| SyncError::ParseIpsets(e.to_string()))
 }
 
-/// The state after writing `plan`: the tables and ipsets it wrote are read again, the rest is
-/// what the pass read before (a large untouched table is not re-read just to verify). A family
-/// all of whose tables were written is read with one save, as planning reads it.
-/// The families are re-read at the same time, as `read_live` reads them.
-fn reread_written(dp: &dyn Dataplane, mut live: Live, plan: &Plan) -> Result<Live, SyncError> {
+/// The state after `plan` was written, and whether any of it was read back from the kernel
+/// (not counting the ipsets). Each written table is replayed from its restore input
+/// (`ruleset::replay`: an accepted restore holds exactly what it declared), then the hook
+/// chains it wrote are read back where that is cheap (`read_back_hooks`); the ipsets are read
+/// again when they changed (`ipset save` of our sets is cheap, and their members are not in the
+/// plan's text in a form worth replaying). The families are handled at the same time, as
+/// `read_live` reads them.
+fn after_write(dp: &dyn Dataplane, mut live: Live, plan: &Plan) -> Result<(Live, bool), SyncError> {
     let done = std::thread::scope(|scope| {
         let readers: Vec<_> = live
             .tables
             .iter_mut()
-            .map(|state| scope.spawn(move || reread_family(dp, state, plan)))
+            .map(|state| scope.spawn(move || after_write_family(dp, state, plan)))
             .collect();
         readers.into_iter().map(join_reader).collect::<Vec<_>>()
     });
-    done.into_iter().collect::<Result<(), _>>()?;
+    let mut read_back = false;
+    for family in done {
+        read_back |= family?;
+    }
     if !plan.ipsets.is_empty() {
         live.ipsets = read_ipsets(dp)?;
     }
-    Ok(live)
+    Ok((live, read_back))
 }
 
-/// `reread_written` for one family's state.
-fn reread_family(dp: &dyn Dataplane, state: &mut LiveState, plan: &Plan) -> Result<(), SyncError> {
+/// `after_write` for one family's state.
+fn after_write_family(
+    dp: &dyn Dataplane,
+    state: &mut LiveState,
+    plan: &Plan,
+) -> Result<bool, SyncError> {
     let family = state.family;
-    let written: Vec<&TablePlan> = plan
+    let mut read_back = false;
+    for t in plan
         .tables
         .iter()
         .filter(|t| t.family == family && !t.is_empty())
-        .collect();
-    if written.is_empty() {
-        return Ok(());
-    }
-    if written.len() == TableName::OWNED.len() {
-        let (fresh, bytes) = read_family_sized(dp, family)?;
-        for t in written {
-            check_trustworthy(t, fresh.tables.get(&t.table), bytes)?;
-        }
-        *state = fresh;
-        return Ok(());
-    }
-    for t in written {
-        if reread_chains(dp, family, t, state)? {
+    {
+        let table = state.tables.entry(t.table).or_default();
+        if let Err(e) = replay(table, &t.restore_input) {
+            log::warn!(
+                "{} {}: {e}; reading the table back instead",
+                family_name(family),
+                t.table.as_str()
+            );
+            *table = save_table(dp, family, t, table)?;
+            read_back = true;
             continue;
         }
-        let text = dp
-            .save(family, t.table)
-            .map_err(|source| SyncError::Read { family, source })?;
-        let table = parse_table(family, t.table, &text)?;
-        check_trustworthy(t, Some(&table), text.len())?;
-        state.tables.insert(t.table, table);
+        if !t.hooks.is_empty() {
+            read_back |= read_back_hooks(dp, family, t, table)?;
+        }
     }
-    Ok(())
+    Ok(read_back)
 }
 
-/// At most this many chains of one table are read back one by one; more, and the table is
-/// saved whole (on nft a chain costs ~20 ms, a 50,000-rule table ~1.7 s).
+/// At most this many chains of one table are read back one by one (on nft a chain costs ~20 ms
+/// to list, a 50,000-rule table ~1.7 s to save).
 const CHAIN_READS_MAX: usize = 8;
 
-/// Read back only the chains `t` wrote (created, rewritten, emptied, hook chains) into
-/// `state`, and drop the chains it deleted (a restore commits all of its transaction or
-/// nothing). False when the dataplane cannot do that cheaply, or a chain could not be read
-/// (then the caller saves the whole table).
-fn reread_chains(
+/// A table of at most this many rules is saved whole to read its hook chains back where the
+/// backend cannot list single chains cheaply (legacy fetches the whole table from the kernel
+/// even for `-S CHAIN`); a larger one is left as replayed, since its read would cost as much
+/// as the write.
+const TABLE_READ_MAX_RULES: usize = 5_000;
+
+/// Read back the hook chains `t` wrote in the kernel's chains (`INPUT`, `PREROUTING`, …) into
+/// `table`, as replayed: these are the chains other tools write to as well, and the read also
+/// catches a save tool that exits 0 yet shows nothing of what was just written (planning from
+/// it again would insert the hooks once more on every apply). True when something was read.
+fn read_back_hooks(
     dp: &dyn Dataplane,
     family: Family,
     t: &TablePlan,
-    state: &mut LiveState,
+    table: &mut LiveTable,
 ) -> Result<bool, SyncError> {
-    let chains: Vec<&str> = t
-        .create
-        .iter()
-        .chain(&t.rewrite)
-        .chain(t.kept.iter().map(|k| &k.chain))
-        .chain(&t.hooks)
-        .map(String::as_str)
-        .collect();
-    if chains.len() > CHAIN_READS_MAX {
+    let hooks: Vec<&str> = t.hooks.iter().map(String::as_str).collect();
+    let listed = if hooks.len() <= CHAIN_READS_MAX {
+        dp.save_chains(family, t.table, &hooks).unwrap_or_else(|e| {
+            log::debug!("listing chains {hooks:?}: {e}");
+            None
+        })
+    } else {
+        None
+    };
+    if let Some(text) = listed {
+        let mut read = parse_table(family, t.table, &text)?;
+        check_trustworthy(t, table, &read, &hooks, text.len())?;
+        check_none_unseen(t, table, &read)?;
+        for hook in hooks {
+            match read.chains.remove(hook) {
+                Some(now) => table.chains.insert(hook.to_string(), now),
+                None => table.chains.remove(hook),
+            };
+        }
+        return Ok(true);
+    }
+    let rules: usize = table.chains.values().map(|c| c.rules.len()).sum();
+    if rules > TABLE_READ_MAX_RULES {
         return Ok(false);
     }
-    let text = match dp.save_chains(family, t.table, &chains) {
-        Ok(Some(text)) => text,
-        Ok(None) => return Ok(false),
-        Err(e) => {
-            log::debug!("reading back chains {chains:?}: {e}; saving the table instead");
-            return Ok(false);
-        }
-    };
-    let mut read = parse_table(family, t.table, &text)?;
-    check_trustworthy(t, Some(&read), text.len())?;
-    let table = state.tables.entry(t.table).or_default();
-    for chain in &t.delete {
-        table.chains.remove(chain);
-    }
-    for chain in chains {
-        match read.chains.remove(chain) {
-            Some(now) => table.chains.insert(chain.to_string(), now),
-            None => table.chains.remove(chain),
-        };
-    }
+    *table = save_table(dp, family, t, table)?;
     Ok(true)
 }
 
-/// After a successful write the save must show at least one of the chains the plan created or
-/// rewrote in the table: a save that exits 0 yet prints nothing (or another table) would make
-/// every retry plan a fresh install and insert the hook rules again. `bytes`: how much the save
-/// printed (for the error).
+/// `t`'s table as the kernel now holds it, checked against `expected` (the replayed table).
+fn save_table(
+    dp: &dyn Dataplane,
+    family: Family,
+    t: &TablePlan,
+    expected: &LiveTable,
+) -> Result<LiveTable, SyncError> {
+    let text = dp
+        .save(family, t.table)
+        .map_err(|source| SyncError::Read { family, source })?;
+    let read = parse_table(family, t.table, &text)?;
+    let written: Vec<&str> = t
+        .create
+        .iter()
+        .chain(&t.rewrite)
+        .chain(&t.hooks)
+        .map(String::as_str)
+        .collect();
+    check_trustworthy(t, expected, &read, &written, text.len())?;
+    Ok(read)
+}
+
+/// After a successful write the read must show something of ours in at least one of the
+/// `chains` that `expected` (the replayed table) holds something of ours in: a chain of ours,
+/// or a hashed rule in a kernel chain. A save that exits 0 yet prints nothing (or another
+/// table) would make every retry plan a fresh install and insert the hook rules again.
+/// `bytes`: how much the save printed (for the error).
 fn check_trustworthy(
     t: &TablePlan,
-    seen: Option<&LiveTable>,
+    expected: &LiveTable,
+    seen: &LiveTable,
+    chains: &[&str],
     bytes: usize,
 ) -> Result<(), SyncError> {
-    let mut written = t.create.iter().chain(&t.rewrite).peekable();
-    if written.peek().is_none()
-        || written.any(|c| seen.is_some_and(|live| live.chains.contains_key(c)))
-    {
+    let holds_ours = |table: &LiveTable, name: &str| {
+        table
+            .chains
+            .get(name)
+            .is_some_and(|c| plan::is_owned_chain(name) || c.rules.iter().any(|r| r.hash.is_some()))
+    };
+    let mut wanted = chains.iter().filter(|c| holds_ours(expected, c)).peekable();
+    if wanted.peek().is_none() || wanted.any(|c| holds_ours(seen, c)) {
         return Ok(());
     }
     Err(SyncError::UntrustedSave {
@@ -493,6 +542,31 @@ fn check_trustworthy(
         table: t.table.as_str(),
         bytes,
     })
+}
+
+/// The hook chains listed after a write must not hold more rules of ours than the replay of
+/// the pre-write read expects: if they do, that read (a save tool, while the listing is another
+/// program) missed rules that were there, and planning from it again would insert the hooks
+/// once more on every retry.
+fn check_none_unseen(
+    t: &TablePlan,
+    expected: &LiveTable,
+    seen: &LiveTable,
+) -> Result<(), SyncError> {
+    let ours = |table: &LiveTable, name: &str| {
+        table
+            .chains
+            .get(name)
+            .map_or(0, |c| c.rules.iter().filter(|r| r.hash.is_some()).count())
+    };
+    match t.hooks.iter().find(|h| ours(seen, h) > ours(expected, h)) {
+        None => Ok(()),
+        Some(chain) => Err(SyncError::UnseenRules {
+            family: t.family,
+            table: t.table.as_str(),
+            chain: chain.clone(),
+        }),
+    }
 }
 
 /// The desired state per supported family. A supported family without a desired ruleset (IPv6
@@ -579,7 +653,8 @@ pub fn reconcile(
 }
 
 /// `reconcile`, starting from `cache` instead of a read when it holds a state (see
-/// `LiveCache`); on success the cache holds the verified state, on failure it is emptied.
+/// `LiveCache`); on success the cache holds the state the reconcile left, on failure it is
+/// emptied.
 pub fn reconcile_cached(
     desired: &[Ruleset],
     dp: &dyn Dataplane,
@@ -587,7 +662,7 @@ pub fn reconcile_cached(
     cache: &mut LiveCache,
 ) -> Result<ReconcileReport, SyncError> {
     let desired = desired_for(dp, desired);
-    let mut report = run_passes(dp, opts, cache, |live, suspects| {
+    let mut report = run_passes(dp, opts, Check::Written, cache, |live, suspects| {
         plan_against(&desired, live, dp, suspects)
     })?;
     if let Some(seen) = &cache.live {
@@ -606,16 +681,32 @@ pub fn reconcile_cached(
 /// backends, and the kernel refuses to destroy a set in use.
 pub fn flush(dp: &dyn Dataplane, opts: &SyncOptions) -> Result<ReconcileReport, SyncError> {
     let shared = dp.sets_used_by_other_backend();
-    run_passes(dp, opts, &mut LiveCache::default(), |live, _| {
-        let mut ipsets = live.ipsets.clone();
-        ipsets.sets.retain(|name, _| !shared.contains(name));
-        plan::flush_plan(&live.tables, &ipsets)
-    })
+    run_passes(
+        dp,
+        opts,
+        Check::Everything,
+        &mut LiveCache::default(),
+        |live, _| {
+            let mut ipsets = live.ipsets.clone();
+            ipsets.sets.retain(|name, _| !shared.contains(name));
+            plan::flush_plan(&live.tables, &ipsets)
+        },
+    )
+}
+
+/// What a pass reads after its write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// The hook chains, where cheap (`after_write`): what a reconcile needs.
+    Written,
+    /// Everything, as planning reads it: `flush` promises nothing of ours is left.
+    Everything,
 }
 
 fn run_passes(
     dp: &dyn Dataplane,
     opts: &SyncOptions,
+    check: Check,
     cache: &mut LiveCache,
     make_plan: impl Fn(&Live, &Suspects) -> Plan,
 ) -> Result<ReconcileReport, SyncError> {
@@ -638,7 +729,7 @@ fn run_passes(
         report.attempts += 1;
         // Only the first pass may trust the cache; a retry always reads.
         let start = cache.live.take();
-        match pass(dp, opts, start, cache, &make_plan, &mut report) {
+        match pass(dp, opts, check, start, cache, &make_plan, &mut report) {
             Ok(seen) => {
                 // A dry run may have seen drift it did not repair: nothing to learn from it.
                 if !opts.dry_run {
@@ -663,12 +754,13 @@ fn run_passes(
     Ok(report)
 }
 
-/// One read → plan → write → verify pass, starting from `start` instead of a read when given;
-/// `cache` supplies the remembered rule texts. Returns the state it last saw (verified after a
+/// One read → plan → write → check pass, starting from `start` instead of a read when given;
+/// `cache` supplies the remembered rule texts. Returns the state it last saw (replayed after a
 /// write).
 fn pass(
     dp: &dyn Dataplane,
     opts: &SyncOptions,
+    check: Check,
     start: Option<Live>,
     cache: &LiveCache,
     make_plan: &impl Fn(&Live, &Suspects) -> Plan,
@@ -693,7 +785,7 @@ fn pass(
     let outcome = if opts.dry_run || plan.is_empty() {
         Ok(live)
     } else {
-        write_and_verify(dp, &plan, live, make_plan, report)
+        write_and_verify(dp, &plan, live, check, make_plan, report)
     };
     // Moved, not cloned: at 10,000 policies the restore input alone is hundreds of megabytes.
     if report.attempts == 1 {
@@ -702,16 +794,24 @@ fn pass(
     outcome
 }
 
-/// Write `plan`, read back what it wrote and check nothing is left to do.
+/// Write `plan`, take the state it left (`after_write`) and, when part of it was read back,
+/// check nothing is left to do there.
 fn write_and_verify(
     dp: &dyn Dataplane,
     plan: &Plan,
     live: Live,
+    check: Check,
     make_plan: &impl Fn(&Live, &Suspects) -> Plan,
     report: &mut ReconcileReport,
 ) -> Result<Live, SyncError> {
     write(dp, plan, &live, report)?;
-    let after = reread_written(dp, live, plan)?;
+    let (after, read_back) = match check {
+        Check::Written => after_write(dp, live, plan)?,
+        Check::Everything => (read_live(dp)?, true),
+    };
+    if !read_back {
+        return Ok(after);
+    }
     let residual = make_plan(&after, &Suspects::default());
     if !residual.is_empty() {
         return Err(SyncError::Verify {
@@ -940,6 +1040,24 @@ mod tests {
         ruleset
     }
 
+    fn with_hook_position(mut ruleset: Ruleset, position: HookPosition) -> Ruleset {
+        for table in &mut ruleset.tables {
+            for hook in &mut table.hooks {
+                hook.position = position;
+            }
+        }
+        ruleset
+    }
+
+    /// The text of our hook rule in the fake's IPv4 INPUT chain.
+    fn our_input_hook(fake: &FakeDataplane) -> String {
+        fake.rules(Family::V4, TableName::Filter, "INPUT")
+            .unwrap()
+            .into_iter()
+            .find(|r| r.contains("cali:"))
+            .unwrap()
+    }
+
     fn both(port: u16) -> Vec<Ruleset> {
         vec![
             desired(Family::V4, port, &["203.0.113.0/24"]),
@@ -1164,18 +1282,28 @@ mod tests {
         );
     }
 
+    /// Another tool flushing our chain right after our write is drift: the reconcile that
+    /// wrote does not read it back, the next read finds and repairs it, from a cache only once
+    /// the cache is invalidated (the daemon's post-write check).
     #[test]
-    fn a_concurrent_writer_is_caught_by_verification_and_repaired() {
+    fn a_concurrent_writer_is_drift_for_the_next_read() {
         let fake = FakeDataplane::default();
-        reconcile(&both(22), &fake, &quick()).unwrap();
-        // While we write the new port, another tool flushes our INPUT chain.
+        let mut cache = LiveCache::default();
+        reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
         fake.interfere(
             Family::V4,
             TableName::Filter,
             "*filter\n:cali-pi-test - -\nCOMMIT\n",
         );
-        let report = reconcile(&both(2222), &fake, &quick()).unwrap();
-        assert_eq!(report.attempts, 2);
+        let report = reconcile_cached(&both(2222), &fake, &quick(), &mut cache).unwrap();
+        assert_eq!(report.attempts, 1);
+        assert!(!diff(&both(2222), &fake).unwrap().is_empty());
+        assert!(reconcile_cached(&both(2222), &fake, &quick(), &mut cache)
+            .unwrap()
+            .in_sync());
+        cache.invalidate();
+        let report = reconcile_cached(&both(2222), &fake, &quick(), &mut cache).unwrap();
+        assert_eq!(report.restores, 1);
         assert!(diff(&both(2222), &fake).unwrap().is_empty());
         assert_eq!(
             fake.rules(Family::V4, TableName::Filter, "cali-pi-test")
@@ -1238,66 +1366,99 @@ mod tests {
         assert_eq!(fake.set_members(SET).unwrap().len(), 2);
     }
 
+    /// A write that touched no hook chain reads nothing back: the state it left is replayed
+    /// from its input, and a fresh read agrees.
     #[test]
-    fn verification_rereads_only_what_was_written() {
-        let fake = FakeDataplane::default();
-        reconcile(&both(22), &fake, &quick()).unwrap();
-        fake.clear_calls();
-        let v4_changed = vec![
-            desired(Family::V4, 2222, &["203.0.113.0/24"]),
-            desired(Family::V6, 22, &[]),
-        ];
-        let report = reconcile(&v4_changed, &fake, &quick()).unwrap();
-        assert_eq!(report.restores, 1);
-        let calls = fake.calls();
-        let count = |program: &str| calls.iter().filter(|c| c.argv[0] == program).count();
-        // IPv4: read (four tables), write filter, read filter again; IPv6 and ipsets: read
-        // once.
-        assert_eq!(count("iptables-legacy-save"), 5);
-        let last_save = calls
-            .iter()
-            .rev()
-            .find(|c| c.argv[0] == "iptables-legacy-save")
-            .unwrap();
-        assert_eq!(last_save.argv[1..], ["-t", "filter"]);
-        assert_eq!(count("ip6tables-legacy-save"), 4);
-        assert_eq!(count("ipset"), 1);
-        assert!(diff(&v4_changed, &fake).unwrap().is_empty());
+    fn a_write_without_hooks_reads_nothing_back() {
+        for backend in [Backend::Legacy, Backend::Nft] {
+            let fake = FakeDataplane::new(backend);
+            let mut cache = LiveCache::default();
+            reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+            fake.clear_calls();
+            let v4_changed = vec![
+                desired(Family::V4, 2222, &["203.0.113.0/24", "198.51.100.64/26"]),
+                desired(Family::V6, 22, &[]),
+            ];
+            let report = reconcile_cached(&v4_changed, &fake, &quick(), &mut cache).unwrap();
+            assert_eq!((report.restores, report.ipset_restores), (1, 1));
+            let calls = fake.calls();
+            let after_write = &calls[calls.iter().position(Call::is_restore).unwrap()..];
+            let reads: Vec<String> = after_write
+                .iter()
+                .filter(|c| !c.is_restore() && !c.is_ipset_restore())
+                .map(|c| c.argv.join(" "))
+                .collect();
+            assert_eq!(
+                reads,
+                ["ipset save"],
+                "{backend:?}: only the changed set is re-read"
+            );
+            let replayed = cache.live.clone().unwrap();
+            let read = read_live(&fake).unwrap();
+            assert!(plan_against(&v4_changed, &replayed, &fake, &Suspects::default()).is_empty());
+            assert!(diff(&v4_changed, &fake).unwrap().is_empty());
+            for (replayed, read) in replayed.tables.iter().zip(&read.tables) {
+                for (table, t) in &read.tables {
+                    let names = |t: &LiveTable| t.chains.keys().cloned().collect::<Vec<_>>();
+                    assert_eq!(
+                        names(&replayed.tables[table]),
+                        names(t),
+                        "{backend:?} {table:?}"
+                    );
+                }
+            }
+        }
     }
 
-    /// On nft a small write is verified by listing the chains it wrote, not by saving the
-    /// table; a blind tool is still caught.
+    /// Hooks written on nft are listed back chain by chain, not saved with their table; a
+    /// blind tool is still caught.
     #[test]
-    fn on_nft_verification_lists_only_the_chains_written() {
+    fn on_nft_hooks_written_are_listed_back() {
         let fake = FakeDataplane::new(Backend::Nft);
-        reconcile(&both(22), &fake, &quick()).unwrap();
-        fake.clear_calls();
-        let report = reconcile(&both(2222), &fake, &quick()).unwrap();
-        assert_eq!((report.restores, report.attempts), (2, 1));
+        let report = reconcile(&both(22), &fake, &quick()).unwrap();
+        assert_eq!(report.attempts, 1);
+        assert!(report.hooks_fixed > 0);
         let calls = fake.calls();
         let after_write = &calls[calls.iter().position(Call::is_restore).unwrap()..];
-        let reads: Vec<String> = after_write
+        let reads: Vec<&Call> = after_write
             .iter()
-            .filter(|c| !c.is_restore())
-            .map(|c| c.argv.join(" "))
+            .filter(|c| !c.is_restore() && !c.is_ipset_restore())
             .collect();
-        assert_eq!(
-            reads,
-            [
-                "iptables-nft-list -t filter -S cali-INPUT",
-                "ip6tables-nft-list -t filter -S cali-INPUT"
-            ]
-        );
-        assert!(diff(&both(2222), &fake).unwrap().is_empty());
+        assert!(reads
+            .iter()
+            .any(|c| c.argv.join(" ") == "iptables-nft-list -t filter -S INPUT"));
+        for call in reads {
+            let line = call.argv.join(" ");
+            assert!(line.contains(" -S ") || line == "ipset save", "{line}");
+            assert!(
+                !line.contains(" -S cali-"),
+                "our own chains are not read back: {line}"
+            );
+        }
+        assert!(diff(&both(22), &fake).unwrap().is_empty());
 
+        // The save tool goes blind, the listing (another program) does not: the write cannot
+        // be replayed onto a read without the kernel's chains, the table saved instead shows
+        // nothing, and the pass stops.
         fake.blind_saves();
         let err = reconcile(&both(2222), &fake, &quick()).unwrap_err();
         assert!(matches!(err, SyncError::UntrustedSave { .. }), "{err}");
+        assert!(err.to_string().contains("cannot be trusted"), "{err}");
+        assert_eq!(
+            input_rule_count(&fake),
+            2,
+            "one extra hook at most, no retry"
+        );
     }
 
     #[test]
     fn a_cached_state_saves_the_first_read_and_a_stale_one_is_repaired() {
         let fake = FakeDataplane::default();
+        fake.external_restore(
+            Family::V4,
+            TableName::Filter,
+            "*filter\n-A INPUT -s 198.51.100.9/32 -j DROP\nCOMMIT\n",
+        );
         let mut cache = LiveCache::default();
         reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
         assert!(!cache.is_empty());
@@ -1310,16 +1471,24 @@ mod tests {
         assert!(calls[0].is_restore(), "first call was {:?}", calls[0].argv);
         assert!(diff(&both(2222), &fake).unwrap().is_empty());
 
-        // Someone flushes our chain behind the cache's back: a change planned from the stale
-        // cache is caught by verification and the retry reads afresh.
+        // A plan from a stale cache that the kernel refuses (a hook rule deleted by value that
+        // is no longer there) makes the pass retry from a fresh read.
         fake.external_restore(
             Family::V4,
             TableName::Filter,
-            "*filter\n:cali-pi-test - -\nCOMMIT\n",
+            &format!("*filter\n-D INPUT {}\nCOMMIT\n", our_input_hook(&fake)),
         );
-        let report = reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        let append = vec![
+            with_hook_position(
+                desired(Family::V4, 22, &["203.0.113.0/24"]),
+                HookPosition::Append,
+            ),
+            desired(Family::V6, 22, &[]),
+        ];
+        let report = reconcile_cached(&append, &fake, &quick(), &mut cache).unwrap();
         assert_eq!(report.attempts, 2);
-        assert!(diff(&both(22), &fake).unwrap().is_empty());
+        assert!(diff(&append, &fake).unwrap().is_empty());
+        reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
 
         // In sync according to the cache: nothing is read or written; after `invalidate` the
         // drift is seen.
@@ -1394,6 +1563,7 @@ mod tests {
         let chain = LiveChain {
             name: name.into(),
             policy: None,
+            unverified: false,
             rules: rules
                 .iter()
                 .map(|(hash, text)| LiveRule {
@@ -1412,6 +1582,34 @@ mod tests {
             }],
             ipsets: LiveIpsets::default(),
         }
+    }
+
+    /// A hook chain listed after the write with more rules of ours than the replay of the
+    /// pre-write read expects means that read missed them: stop, do not retry.
+    #[test]
+    fn hook_rules_the_read_missed_stop_the_pass() {
+        let table = |rules: &[SavedRule]| {
+            let live = one_chain("INPUT", rules);
+            live.tables[0].tables[&TableName::Filter].clone()
+        };
+        let hook = (Some("Cz_u1IQiXIMmKD4c"), "-j cali-INPUT");
+        let t = TablePlan {
+            family: Family::V4,
+            table: TableName::Filter,
+            create: Vec::new(),
+            rewrite: Vec::new(),
+            delete: Vec::new(),
+            hooks: vec!["INPUT".into()],
+            kept: Vec::new(),
+            restore_input: String::new(),
+        };
+        let expected = table(&[hook, (None, "-j DROP")]);
+        assert!(check_none_unseen(&t, &expected, &table(&[hook, (None, "-j DROP")])).is_ok());
+        assert!(check_none_unseen(&t, &expected, &table(&[(None, "-j DROP")])).is_ok());
+        let err =
+            check_none_unseen(&t, &expected, &table(&[hook, hook, (None, "-j DROP")])).unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("chain INPUT"), "{err}");
     }
 
     /// The digests the cache keeps instead of the rule texts name exactly the chains a kept

@@ -1,0 +1,188 @@
+//! The table the kernel holds after it accepted one of our `iptables-restore --noflush` inputs,
+//! computed from the table as last read and that input, instead of read back. Pure.
+//!
+//! Why this is sound: `iptables-restore` commits each `*table … COMMIT` transaction whole or
+//! not at all, and a chain we write is declared (`:chain`, which creates or flushes it) and then
+//! filled with every rule, so after an accepted restore it holds exactly those rules. Hook rules
+//! are inserted at fixed positions and deleted by value, so their outcome does not depend on
+//! what another writer did to the rest of the chain. What the kernel holds then differs from the
+//! replay only by what someone else changed meanwhile, which is drift like any later change and
+//! is found by the next read.
+//!
+//! Only the verbs our plan writes are replayed (`:`, `-A`, `-I N`, `-D <rule>`, `-X`, `COMMIT`);
+//! anything else is an error and the caller reads the table instead. Replayed rules carry the
+//! text we wrote, not the kernel's spelling of it: every chain the replay touches is marked
+//! `unverified`, so nobody mistakes that text for what the kernel prints.
+
+use super::save::{find_hash, LiveChain, LiveRule, LiveTable};
+
+/// Why an input could not be replayed (the caller then reads the table from the kernel).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: cannot replay `{text}`: {why}")]
+pub struct ReplayError {
+    pub line: usize,
+    pub text: String,
+    pub why: &'static str,
+}
+
+/// Apply `input` (one table's restore input, any number of transactions) to `table`.
+pub fn replay(table: &mut LiveTable, input: &str) -> Result<(), ReplayError> {
+    for (index, line) in input.lines().enumerate() {
+        let fail = |why| ReplayError {
+            line: index + 1,
+            text: line.chars().take(120).collect(),
+            why,
+        };
+        if line.is_empty() || line.starts_with('*') || line == "COMMIT" {
+            continue;
+        }
+        if let Some(decl) = line.strip_prefix(':') {
+            let name = decl
+                .split_whitespace()
+                .next()
+                .ok_or_else(|| fail("a chain line without a name"))?;
+            let chain = table
+                .chains
+                .entry(name.to_string())
+                .or_insert_with(|| LiveChain {
+                    name: name.to_string(),
+                    ..LiveChain::default()
+                });
+            // Declaring a built-in chain only sets its policy, which we never write.
+            if chain.policy.is_none() {
+                chain.rules.clear();
+            }
+            chain.unverified = true;
+            continue;
+        }
+        let mut words = line.splitn(3, ' ');
+        let verb = words.next().unwrap_or_default();
+        let name = words.next().ok_or_else(|| fail("no chain"))?;
+        let rest = words.next().unwrap_or_default();
+        if verb == "-X" {
+            table.chains.remove(name);
+            continue;
+        }
+        let chain = table
+            .chains
+            .get_mut(name)
+            .ok_or_else(|| fail("a chain the table does not hold"))?;
+        chain.unverified = true;
+        match verb {
+            "-A" => chain.rules.push(rule(rest)),
+            "-I" => {
+                let (position, text) = rest.split_once(' ').ok_or_else(|| fail("no position"))?;
+                let at: usize = position.parse().map_err(|_| fail("a bad position"))?;
+                if at == 0 || at > chain.rules.len() + 1 {
+                    return Err(fail("a position past the chain's end"));
+                }
+                chain.rules.insert(at - 1, rule(text));
+            }
+            "-D" => {
+                let at = chain
+                    .rules
+                    .iter()
+                    .position(|r| r.text == rest)
+                    .ok_or_else(|| fail("a rule the chain does not hold"))?;
+                chain.rules.remove(at);
+            }
+            _ => return Err(fail("a verb the plan never writes")),
+        }
+    }
+    Ok(())
+}
+
+fn rule(text: &str) -> LiveRule {
+    LiveRule {
+        hash: find_hash(text).map(str::to_string),
+        text: text.to_string(),
+        ..LiveRule::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ruleset::save::parse_save;
+
+    fn table(save: &str) -> LiveTable {
+        parse_save(save).expect("test save parses")
+    }
+
+    fn texts(t: &LiveTable, chain: &str) -> Vec<String> {
+        t.chains[chain]
+            .rules
+            .iter()
+            .map(|r| r.text.clone())
+            .collect()
+    }
+
+    const HOOK: &str = r#"-m comment --comment "cali:Cz_u1IQiXIMmKD4c" -j cali-INPUT"#;
+
+    #[test]
+    fn new_chains_are_created_and_filled_and_hooks_go_above_foreign_rules() {
+        let mut t = table(
+            "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j f2b-sshd\n:f2b-sshd - [0:0]\nCOMMIT\n",
+        );
+        let input = format!(
+            "*filter\n:cali-INPUT - [0:0]\n-A cali-INPUT -m comment --comment \"cali:aaaa\" -j ACCEPT\n-I INPUT 1 {HOOK}\nCOMMIT\n"
+        );
+        replay(&mut t, &input).unwrap();
+        assert_eq!(texts(&t, "INPUT"), [HOOK, "-j f2b-sshd"]);
+        assert_eq!(
+            t.chains["INPUT"].rules[0].hash.as_deref(),
+            Some("Cz_u1IQiXIMmKD4c")
+        );
+        assert_eq!(t.chains["INPUT"].policy.as_deref(), Some("ACCEPT"));
+        let ours = &t.chains["cali-INPUT"];
+        assert!(ours.unverified && t.chains["INPUT"].unverified);
+        assert!(
+            !t.chains["f2b-sshd"].unverified,
+            "untouched chains stay as read"
+        );
+        assert_eq!(ours.rules[0].hash.as_deref(), Some("aaaa"));
+    }
+
+    #[test]
+    fn a_declared_chain_is_flushed_a_deleted_rule_and_chain_are_gone() {
+        let mut t = table(
+            "*filter\n:INPUT ACCEPT [0:0]\n:cali-old - [0:0]\n:cali-x - [0:0]\n\
+             -A INPUT -m comment --comment \"cali:h1\" -j cali-old\n-A INPUT -j DROP\n\
+             -A cali-old -j ACCEPT\n-A cali-x -j DROP\nCOMMIT\n",
+        );
+        let input = "*filter\n:cali-x - [0:0]\n:cali-old - [0:0]\n\
+                     -A cali-x -j RETURN\n\
+                     -D INPUT -m comment --comment \"cali:h1\" -j cali-old\nCOMMIT\n\
+                     *filter\n:cali-old - [0:0]\n-X cali-old\nCOMMIT\n";
+        replay(&mut t, input).unwrap();
+        assert_eq!(texts(&t, "INPUT"), ["-j DROP"]);
+        assert_eq!(texts(&t, "cali-x"), ["-j RETURN"]);
+        assert!(!t.chains.contains_key("cali-old"));
+    }
+
+    #[test]
+    fn what_the_plan_never_writes_is_refused_not_guessed() {
+        for (input, why) in [
+            (
+                "*filter\n-A cali-nope -j ACCEPT\nCOMMIT\n",
+                "a chain the table does not hold",
+            ),
+            (
+                "*filter\n-D INPUT -j ACCEPT\nCOMMIT\n",
+                "a rule the chain does not hold",
+            ),
+            (
+                "*filter\n-I INPUT 9 -j ACCEPT\nCOMMIT\n",
+                "a position past the chain's end",
+            ),
+            (
+                "*filter\n-R INPUT 1 -j ACCEPT\nCOMMIT\n",
+                "a verb the plan never writes",
+            ),
+        ] {
+            let mut t = table("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n");
+            let err = replay(&mut t, input).unwrap_err();
+            assert_eq!((err.line, err.why), (2, why), "{input}");
+        }
+    }
+}
