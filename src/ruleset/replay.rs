@@ -16,6 +16,9 @@
 
 use super::save::{find_hash, LiveChain, LiveRule, LiveTable};
 
+/// The kernel's own chains, which exist as soon as their table does.
+const BUILT_IN: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
+
 /// Why an input could not be replayed (the caller then reads the table from the kernel).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: cannot replay `{text}`: {why}")]
@@ -62,6 +65,18 @@ pub fn replay(table: &mut LiveTable, input: &str) -> Result<(), ReplayError> {
         if verb == "-X" {
             table.chains.remove(name);
             continue;
+        }
+        if !table.chains.contains_key(name) && BUILT_IN.contains(&name) {
+            // A table nothing was loaded into yet (nft creates it on first write) reads as
+            // empty; the kernel's chains appear with it, with the default policy.
+            table.chains.insert(
+                name.to_string(),
+                LiveChain {
+                    name: name.to_string(),
+                    policy: Some("ACCEPT".to_string()),
+                    ..LiveChain::default()
+                },
+            );
         }
         let chain = table
             .chains
@@ -158,6 +173,15 @@ mod tests {
         assert_eq!(texts(&t, "INPUT"), ["-j DROP"]);
         assert_eq!(texts(&t, "cali-x"), ["-j RETURN"]);
         assert!(!t.chains.contains_key("cali-old"));
+    }
+
+    #[test]
+    fn a_table_never_loaded_gets_the_kernel_chain_it_is_hooked_into() {
+        let mut t = LiveTable::default();
+        replay(&mut t, &format!("*filter\n:cali-INPUT - [0:0]\n-I INPUT 1 {HOOK}\nCOMMIT\n"))
+            .unwrap();
+        assert_eq!(texts(&t, "INPUT"), [HOOK]);
+        assert_eq!(t.chains["INPUT"].policy.as_deref(), Some("ACCEPT"));
     }
 
     #[test]
