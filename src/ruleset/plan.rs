@@ -281,22 +281,17 @@ fn chain_in_sync(live: &LiveChain, chain: &Chain, hashes: &[String]) -> bool {
 
 /// The target of a rule as `iptables-save` prints it: the last `-j`/`-g` and the word after it
 /// (the kernel prints matches first, the target last; `--jump`/`--goto` come back short).
+/// Read from the end, without collecting the words: it runs for every rule of every plan.
 fn printed_target(text: &str) -> Option<(&str, &str)> {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    words
-        .windows(2)
-        .rev()
-        .find(|w| matches!(w[0], "-j" | "-g" | "--jump" | "--goto"))
-        .map(|w| {
-            (
-                if matches!(w[0], "-g" | "--goto") {
-                    "-g"
-                } else {
-                    "-j"
-                },
-                w[1],
-            )
-        })
+    let mut after: Option<&str> = None;
+    for word in text.split_whitespace().rev() {
+        match (word, after) {
+            ("-j" | "--jump", Some(target)) => return Some(("-j", target)),
+            ("-g" | "--goto", Some(target)) => return Some(("-g", target)),
+            _ => after = Some(word),
+        }
+    }
+    None
 }
 
 /// True when the printed rule `text` has the target `want` renders.
@@ -703,6 +698,26 @@ mod tests {
     use super::*;
     use crate::ruleset::save::{find_hash, LiveRule};
     use crate::ruleset::{Action, HookPosition, HookRule, IpsetType, LiveIpset, Rule};
+
+    #[test]
+    fn the_printed_target_is_the_last_jump_or_goto() {
+        for (text, want) in [
+            ("-p tcp -j ACCEPT", Some(("-j", "ACCEPT"))),
+            (
+                "-m comment --comment \"cali:x\" --jump cali-INPUT",
+                Some(("-j", "cali-INPUT")),
+            ),
+            ("-i eth0 -g cali-th-eth0", Some(("-g", "cali-th-eth0"))),
+            ("--goto cali-th-eth0", Some(("-g", "cali-th-eth0"))),
+            ("-j MARK --set-xmark 0x10000/0x10000", Some(("-j", "MARK"))),
+            ("-j LOG --log-prefix x -j DROP", Some(("-j", "DROP"))),
+            ("-p tcp --dport 22", None),
+            ("-p tcp -j", None),
+            ("", None),
+        ] {
+            assert_eq!(printed_target(text), want, "{text}");
+        }
+    }
 
     // ---- a tiny in-memory iptables-restore --noflush, strict about what the kernel refuses ----
 

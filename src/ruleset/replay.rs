@@ -178,8 +178,11 @@ mod tests {
     #[test]
     fn a_table_never_loaded_gets_the_kernel_chain_it_is_hooked_into() {
         let mut t = LiveTable::default();
-        replay(&mut t, &format!("*filter\n:cali-INPUT - [0:0]\n-I INPUT 1 {HOOK}\nCOMMIT\n"))
-            .unwrap();
+        replay(
+            &mut t,
+            &format!("*filter\n:cali-INPUT - [0:0]\n-I INPUT 1 {HOOK}\nCOMMIT\n"),
+        )
+        .unwrap();
         assert_eq!(texts(&t, "INPUT"), [HOOK]);
         assert_eq!(t.chains["INPUT"].policy.as_deref(), Some("ACCEPT"));
     }
