@@ -259,7 +259,7 @@ impl Rule {
 }
 
 /// A chain hostfw owns (`cali-` prefix), in full.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Chain {
     pub name: String,
     pub rules: Vec<Rule>,
@@ -278,7 +278,7 @@ pub enum HookPosition {
 }
 
 /// A rule hostfw places in a kernel chain (INPUT, FORWARD, ...).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HookRule {
     pub kernel_chain: String,
     pub position: HookPosition,
@@ -286,7 +286,7 @@ pub struct HookRule {
 }
 
 /// The desired content of one table of one family.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Table {
     pub name: TableName,
     /// Our chains by name. Only chains reachable from a hook belong here.
@@ -307,7 +307,7 @@ pub enum IpsetType {
 
 /// One ipset and its full membership (members in ipset's text form, e.g. `10.0.0.0/24`,
 /// `10.0.0.1,tcp:80`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Ipset {
     pub name: String,
     pub set_type: IpsetType,
@@ -317,7 +317,7 @@ pub struct Ipset {
 }
 
 /// The complete desired state of one family: three tables and the ipsets they reference.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Ruleset {
     pub family: Family,
     /// Raw, mangle, filter, in that order.
