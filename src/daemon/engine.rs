@@ -19,7 +19,7 @@ use crate::ruleset::{Family, Ruleset};
 use crate::settings::Settings;
 use crate::source::{directory::Directory, Source};
 use crate::sync::{self, SyncOptions};
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::time::{Instant, SystemTime};
 
 /// A validated policy set in force: what it was loaded from and what it means on this host.
@@ -54,10 +54,8 @@ impl Enforced {
     /// What to keep of `desired`, and its rulesets apart (`key` keys the digest).
     fn new(desired: Desired, key: &RandomState) -> (Enforced, Vec<Ruleset>) {
         let config = desired.config();
-        let mut digest = key.build_hasher();
-        desired.rulesets.hash(&mut digest);
         let enforced = Enforced {
-            digest: digest.finish(),
+            digest: key.hash_one(&desired.rulesets),
             backend: config.iptables_backend,
             intervals: Intervals {
                 refresh: config.iptables_refresh_interval,
