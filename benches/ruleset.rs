@@ -46,7 +46,7 @@ fn big_table() -> Table {
                     mask: 0x10000,
                 },
                 comments: if r == 0 {
-                    vec![format!("GlobalNetworkPolicy policy-{c:05} ingress")]
+                    vec![format!("GlobalNetworkPolicy policy-{c:05} ingress").into()]
                 } else {
                     vec![]
                 },
@@ -58,7 +58,7 @@ fn big_table() -> Table {
                 value: 0,
                 mask: 0x20000,
             }],
-            action: Action::Jump(name.clone()),
+            action: Action::Jump(name.as_str().into()),
             comments: vec![],
         });
         chains.insert(name.clone(), Chain { name, rules });

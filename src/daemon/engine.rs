@@ -1,7 +1,9 @@
 //! The real `Engine`: the policy source -> validated set -> `desired::compute` for this node
 //! (with the host's interfaces and, for a new set, the lockout guard) -> `sync::reconcile`
 //! through the real dataplane. Holds the desired state between calls; keeps the last one when
-//! a new load is invalid.
+//! a new load is invalid. Between reconciles it keeps the validated set, not its rendered
+//! rules: those are the largest thing the daemon holds, and rendering them again from the set
+//! when a drift check needs them costs a fraction of the kernel read that check does anyway.
 
 use super::last_good::{self, PolicyFile};
 use super::{ApplyReport, Engine, EngineError, Intervals, LoadOutcome, PolicySource};
@@ -17,22 +19,29 @@ use crate::ruleset::{Family, Ruleset};
 use crate::settings::Settings;
 use crate::source::{directory::Directory, Source};
 use crate::sync::{self, SyncOptions};
+use std::hash::{BuildHasher, RandomState};
 use std::time::{Instant, SystemTime};
 
 /// A validated policy set in force: what it was loaded from and what it means on this host.
 struct InForce {
+    /// The texts to save as the last good set; taken when they are saved (once per load).
     files: Vec<PolicyFile>,
     set: PolicySet,
     /// The interfaces `enforced` was computed against.
     interfaces: HostInterfaces,
     enforced: Enforced,
+    /// The rendered rules, from a load (or an interface change) until the reconcile that puts
+    /// them in the kernel; a later reconcile renders them again from `set`.
+    rulesets: Option<Vec<Ruleset>>,
 }
 
 /// The part of a `Desired` the daemon keeps between loads (the node view is dropped: it
 /// copies the policies it uses, and `set` can produce it again).
 #[derive(PartialEq)]
 struct Enforced {
-    rulesets: Vec<Ruleset>,
+    /// A keyed digest of the rendered rules: tells whether an interface change changes them
+    /// without keeping the old ones to compare against.
+    digest: u64,
     backend: BackendChoice,
     intervals: Intervals,
     /// GlobalNetworkPolicies in force here.
@@ -42,9 +51,11 @@ struct Enforced {
 }
 
 impl Enforced {
-    fn new(desired: Desired) -> Enforced {
+    /// What to keep of `desired`, and its rulesets apart (`key` keys the digest).
+    fn new(desired: Desired, key: &RandomState) -> (Enforced, Vec<Ruleset>) {
         let config = desired.config();
-        Enforced {
+        let enforced = Enforced {
+            digest: key.hash_one(&desired.rulesets),
             backend: config.iptables_backend,
             intervals: Intervals {
                 refresh: config.iptables_refresh_interval,
@@ -56,8 +67,8 @@ impl Enforced {
                 .into_iter()
                 .filter(|f| f.kind == FindingKind::Warning)
                 .collect(),
-            rulesets: desired.rulesets,
-        }
+        };
+        (enforced, desired.rulesets)
     }
 
     fn log_warnings(&self) {
@@ -81,6 +92,9 @@ pub struct RealEngine {
     live: sync::LiveCache,
     /// Metrics, health endpoints and log level, following the set in force.
     exporter: Exporter,
+    /// Keys `Enforced::digest`, drawn once per process so nobody outside it can aim a changed
+    /// ruleset at a colliding digest.
+    digest_key: RandomState,
 }
 
 impl RealEngine {
@@ -93,6 +107,7 @@ impl RealEngine {
             dataplane: None,
             live: sync::LiveCache::default(),
             exporter: Exporter::new(),
+            digest_key: RandomState::new(),
             // The loop retries with its own, longer backoff; keep each reconcile short.
             sync: SyncOptions {
                 max_attempts: 3,
@@ -124,6 +139,20 @@ impl RealEngine {
             .as_ref()
             .ok_or_else(|| EngineError::from("no dataplane"))
     }
+}
+
+/// The rules of `set` on a host with `interfaces`, as a load rendered them (no guard: it
+/// judged the set when it was loaded).
+fn render(
+    set: &PolicySet,
+    node: &str,
+    interfaces: &HostInterfaces,
+) -> Result<Desired, desired::Unrenderable> {
+    let options = Options {
+        families: Families::Enabled,
+        guard: None,
+    };
+    desired::compute(set, node, interfaces, options)
 }
 
 /// The mark bits the rules of `desired` set (per-policy counters read them back).
@@ -222,7 +251,7 @@ impl Engine for RealEngine {
         metrics.loaded(directory, Some((&set, &snapshot.revision)), &diagnostics);
         metrics.rendered(&desired.view, &desired.rulesets, marks(&desired));
         self.exporter.configure(desired.config());
-        let enforced = Enforced::new(desired);
+        let (enforced, rulesets) = Enforced::new(desired, &self.digest_key);
         enforced.log_warnings();
         let intervals = enforced.intervals;
         self.in_force = Some(InForce {
@@ -230,6 +259,7 @@ impl Engine for RealEngine {
             set,
             interfaces,
             enforced,
+            rulesets: Some(rulesets),
         });
         LoadOutcome::Valid {
             source_hash: snapshot.revision,
@@ -246,16 +276,12 @@ impl Engine for RealEngine {
         if now == in_force.interfaces {
             return false;
         }
-        let options = Options {
-            families: Families::Enabled,
-            guard: None,
-        };
-        match desired::compute(&in_force.set, &self.settings.node, &now, options) {
+        match render(&in_force.set, &self.settings.node, &now) {
             Ok(desired) => {
                 self.exporter
                     .metrics()
                     .rendered(&desired.view, &desired.rulesets, marks(&desired));
-                let enforced = Enforced::new(desired);
+                let (enforced, rulesets) = Enforced::new(desired, &self.digest_key);
                 let changed = enforced != in_force.enforced;
                 if changed {
                     self.exporter.metrics().rules_changed();
@@ -264,6 +290,8 @@ impl Engine for RealEngine {
                 if let Some(f) = &mut self.in_force {
                     f.interfaces = now;
                     f.enforced = enforced;
+                    // Unchanged rules are not worth keeping: the next reconcile is a check.
+                    f.rulesets = if changed { Some(rulesets) } else { None };
                 }
                 changed
             }
@@ -309,15 +337,28 @@ impl Engine for RealEngine {
         // can run beside the daemon instead of waiting for it to exit.
         let _lock = crate::lock::acquire_logged(&self.settings.lock_path())?;
         self.ensure_dataplane()?;
-        let (Some(dp), Some(in_force)) = (&self.dataplane, &self.in_force) else {
+        let (Some(dp), Some(in_force)) = (&self.dataplane, &mut self.in_force) else {
             return Err("no policy set loaded".into());
         };
         if fresh_read {
             self.live.invalidate();
         }
         let started = Instant::now();
-        let report =
-            sync::reconcile_cached(&in_force.enforced.rulesets, dp, &self.sync, &mut self.live);
+        let rulesets = match in_force.rulesets.take() {
+            Some(rulesets) => rulesets,
+            None => {
+                render(&in_force.set, &self.settings.node, &in_force.interfaces)
+                    .map_err(|e| EngineError::from(format!("cannot render the set in force: {e}")))?
+                    .rulesets
+            }
+        };
+        let report = sync::reconcile_cached(&rulesets, dp, &self.sync, &mut self.live);
+        if report.is_err() {
+            // The loop retries soon: keep them for the retry.
+            in_force.rulesets = Some(rulesets);
+        } else {
+            drop(rulesets);
+        }
         self.exporter.metrics().reconciled(
             report.as_ref().map_err(|_| ()),
             fresh_read,
@@ -365,10 +406,12 @@ impl Engine for RealEngine {
     }
 
     fn save_last_good(&mut self) -> Result<(), EngineError> {
-        let Some(in_force) = &self.in_force else {
+        let Some(in_force) = &mut self.in_force else {
             return Ok(());
         };
-        last_good::save(&self.settings.last_good_dir(), &in_force.files)?;
+        // Saved once per load; the texts are not needed after that.
+        let files = std::mem::take(&mut in_force.files);
+        last_good::save(&self.settings.last_good_dir(), &files)?;
         Ok(())
     }
 

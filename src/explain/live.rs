@@ -276,7 +276,7 @@ fn parse_rule(words: &[String], user: &BTreeMap<String, Vec<Rule>>) -> Option<Ru
             "--comment" => {
                 let c = next(&mut i)?;
                 if !c.starts_with(crate::ruleset::felix::HASH_COMMENT_PREFIX) {
-                    comments.push(c.to_string());
+                    comments.push(c.into());
                 }
             }
             "--dports" | "--destination-ports" | "--dport" | "--destination-port" => {
@@ -350,7 +350,7 @@ fn parse_rule(words: &[String], user: &BTreeMap<String, Vec<Rule>>) -> Option<Ru
                 // Target options were consumed by `target_action`.
                 break;
             }
-            "-g" | "--goto" => action = Action::Goto(next(&mut i)?.to_string()),
+            "-g" | "--goto" => action = Action::Goto(next(&mut i)?.into()),
             _ => return None,
         }
         i += 1;
@@ -389,7 +389,7 @@ fn target_action(
             prefix: opt("--log-prefix").unwrap_or("").to_string(),
             level: opt("--log-level").and_then(|l| l.parse().ok()).unwrap_or(4),
         },
-        chain if user.contains_key(chain) => Action::Jump(chain.to_string()),
+        chain if user.contains_key(chain) => Action::Jump(chain.into()),
         _ => return None,
     })
 }
@@ -448,7 +448,10 @@ mod tests {
             Action::Goto("cali-pi-gnp/web".into())
         );
         let web = &filter.chains["cali-pi-gnp/web"].rules;
-        assert_eq!(web[0].comments, vec!["GlobalNetworkPolicy web ingress"]);
+        assert_eq!(
+            web[0].comments,
+            vec!["GlobalNetworkPolicy web ingress".into()]
+        );
         assert_eq!(
             web[0].action,
             Action::SetMark {

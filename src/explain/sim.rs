@@ -264,7 +264,7 @@ impl<'a> Sim<'a> {
                     stack.pop();
                 }
                 Action::Jump(target) | Action::Goto(target) => {
-                    let Some(next) = table.chains.get(target) else {
+                    let Some(next) = table.chains.get(&**target) else {
                         self.notes.push(format!(
                             "{} {chain} rule {index} targets missing chain {target}",
                             table.name.as_str()
@@ -575,7 +575,7 @@ fn is_untracked_icmpv6(pkt: &Packet) -> bool {
 }
 
 fn first_comment(rule: &Rule) -> Option<&str> {
-    rule.comments.first().map(String::as_str)
+    rule.comments.first().map(|c| &**c)
 }
 
 fn other(table: TableName, chain: &str, index: usize, rule: &Rule) -> Decision {

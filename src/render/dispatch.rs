@@ -129,7 +129,7 @@ fn default_goto(wildcard: Option<&ActiveEndpoint>, prefix: &str) -> Vec<Rule> {
         .map(|_| {
             rule(
                 vec![],
-                Action::Goto(names::endpoint_chain(prefix, names::ANY_INTERFACE)),
+                Action::Goto(names::endpoint_chain(prefix, names::ANY_INTERFACE).into()),
             )
         })
         .into_iter()
@@ -148,7 +148,7 @@ fn emit(
     let goto = |name: &str| {
         rule(
             vec![matcher(name)],
-            Action::Goto(names::endpoint_chain(endpoint_prefix, name)),
+            Action::Goto(names::endpoint_chain(endpoint_prefix, name).into()),
         )
     };
     let mut root_rules = Vec::new();
@@ -157,7 +157,7 @@ fn emit(
             let child = names::dispatch_child_chain(root, &prefix.next);
             root_rules.push(rule(
                 vec![matcher(&format!("{}+", prefix.full))],
-                Action::Goto(child.clone()),
+                Action::Goto(child.as_str().into()),
             ));
             let mut child_rules: Vec<Rule> = members.iter().map(|n| goto(n)).collect();
             // The root's goto skips its end rules, so the child repeats them.

@@ -9,11 +9,12 @@
 use super::groups;
 use super::names;
 use super::provenance::{ChainOwner, Origin, OwnerKind, Recorder, Traced};
-use super::{clear_mark, commented, put, rule, set_mark, Ctx};
+use super::{clear_mark, commented, put, rule, set_mark, with_comment, Ctx};
 use crate::model::{Direction, InterfaceName, TierAction};
 use crate::resolve::{ActiveEndpoint, TierPolicies};
 use crate::ruleset::{Action, Chain, Match, Rule, TableName};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Felix's endpoint chain types; they differ in conntrack, failsafe, end-of-tier and profile
 /// handling.
@@ -237,6 +238,8 @@ impl<'a> Spec<'a> {
             rules.push(rule(vec![], Action::Jump(failsafe.into())));
         }
         rules.push(rule(vec![], clear_mark(m.accept | m.pass)));
+        // One copy for the return after every policy jump of the chain.
+        let accepted: Arc<str> = "Return if policy accepted".into();
         for tier in self.tiers.iter().filter(|t| !t.policies.is_empty()) {
             rules.push(commented(
                 vec![],
@@ -255,18 +258,19 @@ impl<'a> Spec<'a> {
                     ctx.policy_chain(&group.policies[0], self.dir)
                 } else {
                     let name = groups::chain_name(&group, self.dir);
-                    group_chains.push((name.clone(), groups::chain_rules(ctx, &group, self.dir)));
-                    name
+                    let target = name.as_str().into();
+                    group_chains.push((name, groups::chain_rules(ctx, &group, self.dir)));
+                    target
                 };
                 rules.push(rule(vec![ctx.mark_clear(m.pass)], Action::Jump(target)));
                 if self.kind == Kind::Untracked {
                     // An untracked allow is "NOTRACK and allow".
                     rules.push(rule(vec![ctx.mark_set(m.accept)], Action::NoTrack));
                 }
-                rules.push(commented(
+                rules.push(with_comment(
                     vec![ctx.mark_set(m.accept)],
                     Action::Return,
-                    "Return if policy accepted",
+                    accepted.clone(),
                 ));
             }
             let ends_in_deny = matches!(self.kind, Kind::Normal | Kind::Forward)
@@ -308,7 +312,7 @@ impl<'a> Spec<'a> {
             for profile in self.profiles {
                 rules.push(rule(
                     vec![],
-                    Action::Jump(names::profile_chain(profile_prefix, profile)),
+                    Action::Jump(names::profile_chain(profile_prefix, profile).into()),
                 ));
                 rules.push(commented(
                     vec![ctx.mark_set(m.accept)],

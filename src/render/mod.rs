@@ -24,6 +24,7 @@ use marks::{MarkError, Marks};
 use provenance::{Provenance, Recorder};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 /// Why a NodeView cannot be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,12 +50,11 @@ pub fn render_with_provenance(
         cfg: &view.config,
         family,
         marks: Marks::allocate(view.config.iptables_mark_mask)?,
-        long_policy_chains: view
+        policy_chains: view
             .policies
             .keys()
-            .filter(|p| !names::policy_chain_is_verbatim(p))
             .map(|p| {
-                let names = Direction::ALL.map(|d| names::policy_chain_for(d, p));
+                let names = Direction::ALL.map(|d| names::policy_chain_for(d, p).into());
                 (p.as_str(), names)
             })
             .collect(),
@@ -72,7 +72,7 @@ pub fn render_with_provenance(
         dispatch::add(&ctx, name, &mut chains);
         endpoint::add(&ctx, name, &mut chains, &mut rec);
         policy::add(&ctx, name, &mut sets, &mut chains, &mut rec)?;
-        let forced: Vec<String> = match name {
+        let forced: Vec<Arc<str>> = match name {
             TableName::Filter => policy::forced_policies(view)
                 .flat_map(|p| Direction::ALL.map(|d| ctx.policy_chain(p, d)))
                 .collect(),
@@ -108,13 +108,13 @@ fn prune(
     name: TableName,
     all: BTreeMap<String, Chain>,
     hooks: Vec<HookRule>,
-    forced: &[String],
+    forced: &[Arc<str>],
 ) -> Table {
     let mut reachable: FastSet<&str> = FastSet::default();
     let mut todo: Vec<&str> = hooks
         .iter()
         .filter_map(|h| target(&h.rule.action))
-        .chain(forced.iter().map(String::as_str))
+        .chain(forced.iter().map(|f| &**f))
         .collect();
     // Endpoint chains jump to the same policy chains many times: check the cheap hash set
     // before the ordered map.
@@ -164,7 +164,7 @@ impl Hasher for Fnv {
 
 fn target(action: &Action) -> Option<&str> {
     match action {
-        Action::Jump(t) | Action::Goto(t) => Some(t),
+        Action::Jump(t) | Action::Goto(t) => Some(&**t),
         _ => None,
     }
 }
@@ -175,9 +175,10 @@ pub(crate) struct Ctx<'a> {
     pub cfg: &'a EffectiveConfig,
     pub family: Family,
     pub marks: Marks,
-    /// Inbound and outbound chain names of the policies whose names get shortened (a hash),
-    /// computed once: endpoint chains name each policy once per endpoint and direction.
-    long_policy_chains: HashMap<&'a str, [String; 2]>,
+    /// Inbound and outbound chain names of the policies, computed once and shared by every
+    /// rule that jumps to them: endpoint chains name each policy once per endpoint and
+    /// direction.
+    policy_chains: HashMap<&'a str, [Arc<str>; 2]>,
 }
 
 impl Ctx<'_> {
@@ -209,14 +210,11 @@ impl Ctx<'_> {
     }
 
     /// `cali-pi-…` (ingress) or `cali-po-…` (egress) chain of `policy`.
-    pub fn policy_chain(&self, policy: &str, direction: Direction) -> String {
-        if names::policy_chain_is_verbatim(policy) {
-            return names::policy_chain_for(direction, policy);
-        }
-        match (self.long_policy_chains.get(policy), direction) {
+    pub fn policy_chain(&self, policy: &str, direction: Direction) -> Arc<str> {
+        match (self.policy_chains.get(policy), direction) {
             (Some([i, _]), Direction::Ingress) => i.clone(),
             (Some([_, o]), Direction::Egress) => o.clone(),
-            (None, _) => names::policy_chain_for(direction, policy),
+            (None, _) => names::policy_chain_for(direction, policy).into(),
         }
     }
 
@@ -274,10 +272,15 @@ pub(crate) fn rule(matches: Vec<Match>, action: Action) -> Rule {
 
 /// A rule with one comment.
 pub(crate) fn commented(matches: Vec<Match>, action: Action, comment: &str) -> Rule {
+    with_comment(matches, action, comment.into())
+}
+
+/// A rule with one comment shared with other rules.
+pub(crate) fn with_comment(matches: Vec<Match>, action: Action, comment: Arc<str>) -> Rule {
     Rule {
         matches,
         action,
-        comments: vec![comment.to_string()],
+        comments: vec![comment],
     }
 }
 

@@ -126,7 +126,7 @@ pub fn add(
             },
         );
         rec.rules(table, &chain, origins);
-        put(chains, chain, rules);
+        put(chains, chain.to_string(), rules);
     }
     // The built-in `projectcalico-default-allow` profile: allow everything.
     let allow_all = vec![model::Rule::matching_all(RuleAction::Allow)];
@@ -203,7 +203,7 @@ fn chain_rules(
     }
     rules[0]
         .comments
-        .push(format!("{} {} {}", owner.kind, owner.name, dir.api_name()));
+        .push(format!("{} {} {}", owner.kind, owner.name, dir.api_name()).into());
     Ok((rules, origins))
 }
 
@@ -541,7 +541,7 @@ fn api_rule(
     out.extend(actions(ctx, table, r, owner, m));
     for rr in &mut out {
         rr.comments
-            .extend(r.annotations.iter().map(|(k, v)| format!("{k}={v}")));
+            .extend(r.annotations.iter().map(|(k, v)| format!("{k}={v}").into()));
     }
     Ok(out)
 }
@@ -807,7 +807,7 @@ mod tests {
                 scratch0: 0x200,
                 scratch1: 0x400,
             },
-            long_policy_chains: Default::default(),
+            policy_chains: Default::default(),
         };
         let mut r = base(RuleAction::Allow);
         r.source.nets = src.iter().map(|n| net(n)).collect();

@@ -43,7 +43,7 @@ pub fn hooks(ctx: &Ctx, table: TableName) -> Vec<HookRule> {
     let jump = |kernel_chain: &str, target: &str| HookRule {
         kernel_chain: kernel_chain.to_string(),
         position: pos,
-        rule: rule(vec![], Action::Jump(target.to_string())),
+        rule: rule(vec![], Action::Jump(target.into())),
     };
     match table {
         TableName::Raw => vec![

@@ -274,7 +274,7 @@ mod tests {
         Rule {
             matches,
             action,
-            comments: comments.iter().map(|s| s.to_string()).collect(),
+            comments: comments.iter().map(|&s| s.into()).collect(),
         }
     }
 

@@ -17,6 +17,7 @@ pub use save::{parse_save, LiveChain, LiveRule, LiveTable, SaveError};
 
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// IPv4 (iptables, `inet` ipsets) or IPv6 (ip6tables, `inet6` ipsets). Owns every spelling of
 /// the family: labels, tool names, ipset family names.
@@ -212,8 +213,10 @@ pub enum Action {
     Drop,
     Reject,
     Return,
-    Jump(String),
-    Goto(String),
+    /// The target is shared, not copied: every endpoint chain jumps to every policy chain
+    /// that applies to it, so one name is the target of many rules.
+    Jump(Arc<str>),
+    Goto(Arc<str>),
     /// `MARK --set-mark V/M`: sets the bits of `value` under `mask`, clears the rest of `mask`.
     /// A zero `value` is written `0/M` (Felix's `ClearMark`), others `%#x/%#x`.
     SetMark {
@@ -238,12 +241,13 @@ pub enum Action {
     None,
 }
 
-/// One rule: matches ANDed, then an action; `comments` go right after the hash comment.
+/// One rule: matches ANDed, then an action; `comments` go right after the hash comment
+/// (shared like jump targets: the same few comments recur on thousands of endpoint rules).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Rule {
     pub matches: Vec<Match>,
     pub action: Action,
-    pub comments: Vec<String>,
+    pub comments: Vec<Arc<str>>,
 }
 
 #[cfg(test)]
@@ -259,7 +263,7 @@ impl Rule {
 }
 
 /// A chain hostfw owns (`cali-` prefix), in full.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Chain {
     pub name: String,
     pub rules: Vec<Rule>,
@@ -278,7 +282,7 @@ pub enum HookPosition {
 }
 
 /// A rule hostfw places in a kernel chain (INPUT, FORWARD, ...).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HookRule {
     pub kernel_chain: String,
     pub position: HookPosition,
@@ -286,7 +290,7 @@ pub struct HookRule {
 }
 
 /// The desired content of one table of one family.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Table {
     pub name: TableName,
     /// Our chains by name. Only chains reachable from a hook belong here.
@@ -307,7 +311,7 @@ pub enum IpsetType {
 
 /// One ipset and its full membership (members in ipset's text form, e.g. `10.0.0.0/24`,
 /// `10.0.0.1,tcp:80`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Ipset {
     pub name: String,
     pub set_type: IpsetType,
@@ -317,7 +321,7 @@ pub struct Ipset {
 }
 
 /// The complete desired state of one family: three tables and the ipsets they reference.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Ruleset {
     pub family: Family,
     /// Raw, mangle, filter, in that order.

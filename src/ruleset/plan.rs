@@ -302,8 +302,8 @@ fn same_target(text: &str, want: &Rule) -> bool {
         Action::Drop => &[("-j", "DROP")],
         Action::Reject => &[("-j", "REJECT")],
         Action::Return => &[("-j", "RETURN")],
-        Action::Jump(t) => return printed == Some(("-j", t.as_str())),
-        Action::Goto(t) => return printed == Some(("-g", t.as_str())),
+        Action::Jump(t) => return printed == Some(("-j", &**t)),
+        Action::Goto(t) => return printed == Some(("-g", &**t)),
         Action::SetMark { .. } | Action::SetMaskedMark { .. } => &[("-j", "MARK")],
         Action::Log { .. } => &[("-j", "LOG")],
         // The kernel prints the NOTRACK target back as `CT --notrack`.

@@ -96,7 +96,7 @@ fn rule(matches: Vec<Match>, action: Action, comments: &[&str]) -> Rule {
     Rule {
         matches,
         action,
-        comments: comments.iter().map(|s| s.to_string()).collect(),
+        comments: comments.iter().map(|&s| s.into()).collect(),
     }
 }
 

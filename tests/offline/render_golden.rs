@@ -313,6 +313,7 @@ fn rendered_tables_are_closed_and_reachable() {
                     .chain(table.hooks.iter().map(|h| &h.rule));
                 for rule in rules {
                     if let Action::Jump(t) | Action::Goto(t) = &rule.action {
+                        let t = &**t;
                         assert!(
                             table.chains.contains_key(t),
                             "{} {family:?} {:?}: dangling target {t}",
