@@ -9,7 +9,10 @@
 //! 4. memory: each daemon's VmRSS and VmHWM;
 //! 5. reconnect: etcd restarted until every host reports `connected` again.
 //!
-//! `cargo bench --bench fleet` runs it; without `--bench` (as under `cargo test --all-targets`)
+//! Every figure is printed with the load average (`/proc/loadavg`) when it was taken.
+//!
+//! `cargo bench --bench fleet` runs it against the optimised binary (the bench profile is the
+//! release one, and the harness runs `CARGO_BIN_EXE_hostfw` of the profile being built); without `--bench` (as under `cargo test --all-targets`)
 //! it only checks that the generated set loads.
 
 // The kernel tests' namespace and etcd harnesses, shared by path so the bench drives the same
@@ -126,6 +129,13 @@ impl Host {
     }
 }
 
+/// The 1, 5 and 15 minute load averages, for the figures printed after it.
+fn load() -> String {
+    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let avg: Vec<&str> = text.split_whitespace().take(3).collect();
+    format!("load {}", avg.join(" "))
+}
+
 fn wait(what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + WITHIN;
     while !cond() {
@@ -190,8 +200,9 @@ fn edits(hosts: &[Host], which: &[usize], etcd: &Etcd, label: &str) {
     for &i in which {
         let (p50, p99) = (pct(&mut lat[i], 0.5), pct(&mut lat[i], 0.99));
         println!(
-            "edit → kernel, {label}, {}: p50 {p50:?}, p99 {p99:?} ({EDITS} edits)",
-            node(i)
+            "edit → kernel, {label}, {}: p50 {p50:?}, p99 {p99:?} ({EDITS} edits; {})",
+            node(i),
+            load()
         );
     }
 }
@@ -236,7 +247,9 @@ fn main() {
     hub.ip(&["link", "add", "br0", "type", "bridge"]);
     hub.ip(&["link", "set", "br0", "up"]);
     hub.addr("br0", &format!("{HUB_IP}/24"));
-    let mut etcd = Etcd::start(&hub, HUB_IP);
+    // The whole set goes in as one transaction of ~1,100 writes, as an operator raising the
+    // server's limit would push it (etcd's default --max-txn-ops of 128 refuses it whole).
+    let mut etcd = Etcd::start_flags(&hub, HUB_IP, &["--max-txn-ops", "2048"]);
     let mut hosts: Vec<Host> = (0..NODES)
         .map(|n| {
             let ns = Netns::new(&format!("bfleet-{}", node(n)));
@@ -265,17 +278,18 @@ fn main() {
     );
     assert_eq!(push.code, 0, "{push:?}");
     println!(
-        "push of {} resources: {:?} ({})",
+        "push of {} resources: {:?} ({}; {})",
         POLICIES + 1 + NODES * HEPS_PER_NODE + 1,
         t.elapsed(),
-        push.stdout.trim()
+        push.stdout.trim(),
+        load()
     );
 
     let want = POLICIES + 1;
     let t = Instant::now();
     start(&mut hosts[0], &etcd);
     wait("n00 cold start", || hosts[0].policy_count() == want);
-    println!("cold start, one host alone: {:?}", t.elapsed());
+    println!("cold start, one host alone: {:?} ({})", t.elapsed(), load());
     edits(&hosts, &[0], &etcd, "1,000 policies, one host running");
     let t = Instant::now();
     for h in hosts.iter_mut().skip(1) {
@@ -285,10 +299,11 @@ fn main() {
         h.policy_count() == want
     });
     println!(
-        "cold start, nine hosts at once on {} cores: first {:?}, last {:?}",
+        "cold start, nine hosts at once on {} cores: first {:?}, last {:?} ({})",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         starts[0],
-        starts[starts.len() - 1]
+        starts[starts.len() - 1],
+        load()
     );
 
     let all: Vec<usize> = (0..NODES).collect();
@@ -314,9 +329,10 @@ fn main() {
         h.status()["datastore"]["state"] == "connected"
     });
     println!(
-        "reconnect after etcd restart (from its health check passing): first {:?}, last {:?} (backoff capped at 10 s)",
+        "reconnect after etcd restart (from its health check passing): first {:?}, last {:?} (backoff capped at 10 s; {})",
         back[0],
-        back[back.len() - 1]
+        back[back.len() - 1],
+        load()
     );
 
     // S scale: the same fleet with ten policies.
