@@ -116,6 +116,27 @@ impl Host {
         self.status()["policy"]["generation"].as_u64().unwrap_or(0)
     }
 
+    /// CPU time the daemon and the children it has reaped (iptables-restore, ipset...) used.
+    fn cpu(&self) -> Duration {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return Duration::ZERO;
+        };
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the parenthesised command name start at `state`; utime, stime, cutime
+        // and cstime follow at 11..=14 (proc(5)).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = (11..=14)
+            .filter_map(|i| fields.get(i)?.parse::<u64>().ok())
+            .sum();
+        // SAFETY: sysconf reads a constant of the running system and has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / per_second)
+    }
+
     fn proc_kb(&self, field: &str) -> u64 {
         let Some(pid) = self.child.as_ref().map(Child::id) else {
             return 0;
@@ -178,6 +199,7 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 fn edits(hosts: &[Host], which: &[usize], etcd: &Etcd, label: &str) {
     let key = format!("{PREFIX}globalnetworkpolicies/default.p0004");
     let mut lat: Vec<Vec<Duration>> = vec![Vec::new(); hosts.len()];
+    let cpu_before: Vec<Duration> = which.iter().map(|&i| hosts[i].cpu()).collect();
     for e in 0..EDITS {
         let before: Vec<u64> = hosts.iter().map(Host::generation).collect();
         let mut stored: serde_json::Value =
@@ -197,6 +219,19 @@ fn edits(hosts: &[Host], which: &[usize], etcd: &Etcd, label: &str) {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+    let cpu: Duration = which
+        .iter()
+        .zip(&cpu_before)
+        .map(|(&i, before)| hosts[i].cpu().saturating_sub(*before))
+        .sum();
+    println!(
+        "CPU per edit, {label}: {:?} per host, {:?} for all {} (daemon and its reaped children, \
+         {} cores)",
+        cpu / (EDITS * which.len()) as u32,
+        cpu / EDITS as u32,
+        which.len(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     for &i in which {
         let (p50, p99) = (pct(&mut lat[i], 0.5), pct(&mut lat[i], 0.99));
         println!(
