@@ -9,7 +9,10 @@
 //! 4. memory: each daemon's VmRSS and VmHWM;
 //! 5. reconnect: etcd restarted until every host reports `connected` again.
 //!
-//! `cargo bench --bench fleet` runs it; without `--bench` (as under `cargo test --all-targets`)
+//! Every figure is printed with the load average (`/proc/loadavg`) when it was taken.
+//!
+//! `cargo bench --bench fleet` runs it against the optimised binary (the bench profile is the
+//! release one, and the harness runs `CARGO_BIN_EXE_hostfw` of the profile being built); without `--bench` (as under `cargo test --all-targets`)
 //! it only checks that the generated set loads.
 
 // The kernel tests' namespace and etcd harnesses, shared by path so the bench drives the same
@@ -113,6 +116,27 @@ impl Host {
         self.status()["policy"]["generation"].as_u64().unwrap_or(0)
     }
 
+    /// CPU time the daemon and the children it has reaped (iptables-restore, ipset...) used.
+    fn cpu(&self) -> Duration {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return Duration::ZERO;
+        };
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the parenthesised command name start at `state`; utime, stime, cutime
+        // and cstime follow at 11..=14 (proc(5)).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = (11..=14)
+            .filter_map(|i| fields.get(i)?.parse::<u64>().ok())
+            .sum();
+        // SAFETY: sysconf reads a constant of the running system and has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / per_second)
+    }
+
     fn proc_kb(&self, field: &str) -> u64 {
         let Some(pid) = self.child.as_ref().map(Child::id) else {
             return 0;
@@ -124,6 +148,13 @@ impl Host {
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
     }
+}
+
+/// The 1, 5 and 15 minute load averages, for the figures printed after it.
+fn load() -> String {
+    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let avg: Vec<&str> = text.split_whitespace().take(3).collect();
+    format!("load {}", avg.join(" "))
 }
 
 fn wait(what: &str, mut cond: impl FnMut() -> bool) {
@@ -168,6 +199,7 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 fn edits(hosts: &[Host], which: &[usize], etcd: &Etcd, label: &str) {
     let key = format!("{PREFIX}globalnetworkpolicies/default.p0004");
     let mut lat: Vec<Vec<Duration>> = vec![Vec::new(); hosts.len()];
+    let cpu_before: Vec<Duration> = which.iter().map(|&i| hosts[i].cpu()).collect();
     for e in 0..EDITS {
         let before: Vec<u64> = hosts.iter().map(Host::generation).collect();
         let mut stored: serde_json::Value =
@@ -187,11 +219,25 @@ fn edits(hosts: &[Host], which: &[usize], etcd: &Etcd, label: &str) {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+    let cpu: Duration = which
+        .iter()
+        .zip(&cpu_before)
+        .map(|(&i, before)| hosts[i].cpu().saturating_sub(*before))
+        .sum();
+    println!(
+        "CPU per edit, {label}: {:?} per host, {:?} for all {} (daemon and its reaped children, \
+         {} cores)",
+        cpu / (EDITS * which.len()) as u32,
+        cpu / EDITS as u32,
+        which.len(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     for &i in which {
         let (p50, p99) = (pct(&mut lat[i], 0.5), pct(&mut lat[i], 0.99));
         println!(
-            "edit → kernel, {label}, {}: p50 {p50:?}, p99 {p99:?} ({EDITS} edits)",
-            node(i)
+            "edit → kernel, {label}, {}: p50 {p50:?}, p99 {p99:?} ({EDITS} edits; {})",
+            node(i),
+            load()
         );
     }
 }
@@ -236,7 +282,9 @@ fn main() {
     hub.ip(&["link", "add", "br0", "type", "bridge"]);
     hub.ip(&["link", "set", "br0", "up"]);
     hub.addr("br0", &format!("{HUB_IP}/24"));
-    let mut etcd = Etcd::start(&hub, HUB_IP);
+    // The whole set goes in as one transaction of ~1,100 writes, as an operator raising the
+    // server's limit would push it (etcd's default --max-txn-ops of 128 refuses it whole).
+    let mut etcd = Etcd::start_flags(&hub, HUB_IP, &["--max-txn-ops", "2048"]);
     let mut hosts: Vec<Host> = (0..NODES)
         .map(|n| {
             let ns = Netns::new(&format!("bfleet-{}", node(n)));
@@ -265,17 +313,18 @@ fn main() {
     );
     assert_eq!(push.code, 0, "{push:?}");
     println!(
-        "push of {} resources: {:?} ({})",
+        "push of {} resources: {:?} ({}; {})",
         POLICIES + 1 + NODES * HEPS_PER_NODE + 1,
         t.elapsed(),
-        push.stdout.trim()
+        push.stdout.trim(),
+        load()
     );
 
     let want = POLICIES + 1;
     let t = Instant::now();
     start(&mut hosts[0], &etcd);
     wait("n00 cold start", || hosts[0].policy_count() == want);
-    println!("cold start, one host alone: {:?}", t.elapsed());
+    println!("cold start, one host alone: {:?} ({})", t.elapsed(), load());
     edits(&hosts, &[0], &etcd, "1,000 policies, one host running");
     let t = Instant::now();
     for h in hosts.iter_mut().skip(1) {
@@ -285,10 +334,11 @@ fn main() {
         h.policy_count() == want
     });
     println!(
-        "cold start, nine hosts at once on {} cores: first {:?}, last {:?}",
+        "cold start, nine hosts at once on {} cores: first {:?}, last {:?} ({})",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         starts[0],
-        starts[starts.len() - 1]
+        starts[starts.len() - 1],
+        load()
     );
 
     let all: Vec<usize> = (0..NODES).collect();
@@ -314,9 +364,10 @@ fn main() {
         h.status()["datastore"]["state"] == "connected"
     });
     println!(
-        "reconnect after etcd restart (from its health check passing): first {:?}, last {:?} (backoff capped at 10 s)",
+        "reconnect after etcd restart (from its health check passing): first {:?}, last {:?} (backoff capped at 10 s; {})",
         back[0],
-        back[back.len() - 1]
+        back[back.len() - 1],
+        load()
     );
 
     // S scale: the same fleet with ten policies.

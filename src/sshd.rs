@@ -2,10 +2,15 @@
 //! sockets of `/proc/net/tcp{,6}` (this thread's network namespace) whose inode a process named
 //! `sshd` holds open (`/proc/<pid>/fd/* -> socket:[inode]`). No shell, no `sshd -T`; reading
 //! other processes' fds needs root, and without it (or without sshd) the answer is empty and
-//! the guard falls back to port 22. The parsers are pure.
+//! the guard falls back to port 22. The parsers and the cache (`PortCache`) are pure.
+//!
+//! Walking every process's fds is the dear part (the daemon asks on every policy load), so its
+//! answer is kept until the set of listening socket inodes changes: sshd can only start or stop
+//! listening on a port by opening or closing a listening socket, and either changes that set.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Mutex;
 
 /// `st` of a listening socket in `/proc/net/tcp`.
 const LISTEN: &str = "0A";
@@ -40,6 +45,39 @@ pub fn socket_inode(link: &str) -> Option<u64> {
         .ok()
 }
 
+/// sshd's ports as last found, and the listening sockets they were found among.
+#[derive(Debug, Default)]
+pub struct PortCache {
+    last: Option<(BTreeSet<u64>, BTreeSet<u16>)>,
+}
+
+impl PortCache {
+    /// sshd's ports among `sockets` (port by inode): the last answer when the inodes are the
+    /// ones it was found among, else `scan`'s, which is then kept. No listening socket means
+    /// no sshd port, without a scan.
+    pub fn ports(
+        &mut self,
+        sockets: &BTreeMap<u64, u16>,
+        scan: impl FnOnce(&BTreeMap<u64, u16>) -> BTreeSet<u16>,
+    ) -> BTreeSet<u16> {
+        if sockets.is_empty() {
+            return BTreeSet::new();
+        }
+        let inodes: BTreeSet<u64> = sockets.keys().copied().collect();
+        if let Some((seen, ports)) = &self.last {
+            if *seen == inodes {
+                return ports.clone();
+            }
+        }
+        let ports = scan(sockets);
+        self.last = Some((inodes, ports.clone()));
+        ports
+    }
+}
+
+/// The process-wide cache `listening_ports` consults.
+static CACHE: Mutex<PortCache> = Mutex::new(PortCache { last: None });
+
 /// The ports sshd listens on in this network namespace (empty when none is found).
 pub fn listening_ports() -> BTreeSet<u16> {
     let net = if Path::new("/proc/thread-self/net").exists() {
@@ -53,9 +91,14 @@ pub fn listening_ports() -> BTreeSet<u16> {
             sockets.extend(listening_sockets(&text));
         }
     }
-    if sockets.is_empty() {
-        return BTreeSet::new();
-    }
+    // A panic while holding the lock leaves a valid cache behind; keep using it.
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    cache.ports(&sockets, scan_sshd)
+}
+
+/// Which of `sockets` a process named sshd holds open: every process's `comm`, and the fds of
+/// those named sshd.
+fn scan_sshd(sockets: &BTreeMap<u64, u16>) -> BTreeSet<u16> {
     let mut ports = BTreeSet::new();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return ports;
@@ -109,5 +152,38 @@ mod tests {
         assert_eq!(socket_inode("socket:[4242]"), Some(4242));
         assert_eq!(socket_inode("pipe:[4242]"), None);
         assert_eq!(socket_inode("/dev/null"), None);
+    }
+
+    #[test]
+    fn the_scan_runs_again_only_when_the_listening_sockets_change() {
+        let mut cache = PortCache::default();
+        let scans = std::cell::Cell::new(0);
+        let scan = |found: &[u16]| {
+            let found: BTreeSet<u16> = found.iter().copied().collect();
+            let scans = &scans;
+            move |_: &BTreeMap<u64, u16>| {
+                scans.set(scans.get() + 1);
+                found
+            }
+        };
+        let before: BTreeMap<u64, u16> = [(10, 22), (11, 8080)].into_iter().collect();
+        let want: BTreeSet<u16> = [22].into_iter().collect();
+        assert_eq!(cache.ports(&before, scan(&[22])), want);
+        assert_eq!(
+            cache.ports(&before, scan(&[2222])),
+            want,
+            "same sockets: cached"
+        );
+        assert_eq!(scans.get(), 1);
+
+        // sshd restarted on another port: a new listening socket, so a new scan.
+        let after: BTreeMap<u64, u16> = [(12, 2222), (11, 8080)].into_iter().collect();
+        let moved: BTreeSet<u16> = [2222].into_iter().collect();
+        assert_eq!(cache.ports(&after, scan(&[2222])), moved);
+        assert_eq!(scans.get(), 2);
+
+        // Nothing listens: nothing to look for, and no scan.
+        assert_eq!(cache.ports(&BTreeMap::new(), scan(&[22])), BTreeSet::new());
+        assert_eq!(scans.get(), 2);
     }
 }

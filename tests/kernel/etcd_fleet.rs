@@ -5,7 +5,8 @@
 //! expectedIPs reach every host, that an invalid object keeps the last good set everywhere (and
 //! is named by its key), that a host keeps reaching etcd under deny-all egress (failsafe tcp
 //! 2379), that rules stay while etcd is down and converge when it is back, that a host cut off
-//! catches up, and that a compaction during the watch loses no update.
+//! catches up, resuming its watch right after the last change it saw (nothing replayed), and
+//! that a compaction during the watch loses no update.
 //!
 //! Write-to-kernel latency (the put, until the host's status.json lists the new policy, which
 //! the daemon writes after the kernel write is verified) is printed as p50/p99 per host, never
@@ -489,4 +490,49 @@ fn etcd_outages_keep_the_rules_and_hosts_catch_up() {
         &gnp("after-compaction", ALLOW_EGRESS),
     );
     f.has_policy(&all, "after-compaction");
+}
+
+#[test]
+fn a_reconnect_resumes_the_watch_after_the_last_change_seen() {
+    if !etcd_tests_enabled() {
+        return;
+    }
+    let f = Fleet::running("resume");
+
+    // Changes every host has seen since its list, then h2 cut off while one more lands.
+    for n in 0..5 {
+        let name = format!("seen-{n}");
+        f.etcd.put(&gnp_key(&name), &gnp(&name, ALLOW_EGRESS));
+    }
+    f.has_policy(&[1], "seen-4");
+    let seen = f.etcd.revision();
+    f.hub.ip(&["link", "set", "vh2", "down"]);
+    f.eventually(&[1], "h2 notices the outage", |h| {
+        h.status()["datastore"]["state"] == "disconnected"
+    });
+    f.etcd
+        .put(&gnp_key("while-away"), &gnp("while-away", ALLOW_EGRESS));
+    f.hub.ip(&["link", "set", "vh2", "up"]);
+    f.has_policy(&[1], "while-away");
+
+    // It resumed after the last event it saw, not from its list: nothing came twice.
+    let log = f.hosts[1].log_text();
+    assert!(
+        log.contains(&format!("resuming the watch after revision {seen}")),
+        "h2 resumes right after revision {seen}, its last event:\n{log}"
+    );
+    assert!(
+        !log.contains("replayed"),
+        "no change is delivered twice:\n{log}"
+    );
+    assert!(
+        !log.contains("listing again"),
+        "a resume, not a re-list:\n{log}"
+    );
+    let s = f.hosts[1].status();
+    assert_eq!(
+        s["datastore"]["revision"].as_i64(),
+        Some(seen + 1),
+        "the copy is at the missed write: {s:#}"
+    );
 }

@@ -150,30 +150,60 @@ fn txn(batch: &[Write]) -> Txn {
     Txn::new().when(compares).and_then(ops)
 }
 
+/// gRPC's status codes for a refused request (grpc/codes/codes.go): etcd's own refusals are
+/// `InvalidArgument`; gRPC refuses a message beyond its size limit as `ResourceExhausted`.
+const GRPC_INVALID_ARGUMENT: i32 = 3;
+const GRPC_RESOURCE_EXHAUSTED: i32 = 8;
+
+/// etcd's messages for a transaction beyond `--max-txn-ops` and a request beyond
+/// `--max-request-bytes` (`ErrGRPCTooManyOps`, `ErrGRPCRequestTooLarge` in
+/// api/v3rpc/rpctypes/error.go; the client crate does not export them).
+const TOO_MANY_OPS: &str = "etcdserver: too many operations in txn request";
+const REQUEST_TOO_LARGE: &str = "etcdserver: request is too large";
+
+/// Which server limit a refused transaction hit, from its gRPC status code and message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    Ops,
+    Bytes,
+}
+
+fn limit_hit(code: i32, message: &str) -> Option<Limit> {
+    match code {
+        GRPC_INVALID_ARGUMENT if message == TOO_MANY_OPS => Some(Limit::Ops),
+        GRPC_INVALID_ARGUMENT if message == REQUEST_TOO_LARGE => Some(Limit::Bytes),
+        GRPC_RESOURCE_EXHAUSTED => Some(Limit::Bytes),
+        _ => None,
+    }
+}
+
 /// The server's refusal of a whole push, with the limit it hit and the ways out; other errors
 /// as they are. etcd checks the operation count against `--max-txn-ops` and the request size
 /// against `--max-request-bytes` (server/etcdserver/api/v3rpc/key.go), and gRPC refuses a
 /// message beyond that size plus its overhead before etcd sees it.
 fn refused_whole(e: etcd_client::Error, writes: &[Write]) -> EtcdError {
-    let text = e.to_string();
-    let limit = if text.contains("too many operations") {
-        format!(
+    let hit = match &e {
+        etcd_client::Error::GRpcStatus(status) => {
+            limit_hit(i32::from(status.code()), status.message())
+        }
+        _ => None,
+    };
+    let limit = match hit {
+        Some(Limit::Ops) => format!(
             "more operations than the server's --max-txn-ops allows (etcd's default is {})",
             super::plan::DEFAULT_MAX_TXN_OPS
-        )
-    } else if text.contains("too large") || text.contains("larger than max") {
-        "a larger request than the server's --max-request-bytes allows (etcd's default is \
-         1.5 MiB)"
-            .to_string()
-    } else {
-        return EtcdError::Etcd(e);
+        ),
+        Some(Limit::Bytes) => "a larger request than the server's --max-request-bytes allows \
+                               (etcd's default is 1.5 MiB)"
+            .to_string(),
+        None => return EtcdError::Etcd(e),
     };
     let bytes: usize = writes.iter().map(Write::size).sum();
     EtcdError::Refused(format!(
         "etcd refused the push as one transaction of {} operations ({bytes} bytes): {limit}; \
          nothing was written. Raise the server's limit, or push with --max-ops-per-txn N (N at \
          most the server's --max-txn-ops) to split it, accepting that hosts may see part of the \
-         set between transactions ({text})",
+         set between transactions ({e})",
         writes.len()
     ))
 }
@@ -217,4 +247,38 @@ pub async fn write(
         revision = resp.header().map_or(revision, |h| h.revision());
     }
     Ok(revision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_known_by_its_status_code_and_etcd_message() {
+        assert_eq!(
+            limit_hit(GRPC_INVALID_ARGUMENT, TOO_MANY_OPS),
+            Some(Limit::Ops)
+        );
+        assert_eq!(
+            limit_hit(GRPC_INVALID_ARGUMENT, REQUEST_TOO_LARGE),
+            Some(Limit::Bytes)
+        );
+        assert_eq!(
+            limit_hit(
+                GRPC_RESOURCE_EXHAUSTED,
+                "grpc: received message larger than max"
+            ),
+            Some(Limit::Bytes)
+        );
+        // Another invalid argument, or the same words under another code, is no refusal.
+        assert_eq!(
+            limit_hit(
+                GRPC_INVALID_ARGUMENT,
+                "etcdserver: duplicate key given in txn request"
+            ),
+            None
+        );
+        // 14 is Unavailable.
+        assert_eq!(limit_hit(14, TOO_MANY_OPS), None);
+    }
 }

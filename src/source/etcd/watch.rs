@@ -2,8 +2,8 @@
 //! in-memory copy of every managed key. It lists at a revision, watches from the next revision
 //! (previous values, progress notifications), re-lists when the watch is cancelled or its
 //! revision compacted, and reconnects with exponential backoff capped at `MAX_BACKOFF`,
-//! resuming the watch after the copy's revision (a resume the server compacted meanwhile
-//! cancels the watch, and the copy is listed again). Each change calls `notify` (the daemon
+//! resuming the watch after the last revision it delivered (a resume the server compacted
+//! meanwhile cancels the watch, and the copy is listed again). Each change calls `notify` (the daemon
 //! turns it into an event on its one channel); the daemon reads the copy synchronously with
 //! `Watcher::snapshot`. This thread never touches the kernel.
 
@@ -35,7 +35,8 @@ pub enum State {
 pub struct Status {
     pub state: State,
     pub endpoints: Vec<String>,
-    /// The revision the copy reflects (0 before the first list).
+    /// The revision the copy reflects: the list's, then the last one the watch delivered (0
+    /// before the first list).
     pub revision: i64,
     /// When the copy last changed (RFC 3339), if it has.
     pub last_event: Option<String>,
@@ -138,8 +139,8 @@ fn now() -> String {
 
 async fn run(cfg: EtcdConfig, shared: Arc<Mutex<Shared>>, mut notify: impl FnMut()) {
     let mut backoff = MIN_BACKOFF;
-    // The first session lists; after a lost connection the next one resumes the watch where
-    // the copy stopped (etcd replays every change since); after a cancelled or compacted watch
+    // The first session lists; after a lost connection the next one resumes the watch after
+    // the last revision it delivered (etcd sends every change since); after a cancelled or compacted watch
     // it lists again.
     let mut relist = true;
     loop {
@@ -178,6 +179,7 @@ async fn session(
     relist: bool,
 ) -> Result<(), client::EtcdError> {
     let mut client = client::connect(cfg).await?;
+    // The copy's revision is the last one the watch delivered (`delivered_through`).
     let resume = match lock(shared).listing.as_ref() {
         Some(l) if !relist => Some(l.revision),
         _ => None,
@@ -236,12 +238,29 @@ async fn session(
             );
             return Ok(());
         }
-        let revision = resp.header().map(|h| h.revision());
+        let revisions: Vec<i64> = resp
+            .events()
+            .iter()
+            .filter_map(|e| e.kv().map(|kv| kv.mod_revision()))
+            .collect();
+        let through = delivered_through(
+            resp.created(),
+            &revisions,
+            resp.header().map(|h| h.revision()),
+        );
         let mut changed = false;
-        let mut s = lock(shared);
+        let mut replayed = 0;
+        let mut guard = lock(shared);
+        let s = &mut *guard;
         if let Some(listing) = s.listing.as_mut() {
+            let held = listing.revision;
             for event in resp.events() {
                 let Some(kv) = event.kv() else { continue };
+                // Already in the copy: the watch started at or before it.
+                if kv.mod_revision() <= held {
+                    replayed += 1;
+                    continue;
+                }
                 let Ok(key) = kv.key_str() else { continue };
                 if layout::parse_key(key).is_none() {
                     continue;
@@ -262,17 +281,59 @@ async fn session(
                     }
                 }
             }
-            if let Some(rev) = revision {
+            if let Some(rev) = through.filter(|rev| *rev > held) {
                 listing.revision = rev;
                 s.status.revision = rev;
+            }
+            if replayed > 0 {
+                log::warn!(
+                    "etcd: the watch replayed {replayed} change(s) at or below revision {held}, \
+                     already in the copy; skipped"
+                );
             }
         }
         if changed {
             s.status.last_event = Some(now());
         }
-        drop(s);
+        drop(guard);
         if changed {
             notify();
         }
+    }
+}
+
+/// The revision through which a watch response proves every change delivered: its last
+/// event's, or for a progress notification (no events, not the creation) its header's, which
+/// etcd sends only to a watcher that has been sent everything up to it
+/// (server/storage/mvcc/watchable_store.go `progress`). None for the creation response, whose
+/// header is the server's revision when the watch was created, ahead of the history a resumed
+/// watch still has to replay (server/etcdserver/api/v3rpc/watch.go); and never an event
+/// batch's header, which during catch-up is the server's current revision while the batch
+/// stops at most 1,000 revisions further (`syncWatchers` in watchable_store.go). A reconnect
+/// resumes after this revision, so it neither replays nor skips a change.
+fn delivered_through(created: bool, event_revisions: &[i64], header: Option<i64>) -> Option<i64> {
+    match event_revisions.iter().max() {
+        Some(last) => Some(*last),
+        None if created => None,
+        None => header,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resume_point_comes_from_events_and_progress_never_from_creation() {
+        // A catch-up batch: header at the server's current revision, events further back.
+        assert_eq!(
+            delivered_through(false, &[41, 42, 42, 57], Some(2000)),
+            Some(57)
+        );
+        // A progress notification: everything through its header has been sent.
+        assert_eq!(delivered_through(false, &[], Some(90)), Some(90));
+        // The creation response says where the server is, not what was sent.
+        assert_eq!(delivered_through(true, &[], Some(2000)), None);
+        assert_eq!(delivered_through(false, &[], None), None);
     }
 }
