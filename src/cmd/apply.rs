@@ -1,6 +1,7 @@
-//! `hostfw apply [--dry-run]`: one reconcile of the kernel with the policy directory, then a
-//! verifying re-read. Also the plumbing diff, explain and flush share: opening the dataplane
-//! with the configured backend. Invalid policies stop here, before anything is written.
+//! `hostfw apply [--dry-run]`: one reconcile of the kernel with the policy directory (read,
+//! plan, write, read back the kernel chains it hooked). Also the plumbing diff, explain and
+//! flush share: opening the dataplane with the configured backend. Invalid policies stop here,
+//! before anything is written.
 
 use super::common::{self, Want};
 use super::{CmdResult, Exit};
@@ -14,6 +15,7 @@ use crate::sync::{self, ReconcileReport, SyncOptions};
 
 pub fn run(settings: &Settings, args: &ApplyArgs) -> CmdResult {
     let _lock = lock::acquire_logged(&settings.lock_path())?;
+    let early = read_early(settings);
     let want = Want {
         families: Families::Enabled,
         // The guard protects a real write only; a dry run writes nothing.
@@ -27,7 +29,20 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> CmdResult {
     if let Some(exit) = super::confirm::guard_apply(&desired, args.force) {
         return Ok(exit);
     }
-    let dp = open_dataplane(settings, Some(desired.config().iptables_backend))?;
+    let felix = desired.config().iptables_backend;
+    let (dp, mut cache) = match early.join() {
+        Ok(Some((dp, live)))
+            if settings
+                .dataplane_backend(Some(felix))
+                .is_none_or(|wanted| wanted == crate::dataplane::Dataplane::backend(&dp)) =>
+        {
+            (dp, sync::LiveCache::read(live))
+        }
+        _ => (
+            open_dataplane(settings, Some(felix))?,
+            sync::LiveCache::default(),
+        ),
+    };
     let pending = match args.confirm.filter(|_| !args.dry_run) {
         Some(secs) => Some(crate::confirm::arm(
             &dp,
@@ -41,15 +56,16 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> CmdResult {
         dry_run: args.dry_run,
         ..SyncOptions::default()
     };
-    let report = sync::reconcile(&desired.rulesets, &dp, &opts).inspect_err(|_| {
-        if let Some(p) = &pending {
-            eprintln!(
+    let report =
+        sync::reconcile_cached(&desired.rulesets, &dp, &opts, &mut cache).inspect_err(|_| {
+            if let Some(p) = &pending {
+                eprintln!(
                 "error: the apply failed; the watcher (pid {}) restores the previous rules in {} s",
                 p.watcher_pid.unwrap_or(0),
                 p.seconds
             );
-        }
-    })?;
+            }
+        })?;
     if args.dry_run {
         if report.plan.is_empty() {
             println!("in sync (backend {}): nothing to do", report.backend);
@@ -67,6 +83,22 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> CmdResult {
         println!("{}", super::confirm::instructions(&p));
     }
     Ok(Exit::Ok)
+}
+
+/// The kernel state, read on a thread while the caller loads, validates and renders the
+/// policies (the read depends on none of it; at 1,000 policies each takes a few hundred
+/// milliseconds). The dataplane is the one the command line or the detection gives; the caller
+/// uses the read only when the policy set's `iptablesBackend` asks for no other. The writer
+/// lock is already held, so no other hostfw writes between this read and the plan. `None`
+/// when detection or the read fails: the caller then opens the dataplane itself, which reports
+/// the error.
+fn read_early(settings: &Settings) -> std::thread::JoinHandle<Option<(RealDataplane, sync::Live)>> {
+    let configured = settings.dataplane_backend(None);
+    std::thread::spawn(move || {
+        let dp = RealDataplane::detect(configured).ok()?;
+        let live = sync::read_live(&dp).ok()?;
+        Some((dp, live))
+    })
 }
 
 /// Find the tools of the configured or detected backend.

@@ -283,6 +283,15 @@ impl RuleDigests {
 }
 
 impl LiveCache {
+    /// A cache holding a state just read (`read_live`), for a caller that read while it did
+    /// other work; it remembers no rule texts.
+    pub fn read(live: Live) -> LiveCache {
+        LiveCache {
+            live: Some(live),
+            texts: RuleDigests::default(),
+        }
+    }
+
     /// Forget the cached state (e.g. after the kernel may have been changed by someone else):
     /// the next reconcile reads first. The remembered rule texts stay.
     pub fn invalidate(&mut self) {
