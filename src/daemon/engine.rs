@@ -88,7 +88,7 @@ pub struct RealEngine {
     in_force: Option<InForce>,
     dataplane: Option<Metered<RealDataplane>>,
     sync: SyncOptions,
-    /// What the last verified write left in the kernel; lets a policy edit skip the first read.
+    /// What the last read or write left in the kernel; lets a policy edit skip the first read.
     live: sync::LiveCache,
     /// Metrics, health endpoints and log level, following the set in force.
     exporter: Exporter,

@@ -99,9 +99,9 @@ pub trait Engine {
     fn load(&mut self, from: PolicySource) -> LoadOutcome;
     /// Re-read the host's interfaces; true when the desired state changed because of them.
     fn interfaces_changed(&mut self) -> bool;
-    /// Bring the kernel to the desired state (plan, write, verify). `fresh_read`: read the kernel
+    /// Bring the kernel to the desired state (plan, write, check). `fresh_read`: read the kernel
     /// before planning (drift checks); otherwise the engine may plan from the state its last
-    /// verified write left (policy edits), which the verifying read still checks.
+    /// read or write left (policy edits); the next drift check reads what that missed.
     fn reconcile(&mut self, fresh_read: bool) -> Result<ApplyReport, EngineError>;
     /// Whether the kernel holds any hostfw chains (false at boot).
     fn kernel_has_state(&mut self) -> Result<bool, EngineError>;
