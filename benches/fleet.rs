@@ -12,8 +12,9 @@
 //! Every figure is printed with the load average (`/proc/loadavg`) when it was taken.
 //!
 //! `cargo bench --bench fleet` runs it against the optimised binary (the bench profile is the
-//! release one, and the harness runs `CARGO_BIN_EXE_hostfw` of the profile being built); without `--bench` (as under `cargo test --all-targets`)
-//! it only checks that the generated set loads.
+//! release one, and the harness runs `CARGO_BIN_EXE_hostfw` of the profile being built);
+//! without `--bench` (as under `cargo test --all-targets`) it only checks that the generated
+//! set loads.
 
 // The kernel tests' namespace and etcd harnesses, shared by path so the bench drives the same
 // hosts the tests do; it uses only some of their helpers, hence the allowance.

@@ -452,7 +452,8 @@ pub fn local_sessions(sessions: Vec<SshSession>, interfaces: &HostInterfaces) ->
 /// TCP sessions to the SSH port(s) in `/proc/net/tcp{,6}` (this network namespace), keeping
 /// only those whose local address is on `interfaces`.
 /// Sessions are looked for on every port sshd listens on (found through `/proc`, see `sshd`,
-/// which walks the processes again only when the listening sockets changed) as well as 22, and those ports are what a new login must still reach: a daemon or a `sudo`
+/// which walks the processes again only when the listening sockets changed) as well as 22,
+/// and those ports are what a new login must still reach: a daemon or a `sudo`
 /// that has no `SSH_CONNECTION` still guards an sshd moved to another port.
 pub fn observe(interfaces: &HostInterfaces) -> Observed {
     let mut sessions = Vec::new();

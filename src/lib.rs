@@ -8,7 +8,8 @@
 //! `render` once per enabled family (`ruleset::Ruleset`), the lockout `guard` on those rulesets,
 //! all findings as `finding::Finding` -> `sync` reads the kernel through `dataplane` (the one
 //! place that runs iptables and ipset), plans the minimal change (`ruleset::plan`), writes it, and
-//! takes the state it left from the restore input (`ruleset::replay`). `cmd` holds one module per subcommand over `settings`; `daemon` is the only home of
+//! takes the state it left from the restore input (`ruleset::replay`). `cmd` holds one module
+//! per subcommand over `settings`; `daemon` is the only home of
 //! signals, inotify/netlink triggers and the event loop, and reports through `status`
 //! (status.json), `metrics` (Felix-named Prometheus families, health endpoints) and `logging`
 //! (the journal natively, or plain lines on stderr). `confirm` is `apply --confirm`'s snapshot,

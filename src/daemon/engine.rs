@@ -357,6 +357,7 @@ impl Engine for RealEngine {
             // The loop retries soon: keep them for the retry.
             in_force.rulesets = Some(rulesets);
         } else {
+            // Freed now, so that `release_memory` below hands their pages back.
             drop(rulesets);
         }
         self.exporter.metrics().reconciled(
@@ -409,7 +410,11 @@ impl Engine for RealEngine {
         let Some(in_force) = &mut self.in_force else {
             return Ok(());
         };
-        // Saved once per load; the texts are not needed after that.
+        // Saved once per load; the texts are not needed after that. A second call for the same
+        // load finds none, and must not replace the saved set with an empty one.
+        if in_force.files.is_empty() {
+            return Ok(());
+        }
         let files = std::mem::take(&mut in_force.files);
         last_good::save(&self.settings.last_good_dir(), &files)?;
         Ok(())

@@ -367,20 +367,14 @@ fn join_reader<T>(reader: std::thread::ScopedJoinHandle<'_, T>) -> T {
 }
 
 fn read_family(dp: &dyn Dataplane, family: Family) -> Result<LiveState, SyncError> {
-    read_family_sized(dp, family).map(|(state, _)| state)
-}
-
-/// `read_family`, with the number of bytes the save tool printed.
-fn read_family_sized(dp: &dyn Dataplane, family: Family) -> Result<(LiveState, usize), SyncError> {
     let saved = dp
         .save_tables(family)
         .map_err(|source| SyncError::Read { family, source })?;
-    let bytes = saved.values().map(String::len).sum();
     let mut tables = BTreeMap::new();
     for (table, text) in saved {
         tables.insert(table, parse_table(family, table, &text)?);
     }
-    Ok((LiveState { family, tables }, bytes))
+    Ok(LiveState { family, tables })
 }
 
 fn parse_table(family: Family, table: TableName, text: &str) -> Result<LiveTable, SyncError> {
@@ -437,6 +431,8 @@ fn after_write_family(
     {
         let table = state.tables.entry(t.table).or_default();
         if let Err(e) = replay(table, &t.restore_input) {
+            // `table` stays replayed as far as the input went: every chain the input declares
+            // comes first, so it still says which chains should hold something of ours.
             log::warn!(
                 "{} {}: {e}; reading the table back instead",
                 family_name(family),
@@ -794,7 +790,7 @@ fn pass(
     let outcome = if opts.dry_run || plan.is_empty() {
         Ok(live)
     } else {
-        write_and_verify(dp, &plan, live, check, make_plan, report)
+        write_and_check(dp, &plan, live, check, make_plan, report)
     };
     // Moved, not cloned: at 10,000 policies the restore input alone is hundreds of megabytes.
     if report.attempts == 1 {
@@ -805,7 +801,7 @@ fn pass(
 
 /// Write `plan`, take the state it left (`after_write`) and, when part of it was read back,
 /// check nothing is left to do there.
-fn write_and_verify(
+fn write_and_check(
     dp: &dyn Dataplane,
     plan: &Plan,
     live: Live,

@@ -3,9 +3,9 @@
 //! (previous values, progress notifications), re-lists when the watch is cancelled or its
 //! revision compacted, and reconnects with exponential backoff capped at `MAX_BACKOFF`,
 //! resuming the watch after the last revision it delivered (a resume the server compacted
-//! meanwhile cancels the watch, and the copy is listed again). Each change calls `notify` (the daemon
-//! turns it into an event on its one channel); the daemon reads the copy synchronously with
-//! `Watcher::snapshot`. This thread never touches the kernel.
+//! meanwhile cancels the watch, and the copy is listed again). Each change calls `notify` (the
+//! daemon turns it into an event on its one channel); the daemon reads the copy synchronously
+//! with `Watcher::snapshot`. This thread never touches the kernel.
 
 use super::client;
 use super::config::EtcdConfig;
@@ -140,8 +140,8 @@ fn now() -> String {
 async fn run(cfg: EtcdConfig, shared: Arc<Mutex<Shared>>, mut notify: impl FnMut()) {
     let mut backoff = MIN_BACKOFF;
     // The first session lists; after a lost connection the next one resumes the watch after
-    // the last revision it delivered (etcd sends every change since); after a cancelled or compacted watch
-    // it lists again.
+    // the last revision it delivered (etcd sends every change since); after a cancelled or
+    // compacted watch it lists again.
     let mut relist = true;
     loop {
         match session(&cfg, &shared, &mut notify, &mut backoff, relist).await {
