@@ -5,9 +5,10 @@
 #
 # Usage: scripts/bench.sh [--quick] | --report FILE
 #   --quick  S and M only, the nft backend only, fewer repetitions, 10 s idle window.
-# Environment: BENCH_SCALES="S M L", BENCH_BACKENDS="legacy nft", BENCH_REPS=5 (BENCH_REPS_L=2
-#   for L; each after one warm-up), BENCH_EDITS=20 (BENCH_EDITS_L=5),
-#   BENCH_IDLE=60 override the defaults; BENCH_OUT=FILE keeps the raw samples.
+# Environment: BENCH_SCALES="S M L", BENCH_BACKENDS="legacy nft", BENCH_REPS=5 (each after one
+#   warm-up; BENCH_REPS_L=1 for L, without one), BENCH_EDITS=20 (BENCH_EDITS_L=3),
+#   BENCH_IDLE=60 override the defaults; BENCH_NOFLUSH_L=1 also times L's first-apply floor
+#   with --noflush (minutes on nft); BENCH_OUT=FILE keeps the raw samples.
 
 set -euo pipefail
 
@@ -49,6 +50,7 @@ for s, b in keys:
         print("| %-52s | %10.0f | %10s | %10s | MB |" % (tag + " peak RSS (load..render)", d("rss_kb")[0] / 1024, "", ""))
         continue
     for m, label in [("apply_full", "first apply"), ("floor_full", "  floor: bare ipset+iptables-restore"),
+                     ("floor_full_noflush", "  floor: the same with --noflush"),
                      ("apply_one_rule", "one-rule change"), ("floor_one_rule", "  floor: restore --noflush changed chains"),
                      ("floor_one_shot", "  floor: read + that restore + read written"),
                      ("apply_set_member", "one set member added"), ("apply_in_sync", "in-sync apply"),
@@ -60,6 +62,8 @@ for s, b in keys:
         print("| %-52s | %10s | %10s | %10s | |" % (tag + " first apply FAILED (see log)", "", "", ""))
     if d("apply_full"):
         print("| %-52s | %10.2f | %10s | %10s | x |" % (tag + " first apply / floor", med("apply_full") / med("floor_full"), "", ""))
+        if d("floor_full_noflush"):
+            print("| %-52s | %10.2f | %10s | %10s | x |" % (tag + " first apply / --noflush floor", med("apply_full") / med("floor_full_noflush"), "", ""))
         print("| %-52s | %10.2f | %10s | %10s | x |" % (tag + " one-rule change / floor", med("apply_one_rule") / med("floor_one_rule"), "", ""))
         if d("floor_one_shot"):
             print("| %-52s | %10.2f | %10s | %10s | x |" % (tag + " one-rule change / one-shot floor", med("apply_one_rule") / med("floor_one_shot"), "", ""))
@@ -209,16 +213,21 @@ EOF
 bench_scale_backend() {
     local scale=$1 be=$2 dir=$WORK/pol-$1 eps
     eps=$(endpoints_of "$scale")
-    local v4=iptables-$be-restore v6=ip6tables-$be-restore t0 t1 ns reps=$REPS
+    local v4=iptables-$be-restore v6=ip6tables-$be-restore t0 t1 ns reps=$REPS warm=1
     local s4=iptables-$be-save s6=ip6tables-$be-save
     # L's applies take tens of seconds here: fewer repetitions keep the run under 30 minutes.
-    [ "$scale" != L ] || reps=${BENCH_REPS_L:-2}
+    # and without the warm-up repetition (r = 0): an L apply runs for minutes, so what a
+    # warm page cache saves is noise there.
+    if [ "$scale" = L ]; then
+        reps=${BENCH_REPS_L:-1}
+        warm=0
+    fi
 
     echo "== $scale / $be: first apply vs floor" >&2
     mkns "$eps"
     render_payloads "$NS" "$be" "$dir" "$WORK/pay-$scale"
     delns "$NS"
-    for ((r = 0; r <= reps; r++)); do
+    for ((r = 1 - warm; r <= reps; r++)); do
         mkns "$eps"
         t0=$(now_us)
         if ! hf "$NS" "$be" "$dir" apply >/dev/null 2>"$WORK/apply.err"; then
@@ -237,6 +246,17 @@ bench_scale_backend() {
             $v4 <'$WORK/pay-$scale/v4.txt' && $v6 <'$WORK/pay-$scale/v6.txt'"
         t1=$(now_us)
         [ $r = 0 ] || record "$scale" "$be" floor_full $((t1 - t0))
+        delns "$NS"
+        # The same payload with --noflush, which hostfw must use (a plain restore flushes the
+        # whole table, foreign rules included): on nft this mode alone costs more, ~12x at L
+        # (6.5 minutes for IPv4 alone), so L runs it only when asked (BENCH_NOFLUSH_L=1).
+        [ "$scale" != L ] || [ "${BENCH_NOFLUSH_L:-0}" = 1 ] || continue
+        mkns "$eps"
+        t0=$(now_us)
+        ip netns exec "$NS" sh -c "ipset restore <'$WORK/pay-$scale/ipsets.txt' &&
+            $v4 --noflush <'$WORK/pay-$scale/v4.txt' && $v6 --noflush <'$WORK/pay-$scale/v6.txt'"
+        t1=$(now_us)
+        [ $r = 0 ] || record "$scale" "$be" floor_full_noflush $((t1 - t0))
         delns "$NS"
     done
 
@@ -258,8 +278,8 @@ bench_scale_backend() {
     changed_chains "$WORK/a6.txt" "$WORK/b6.txt" >"$WORK/d6.txt"
     cp "$WORK/edit-a.yaml" "$edir/50-edit.yaml"
     record "$scale" "$be" changed_chains "$(grep -c '^:' "$WORK/d4.txt" "$WORK/d6.txt" | awk -F: '{s+=$2} END {print s}')"
-    for ((r = 0; r <= reps; r++)); do
-        if [ $((r % 2)) = 0 ]; then cp "$WORK/edit-b.yaml" "$edir/50-edit.yaml"; else cp "$WORK/edit-a.yaml" "$edir/50-edit.yaml"; fi
+    for ((r = 1 - warm; r <= reps; r++)); do
+        if [ $(((r - 1 + warm) % 2)) = 0 ]; then cp "$WORK/edit-b.yaml" "$edir/50-edit.yaml"; else cp "$WORK/edit-a.yaml" "$edir/50-edit.yaml"; fi
         t0=$(now_us)
         hf "$ns" "$be" "$edir" apply >/dev/null
         t1=$(now_us)
@@ -279,14 +299,14 @@ bench_scale_backend() {
     done
     # The floor rewrote the changed chains with the "b" content: make the kernel match the files.
     hf "$ns" "$be" "$edir" apply >/dev/null
-    for ((r = 0; r <= reps; r++)); do
+    for ((r = 1 - warm; r <= reps; r++)); do
         echo "  - 192.0.2.$((r + 1))/32" >>"$edir/04-bignet.yaml"
         t0=$(now_us)
         hf "$ns" "$be" "$edir" apply >/dev/null
         t1=$(now_us)
         [ $r = 0 ] || record "$scale" "$be" apply_set_member $((t1 - t0))
     done
-    for ((r = 0; r <= reps; r++)); do
+    for ((r = 1 - warm; r <= reps; r++)); do
         rm -f "$WRAP/calls"
         t0=$(now_us)
         PATH=$WRAP:$PATH hf "$ns" "$be" "$edir" apply >/dev/null
@@ -310,9 +330,9 @@ bench_scale_backend() {
         --run-dir "$WORK/run-$ns" --state-dir "$WORK/state-$ns" --log-level warn run \
         2>"$WORK/daemon-$ns.log" &
     DAEMON=$!
-    # L's edits take ~30 s each here (legacy rewrites the whole table): 5 keep the run short.
+    # L's edits take ~30 s each here (legacy rewrites the whole table): 3 keep the run short.
     local edits=$EDITS
-    [ "$scale" != L ] || edits=${BENCH_EDITS_L:-5}
+    [ "$scale" != L ] || edits=${BENCH_EDITS_L:-3}
     python3 - "$WORK/run-$ns/status.json" "$edir" "$edits" "$DAEMON" "$IDLE" >"$WORK/daemon.out" <<'EOF'
 import json, os, subprocess, sys, time
 status, d, edits, pid, idle = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
@@ -424,7 +444,10 @@ while True:
     c, _ = s.accept(); c.close()' &
     LISTENER=$!
     sleep 0.5
-    for round in 1 2 3; do
+    # Each round re-applies the policy set twice; at L that is minutes, so two rounds there.
+    local rounds=3
+    [ "$scale" != L ] || rounds=2
+    for ((round = 1; round <= rounds; round++)); do
         for variant in with without; do
             local vdir=$WORK/pp-$variant
             hf "$host" "$be" "$vdir" apply >/dev/null
