@@ -412,6 +412,11 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
             }
             return Ok(());
         }
+        // A reload waiting for its quiet time goes first: at 10,000 policies a drift check
+        // reads the whole kernel for tens of seconds, and the edit would wait behind it.
+        if self.debounce.deadline().is_some() {
+            return Ok(());
+        }
         let post_write_due = self.post_write.deadline().is_some_and(|at| at <= now);
         if post_write_due {
             self.post_write.checked(now);
@@ -430,6 +435,9 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
                 Purpose::Check
             };
             self.reconcile(purpose)?;
+            // Skip the intervals the check itself ran past, or a check slower than the
+            // interval after it would start the next one at once.
+            self.post_write.checked(self.waiter.now());
         }
         Ok(())
     }
@@ -618,7 +626,8 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         let mut deadlines = vec![self.next_watchdog, self.debounce.deadline()];
         if let Some((at, _)) = self.retry_at {
             deadlines.push(Some(at));
-        } else {
+        } else if self.debounce.deadline().is_none() {
+            // While a reload is pending the checks wait for it (`run_due`).
             deadlines.push(self.post_write.deadline());
             deadlines.push(self.next_refresh);
         }

@@ -98,6 +98,8 @@ struct FakeEngine {
     reconcile_default: Result<ApplyReport, String>,
     kernel_has_state: bool,
     interfaces: VecDeque<bool>,
+    /// How long each reconcile takes on the simulated clock.
+    reconcile_time: Duration,
 }
 
 impl FakeEngine {
@@ -131,6 +133,9 @@ impl Engine for FakeEngine {
 
     fn reconcile(&mut self, fresh_read: bool) -> Result<ApplyReport, EngineError> {
         self.record("reconcile");
+        self.clock
+            .now
+            .set(self.clock.now.get() + self.reconcile_time);
         self.log.borrow_mut().fresh_reads.push(fresh_read);
         self.reconciles
             .pop_front()
@@ -272,6 +277,7 @@ impl Setup {
                 reconcile_default: Ok(in_sync()),
                 kernel_has_state: true,
                 interfaces: VecDeque::new(),
+                reconcile_time: Duration::ZERO,
             },
             script: Vec::new(),
             cfg: LoopConfig::default(),
@@ -581,6 +587,43 @@ fn repair_during_post_write_check_restarts_the_schedule() {
         vec![Duration::ZERO, 5 * SEC, 10 * SEC, 15 * SEC, 25 * SEC]
     );
     assert_eq!(run.last_status().drift_repairs, 1);
+}
+
+#[test]
+fn a_check_slower_than_the_next_interval_does_not_start_another_at_once() {
+    let mut setup = Setup::new(vec![valid("aaaa", Duration::ZERO, SEC)]);
+    setup.engine.reconcile_time = 10 * SEC;
+    setup.engine.reconciles.push_back(Ok(wrote(3)));
+    let run = setup.at(60 * SEC, Event::Stop).run();
+    // Written at 10 s (the apply took 10 s); the check 1 s later runs until 21 s, past the
+    // checks due at 12, 14 and 18 s: the next is at 26 s (10 + 16), then 42 s.
+    assert_eq!(
+        run.engine.borrow().times("reconcile"),
+        vec![Duration::ZERO, 11 * SEC, 26 * SEC, 42 * SEC]
+    );
+}
+
+#[test]
+fn an_edit_during_a_slow_check_is_loaded_before_the_next_check() {
+    let mut setup = Setup::new(vec![
+        valid("aaaa", Duration::ZERO, SEC),
+        valid("bbbb", Duration::ZERO, SEC),
+    ]);
+    setup.engine.reconcile_time = 10 * SEC;
+    setup.engine.reconciles.push_back(Ok(wrote(3)));
+    let run = setup
+        .at(12 * SEC, Event::PolicyChanged { settled: true })
+        .at(120 * SEC, Event::Stop)
+        .run();
+    let log = run.engine.borrow();
+    // The check from 11 to 21 s is not cut short, but the edit is loaded as soon as it ends
+    // and settles, before any check that came due meanwhile.
+    let loads = log.times("load");
+    assert_eq!(loads, vec![Duration::ZERO, 21 * SEC + 25 * MS]);
+    assert_eq!(
+        log.times("reconcile")[..3],
+        [Duration::ZERO, 11 * SEC, 21 * SEC + 25 * MS]
+    );
 }
 
 #[test]
