@@ -73,6 +73,8 @@ struct EngineLog {
     calls: Vec<(Duration, &'static str)>,
     /// Per reconcile, in order: whether it read the kernel afresh.
     fresh_reads: Vec<bool>,
+    /// Engine calls and status.json writes (`"status"`), in the order they happened.
+    sequence: Vec<&'static str>,
 }
 
 impl EngineLog {
@@ -104,10 +106,9 @@ struct FakeEngine {
 
 impl FakeEngine {
     fn record(&self, call: &'static str) {
-        self.log
-            .borrow_mut()
-            .calls
-            .push((self.clock.elapsed(), call));
+        let mut log = self.log.borrow_mut();
+        log.calls.push((self.clock.elapsed(), call));
+        log.sequence.push(call);
     }
 }
 
@@ -163,6 +164,7 @@ struct Published {
 struct FakePublisher {
     clock: Clock,
     out: Rc<RefCell<Published>>,
+    engine: Rc<RefCell<EngineLog>>,
 }
 
 impl Publisher for FakePublisher {
@@ -172,6 +174,7 @@ impl Publisher for FakePublisher {
         out.notices.extend(notices.iter().map(|n| (t, n.clone())));
     }
     fn status(&mut self, status: &Status) {
+        self.engine.borrow_mut().sequence.push("status");
         self.out.borrow_mut().statuses.push(status.clone());
     }
 }
@@ -302,6 +305,7 @@ impl Setup {
         let publisher = FakePublisher {
             clock,
             out: published.clone(),
+            engine: engine_log.clone(),
         };
         let exit = Daemon::new(self.engine, waiter, publisher, self.cfg, "host-a").run();
         Run {
@@ -339,6 +343,27 @@ fn start_applies_saves_last_good_then_ready() {
             (Duration::ZERO, Notice::Ready),
             (10 * SEC, Notice::Stopping)
         ]
+    );
+}
+
+#[test]
+fn a_new_generation_is_saved_as_last_good_before_it_is_published() {
+    // status.json showing a generation promises that a reboot without the source (etcd down,
+    // directory broken) comes back with it.
+    let mut setup = Setup::new(vec![valid_quiet("aaaa")]);
+    setup.engine.reconciles.push_back(Ok(wrote(12)));
+    let run = setup.at(10 * SEC, Event::Stop).run();
+    let log = run.engine.borrow();
+    let after_reconcile: Vec<_> = log
+        .sequence
+        .iter()
+        .skip_while(|c| **c != "reconcile")
+        .take(3)
+        .copied()
+        .collect();
+    assert_eq!(
+        after_reconcile,
+        vec!["reconcile", "save-last-good", "status"]
     );
 }
 
