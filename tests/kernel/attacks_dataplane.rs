@@ -2,7 +2,8 @@
 //! "Ownership" and "Failure model"): a table write failing after an earlier table of the same
 //! pass was committed, user ipsets named like ours, a user chain jumping into a chain hostfw is
 //! removing, a foreign comment holding a newline, a rule of ours replaced under its own hash, an
-//! `iptables-save` that exits 0 and prints nothing, and restore flags the backend ignores.
+//! `iptables-save` that exits 0 and prints nothing (also beside a legacy table too large to read
+//! back after a write), and restore flags the backend ignores.
 //! Faults are injected with wrapper binaries first in PATH.
 
 use crate::netns;
@@ -380,6 +381,102 @@ fn an_empty_save_does_not_reinsert_hooks(backend: &'static str) {
     assert_eq!(hooks, 1);
 }
 on_both_backends!(an_empty_save_does_not_reinsert_hooks);
+
+/// Foreign rules enough to make the legacy filter table too large to save after every write
+/// (over 5,000 rules): there the hooks written are trusted, not read back.
+const FILLER_RULES: usize = 6_000;
+
+/// Load `FILLER_RULES` foreign rules (RETURN for benchmark-range sources, reached from INPUT) into
+/// the host's legacy filter table.
+fn fill_filter(s: &Scenario, dir: &Path) {
+    let mut input = String::from("*filter\n:filler - [0:0]\n-A INPUT -j filler\n");
+    for i in 0..FILLER_RULES {
+        input.push_str(&format!(
+            "-A filler -s 198.18.{}.{}/32 -j RETURN\n",
+            i / 256,
+            i % 256
+        ));
+    }
+    input.push_str("COMMIT\n");
+    let file = dir.join("filler.rules");
+    std::fs::write(&file, input).expect("write filler");
+    s.pair.host.must(&[
+        "sh",
+        "-c",
+        &format!("iptables-legacy-restore --noflush < {}", file.display()),
+    ]);
+}
+
+fn hooks_in_input(s: &Scenario) -> usize {
+    rules_of(s, "INPUT")
+        .iter()
+        .filter(|r| r.ends_with("-j cali-INPUT"))
+        .count()
+}
+
+/// Attack on the trust a large legacy table gets: its hooks are not read back after a write.
+/// Edits keep exactly one hook and the foreign rules; a save that prints nothing is still
+/// caught (by the small raw table, read back beside it) before hooks pile up.
+#[test]
+fn a_large_legacy_table_keeps_one_hook_and_still_catches_a_blind_save() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let s = Scenario::new("bigleg", "legacy", &web_8080());
+    let files = tempfile::tempdir().expect("tempdir");
+    fill_filter(&s, files.path());
+    let _s1 = tcp_server(&s.pair.host, sock("::", 8080));
+    let _s2 = tcp_server(&s.pair.host, sock("::", 9090));
+    // Every IPv4 save is logged. The first apply hooks all three tables: the small ones are
+    // read back after the write, the large filter table is not.
+    let logging = tempfile::tempdir().expect("tempdir");
+    let log = logging.path().join("saves.log");
+    wrapper(
+        logging.path(),
+        &tool(false, "legacy", "save"),
+        &format!("echo \"$*\" >> {}\nexec \"$REAL\" \"$@\"", log.display()),
+    );
+    let run = run_with_path(&s, &["apply"], logging.path());
+    assert_eq!(run.code, 0, "{run:?}");
+    let saves = std::fs::read_to_string(&log).expect("saves logged");
+    assert!(saves.contains("-t raw"), "raw not read back: {saves}");
+    assert!(!saves.contains("-t filter"), "filter read back: {saves}");
+    assert_eq!(hooks_in_input(&s), 1);
+    assert_eq!(reachable(&s, 8080), [true, true]);
+    assert_eq!(reachable(&s, 9090), [false, false]);
+
+    for port in ["9090", "8080"] {
+        s.work
+            .write_policies(&format!("{}{}", allow_ports_policy("web", port), web_hep()));
+        let _ = std::fs::remove_file(&log);
+        let run = run_with_path(&s, &["apply"], logging.path());
+        assert_eq!(run.code, 0, "{run:?}");
+        let saves = std::fs::read_to_string(&log).expect("saves logged");
+        // One read to plan; the changed policy chain is not read back, nor the large table.
+        assert_eq!(saves.lines().count(), 1, "saves: {saves}");
+        expect(&s, &["diff"], 0);
+        assert_eq!(hooks_in_input(&s), 1, "after allowing {port}");
+        assert_eq!(rules_of(&s, "filler").len(), FILLER_RULES);
+    }
+    assert_eq!(reachable(&s, 9090), [false, false]);
+
+    let wrappers = tempfile::tempdir().expect("tempdir");
+    for v6 in [false, true] {
+        wrapper(wrappers.path(), &tool(v6, "legacy", "save"), "exit 0");
+    }
+    s.work.write_policies(&format!(
+        "{}{}",
+        allow_ports_policy("web", "8081"),
+        web_hep()
+    ));
+    let run = run_with_path(&s, &["apply"], wrappers.path());
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("cannot be trusted"), "{run:?}");
+    assert!(hooks_in_input(&s) <= 2, "{} hook rules", hooks_in_input(&s));
+    expect(&s, &["apply"], 0);
+    assert_eq!(hooks_in_input(&s), 1);
+    assert_eq!(rules_of(&s, "filler").len(), FILLER_RULES);
+}
 
 // ------------------------------------------------------------------------------------------
 
