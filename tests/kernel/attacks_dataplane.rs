@@ -3,7 +3,8 @@
 //! pass was committed, user ipsets named like ours, a user chain jumping into a chain hostfw is
 //! removing, a foreign comment holding a newline, a rule of ours replaced under its own hash, an
 //! `iptables-save` that exits 0 and prints nothing (also beside a legacy table too large to read
-//! back after a write), and restore flags the backend ignores.
+//! back after a write), another tool changing our chains right after a write, and restore flags
+//! the backend ignores.
 //! Faults are injected with wrapper binaries first in PATH.
 
 use crate::netns;
@@ -381,6 +382,48 @@ fn an_empty_save_does_not_reinsert_hooks(backend: &'static str) {
     assert_eq!(hooks, 1);
 }
 on_both_backends!(an_empty_save_does_not_reinsert_hooks);
+
+/// Attack (race): another tool flushes a chain of ours right after hostfw's restore committed,
+/// before hostfw looked again. The apply trusts what the kernel accepted and does not read its
+/// write back, so the change is drift for the next read: `diff` reports it, `apply` repairs it.
+fn a_change_right_after_the_write_is_drift_for_the_next_read(backend: &'static str) {
+    let s = Scenario::new("racewr", backend, &web_8080());
+    let _s1 = tcp_server(&s.pair.host, sock("::", 8080));
+    let _s2 = tcp_server(&s.pair.host, sock("::", 9090));
+    expect(&s, &["apply"], 0);
+    assert_eq!(reachable(&s, 9090), [false, false]);
+    let wrappers = tempfile::tempdir().expect("tempdir");
+    let dir = wrappers.path().display().to_string();
+    let iptables = real(&format!("iptables-{backend}"));
+    wrapper(
+        wrappers.path(),
+        &tool(false, backend, "restore"),
+        &format!(
+            "tee {dir}/input | \"$REAL\" \"$@\"\nrc=$?\n\
+             if [ $rc = 0 ] && grep -q '^\\*filter' {dir}/input && [ ! -e {dir}/done ]; then\n\
+             touch {dir}/done\n{} -F cali-INPUT\nfi\nexit $rc",
+            iptables.display()
+        ),
+    );
+    s.work.write_policies(&format!(
+        "{}{}",
+        allow_ports_policy("web", "8081"),
+        web_hep()
+    ));
+    let run = run_with_path(&s, &["apply"], wrappers.path());
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        wrappers.path().join("done").exists(),
+        "the wrapper never flushed"
+    );
+    assert!(reachable(&s, 9090)[0], "the flush had no effect");
+    let diff = expect(&s, &["diff"], 1);
+    assert!(diff.stdout.contains("cali-INPUT"), "{diff:?}");
+    expect(&s, &["apply"], 0);
+    assert_eq!(reachable(&s, 9090), [false, false], "not repaired");
+    expect(&s, &["diff"], 0);
+}
+on_both_backends!(a_change_right_after_the_write_is_drift_for_the_next_read);
 
 /// Foreign rules enough to make the legacy filter table too large to save after every write
 /// (over 5,000 rules): there the hooks written are trusted, not read back.
