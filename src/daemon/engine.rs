@@ -14,6 +14,7 @@ use crate::finding::{Finding, FindingKind};
 use crate::guard;
 use crate::metrics::{Exporter, KernelCounters, Metered};
 use crate::model::{BackendChoice, PolicySet};
+use crate::policy::LoadCache;
 use crate::resolve::HostInterfaces;
 use crate::ruleset::{Family, Ruleset};
 use crate::settings::Settings;
@@ -85,6 +86,9 @@ pub struct RealEngine {
     source: Box<dyn Source>,
     /// The saved last good set.
     last_good: Directory,
+    /// What the last load found in each file: an edit parses and validates only the files
+    /// it changed.
+    loads: LoadCache,
     in_force: Option<InForce>,
     dataplane: Option<Metered<RealDataplane>>,
     sync: SyncOptions,
@@ -101,6 +105,7 @@ impl RealEngine {
     pub fn new(settings: Settings, source: Box<dyn Source>) -> RealEngine {
         RealEngine {
             last_good: Directory::new(settings.last_good_dir()),
+            loads: LoadCache::default(),
             settings,
             source,
             in_force: None,
@@ -191,7 +196,7 @@ impl Engine for RealEngine {
         // Read once, then validate and hash the very same bytes (a second read could see a
         // different file).
         let snapshot = source.read();
-        let checked = crate::policy::load_snapshot(&snapshot);
+        let checked = self.loads.load_snapshot(&snapshot);
         let mut diagnostics = checked.loaded.diagnostics;
         let metrics = self.exporter.metrics().clone();
         let directory = from == PolicySource::Directory;

@@ -95,23 +95,52 @@ pub fn validate(resources: &[RawResource]) -> (PolicySet, Vec<Diagnostic>) {
     v.finish()
 }
 
-/// Incremental validation: feed resources one file at a time (so a file's YAML tree can be
-/// dropped before the next is parsed), then `finish` for the checks that need every resource.
-#[derive(Default)]
-pub struct Validator {
+/// What one file's resources contribute, validated on their own: each resource depends only
+/// on itself, so a file whose text did not change validates to the same part, which a loader
+/// may keep and merge again instead of validating the file again. The checks across files
+/// (duplicate names, tiers that must exist) are the merge's (`Validator::merge`) and `finish`'s.
+#[derive(Debug, Clone, Default)]
+pub struct FilePart {
     set: PolicySet,
     diags: Vec<Diagnostic>,
-    /// First definition of each (kind, name), for the duplicate-name error.
-    seen: BTreeMap<(&'static str, String), Origin>,
+    /// Every resource with valid metadata, in file order, for the duplicate-name check.
+    defined: Vec<Definition>,
     /// Tier references to check once every Tier is known: (tier, diagnostic if missing).
     tier_refs: Vec<(String, Diagnostic)>,
-    /// Parsed selectors by text (see `Ctx::selectors`).
-    selectors: std::collections::HashMap<String, Selector>,
 }
 
-impl Validator {
-    /// Validate one resource into the set under construction.
-    pub fn add(&mut self, r: &RawResource) {
+/// A resource's (kind, name), where it is defined, and where a second definition's error
+/// points (its `metadata.name`).
+#[derive(Debug, Clone)]
+struct Definition {
+    kind: &'static str,
+    meta_name: String,
+    origin: Origin,
+    /// The file and the metadata.name text as the resource spelled it (the error's context).
+    file: String,
+    name_text: Option<String>,
+    at: (u32, u32),
+}
+
+impl FilePart {
+    /// Validate the resources of one file (`selectors`: see `Ctx::selectors`).
+    pub fn validate(
+        resources: &[RawResource],
+        selectors: &mut std::collections::HashMap<String, Selector>,
+    ) -> FilePart {
+        let mut part = FilePart::default();
+        for r in resources {
+            part.add(r, selectors);
+        }
+        part
+    }
+
+    /// Validate one resource into this part.
+    fn add(
+        &mut self,
+        r: &RawResource,
+        selectors: &mut std::collections::HashMap<String, Selector>,
+    ) {
         let node = &r.node;
         let kind_text = node.get_text("kind");
         let name_text = node.get("metadata").and_then(|m| m.get_text("name"));
@@ -122,7 +151,7 @@ impl Validator {
             name: name_text,
             diags: &mut self.diags,
             errors: 0,
-            selectors: &mut self.selectors,
+            selectors,
         };
         let root = FieldPath::ROOT;
         let Some(top) = fields(&mut ctx, node, &root, &TOP) else {
@@ -162,7 +191,7 @@ impl Validator {
                     return;
                 }
                 if kind.is_none() {
-                    Self::other_kind(&mut ctx, k, kn);
+                    Validator::other_kind(&mut ctx, k, kn);
                     return;
                 }
             }
@@ -182,7 +211,18 @@ impl Validator {
             }
         };
         if let Some(meta) = &meta {
-            check_duplicate(&mut self.seen, &mut ctx, node, kind, meta);
+            let at = node
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .unwrap_or(node);
+            self.defined.push(Definition {
+                kind,
+                meta_name: meta.name.clone(),
+                origin: meta.origin.clone(),
+                file: r.file.clone(),
+                name_text: name_text.map(str::to_string),
+                at: (at.line, at.column),
+            });
         }
         let spec = top.get("spec");
         let spath = root.field("spec");
@@ -228,6 +268,65 @@ impl Validator {
                 }
             }
         }
+    }
+}
+
+/// Whole-set validation: file parts merged in load order, then `finish` for the checks that
+/// need every resource. Resources can also be fed one at a time (`add`).
+#[derive(Default)]
+pub struct Validator {
+    set: PolicySet,
+    diags: Vec<Diagnostic>,
+    /// First definition of each (kind, name), for the duplicate-name error.
+    seen: BTreeMap<(&'static str, String), Origin>,
+    /// Tier references to check once every Tier is known: (tier, diagnostic if missing).
+    tier_refs: Vec<(String, Diagnostic)>,
+    /// Parsed selectors by text (see `Ctx::selectors`).
+    selectors: std::collections::HashMap<String, Selector>,
+}
+
+impl Validator {
+    /// Validate one resource into the set under construction.
+    pub fn add(&mut self, r: &RawResource) {
+        let part = FilePart::validate(std::slice::from_ref(r), &mut self.selectors);
+        self.merge(part);
+    }
+
+    /// Validate the resources of one file on their own, sharing this validator's selector
+    /// cache; `merge` adds the result to the set.
+    pub fn validate_file(&mut self, resources: &[RawResource]) -> FilePart {
+        FilePart::validate(resources, &mut self.selectors)
+    }
+
+    /// Add one file's part: its resources and diagnostics, and a duplicate-name error for each
+    /// resource already defined by an earlier part (or earlier in the same one).
+    pub fn merge(&mut self, part: FilePart) {
+        let FilePart {
+            set,
+            mut diags,
+            defined,
+            mut tier_refs,
+        } = part;
+        self.diags.append(&mut diags);
+        for d in defined {
+            check_duplicate(&mut self.seen, &mut self.diags, d);
+        }
+        self.tier_refs.append(&mut tier_refs);
+        let PolicySet {
+            mut host_endpoints,
+            mut policies,
+            mut network_sets,
+            mut profiles,
+            mut tiers,
+            mut felix_configs,
+        } = set;
+        let s = &mut self.set;
+        s.host_endpoints.append(&mut host_endpoints);
+        s.policies.append(&mut policies);
+        s.network_sets.append(&mut network_sets);
+        s.profiles.append(&mut profiles);
+        s.tiers.append(&mut tiers);
+        s.felix_configs.append(&mut felix_configs);
     }
 
     /// A kind that is not one of the six: namespaced kinds are errors, cluster plumbing is
@@ -312,29 +411,29 @@ impl Validator {
 /// A second definition of a (kind, name) is an error at the second, naming the first.
 fn check_duplicate(
     seen: &mut BTreeMap<(&'static str, String), Origin>,
-    ctx: &mut Ctx,
-    node: &Node,
-    kind: &'static str,
-    meta: &Meta,
+    diags: &mut Vec<Diagnostic>,
+    d: Definition,
 ) {
-    let key = (kind, meta.name.clone());
+    let key = (d.kind, d.meta_name);
     match seen.get(&key) {
         Some(first) => {
-            let at = node
-                .get("metadata")
-                .and_then(|m| m.get("name"))
-                .unwrap_or(node);
-            ctx.error(
-                at,
-                &FieldPath::ROOT.field("metadata").field("name"),
-                format!(
-                    "duplicate {kind} `{}`: also defined at {}:{}:{}",
-                    meta.name, first.file, first.line, first.column
+            let (line, column) = d.at;
+            diags.push(Diagnostic {
+                file: d.file,
+                line,
+                column,
+                severity: crate::diag::Severity::Error,
+                kind: Some(d.kind.to_string()),
+                name: d.name_text,
+                field: FieldPath::ROOT.field("metadata").field("name").render(),
+                message: format!(
+                    "duplicate {} `{}`: also defined at {}:{}:{}",
+                    d.kind, key.1, first.file, first.line, first.column
                 ),
-            );
+            });
         }
         None => {
-            seen.insert(key, meta.origin.clone());
+            seen.insert(key, d.origin);
         }
     }
 }
