@@ -221,12 +221,19 @@ mod tests {
             let cached = cache.load_snapshot(&s);
             let fresh = load_snapshot(&s);
             assert_eq!(cached.loaded.set, fresh.loaded.set, "step {i}");
-            assert_eq!(cached.loaded.diagnostics, fresh.loaded.diagnostics, "step {i}");
+            assert_eq!(
+                cached.loaded.diagnostics, fresh.loaded.diagnostics,
+                "step {i}"
+            );
             assert_eq!(cached.loaded.resources, fresh.loaded.resources, "step {i}");
         }
         assert!(steps[4..6].iter().all(|files| {
             let fresh = load_snapshot(&snapshot(files));
-            fresh.loaded.diagnostics.iter().any(|d| d.message.contains("duplicate"))
+            fresh
+                .loaded
+                .diagnostics
+                .iter()
+                .any(|d| d.message.contains("duplicate"))
         }));
     }
 
