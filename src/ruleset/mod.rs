@@ -6,6 +6,7 @@
 pub mod felix;
 pub mod hash;
 pub mod ipset;
+pub mod memo;
 pub mod plan;
 pub mod replay;
 pub mod restore;

@@ -31,8 +31,9 @@
 //!   longer reference; set names are derived from their selector, so that requires a policy
 //!   change and a membership change in the same reconcile.
 
-use super::hash::{hook_hashes, rule_hashes};
+use super::hash::hook_hashes;
 use super::ipset::{normalize_member, write_add, write_create, write_del};
+use super::memo::{ChainHashes, HashMemo};
 use super::restore::{kernel_chain_rank, RestoreBuilder};
 use super::save::{LiveChain, LiveTable};
 use super::{Action, Chain, Family, Ipset, LiveIpsets, Match, Rule, Ruleset, Table, TableName};
@@ -210,16 +211,25 @@ pub fn plan(
     live_ipsets: &LiveIpsets,
     options: PlanOptions,
 ) -> Plan {
-    plan_with_suspects(desired, live, live_ipsets, options, &Suspects::default())
+    plan_with_suspects(
+        desired,
+        live,
+        live_ipsets,
+        options,
+        &Suspects::default(),
+        &HashMemo::default(),
+    )
 }
 
-/// `plan`, also repairing the `suspects` (chains whose rule text was tampered with).
+/// `plan`, also repairing the `suspects` (chains whose rule text was tampered with), taking
+/// the rule hashes of chains unchanged since the last plan from `memo`.
 pub fn plan_with_suspects(
     desired: &[Ruleset],
     live: &[LiveState],
     live_ipsets: &LiveIpsets,
     options: PlanOptions,
     suspects: &Suspects,
+    memo: &HashMemo,
 ) -> Plan {
     let desired_sets: BTreeMap<&str, &Ipset> = desired
         .iter()
@@ -234,28 +244,47 @@ pub fn plan_with_suspects(
         .chain(live.iter().map(|l| l.family))
         .collect();
     let empty_live = LiveTable::default();
-    let mut tables = Vec::with_capacity(families.len() * TableName::OWNED.len());
-    for family in families {
+    let plan_family = |family: Family| -> Vec<TablePlan> {
         let want = desired.iter().find(|r| r.family == family);
         let have = live.iter().find(|l| l.family == family);
-        for name in TableName::OWNED {
-            let desired_table = want.and_then(|r| r.tables.iter().find(|t| t.name == name));
-            let live_table = have
-                .and_then(|l| l.tables.get(&name))
-                .unwrap_or(&empty_live);
-            let suspect =
-                |chain: &str| suspects.chains.contains(&(family, name, chain.to_string()));
-            tables.push(plan_table(
-                family,
-                name,
-                desired_table,
-                live_table,
-                &renamed,
-                options,
-                &suspect,
-            ));
-        }
-    }
+        let tables = TableName::OWNED
+            .into_iter()
+            .map(|name| {
+                let desired_table = want.and_then(|r| r.tables.iter().find(|t| t.name == name));
+                let live_table = have
+                    .and_then(|l| l.tables.get(&name))
+                    .unwrap_or(&empty_live);
+                let suspect =
+                    |chain: &str| suspects.chains.contains(&(family, name, chain.to_string()));
+                plan_table(
+                    family,
+                    name,
+                    desired_table,
+                    live_table,
+                    &renamed,
+                    options,
+                    &suspect,
+                    memo,
+                )
+            })
+            .collect();
+        memo.finish(family);
+        tables
+    };
+    // The families share nothing but what they read: each plans on its own thread.
+    let tables = std::thread::scope(|scope| {
+        let planners: Vec<_> = families
+            .into_iter()
+            .map(|family| scope.spawn(move || plan_family(family)))
+            .collect();
+        planners
+            .into_iter()
+            .flat_map(|p| {
+                p.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
     Plan { ipsets, tables }
 }
 
@@ -267,16 +296,14 @@ pub fn flush_plan(live: &[LiveState], live_ipsets: &LiveIpsets) -> Plan {
 
 /// True when the live chain's hash list equals `hashes` exactly and every rule's target is the
 /// one rendered (a rule without our hash in our chain is drift and forces a rewrite).
-fn chain_in_sync(live: &LiveChain, chain: &Chain, hashes: &[String]) -> bool {
+fn chain_in_sync(live: &LiveChain, chain: &Chain, hashes: &ChainHashes) -> bool {
     live.rules.len() == hashes.len()
         && live
             .rules
             .iter()
-            .zip(hashes)
+            .zip(hashes.iter())
             .zip(&chain.rules)
-            .all(|((r, h), want)| {
-                r.hash.as_deref() == Some(h.as_str()) && same_target(&r.text, want)
-            })
+            .all(|((r, h), want)| r.hash.as_deref() == Some(h) && same_target(&r.text, want))
 }
 
 /// The target of a rule as `iptables-save` prints it: the last `-j`/`-g` and the word after it
@@ -424,10 +451,11 @@ fn plan_table(
     renamed_sets: &BTreeSet<String>,
     options: PlanOptions,
     suspect: &dyn Fn(&str) -> bool,
+    memo: &HashMemo,
 ) -> TablePlan {
     let mut create = Vec::new();
     let mut rewrite = Vec::new();
-    let mut to_write: Vec<(&Chain, Vec<String>)> = Vec::new();
+    let mut to_write: Vec<(&Chain, std::sync::Arc<ChainHashes>)> = Vec::new();
 
     // Desired chains must be ours; a foreign name here would make us flush someone else's
     // chain, so such chains are left out rather than written.
@@ -436,7 +464,7 @@ fn plan_table(
         .flat_map(|t| t.chains.values())
         .filter(|c| is_owned_chain(&c.name));
     for chain in desired_chains {
-        let hashes = rule_hashes(&chain.name, &chain.rules);
+        let hashes = memo.hashes(family, name, chain);
         match live.chains.get(&chain.name) {
             None => create.push(chain.name.clone()),
             Some(lc)
@@ -487,7 +515,7 @@ fn plan_table(
     }
     // 2. Contents of new and rewritten chains.
     for (chain, hashes) in &to_write {
-        for (rule, hash) in chain.rules.iter().zip(hashes) {
+        for (rule, hash) in chain.rules.iter().zip(hashes.iter()) {
             b.append(&chain.name, hash, rule);
         }
     }
@@ -1098,6 +1126,48 @@ mod tests {
     }
 
     #[test]
+    fn a_memo_kept_across_edits_plans_exactly_what_a_fresh_one_does() {
+        let states = [
+            ruleset(filter(None, HookPosition::Insert), &[]),
+            ruleset(filter(Some(jump("cali-pi-a")), HookPosition::Insert), &[]),
+            ruleset(filter(None, HookPosition::Insert), &[]),
+            ruleset(
+                filter(Some(jump("cali-fh-eth0")), HookPosition::Append),
+                &[],
+            ),
+            ruleset(
+                filter(Some(jump("cali-fh-eth0")), HookPosition::Append),
+                &[],
+            ),
+        ];
+        let memo = HashMemo::default();
+        let mut live = foreign_filter();
+        for (i, desired) in states.iter().enumerate() {
+            let plan_with = |memo: &HashMemo| {
+                plan_with_suspects(
+                    std::slice::from_ref(desired),
+                    &live_state(&live),
+                    &LiveIpsets::default(),
+                    PlanOptions::default(),
+                    &Suspects::default(),
+                    memo,
+                )
+            };
+            let kept = plan_with(&memo);
+            assert_eq!(kept, plan_with(&HashMemo::default()), "state {i}");
+            assert_eq!(i == 4, kept.is_empty(), "state {i}: {kept}");
+            apply(&mut live, &filter_plan(&kept).restore_input);
+            assert!(replan(desired, &live).is_empty(), "state {i}");
+        }
+        assert_eq!(memo.len(Family::V6), 0);
+        let filter = states[4]
+            .tables
+            .iter()
+            .find(|t| t.name == TableName::Filter);
+        assert_eq!(memo.len(Family::V4), filter.map_or(0, |t| t.chains.len()));
+    }
+
+    #[test]
     fn stale_chain_deleted_after_its_references() {
         let mut old_filter = filter(None, HookPosition::Insert);
         old_filter
@@ -1394,6 +1464,7 @@ mod tests {
             &LiveIpsets::default(),
             PlanOptions::default(),
             &suspects,
+            &HashMemo::default(),
         );
         assert_eq!(filter_plan(&p).rewrite, ["cali-fh-eth0"]);
         assert_eq!(filter_plan(&p).hooks, ["INPUT"]);

@@ -23,6 +23,7 @@ pub mod rollback;
 
 use crate::dataplane::{Backend, Dataplane, DataplaneError};
 use crate::ruleset::ipset::{parse_ipset_save, write_add, write_create, LiveIpsets};
+use crate::ruleset::memo::HashMemo;
 use crate::ruleset::plan::{self, LiveState, Overtaken, Plan, PlanOptions, Suspects, TablePlan};
 use crate::ruleset::replay::replay;
 use crate::ruleset::save::{parse_save, LiveChain, LiveRule, LiveTable};
@@ -185,10 +186,12 @@ pub struct Live {
 /// chain is repaired. The kernel prints a rule it was given the same way every time, so the
 /// comparison needs no model of how it rewrites rule text. A chain just written is remembered
 /// from its first read after the write.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct LiveCache {
     live: Option<Live>,
     texts: RuleDigests,
+    /// The rule hashes of the chains last planned (a policy edit changes few chains).
+    hashes: HashMemo,
 }
 
 /// What the cache remembers of our rules' printed text: per chain, in kernel order, a keyed
@@ -288,7 +291,7 @@ impl LiveCache {
     pub fn read(live: Live) -> LiveCache {
         LiveCache {
             live: Some(live),
-            texts: RuleDigests::default(),
+            ..LiveCache::default()
         }
     }
 
@@ -631,10 +634,22 @@ pub fn empty_ruleset(family: Family) -> Ruleset {
 pub fn diff(desired: &[Ruleset], dp: &dyn Dataplane) -> Result<Plan, SyncError> {
     let desired = desired_for(dp, desired);
     let live = read_live(dp)?;
-    Ok(plan_against(&desired, &live, dp, &Suspects::default()))
+    Ok(plan_against(
+        &desired,
+        &live,
+        dp,
+        &Suspects::default(),
+        &HashMemo::default(),
+    ))
 }
 
-fn plan_against(desired: &[Ruleset], live: &Live, dp: &dyn Dataplane, suspects: &Suspects) -> Plan {
+fn plan_against(
+    desired: &[Ruleset],
+    live: &Live,
+    dp: &dyn Dataplane,
+    suspects: &Suspects,
+    memo: &HashMemo,
+) -> Plan {
     plan::plan_with_suspects(
         desired,
         &live.tables,
@@ -643,6 +658,7 @@ fn plan_against(desired: &[Ruleset], live: &Live, dp: &dyn Dataplane, suspects: 
             nft: dp.backend() == Backend::Nft,
         },
         suspects,
+        memo,
     )
 }
 
@@ -667,9 +683,13 @@ pub fn reconcile_cached(
     cache: &mut LiveCache,
 ) -> Result<ReconcileReport, SyncError> {
     let desired = desired_for(dp, desired);
-    let mut report = run_passes(dp, opts, Check::Written, cache, |live, suspects| {
-        plan_against(&desired, live, dp, suspects)
-    })?;
+    // Out of the cache while the passes borrow it; put back whatever the outcome.
+    let memo = std::mem::take(&mut cache.hashes);
+    let outcome = run_passes(dp, opts, Check::Written, cache, |live, suspects| {
+        plan_against(&desired, live, dp, suspects, &memo)
+    });
+    cache.hashes = memo;
+    let mut report = outcome?;
     if let Some(seen) = &cache.live {
         report.overtaken = plan::overtaken_jumps(&desired, &seen.tables);
     }
@@ -1400,7 +1420,10 @@ mod tests {
             );
             let replayed = cache.live.clone().unwrap();
             let read = read_live(&fake).unwrap();
-            assert!(plan_against(&v4_changed, &replayed, &fake, &Suspects::default()).is_empty());
+            let memo = HashMemo::default();
+            assert!(
+                plan_against(&v4_changed, &replayed, &fake, &Suspects::default(), &memo).is_empty()
+            );
             assert!(diff(&v4_changed, &fake).unwrap().is_empty());
             for (replayed, read) in replayed.tables.iter().zip(&read.tables) {
                 for (table, t) in &read.tables {

@@ -1,0 +1,177 @@
+//! Rule hashes remembered across plans: a long-lived planner (the daemon) hashes again only
+//! the chains whose rules changed since its last plan. Hashing is SHA-224 over each rule's
+//! Felix text (`hash::rule_hashes`), so formatting and hashing every rule of a 1,000-policy
+//! set costs ~90 ms a plan; a keyed fingerprint of a chain's rules costs a fraction of that.
+
+use super::hash::rule_hashes;
+use super::{Chain, Family, TableName};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// The rule hashes of one chain, in order, 16 characters each in one string (one allocation a
+/// chain instead of one a rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHashes(String);
+
+impl ChainHashes {
+    /// The hashes of `chain`'s rules.
+    pub fn of(chain: &Chain) -> ChainHashes {
+        ChainHashes(rule_hashes(&chain.name, &chain.rules).concat())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len() / super::hash::HASH_LEN
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The hashes in rule order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        // Hash texts are base64url: every byte is a character boundary.
+        (0..self.len()).map(|i| &self.0[i * super::hash::HASH_LEN..(i + 1) * super::hash::HASH_LEN])
+    }
+}
+
+/// The hashes of the chains the last plan hashed, with a fingerprint of the rules they were
+/// computed from. Each plan keeps exactly the chains it looked up, so the memo never holds more
+/// than one desired state's chains. The fingerprint is keyed with a key drawn once per memo:
+/// nobody outside the process can aim a changed chain at a colliding fingerprint (which would
+/// keep the old chain's hashes, and so its rules, in the kernel); an accidental collision has
+/// odds of 2^-64 a changed chain. One lock per family, so both families can plan at once.
+#[derive(Debug, Default)]
+pub struct HashMemo {
+    key: RandomState,
+    families: [Mutex<Generations>; 2],
+}
+
+#[derive(Debug, Default)]
+struct Generations {
+    /// What the previous plan looked up.
+    previous: HashMap<(TableName, String), Memoized>,
+    /// What the plan under way looked up so far.
+    current: HashMap<(TableName, String), Memoized>,
+}
+
+#[derive(Debug)]
+struct Memoized {
+    fingerprint: u64,
+    hashes: Arc<ChainHashes>,
+}
+
+fn slot(family: Family) -> usize {
+    match family {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
+}
+
+impl HashMemo {
+    /// The hashes of `chain` in `table` of `family`: remembered when its rules are the ones
+    /// last hashed under that name, else computed (and remembered).
+    pub fn hashes(&self, family: Family, table: TableName, chain: &Chain) -> Arc<ChainHashes> {
+        let fingerprint = self.key.hash_one(&chain.rules);
+        let key = (table, chain.name.clone());
+        let mut generations = self.families[slot(family)]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = generations.current.get(&key) {
+            if m.fingerprint == fingerprint {
+                return m.hashes.clone();
+            }
+        }
+        let hashes = match generations.previous.remove(&key) {
+            Some(m) if m.fingerprint == fingerprint => m.hashes,
+            _ => Arc::new(ChainHashes::of(chain)),
+        };
+        generations.current.insert(
+            key,
+            Memoized {
+                fingerprint,
+                hashes: hashes.clone(),
+            },
+        );
+        hashes
+    }
+
+    /// End `family`'s plan: what it looked up is what the next plan finds.
+    pub fn finish(&self, family: Family) {
+        let mut generations = self.families[slot(family)]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        generations.previous = std::mem::take(&mut generations.current);
+    }
+
+    /// Chains remembered for `family` (tests and memory accounting).
+    pub fn len(&self, family: Family) -> usize {
+        let generations = self.families[slot(family)]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        generations.previous.len() + generations.current.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ruleset::Rule;
+
+    fn chain(name: &str, targets: &[&str]) -> Chain {
+        Chain {
+            name: name.into(),
+            rules: targets.iter().map(|t| Rule::jump_to(t)).collect(),
+        }
+    }
+
+    #[test]
+    fn hashes_equal_the_unmemoized_ones_and_split_per_rule() {
+        let c = chain("cali-x", &["cali-a", "cali-b", "cali-c"]);
+        let hashes = ChainHashes::of(&c);
+        let plain = rule_hashes(&c.name, &c.rules);
+        assert_eq!(hashes.len(), 3);
+        assert_eq!(hashes.iter().collect::<Vec<_>>(), plain);
+        assert!(ChainHashes::of(&chain("cali-e", &[])).is_empty());
+    }
+
+    #[test]
+    fn a_changed_chain_is_hashed_again_and_an_unchanged_one_is_not() {
+        let memo = HashMemo::default();
+        let a = chain("cali-a", &["cali-x"]);
+        let first = memo.hashes(Family::V4, TableName::Filter, &a);
+        memo.finish(Family::V4);
+        let again = memo.hashes(Family::V4, TableName::Filter, &a);
+        assert!(Arc::ptr_eq(&first, &again), "unchanged: remembered");
+        memo.finish(Family::V4);
+        let changed = chain("cali-a", &["cali-y"]);
+        let new = memo.hashes(Family::V4, TableName::Filter, &changed);
+        assert_eq!(*new, ChainHashes::of(&changed));
+        assert_ne!(*new, *first);
+        // The same name in another table or family is another chain.
+        let other = memo.hashes(Family::V6, TableName::Filter, &a);
+        assert!(!Arc::ptr_eq(&other, &first));
+        let raw = memo.hashes(Family::V4, TableName::Raw, &a);
+        assert!(!Arc::ptr_eq(&raw, &first));
+    }
+
+    #[test]
+    fn a_plan_keeps_only_the_chains_it_looked_up() {
+        let memo = HashMemo::default();
+        for name in ["cali-a", "cali-b", "cali-c"] {
+            memo.hashes(Family::V4, TableName::Filter, &chain(name, &["cali-x"]));
+        }
+        memo.finish(Family::V4);
+        assert_eq!(memo.len(Family::V4), 3);
+        let b = chain("cali-b", &["cali-x"]);
+        let kept = memo.hashes(Family::V4, TableName::Filter, &b);
+        // Looked up twice in one plan: one entry, the same hashes.
+        assert!(Arc::ptr_eq(
+            &kept,
+            &memo.hashes(Family::V4, TableName::Filter, &b)
+        ));
+        memo.finish(Family::V4);
+        assert_eq!(memo.len(Family::V4), 1);
+        assert_eq!(memo.len(Family::V6), 0);
+    }
+}
