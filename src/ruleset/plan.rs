@@ -244,6 +244,12 @@ pub fn plan_with_suspects(
         .chain(live.iter().map(|l| l.family))
         .collect();
     let empty_live = LiveTable::default();
+    let shared = Shared {
+        renamed_sets: &renamed,
+        options,
+        suspects,
+        memo,
+    };
     let plan_family = |family: Family| -> Vec<TablePlan> {
         let want = desired.iter().find(|r| r.family == family);
         let have = live.iter().find(|l| l.family == family);
@@ -254,18 +260,7 @@ pub fn plan_with_suspects(
                 let live_table = have
                     .and_then(|l| l.tables.get(&name))
                     .unwrap_or(&empty_live);
-                let suspect =
-                    |chain: &str| suspects.chains.contains(&(family, name, chain.to_string()));
-                plan_table(
-                    family,
-                    name,
-                    desired_table,
-                    live_table,
-                    &renamed,
-                    options,
-                    &suspect,
-                    memo,
-                )
+                plan_table(family, name, desired_table, live_table, &shared)
             })
             .collect();
         memo.finish(family);
@@ -443,16 +438,30 @@ fn references_any(chain: &Chain, sets: &BTreeSet<String>) -> bool {
         })
 }
 
+/// What the plans of every table share.
+struct Shared<'a> {
+    /// Sets rebuilt under a new name: every chain referring to them is rewritten.
+    renamed_sets: &'a BTreeSet<String>,
+    options: PlanOptions,
+    suspects: &'a Suspects,
+    memo: &'a HashMemo,
+}
+
 fn plan_table(
     family: Family,
     name: TableName,
     desired: Option<&Table>,
     live: &LiveTable,
-    renamed_sets: &BTreeSet<String>,
-    options: PlanOptions,
-    suspect: &dyn Fn(&str) -> bool,
-    memo: &HashMemo,
+    shared: &Shared,
 ) -> TablePlan {
+    let Shared {
+        renamed_sets,
+        options,
+        suspects,
+        memo,
+    } = *shared;
+    let suspect = |chain: &str| suspects.chains.contains(&(family, name, chain.to_string()));
+    let suspect: &dyn Fn(&str) -> bool = &suspect;
     let mut create = Vec::new();
     let mut rewrite = Vec::new();
     let mut to_write: Vec<(&Chain, std::sync::Arc<ChainHashes>)> = Vec::new();

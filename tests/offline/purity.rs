@@ -1,5 +1,7 @@
 //! Architecture guards: the modules the crate calls pure name no effect (files, processes,
-//! network, clock, environment, threads, terminal, syscalls) in their source, render never
+//! network, clock, environment, detached threads or sleeps, terminal, syscalls) in their
+//! source (`thread::scope`, which joins its threads before it returns, only spreads a pure
+//! computation over cores: render and plan run one family per thread), render never
 //! produces iptables text, only `policy::parse` knows the YAML crate and only `source::directory`
 //! lists directories. A finding names the file and line.
 
