@@ -35,6 +35,7 @@ pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod parallel;
 pub mod policy;
 pub mod render;
 pub mod resolve;

@@ -56,20 +56,7 @@ impl Enforced {
     fn new(desired: Desired, key: &RandomState) -> (Enforced, Vec<Ruleset>) {
         let config = desired.config();
         // One digest per family, side by side (at 1,000 policies hashing both takes ~25 ms).
-        let digests = std::thread::scope(|scope| {
-            let families: Vec<_> = desired
-                .rulesets
-                .iter()
-                .map(|r| scope.spawn(move || key.hash_one(r)))
-                .collect();
-            families
-                .into_iter()
-                .map(|f| {
-                    f.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect::<Vec<u64>>()
-        });
+        let digests = crate::parallel::map(&desired.rulesets, |r| key.hash_one(r));
         let enforced = Enforced {
             digest: key.hash_one(&digests),
             backend: config.iptables_backend,

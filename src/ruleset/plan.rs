@@ -267,19 +267,10 @@ pub fn plan_with_suspects(
         tables
     };
     // The families share nothing but what they read: each plans on its own thread.
-    let tables = std::thread::scope(|scope| {
-        let planners: Vec<_> = families
-            .into_iter()
-            .map(|family| scope.spawn(move || plan_family(family)))
-            .collect();
-        planners
-            .into_iter()
-            .flat_map(|p| {
-                p.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    });
+    let tables = crate::parallel::map(families, plan_family)
+        .into_iter()
+        .flatten()
+        .collect();
     Plan { ipsets, tables }
 }
 

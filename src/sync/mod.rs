@@ -353,20 +353,13 @@ pub fn read_live(dp: &dyn Dataplane) -> Result<Live, SyncError> {
             .map(|family| scope.spawn(move || read_family(dp, family)))
             .collect();
         let ipsets = read_ipsets(dp);
-        let tables: Vec<_> = readers.into_iter().map(join_reader).collect();
+        let tables: Vec<_> = readers.into_iter().map(crate::parallel::join).collect();
         (tables, ipsets)
     });
     Ok(Live {
         tables: tables.into_iter().collect::<Result<Vec<_>, _>>()?,
         ipsets: ipsets?,
     })
-}
-
-/// The result of a reader thread; a panic in it is re-raised here, as if it had run inline.
-fn join_reader<T>(reader: std::thread::ScopedJoinHandle<'_, T>) -> T {
-    reader
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 fn read_family(dp: &dyn Dataplane, family: Family) -> Result<LiveState, SyncError> {
@@ -401,13 +394,8 @@ fn read_ipsets(dp: &dyn Dataplane) -> Result<LiveIpsets, SyncError> {
 /// plan's text in a form worth replaying). The families are handled at the same time, as
 /// `read_live` reads them.
 fn after_write(dp: &dyn Dataplane, mut live: Live, plan: &Plan) -> Result<(Live, bool), SyncError> {
-    let done = std::thread::scope(|scope| {
-        let readers: Vec<_> = live
-            .tables
-            .iter_mut()
-            .map(|state| scope.spawn(move || after_write_family(dp, state, plan)))
-            .collect();
-        readers.into_iter().map(join_reader).collect::<Vec<_>>()
+    let done = crate::parallel::map(live.tables.iter_mut(), |state| {
+        after_write_family(dp, state, plan)
     });
     let mut read_back = false;
     for family in done {
