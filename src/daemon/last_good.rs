@@ -16,7 +16,9 @@ pub struct PolicyFile {
 
 /// Replace the directory `target` with exactly `files`. Written into a temp directory beside it,
 /// synced, then swapped in with `renameat2(RENAME_EXCHANGE)` (or renamed into place when there
-/// is nothing to replace).
+/// is nothing to replace). A file whose text the set in `target` already holds is hard-linked
+/// from there instead of written and synced again: a set from etcd is one file per key, and
+/// syncing a thousand files took 1.6 s of every edit's reaction (an edit changes one or two).
 pub fn save(target: &Path, files: &[PolicyFile]) -> io::Result<()> {
     let parent = target.parent().unwrap_or(Path::new("."));
     crate::fsutil::private_dir(parent)?;
@@ -26,7 +28,7 @@ pub fn save(target: &Path, files: &[PolicyFile]) -> io::Result<()> {
         .unwrap_or_else(|| "last-good".to_string());
     remove_leftovers(parent, &base);
     let staging = parent.join(format!(".{base}.tmp.{}", std::process::id()));
-    let result = write_dir(&staging, files).and_then(|()| swap_in(&staging, target));
+    let result = write_dir(&staging, files, target).and_then(|()| swap_in(&staging, target));
     if staging.exists() {
         // After an exchange `staging` holds the previous set; after a failure, the partial new one.
         let _ = fs::remove_dir_all(&staging);
@@ -35,7 +37,9 @@ pub fn save(target: &Path, files: &[PolicyFile]) -> io::Result<()> {
 }
 
 /// The copies are 0600 in a 0700 directory: policy files may be private (0600) at the source.
-fn write_dir(dir: &Path, files: &[PolicyFile]) -> io::Result<()> {
+/// Files `previous` holds with the same name and text are linked, not copied: their data is on
+/// disk already, and the final sync of `dir` makes the new names durable.
+fn write_dir(dir: &Path, files: &[PolicyFile], previous: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new()
         .mode(crate::fsutil::PRIVATE_DIR_MODE)
@@ -47,14 +51,26 @@ fn write_dir(dir: &Path, files: &[PolicyFile]) -> io::Result<()> {
                 format!("unexpected policy file name {:?}", f.name),
             ));
         }
+        let path = dir.join(&f.name);
+        let old = previous.join(&f.name);
+        if holds(&old, &f.text) && fs::hard_link(&old, &path).is_ok() {
+            continue;
+        }
         let mut out = crate::fsutil::private_options()
             .write(true)
             .create_new(true)
-            .open(dir.join(&f.name))?;
+            .open(&path)?;
         out.write_all(f.text.as_bytes())?;
         out.sync_all()?;
     }
     fs::File::open(dir)?.sync_all()
+}
+
+/// True when `path` is a plain file (never a link to elsewhere) holding exactly `text`.
+fn holds(path: &Path, text: &str) -> bool {
+    let plain =
+        fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == text.len() as u64);
+    plain && fs::read(path).is_ok_and(|bytes| bytes == text.as_bytes())
 }
 
 fn swap_in(staging: &Path, target: &Path) -> io::Result<()> {
@@ -136,6 +152,52 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["last-good".to_string()]);
+    }
+
+    #[test]
+    fn unchanged_files_are_linked_from_the_old_set_and_changed_ones_written_anew() {
+        use std::os::unix::fs::MetadataExt;
+        let state = tempfile::tempdir().unwrap();
+        let target = state.path().join("last-good");
+        save(
+            &target,
+            &[
+                file("a.json", "1"),
+                file("b.json", "2"),
+                file("c.json", "3"),
+            ],
+        )
+        .unwrap();
+        let inode = |name: &str| fs::metadata(target.join(name)).unwrap().ino();
+        let (a, b) = (inode("a.json"), inode("b.json"));
+        // Elsewhere: a symlink in the old set is never taken over, even with the same text.
+        let outside = state.path().join("outside");
+        fs::write(&outside, "3").unwrap();
+        fs::remove_file(target.join("c.json")).unwrap();
+        std::os::unix::fs::symlink(&outside, target.join("c.json")).unwrap();
+        save(
+            &target,
+            &[
+                file("a.json", "1"),
+                file("b.json", "22"),
+                file("c.json", "3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(inode("a.json"), a, "unchanged: linked");
+        assert_ne!(inode("b.json"), b, "changed: a new file");
+        let c = fs::symlink_metadata(target.join("c.json")).unwrap();
+        assert!(c.is_file(), "the symlink was replaced by a copy");
+        assert_eq!(
+            listing(&target),
+            vec![
+                ("a.json".into(), "1".into()),
+                ("b.json".into(), "22".into()),
+                ("c.json".into(), "3".into())
+            ]
+        );
+        // The old set's files are gone with it; the linked one lives on in the new set.
+        assert_eq!(fs::metadata(target.join("a.json")).unwrap().nlink(), 1);
     }
 
     #[test]
