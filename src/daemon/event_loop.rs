@@ -59,7 +59,7 @@ impl Default for LoopConfig {
     }
 }
 
-/// The log line for an invalid policy directory. Only a daemon that has applied a set keeps
+/// The log line for an invalid policy set (directory or datastore). Only a daemon that has applied a set keeps
 /// rules in force; at start nothing has been applied yet, and what happens instead (the last
 /// good set, the kernel left alone) is logged next.
 fn rejection(errors: usize, in_force: bool) -> String {
@@ -68,7 +68,7 @@ fn rejection(errors: usize, in_force: bool) -> String {
     } else {
         "nothing of it is applied"
     };
-    format!("policy directory is invalid ({errors} error(s)); {then}")
+    format!("policy set is invalid ({errors} error(s)); {then}")
 }
 
 /// How the loop ended.
@@ -207,7 +207,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
                     self.publish();
                 }
                 Some(Event::PolicyChanged { settled }) => {
-                    log::debug!("policy directory changed");
+                    log::debug!("policy source changed");
                     self.pending_reload = true;
                     if settled {
                         self.debounce.poke(now, self.cfg.debounce_settled);
@@ -322,7 +322,7 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         let started = self.waiter.now();
         let outcome = self.engine.load(PolicySource::Directory);
         log::debug!(
-            "policy directory read and checked in {} ms",
+            "policy set read and checked in {} ms",
             status::millis(self.waiter.now().saturating_duration_since(started))
         );
         let result = match self.adopt_directory(outcome) {

@@ -108,7 +108,7 @@ fn stderr_on_the_journal_logs_natively_with_priorities_and_fields() {
     assert!(
         errors
             .iter()
-            .any(|r| field(r, "MESSAGE").contains("policy directory is invalid")),
+            .any(|r| field(r, "MESSAGE").contains("policy set is invalid")),
         "{records:#?}"
     );
     let diagnostic = errors

@@ -537,12 +537,12 @@ fn unchanged_reload_verifies_without_new_generation() {
 fn rejection_keeps_rules_only_once_some_are_in_force() {
     assert_eq!(
         rejection(2, true),
-        "policy directory is invalid (2 error(s)); keeping the rules in force"
+        "policy set is invalid (2 error(s)); keeping the rules in force"
     );
     // At boot nothing has been applied: no claim about rules in force.
     assert_eq!(
         rejection(1, false),
-        "policy directory is invalid (1 error(s)); nothing of it is applied"
+        "policy set is invalid (1 error(s)); nothing of it is applied"
     );
 }
 
