@@ -218,6 +218,14 @@ pub struct Texts {
 
 /// Decode every (key, value) pair; keys of kinds hostfw does not manage are skipped.
 pub fn texts<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Texts {
+    texts_with(kvs, decode)
+}
+
+/// `texts`, decoding each managed pair with `decode_one` (`decode`, or a memo of it).
+pub fn texts_with<'a>(
+    kvs: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    mut decode_one: impl FnMut(&str, &[u8]) -> Result<Decoded, Box<Diagnostic>>,
+) -> Texts {
     let mut out = Texts {
         ready: true,
         ..Texts::default()
@@ -226,7 +234,7 @@ pub fn texts<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Texts {
         if parse_key(key).is_none() {
             continue;
         }
-        match decode(key, value) {
+        match decode_one(key, value) {
             Ok(Decoded::Resource(s)) => out.sources.push(s),
             Ok(Decoded::Ready(ready)) => out.ready = ready,
             Ok(Decoded::Ignored) => {}
