@@ -104,7 +104,8 @@ impl HashMemo {
         generations.previous = std::mem::take(&mut generations.current);
     }
 
-    /// Chains remembered for `family` (tests and memory accounting).
+    /// Chains remembered for `family`.
+    #[cfg(test)]
     pub fn len(&self, family: Family) -> usize {
         let generations = self.families[slot(family)]
             .lock()
