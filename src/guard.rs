@@ -464,14 +464,12 @@ pub fn observe(interfaces: &HostInterfaces) -> Observed {
     {
         sessions.push(s);
     }
-    let listening = crate::sshd::listening_ports();
+    let tables = crate::sshd::socket_tables();
+    let listening = crate::sshd::listening_ports(&tables);
     let ports = Observed::new(sessions.clone(), listening.clone()).ssh_ports;
-    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
+    for text in &tables {
         for port in &ports {
-            sessions.extend(parse_proc_net_tcp(&text, *port));
+            sessions.extend(parse_proc_net_tcp(text, *port));
         }
     }
     Observed::new(local_sessions(sessions, interfaces), listening)

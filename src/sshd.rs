@@ -78,18 +78,27 @@ impl PortCache {
 /// The process-wide cache `listening_ports` consults.
 static CACHE: Mutex<PortCache> = Mutex::new(PortCache { last: None });
 
-/// The ports sshd listens on in this network namespace (empty when none is found).
-pub fn listening_ports() -> BTreeSet<u16> {
+/// This thread's network namespace's `/proc/net/tcp` and `/proc/net/tcp6`, as text (an
+/// unreadable one is left out). Each read walks the kernel's whole table of established
+/// sockets, shared by every namespace: the guard reads them once per load and hands the texts
+/// to `listening_ports` as well.
+pub fn socket_tables() -> Vec<String> {
     let net = if Path::new("/proc/thread-self/net").exists() {
         Path::new("/proc/thread-self/net")
     } else {
         Path::new("/proc/net")
     };
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|file| std::fs::read_to_string(net.join(file)).ok())
+        .collect()
+}
+
+/// The ports sshd listens on, given `socket_tables` (empty when none is found).
+pub fn listening_ports(tables: &[String]) -> BTreeSet<u16> {
     let mut sockets = BTreeMap::new();
-    for file in ["tcp", "tcp6"] {
-        if let Ok(text) = std::fs::read_to_string(net.join(file)) {
-            sockets.extend(listening_sockets(&text));
-        }
+    for text in tables {
+        sockets.extend(listening_sockets(text));
     }
     // A panic while holding the lock leaves a valid cache behind; keep using it.
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
