@@ -236,7 +236,11 @@ fn edits(hosts: &[Host], which: &[usize], etcd: &Etcd, label: &str) {
     for &i in which {
         // In edit order, before `pct` sorts them: a slow edit shows where it fell.
         let each: Vec<String> = lat[i].iter().map(|d| d.as_millis().to_string()).collect();
-        println!("edit → kernel, {label}, {}, each (ms): {}", node(i), each.join(" "));
+        println!(
+            "edit → kernel, {label}, {}, each (ms): {}",
+            node(i),
+            each.join(" ")
+        );
         let (p50, p99) = (pct(&mut lat[i], 0.5), pct(&mut lat[i], 0.99));
         println!(
             "edit → kernel, {label}, {}: p50 {p50:?}, p99 {p99:?} ({EDITS} edits; {})",

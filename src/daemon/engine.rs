@@ -390,6 +390,9 @@ impl Engine for RealEngine {
         );
         release_memory();
         let report = report?;
+        if report.hooks_fixed > 0 {
+            self.source.hooks_installed();
+        }
         let changes = if report.in_sync() {
             Vec::new()
         } else {

@@ -60,6 +60,12 @@ pub trait Source {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| name.to_string())
     }
+    /// hostfw's hooks were just put into the kernel's chains (the first apply, or a repair).
+    /// Where no rule used connection tracking before, a connection opened earlier is untracked,
+    /// and the first packet its server sends after the hooks counts as NEW and meets the
+    /// policy (dropped, retransmitted, until the client happens to send): a source holding a
+    /// connection opens a new one, tracked from its first packet. Nothing by default.
+    fn hooks_installed(&self) {}
     /// The connection to a datastore, for `status.json`; None for the policy directory.
     fn datastore(&self) -> Option<crate::status::Datastore> {
         None

@@ -137,6 +137,12 @@ impl Source for Etcd {
         Ok(())
     }
 
+    fn hooks_installed(&self) {
+        if let Some(w) = self.watcher.get() {
+            w.reopen();
+        }
+    }
+
     /// `<plural>-<name>.json`: unique per key, and a policy file the directory reader accepts.
     fn saved_name(&self, name: &str) -> String {
         match layout::parse_key(name) {

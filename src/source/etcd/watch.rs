@@ -5,7 +5,8 @@
 //! resuming the watch after the last revision it delivered (a resume the server compacted
 //! meanwhile cancels the watch, and the copy is listed again). Each change calls `notify` (the
 //! daemon turns it into an event on its one channel); the daemon reads the copy synchronously
-//! with `Watcher::snapshot`. This thread never touches the kernel.
+//! with `Watcher::snapshot`. `Watcher::reopen` makes it drop its connection and resume on a
+//! new one at once (see `Source::hooks_installed`). This thread never touches the kernel.
 
 use super::client;
 use super::config::EtcdConfig;
@@ -54,6 +55,15 @@ struct Shared {
 #[derive(Clone)]
 pub struct Watcher {
     shared: Arc<Mutex<Shared>>,
+    reopen: Arc<tokio::sync::Notify>,
+}
+
+/// Why a session ended without a connection error.
+enum Ended {
+    /// The watch was cancelled or its revision compacted: list again.
+    Cancelled,
+    /// `Watcher::reopen` asked for a new connection: resume on it.
+    Reopen,
 }
 
 /// What the copy held at one moment.
@@ -103,10 +113,18 @@ impl Watcher {
             .enable_all()
             .build()?;
         let thread_shared = Arc::clone(&shared);
+        let reopen = Arc::new(tokio::sync::Notify::new());
+        let thread_reopen = Arc::clone(&reopen);
         std::thread::Builder::new()
             .name("hostfw-etcd".to_string())
-            .spawn(move || runtime.block_on(run(cfg, thread_shared, notify)))?;
-        Ok(Watcher { shared })
+            .spawn(move || runtime.block_on(run(cfg, thread_shared, thread_reopen, notify)))?;
+        Ok(Watcher { shared, reopen })
+    }
+
+    /// Drop the connection and resume the watch on a new one, after the last revision
+    /// delivered (nothing is missed or replayed); the state stays connected. Returns at once.
+    pub fn reopen(&self) {
+        self.reopen.notify_one();
     }
 
     /// The copy once the first list succeeded or failed, waiting at most `timeout` for it
@@ -137,16 +155,25 @@ fn now() -> String {
         .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string())
 }
 
-async fn run(cfg: EtcdConfig, shared: Arc<Mutex<Shared>>, mut notify: impl FnMut()) {
+async fn run(
+    cfg: EtcdConfig,
+    shared: Arc<Mutex<Shared>>,
+    reopen: Arc<tokio::sync::Notify>,
+    mut notify: impl FnMut(),
+) {
     let mut backoff = MIN_BACKOFF;
-    // The first session lists; after a lost connection the next one resumes the watch after
-    // the last revision it delivered (etcd sends every change since); after a cancelled or
-    // compacted watch it lists again.
+    // The first session lists; after a lost connection or a reopen the next one resumes the
+    // watch after the last revision it delivered (etcd sends every change since); after a
+    // cancelled or compacted watch it lists again.
     let mut relist = true;
     loop {
-        match session(&cfg, &shared, &mut notify, &mut backoff, relist).await {
+        match session(&cfg, &shared, &reopen, &mut notify, &mut backoff, relist).await {
             // Cancelled or compacted: list again at once.
-            Ok(()) => relist = true,
+            Ok(Ended::Cancelled) => relist = true,
+            Ok(Ended::Reopen) => {
+                log::info!("etcd: reopening the connection");
+                relist = false;
+            }
             Err(e) => {
                 relist = false;
                 let was = {
@@ -170,24 +197,30 @@ async fn run(cfg: EtcdConfig, shared: Arc<Mutex<Shared>>, mut notify: impl FnMut
 
 /// One connection: list (when `relist`, or when there is no copy yet) or resume from the
 /// copy's revision, then follow the watch until it ends. Ok when the watch was cancelled
-/// (compaction), Err when the connection failed.
+/// (compaction) or `reopen` was notified, Err when the connection failed.
 async fn session(
     cfg: &EtcdConfig,
     shared: &Mutex<Shared>,
+    reopen: &tokio::sync::Notify,
     notify: &mut impl FnMut(),
     backoff: &mut Duration,
     relist: bool,
-) -> Result<(), client::EtcdError> {
+) -> Result<Ended, client::EtcdError> {
     let mut client = client::connect(cfg).await?;
     // The copy's revision is the last one the watch delivered (`delivered_through`).
     let resume = match lock(shared).listing.as_ref() {
         Some(l) if !relist => Some(l.revision),
         _ => None,
     };
+    // A resume on a connection reopened on request changes nothing the daemon reads.
+    let mut announce = true;
     let revision = match resume {
         Some(revision) => {
-            log::info!("etcd: reconnected; resuming the watch after revision {revision}");
             let mut s = lock(shared);
+            announce = s.status.state != State::Connected;
+            if announce {
+                log::info!("etcd: reconnected; resuming the watch after revision {revision}");
+            }
             s.status.state = State::Connected;
             s.status.error = None;
             revision
@@ -208,7 +241,9 @@ async fn session(
         }
     };
     *backoff = MIN_BACKOFF;
-    notify();
+    if announce {
+        notify();
+    }
     let options = WatchOptions::new()
         .with_prefix()
         .with_start_revision(revision + 1)
@@ -220,7 +255,11 @@ async fn session(
         .watch(PREFIX, Some(options))
         .await?;
     loop {
-        let Some(resp) = stream.message().await? else {
+        let message = tokio::select! {
+            message = stream.message() => message?,
+            () = reopen.notified() => return Ok(Ended::Reopen),
+        };
+        let Some(resp) = message else {
             return Err(client::EtcdError::WatchEnded);
         };
         if resp.canceled() || resp.compact_revision() != 0 {
@@ -236,7 +275,7 @@ async fn session(
                 "etcd watch cancelled ({}); listing again at the current revision",
                 reason.join("; ")
             );
-            return Ok(());
+            return Ok(Ended::Cancelled);
         }
         let revisions: Vec<i64> = resp
             .events()
