@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod model;
 pub mod parallel;
 pub mod policy;
+pub mod recall;
 pub mod render;
 pub mod resolve;
 pub mod ruleset;

@@ -8,8 +8,8 @@ pub mod validate;
 
 use crate::diag::Diagnostic;
 use crate::model::PolicySet;
+use crate::recall::Recall;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 
 /// One unit of policy text and the name diagnostics cite it by.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +83,8 @@ fn load_file(validator: &mut validate::Validator, t: &NamedText) -> FileLoad {
 /// Only the files of the latest load are kept, so it never holds more than one load's worth.
 #[derive(Default)]
 pub struct LoadCache {
-    /// By file name: the SHA-256 of the text the entry was made from, and what it yielded.
-    files: HashMap<String, ([u8; 32], FileLoad)>,
+    /// By file name, under the SHA-256 of the text: what it yielded.
+    files: Recall<String, [u8; 32], FileLoad>,
 }
 
 impl LoadCache {
@@ -93,20 +93,17 @@ impl LoadCache {
         let mut diagnostics = Vec::new();
         let mut validator = validate::Validator::default();
         let mut count = 0;
-        let mut files = HashMap::with_capacity(snapshot.texts.len());
         for t in &snapshot.texts {
             let digest: [u8; 32] = Sha256::digest(t.text.as_bytes()).into();
-            let file = match self.files.remove(&t.name) {
-                Some((d, file)) if d == digest => file,
-                _ => load_file(&mut validator, t),
-            };
+            let file = self
+                .files
+                .get_or_make(t.name.clone(), digest, || load_file(&mut validator, t));
             diagnostics.extend(file.diagnostics.iter().cloned());
             count += file.resources;
             validator.merge(file.part.clone());
-            files.insert(t.name.clone(), (digest, file));
         }
-        // Entries of files that are gone (or were read twice) are dropped here.
-        self.files = files;
+        // Entries of files that are gone are dropped here.
+        self.files.finish();
         let (set, mut d) = validator.finish();
         diagnostics.append(&mut d);
         judge_snapshot(snapshot, finish(set, diagnostics, count))
@@ -244,7 +241,7 @@ mod tests {
         let (a, b) = (policy("a", 80), policy("b", 81));
         let mut cache = LoadCache::default();
         cache.load_snapshot(&snapshot(&[("a.yaml", &a), ("b.yaml", &b)]));
-        for (_, file) in cache.files.values_mut() {
+        for file in cache.files.values_mut() {
             file.resources += 10;
         }
         let b2 = policy("b", 82);
@@ -258,7 +255,7 @@ mod tests {
         let (a, b) = (policy("a", 80), policy("b", 81));
         let mut cache = LoadCache::default();
         cache.load_snapshot(&snapshot(&[("a.yaml", &a), ("b.yaml", &b)]));
-        assert_eq!(cache.files.len(), 2);
+        assert_eq!(cache.files.held(), 2);
         cache.load_snapshot(&snapshot(&[("b.yaml", &b)]));
         let names: Vec<&String> = cache.files.keys().collect();
         assert_eq!(names, ["b.yaml"]);

@@ -23,8 +23,16 @@ pub fn rule_hashes<'a, I>(chain_name: &str, rules: I) -> Vec<String>
 where
     I: IntoIterator<Item = &'a Rule>,
 {
-    let rules = rules.into_iter();
-    let mut hashes = Vec::with_capacity(rules.size_hint().0);
+    let mut hashes = Vec::new();
+    each_rule_hash(chain_name, rules, |h| hashes.push(h.to_string()));
+    hashes
+}
+
+/// `rule_hashes`, handing each hash to `out` in order instead of collecting them.
+pub fn each_rule_hash<'a, I>(chain_name: &str, rules: I, mut out: impl FnMut(&str))
+where
+    I: IntoIterator<Item = &'a Rule>,
+{
     let mut prev = Sha224::digest(chain_name.as_bytes());
     let mut scratch = String::with_capacity(256);
     let mut b64 = String::with_capacity(40);
@@ -37,9 +45,8 @@ where
         prev = h.finalize();
         b64.clear();
         URL_SAFE_NO_PAD.encode_string(prev, &mut b64);
-        hashes.push(b64[..HASH_LEN].to_string());
+        out(&b64[..HASH_LEN]);
     }
-    hashes
 }
 
 /// Our hook rules in one kernel chain with their hashes, split by where they go.

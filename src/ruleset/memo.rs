@@ -3,11 +3,11 @@
 //! Felix text (`hash::rule_hashes`), so formatting and hashing every rule of a 1,000-policy
 //! set costs ~90 ms a plan; a keyed fingerprint of a chain's rules costs a fraction of that.
 
-use super::hash::rule_hashes;
+use super::hash::{each_rule_hash, HASH_LEN};
 use super::{Chain, Family, TableName};
-use std::collections::HashMap;
+use crate::recall::Recall;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// The rule hashes of one chain, in order, 16 characters each in one string (one allocation a
 /// chain instead of one a rule).
@@ -17,11 +17,13 @@ pub struct ChainHashes(String);
 impl ChainHashes {
     /// The hashes of `chain`'s rules.
     pub fn of(chain: &Chain) -> ChainHashes {
-        ChainHashes(rule_hashes(&chain.name, &chain.rules).concat())
+        let mut all = String::with_capacity(chain.rules.len() * HASH_LEN);
+        each_rule_hash(&chain.name, &chain.rules, |h| all.push_str(h));
+        ChainHashes(all)
     }
 
     pub fn len(&self) -> usize {
-        self.0.len() / super::hash::HASH_LEN
+        self.0.len() / HASH_LEN
     }
 
     pub fn is_empty(&self) -> bool {
@@ -31,7 +33,7 @@ impl ChainHashes {
     /// The hashes in rule order.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         // Hash texts are base64url: every byte is a character boundary.
-        (0..self.len()).map(|i| &self.0[i * super::hash::HASH_LEN..(i + 1) * super::hash::HASH_LEN])
+        (0..self.len()).map(|i| &self.0[i * HASH_LEN..(i + 1) * HASH_LEN])
     }
 }
 
@@ -41,24 +43,19 @@ impl ChainHashes {
 /// nobody outside the process can aim a changed chain at a colliding fingerprint (which would
 /// keep the old chain's hashes, and so its rules, in the kernel); an accidental collision has
 /// odds of 2^-64 a changed chain. One lock per family, so both families can plan at once.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct HashMemo {
     key: RandomState,
-    families: [Mutex<Generations>; 2],
+    families: [Mutex<FamilyMemo>; 2],
 }
 
-#[derive(Debug, Default)]
-struct Generations {
-    /// What the previous plan looked up.
-    previous: HashMap<(TableName, String), Memoized>,
-    /// What the plan under way looked up so far.
-    current: HashMap<(TableName, String), Memoized>,
-}
+/// One family's chains, by table and name, under their rules' fingerprint.
+type FamilyMemo = Recall<(TableName, String), u64, Arc<ChainHashes>>;
 
-#[derive(Debug)]
-struct Memoized {
-    fingerprint: u64,
-    hashes: Arc<ChainHashes>,
+impl std::fmt::Debug for HashMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashMemo").finish_non_exhaustive()
+    }
 }
 
 fn slot(family: Family) -> usize {
@@ -69,54 +66,42 @@ fn slot(family: Family) -> usize {
 }
 
 impl HashMemo {
+    fn family(
+        &self,
+        family: Family,
+    ) -> MutexGuard<'_, Recall<(TableName, String), u64, Arc<ChainHashes>>> {
+        self.families[slot(family)]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The hashes of `chain` in `table` of `family`: remembered when its rules are the ones
     /// last hashed under that name, else computed (and remembered).
     pub fn hashes(&self, family: Family, table: TableName, chain: &Chain) -> Arc<ChainHashes> {
         let fingerprint = self.key.hash_one(&chain.rules);
-        let key = (table, chain.name.clone());
-        let mut generations = self.families[slot(family)]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(m) = generations.current.get(&key) {
-            if m.fingerprint == fingerprint {
-                return m.hashes.clone();
-            }
-        }
-        let hashes = match generations.previous.remove(&key) {
-            Some(m) if m.fingerprint == fingerprint => m.hashes,
-            _ => Arc::new(ChainHashes::of(chain)),
-        };
-        generations.current.insert(
-            key,
-            Memoized {
-                fingerprint,
-                hashes: hashes.clone(),
-            },
-        );
-        hashes
+        self.family(family)
+            .get_or_make((table, chain.name.clone()), fingerprint, || {
+                Arc::new(ChainHashes::of(chain))
+            })
+            .clone()
     }
 
     /// End `family`'s plan: what it looked up is what the next plan finds.
     pub fn finish(&self, family: Family) {
-        let mut generations = self.families[slot(family)]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        generations.previous = std::mem::take(&mut generations.current);
+        self.family(family).finish();
     }
 
     /// Chains remembered for `family`.
     #[cfg(test)]
     pub fn len(&self, family: Family) -> usize {
-        let generations = self.families[slot(family)]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        generations.previous.len() + generations.current.len()
+        self.family(family).held()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ruleset::hash::rule_hashes;
     use crate::ruleset::Rule;
 
     fn chain(name: &str, targets: &[&str]) -> Chain {

@@ -14,9 +14,9 @@ pub mod watch;
 use self::config::EtcdConfig;
 use self::watch::{State, Watcher};
 use crate::diag::Diagnostic;
+use crate::recall::Recall;
 use crate::source::{content_hash, Change, Notify, Snapshot, Source};
 use crate::status;
-use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -48,7 +48,7 @@ impl Etcd {
 #[derive(Default)]
 struct Decodes {
     key: RandomState,
-    last: Mutex<HashMap<String, (u64, DecodeResult)>>,
+    last: Mutex<Recall<String, u64, DecodeResult>>,
 }
 
 type DecodeResult = Result<layout::Decoded, Box<Diagnostic>>;
@@ -57,17 +57,12 @@ impl Decodes {
     /// `layout::texts` of `kvs`, decoding only the values that changed since the last call.
     fn texts<'a>(&self, kvs: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> layout::Texts {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut next = HashMap::with_capacity(last.len());
         let texts = layout::texts_with(kvs, |key, value| {
             let digest = self.key.hash_one(value);
-            let decoded = match last.remove(key) {
-                Some((seen, decoded)) if seen == digest => decoded,
-                _ => layout::decode(key, value),
-            };
-            next.insert(key.to_string(), (digest, decoded.clone()));
-            decoded
+            last.get_or_make(key.to_string(), digest, || layout::decode(key, value))
+                .clone()
         });
-        *last = next;
+        last.finish();
         texts
     }
 }
@@ -211,7 +206,7 @@ mod tests {
             let remembered = decodes.texts(pairs());
             assert_eq!(remembered, layout::texts(pairs()), "step {i}");
             assert_eq!(remembered.diagnostics.is_empty(), i != 2, "step {i}");
-            assert_eq!(decodes.last.lock().unwrap().len(), kvs.len(), "step {i}");
+            assert_eq!(decodes.last.lock().unwrap().held(), kvs.len(), "step {i}");
         }
     }
 
