@@ -112,7 +112,7 @@ impl RealEngine {
             source,
             in_force: None,
             dataplane: None,
-            live: sync::LiveCache::default(),
+            live: sync::LiveCache::packing(),
             exporter: Exporter::new(),
             digest_key: RandomState::new(),
             // The loop retries with its own, longer backoff; keep each reconcile short.

@@ -7,6 +7,7 @@ pub mod felix;
 pub mod hash;
 pub mod ipset;
 pub mod memo;
+pub mod packed;
 pub mod plan;
 pub mod replay;
 pub mod restore;

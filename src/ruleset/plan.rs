@@ -283,13 +283,12 @@ pub fn flush_plan(live: &[LiveState], live_ipsets: &LiveIpsets) -> Plan {
 /// True when the live chain's hash list equals `hashes` exactly and every rule's target is the
 /// one rendered (a rule without our hash in our chain is drift and forces a rewrite).
 fn chain_in_sync(live: &LiveChain, chain: &Chain, hashes: &ChainHashes) -> bool {
-    live.rules.len() == hashes.len()
+    live.len() == hashes.len()
         && live
-            .rules
-            .iter()
+            .views()
             .zip(hashes.iter())
             .zip(&chain.rules)
-            .all(|((r, h), want)| r.hash.as_deref() == Some(h) && same_target(&r.text, want))
+            .all(|((r, h), want)| r.hash == Some(h) && same_target(r.text, want))
 }
 
 /// The target of a rule as `iptables-save` prints it: the last `-j`/`-g` and the word after it
@@ -491,7 +490,7 @@ fn plan_table(
             continue;
         }
         // Emptied (an empty chain returns at once: the foreign jump then has no effect), kept.
-        if !chain.rules.is_empty() {
+        if !chain.is_empty() {
             flush_only.push(name.clone());
         }
         kept.push(KeptChain {
@@ -747,6 +746,32 @@ mod tests {
         }
     }
 
+    /// A packed chain keeps of each rule only `packed::target_part`: the target read from that
+    /// part must be the one read from the whole text, or packing would change plans.
+    #[test]
+    fn the_target_of_a_packed_rule_is_the_target_of_its_text() {
+        for text in [
+            "-p tcp -j ACCEPT",
+            "-m comment --comment \"cali:x\" --jump cali-INPUT",
+            "-m comment --comment \"a -j b\" -g cali-th-eth0",
+            "-j MARK --set-xmark 0x10000/0x10000",
+            "-j LOG --log-prefix x -j DROP",
+            "-j ACCEPT -j",
+            "-j -g",
+            "-g -j X",
+            "-j  \t -j   X",
+            "-p tcp --dport 22",
+            "-p tcp -j",
+            "",
+        ] {
+            assert_eq!(
+                printed_target(crate::ruleset::packed::target_part(text)),
+                printed_target(text),
+                "{text:?}"
+            );
+        }
+    }
+
     // ---- a tiny in-memory iptables-restore --noflush, strict about what the kernel refuses ----
 
     fn references(text: &str, chain: &str) -> bool {
@@ -974,6 +999,7 @@ mod tests {
                     name: name.into(),
                     policy: Some(policy.into()),
                     unverified: false,
+                    packed: None,
                     rules: vec![],
                 },
             );
@@ -994,6 +1020,7 @@ mod tests {
                 name: "DOCKER-USER".into(),
                 policy: None,
                 unverified: false,
+                packed: None,
                 rules: vec![rule_of("-s 198.51.100.9/32 -j DROP"), rule_of("-j RETURN")],
             },
         );
@@ -1267,6 +1294,7 @@ mod tests {
                 name: "cali-INPUT".into(),
                 policy: None,
                 unverified: false,
+                packed: None,
                 rules: vec![],
             },
         );
@@ -1490,6 +1518,7 @@ mod tests {
                 name: "MYCHAIN".into(),
                 policy: None,
                 unverified: false,
+                packed: None,
                 rules: vec![rule_of("-s 192.0.2.0/24 -j cali-pi-old")],
             },
         );
@@ -1534,6 +1563,7 @@ mod tests {
                     name: chain.into(),
                     policy: None,
                     unverified: false,
+                    packed: None,
                     rules: vec![rule_of("-j RETURN")],
                 },
             );

@@ -54,6 +54,7 @@ pub fn replay(table: &mut LiveTable, input: &str) -> Result<(), ReplayError> {
             // Declaring a built-in chain only sets its policy, which we never write.
             if chain.policy.is_none() {
                 chain.rules.clear();
+                chain.packed = None;
             }
             chain.unverified = true;
             continue;
@@ -83,6 +84,9 @@ pub fn replay(table: &mut LiveTable, input: &str) -> Result<(), ReplayError> {
             .get_mut(name)
             .ok_or_else(|| fail("a chain the table does not hold"))?;
         chain.unverified = true;
+        // A plan declares every chain of ours it fills; a packed chain edited in place is
+        // unpacked for it.
+        chain.unpack();
         match verb {
             "-A" => chain.rules.push(rule(rest)),
             "-I" => {
@@ -173,6 +177,31 @@ mod tests {
         assert_eq!(texts(&t, "INPUT"), ["-j DROP"]);
         assert_eq!(texts(&t, "cali-x"), ["-j RETURN"]);
         assert!(!t.chains.contains_key("cali-old"));
+    }
+
+    /// The daemon replays onto a state whose chains of ours are packed: a declared chain is
+    /// refilled, one edited in place is unpacked first, one not written stays packed.
+    #[test]
+    fn packed_chains_are_refilled_edited_or_left_packed() {
+        const A: &str = r#"-m comment --comment "cali:aaaaaaaaaaaaaaaa" -j ACCEPT"#;
+        const B: &str = r#"-m comment --comment "cali:bbbbbbbbbbbbbbbb" -j DROP"#;
+        let mut t = table(&format!(
+            "*filter\n:cali-a - [0:0]\n:cali-b - [0:0]\n:cali-c - [0:0]\n\
+             -A cali-a {A}\n-A cali-b {A}\n-A cali-c {A}\n-A cali-c {B}\nCOMMIT\n"
+        ));
+        for chain in t.chains.values_mut() {
+            chain.pack();
+            assert!(chain.packed.is_some() && chain.rules.is_empty());
+        }
+        let input = format!("*filter\n:cali-a - [0:0]\n-A cali-a {B}\n-D cali-c {A}\nCOMMIT\n");
+        replay(&mut t, &input).unwrap();
+        assert!(t.chains["cali-a"].packed.is_none());
+        assert_eq!(texts(&t, "cali-a"), [B]);
+        assert!(t.chains["cali-c"].packed.is_none());
+        assert_eq!(texts(&t, "cali-c"), [B]);
+        let b = &t.chains["cali-b"];
+        assert!(b.packed.is_some() && !b.unverified);
+        assert_eq!(b.full_rules()[0].text, A);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! its counters. Rule text is kept verbatim and never interpreted beyond the hash: the kernel
 //! prints rules back differently from how they were written. Pure; never runs the binary.
 
+use super::packed::Packed;
 use std::collections::BTreeMap;
 
 /// Every chain of one table as `iptables-save` printed it.
@@ -21,6 +22,70 @@ pub struct LiveChain {
     /// Rules of ours here are the text hostfw wrote (`replay`), not the kernel's printing of it:
     /// the next read shows how the kernel spells them.
     pub unverified: bool,
+    /// A chain of ours kept packed (`ruleset::packed`): its rules are here, and `rules` is
+    /// empty. Only a long-lived reconciler's cached state holds packed chains.
+    pub packed: Option<Box<Packed>>,
+}
+
+/// What a plan reads of one rule: its hash, and its printed text, or for a rule of a packed
+/// chain only the part from its target on (`packed::target_part`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleView<'a> {
+    pub hash: Option<&'a str>,
+    pub text: &'a str,
+}
+
+impl LiveChain {
+    /// The number of rules, packed or not.
+    pub fn len(&self) -> usize {
+        self.packed.as_ref().map_or(self.rules.len(), |p| p.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every rule's hash and (target) text, in chain order, packed or not.
+    pub fn views(&self) -> Box<dyn Iterator<Item = RuleView<'_>> + '_> {
+        match &self.packed {
+            Some(p) => Box::new(p.views()),
+            None => Box::new(self.rules.iter().map(|r| RuleView {
+                hash: r.hash.as_deref(),
+                text: &r.text,
+            })),
+        }
+    }
+
+    /// The rules with their full texts (unpacked when packed).
+    pub fn full_rules(&self) -> std::borrow::Cow<'_, [LiveRule]> {
+        match &self.packed {
+            Some(p) => std::borrow::Cow::Owned(p.unpack()),
+            None => std::borrow::Cow::Borrowed(&self.rules),
+        }
+    }
+
+    /// Pack the rules when every one carries a hash of the usual length (an empty chain stays
+    /// as it is).
+    pub fn pack(&mut self) {
+        if self.packed.is_some() || self.rules.is_empty() {
+            return;
+        }
+        let rules = self
+            .rules
+            .iter()
+            .map(|r| (r.hash.as_deref(), r.text.as_str()));
+        if let Some(p) = Packed::of(rules) {
+            self.packed = Some(Box::new(p));
+            self.rules = Vec::new();
+        }
+    }
+
+    /// Give the rules their full texts back, for an edit of the chain in place.
+    pub fn unpack(&mut self) {
+        if let Some(p) = self.packed.take() {
+            self.rules = p.unpack();
+        }
+    }
 }
 
 /// One rule: our hash if it carries one, its save-form text after `-A <chain> `, counters

@@ -192,6 +192,8 @@ pub struct LiveCache {
     texts: RuleDigests,
     /// The rule hashes of the chains last planned (a policy edit changes few chains).
     hashes: HashMemo,
+    /// Keep our chains of `live` packed (`ruleset::packed`).
+    pack: bool,
 }
 
 /// What the cache remembers of our rules' printed text: per chain, in kernel order, a keyed
@@ -233,12 +235,20 @@ impl RuleDigests {
     }
 
     /// Forget everything and remember the hashed rules of `live` as the kernel printed them
-    /// (a chain known only from what was written is learnt at its next read).
+    /// (a chain known only from what was written is learnt at its next read). A packed chain
+    /// as read is the one last learnt: what was remembered of it stays.
     fn learn(&mut self, live: &Live) {
         let mut chains = BTreeMap::new();
         for state in &live.tables {
             for (table, lt) in &state.tables {
                 for chain in lt.chains.values().filter(|c| !c.unverified) {
+                    if chain.packed.is_some() {
+                        let key = (state.family, *table, chain.name.clone());
+                        if let Some(known) = self.chains.remove(&key) {
+                            chains.insert(key, known);
+                        }
+                        continue;
+                    }
                     let rules: Vec<RuleDigest> =
                         chain.rules.iter().filter_map(|r| self.rule(r)).collect();
                     if rules.is_empty() {
@@ -259,13 +269,17 @@ impl RuleDigests {
 
     /// The first hashed rule of `chain` whose text differs from the text remembered under the
     /// same hash (the last one remembered when the chain held a hash twice). Positions are
-    /// compared first: unless the chain was reordered, that is all it takes.
+    /// compared first: unless the chain was reordered, that is all it takes. A packed chain
+    /// comes from the cache, not from a read: nothing new to compare.
     fn changed<'a>(
         &self,
         family: Family,
         table: TableName,
         chain: &'a LiveChain,
     ) -> Option<&'a str> {
+        if chain.packed.is_some() {
+            return None;
+        }
         let known = self.chains.get(&(family, table, chain.name.clone()))?;
         let mut by_hash: Option<std::collections::HashMap<u64, u64>> = None;
         let hashed = chain.rules.iter().filter_map(|r| Some((r, self.rule(r)?)));
@@ -291,6 +305,15 @@ impl LiveCache {
     pub fn read(live: Live) -> LiveCache {
         LiveCache {
             live: Some(live),
+            ..LiveCache::default()
+        }
+    }
+
+    /// An empty cache that keeps our chains of the state packed: for a caller that keeps it
+    /// between reconciles (the daemon), where that state would otherwise be its largest part.
+    pub fn packing() -> LiveCache {
+        LiveCache {
+            pack: true,
             ..LiveCache::default()
         }
     }
@@ -481,7 +504,7 @@ fn read_back_hooks(
         }
         return Ok(true);
     }
-    let rules: usize = table.chains.values().map(|c| c.rules.len()).sum();
+    let rules: usize = table.chains.values().map(|c| c.len()).sum();
     if rules > TABLE_READ_MAX_RULES {
         return Ok(false);
     }
@@ -743,10 +766,13 @@ fn run_passes(
         // Only the first pass may trust the cache; a retry always reads.
         let start = cache.live.take();
         match pass(dp, opts, check, start, cache, &make_plan, &mut report) {
-            Ok(seen) => {
+            Ok(mut seen) => {
                 // A dry run may have seen drift it did not repair: nothing to learn from it.
                 if !opts.dry_run {
                     cache.learn(&seen);
+                }
+                if cache.pack {
+                    pack_owned(&mut seen);
                 }
                 cache.live = Some(seen);
                 break;
@@ -765,6 +791,19 @@ fn run_passes(
     }
     report.duration = started.elapsed();
     Ok(report)
+}
+
+/// Pack every chain of ours in `live` (`LiveChain::pack`).
+fn pack_owned(live: &mut Live) {
+    let chains = live
+        .tables
+        .iter_mut()
+        .flat_map(|s| s.tables.values_mut())
+        .flat_map(|t| t.chains.values_mut())
+        .filter(|c| plan::is_owned_chain(&c.name));
+    for chain in chains {
+        chain.pack();
+    }
 }
 
 /// One read → plan → write → check pass, starting from `start` instead of a read when given;
@@ -1278,6 +1317,58 @@ mod tests {
         }
     }
 
+    /// The daemon's cache keeps our chains packed between reconciles: a pass planned from it
+    /// that fails puts the old rules back from the packed texts, and the next one converges.
+    #[test]
+    fn a_pass_from_a_packed_cache_that_fails_puts_the_old_rules_back() {
+        let old = vec![
+            with_raw_drop(
+                desired(Family::V4, 22, &["203.0.113.0/24"]),
+                Some("198.51.100.9/32"),
+            ),
+            desired(Family::V6, 22, &[]),
+        ];
+        let new = both(2222);
+        let fake = FakeDataplane::default();
+        let mut cache = LiveCache::packing();
+        reconcile_cached(&old, &fake, &quick(), &mut cache).unwrap();
+        cache.invalidate();
+        assert!(reconcile_cached(&old, &fake, &quick(), &mut cache)
+            .unwrap()
+            .in_sync());
+        let owned: Vec<&LiveChain> = cache
+            .live
+            .iter()
+            .flat_map(|l| &l.tables)
+            .flat_map(|s| s.tables.values())
+            .flat_map(|t| t.chains.values())
+            .filter(|c| plan::is_owned_chain(&c.name) && !c.is_empty())
+            .collect();
+        assert!(owned.len() >= 3, "{owned:?}");
+        assert!(
+            owned
+                .iter()
+                .all(|c| c.packed.is_some() && c.rules.is_empty()),
+            "{owned:?}"
+        );
+
+        for _ in 0..5 {
+            fake.inject(
+                Op::RestoreOf(TableName::Filter),
+                Fault::Fail("injected".into()),
+            );
+        }
+        let err = reconcile_cached(&new, &fake, &quick(), &mut cache).unwrap_err();
+        assert!(matches!(err, SyncError::Write { attempts: 5, .. }), "{err}");
+        assert!(
+            diff(&old, &fake).unwrap().is_empty(),
+            "{}",
+            diff(&old, &fake).unwrap()
+        );
+        reconcile_cached(&new, &fake, &quick(), &mut cache).unwrap();
+        assert!(diff(&new, &fake).unwrap().is_empty());
+    }
+
     /// A save that exits 0 and prints nothing: one write, then a refusal, never a second
     /// insertion of the hook rules.
     #[test]
@@ -1300,8 +1391,13 @@ mod tests {
     /// the cache is invalidated (the daemon's post-write check).
     #[test]
     fn a_concurrent_writer_is_drift_for_the_next_read() {
+        for fresh in [LiveCache::default, LiveCache::packing] {
+            a_concurrent_writer_is_drift_for_the_next_read_with(fresh());
+        }
+    }
+
+    fn a_concurrent_writer_is_drift_for_the_next_read_with(mut cache: LiveCache) {
         let fake = FakeDataplane::default();
-        let mut cache = LiveCache::default();
         reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
         fake.interfere(
             Family::V4,
@@ -1468,13 +1564,18 @@ mod tests {
 
     #[test]
     fn a_cached_state_saves_the_first_read_and_a_stale_one_is_repaired() {
+        for fresh in [LiveCache::default, LiveCache::packing] {
+            a_cached_state_saves_the_first_read_and_a_stale_one_is_repaired_with(fresh());
+        }
+    }
+
+    fn a_cached_state_saves_the_first_read_and_a_stale_one_is_repaired_with(mut cache: LiveCache) {
         let fake = FakeDataplane::default();
         fake.external_restore(
             Family::V4,
             TableName::Filter,
             "*filter\n-A INPUT -s 198.51.100.9/32 -j DROP\nCOMMIT\n",
         );
-        let mut cache = LiveCache::default();
         reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
         assert!(!cache.is_empty());
 
@@ -1579,6 +1680,7 @@ mod tests {
             name: name.into(),
             policy: None,
             unverified: false,
+            packed: None,
             rules: rules
                 .iter()
                 .map(|(hash, text)| LiveRule {
@@ -1719,8 +1821,15 @@ mod tests {
     /// daemon's cache remembers the verified text and repairs the chain on its next refresh.
     #[test]
     fn a_rule_changed_under_its_hash_is_repaired_from_the_remembered_text() {
+        for fresh in [LiveCache::default, LiveCache::packing] {
+            a_rule_changed_under_its_hash_is_repaired_from_the_remembered_text_with(fresh());
+        }
+    }
+
+    fn a_rule_changed_under_its_hash_is_repaired_from_the_remembered_text_with(
+        mut cache: LiveCache,
+    ) {
         let fake = FakeDataplane::default();
-        let mut cache = LiveCache::default();
         reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
         let original = fake
             .rules(Family::V4, TableName::Filter, "cali-INPUT")

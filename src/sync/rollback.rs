@@ -47,7 +47,7 @@ pub(crate) fn saved_table(family: Family, table: TableName, live: &LiveTable) ->
     let mut hooks = Vec::new();
     for (name, chain) in &live.chains {
         if is_owned_chain(name) {
-            let rules = chain.rules.iter().map(|r| r.text.clone()).collect();
+            let rules = chain.full_rules().iter().map(|r| r.text.clone()).collect();
             chains.insert(name.clone(), rules);
             continue;
         }

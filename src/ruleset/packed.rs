@@ -1,0 +1,217 @@
+//! One of our chains as a long-lived reconciler (the daemon) keeps it between reconciles: each
+//! rule's hash and printed target, which is all a plan reads of a chain of ours, and the full
+//! texts compressed, which only putting the chain back (a failed pass's rollback) reads. Pure.
+//!
+//! Why: the daemon keeps the kernel state it last saw or left, so an edit plans without reading
+//! it again. Kept as text, that state was the daemon's largest resident part (about 240 bytes a
+//! rule: the text, its hash and their allocations; 1.8 million rules at 10,000 policies). Packed,
+//! a rule costs its 16-byte hash, a 2-byte target index and its share of the compressed texts
+//! (the rules of one chain repeat each other's matches and comments, which compresses well).
+
+use super::save::{LiveRule, RuleView};
+
+/// The length of every hash hostfw and Felix write (`cali:` + 16 URL-safe base64 characters).
+const HASH_LEN: usize = 16;
+
+/// The rules of one chain of ours, packed (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packed {
+    /// Every rule's hash, concatenated (each is `HASH_LEN` ASCII bytes).
+    hashes: Box<str>,
+    /// Each rule's index into `targets`.
+    target_of: Box<[u16]>,
+    /// The distinct target parts of the chain's rules (`target_part`).
+    targets: Box<[Box<str>]>,
+    /// The rules' texts, one per line, LZ4-compressed with their length in front.
+    texts: Box<[u8]>,
+}
+
+impl Packed {
+    /// Pack `rules`, which must all carry a hash of the usual length; `None` when one does not
+    /// (a chain holding such a rule stays as it is), when a text holds a line break (the
+    /// separator; a save line never does), or when the chain has more distinct targets than
+    /// an index holds.
+    pub fn of<'a>(rules: impl Iterator<Item = (Option<&'a str>, &'a str)>) -> Option<Packed> {
+        let mut hashes = String::new();
+        let mut target_of = Vec::new();
+        let mut targets: Vec<&str> = Vec::new();
+        let mut index: std::collections::HashMap<&str, u16> = std::collections::HashMap::new();
+        let mut texts = String::new();
+        for (hash, text) in rules {
+            let hash = hash.filter(|h| h.len() == HASH_LEN && h.is_ascii())?;
+            hashes.push_str(hash);
+            let target = target_part(text);
+            let i = match index.get(target) {
+                Some(i) => *i,
+                None => {
+                    let i = u16::try_from(targets.len()).ok()?;
+                    targets.push(target);
+                    index.insert(target, i);
+                    i
+                }
+            };
+            if text.contains('\n') {
+                return None;
+            }
+            // A separator before every text but the first, empty texts included.
+            if !target_of.is_empty() {
+                texts.push('\n');
+            }
+            target_of.push(i);
+            texts.push_str(text);
+        }
+        Some(Packed {
+            hashes: hashes.into_boxed_str(),
+            target_of: target_of.into_boxed_slice(),
+            targets: targets.into_iter().map(Box::from).collect(),
+            texts: lz4_flex::compress_prepend_size(texts.as_bytes()).into_boxed_slice(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.target_of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.target_of.is_empty()
+    }
+
+    /// Each rule's hash and target part, in chain order.
+    pub fn views(&self) -> impl Iterator<Item = RuleView<'_>> {
+        self.target_of.iter().enumerate().map(|(i, t)| RuleView {
+            hash: self.hashes.get(i * HASH_LEN..(i + 1) * HASH_LEN),
+            text: &self.targets[usize::from(*t)],
+        })
+    }
+
+    /// The rules with their full texts, as they were packed (counters are not kept: they are
+    /// zero in the state a reconcile plans from).
+    pub fn unpack(&self) -> Vec<LiveRule> {
+        // The bytes were compressed here from a `String`; anything else is a bug in this file.
+        let bytes = lz4_flex::decompress_size_prepended(&self.texts)
+            .expect("packed texts decompress: they were compressed by Packed::of");
+        let texts = String::from_utf8(bytes).expect("packed texts were a String");
+        self.views()
+            .zip(texts.split('\n'))
+            .map(|(view, text)| LiveRule {
+                hash: view.hash.map(str::to_string),
+                text: text.to_string(),
+                ..LiveRule::default()
+            })
+            .collect()
+    }
+}
+
+/// The part of a printed rule from its target on: `-j X …`/`-g X …` (the last jump or goto
+/// followed by a word, as a plan reads the target), or empty when it has none. Words are split
+/// at blanks exactly as the plan splits them, so the target read from this part is the one read
+/// from the whole text.
+pub fn target_part(text: &str) -> &str {
+    let mut start = text.len();
+    let mut words = text
+        .split_whitespace()
+        .map(|w| (w.as_ptr() as usize - text.as_ptr() as usize, w))
+        .peekable();
+    while let Some((at, word)) = words.next() {
+        if matches!(word, "-j" | "--jump" | "-g" | "--goto") && words.peek().is_some() {
+            start = at;
+        }
+    }
+    &text[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H1: &str = "Cz_u1IQiXIMmKD4c";
+    const H2: &str = "aaaabbbbccccdddd";
+
+    fn pack(rules: &[(&str, &str)]) -> Option<Packed> {
+        Packed::of(rules.iter().map(|(h, t)| (Some(*h), *t)))
+    }
+
+    #[test]
+    fn a_packed_chain_gives_back_every_text_hash_and_target_in_order() {
+        let rules = [
+            (
+                H1,
+                r#"-m comment --comment "cali:Cz_u1IQiXIMmKD4c" -j cali-pi-web"#,
+            ),
+            (
+                H2,
+                r#"-m comment --comment "cali:aaaabbbbccccdddd" -m mark --mark 0x10000/0x10000 -j RETURN"#,
+            ),
+            (
+                H1,
+                r#"-p tcp -m comment --comment "cali:Cz_u1IQiXIMmKD4c" -j MARK --set-xmark 0x10000/0x10000"#,
+            ),
+        ];
+        let packed = pack(&rules).expect("packs");
+        assert_eq!(packed.len(), 3);
+        let views: Vec<(Option<&str>, &str)> = packed.views().map(|v| (v.hash, v.text)).collect();
+        assert_eq!(
+            views,
+            [
+                (Some(H1), "-j cali-pi-web"),
+                (Some(H2), "-j RETURN"),
+                (Some(H1), "-j MARK --set-xmark 0x10000/0x10000"),
+            ]
+        );
+        let back: Vec<(Option<String>, String)> = packed
+            .unpack()
+            .into_iter()
+            .map(|r| (r.hash, r.text))
+            .collect();
+        let want: Vec<(Option<String>, String)> = rules
+            .iter()
+            .map(|(h, t)| (Some(h.to_string()), t.to_string()))
+            .collect();
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn empty_texts_keep_their_place() {
+        let rules = [(H1, ""), (H2, "-j DROP"), (H1, "")];
+        let back: Vec<String> = pack(&rules)
+            .expect("packs")
+            .unpack()
+            .into_iter()
+            .map(|r| r.text)
+            .collect();
+        assert_eq!(back, ["", "-j DROP", ""]);
+    }
+
+    #[test]
+    fn an_empty_chain_packs_to_nothing_and_unpacks_to_nothing() {
+        let packed = pack(&[]).expect("packs");
+        assert!(packed.is_empty());
+        assert!(packed.unpack().is_empty());
+    }
+
+    #[test]
+    fn a_rule_without_a_usual_hash_keeps_the_chain_unpacked() {
+        assert!(Packed::of([(None, "-j ACCEPT")].into_iter()).is_none());
+        assert!(pack(&[("short", "-j ACCEPT")]).is_none());
+        assert!(pack(&[("éééééééé", "-j ACCEPT")]).is_none());
+        assert!(pack(&[(H1, "-j ACCEPT"), (H2, "-p tcp\n-j DROP")]).is_none());
+    }
+
+    #[test]
+    fn the_target_part_starts_at_the_last_jump_that_names_a_target() {
+        for (text, part) in [
+            ("-p tcp -j ACCEPT", "-j ACCEPT"),
+            ("-j MARK --set-xmark 0x1/0x1", "-j MARK --set-xmark 0x1/0x1"),
+            (
+                r#"-m comment --comment "x -j y" -g cali-fw-eth0"#,
+                "-g cali-fw-eth0",
+            ),
+            ("-p tcp --jump cali-x", "--jump cali-x"),
+            ("-p tcp", ""),
+            ("-j ACCEPT -j", "-j ACCEPT -j"),
+            ("", ""),
+        ] {
+            assert_eq!(target_part(text), part, "{text}");
+        }
+    }
+}
