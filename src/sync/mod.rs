@@ -415,10 +415,16 @@ fn read_ipsets(dp: &dyn Dataplane) -> Result<LiveIpsets, SyncError> {
 /// chains it wrote are read back where that is cheap (`read_back_hooks`); the ipsets are read
 /// again when they changed (`ipset save` of our sets is cheap, and their members are not in the
 /// plan's text in a form worth replaying). The families are handled at the same time, as
-/// `read_live` reads them.
-fn after_write(dp: &dyn Dataplane, mut live: Live, plan: &Plan) -> Result<(Live, bool), SyncError> {
+/// `read_live` reads them. With `pack`, each table's replayed chains of ours are packed at once
+/// (`LiveCache::packing`): a first apply then never holds every rule's text at the same time.
+fn after_write(
+    dp: &dyn Dataplane,
+    mut live: Live,
+    plan: &Plan,
+    pack: bool,
+) -> Result<(Live, bool), SyncError> {
     let done = crate::parallel::map(live.tables.iter_mut(), |state| {
-        after_write_family(dp, state, plan)
+        after_write_family(dp, state, plan, pack)
     });
     let mut read_back = false;
     for family in done {
@@ -435,6 +441,7 @@ fn after_write_family(
     dp: &dyn Dataplane,
     state: &mut LiveState,
     plan: &Plan,
+    pack: bool,
 ) -> Result<bool, SyncError> {
     let family = state.family;
     let mut read_back = false;
@@ -458,6 +465,10 @@ fn after_write_family(
         }
         if !t.hooks.is_empty() {
             read_back |= read_back_hooks(dp, family, t, table)?;
+        }
+        if pack {
+            // What was read back is learnt (`RuleDigests::learn`) first, and packed after.
+            pack_owned(table, |c| c.unverified);
         }
     }
     Ok(read_back)
@@ -772,7 +783,9 @@ fn run_passes(
                     cache.learn(&seen);
                 }
                 if cache.pack {
-                    pack_owned(&mut seen);
+                    for table in seen.tables.iter_mut().flat_map(|s| s.tables.values_mut()) {
+                        pack_owned(table, |_| true);
+                    }
                 }
                 cache.live = Some(seen);
                 break;
@@ -793,15 +806,13 @@ fn run_passes(
     Ok(report)
 }
 
-/// Pack every chain of ours in `live` (`LiveChain::pack`).
-fn pack_owned(live: &mut Live) {
-    let chains = live
-        .tables
-        .iter_mut()
-        .flat_map(|s| s.tables.values_mut())
-        .flat_map(|t| t.chains.values_mut())
-        .filter(|c| plan::is_owned_chain(&c.name));
-    for chain in chains {
+/// Pack the chains of ours in `table` that `which` picks (`LiveChain::pack`).
+fn pack_owned(table: &mut LiveTable, which: impl Fn(&LiveChain) -> bool) {
+    for chain in table
+        .chains
+        .values_mut()
+        .filter(|c| plan::is_owned_chain(&c.name) && which(c))
+    {
         chain.pack();
     }
 }
@@ -837,7 +848,7 @@ fn pass(
     let outcome = if opts.dry_run || plan.is_empty() {
         Ok(live)
     } else {
-        write_and_check(dp, &plan, live, check, make_plan, report)
+        write_and_check(dp, &plan, live, check, cache.pack, make_plan, report)
     };
     // Moved, not cloned: at 10,000 policies the restore input alone is hundreds of megabytes.
     if report.attempts == 1 {
@@ -853,12 +864,13 @@ fn write_and_check(
     plan: &Plan,
     live: Live,
     check: Check,
+    pack: bool,
     make_plan: &impl Fn(&Live, &Suspects) -> Plan,
     report: &mut ReconcileReport,
 ) -> Result<Live, SyncError> {
     write(dp, plan, &live, report)?;
     let (after, read_back) = match check {
-        Check::Written => after_write(dp, live, plan)?,
+        Check::Written => after_write(dp, live, plan, pack)?,
         Check::Everything => (read_live(dp)?, true),
     };
     if !read_back {
