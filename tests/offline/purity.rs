@@ -2,8 +2,8 @@
 //! network, clock, environment, detached threads or sleeps, terminal, syscalls) in their
 //! source (`thread::scope`, which joins its threads before it returns, only spreads a pure
 //! computation over cores: render and plan run one family per thread), render never
-//! produces iptables text, only `policy::parse` knows the YAML crate and only `source::directory`
-//! lists directories. A finding names the file and line.
+//! produces iptables text, only `policy::parse` knows the YAML crate, only `ruleset::packed` the
+//! compression crate, and only `source::directory` lists directories. A finding names the file and line.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -188,6 +188,19 @@ fn only_parse_knows_the_yaml_crate() {
         assert!(
             !text.contains("saphyr_parser"),
             "{} uses the YAML crate",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn only_packed_knows_the_compression_crate() {
+    for f in rust_files(&src("")) {
+        let text = fs::read_to_string(&f).expect("read");
+        assert_eq!(
+            text.contains("lz4_flex"),
+            f.ends_with("ruleset/packed.rs"),
+            "{}: lz4_flex belongs to ruleset::packed alone",
             f.display()
         );
     }
