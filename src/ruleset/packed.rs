@@ -8,10 +8,8 @@
 //! a rule costs its 16-byte hash, a 2-byte target index and its share of the compressed texts
 //! (the rules of one chain repeat each other's matches and comments, which compresses well).
 
+use super::hash::HASH_LEN;
 use super::save::{LiveRule, RuleView};
-
-/// The length of every hash hostfw and Felix write (`cali:` + 16 URL-safe base64 characters).
-const HASH_LEN: usize = 16;
 
 /// The rules of one chain of ours, packed (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +36,9 @@ impl Packed {
         let mut index: std::collections::HashMap<&str, u16> = std::collections::HashMap::new();
         let mut texts = String::new();
         for (hash, text) in rules {
+            if text.contains('\n') {
+                return None;
+            }
             let hash = hash.filter(|h| h.len() == HASH_LEN && h.is_ascii())?;
             hashes.push_str(hash);
             let target = target_part(text);
@@ -50,9 +51,6 @@ impl Packed {
                     i
                 }
             };
-            if text.contains('\n') {
-                return None;
-            }
             // A separator before every text but the first, empty texts included.
             if !target_of.is_empty() {
                 texts.push('\n');
@@ -103,21 +101,21 @@ impl Packed {
 }
 
 /// The part of a printed rule from its target on: `-j X …`/`-g X …` (the last jump or goto
-/// followed by a word, as a plan reads the target), or empty when it has none. Words are split
-/// at blanks exactly as the plan splits them, so the target read from this part is the one read
-/// from the whole text.
+/// followed by a word), or empty when it has none. The plan reads a rule's target from this
+/// part (`plan::printed_target`), so a packed chain, which keeps only this part, reads the same.
 pub fn target_part(text: &str) -> &str {
-    let mut start = text.len();
-    let mut words = text
-        .split_whitespace()
-        .map(|w| (w.as_ptr() as usize - text.as_ptr() as usize, w))
-        .peekable();
-    while let Some((at, word)) = words.next() {
-        if matches!(word, "-j" | "--jump" | "-g" | "--goto") && words.peek().is_some() {
-            start = at;
+    // Read from the end: the kernel prints the target last, and this runs for every rule of
+    // every plan. The last word cannot be a jump that names a target.
+    let mut words = text.split_whitespace().rev();
+    if words.next().is_none() {
+        return "";
+    }
+    for word in words {
+        if matches!(word, "-j" | "--jump" | "-g" | "--goto") {
+            return &text[word.as_ptr() as usize - text.as_ptr() as usize..];
         }
     }
-    &text[start..]
+    ""
 }
 
 #[cfg(test)]

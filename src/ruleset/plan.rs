@@ -34,6 +34,7 @@
 use super::hash::hook_hashes;
 use super::ipset::{normalize_member, write_add, write_create, write_del};
 use super::memo::{ChainHashes, HashMemo};
+use super::packed::target_part;
 use super::restore::{kernel_chain_rank, RestoreBuilder};
 use super::save::{LiveChain, LiveTable};
 use super::{Action, Chain, Family, Ipset, LiveIpsets, Match, Rule, Ruleset, Table, TableName};
@@ -292,18 +293,14 @@ fn chain_in_sync(live: &LiveChain, chain: &Chain, hashes: &ChainHashes) -> bool 
 }
 
 /// The target of a rule as `iptables-save` prints it: the last `-j`/`-g` and the word after it
-/// (the kernel prints matches first, the target last; `--jump`/`--goto` come back short).
-/// Read from the end, without collecting the words: it runs for every rule of every plan.
+/// (`packed::target_part`; `--jump`/`--goto` come back short).
 fn printed_target(text: &str) -> Option<(&str, &str)> {
-    let mut after: Option<&str> = None;
-    for word in text.split_whitespace().rev() {
-        match (word, after) {
-            ("-j" | "--jump", Some(target)) => return Some(("-j", target)),
-            ("-g" | "--goto", Some(target)) => return Some(("-g", target)),
-            _ => after = Some(word),
-        }
-    }
-    None
+    let mut words = target_part(text).split_whitespace();
+    let verb = match words.next()? {
+        "-j" | "--jump" => "-j",
+        _ => "-g",
+    };
+    Some((verb, words.next()?))
 }
 
 /// True when the printed rule `text` has the target `want` renders.
@@ -765,7 +762,7 @@ mod tests {
             "",
         ] {
             assert_eq!(
-                printed_target(crate::ruleset::packed::target_part(text)),
+                printed_target(target_part(text)),
                 printed_target(text),
                 "{text:?}"
             );

@@ -1274,11 +1274,8 @@ mod tests {
         ruleset
     }
 
-    /// The attack: the old policy drops a source untracked (raw), the new one drops it in
-    /// filter. Raw is written first; when filter then fails, raw must not stay new (neither
-    /// table would drop the source): every failing table of the pass leaves the old state.
-    #[test]
-    fn a_later_table_failing_puts_the_earlier_ones_back() {
+    /// The old state drops 198.51.100.9 untracked (raw), the new one drops it in filter.
+    fn raw_drop_moved_to_filter() -> (Vec<Ruleset>, Vec<Ruleset>) {
         let old = vec![
             with_raw_drop(
                 desired(Family::V4, 22, &["203.0.113.0/24"]),
@@ -1290,6 +1287,15 @@ mod tests {
             desired(Family::V4, 2222, &["203.0.113.0/24", "198.51.100.9/32"]),
             desired(Family::V6, 2222, &[]),
         ];
+        (old, new)
+    }
+
+    /// The attack (`raw_drop_moved_to_filter`): raw is written first; when filter then fails,
+    /// raw must not stay new (neither table would drop the source): every failing table of the
+    /// pass leaves the old state.
+    #[test]
+    fn a_later_table_failing_puts_the_earlier_ones_back() {
+        let (old, new) = raw_drop_moved_to_filter();
         for failing in [TableName::Filter, TableName::Mangle] {
             let fake = FakeDataplane::default();
             reconcile(&old, &fake, &quick()).unwrap();
@@ -1333,14 +1339,7 @@ mod tests {
     /// that fails puts the old rules back from the packed texts, and the next one converges.
     #[test]
     fn a_pass_from_a_packed_cache_that_fails_puts_the_old_rules_back() {
-        let old = vec![
-            with_raw_drop(
-                desired(Family::V4, 22, &["203.0.113.0/24"]),
-                Some("198.51.100.9/32"),
-            ),
-            desired(Family::V6, 22, &[]),
-        ];
-        let new = both(2222);
+        let (old, new) = raw_drop_moved_to_filter();
         let fake = FakeDataplane::default();
         let mut cache = LiveCache::packing();
         reconcile_cached(&old, &fake, &quick(), &mut cache).unwrap();
