@@ -246,14 +246,7 @@ impl<'a> Spec<'a> {
                 clear_mark(m.pass),
                 &format!("Start of tier {}", tier.tier),
             ));
-            let selector = |name: &str| {
-                ctx.view
-                    .policies
-                    .get(name)
-                    .map(|p| p.selector.canonical())
-                    .unwrap_or_default()
-            };
-            for group in groups::group(&tier.policies, selector) {
+            for group in groups::group(&tier.policies, |name| ctx.policy_selector(name)) {
                 let target = if group.is_inlined() {
                     ctx.policy_chain(&group.policies[0], self.dir)
                 } else {

@@ -23,7 +23,7 @@ const RETURN_STRIDE: usize = 5;
 /// One run of adjacent policies with the same normalised selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Group<'a> {
-    pub selector: String,
+    pub selector: &'a str,
     pub policies: &'a [String],
 }
 
@@ -38,15 +38,15 @@ impl Group<'_> {
 /// selector (Felix's selector `String()`, `selector.Normalise` in felix/calc/rule_scanner.go).
 pub(crate) fn group<'a>(
     policies: &'a [String],
-    selector: impl Fn(&str) -> String,
+    selector: impl Fn(&str) -> &'a str,
 ) -> Vec<Group<'a>> {
     let mut groups: Vec<Group<'a>> = Vec::new();
     let mut start = 0;
-    let mut current: Option<String> = None;
+    let mut current: Option<&'a str> = None;
     for (i, name) in policies.iter().enumerate() {
         let sel = selector(name);
-        match &current {
-            Some(c) if *c == sel => {}
+        match current {
+            Some(c) if c == sel => {}
             _ => {
                 if let Some(c) = current.take() {
                     groups.push(Group {
@@ -78,7 +78,7 @@ pub(crate) fn chain_name(group: &Group, direction: Direction) -> String {
         h.update(s.as_bytes());
         h.update(b"\n");
     };
-    write(&group.selector);
+    write(group.selector);
     write(direction.label());
     write(&group.policies.len().to_string());
     for name in group.policies {
@@ -137,22 +137,11 @@ mod tests {
         // endpoint_mgr.go groupPolicies: a selector change starts a new group, even when an
         // earlier group had the same selector.
         let policies = names(&["a", "b", "c", "d", "e"]);
-        let sel = |n: &str| {
-            if n == "c" {
-                "x".to_string()
-            } else {
-                "all()".to_string()
-            }
-        };
+        let sel = |n: &str| if n == "c" { "x" } else { "all()" };
         let groups = group(&policies, sel);
         let shape: Vec<(&str, Vec<&str>)> = groups
             .iter()
-            .map(|g| {
-                (
-                    g.selector.as_str(),
-                    g.policies.iter().map(String::as_str).collect(),
-                )
-            })
+            .map(|g| (g.selector, g.policies.iter().map(String::as_str).collect()))
             .collect();
         assert_eq!(
             shape,
@@ -174,7 +163,7 @@ mod tests {
         // stable): policies a, b with selector all().
         let ab = names(&["a", "b"]);
         let g = Group {
-            selector: "all()".into(),
+            selector: "all()",
             policies: &ab,
         };
         assert_eq!(
@@ -190,11 +179,11 @@ mod tests {
         // (aaa, bbb) and (aaab, bb) differ.
         let (x, y) = (names(&["aaa", "bbb"]), names(&["aaab", "bb"]));
         let gx = Group {
-            selector: "all()".into(),
+            selector: "all()",
             policies: &x,
         };
         let gy = Group {
-            selector: "all()".into(),
+            selector: "all()",
             policies: &y,
         };
         assert_ne!(

@@ -245,7 +245,7 @@ mod tests {
     #[test]
     fn selector_ids_use_the_unique_id_formula() {
         let sel = crate::model::selector::Selector::parse("role == 'etcd'").unwrap();
-        assert_eq!(sel.unique_id(), unique_id("s", &sel.canonical()));
+        assert_eq!(sel.unique_id(), unique_id("s", sel.canonical()));
         let np = named_port_set_id(&sel.unique_id(), "tcp", "http");
         assert!(np.starts_with("n:"));
         assert_ne!(np, named_port_set_id(&sel.unique_id(), "udp", "http"));

@@ -807,7 +807,7 @@ mod tests {
                 scratch0: 0x200,
                 scratch1: 0x400,
             },
-            policy_chains: Default::default(),
+            policies: Default::default(),
         };
         let mut r = base(RuleAction::Allow);
         r.source.nets = src.iter().map(|n| net(n)).collect();

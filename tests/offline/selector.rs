@@ -309,7 +309,7 @@ fn parse_and_evaluate_table() {
             failures.push(format!("{text:?} on {l:?}: expected {expected}"));
         }
         // The canonical form must mean the same thing.
-        let again = parse(&sel.canonical());
+        let again = parse(sel.canonical());
         if again.matches(&l) != *expected {
             failures.push(format!(
                 "canonical {:?} of {text:?} on {l:?}: expected {expected}",
@@ -686,7 +686,7 @@ fn canonical_forms_match_felix() {
             ));
         }
         // Felix's round trip: parsing the canonical text gives the same ID.
-        let again = parse(&sel.canonical());
+        let again = parse(sel.canonical());
         if again.unique_id() != sel.unique_id() && !expected.starts_with("!!") {
             failures.push(format!("{input:?}: ID changed after round trip"));
         }
@@ -949,7 +949,7 @@ proptest! {
     #[test]
     fn random_ascii_never_panics(text in "[ -~\t\n]{0,200}") {
         if let Ok(sel) = Selector::parse(&text) {
-            let again = Selector::parse(&sel.canonical());
+            let again = Selector::parse(sel.canonical());
             prop_assert!(again.is_ok(), "canonical {:?} of {:?} must parse", sel.canonical(), text);
         }
     }
@@ -962,7 +962,7 @@ proptest! {
     ) {
         let text = tokens.join(glue);
         if let Ok(sel) = Selector::parse(&text) {
-            let again = Selector::parse(&sel.canonical());
+            let again = Selector::parse(sel.canonical());
             prop_assert!(again.is_ok(), "canonical {:?} of {:?} must parse", sel.canonical(), text);
             if let Ok(again) = again {
                 prop_assert_eq!(again.matches(&map), sel.matches(&map), "{:?}", text);
@@ -978,15 +978,16 @@ proptest! {
         let sel = Selector::parse(&text);
         prop_assert!(sel.is_ok(), "generated selector {:?} must parse: {:?}", text, sel);
         let sel = sel.unwrap();
-        let again = Selector::parse(&sel.canonical()).unwrap();
+        let again = Selector::parse(sel.canonical()).unwrap();
         for map in &maps {
             prop_assert_eq!(sel.matches(map), again.matches(map), "{:?} vs {:?} on {:?}",
                 text, sel.canonical(), map);
         }
         // Printing is stable after one round (Felix's `!!` inside parentheses is the only
         // non-idempotent form, and it disappears after one re-parse).
-        let twice = Selector::parse(&again.canonical()).unwrap();
-        prop_assert_eq!(twice.canonical(), Selector::parse(&twice.canonical()).unwrap().canonical());
+        let twice = Selector::parse(again.canonical()).unwrap();
+        let thrice = Selector::parse(twice.canonical()).unwrap();
+        prop_assert_eq!(twice.canonical(), thrice.canonical());
     }
 
     #[test]

@@ -750,7 +750,8 @@ fn namespace_selector_global_becomes_felix_selector() {
         &rule("{action: Allow, source: {namespaceSelector: \"global()\"}, destination: {namespaceSelector: global(), selector: \"role == 'db'\"}}"),
     )]);
     let r = &l.set.expect("valid").policies[0].ingress[0];
-    let canonical = |e: &hostfw::model::EntityRule| e.selector.as_ref().map(|s| s.canonical());
+    let canonical =
+        |e: &hostfw::model::EntityRule| e.selector.as_ref().map(|s| s.canonical().to_string());
     assert_eq!(
         canonical(&r.source).as_deref(),
         Some("!has(projectcalico.org/namespace)")

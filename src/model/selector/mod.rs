@@ -72,8 +72,8 @@ impl Selector {
     }
 
     /// Felix's canonical rendering (its selector `String()`), the input of ipset IDs.
-    pub fn canonical(&self) -> String {
-        self.0.canonical.clone()
+    pub fn canonical(&self) -> &str {
+        &self.0.canonical
     }
 
     /// Felix's `UniqueID()`: `"s:" + base64url_nopad(SHA-224("s:" + canonical))`.
