@@ -561,10 +561,15 @@ pub fn hostfw_with_path(
 ) -> HostfwRun {
     let mut cmd = hostfw_command(ns, work, node, backend, args);
     if let Some(extra) = extra_path {
-        let path = std::env::var("PATH").unwrap_or_default();
-        cmd.env("PATH", format!("{}:{path}", extra.display()));
+        prepend_path(&mut cmd, extra);
     }
     run_hostfw(cmd)
+}
+
+/// Put `extra` in front of `cmd`'s PATH, so its binaries (wrappers) are found first.
+pub fn prepend_path(cmd: &mut Command, extra: &Path) {
+    let path = std::env::var("PATH").unwrap_or_default();
+    cmd.env("PATH", format!("{}:{path}", extra.display()));
 }
 
 /// The hostfw command line inside `ns` with `work`'s directories, not yet run, so a caller can
