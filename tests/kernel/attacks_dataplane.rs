@@ -42,12 +42,12 @@ fn wrapper(dir: &Path, name: &str, body: &str) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
-/// Restore wrappers (both families) that, while `dir/failing` exists (created here), refuse
+/// Restore wrappers (both families) that, while `dir/failing` exists (`failing_flag`), refuse
 /// any input for `table`, noting each refusal in `dir/refused`, and pass the rest on, noting
 /// the family and table of each in `dir/started` before and `dir/ended` after the real tool
 /// ran (`Restores`).
 fn restores_failing_at(dir: &Path, backend: &str, table: &str) {
-    let (failing, refused) = (dir.join("failing"), dir.join("refused"));
+    let (failing, refused) = (failing_flag(dir), dir.join("refused"));
     let (started, ended) = (dir.join("started"), dir.join("ended"));
     for v6 in [false, true] {
         wrapper(
@@ -70,7 +70,11 @@ fn restores_failing_at(dir: &Path, backend: &str, table: &str) {
             ),
         );
     }
-    std::fs::write(&failing, "").expect("write the failing flag");
+}
+
+/// The flag file that makes `restores_failing_at`'s wrappers refuse while it exists.
+fn failing_flag(dir: &Path) -> std::path::PathBuf {
+    dir.join("failing")
 }
 
 /// What `restores_failing_at`'s wrappers let through while failing: one line a restore, its
@@ -208,6 +212,7 @@ fn partial_failure_is_never_more_open(backend: &'static str) {
         s.work.write_policies(&new);
         let wrappers = tempfile::tempdir().expect("tempdir");
         restores_failing_at(wrappers.path(), backend, failing);
+        std::fs::write(failing_flag(wrappers.path()), "").expect("write the failing flag");
         let run = run_with_path(&s, &["apply"], wrappers.path());
         assert_eq!(run.code, 2, "{run:?}");
         assert!(run.stderr.contains("injected failure"), "{run:?}");
@@ -237,8 +242,7 @@ fn a_daemon_pass_that_fails_late_leaves_the_old_state(backend: &'static str) {
     let _server = tcp_server(&s.pair.host, sock("::", 8080));
     let wrappers = tempfile::tempdir().expect("tempdir");
     restores_failing_at(wrappers.path(), backend, "filter");
-    let failing = wrappers.path().join("failing");
-    std::fs::remove_file(&failing).expect("remove the failing flag");
+    let failing = failing_flag(wrappers.path());
     let _daemon = Daemon::start_with_path(&s, Some(wrappers.path()));
     assert!(
         eventually(Duration::from_secs(30), || reachable(&s, 8080)
