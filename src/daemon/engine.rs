@@ -212,8 +212,10 @@ impl Engine for RealEngine {
         let origin = source.describe();
         // Read once, then validate and hash the very same bytes (a second read could see a
         // different file).
+        let started = std::time::Instant::now();
         let snapshot = source.read();
         let checked = self.loads.load_snapshot(&snapshot);
+        let validated = started.elapsed();
         let mut diagnostics = checked.loaded.diagnostics;
         let metrics = self.exporter.metrics().clone();
         let directory = from == PolicySource::Directory;
@@ -233,6 +235,7 @@ impl Engine for RealEngine {
             families: Families::Enabled,
             guard: sessions.as_ref(),
         };
+        let computing = std::time::Instant::now();
         let desired = match desired::compute(&set, &self.settings.node, &interfaces, options) {
             Ok(d) => d,
             Err(e) => {
@@ -273,8 +276,15 @@ impl Engine for RealEngine {
         metrics.loaded(directory, Some((&set, &snapshot.revision)), &diagnostics);
         metrics.rendered(&desired.view, &desired.rulesets, marks(&desired));
         self.exporter.configure(desired.config());
+        let computed = computing.elapsed();
         let (enforced, rulesets) = Enforced::new(desired, &self.digest_key);
         enforced.log_warnings();
+        log::debug!(
+            "loaded: read and validated in {} ms, resolved and rendered in {} ms, all in {} ms",
+            validated.as_millis(),
+            computed.as_millis(),
+            started.elapsed().as_millis()
+        );
         let intervals = enforced.intervals;
         self.in_force = Some(InForce {
             files,

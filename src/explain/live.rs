@@ -136,7 +136,15 @@ fn parse_table(
         name,
         chains: user
             .into_iter()
-            .map(|(n, rules)| (n.clone(), crate::ruleset::Chain { name: n, rules }))
+            .map(|(n, rules)| {
+                (
+                    n.clone(),
+                    crate::ruleset::Chain {
+                        name: n,
+                        rules: rules.into(),
+                    },
+                )
+            })
             .collect(),
         hooks,
     }

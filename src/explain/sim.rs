@@ -740,7 +740,7 @@ mod tests {
                         n.to_string(),
                         Chain {
                             name: n.to_string(),
-                            rules,
+                            rules: rules.into(),
                         },
                     )
                 })

@@ -305,7 +305,13 @@ pub(crate) fn with_comment(matches: Vec<Match>, action: Action, comment: Arc<str
 
 /// Insert a chain built by a sub-module.
 pub(crate) fn put(chains: &mut BTreeMap<String, Chain>, name: String, rules: Vec<Rule>) {
-    chains.insert(name.clone(), Chain { name, rules });
+    chains.insert(
+        name.clone(),
+        Chain {
+            name,
+            rules: rules.into(),
+        },
+    );
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use crate::resolve::{
     ActiveEndpoint, EffectiveConfig, EndpointPolicies, NodeView, SelectableEndpoint,
     SelectableNetworkSet, SelectorSources, TierPolicies,
 };
-use crate::ruleset::{HookPosition, PortSpec, Rule, SetDirection};
+use crate::ruleset::{HookPosition, PortSpec, Rule, Rules, SetDirection};
 
 fn meta(name: &str) -> Meta {
     Meta::for_test(name)
@@ -558,7 +558,7 @@ fn reject_never_outside_filter() {
     let rs = render(&v, Family::V4).unwrap();
     for t in &rs.tables {
         for c in t.chains.values() {
-            for rule in &c.rules {
+            for rule in c.rules.iter() {
                 if rule.action == Action::Reject {
                     assert_eq!(t.name, TableName::Filter, "{}", c.name);
                 }
@@ -827,5 +827,70 @@ fn provenance_names_only_rendered_rules() {
             seen += 1;
         }
         assert!(seen > 10, "{family:?}: {seen} origins");
+    }
+}
+
+#[test]
+fn endpoints_with_the_same_policies_share_their_chain_bodies_and_render_as_alone() {
+    let mut v = seed_view();
+    let eth0 = v.endpoints[0].clone();
+    let mut eth1 = eth0.clone();
+    eth1.hep = "node1-eth1".into();
+    eth1.interface = InterfaceName::Named("eth1".into());
+    // eth2: same policies, one profile more; eth3: no egress policy.
+    let mut eth2 = eth1.clone();
+    eth2.hep = "node1-eth2".into();
+    eth2.interface = InterfaceName::Named("eth2".into());
+    eth2.profiles = vec!["extra".into()];
+    let mut eth3 = eth1.clone();
+    eth3.hep = "node1-eth3".into();
+    eth3.interface = InterfaceName::Named("eth3".into());
+    eth3.policies.egress.clear();
+    v.endpoints = vec![eth0, eth1, eth2, eth3];
+    let rs = render(&v, Family::V4).unwrap();
+    let body = |t: TableName, name: &str| table(&rs, t).chains[name].rules.clone();
+    for (t, prefix) in [
+        (TableName::Filter, "cali-fh-"),
+        (TableName::Filter, "cali-th-"),
+        (TableName::Mangle, "cali-th-"),
+    ] {
+        let shared = body(t, &format!("{prefix}eth0"));
+        assert!(
+            Rules::ptr_eq(&shared, &body(t, &format!("{prefix}eth1"))),
+            "{t:?} {prefix}: the same policies share one body"
+        );
+        assert!(!Rules::ptr_eq(&shared, &body(t, &format!("{prefix}eth2"))));
+    }
+    assert_ne!(
+        body(TableName::Filter, "cali-th-eth0"),
+        body(TableName::Filter, "cali-th-eth3")
+    );
+    assert_eq!(
+        body(TableName::Filter, "cali-fh-eth0"),
+        body(TableName::Filter, "cali-fh-eth3"),
+        "same ingress policies: equal rules"
+    );
+    // Each endpoint's chains are what a view holding only that endpoint renders.
+    for ep in v.endpoints.clone() {
+        let mut alone = v.clone();
+        alone.endpoints = vec![ep.clone()];
+        let (alone_rs, alone_prov) = render_with_provenance(&alone, Family::V4).unwrap();
+        let (_, prov) = render_with_provenance(&v, Family::V4).unwrap();
+        let iface = endpoint::iface_name(&ep).to_string();
+        for t in [TableName::Filter, TableName::Mangle] {
+            for (name, chain) in &table(&alone_rs, t).chains {
+                if !name.ends_with(&format!("-{iface}")) {
+                    continue;
+                }
+                assert_eq!(chain.rules, body(t, name), "{t:?} {name}");
+                for i in 0..chain.rules.len() {
+                    assert_eq!(
+                        prov.origin(t, name, i),
+                        alone_prov.origin(t, name, i),
+                        "{t:?} {name}[{i}]"
+                    );
+                }
+            }
+        }
     }
 }

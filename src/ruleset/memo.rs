@@ -1,12 +1,12 @@
 //! Rule hashes remembered across plans: a long-lived planner (the daemon) hashes again only
 //! the chains whose rules changed since its last plan. Hashing is SHA-224 over each rule's
 //! Felix text (`hash::rule_hashes`), so formatting and hashing every rule of a 1,000-policy
-//! set costs ~90 ms a plan; a keyed fingerprint of a chain's rules costs a fraction of that.
+//! set costs ~90 ms a plan; the keyed fingerprint of a chain's rules (`Rules::fingerprint`,
+//! taken once per shared body) costs a fraction of that.
 
 use super::hash::{each_rule_hash, HASH_LEN};
 use super::{Chain, Family, TableName};
 use crate::recall::Recall;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// The rule hashes of one chain, in order, 16 characters each in one string (one allocation a
@@ -18,7 +18,7 @@ impl ChainHashes {
     /// The hashes of `chain`'s rules.
     pub fn of(chain: &Chain) -> ChainHashes {
         let mut all = String::with_capacity(chain.rules.len() * HASH_LEN);
-        each_rule_hash(&chain.name, &chain.rules, |h| all.push_str(h));
+        each_rule_hash(&chain.name, &chain.rules[..], |h| all.push_str(h));
         ChainHashes(all)
     }
 
@@ -39,13 +39,12 @@ impl ChainHashes {
 
 /// The hashes of the chains the last plan hashed, with a fingerprint of the rules they were
 /// computed from. Each plan keeps exactly the chains it looked up, so the memo never holds more
-/// than one desired state's chains. The fingerprint is keyed with a key drawn once per memo:
-/// nobody outside the process can aim a changed chain at a colliding fingerprint (which would
+/// than one desired state's chains. The fingerprint is keyed with a key drawn once per
+/// process: nobody outside it can aim a changed chain at a colliding fingerprint (which would
 /// keep the old chain's hashes, and so its rules, in the kernel); an accidental collision has
 /// odds of 2^-64 a changed chain. One lock per family, so both families can plan at once.
 #[derive(Default)]
 pub struct HashMemo {
-    key: RandomState,
     families: [Mutex<FamilyMemo>; 2],
 }
 
@@ -69,7 +68,7 @@ impl HashMemo {
     fn family(
         &self,
         family: Family,
-    ) -> MutexGuard<'_, Recall<(TableName, String), u64, Arc<ChainHashes>>> {
+    ) -> MutexGuard<'_, FamilyMemo> {
         self.families[slot(family)]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -78,9 +77,8 @@ impl HashMemo {
     /// The hashes of `chain` in `table` of `family`: remembered when its rules are the ones
     /// last hashed under that name, else computed (and remembered).
     pub fn hashes(&self, family: Family, table: TableName, chain: &Chain) -> Arc<ChainHashes> {
-        let fingerprint = self.key.hash_one(&chain.rules);
         self.family(family)
-            .get_or_make((table, chain.name.clone()), fingerprint, || {
+            .get_or_make((table, chain.name.clone()), chain.rules.fingerprint(), || {
                 Arc::new(ChainHashes::of(chain))
             })
             .clone()
@@ -102,7 +100,7 @@ impl HashMemo {
 mod tests {
     use super::*;
     use crate::ruleset::hash::rule_hashes;
-    use crate::ruleset::Rule;
+    use crate::ruleset::{Rule, Rules};
 
     fn chain(name: &str, targets: &[&str]) -> Chain {
         Chain {
@@ -115,7 +113,7 @@ mod tests {
     fn hashes_equal_the_unmemoized_ones_and_split_per_rule() {
         let c = chain("cali-x", &["cali-a", "cali-b", "cali-c"]);
         let hashes = ChainHashes::of(&c);
-        let plain = rule_hashes(&c.name, &c.rules);
+        let plain = rule_hashes(&c.name, &c.rules[..]);
         assert_eq!(hashes.len(), 3);
         assert_eq!(hashes.iter().collect::<Vec<_>>(), plain);
         assert!(ChainHashes::of(&chain("cali-e", &[])).is_empty());
@@ -139,6 +137,37 @@ mod tests {
         assert!(!Arc::ptr_eq(&other, &first));
         let raw = memo.hashes(Family::V4, TableName::Raw, &a);
         assert!(!Arc::ptr_eq(&raw, &first));
+    }
+
+    #[test]
+    fn chains_sharing_a_body_keep_their_own_hashes() {
+        let memo = HashMemo::default();
+        let body: Rules = [Rule::jump_to("cali-x"), Rule::jump_to("cali-y")].into();
+        let named = |name: &str| Chain {
+            name: name.into(),
+            rules: body.clone(),
+        };
+        let (a, b) = (named("cali-th-a"), named("cali-th-b"));
+        let ha = memo.hashes(Family::V4, TableName::Filter, &a);
+        let hb = memo.hashes(Family::V4, TableName::Filter, &b);
+        assert_eq!(*ha, ChainHashes::of(&a));
+        assert_eq!(*hb, ChainHashes::of(&b));
+        assert_ne!(*ha, *hb, "the hashes are seeded with the chain name");
+        memo.finish(Family::V4);
+        // Next plan: b's body changed; a's is the same rules in a new allocation.
+        let a2 = Chain {
+            name: a.name.clone(),
+            rules: body.to_vec().into(),
+        };
+        let b2 = chain("cali-th-b", &["cali-z"]);
+        assert!(Arc::ptr_eq(
+            &ha,
+            &memo.hashes(Family::V4, TableName::Filter, &a2)
+        ));
+        assert_eq!(
+            *memo.hashes(Family::V4, TableName::Filter, &b2),
+            ChainHashes::of(&b2)
+        );
     }
 
     #[test]

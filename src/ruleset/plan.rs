@@ -288,7 +288,7 @@ fn chain_in_sync(live: &LiveChain, chain: &Chain, hashes: &ChainHashes) -> bool 
         && live
             .views()
             .zip(hashes.iter())
-            .zip(&chain.rules)
+            .zip(chain.rules.iter())
             .all(|((r, h), want)| r.hash == Some(h) && same_target(r.text, want))
 }
 
@@ -859,7 +859,7 @@ mod tests {
             name.to_string(),
             Chain {
                 name: name.into(),
-                rules,
+                rules: rules.into(),
             },
         )
     }
@@ -1194,12 +1194,10 @@ mod tests {
     #[test]
     fn stale_chain_deleted_after_its_references() {
         let mut old_filter = filter(None, HookPosition::Insert);
-        old_filter
-            .chains
-            .get_mut("cali-fh-eth0")
-            .unwrap()
-            .rules
-            .push(jump("cali-pi-old"));
+        let endpoint = old_filter.chains.get_mut("cali-fh-eth0").unwrap();
+        let mut rules = endpoint.rules.to_vec();
+        rules.push(jump("cali-pi-old"));
+        endpoint.rules = rules.into();
         old_filter
             .chains
             .extend([chain("cali-pi-old", vec![jump("cali-pi-a")])]);

@@ -158,7 +158,7 @@ pub fn write_table(out: &mut RestoreBuilder, table: &Table) {
         }
     }
     for chain in table.chains.values() {
-        let hashes = rule_hashes(&chain.name, &chain.rules);
+        let hashes = rule_hashes(&chain.name, &chain.rules[..]);
         for (rule, hash) in chain.rules.iter().zip(&hashes) {
             out.append(&chain.name, hash, rule);
         }
@@ -202,14 +202,14 @@ mod tests {
             "cali-INPUT".to_string(),
             Chain {
                 name: "cali-INPUT".into(),
-                rules: vec![Rule::jump_to("cali-from-host-endpoint")],
+                rules: [Rule::jump_to("cali-from-host-endpoint")].into(),
             },
         );
         chains.insert(
             "cali-from-host-endpoint".to_string(),
             Chain {
                 name: "cali-from-host-endpoint".into(),
-                rules: vec![],
+                rules: Vec::new().into(),
             },
         );
         Table {

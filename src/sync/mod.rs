@@ -833,7 +833,9 @@ fn pass(
         Some(live) => live,
         None => read_live(dp)?,
     };
+    let planning = Instant::now();
     let plan = make_plan(&live, &cache.suspects(&live));
+    log::debug!("planned in {} ms", planning.elapsed().as_millis());
     if report.attempts == 1 {
         for (family, table, kept) in plan.kept() {
             log::warn!(
@@ -869,10 +871,15 @@ fn write_and_check(
     report: &mut ReconcileReport,
 ) -> Result<Live, SyncError> {
     write(dp, plan, &live, report)?;
+    let checking = Instant::now();
     let (after, read_back) = match check {
         Check::Written => after_write(dp, live, plan, pack)?,
         Check::Everything => (read_live(dp)?, true),
     };
+    log::debug!(
+        "state after the write taken in {} ms",
+        checking.elapsed().as_millis()
+    );
     if !read_back {
         return Ok(after);
     }
@@ -905,7 +912,16 @@ fn write(
         if table.restore_input.is_empty() {
             continue;
         }
-        if let Err(source) = dp.restore(table.family, table.table, &table.restore_input) {
+        let restoring = Instant::now();
+        let restored = dp.restore(table.family, table.table, &table.restore_input);
+        log::debug!(
+            "{} {}: restore of {} bytes in {} ms",
+            family_name(table.family),
+            table.table.as_str(),
+            table.restore_input.len(),
+            restoring.elapsed().as_millis()
+        );
+        if let Err(source) = restored {
             put_back(dp, before, &written, !plan.ipsets.before.is_empty());
             return Err(SyncError::Write {
                 attempts: report.attempts,
@@ -1071,14 +1087,15 @@ mod tests {
                 rules: vec![
                     rule(tcp_port(port), Action::Accept),
                     rule(Vec::new(), Action::Jump("cali-pi-test".into())),
-                ],
+                ]
+                .into(),
             },
         );
         filter.chains.insert(
             "cali-pi-test".into(),
             Chain {
                 name: "cali-pi-test".into(),
-                rules: vec![set_rule],
+                rules: [set_rule].into(),
             },
         );
         filter.hooks.push(HookRule {
@@ -1262,7 +1279,8 @@ mod tests {
                             net: source.parse().unwrap(),
                         }],
                         Action::Drop,
-                    )],
+                    )]
+                    .into(),
                 },
             );
             raw.hooks.push(HookRule {
@@ -1311,7 +1329,7 @@ mod tests {
                     "cali-mangle-x".into(),
                     Chain {
                         name: "cali-mangle-x".into(),
-                        rules: vec![rule(Vec::new(), Action::Return)],
+                        rules: [rule(Vec::new(), Action::Return)].into(),
                     },
                 );
             }

@@ -138,7 +138,8 @@ fn desired(family: Family, ssh_port: u16) -> Ruleset {
                     Action::Accept,
                     &["Host endpoint policy accepted packet."],
                 ),
-            ],
+            ]
+            .into(),
         },
         Chain {
             name: "cali-from-host-endpoint".into(),
@@ -149,7 +150,8 @@ fn desired(family: Family, ssh_port: u16) -> Ruleset {
                 }],
                 Action::Goto("cali-fh-veth0".into()),
                 &[],
-            )],
+            )]
+            .into(),
         },
         Chain {
             name: "cali-fh-veth0".into(),
@@ -177,7 +179,8 @@ fn desired(family: Family, ssh_port: u16) -> Ruleset {
                     &["Return if policy accepted"],
                 ),
                 rule(vec![], Action::Drop, &["Drop if no profiles matched"]),
-            ],
+            ]
+            .into(),
         },
         Chain {
             name: "cali-pi-gnp/kernel-test".into(),
@@ -209,7 +212,8 @@ fn desired(family: Family, ssh_port: u16) -> Ruleset {
                     &["GlobalNetworkPolicy kernel-test ingress"],
                 ),
                 rule(vec![accept_bit.clone()], Action::Return, &[]),
-            ],
+            ]
+            .into(),
         },
     ]
     .into_iter()
@@ -224,7 +228,8 @@ fn desired(family: Family, ssh_port: u16) -> Ruleset {
                 mask: 0x1b0000,
             },
             &[],
-        )],
+        )]
+        .into(),
     }]
     .into_iter()
     .map(|c| (c.name.clone(), c))
