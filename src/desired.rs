@@ -12,7 +12,7 @@ use crate::finding::Finding;
 use crate::guard::{self, Observed};
 use crate::model::PolicySet;
 use crate::render::marks::Marks;
-use crate::render::RenderError;
+use crate::render::{RenderError, RenderMemo};
 use crate::resolve::{self, EffectiveConfig, HostInterfaces, NodeView};
 use crate::ruleset::{Family, Ipset, Ruleset};
 
@@ -103,7 +103,24 @@ pub fn compute(
     interfaces: &HostInterfaces,
     options: Options,
 ) -> Result<Desired, Unrenderable> {
-    from_view(resolve::resolve(set, node, interfaces), interfaces, options)
+    compute_remembering(set, node, interfaces, options, &RenderMemo::default())
+}
+
+/// As `compute`, rendering with `memo` (`render::render_remembering`): a long-lived caller
+/// keeps it across loads so an edit rebuilds only the endpoint chains it changed.
+pub fn compute_remembering(
+    set: &PolicySet,
+    node: &str,
+    interfaces: &HostInterfaces,
+    options: Options,
+    memo: &RenderMemo,
+) -> Result<Desired, Unrenderable> {
+    from_view(
+        resolve::resolve(set, node, interfaces),
+        interfaces,
+        options,
+        memo,
+    )
 }
 
 /// As `compute`, moving the policies and profiles out of `set` instead of copying them.
@@ -117,6 +134,7 @@ pub fn compute_owned(
         resolve::resolve_owned(set, node, interfaces),
         interfaces,
         options,
+        &RenderMemo::default(),
     )
 }
 
@@ -124,6 +142,7 @@ fn from_view(
     view: NodeView,
     interfaces: &HostInterfaces,
     options: Options,
+    memo: &RenderMemo,
 ) -> Result<Desired, Unrenderable> {
     let wanted = match options.families {
         Families::Enabled => families(&view.config),
@@ -131,10 +150,11 @@ fn from_view(
         Families::Nothing => Vec::new(),
     };
     let mut findings: Vec<Finding> = view.warnings.iter().map(Finding::warning).collect();
-    let (rulesets, contexts) = render_families(&view, &wanted).map_err(|cause| Unrenderable {
-        warnings: findings.clone(),
-        cause,
-    })?;
+    let (rulesets, contexts) =
+        render_families(&view, &wanted, memo).map_err(|cause| Unrenderable {
+            warnings: findings.clone(),
+            cause,
+        })?;
     if let Some(observed) = options.guard {
         findings.extend(guard::check(
             &view, &rulesets, &contexts, interfaces, observed,
@@ -154,10 +174,11 @@ fn from_view(
 fn render_families(
     view: &NodeView,
     families: &[Family],
+    memo: &RenderMemo,
 ) -> Result<(Vec<Ruleset>, Vec<Context>), RenderError> {
     let marks = Marks::allocate(view.config.iptables_mark_mask)?;
     let rendered = crate::parallel::map(families, |&family| {
-        crate::render::render_with_provenance(view, family)
+        crate::render::render_remembering(view, family, memo)
     });
     let mut rulesets = Vec::with_capacity(families.len());
     let mut contexts = Vec::with_capacity(families.len());

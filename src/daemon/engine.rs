@@ -15,6 +15,7 @@ use crate::guard;
 use crate::metrics::{Exporter, KernelCounters, Metered};
 use crate::model::{BackendChoice, PolicySet};
 use crate::policy::LoadCache;
+use crate::render::RenderMemo;
 use crate::resolve::HostInterfaces;
 use crate::ruleset::{Family, Ruleset};
 use crate::settings::Settings;
@@ -98,6 +99,8 @@ pub struct RealEngine {
     live: sync::LiveCache,
     /// Metrics, health endpoints and log level, following the set in force.
     exporter: Exporter,
+    /// The endpoint chains the last render built: an edit of a policy's rules rebuilds none.
+    bodies: RenderMemo,
     /// Keys `Enforced::digest`, drawn once per process so nobody outside it can aim a changed
     /// ruleset at a colliding digest.
     digest_key: RandomState,
@@ -114,6 +117,7 @@ impl RealEngine {
             dataplane: None,
             live: sync::LiveCache::packing(),
             exporter: Exporter::new(),
+            bodies: RenderMemo::default(),
             digest_key: RandomState::new(),
             // The loop retries with its own, longer backoff; keep each reconcile short.
             sync: SyncOptions {
@@ -154,12 +158,13 @@ fn render(
     set: &PolicySet,
     node: &str,
     interfaces: &HostInterfaces,
+    memo: &RenderMemo,
 ) -> Result<Desired, desired::Unrenderable> {
     let options = Options {
         families: Families::Enabled,
         guard: None,
     };
-    desired::compute(set, node, interfaces, options)
+    desired::compute_remembering(set, node, interfaces, options, memo)
 }
 
 /// The mark bits the rules of `desired` set (per-policy counters read them back).
@@ -236,7 +241,13 @@ impl Engine for RealEngine {
             guard: sessions.as_ref(),
         };
         let computing = std::time::Instant::now();
-        let desired = match desired::compute(&set, &self.settings.node, &interfaces, options) {
+        let desired = match desired::compute_remembering(
+            &set,
+            &self.settings.node,
+            &interfaces,
+            options,
+            &self.bodies,
+        ) {
             Ok(d) => d,
             Err(e) => {
                 diagnostics.push(Diagnostic::file_error(origin, e.to_string()));
@@ -308,7 +319,7 @@ impl Engine for RealEngine {
         if now == in_force.interfaces {
             return false;
         }
-        match render(&in_force.set, &self.settings.node, &now) {
+        match render(&in_force.set, &self.settings.node, &now, &self.bodies) {
             Ok(desired) => {
                 self.exporter
                     .metrics()
@@ -379,9 +390,14 @@ impl Engine for RealEngine {
         let rulesets = match in_force.rulesets.take() {
             Some(rulesets) => rulesets,
             None => {
-                render(&in_force.set, &self.settings.node, &in_force.interfaces)
-                    .map_err(|e| EngineError::from(format!("cannot render the set in force: {e}")))?
-                    .rulesets
+                render(
+                    &in_force.set,
+                    &self.settings.node,
+                    &in_force.interfaces,
+                    &self.bodies,
+                )
+                .map_err(|e| EngineError::from(format!("cannot render the set in force: {e}")))?
+                .rulesets
             }
         };
         let report = sync::reconcile_cached(&rulesets, dp, &self.sync, &mut self.live);

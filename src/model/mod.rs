@@ -283,7 +283,7 @@ pub struct Profile {
 }
 
 /// What happens at the end of a tier when a policy applied but none allowed or passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TierAction {
     Deny,
     Pass,

@@ -6,20 +6,20 @@
 //! Within a tier, adjacent policies with the same normalised selector are jumped to through
 //! one policy-group chain, as Felix v3.28+ does (`groups`).
 //!
-//! Endpoints that the same policies and profiles apply to get the same rules under their own
-//! chain names: the rules are built once per table and shared (`Bodies`). At 20 endpoints and
-//! 10,000 policies the endpoint chains are two thirds of all rendered rules, so this is most of
-//! the render's time and memory.
+//! A chain's body is taken from the render memo (`bodies`) when an earlier endpoint of this
+//! render, or the last render, built it from the same inputs (`Spec::feed`).
 
+use super::bodies::Body;
 use super::groups;
 use super::names;
 use super::provenance::{ChainOwner, Origin, OwnerKind, Recorder, Traced};
-use super::{clear_mark, commented, put, rule, set_mark, with_comment, Ctx, FastMap, Fnv};
+use super::{clear_mark, commented, rule, set_mark, with_comment, Ctx};
 use crate::model::{Direction, InterfaceName, TierAction};
 use crate::resolve::{ActiveEndpoint, NodeView, TierPolicies};
-use crate::ruleset::{Action, Chain, Match, Rule, Rules, TableName};
+use crate::ruleset::{Action, Chain, Match, Rule, TableName};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
+
 use std::sync::Arc;
 
 /// Felix's endpoint chain types; they differ in conntrack, failsafe, end-of-tier and profile
@@ -49,7 +49,6 @@ pub fn add<'v>(
     rec: &mut Recorder,
 ) {
     let view: &'v NodeView = ctx.view;
-    let mut bodies: Bodies<'v> = Bodies::default();
     for ep in &view.endpoints {
         let iface = iface_name(ep);
         let shown = match &ep.interface {
@@ -67,15 +66,27 @@ pub fn add<'v>(
             .any(|t| !t.policies.is_empty());
         let mut add = |prefix: &str, spec: Spec<'v>| {
             let name = names::endpoint_chain(prefix, iface);
-            let body = bodies.get_or_build(&spec, forward_tiers, || {
-                let mut group_chains = Vec::new();
-                let traced = spec.rules(ctx, table, rec, forward_tiers, &mut group_chains);
-                // The group chains are the same for every endpoint sharing the body.
-                for (group, rules) in group_chains {
-                    put(chains, group, rules);
+            let key = ctx.memo.key_of(|h| spec.feed(ctx, table, forward_tiers, h));
+            let body = ctx.memo.body(ctx.family, table, key, || {
+                let mut groups = Vec::new();
+                let (traced, tier_ends) = spec.rules(ctx, table, rec, forward_tiers, &mut groups);
+                Body {
+                    rules: traced.rules.into(),
+                    origins: traced.origins,
+                    tier_ends,
+                    groups: groups.into_iter().map(|(n, r)| (n, r.into())).collect(),
                 }
-                traced
             });
+            // The group chains are the same for every endpoint sharing the body.
+            for (group, rules) in &body.groups {
+                chains.insert(
+                    group.clone(),
+                    Chain {
+                        name: group.clone(),
+                        rules: rules.clone(),
+                    },
+                );
+            }
             rec.own(
                 &name,
                 ChainOwner {
@@ -86,7 +97,19 @@ pub fn add<'v>(
                     direction: spec.dir,
                 },
             );
-            rec.rules(table, &name, body.origins.clone());
+            let mut tier_ends = body.tier_ends.iter();
+            let origins = body
+                .origins
+                .iter()
+                .map(|&(i, origin)| match origin {
+                    Origin::TierEnd(_) => {
+                        let tier = tier_ends.next().map_or("", String::as_str);
+                        (i, Origin::TierEnd(rec.tier(tier)))
+                    }
+                    _ => (i, origin),
+                })
+                .collect();
+            rec.rules(table, &name, origins);
             chains.insert(
                 name.clone(),
                 Chain {
@@ -194,82 +217,6 @@ pub fn add<'v>(
     }
 }
 
-/// The endpoint chain bodies built so far for one table, by what they are built from: an
-/// endpoint whose chain would be built from the same spec takes the same rules. Keyed by a
-/// hash of the spec, confirmed by comparing the specs themselves.
-#[derive(Default)]
-struct Bodies<'a> {
-    by_key: FastMap<u64, Vec<Body<'a>>>,
-}
-
-/// One built endpoint chain body and the spec it was built from.
-struct Body<'a> {
-    kind: Kind,
-    dir: Direction,
-    tiers: &'a [TierPolicies],
-    profiles: &'a [String],
-    allow: Action,
-    forward_tiers: bool,
-    rules: Rules,
-    origins: Vec<(u32, Origin)>,
-}
-
-impl<'a> Body<'a> {
-    fn built_from(&self, spec: &Spec, forward_tiers: bool) -> bool {
-        self.kind == spec.kind
-            && self.dir == spec.dir
-            && self.forward_tiers == forward_tiers
-            && self.allow == spec.allow
-            && self.profiles == spec.profiles
-            && self.tiers == spec.tiers
-    }
-}
-
-impl<'a> Bodies<'a> {
-    /// The body for `spec`: the one already built from an equal spec, or `build`'s.
-    fn get_or_build(
-        &mut self,
-        spec: &Spec<'a>,
-        forward_tiers: bool,
-        build: impl FnOnce() -> Traced,
-    ) -> &Body<'a> {
-        let bucket = self.by_key.entry(spec_key(spec, forward_tiers)).or_default();
-        let found = bucket.iter().position(|b| b.built_from(spec, forward_tiers));
-        let index = found.unwrap_or_else(|| {
-            let traced = build();
-            bucket.push(Body {
-                kind: spec.kind,
-                dir: spec.dir,
-                tiers: spec.tiers,
-                profiles: spec.profiles,
-                allow: spec.allow.clone(),
-                forward_tiers,
-                rules: traced.rules.into(),
-                origins: traced.origins,
-            });
-            bucket.len() - 1
-        });
-        &bucket[index]
-    }
-}
-
-/// A hash of everything an endpoint chain body is built from besides the table and the
-/// configuration, which are the same for the whole `add`.
-fn spec_key(spec: &Spec, forward_tiers: bool) -> u64 {
-    let mut h = Fnv::default();
-    spec.kind.hash(&mut h);
-    spec.dir.hash(&mut h);
-    spec.allow.hash(&mut h);
-    forward_tiers.hash(&mut h);
-    spec.profiles.hash(&mut h);
-    for tier in spec.tiers {
-        tier.tier.hash(&mut h);
-        std::mem::discriminant(&tier.default_action).hash(&mut h);
-        tier.policies.hash(&mut h);
-    }
-    h.finish()
-}
-
 struct Spec<'a> {
     kind: Kind,
     dir: Direction,
@@ -295,8 +242,9 @@ impl<'a> Spec<'a> {
         }
     }
 
-    /// The chain's rules; the policy-group chains it jumps to go to `group_chains`.
-    /// `forward_tiers`: whether the endpoint has forward policy in either direction.
+    /// The chain's rules, and the tier of each tier end among their origins; the policy-group
+    /// chains it jumps to go to `group_chains`. `forward_tiers`: whether the endpoint has
+    /// forward policy in either direction. Reads only what `feed` hashes.
     fn rules(
         &self,
         ctx: &Ctx,
@@ -304,7 +252,8 @@ impl<'a> Spec<'a> {
         rec: &mut Recorder,
         forward_tiers: bool,
         group_chains: &mut Vec<(String, Vec<Rule>)>,
-    ) -> Traced {
+    ) -> (Traced, Vec<String>) {
+        let mut tier_ends = Vec::new();
         let m = &ctx.marks;
         let deny = ctx.deny(table);
         let jumps: usize = self.tiers.iter().map(|t| 3 * t.policies.len() + 2).sum();
@@ -369,6 +318,7 @@ impl<'a> Spec<'a> {
                 && tier.default_action != TierAction::Pass;
             if ends_in_deny {
                 let origin = Origin::TierEnd(rec.tier(&tier.tier));
+                tier_ends.push(tier.tier.clone());
                 rules.push_from(
                     commented(
                         vec![ctx.mark_clear(m.pass)],
@@ -428,6 +378,33 @@ impl<'a> Spec<'a> {
                 origin,
             );
         }
-        rules
+        (rules, tier_ends)
+    }
+
+    /// Everything `rules` builds the chain from, into `h` (`bodies`: equal inputs, equal
+    /// chains). Policy chain names are a function of the policy names, so those stand for them.
+    fn feed(&self, ctx: &Ctx, table: TableName, forward_tiers: bool, h: &mut dyn Hasher) {
+        let mut h = h;
+        ctx.family.hash(&mut h);
+        table.hash(&mut h);
+        ctx.marks.hash(&mut h);
+        ctx.deny(table).hash(&mut h);
+        ctx.cfg.disable_conntrack_invalid_check.hash(&mut h);
+        self.kind.hash(&mut h);
+        self.dir.hash(&mut h);
+        self.allow.hash(&mut h);
+        forward_tiers.hash(&mut h);
+        self.profiles.hash(&mut h);
+        self.tiers.len().hash(&mut h);
+        for tier in self.tiers {
+            tier.tier.hash(&mut h);
+            tier.default_action.hash(&mut h);
+            tier.policies.len().hash(&mut h);
+            for name in &tier.policies {
+                name.hash(&mut h);
+                // The selectors decide the policy groups.
+                ctx.policy_selector(name).hash(&mut h);
+            }
+        }
     }
 }

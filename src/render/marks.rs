@@ -2,7 +2,7 @@
 //! accept, pass, drop, scratch0, scratch1, each the next lowest set bit of the mask. Pure.
 
 /// The mark bits rules use to carry verdicts between chains and tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Marks {
     /// A: a policy (or earlier table) allowed the packet.
     pub accept: u32,

@@ -7,6 +7,7 @@
 //! interface dispatch (`dispatch`), selector and named-port ipsets (`ipsets`). Every table holds
 //! only the chains reachable from its hook rules, as Felix's reference counting does.
 
+mod bodies;
 mod dispatch;
 mod endpoint;
 mod groups;
@@ -20,6 +21,7 @@ mod static_chains;
 use crate::model::{AllowAction, DenyAction, Direction};
 use crate::resolve::{EffectiveConfig, NodeView};
 use crate::ruleset::{Action, Chain, Family, HookRule, Match, Rule, Ruleset, Table, TableName};
+pub use bodies::RenderMemo;
 use marks::{MarkError, Marks};
 use provenance::{Provenance, Recorder};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -45,8 +47,19 @@ pub fn render_with_provenance(
     view: &NodeView,
     family: Family,
 ) -> Result<(Ruleset, Provenance), RenderError> {
+    render_remembering(view, family, &RenderMemo::default())
+}
+
+/// `render_with_provenance`, taking from `memo` what the last render with it built from the
+/// same inputs, and leaving there what this one built (a long-lived renderer: the daemon).
+pub fn render_remembering(
+    view: &NodeView,
+    family: Family,
+    memo: &RenderMemo,
+) -> Result<(Ruleset, Provenance), RenderError> {
     let ctx = Ctx {
         view,
+        memo,
         cfg: &view.config,
         family,
         marks: Marks::allocate(view.config.iptables_mark_mask)?,
@@ -97,6 +110,7 @@ pub fn render_with_provenance(
         })
         .collect();
     let ipsets = sets.finish(&referenced);
+    memo.finish(family);
     let ruleset = Ruleset {
         family,
         tables,
@@ -181,6 +195,8 @@ pub(crate) struct Ctx<'a> {
     pub cfg: &'a EffectiveConfig,
     pub family: Family,
     pub marks: Marks,
+    /// Endpoint chain bodies built before from the same inputs.
+    pub memo: &'a RenderMemo,
     /// What endpoint chains need of each policy, by name, looked up once per endpoint,
     /// direction and table (ten million times at 10,000 policies and 20 endpoints).
     policies: FastMap<&'a str, KnownPolicy<'a>>,

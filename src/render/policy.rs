@@ -796,8 +796,10 @@ mod tests {
     ) -> Vec<Rule> {
         use crate::render::tests::{api_rule as base, net, seed_view};
         let view = seed_view();
+        let memo = crate::render::RenderMemo::default();
         let ctx = Ctx {
             view: &view,
+            memo: &memo,
             cfg: &view.config,
             family: Family::V4,
             marks: crate::render::marks::Marks {

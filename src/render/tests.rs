@@ -894,3 +894,128 @@ fn endpoints_with_the_same_policies_share_their_chain_bodies_and_render_as_alone
         }
     }
 }
+
+/// The four-endpoint view of the sharing test, with three policies: `a` and `b` share a
+/// selector (one policy group), `k8s-worker-host` has its own rules.
+fn memo_view() -> NodeView {
+    let mut v = seed_view();
+    let mut ssh = api_rule(RuleAction::Allow);
+    ssh.protocol = Some(Protocol::Tcp);
+    ssh.destination.ports = vec![Port::Single(22)];
+    for name in ["a", "b"] {
+        let mut p = gnp(name, vec![ssh.clone()], vec![]);
+        p.selector = Selector::parse("all()").unwrap();
+        v.policies.insert(name.into(), p);
+    }
+    let names = ["a", "b", "k8s-worker-host"];
+    let eth0 = v.endpoints[0].clone();
+    v.endpoints = (0..4)
+        .map(|i| {
+            let mut ep = eth0.clone();
+            ep.hep = format!("node1-eth{i}");
+            ep.interface = InterfaceName::Named(format!("eth{i}"));
+            ep.policies.ingress = tier(&names[..2 + i % 2]);
+            ep.policies.egress = tier(&names);
+            ep
+        })
+        .collect();
+    v
+}
+
+#[test]
+fn a_render_with_the_last_renders_memo_equals_a_fresh_one_and_reuses_unchanged_bodies() {
+    type Edit = fn(&mut NodeView);
+    let edits: [(&str, Edit); 11] = [
+        ("nothing", |_| {}),
+        ("two policies of one group swapped", |v| {
+            v.endpoints[0].policies.egress = tier(&["b", "a", "k8s-worker-host"]);
+        }),
+        ("a policy's rules", |v| {
+            let p = v.policies.get_mut("k8s-worker-host").unwrap();
+            p.ingress[0].destination.ports = vec![Port::Single(2222)];
+        }),
+        ("a selector, splitting a group", |v| {
+            v.policies.get_mut("b").unwrap().selector = Selector::parse("has(x)").unwrap();
+        }),
+        ("the order of an endpoint's policies", |v| {
+            v.endpoints[1].policies.egress = tier(&["k8s-worker-host", "a", "b"]);
+        }),
+        ("a tier's default action", |v| {
+            v.endpoints[2].policies.egress[0].default_action = TierAction::Pass;
+        }),
+        ("an endpoint's profiles", |v| {
+            v.endpoints[3].profiles = vec!["extra".into()];
+        }),
+        ("the deny action", |v| {
+            v.config.iptables_filter_deny_action = DenyAction::Reject;
+        }),
+        ("the conntrack INVALID check", |v| {
+            v.config.disable_conntrack_invalid_check = true;
+        }),
+        ("the mark mask", |v| {
+            v.config.iptables_mark_mask = 0x0ff0_0000
+        }),
+        ("the filter allow action", |v| {
+            v.config.iptables_filter_allow_action = AllowAction::Return;
+        }),
+    ];
+    for family in Family::ALL {
+        let memo = RenderMemo::default();
+        let mut v = memo_view();
+        let (mut last, _) = render_remembering(&v, family, &memo).unwrap();
+        for (what, edit) in edits {
+            edit(&mut v);
+            let (kept, kept_prov) = render_remembering(&v, family, &memo).unwrap();
+            let (fresh, fresh_prov) = render_with_provenance(&v, family).unwrap();
+            assert_eq!(kept, fresh, "{family:?} after {what}");
+            assert_eq!(kept_prov, fresh_prov, "{family:?} after {what}");
+            // And each endpoint's chains are what it renders alone (no body to share).
+            for ep in &v.endpoints {
+                let mut alone = v.clone();
+                alone.endpoints = vec![ep.clone()];
+                let alone = render(&alone, family).unwrap();
+                let iface = format!("-{}", endpoint::iface_name(ep));
+                for (t, alone_t) in kept.tables.iter().zip(&alone.tables) {
+                    for (name, chain) in alone_t.chains.iter().filter(|(n, _)| n.ends_with(&iface))
+                    {
+                        assert_eq!(
+                            t.chains.get(name).map(|c| &c.rules),
+                            Some(&chain.rules),
+                            "{family:?} after {what}: {:?} {name}",
+                            t.name
+                        );
+                    }
+                }
+            }
+            // What did not change is the same body as before: neither built nor read again.
+            for (now, before) in kept.tables.iter().zip(&last.tables) {
+                for (name, chain) in &now.chains {
+                    let Some(old) = before.chains.get(name) else {
+                        continue;
+                    };
+                    if name.starts_with("cali-fh-") || name.starts_with("cali-th-") {
+                        assert_eq!(
+                            Rules::ptr_eq(&chain.rules, &old.rules),
+                            chain.rules == old.rules,
+                            "{family:?} after {what}: {:?} {name}",
+                            now.name
+                        );
+                    }
+                }
+            }
+            last = kept;
+        }
+        // Exactly the last render's bodies are held.
+        let endpoint_chains: std::collections::BTreeSet<_> = last
+            .tables
+            .iter()
+            .flat_map(|t| {
+                t.chains
+                    .iter()
+                    .filter(|(n, _)| n.starts_with("cali-fh") || n.starts_with("cali-th"))
+                    .map(move |(_, c)| (t.name, c.rules.as_ptr()))
+            })
+            .collect();
+        assert_eq!(memo.held(family), endpoint_chains.len());
+    }
+}

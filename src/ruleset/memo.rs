@@ -65,10 +65,7 @@ fn slot(family: Family) -> usize {
 }
 
 impl HashMemo {
-    fn family(
-        &self,
-        family: Family,
-    ) -> MutexGuard<'_, FamilyMemo> {
+    fn family(&self, family: Family) -> MutexGuard<'_, FamilyMemo> {
         self.families[slot(family)]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -78,9 +75,11 @@ impl HashMemo {
     /// last hashed under that name, else computed (and remembered).
     pub fn hashes(&self, family: Family, table: TableName, chain: &Chain) -> Arc<ChainHashes> {
         self.family(family)
-            .get_or_make((table, chain.name.clone()), chain.rules.fingerprint(), || {
-                Arc::new(ChainHashes::of(chain))
-            })
+            .get_or_make(
+                (table, chain.name.clone()),
+                chain.rules.fingerprint(),
+                || Arc::new(ChainHashes::of(chain)),
+            )
             .clone()
     }
 
