@@ -97,7 +97,7 @@ fn save_text(t: &Table) -> String {
     out.push_str(&rule_line("INPUT", h, hook));
     out.push('\n');
     for c in t.chains.values() {
-        for (r, h) in c.rules.iter().zip(rule_hashes(&c.name, &c.rules[..])) {
+        for (r, h) in c.rules.iter().zip(rule_hashes(&c.name, &c.rules)) {
             out.push_str(&rule_line(&c.name, &h, r));
             out.push('\n');
         }

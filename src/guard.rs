@@ -322,7 +322,7 @@ fn candidate_sources(rs: &Ruleset, sessions: &[SshSession], v6: bool) -> Vec<IpA
         .collect();
     for table in &rs.tables {
         for chain in table.chains.values() {
-            for rule in chain.rules.iter() {
+            for rule in &chain.rules {
                 for m in &rule.matches {
                     if let Match::Source {
                         negated: false,

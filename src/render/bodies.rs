@@ -13,7 +13,7 @@
 use super::provenance::Origin;
 use crate::recall::Recall;
 use crate::ruleset::{Family, Rules, TableName};
-use std::hash::{BuildHasher, Hasher, RandomState};
+use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// What the last render built of each family's endpoint chains. One lock per family: the
@@ -46,17 +46,13 @@ impl std::fmt::Debug for RenderMemo {
 
 impl RenderMemo {
     fn family(&self, family: Family) -> MutexGuard<'_, FamilyBodies> {
-        let slot = match family {
-            Family::V4 => 0,
-            Family::V6 => 1,
-        };
-        self.families[slot]
+        self.families[family.slot()]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The keyed hash of what `feed` writes.
-    pub(crate) fn key_of(&self, feed: impl FnOnce(&mut dyn Hasher)) -> u64 {
+    pub(crate) fn key_of(&self, feed: impl FnOnce(&mut DefaultHasher)) -> u64 {
         let mut h = self.key.build_hasher();
         feed(&mut h);
         h.finish()

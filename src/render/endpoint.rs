@@ -13,13 +13,12 @@ use super::bodies::Body;
 use super::groups;
 use super::names;
 use super::provenance::{ChainOwner, Origin, OwnerKind, Recorder, Traced};
-use super::{clear_mark, commented, rule, set_mark, with_comment, Ctx};
+use super::{clear_mark, commented, put_shared, rule, set_mark, with_comment, Ctx};
 use crate::model::{Direction, InterfaceName, TierAction};
 use crate::resolve::{ActiveEndpoint, NodeView, TierPolicies};
 use crate::ruleset::{Action, Chain, Match, Rule, TableName};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-
 use std::sync::Arc;
 
 /// Felix's endpoint chain types; they differ in conntrack, failsafe, end-of-tier and profile
@@ -79,13 +78,7 @@ pub fn add<'v>(
             });
             // The group chains are the same for every endpoint sharing the body.
             for (group, rules) in &body.groups {
-                chains.insert(
-                    group.clone(),
-                    Chain {
-                        name: group.clone(),
-                        rules: rules.clone(),
-                    },
-                );
+                put_shared(chains, group.clone(), rules.clone());
             }
             rec.own(
                 &name,
@@ -110,13 +103,7 @@ pub fn add<'v>(
                 })
                 .collect();
             rec.rules(table, &name, origins);
-            chains.insert(
-                name.clone(),
-                Chain {
-                    name,
-                    rules: body.rules.clone(),
-                },
-            );
+            put_shared(chains, name, body.rules.clone());
         };
         match table {
             TableName::Filter => {
@@ -383,27 +370,26 @@ impl<'a> Spec<'a> {
 
     /// Everything `rules` builds the chain from, into `h` (`bodies`: equal inputs, equal
     /// chains). Policy chain names are a function of the policy names, so those stand for them.
-    fn feed(&self, ctx: &Ctx, table: TableName, forward_tiers: bool, h: &mut dyn Hasher) {
-        let mut h = h;
-        ctx.family.hash(&mut h);
-        table.hash(&mut h);
-        ctx.marks.hash(&mut h);
-        ctx.deny(table).hash(&mut h);
-        ctx.cfg.disable_conntrack_invalid_check.hash(&mut h);
-        self.kind.hash(&mut h);
-        self.dir.hash(&mut h);
-        self.allow.hash(&mut h);
-        forward_tiers.hash(&mut h);
-        self.profiles.hash(&mut h);
-        self.tiers.len().hash(&mut h);
+    fn feed(&self, ctx: &Ctx, table: TableName, forward_tiers: bool, h: &mut impl Hasher) {
+        ctx.family.hash(h);
+        table.hash(h);
+        ctx.marks.hash(h);
+        ctx.deny(table).hash(h);
+        ctx.cfg.disable_conntrack_invalid_check.hash(h);
+        self.kind.hash(h);
+        self.dir.hash(h);
+        self.allow.hash(h);
+        forward_tiers.hash(h);
+        self.profiles.hash(h);
+        self.tiers.len().hash(h);
         for tier in self.tiers {
-            tier.tier.hash(&mut h);
-            tier.default_action.hash(&mut h);
-            tier.policies.len().hash(&mut h);
+            tier.tier.hash(h);
+            tier.default_action.hash(h);
+            tier.policies.len().hash(h);
             for name in &tier.policies {
-                name.hash(&mut h);
+                name.hash(h);
                 // The selectors decide the policy groups.
-                ctx.policy_selector(name).hash(&mut h);
+                ctx.policy_selector(name).hash(h);
             }
         }
     }

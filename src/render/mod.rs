@@ -20,7 +20,9 @@ mod static_chains;
 
 use crate::model::{AllowAction, DenyAction, Direction};
 use crate::resolve::{EffectiveConfig, NodeView};
-use crate::ruleset::{Action, Chain, Family, HookRule, Match, Rule, Ruleset, Table, TableName};
+use crate::ruleset::{
+    Action, Chain, Family, HookRule, Match, Rule, Rules, Ruleset, Table, TableName,
+};
 pub use bodies::RenderMemo;
 use marks::{MarkError, Marks};
 use provenance::{Provenance, Recorder};
@@ -321,13 +323,12 @@ pub(crate) fn with_comment(matches: Vec<Match>, action: Action, comment: Arc<str
 
 /// Insert a chain built by a sub-module.
 pub(crate) fn put(chains: &mut BTreeMap<String, Chain>, name: String, rules: Vec<Rule>) {
-    chains.insert(
-        name.clone(),
-        Chain {
-            name,
-            rules: rules.into(),
-        },
-    );
+    put_shared(chains, name, rules.into());
+}
+
+/// Insert a chain whose rules another chain (or the last render) shares.
+pub(crate) fn put_shared(chains: &mut BTreeMap<String, Chain>, name: String, rules: Rules) {
+    chains.insert(name.clone(), Chain { name, rules });
 }
 
 #[cfg(test)]

@@ -558,7 +558,7 @@ fn reject_never_outside_filter() {
     let rs = render(&v, Family::V4).unwrap();
     for t in &rs.tables {
         for c in t.chains.values() {
-            for rule in c.rules.iter() {
+            for rule in &c.rules {
                 if rule.action == Action::Reject {
                     assert_eq!(t.name, TableName::Filter, "{}", c.name);
                 }

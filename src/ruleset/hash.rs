@@ -120,7 +120,7 @@ pub fn table_hashes(table: &Table) -> BTreeMap<&str, Vec<String>> {
     table
         .chains
         .values()
-        .map(|c| (c.name.as_str(), rule_hashes(&c.name, &c.rules[..])))
+        .map(|c| (c.name.as_str(), rule_hashes(&c.name, &c.rules)))
         .collect()
 }
 

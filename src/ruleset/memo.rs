@@ -18,7 +18,7 @@ impl ChainHashes {
     /// The hashes of `chain`'s rules.
     pub fn of(chain: &Chain) -> ChainHashes {
         let mut all = String::with_capacity(chain.rules.len() * HASH_LEN);
-        each_rule_hash(&chain.name, &chain.rules[..], |h| all.push_str(h));
+        each_rule_hash(&chain.name, &chain.rules, |h| all.push_str(h));
         ChainHashes(all)
     }
 
@@ -57,16 +57,9 @@ impl std::fmt::Debug for HashMemo {
     }
 }
 
-fn slot(family: Family) -> usize {
-    match family {
-        Family::V4 => 0,
-        Family::V6 => 1,
-    }
-}
-
 impl HashMemo {
     fn family(&self, family: Family) -> MutexGuard<'_, FamilyMemo> {
-        self.families[slot(family)]
+        self.families[family.slot()]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -112,7 +105,7 @@ mod tests {
     fn hashes_equal_the_unmemoized_ones_and_split_per_rule() {
         let c = chain("cali-x", &["cali-a", "cali-b", "cali-c"]);
         let hashes = ChainHashes::of(&c);
-        let plain = rule_hashes(&c.name, &c.rules[..]);
+        let plain = rule_hashes(&c.name, &c.rules);
         assert_eq!(hashes.len(), 3);
         assert_eq!(hashes.iter().collect::<Vec<_>>(), plain);
         assert!(ChainHashes::of(&chain("cali-e", &[])).is_empty());

@@ -42,6 +42,14 @@ impl Family {
         }
     }
 
+    /// `0` / `1`: the family's place in per-family arrays (IPv4 first, as in `ALL`).
+    pub fn slot(self) -> usize {
+        match self {
+            Family::V4 => 0,
+            Family::V6 => 1,
+        }
+    }
+
     /// `IPv4` / `IPv6`, as plans and messages print it.
     pub fn label(self) -> &'static str {
         match self {
@@ -324,6 +332,15 @@ impl From<Vec<Rule>> for Rules {
 impl FromIterator<Rule> for Rules {
     fn from_iter<I: IntoIterator<Item = Rule>>(rules: I) -> Rules {
         Rules::from(rules.into_iter().collect::<Vec<_>>())
+    }
+}
+
+impl<'a> IntoIterator for &'a Rules {
+    type Item = &'a Rule;
+    type IntoIter = std::slice::Iter<'a, Rule>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.rules.iter()
     }
 }
 

@@ -288,7 +288,7 @@ fn chain_in_sync(live: &LiveChain, chain: &Chain, hashes: &ChainHashes) -> bool 
         && live
             .views()
             .zip(hashes.iter())
-            .zip(chain.rules.iter())
+            .zip(&chain.rules)
             .all(|((r, h), want)| r.hash == Some(h) && same_target(r.text, want))
 }
 

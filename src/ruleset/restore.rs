@@ -158,7 +158,7 @@ pub fn write_table(out: &mut RestoreBuilder, table: &Table) {
         }
     }
     for chain in table.chains.values() {
-        let hashes = rule_hashes(&chain.name, &chain.rules[..]);
+        let hashes = rule_hashes(&chain.name, &chain.rules);
         for (rule, hash) in chain.rules.iter().zip(&hashes) {
             out.append(&chain.name, hash, rule);
         }
