@@ -31,7 +31,7 @@ pub fn run(settings: &Settings) -> CmdResult {
         settings.node,
         source.describe()
     );
-    let waiter = daemon::spawn_sources(source.as_ref())?;
+    let (waiter, events) = daemon::spawn_sources(source.as_ref())?;
     if watchdog_period().is_some() {
         // A long restore blocks the loop; the wait pings for it (the child's deadline still
         // bounds a hung one).
@@ -44,7 +44,7 @@ pub fn run(settings: &Settings) -> CmdResult {
         ..LoopConfig::default()
     };
     let publisher = SystemPublisher::new(settings.status_path());
-    let engine = RealEngine::new(settings.clone(), source);
+    let engine = RealEngine::new(settings.clone(), source).reading_in_background(events);
     match Daemon::new(engine, waiter, publisher, cfg, &settings.node).run() {
         daemon::Exit::Stopped => Ok(Exit::Ok),
         // Already logged by the loop, with the last error.

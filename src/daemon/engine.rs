@@ -4,9 +4,11 @@
 //! a new load is invalid. Between reconciles it keeps the validated set, not its rendered
 //! rules: those are the largest thing the daemon holds, and rendering them again from the set
 //! when a drift check needs them costs a fraction of the kernel read that check does anyway.
+//! A drift check's read of the kernel runs on a helper thread (`read_in_background`), so the
+//! loop is free for an edit while it runs; an edit's reconcile makes that read moot.
 
 use super::last_good::{self, PolicyFile};
-use super::{ApplyReport, Engine, EngineError, Intervals, LoadOutcome, PolicySource};
+use super::{ApplyReport, Engine, EngineError, Event, Intervals, LoadOutcome, PolicySource, Read};
 use crate::dataplane::{Dataplane, RealDataplane};
 use crate::desired::{self, Desired, Families, Options};
 use crate::diag::Diagnostic;
@@ -20,8 +22,9 @@ use crate::resolve::HostInterfaces;
 use crate::ruleset::{Family, Ruleset};
 use crate::settings::Settings;
 use crate::source::{directory::Directory, Source};
-use crate::sync::{self, SyncOptions};
+use crate::sync::{self, Live, SyncError, SyncOptions};
 use std::hash::{BuildHasher, RandomState};
+use std::sync::mpsc;
 use std::time::{Instant, SystemTime};
 
 /// A validated policy set in force: what it was loaded from and what it means on this host.
@@ -105,6 +108,25 @@ pub struct RealEngine {
     /// Keys `Enforced::digest`, drawn once per process so nobody outside it can aim a changed
     /// ruleset at a colliding digest.
     digest_key: RandomState,
+    /// Where a helper thread announces a finished read (`read_in_background`); None: drift
+    /// checks read inside `reconcile`.
+    events: Option<mpsc::Sender<Event>>,
+    /// The outcome of the read `read_in_background` started, once it is done; taken by the
+    /// next reconcile, whichever it is, so no read outlives a reconcile that ran after it began.
+    reading: Option<mpsc::Receiver<Result<Live, SyncError>>>,
+    /// Reads started so far (each announces its number).
+    reads: u64,
+}
+
+/// Tells the loop a helper thread's read (by number) is over, however it ended (a panic
+/// included), so the loop never waits for a check that will not come.
+struct Announce(mpsc::Sender<Event>, u64);
+
+impl Drop for Announce {
+    fn drop(&mut self) {
+        // The loop is gone only when the daemon is stopping.
+        let _ = self.0.send(Event::KernelRead { read: self.1 });
+    }
 }
 
 impl RealEngine {
@@ -120,12 +142,22 @@ impl RealEngine {
             exporter: Exporter::new(),
             bodies: RenderMemo::default(),
             digest_key: RandomState::new(),
+            events: None,
+            reading: None,
+            reads: 0,
             // The loop retries with its own, longer backoff; keep each reconcile short.
             sync: SyncOptions {
                 max_attempts: 3,
                 ..SyncOptions::default()
             },
         }
+    }
+
+    /// Read the kernel for drift checks on a helper thread, announcing each finished read on
+    /// `events` (`hostfw run`; without it, e.g. in the benchmarks, checks read in `reconcile`).
+    pub fn reading_in_background(mut self, events: mpsc::Sender<Event>) -> RealEngine {
+        self.events = Some(events);
+        self
     }
 
     /// Create the dataplane on first use, with the configured or detected backend.
@@ -346,7 +378,10 @@ impl Engine for RealEngine {
         }
     }
 
-    fn reconcile(&mut self, fresh_read: bool) -> Result<ApplyReport, EngineError> {
+    fn reconcile(&mut self, read: Read) -> Result<ApplyReport, EngineError> {
+        // Still running: dropped, and the helper thread drops its outcome. Done: newer than the
+        // cached state (no reconcile ran since it began), so even an edit plans from it.
+        let mut finished = self.reading.take().and_then(|r| r.try_recv().ok());
         // A pending `apply --confirm` (or its rollback) owns the kernel until it is confirmed,
         // rolled back, or the directory is edited: reconciling now would undo it.
         let now = crate::confirm::now_unix();
@@ -366,6 +401,9 @@ impl Engine for RealEngine {
                     Err(e) => log::error!("rolling back the abandoned confirmation failed: {e}"),
                 }
             }
+            // The rollback rewrote the kernel: neither the cache nor a read from before shows it.
+            self.live.invalidate();
+            finished = None;
         }
         if let Some(hold) = crate::confirm::daemon_hold(&self.settings.run_dir, now) {
             log::warn!("not reconciling: {hold}");
@@ -384,8 +422,16 @@ impl Engine for RealEngine {
         let (Some(dp), Some(in_force)) = (&self.dataplane, &mut self.in_force) else {
             return Err("no policy set loaded".into());
         };
-        if fresh_read {
-            self.live.invalidate();
+        match (read, finished) {
+            (Read::Fresh, _) => self.live.invalidate(),
+            (Read::Cached | Read::Finished, Some(Ok(live))) => self.live.start_from(live),
+            (Read::Finished, Some(Err(e))) => {
+                log::warn!("the drift check's read failed ({e}): reading again");
+                self.live.invalidate();
+            }
+            // The read is gone (its thread died): read now.
+            (Read::Finished, None) => self.live.invalidate(),
+            (Read::Cached, _) => {}
         }
         let started = Instant::now();
         let rulesets = match in_force.rulesets.take() {
@@ -410,7 +456,7 @@ impl Engine for RealEngine {
         }
         self.exporter.metrics().reconciled(
             report.as_ref().map_err(|_| ()),
-            fresh_read,
+            read != Read::Cached,
             started.elapsed(),
             Instant::now(),
             SystemTime::now(),
@@ -438,6 +484,43 @@ impl Engine for RealEngine {
             overtaken: report.overtaken.iter().map(ToString::to_string).collect(),
             held: false,
         })
+    }
+
+    fn read_in_background(&mut self) -> Option<u64> {
+        let events = self.events.clone()?;
+        // Held by a pending `apply --confirm`: `reconcile` says so (or rolls back an abandoned
+        // one) without reading anything.
+        let now = crate::confirm::now_unix();
+        if crate::confirm::daemon_hold(&self.settings.run_dir, now).is_some() {
+            return None;
+        }
+        // Without a dataplane `reconcile` reports why.
+        let dp = self.ensure_dataplane().ok()?.clone();
+        let (outcome, reading) = mpsc::channel();
+        self.reads += 1;
+        let number = self.reads;
+        // No writer lock: nothing is written, and the plan made from this read later is as
+        // safe as one made from the cached state (`sync::LiveCache`).
+        let spawned = std::thread::Builder::new()
+            .name("hostfw-read".into())
+            .spawn(move || {
+                let _announce = Announce(events, number);
+                if let Err(overtaken) = outcome.send(sync::read_live(&dp)) {
+                    // A reconcile ran meanwhile: free the read here, not on the loop's thread.
+                    drop(overtaken);
+                    release_memory();
+                }
+            });
+        match spawned {
+            Ok(_) => {
+                self.reading = Some(reading);
+                Some(number)
+            }
+            Err(e) => {
+                log::debug!("reading the kernel on this thread: {e}");
+                None
+            }
+        }
     }
 
     fn kernel_has_state(&mut self) -> Result<bool, EngineError> {

@@ -4,7 +4,9 @@
 //! status.json), so tests run it against fakes with a simulated clock.
 
 use super::timers::{Backoff, Debounce, PostWriteChecks};
-use super::{ApplyReport, Engine, Event, Intervals, LoadOutcome, Notice, PolicySource, Publisher};
+use super::{
+    ApplyReport, Engine, Event, Intervals, LoadOutcome, Notice, PolicySource, Publisher, Read,
+};
 use crate::diag::Diagnostic;
 use crate::status::{self, ApplyRecord, PolicyInfo, PolicyOrigin, State, Status};
 use std::fmt;
@@ -127,6 +129,11 @@ pub struct Daemon<E, W, P> {
     refresh: Duration,
     next_refresh: Option<Instant>,
     post_write: PostWriteChecks,
+    /// The number of the drift check's read running on the engine's helper thread
+    /// (`Engine::read_in_background`).
+    reading: Option<u64>,
+    /// That read is done and no reconcile has run since: the check is due.
+    read_done: bool,
     backoff: Backoff,
     retry_at: Option<(Instant, Purpose)>,
     next_watchdog: Option<Instant>,
@@ -157,6 +164,8 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
             refresh: Duration::ZERO,
             next_refresh: None,
             post_write: PostWriteChecks::new(Duration::ZERO),
+            reading: None,
+            read_done: false,
             retry_at: None,
             next_watchdog,
             ready: false,
@@ -222,6 +231,13 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
                     self.pending_interfaces = true;
                     self.debounce.poke(now, self.cfg.debounce);
                 }
+                // Not the awaited one when a reconcile overtook it (and cleared `reading`).
+                Some(Event::KernelRead { read }) if self.reading == Some(read) => {
+                    log::debug!("the drift check's read of the kernel is done");
+                    self.reading = None;
+                    self.read_done = true;
+                }
+                Some(Event::KernelRead { .. }) => {}
                 None => {}
             }
             self.run_due()?;
@@ -417,6 +433,14 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         if self.debounce.deadline().is_some() {
             return Ok(());
         }
+        if std::mem::take(&mut self.read_done) {
+            self.reconcile_from(Purpose::Check, Read::Finished)?;
+            self.post_write.checked(self.waiter.now());
+            return Ok(());
+        }
+        if self.reading.is_some() {
+            return Ok(());
+        }
         let post_write_due = self.post_write.deadline().is_some_and(|at| at <= now);
         if post_write_due {
             self.post_write.checked(now);
@@ -434,6 +458,15 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
             } else {
                 Purpose::Check
             };
+            if purpose == Purpose::Check {
+                if let Some(read) = self.engine.read_in_background() {
+                    // At 10,000 policies the read takes seconds; the loop stays free for edits
+                    // meanwhile, and the check itself waits for `Event::KernelRead`. No other
+                    // check starts until then (`next_deadline`).
+                    self.reading = Some(read);
+                    return Ok(());
+                }
+            }
             self.reconcile(purpose)?;
             // Skip the intervals the check itself ran past, or a check slower than the
             // interval after it would start the next one at once.
@@ -442,16 +475,28 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         Ok(())
     }
 
-    /// One reconcile with bookkeeping: status, timers, retries, last good.
+    /// One reconcile with bookkeeping: status, timers, retries, last good. Drift checks must
+    /// see the kernel as it is; applies may plan from the last verified state (a full save of a
+    /// large ruleset costs as much as the write).
     fn reconcile(&mut self, purpose: Purpose) -> Result<(), Fatal> {
+        let read = if purpose == Purpose::Check || std::mem::take(&mut self.reread_kernel) {
+            Read::Fresh
+        } else {
+            Read::Cached
+        };
+        self.reconcile_from(purpose, read)
+    }
+
+    /// `reconcile`, planning from `read`.
+    fn reconcile_from(&mut self, purpose: Purpose, read: Read) -> Result<(), Fatal> {
+        // Any reconcile overtakes a background read: it may not show what this one writes.
+        self.reading = None;
+        self.read_done = false;
         if !self.has_desired {
             return Ok(());
         }
         let started = self.waiter.now();
-        // Drift checks must see the kernel as it is; applies may plan from the last verified
-        // state (a full save of a large ruleset costs as much as the write).
-        let fresh_read = purpose == Purpose::Check || std::mem::take(&mut self.reread_kernel);
-        let result = self.engine.reconcile(fresh_read);
+        let result = self.engine.reconcile(read);
         let finished = self.waiter.now();
         let took = finished.saturating_duration_since(started);
         let purpose = if self.unapplied.is_some() {
@@ -626,8 +671,9 @@ impl<E: Engine, W: Waiter, P: Publisher> Daemon<E, W, P> {
         let mut deadlines = vec![self.next_watchdog, self.debounce.deadline()];
         if let Some((at, _)) = self.retry_at {
             deadlines.push(Some(at));
-        } else if self.debounce.deadline().is_none() {
-            // While a reload is pending the checks wait for it (`run_due`).
+        } else if self.debounce.deadline().is_none() && self.reading.is_none() {
+            // While a reload is pending the checks wait for it, and while a check's read runs
+            // it is the next check (`run_due`).
             deadlines.push(self.post_write.deadline());
             deadlines.push(self.next_refresh);
         }

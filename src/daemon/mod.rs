@@ -33,6 +33,9 @@ pub enum Event {
     Reload,
     /// SIGTERM or SIGINT: stop, leaving the rules in place.
     Stop,
+    /// The drift check's read of the kernel that `Engine::read_in_background` numbered `read`
+    /// is done.
+    KernelRead { read: u64 },
 }
 
 /// Where `Engine::load` reads policies from.
@@ -42,6 +45,19 @@ pub enum PolicySource {
     Directory,
     /// The saved last good set.
     LastGood,
+}
+
+/// Where a reconcile takes the kernel's state from before planning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// The state the engine's last read or write left (policy edits); the next drift check
+    /// reads what that missed.
+    Cached,
+    /// A read now (drift checks, SIGHUP).
+    Fresh,
+    /// The read `Engine::read_in_background` started, now done; a fresh read instead when a
+    /// reconcile ran since it started (the read may not show what that one wrote).
+    Finished,
 }
 
 /// Timers the policy set configures (FelixConfiguration); zero disables a timer.
@@ -99,10 +115,16 @@ pub trait Engine {
     fn load(&mut self, from: PolicySource) -> LoadOutcome;
     /// Re-read the host's interfaces; true when the desired state changed because of them.
     fn interfaces_changed(&mut self) -> bool;
-    /// Bring the kernel to the desired state (plan, write, check). `fresh_read`: read the kernel
-    /// before planning (drift checks); otherwise the engine may plan from the state its last
-    /// read or write left (policy edits); the next drift check reads what that missed.
-    fn reconcile(&mut self, fresh_read: bool) -> Result<ApplyReport, EngineError>;
+    /// Bring the kernel to the desired state (plan, write, check), planning from `read`.
+    fn reconcile(&mut self, read: Read) -> Result<ApplyReport, EngineError>;
+    /// Start a drift check's read of the kernel on a helper thread and return its number:
+    /// `Event::KernelRead` with it reaches the loop when it is done, and the loop then
+    /// reconciles from it (`Read::Finished`), so an edit arriving meanwhile need not wait for
+    /// the read. None when this engine reads only inside `reconcile` (the loop then checks with
+    /// `Read::Fresh` at once).
+    fn read_in_background(&mut self) -> Option<u64> {
+        None
+    }
     /// Whether the kernel holds any hostfw chains (false at boot).
     fn kernel_has_state(&mut self) -> Result<bool, EngineError>;
     /// Save the desired state's policy files as the last good set.
@@ -146,9 +168,12 @@ impl Waiter for ChannelWaiter {
 }
 
 /// Start the helper threads (signals, the policy source's change trigger, netlink) feeding one
-/// channel. Signals are blocked from their default action before this returns, so a SIGTERM
-/// arriving during the first apply is not lost.
-pub fn spawn_sources(policies: &dyn crate::source::Source) -> std::io::Result<ChannelWaiter> {
+/// channel; returns its waiter and a sender for the engine's own helper thread
+/// (`RealEngine::reading_in_background`). Signals are blocked from their default action before
+/// this returns, so a SIGTERM arriving during the first apply is not lost.
+pub fn spawn_sources(
+    policies: &dyn crate::source::Source,
+) -> std::io::Result<(ChannelWaiter, mpsc::Sender<Event>)> {
     let (tx, rx) = mpsc::channel();
     signals::spawn(tx.clone())?;
     let changes = tx.clone();
@@ -164,11 +189,11 @@ pub fn spawn_sources(policies: &dyn crate::source::Source) -> std::io::Result<Ch
             policies.describe()
         );
     }
-    if let Err(e) = netlink::spawn(tx) {
+    if let Err(e) = netlink::spawn(tx.clone()) {
         // Without link notifications the refresh timer still catches interface changes.
         log::warn!(
             "cannot listen for interface changes (netlink): {e}; relying on the refresh timer"
         );
     }
-    Ok(ChannelWaiter::new(rx))
+    Ok((ChannelWaiter::new(rx), tx))
 }

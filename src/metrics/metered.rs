@@ -7,6 +7,8 @@ use crate::ruleset::{Family, TableName};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Cloned for a helper thread's reads (`daemon::Engine::read_in_background`).
+#[derive(Clone)]
 pub struct Metered<D> {
     inner: D,
     metrics: Arc<Metrics>,

@@ -318,6 +318,13 @@ impl LiveCache {
         }
     }
 
+    /// Plan the next reconcile from `live`, a state read since the cached one was taken (the
+    /// daemon reads for its drift checks on a helper thread, `read_live`). The remembered rule
+    /// texts stay, to be compared with it.
+    pub fn start_from(&mut self, live: Live) {
+        self.live = Some(live);
+    }
+
     /// Forget the cached state (e.g. after the kernel may have been changed by someone else):
     /// the next reconcile reads first. The remembered rule texts stay.
     pub fn invalidate(&mut self) {

@@ -31,10 +31,13 @@ impl Clock {
     }
 }
 
+/// Events at their times (since the start), in time order.
+type Script = Rc<RefCell<VecDeque<(Duration, Event)>>>;
+
 /// Delivers scripted events at their times; otherwise jumps to the deadline.
 struct FakeWaiter {
     clock: Clock,
-    script: VecDeque<(Duration, Event)>,
+    script: Script,
     /// Every deadline the loop asked to wait for, relative to the start.
     deadlines: Rc<RefCell<Vec<Option<Duration>>>>,
 }
@@ -48,7 +51,8 @@ impl Waiter for FakeWaiter {
         let mut seen = self.deadlines.borrow_mut();
         seen.push(deadline.map(|d| d - self.clock.base));
         assert!(seen.len() < 10_000, "the loop does not settle");
-        let next = self.script.front().map(|(at, _)| self.clock.base + *at);
+        let mut script = self.script.borrow_mut();
+        let next = script.front().map(|(at, _)| self.clock.base + *at);
         match (next, deadline) {
             (Some(at), Some(d)) if d < at => {
                 self.clock.now.set(d.max(self.clock.now.get()));
@@ -56,7 +60,7 @@ impl Waiter for FakeWaiter {
             }
             (Some(at), _) => {
                 self.clock.now.set(at.max(self.clock.now.get()));
-                self.script.pop_front().map(|(_, e)| e)
+                script.pop_front().map(|(_, e)| e)
             }
             (None, Some(d)) => {
                 self.clock.now.set(d.max(self.clock.now.get()));
@@ -71,8 +75,8 @@ impl Waiter for FakeWaiter {
 #[derive(Default)]
 struct EngineLog {
     calls: Vec<(Duration, &'static str)>,
-    /// Per reconcile, in order: whether it read the kernel afresh.
-    fresh_reads: Vec<bool>,
+    /// Per reconcile, in order: where it took the kernel's state from.
+    reads: Vec<Read>,
     /// Engine calls and status.json writes (`"status"`), in the order they happened.
     sequence: Vec<&'static str>,
 }
@@ -102,6 +106,11 @@ struct FakeEngine {
     interfaces: VecDeque<bool>,
     /// How long each reconcile takes on the simulated clock.
     reconcile_time: Duration,
+    /// How long a background read takes; None: the engine reads only in `reconcile`.
+    read_time: Option<Duration>,
+    /// Where a finished background read is announced.
+    script: Script,
+    reads_started: u64,
 }
 
 impl FakeEngine {
@@ -132,16 +141,28 @@ impl Engine for FakeEngine {
         self.interfaces.pop_front().unwrap_or(false)
     }
 
-    fn reconcile(&mut self, fresh_read: bool) -> Result<ApplyReport, EngineError> {
+    fn reconcile(&mut self, read: Read) -> Result<ApplyReport, EngineError> {
         self.record("reconcile");
         self.clock
             .now
             .set(self.clock.now.get() + self.reconcile_time);
-        self.log.borrow_mut().fresh_reads.push(fresh_read);
+        self.log.borrow_mut().reads.push(read);
         self.reconciles
             .pop_front()
             .unwrap_or_else(|| self.reconcile_default.clone())
             .map_err(EngineError::from)
+    }
+
+    fn read_in_background(&mut self) -> Option<u64> {
+        let took = self.read_time?;
+        self.record("read-in-background");
+        self.reads_started += 1;
+        let read = self.reads_started;
+        let done = self.clock.elapsed() + took;
+        let mut script = self.script.borrow_mut();
+        let at = script.partition_point(|(t, _)| *t <= done);
+        script.insert(at, (done, Event::KernelRead { read }));
+        Some(read)
     }
 
     fn kernel_has_state(&mut self) -> Result<bool, EngineError> {
@@ -281,6 +302,9 @@ impl Setup {
                 kernel_has_state: true,
                 interfaces: VecDeque::new(),
                 reconcile_time: Duration::ZERO,
+                read_time: None,
+                script: Rc::default(),
+                reads_started: 0,
             },
             script: Vec::new(),
             cfg: LoopConfig::default(),
@@ -297,9 +321,15 @@ impl Setup {
         let engine_log = self.engine.log.clone();
         let published = Rc::new(RefCell::new(Published::default()));
         let deadlines = Rc::new(RefCell::new(Vec::new()));
+        let script = self.engine.script.clone();
+        {
+            let mut queue = script.borrow_mut();
+            queue.extend(self.script);
+            queue.make_contiguous().sort_by_key(|(t, _)| *t);
+        }
         let waiter = FakeWaiter {
             clock: clock.clone(),
-            script: self.script.into(),
+            script,
             deadlines: deadlines.clone(),
         };
         let publisher = FakePublisher {
@@ -559,7 +589,10 @@ fn sighup_rereads_the_kernel_valid_or_not() {
     .at(20 * SEC, Event::Reload)
     .at(30 * SEC, Event::Stop)
     .run();
-    assert_eq!(run.engine.borrow().fresh_reads, vec![false, true, true]);
+    assert_eq!(
+        run.engine.borrow().reads,
+        vec![Read::Cached, Read::Fresh, Read::Fresh]
+    );
     assert_eq!(run.last_status().policy.unwrap().generation, 1);
 }
 
@@ -832,4 +865,69 @@ fn boot_without_any_last_good_set_reports_the_gap() {
         .last_error
         .as_deref()
         .is_some_and(|e| e.contains("no usable last good policy set")));
+}
+
+#[test]
+fn a_drift_checks_read_runs_in_the_background_and_the_check_plans_from_it() {
+    let mut setup = Setup::new(vec![valid("aaaa", Duration::ZERO, 5 * SEC)]);
+    setup.engine.read_time = Some(3 * SEC);
+    setup.engine.reconciles.push_back(Ok(wrote(3)));
+    let run = setup.at(30 * SEC, Event::Stop).run();
+    let log = run.engine.borrow();
+    // Written at 0: checks due at 5, 10 and 20 s each read for 3 s, then plan from that read.
+    assert_eq!(
+        log.times("read-in-background"),
+        vec![5 * SEC, 10 * SEC, 20 * SEC]
+    );
+    assert_eq!(
+        log.times("reconcile"),
+        vec![Duration::ZERO, 8 * SEC, 13 * SEC, 23 * SEC]
+    );
+    assert_eq!(
+        log.reads,
+        vec![Read::Cached, Read::Finished, Read::Finished, Read::Finished]
+    );
+}
+
+#[test]
+fn an_edit_during_a_background_read_is_applied_at_once_and_the_read_dropped() {
+    let mut setup = Setup::new(vec![
+        valid("aaaa", Duration::ZERO, SEC),
+        valid("bbbb", Duration::ZERO, SEC),
+    ]);
+    setup.engine.read_time = Some(10 * SEC);
+    setup.engine.reconciles.extend([Ok(wrote(3)), Ok(wrote(2))]);
+    let run = setup
+        .at(2 * SEC, Event::PolicyChanged { settled: true })
+        .at(20 * SEC, Event::Stop)
+        .run();
+    let log = run.engine.borrow();
+    let edit = 2 * SEC + 25 * MS;
+    assert_eq!(log.times("load"), vec![Duration::ZERO, edit]);
+    // The read begun at 1 s would end at 11 s; the edit does not wait for it, and its end is
+    // not taken for the end of the read the edit's own post-write check began (done at 13 s).
+    assert_eq!(log.times("read-in-background")[..2], [SEC, edit + SEC]);
+    assert_eq!(
+        log.times("reconcile"),
+        vec![Duration::ZERO, edit, edit + 11 * SEC]
+    );
+    assert_eq!(log.reads, vec![Read::Cached, Read::Cached, Read::Finished]);
+    assert_eq!(run.last_status().policy.unwrap().generation, 2);
+}
+
+#[test]
+fn no_check_starts_while_a_background_read_runs() {
+    let mut setup = Setup::new(vec![valid("aaaa", 2 * SEC, Duration::ZERO)]);
+    setup.engine.read_time = Some(5 * SEC);
+    let run = setup.at(15 * SEC, Event::Stop).run();
+    let log = run.engine.borrow();
+    // Refresh every 2 s, counted from the last reconcile: a 5 s read is not overlapped by
+    // another, and the loop sleeps through it (the fake waiter fails a loop that spins).
+    assert_eq!(log.times("read-in-background"), vec![2 * SEC, 9 * SEC]);
+    assert_eq!(
+        log.times("reconcile"),
+        vec![Duration::ZERO, 7 * SEC, 14 * SEC]
+    );
+    let waits = run.deadlines.borrow();
+    assert!(waits.len() < 20, "{} waits: {waits:?}", waits.len());
 }
