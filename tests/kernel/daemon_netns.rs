@@ -13,14 +13,15 @@ use netns::{
     pair_with_policies, sock, tcp_ok, tcp_server, veth, Netns, Pair, Workdir, HOST4,
 };
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-const NODE: &str = "h";
-const BACKEND: &str = "legacy";
+pub(crate) const NODE: &str = "h";
+pub(crate) const BACKEND: &str = "legacy";
 /// Upper bound for anything the daemon should do "soon"; generous for a loaded CI machine.
 const WITHIN: Duration = Duration::from_secs(15);
 
@@ -113,7 +114,7 @@ impl Daemon {
     }
 
     /// Started, and has told systemd it is ready (the first apply is done).
-    fn ready(ns: &Netns, work: &Workdir) -> Daemon {
+    pub(crate) fn ready(ns: &Netns, work: &Workdir) -> Daemon {
         let mut d = Daemon::start(ns, work);
         d.expect_notify("READY=1");
         d
@@ -165,7 +166,15 @@ impl Daemon {
         panic!("no {want} within {WITHIN:?}:\n{}", self.log_text());
     }
 
-    fn status(&self) -> serde_json::Value {
+    /// Take every notification sent and not yet read: the daemon's sends block once the
+    /// socket's queue is full, as they would under a systemd that stopped reading.
+    pub(crate) fn drain_notifications(&self) {
+        let mut buf = [0u8; 4096];
+        let dontwait = nix::sys::socket::MsgFlags::MSG_DONTWAIT;
+        while nix::sys::socket::recv(self.notify.as_raw_fd(), &mut buf, dontwait).is_ok() {}
+    }
+
+    pub(crate) fn status(&self) -> serde_json::Value {
         fs::read_to_string(self.run_dir.join("status.json"))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())

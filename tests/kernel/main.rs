@@ -1,8 +1,9 @@
 //! Real-kernel tests in network namespaces (root; under CI=true they fail when they cannot run):
-//! dataplane, scenarios with real packets, daemon, confirm, guard, explain against live counters,
-//! the demo script, the shipped examples with cold IPv6 neighbour caches, the unit's reload script,
-//! metrics and health scraped by a real Prometheus, native journal logging, and the etcd
-//! datastore (a real etcd in a namespace; a fleet of hosts sharing it).
+//! dataplane, scenarios with real packets, daemon, the daemon's render memo across endpoint
+//! edits, confirm, guard, explain against live counters, the demo script, the shipped examples
+//! with cold IPv6 neighbour caches, the unit's reload script, metrics and health scraped by a
+//! real Prometheus, native journal logging, and the etcd datastore (a real etcd in a namespace;
+//! a fleet of hosts sharing it).
 
 mod attacks_confirm;
 mod attacks_dataplane;
@@ -10,6 +11,7 @@ mod attacks_local_users;
 mod attacks_lockout;
 mod attacks_policy;
 mod confirm;
+mod daemon_memo;
 mod daemon_netns;
 mod demo_script;
 mod etcd;
