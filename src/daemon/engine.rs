@@ -24,7 +24,8 @@ use crate::settings::Settings;
 use crate::source::{directory::Directory, Source};
 use crate::sync::{self, Live, SyncError, SyncOptions};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Instant, SystemTime};
 
 /// A validated policy set in force: what it was loaded from and what it means on this host.
@@ -111,11 +112,30 @@ pub struct RealEngine {
     /// Where a helper thread announces a finished read (`read_in_background`); None: drift
     /// checks read inside `reconcile`.
     events: Option<mpsc::Sender<Event>>,
-    /// The outcome of the read `read_in_background` started, once it is done; taken by the
-    /// next reconcile, whichever it is, so no read outlives a reconcile that ran after it began.
-    reading: Option<mpsc::Receiver<Result<Live, SyncError>>>,
+    /// The read `read_in_background` started; taken by the next reconcile, whichever it is, so
+    /// no read outlives a reconcile that ran after it began.
+    reading: Option<BackgroundRead>,
     /// Reads started so far (each announces its number).
     reads: u64,
+}
+
+/// A drift check's read of the kernel on a helper thread.
+struct BackgroundRead {
+    /// Its outcome, sent once when it is done.
+    outcome: mpsc::Receiver<Result<Live, SyncError>>,
+    /// Calls it off: its save tools are killed, and it ends with an error nobody reads.
+    abandon: Arc<AtomicBool>,
+}
+
+impl BackgroundRead {
+    /// Its outcome if it is done; otherwise it is called off.
+    fn finish(self) -> Option<Result<Live, SyncError>> {
+        let done = self.outcome.try_recv().ok();
+        if done.is_none() {
+            self.abandon.store(true, Ordering::SeqCst);
+        }
+        done
+    }
 }
 
 /// Tells the loop a helper thread's read (by number) is over, however it ended (a panic
@@ -214,6 +234,25 @@ fn release_memory() {
     // involved.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// Run the calling thread, and the threads and child processes it starts, at the lowest CPU
+/// priority: a drift check's read is housekeeping, and on a small machine an edit arriving
+/// while it runs would otherwise share the CPU with it (at 10,000 policies the read's save
+/// tools and parse take seconds). On Linux the nice value is the thread's own, and a new thread
+/// or child inherits its creator's; lowering it needs no privilege.
+fn yield_to_edits() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only changes the scheduling weight of the calling thread (`gettid`).
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, 19) != 0 {
+            log::debug!(
+                "cannot lower the priority of the kernel read: {}",
+                std::io::Error::last_os_error()
+            );
+        }
     }
 }
 
@@ -379,9 +418,9 @@ impl Engine for RealEngine {
     }
 
     fn reconcile(&mut self, read: Read) -> Result<ApplyReport, EngineError> {
-        // Still running: dropped, and the helper thread drops its outcome. Done: newer than the
-        // cached state (no reconcile ran since it began), so even an edit plans from it.
-        let mut finished = self.reading.take().and_then(|r| r.try_recv().ok());
+        // Still running: called off. Done: newer than the cached state (no reconcile ran since
+        // it began), so even an edit plans from it.
+        let mut finished = self.reading.take().and_then(BackgroundRead::finish);
         // A pending `apply --confirm` (or its rollback) owns the kernel until it is confirmed,
         // rolled back, or the directory is edited: reconciling now would undo it.
         let now = crate::confirm::now_unix();
@@ -495,7 +534,11 @@ impl Engine for RealEngine {
             return None;
         }
         // Without a dataplane `reconcile` reports why.
-        let dp = self.ensure_dataplane().ok()?.clone();
+        let abandon = Arc::new(AtomicBool::new(false));
+        let dp = self
+            .ensure_dataplane()
+            .ok()?
+            .derive(|dp| dp.abandoned_when(abandon.clone()));
         let (outcome, reading) = mpsc::channel();
         self.reads += 1;
         let number = self.reads;
@@ -505,15 +548,20 @@ impl Engine for RealEngine {
             .name("hostfw-read".into())
             .spawn(move || {
                 let _announce = Announce(events, number);
+                yield_to_edits();
                 if let Err(overtaken) = outcome.send(sync::read_live(&dp)) {
-                    // A reconcile ran meanwhile: free the read here, not on the loop's thread.
+                    // A reconcile ran meanwhile: free what was read here, not on the loop's
+                    // thread.
                     drop(overtaken);
                     release_memory();
                 }
             });
         match spawned {
             Ok(_) => {
-                self.reading = Some(reading);
+                self.reading = Some(BackgroundRead {
+                    outcome: reading,
+                    abandon,
+                });
                 Some(number)
             }
             Err(e) => {

@@ -83,7 +83,18 @@ pub(crate) fn run(
     run_cancellable(program, args, stdin, timeout, &CANCELLED)
 }
 
-/// `run`, killed early when `cancel` is set (tests pass their own flag).
+/// `run`, also killed early (or not started) once `abandon` is set: work a caller may call off.
+pub(crate) fn run_unless(
+    program: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    timeout: Duration,
+    abandon: &AtomicBool,
+) -> Result<Output, DataplaneError> {
+    run_cancellable(program, args, stdin, timeout, abandon)
+}
+
+/// `run`, killed early when `cancel` (or `cancel_children`) is set (tests pass their own flag).
 fn run_cancellable(
     program: &Path,
     args: &[&str],
@@ -92,7 +103,7 @@ fn run_cancellable(
     cancel: &AtomicBool,
 ) -> Result<Output, DataplaneError> {
     let display = display_name(program);
-    if cancel.load(Ordering::SeqCst) {
+    if cancelled(cancel) {
         return Err(DataplaneError::Cancelled { program: display });
     }
     let mut child = Command::new(program)
@@ -144,7 +155,7 @@ fn run_cancellable(
     let Some(status) = status else {
         let _ = child.kill();
         let _ = child.wait();
-        if cancel.load(Ordering::SeqCst) {
+        if cancelled(cancel) {
             return Err(DataplaneError::Cancelled { program: display });
         }
         return Err(DataplaneError::Timeout {
@@ -160,6 +171,11 @@ fn run_cancellable(
         stdout: stdout.join().unwrap_or_default(),
         stderr: stderr.join().unwrap_or_default(),
     })
+}
+
+/// `flag` or `cancel_children` was set.
+fn cancelled(flag: &AtomicBool) -> bool {
+    flag.load(Ordering::SeqCst) || CANCELLED.load(Ordering::SeqCst)
 }
 
 fn drain<R: Read + Send + 'static>(
@@ -193,7 +209,7 @@ impl Waiter<'_> {
             }
             self.next_ping = now + WAITING_PING;
         }
-        now < self.deadline && !self.cancel.load(Ordering::SeqCst)
+        now < self.deadline && !cancelled(self.cancel)
     }
 
     /// The longest sleep before the next look at the flag.
@@ -356,12 +372,12 @@ mod tests {
             thread::sleep(Duration::from_millis(200));
             flag.store(true, Ordering::SeqCst);
         });
-        let err = run_cancellable(&sleep, &["600"], None, CHILD_TIMEOUT, &cancel)
+        let err = run_unless(&sleep, &["600"], None, CHILD_TIMEOUT, &cancel)
             .err()
             .expect("sleep 600 was cancelled");
         canceller.join().unwrap();
         assert!(matches!(err, DataplaneError::Cancelled { .. }), "{err}");
-        let err = run_cancellable(&sleep, &["0"], None, CHILD_TIMEOUT, &cancel)
+        let err = run_unless(&sleep, &["0"], None, CHILD_TIMEOUT, &cancel)
             .err()
             .expect("nothing starts after a cancel");
         assert!(matches!(err, DataplaneError::Cancelled { .. }), "{err}");

@@ -8,6 +8,8 @@ use super::{filter_ipset_save, match_set_names, split_save, Backend, Dataplane, 
 use crate::ruleset::{Family, TableName};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// Save and restore binaries of one family.
 #[derive(Debug, Clone)]
@@ -25,6 +27,8 @@ pub struct RealDataplane {
     /// Families whose tools exist (IPv4 always; IPv6 when ip6tables and kernel support exist).
     tools: BTreeMap<Family, FamilyTools>,
     ipset: Option<PathBuf>,
+    /// Once set, running children are killed and no more start (`abandoned_when`).
+    abandon: Arc<AtomicBool>,
 }
 
 /// `ip[6]tables-<backend>-<verb>`, falling back to `ip[6]tables-<verb>` (Felix's lookup).
@@ -78,7 +82,30 @@ impl RealDataplane {
             backend,
             tools,
             ipset: exec::find_in_path("ipset"),
+            abandon: Arc::default(),
         })
+    }
+
+    /// This dataplane, for work that `abandon` may call off: once it is set, the child running
+    /// is killed and later calls fail at once (`DataplaneError::Cancelled`). The daemon's drift
+    /// check reads through one, so an edit arriving meanwhile does not share the machine with
+    /// save tools whose output nobody will use.
+    pub fn abandoned_when(&self, abandon: Arc<AtomicBool>) -> RealDataplane {
+        RealDataplane {
+            abandon,
+            ..self.clone()
+        }
+    }
+
+    /// `exec::run`, unless abandoned.
+    fn run(
+        &self,
+        program: &Path,
+        args: &[&str],
+        stdin: Option<&str>,
+        timeout: std::time::Duration,
+    ) -> Result<exec::Output, DataplaneError> {
+        exec::run_unless(program, args, stdin, timeout, &self.abandon)
     }
 
     /// Use `configured` if given, else detect the backend from what the kernel holds.
@@ -161,7 +188,7 @@ impl Dataplane for RealDataplane {
             };
             // Unreadable means nothing of ours can be seen there; the flush goes ahead and the
             // kernel still refuses to destroy a set in use.
-            if let Ok(out) = exec::run(&program, &[], None, CHILD_TIMEOUT) {
+            if let Ok(out) = self.run(&program, &[], None, CHILD_TIMEOUT) {
                 if out.status.success() {
                     names.extend(match_set_names(&out.stdout));
                 }
@@ -172,7 +199,7 @@ impl Dataplane for RealDataplane {
 
     fn save(&self, family: Family, table: TableName) -> Result<String, DataplaneError> {
         let program = &self.tools(family)?.save;
-        let out = exec::run(program, &["-t", table.as_str()], None, CHILD_TIMEOUT)?;
+        let out = self.run(program, &["-t", table.as_str()], None, CHILD_TIMEOUT)?;
         if !out.status.success() {
             return Err(failure(program, &out, None));
         }
@@ -183,7 +210,7 @@ impl Dataplane for RealDataplane {
         // One process for all tables. Without `-t` the tools list only tables that exist, so
         // reading never loads a kernel module.
         let program = &self.tools(family)?.save;
-        let out = exec::run(program, &[], None, CHILD_TIMEOUT)?;
+        let out = self.run(program, &[], None, CHILD_TIMEOUT)?;
         if !out.status.success() {
             return Err(failure(program, &out, None));
         }
@@ -205,7 +232,7 @@ impl Dataplane for RealDataplane {
         let mut out = format!("*{}\n", table.as_str());
         for chain in chains {
             let args = ["--wait", "10", "-t", table.as_str(), "-S", chain];
-            let listed = exec::run(program, &args, None, CHILD_TIMEOUT)?;
+            let listed = self.run(program, &args, None, CHILD_TIMEOUT)?;
             if !listed.status.success() {
                 return Err(failure(program, &listed, None));
             }
@@ -222,7 +249,7 @@ impl Dataplane for RealDataplane {
         input: &str,
     ) -> Result<(), DataplaneError> {
         let program = &self.tools(family)?.restore;
-        let out = exec::run(program, &RESTORE_ARGS, Some(input), timeout_for(input))?;
+        let out = self.run(program, &RESTORE_ARGS, Some(input), timeout_for(input))?;
         if !out.status.success() {
             return Err(failure(program, &out, Some(input)));
         }
@@ -234,7 +261,7 @@ impl Dataplane for RealDataplane {
         let Some(program) = &self.ipset else {
             return Ok(String::new());
         };
-        let out = exec::run(program, &["save"], None, CHILD_TIMEOUT)?;
+        let out = self.run(program, &["save"], None, CHILD_TIMEOUT)?;
         if !out.status.success() {
             return match failure(program, &out, None) {
                 DataplaneError::KernelUnsupported { .. } => Ok(String::new()),
@@ -249,7 +276,7 @@ impl Dataplane for RealDataplane {
             program: "ipset".into(),
             package: "ipset",
         })?;
-        let out = exec::run(
+        let out = self.run(
             program,
             &["restore", "-exist"],
             Some(input),
@@ -271,7 +298,7 @@ impl Dataplane for RealDataplane {
 
     fn save_counters(&self, family: Family, table: TableName) -> Result<String, DataplaneError> {
         let program = &self.tools(family)?.save;
-        let out = exec::run(program, &["-c", "-t", table.as_str()], None, CHILD_TIMEOUT)?;
+        let out = self.run(program, &["-c", "-t", table.as_str()], None, CHILD_TIMEOUT)?;
         if !out.status.success() {
             return Err(failure(program, &out, None));
         }

@@ -7,8 +7,6 @@ use crate::ruleset::{Family, TableName};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Cloned for a helper thread's reads (`daemon::Engine::read_in_background`).
-#[derive(Clone)]
 pub struct Metered<D> {
     inner: D,
     metrics: Arc<Metrics>,
@@ -17,6 +15,15 @@ pub struct Metered<D> {
 impl<D: Dataplane> Metered<D> {
     pub fn new(inner: D, metrics: Arc<Metrics>) -> Metered<D> {
         Metered { inner, metrics }
+    }
+
+    /// Another dataplane made from this one's (`RealDataplane::abandoned_when`), counted into
+    /// the same metrics.
+    pub fn derive(&self, make: impl FnOnce(&D) -> D) -> Metered<D> {
+        Metered {
+            inner: make(&self.inner),
+            metrics: self.metrics.clone(),
+        }
     }
 
     /// Count one call of a kind and, when `result` failed, one error of it; `counters` picks the
