@@ -36,7 +36,7 @@ pub fn run(settings: &Settings) -> CmdResult {
         // A long restore blocks the loop; the wait pings for it (the child's deadline still
         // bounds a hung one).
         crate::dataplane::while_waiting(|| {
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            let _ = daemon::send_notify(&[sd_notify::NotifyState::Watchdog]);
         });
     }
     let cfg = LoopConfig {

@@ -14,7 +14,7 @@ mod timers;
 
 pub use self::engine::RealEngine;
 pub use self::event_loop::{Daemon, Exit, LoopConfig, Waiter};
-pub use self::publish::{Notice, Publisher, SystemPublisher};
+pub use self::publish::{send_notify, Notice, Publisher, SystemPublisher};
 
 use crate::diag::Diagnostic;
 use std::sync::mpsc;

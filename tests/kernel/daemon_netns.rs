@@ -13,7 +13,6 @@ use netns::{
     pair_with_policies, sock, tcp_ok, tcp_server, veth, Netns, Pair, Workdir, HOST4,
 };
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -164,14 +163,6 @@ impl Daemon {
             }
         }
         panic!("no {want} within {WITHIN:?}:\n{}", self.log_text());
-    }
-
-    /// Take every notification sent and not yet read: the daemon's sends block once the
-    /// socket's queue is full, as they would under a systemd that stopped reading.
-    pub(crate) fn drain_notifications(&self) {
-        let mut buf = [0u8; 4096];
-        let dontwait = nix::sys::socket::MsgFlags::MSG_DONTWAIT;
-        while nix::sys::socket::recv(self.notify.as_raw_fd(), &mut buf, dontwait).is_ok() {}
     }
 
     pub(crate) fn status(&self) -> serde_json::Value {
