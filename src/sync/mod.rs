@@ -194,6 +194,9 @@ pub struct LiveCache {
     hashes: HashMemo,
     /// Keep our chains of `live` packed (`ruleset::packed`).
     pack: bool,
+    /// The chains of `live` found changed in place when it came in (`start_from`), for the
+    /// next pass to repair.
+    judged: Option<Suspects>,
 }
 
 /// What the cache remembers of our rules' printed text: per chain, in kernel order, a keyed
@@ -236,14 +239,15 @@ impl RuleDigests {
 
     /// Forget everything and remember the hashed rules of `live` as the kernel printed them
     /// (a chain known only from what was written is learnt at its next read). A packed chain
-    /// as read is the one last learnt: what was remembered of it stays.
-    fn learn(&mut self, live: &Live) {
+    /// as read is the one last learnt, and a chain in `keep` was found changed (it is about to
+    /// be repaired from what was remembered): what was remembered of those stays.
+    fn learn(&mut self, live: &Live, keep: &Suspects) {
         let mut chains = BTreeMap::new();
         for state in &live.tables {
             for (table, lt) in &state.tables {
                 for chain in lt.chains.values().filter(|c| !c.unverified) {
-                    if chain.packed.is_some() {
-                        let key = (state.family, *table, chain.name.clone());
+                    let key = (state.family, *table, chain.name.clone());
+                    if chain.packed.is_some() || keep.chains.contains(&key) {
                         if let Some(known) = self.chains.remove(&key) {
                             chains.insert(key, known);
                         }
@@ -257,10 +261,7 @@ impl RuleDigests {
                     let distinct: std::collections::HashSet<u64> =
                         rules.iter().map(|r| r.hash).collect();
                     let unique = distinct.len() == rules.len();
-                    chains.insert(
-                        (state.family, *table, chain.name.clone()),
-                        KnownChain { rules, unique },
-                    );
+                    chains.insert(key, KnownChain { rules, unique });
                 }
             }
         }
@@ -319,9 +320,21 @@ impl LiveCache {
     }
 
     /// Plan the next reconcile from `live`, a state read since the cached one was taken (the
-    /// daemon reads for its drift checks on a helper thread, `read_live`). The remembered rule
-    /// texts stay, to be compared with it.
-    pub fn start_from(&mut self, live: Live) {
+    /// daemon reads for its drift checks on a helper thread, `read_live`). A packing cache
+    /// compares its texts with the remembered ones and learns them at once, then packs its
+    /// chains of ours: the reconcile that follows renders the desired state first, and the
+    /// read's every rule text need not be alive beside it (hundreds of megabytes at 10,000
+    /// policies). A chain found changed keeps what was remembered of it, so a pass that fails
+    /// to repair it still finds it changed on the next read.
+    pub fn start_from(&mut self, mut live: Live) {
+        if self.pack {
+            let judged = self.suspects(&live);
+            self.texts.learn(&live, &judged);
+            for table in live.tables.iter_mut().flat_map(|s| s.tables.values_mut()) {
+                pack_owned(table, |_| true);
+            }
+            self.judged = Some(judged);
+        }
         self.live = Some(live);
     }
 
@@ -329,6 +342,7 @@ impl LiveCache {
     /// the next reconcile reads first. The remembered rule texts stay.
     pub fn invalidate(&mut self) {
         self.live = None;
+        self.judged = None;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -337,7 +351,7 @@ impl LiveCache {
 
     /// Remember the rule texts of a state the kernel printed.
     fn learn(&mut self, live: &Live) {
-        self.texts.learn(live);
+        self.texts.learn(live, &Suspects::default());
     }
 
     /// Chains holding a rule of ours whose text differs from the remembered one.
@@ -783,7 +797,16 @@ fn run_passes(
         report.attempts += 1;
         // Only the first pass may trust the cache; a retry always reads.
         let start = cache.live.take();
-        match pass(dp, opts, check, start, cache, &make_plan, &mut report) {
+        let judged = cache.judged.take();
+        match pass(
+            dp,
+            opts,
+            check,
+            (start, judged),
+            cache,
+            &make_plan,
+            &mut report,
+        ) {
             Ok(mut seen) => {
                 // A dry run may have seen drift it did not repair: nothing to learn from it.
                 if !opts.dry_run {
@@ -824,24 +847,25 @@ fn pack_owned(table: &mut LiveTable, which: impl Fn(&LiveChain) -> bool) {
     }
 }
 
-/// One read → plan → write → check pass, starting from `start` instead of a read when given;
-/// `cache` supplies the remembered rule texts. Returns the state it last saw (replayed after a
-/// write).
+/// One read → plan → write → check pass, starting from `start` instead of a read when given
+/// (with the chains found changed in it when that was judged as it came in); `cache` supplies
+/// the remembered rule texts. Returns the state it last saw (replayed after a write).
 fn pass(
     dp: &dyn Dataplane,
     opts: &SyncOptions,
     check: Check,
-    start: Option<Live>,
+    start: (Option<Live>, Option<Suspects>),
     cache: &LiveCache,
     make_plan: &impl Fn(&Live, &Suspects) -> Plan,
     report: &mut ReconcileReport,
 ) -> Result<Live, SyncError> {
-    let live = match start {
-        Some(live) => live,
-        None => read_live(dp)?,
+    let (live, judged) = match start {
+        (Some(live), judged) => (live, judged),
+        (None, _) => (read_live(dp)?, None),
     };
+    let suspects = judged.unwrap_or_else(|| cache.suspects(&live));
     let planning = Instant::now();
-    let plan = make_plan(&live, &cache.suspects(&live));
+    let plan = make_plan(&live, &suspects);
     log::debug!("planned in {} ms", planning.elapsed().as_millis());
     if report.attempts == 1 {
         for (family, table, kept) in plan.kept() {
@@ -1859,6 +1883,59 @@ mod tests {
     fn a_rule_changed_under_its_hash_is_repaired_from_the_remembered_text() {
         for fresh in [LiveCache::default, LiveCache::packing] {
             a_rule_changed_under_its_hash_is_repaired_from_the_remembered_text_with(fresh());
+        }
+    }
+
+    /// The daemon's drift check plans from a read taken on a helper thread
+    /// (`LiveCache::start_from`), which judges and packs it before the reconcile: the same
+    /// repair, also when the first write of it fails and the retry reads afresh.
+    #[test]
+    fn a_rule_changed_under_its_hash_is_repaired_from_a_read_judged_as_it_came_in() {
+        for failures in [0, 1] {
+            let fake = FakeDataplane::default();
+            let mut cache = LiveCache::packing();
+            reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+            // A check learns the texts as the kernel prints them.
+            cache.start_from(read_live(&fake).unwrap());
+            assert!(reconcile_cached(&both(22), &fake, &quick(), &mut cache)
+                .unwrap()
+                .in_sync());
+            let original = fake
+                .rules(Family::V4, TableName::Filter, "cali-INPUT")
+                .unwrap();
+            let tampered = original[0].replace("22", "1:65535");
+            fake.external_restore(
+                Family::V4,
+                TableName::Filter,
+                &format!(
+                    "*filter\n:cali-INPUT - [0:0]\n-A cali-INPUT {tampered}\n-A cali-INPUT {}\nCOMMIT\n",
+                    original[1]
+                ),
+            );
+            cache.start_from(read_live(&fake).unwrap());
+            let owned_packed = cache
+                .live
+                .iter()
+                .flat_map(|l| &l.tables)
+                .flat_map(|s| s.tables.values())
+                .flat_map(|t| t.chains.values())
+                .filter(|c| plan::is_owned_chain(&c.name) && !c.is_empty())
+                .all(|c| c.packed.is_some() && c.rules.is_empty());
+            assert!(owned_packed, "the read was not packed as it came in");
+            for _ in 0..failures {
+                fake.inject(
+                    Op::RestoreOf(TableName::Filter),
+                    Fault::Fail("injected".into()),
+                );
+            }
+            let report = reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+            assert_eq!(report.attempts, 1 + failures);
+            assert_eq!(
+                fake.rules(Family::V4, TableName::Filter, "cali-INPUT")
+                    .unwrap(),
+                original,
+                "after {failures} failed write(s)"
+            );
         }
     }
 
