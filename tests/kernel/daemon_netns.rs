@@ -1,8 +1,9 @@
 //! `hostfw run` against the real kernel, inside network namespaces: READY over a notify socket
 //! the test binds, live edits reaching the kernel (checked with traffic), invalid edits keeping
 //! the rules, directory swaps, SIGHUP, SIGTERM leaving the rules, kill -9 and restart never
-//! opening a denied port, boot from the last good set, tamper repair, and an expectedIPs-only
-//! endpoint following an interface added after start.
+//! opening a denied port, boot from the last good set, tamper repair, an edit applied while a
+//! drift check's read hangs, and an expectedIPs-only endpoint following an interface added
+//! after start.
 //!
 //! Waits are bounded polls ("within 10 s"), never assertions about how fast something was.
 
@@ -638,6 +639,85 @@ const ALLOW_SSH: &str =
 /// Attack: with the daemon running, a saved edit that cuts off the admin's SSH session used to
 /// be in force within a second (the guard only logged), before `apply --confirm` could help.
 /// By default the daemon now keeps the rules in force, reports the finding and stays degraded.
+/// A drift check whose read of the kernel hangs (the save tools wrapped to sleep when called
+/// for a whole-kernel read, as a check reads) does not hold up an edit: the edit is applied
+/// while the read hangs, the hung save tools are killed, and checks go on once saves work.
+#[test]
+fn an_edit_during_a_hung_drift_check_is_applied_and_the_read_called_off() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some((pair, work)) = gated_base_policies("dmn-slowchk", "  iptablesRefreshInterval: 1s\n")
+    else {
+        return;
+    };
+    let wrappers = work.new_dir("wrappers");
+    let hang = work.dir.path().join("hang");
+    let pids = work.dir.path().join("hung.pids");
+    for tool in ["iptables-legacy-save", "ip6tables-legacy-save"] {
+        let Some(real) = netns::which(tool) else {
+            panic!("{tool} is not installed");
+        };
+        let path = wrappers.join(tool);
+        fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\nif [ -e {hang} ] && [ $# -eq 0 ]; then echo $$ >> {pids}; exec sleep 600; fi\nexec {real} \"$@\"\n",
+                hang = hang.display(),
+                pids = pids.display(),
+                real = real.display(),
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        wrappers.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let _s = tcp_server(&pair.host, sock(HOST4, 9090));
+    let mut d = Daemon::start_with_env(&pair.host, &work, &[("PATH", &path)]);
+    d.expect_notify("READY=1");
+    assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
+
+    fs::write(&hang, "").unwrap();
+    assert!(
+        eventually(|| fs::read_to_string(&pids).is_ok_and(|t| !t.trim().is_empty())),
+        "no refresh read the kernel: {}",
+        d.log_text()
+    );
+    put(&work.policy_dir(), "20-allow-9090.yaml", ALLOW_9090);
+    assert!(
+        eventually(|| d.status()["policy"]["generation"] == 2
+            && tcp_ok(&pair.peer, None, sock(HOST4, 9090))),
+        "the edit waited for the hung read: {}",
+        d.log_text()
+    );
+    let hung: Vec<i32> = fs::read_to_string(&pids)
+        .unwrap()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let alive = |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    assert!(
+        eventually(|| !hung.iter().copied().any(alive)),
+        "the hung save tools {hung:?} outlived the edit: {}",
+        d.log_text()
+    );
+
+    // Saves work again: the refresh reads, finds the kernel in sync, and nothing is repaired.
+    fs::remove_file(&hang).unwrap();
+    let reads = || {
+        d.log_text()
+            .matches("the drift check's read of the kernel is done")
+            .count()
+    };
+    let before = reads();
+    assert!(eventually(|| reads() > before), "{}", d.log_text());
+    assert_eq!(d.status()["state"], "ok", "{:#}", d.status());
+    assert_eq!(d.status()["drift_repairs"], 0, "{:#}", d.status());
+    assert!(tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
+}
+
 #[test]
 fn the_daemon_refuses_an_edit_that_cuts_off_a_session() {
     let Some(cut) = CutOff::refused("dmn-cut") else {

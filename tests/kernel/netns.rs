@@ -785,3 +785,14 @@ pub fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> Option<(u16, String
         Some((status, body))
     })
 }
+
+/// `tool`'s path as a shell would find it on `PATH` (for wrappers that hand over to it).
+pub fn which(tool: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
