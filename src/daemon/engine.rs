@@ -274,18 +274,19 @@ fn yield_to_edits() {
     }
 }
 
-/// Free the rules a reconcile wrote on a helper thread and then hand the pages back: at 1,000
-/// policies freeing them takes ~25 ms that the edit's status (and the next event) need not
-/// wait for. Freed at once when no thread can be started.
-fn free_later(rulesets: Vec<Ruleset>) {
+/// Free `value` (the rules a reconcile wrote, the set a load replaced) on a helper thread and
+/// then hand the pages back: at 1,000 policies freeing the written rules takes ~25 ms that the
+/// edit's status (and the next event) need not wait for. Freed at once when no thread can be
+/// started.
+fn free_later(value: impl Send + 'static) {
     let spawned = std::thread::Builder::new()
         .name("hostfw-free".into())
         .spawn(move || {
-            drop(rulesets);
+            drop(value);
             release_memory();
         });
     if let Err(e) = spawned {
-        log::debug!("freeing the written rules on this thread: {e}");
+        log::debug!("freeing on this thread: {e}");
     }
 }
 
@@ -387,13 +388,16 @@ impl Engine for RealEngine {
             started.elapsed().as_millis()
         );
         let intervals = enforced.intervals;
-        self.in_force = Some(InForce {
+        // The set it replaces (10,000 policies' rules and selectors at the largest) is freed
+        // off the loop's thread, as written rules are.
+        let replaced = self.in_force.replace(InForce {
             files,
             set,
             interfaces,
             enforced,
             rulesets: Some(rulesets),
         });
+        free_later(replaced);
         LoadOutcome::Valid {
             source_hash: snapshot.revision,
             diagnostics,
