@@ -1,8 +1,9 @@
 //! The daemon (`hostfw run`): the only home of signals and netlink. Helper threads (those two,
 //! the policy source's change trigger, inotify for the directory, and the engine's drift-check
-//! reads) feed one channel with `Event`s; one loop (`event_loop`) waits on it with a deadline for debounce, refresh,
-//! post-write checks, retries and the watchdog, and drives an `Engine` that does the real work
-//! (load policies, reconcile the kernel). The loop knows nothing of YAML, rulesets or iptables.
+//! reads) feed one channel with `Event`s; one loop (`event_loop`) waits on it with a deadline
+//! for debounce, refresh, post-write checks, retries and the watchdog, and drives an `Engine`
+//! that does the real work (load policies, reconcile the kernel). The loop knows nothing of
+//! YAML, rulesets or iptables.
 
 mod engine;
 mod event_loop;

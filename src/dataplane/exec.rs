@@ -80,22 +80,11 @@ pub(crate) fn run(
     stdin: Option<&str>,
     timeout: Duration,
 ) -> Result<Output, DataplaneError> {
-    run_cancellable(program, args, stdin, timeout, &CANCELLED)
+    run_unless(program, args, stdin, timeout, &CANCELLED)
 }
 
-/// `run`, also killed early (or not started) once `abandon` is set: work a caller may call off.
+/// `run`, also killed early (or not started) once `cancel` is set: work a caller may call off.
 pub(crate) fn run_unless(
-    program: &Path,
-    args: &[&str],
-    stdin: Option<&str>,
-    timeout: Duration,
-    abandon: &AtomicBool,
-) -> Result<Output, DataplaneError> {
-    run_cancellable(program, args, stdin, timeout, abandon)
-}
-
-/// `run`, killed early when `cancel` (or `cancel_children`) is set (tests pass their own flag).
-fn run_cancellable(
     program: &Path,
     args: &[&str],
     stdin: Option<&str>,

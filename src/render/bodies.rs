@@ -12,16 +12,16 @@
 
 use super::provenance::Origin;
 use crate::recall::Recall;
-use crate::ruleset::{Family, Rules, TableName};
+use crate::ruleset::{Family, PerFamily, Rules, TableName};
 use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 /// What the last render built of each family's endpoint chains. One lock per family: the
 /// families render side by side.
 #[derive(Default)]
 pub struct RenderMemo {
     key: RandomState,
-    families: [Mutex<FamilyBodies>; 2],
+    families: PerFamily<FamilyBodies>,
 }
 
 /// One family's bodies, by table and input hash.
@@ -45,12 +45,6 @@ impl std::fmt::Debug for RenderMemo {
 }
 
 impl RenderMemo {
-    fn family(&self, family: Family) -> MutexGuard<'_, FamilyBodies> {
-        self.families[family.slot()]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// The keyed hash of what `feed` writes.
     pub(crate) fn key_of(&self, feed: impl FnOnce(&mut DefaultHasher)) -> u64 {
         let mut h = self.key.build_hasher();
@@ -67,19 +61,20 @@ impl RenderMemo {
         key: u64,
         build: impl FnOnce() -> Body,
     ) -> Arc<Body> {
-        self.family(family)
+        self.families
+            .lock(family)
             .get_or_make((table, key), (), || Arc::new(build()))
             .clone()
     }
 
     /// End `family`'s render: the bodies it used are what the next render finds.
     pub(crate) fn finish(&self, family: Family) {
-        self.family(family).finish();
+        self.families.lock(family).finish();
     }
 
     /// Bodies held for `family` (this render's and the last one's).
     #[cfg(test)]
     pub(crate) fn held(&self, family: Family) -> usize {
-        self.family(family).held()
+        self.families.lock(family).held()
     }
 }

@@ -5,9 +5,9 @@
 //! taken once per shared body) costs a fraction of that.
 
 use super::hash::{each_rule_hash, HASH_LEN};
-use super::{Chain, Family, TableName};
+use super::{Chain, Family, PerFamily, TableName};
 use crate::recall::Recall;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 /// The rule hashes of one chain, in order, 16 characters each in one string (one allocation a
 /// chain instead of one a rule).
@@ -45,7 +45,7 @@ impl ChainHashes {
 /// odds of 2^-64 a changed chain. One lock per family, so both families can plan at once.
 #[derive(Default)]
 pub struct HashMemo {
-    families: [Mutex<FamilyMemo>; 2],
+    families: PerFamily<FamilyMemo>,
 }
 
 /// One family's chains, by table and name, under their rules' fingerprint.
@@ -58,16 +58,11 @@ impl std::fmt::Debug for HashMemo {
 }
 
 impl HashMemo {
-    fn family(&self, family: Family) -> MutexGuard<'_, FamilyMemo> {
-        self.families[family.slot()]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// The hashes of `chain` in `table` of `family`: remembered when its rules are the ones
     /// last hashed under that name, else computed (and remembered).
     pub fn hashes(&self, family: Family, table: TableName, chain: &Chain) -> Arc<ChainHashes> {
-        self.family(family)
+        self.families
+            .lock(family)
             .get_or_make(
                 (table, chain.name.clone()),
                 chain.rules.fingerprint(),
@@ -78,13 +73,13 @@ impl HashMemo {
 
     /// End `family`'s plan: what it looked up is what the next plan finds.
     pub fn finish(&self, family: Family) {
-        self.family(family).finish();
+        self.families.lock(family).finish();
     }
 
     /// Chains remembered for `family`.
     #[cfg(test)]
     pub fn len(&self, family: Family) -> usize {
-        self.family(family).held()
+        self.families.lock(family).held()
     }
 }
 

@@ -20,7 +20,7 @@ pub use save::{parse_save, LiveChain, LiveRule, LiveTable, SaveError};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
 
 /// IPv4 (iptables, `inet` ipsets) or IPv6 (ip6tables, `inet6` ipsets). Owns every spelling of
 /// the family: labels, tool names, ipset family names.
@@ -42,8 +42,8 @@ impl Family {
         }
     }
 
-    /// `0` / `1`: the family's place in per-family arrays (IPv4 first, as in `ALL`).
-    pub fn slot(self) -> usize {
+    /// `0` / `1`: the family's place in `PerFamily` (IPv4 first, as in `ALL`).
+    fn slot(self) -> usize {
         match self {
             Family::V4 => 0,
             Family::V6 => 1,
@@ -286,6 +286,20 @@ pub struct Chain {
 /// enforces, the plan's hash memo): at 10,000 policies hashing every rule costs ~0.2 s a pass.
 #[derive(Clone, Default)]
 pub struct Rules(Arc<Body>);
+
+/// One `T` per family, each behind its own lock: the render and plan memos, which both
+/// families use side by side.
+#[derive(Default)]
+pub struct PerFamily<T>([Mutex<T>; 2]);
+
+impl<T> PerFamily<T> {
+    /// `family`'s `T`; a panic elsewhere while it was held leaves it as it was.
+    pub fn lock(&self, family: Family) -> MutexGuard<'_, T> {
+        self.0[family.slot()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 #[derive(Default)]
 struct Body {

@@ -1396,14 +1396,7 @@ mod tests {
         assert!(reconcile_cached(&old, &fake, &quick(), &mut cache)
             .unwrap()
             .in_sync());
-        let owned: Vec<&LiveChain> = cache
-            .live
-            .iter()
-            .flat_map(|l| &l.tables)
-            .flat_map(|s| s.tables.values())
-            .flat_map(|t| t.chains.values())
-            .filter(|c| plan::is_owned_chain(&c.name) && !c.is_empty())
-            .collect();
+        let owned = owned_chains(&cache);
         assert!(owned.len() >= 3, "{owned:?}");
         assert!(
             owned
@@ -1900,28 +1893,15 @@ mod tests {
             assert!(reconcile_cached(&both(22), &fake, &quick(), &mut cache)
                 .unwrap()
                 .in_sync());
-            let original = fake
-                .rules(Family::V4, TableName::Filter, "cali-INPUT")
-                .unwrap();
-            let tampered = original[0].replace("22", "1:65535");
-            fake.external_restore(
-                Family::V4,
-                TableName::Filter,
-                &format!(
-                    "*filter\n:cali-INPUT - [0:0]\n-A cali-INPUT {tampered}\n-A cali-INPUT {}\nCOMMIT\n",
-                    original[1]
-                ),
-            );
+            let original = widen_first_rule_of_cali_input(&fake);
             cache.start_from(read_live(&fake).unwrap());
-            let owned_packed = cache
-                .live
-                .iter()
-                .flat_map(|l| &l.tables)
-                .flat_map(|s| s.tables.values())
-                .flat_map(|t| t.chains.values())
-                .filter(|c| plan::is_owned_chain(&c.name) && !c.is_empty())
-                .all(|c| c.packed.is_some() && c.rules.is_empty());
-            assert!(owned_packed, "the read was not packed as it came in");
+            let owned = owned_chains(&cache);
+            assert!(
+                owned
+                    .iter()
+                    .all(|c| c.packed.is_some() && c.rules.is_empty()),
+                "the read was not packed as it came in: {owned:?}"
+            );
             for _ in 0..failures {
                 fake.inject(
                     Op::RestoreOf(TableName::Filter),
@@ -1939,11 +1919,9 @@ mod tests {
         }
     }
 
-    fn a_rule_changed_under_its_hash_is_repaired_from_the_remembered_text_with(
-        mut cache: LiveCache,
-    ) {
-        let fake = FakeDataplane::default();
-        reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+    /// Rewrite the first rule of `cali-INPUT` in place as someone with `iptables -R` could:
+    /// port 22 widened to every port, its hash and target kept. Returns the rules before.
+    fn widen_first_rule_of_cali_input(fake: &FakeDataplane) -> Vec<String> {
         let original = fake
             .rules(Family::V4, TableName::Filter, "cali-INPUT")
             .unwrap();
@@ -1957,6 +1935,27 @@ mod tests {
                 original[1]
             ),
         );
+        original
+    }
+
+    /// The non-empty chains of ours in `cache`'s state.
+    fn owned_chains(cache: &LiveCache) -> Vec<&LiveChain> {
+        cache
+            .live
+            .iter()
+            .flat_map(|l| &l.tables)
+            .flat_map(|s| s.tables.values())
+            .flat_map(|t| t.chains.values())
+            .filter(|c| plan::is_owned_chain(&c.name) && !c.is_empty())
+            .collect()
+    }
+
+    fn a_rule_changed_under_its_hash_is_repaired_from_the_remembered_text_with(
+        mut cache: LiveCache,
+    ) {
+        let fake = FakeDataplane::default();
+        reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        let original = widen_first_rule_of_cali_input(&fake);
         // Hashes alone see nothing wrong.
         assert!(diff(&both(22), &fake).unwrap().is_empty());
         cache.invalidate();

@@ -217,6 +217,23 @@ pub(crate) fn hold_with_pending_confirmation(run_dir: &Path) {
     hostfw::confirm::write_pending(run_dir, &pending).expect("write the pending confirmation");
 }
 
+/// A `PATH` that finds a shell script `script(tool)` (in a directory of `work`) for each of
+/// `tools` before the real one.
+fn wrapped_tools(work: &Workdir, tools: &[&str], script: impl Fn(&str) -> String) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let wrappers = work.new_dir("wrappers");
+    for tool in tools {
+        let path = wrappers.join(tool);
+        fs::write(&path, format!("#!/bin/sh\n{}\n", script(tool))).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    format!(
+        "{}:{}",
+        wrappers.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 /// Distinct file names for successive daemons of one test.
 fn nix_time_tag() -> String {
     use std::sync::atomic::AtomicUsize;
@@ -507,6 +524,34 @@ fn tampering_is_repaired_by_the_refresh() {
     pair.host.must(&["iptables-legacy", "-F", "cali-INPUT"]);
     assert!(eventually(|| repairs() > before), "{}", d.log_text());
     assert!(save(&pair.host).contains("-A cali-INPUT"));
+
+    // A rule of ours rewritten in place (`iptables -R`) with its hash and target kept, 8080
+    // widened to 9090: hashes alone see nothing, the remembered text does (the refresh reads
+    // on the daemon's helper thread and judges the read as it comes in).
+    let listed = save(&pair.host);
+    let rule = listed
+        .lines()
+        .find(|l| l.starts_with("-A cali-pi-") && l.contains("--dports 8080"))
+        .expect("allow-8080's rule");
+    let chain = rule.split_whitespace().nth(1).expect("chain name");
+    let index = listed
+        .lines()
+        .filter(|l| l.starts_with(&format!("-A {chain} ")))
+        .position(|l| l == rule)
+        .expect("the rule in its chain")
+        + 1;
+    let replaced = rule
+        .replacen(&format!("-A {chain}"), &format!("-R {chain} {index}"), 1)
+        .replace("--dports 8080", "--dports 9090");
+    let before = repairs();
+    pair.host
+        .must(&["sh", "-c", &format!("iptables-legacy {replaced}")]);
+    assert!(
+        eventually(|| repairs() > before && save(&pair.host).contains(rule)),
+        "{}",
+        d.log_text()
+    );
+    assert!(!tcp_ok(&pair.peer, None, sock(HOST4, 9090)));
 }
 
 #[test]
@@ -594,28 +639,15 @@ fn a_pending_confirmation_pauses_reconciliation() {
 /// child and exits at once.
 #[test]
 fn sigterm_kills_a_hung_restore() {
-    use std::os::unix::fs::PermissionsExt;
     let Some((pair, work)) = gated_base_policies("dmn-hung", "") else {
         return;
     };
-    let wrappers = work.new_dir("wrappers");
     let marker = work.dir.path().join("hung.pid");
-    for tool in ["iptables-legacy-restore", "ip6tables-legacy-restore"] {
-        let path = wrappers.join(tool);
-        fs::write(
-            &path,
-            format!(
-                "#!/bin/sh\necho $$ > {}\nexec sleep 600\n",
-                marker.display()
-            ),
-        )
-        .unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let path = format!(
-        "{}:{}",
-        wrappers.display(),
-        std::env::var("PATH").unwrap_or_default()
+    let script = format!("echo $$ > {}\nexec sleep 600", marker.display());
+    let path = wrapped_tools(
+        &work,
+        &["iptables-legacy-restore", "ip6tables-legacy-restore"],
+        |_| script.clone(),
     );
     let mut d = Daemon::start_with_env(&pair.host, &work, &[("PATH", &path)]);
     assert!(
@@ -644,35 +676,27 @@ const ALLOW_SSH: &str =
 /// while the read hangs, the hung save tools are killed, and checks go on once saves work.
 #[test]
 fn an_edit_during_a_hung_drift_check_is_applied_and_the_read_called_off() {
-    use std::os::unix::fs::PermissionsExt;
     let Some((pair, work)) = gated_base_policies("dmn-slowchk", "  iptablesRefreshInterval: 1s\n")
     else {
         return;
     };
-    let wrappers = work.new_dir("wrappers");
     let hang = work.dir.path().join("hang");
     let pids = work.dir.path().join("hung.pids");
-    for tool in ["iptables-legacy-save", "ip6tables-legacy-save"] {
-        let Some(real) = netns::which(tool) else {
-            panic!("{tool} is not installed");
-        };
-        let path = wrappers.join(tool);
-        fs::write(
-            &path,
+    let path = wrapped_tools(
+        &work,
+        &["iptables-legacy-save", "ip6tables-legacy-save"],
+        |tool| {
+            let real = netns::which(tool).unwrap_or_else(|| panic!("{tool} is not installed"));
             format!(
-                "#!/bin/sh\nif [ -e {hang} ] && [ $# -eq 0 ]; then echo $$ >> {pids}; exec sleep 600; fi\nexec {real} \"$@\"\n",
+                "if [ -e {hang} ] && [ $# -eq 0 ]; then\n\
+                 echo $$ >> {pids}; exec sleep 600\n\
+                 fi\n\
+                 exec {real} \"$@\"",
                 hang = hang.display(),
                 pids = pids.display(),
                 real = real.display(),
-            ),
-        )
-        .unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let path = format!(
-        "{}:{}",
-        wrappers.display(),
-        std::env::var("PATH").unwrap_or_default()
+            )
+        },
     );
     let _s = tcp_server(&pair.host, sock(HOST4, 9090));
     let mut d = Daemon::start_with_env(&pair.host, &work, &[("PATH", &path)]);
