@@ -22,7 +22,7 @@ pub fn run(settings: &Settings) -> CmdResult {
         );
         return Ok(Exit::NoPrivilege);
     }
-    daemon::limit_malloc_arenas();
+    daemon::tune_malloc();
     // Before the signal handlers: a SIGTERM while waiting for an old instance still ends us.
     let _daemon = crate::lock::acquire_logged(&settings.run_dir.join("daemon.lock"))?;
     let source = settings.policy_source()?;

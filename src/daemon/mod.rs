@@ -13,7 +13,7 @@ mod publish;
 mod signals;
 mod timers;
 
-pub use self::engine::{limit_malloc_arenas, RealEngine};
+pub use self::engine::{tune_malloc, RealEngine};
 pub use self::event_loop::{Daemon, Exit, LoopConfig, Waiter};
 pub use self::publish::{send_notify, Notice, Publisher, SystemPublisher};
 
