@@ -239,21 +239,19 @@ fn release_memory() {
 
 /// Set glibc's allocator for a long-lived process whose big buffers come and go, before any
 /// helper thread starts; a variable set in the environment (`MALLOC_ARENA_MAX`,
-/// `MALLOC_MMAP_THRESHOLD_`) wins over each setting. Measured with the probe in
-/// docs/performance.md at 1,000 policies, nft:
+/// `MALLOC_MMAP_THRESHOLD_`) wins over each setting. The figures are in docs/performance.md
+/// ("Two malloc arenas", "Big blocks always mapped on their own").
 ///
 /// - At most two arenas. glibc gives threads that allocate at the same time arenas of their
 ///   own, up to eight per core, and memory freed in one cannot serve another: the daemon's
 ///   renders, reads and frees run on changing helper threads, so each arena grew to the largest
-///   thing any of them ever held. The peak over an edit and its post-write checks fell from
-///   185 to 124 MB, the idle size after them from 138 to 101 MB; at 10,000 policies the peak
-///   fell from 1267 to 1065 MB.
+///   thing any of them ever held (at 1,000 policies the peak over an edit and its checks fell
+///   from 185 to 120-124 MB).
 /// - Blocks of 1 MiB and more always mapped on their own. By default glibc raises that
 ///   threshold to the size of each mapped block freed (up to 32 MiB), so after the first drift
 ///   check a check's save texts and rule vectors came from the heap, and the long-lived state
-///   allocated between them kept those pages from being handed back. The peak over an edit and
-///   its checks fell from 118 to 90-91 MB, the idle size after them from 93 to 67-69 MB, the
-///   reaction unchanged (p50 191-193 ms against 236-305 ms in the same session).
+///   allocated between them kept those pages from being handed back (at 1,000 policies the
+///   idle size after checks fell from 91-97 to 69-71 MB, the reaction unchanged).
 pub fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     for (variable, parameter, value) in [
