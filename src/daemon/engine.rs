@@ -22,7 +22,7 @@ use crate::resolve::HostInterfaces;
 use crate::ruleset::{Family, Ruleset};
 use crate::settings::Settings;
 use crate::source::{directory::Directory, Source};
-use crate::sync::{self, Live, SyncError, SyncOptions};
+use crate::sync::{self, Fresh, SyncError, SyncOptions};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -122,14 +122,14 @@ pub struct RealEngine {
 /// A drift check's read of the kernel on a helper thread.
 struct BackgroundRead {
     /// Its outcome, sent once when it is done.
-    outcome: mpsc::Receiver<Result<Live, SyncError>>,
+    outcome: mpsc::Receiver<Result<Fresh, SyncError>>,
     /// Calls it off: its save tools are killed, and it ends with an error nobody reads.
     abandon: Arc<AtomicBool>,
 }
 
 impl BackgroundRead {
     /// Its outcome if it is done; otherwise it is called off.
-    fn finish(self) -> Option<Result<Live, SyncError>> {
+    fn finish(self) -> Option<Result<Fresh, SyncError>> {
         let done = self.outcome.try_recv().ok();
         if done.is_none() {
             self.abandon.store(true, Ordering::SeqCst);
@@ -495,7 +495,7 @@ impl Engine for RealEngine {
         };
         match (read, finished) {
             (Read::Fresh, _) => self.live.invalidate(),
-            (Read::Cached | Read::Finished, Some(Ok(live))) => self.live.start_from(live),
+            (Read::Cached | Read::Finished, Some(Ok(fresh))) => self.live.start_from(fresh),
             (Read::Finished, Some(Err(e))) => {
                 log::warn!("the drift check's read failed ({e}): reading again");
                 self.live.invalidate();
@@ -571,6 +571,7 @@ impl Engine for RealEngine {
             .ensure_dataplane()
             .ok()?
             .derive(|dp| dp.abandoned_when(abandon.clone()));
+        let reader = self.live.reader();
         let (outcome, reading) = mpsc::channel();
         self.reads += 1;
         let number = self.reads;
@@ -581,7 +582,7 @@ impl Engine for RealEngine {
             .spawn(move || {
                 let _announce = Announce(events, number);
                 yield_to_edits();
-                if let Err(overtaken) = outcome.send(sync::read_live(&dp)) {
+                if let Err(overtaken) = outcome.send(reader.read(&dp)) {
                     // A reconcile ran meanwhile: free what was read here, not on the loop's
                     // thread.
                     drop(overtaken);
@@ -610,11 +611,14 @@ impl Engine for RealEngine {
             if !dp.supports(family) {
                 continue;
             }
-            for text in dp.save_tables(family)?.values() {
-                let live = crate::ruleset::save::parse_save(text)?;
-                if live.chains.keys().any(|c| c.starts_with("cali-")) {
-                    return Ok(true);
-                }
+            let mut saved = crate::ruleset::save::SavedTables::default();
+            dp.save_tables(family, &mut |line| saved.line(line, &mut |_, _| {}))?;
+            let tables = saved.finish(&mut |_, _| {}).map_err(|(_, e)| e)?;
+            if tables
+                .values()
+                .any(|t| t.chains.keys().any(|c| c.starts_with("cali-")))
+            {
+                return Ok(true);
             }
         }
         Ok(false)

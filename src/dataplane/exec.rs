@@ -91,6 +91,92 @@ pub(crate) fn run_unless(
     timeout: Duration,
     cancel: &AtomicBool,
 ) -> Result<Output, DataplaneError> {
+    let mut bytes = Vec::new();
+    let (status, stderr) = run_into(program, args, stdin, timeout, cancel, &mut |chunk| {
+        bytes.extend_from_slice(chunk)
+    })?;
+    Ok(Output {
+        status,
+        stdout: String::from_utf8_lossy(&bytes).into_owned(),
+        stderr,
+    })
+}
+
+/// `run_unless` without input, handing `line` each line of the output (without its line
+/// break) as the child prints it, instead of collecting the output: a save of a large table
+/// prints hundreds of megabytes that the caller keeps only a small part of. The `Output`'s
+/// `stdout` is empty.
+pub(crate) fn run_lines_unless(
+    program: &Path,
+    args: &[&str],
+    timeout: Duration,
+    cancel: &AtomicBool,
+    line: &mut dyn FnMut(&str),
+) -> Result<Output, DataplaneError> {
+    let mut lines = Lines {
+        partial: Vec::new(),
+        line,
+    };
+    let (status, stderr) = run_into(program, args, None, timeout, cancel, &mut |chunk| {
+        lines.feed(chunk)
+    })?;
+    lines.finish();
+    Ok(Output {
+        status,
+        stdout: String::new(),
+        stderr,
+    })
+}
+
+/// Cuts a byte stream into lines for `run_lines_unless`.
+struct Lines<'a> {
+    /// The start of a line whose end has not come yet.
+    partial: Vec<u8>,
+    line: &'a mut dyn FnMut(&str),
+}
+
+impl Lines<'_> {
+    fn feed(&mut self, chunk: &[u8]) {
+        for piece in chunk.split_inclusive(|b| *b == b'\n') {
+            let Some(body) = piece.strip_suffix(b"\n") else {
+                self.partial.extend_from_slice(piece);
+                continue;
+            };
+            if self.partial.is_empty() {
+                (self.line)(&String::from_utf8_lossy(body));
+            } else {
+                self.partial.extend_from_slice(body);
+                (self.line)(&String::from_utf8_lossy(&self.partial));
+                self.partial.clear();
+            }
+        }
+    }
+
+    /// The last line, when the output did not end with a line break.
+    fn finish(&mut self) {
+        if !self.partial.is_empty() {
+            (self.line)(&String::from_utf8_lossy(&self.partial));
+            self.partial.clear();
+        }
+    }
+}
+
+/// How much of a child's output is read at a time, and how many such chunks may wait for the
+/// caller: a caller that handles the output more slowly than the child prints it holds the
+/// child back instead of buffering all of it.
+const CHUNK: usize = 64 * 1024;
+const CHUNKS_WAITING: usize = 4;
+
+/// The body of `run_unless`: the child's output goes to `stdout` a chunk at a time, on the
+/// calling thread, as it comes; the exit status and the whole of stderr are returned.
+fn run_into(
+    program: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    timeout: Duration,
+    cancel: &AtomicBool,
+    stdout: &mut dyn FnMut(&[u8]),
+) -> Result<(ExitStatus, String), DataplaneError> {
     let display = display_name(program);
     if cancelled(cancel) {
         return Err(DataplaneError::Cancelled { program: display });
@@ -112,8 +198,9 @@ pub(crate) fn run_unless(
             source,
         })?;
 
-    // Feed stdin and drain both outputs on their own threads so a large payload cannot
-    // deadlock against a full pipe.
+    // Feed stdin and read both outputs on their own threads so a large payload cannot
+    // deadlock against a full pipe. The threads are not joined when the child is killed: a
+    // grandchild it left may hold a pipe open for as long as it likes.
     let writer = stdin.map(|text| {
         let mut pipe = child.stdin.take();
         let text = text.to_owned();
@@ -126,8 +213,8 @@ pub(crate) fn run_unless(
     });
     // The readers finish when the child closes its output, i.e. (almost always) when it exits:
     // waiting for them wakes up at once instead of polling.
-    let (done, finished) = mpsc::channel();
-    let stdout = drain(child.stdout.take(), done.clone());
+    let chunks = pump(child.stdout.take());
+    let (done, stderr_closed) = mpsc::channel();
     let stderr = drain(child.stderr.take(), done);
     let deadline = Instant::now() + timeout;
     let mut waiter = Waiter {
@@ -135,7 +222,14 @@ pub(crate) fn run_unless(
         cancel,
         next_ping: Instant::now() + WAITING_PING,
     };
-    let outputs_closed = (0..2).all(|_| waiter.recv(&finished));
+    let stdout_closed = loop {
+        match waiter.recv(&chunks) {
+            Received::Item(chunk) => stdout(&chunk),
+            Received::Closed => break true,
+            Received::GaveUp => break false,
+        }
+    };
+    let outputs_closed = stdout_closed && matches!(waiter.recv(&stderr_closed), Received::Item(()));
     let status = if outputs_closed {
         wait_with_deadline(&mut child, &mut waiter)
     } else {
@@ -155,16 +249,39 @@ pub(crate) fn run_unless(
     if let Some(writer) = writer {
         let _ = writer.join();
     }
-    Ok(Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    })
+    Ok((status, stderr.join().unwrap_or_default()))
 }
 
 /// `flag` or `cancel_children` was set.
 fn cancelled(flag: &AtomicBool) -> bool {
     flag.load(Ordering::SeqCst) || CANCELLED.load(Ordering::SeqCst)
+}
+
+/// Read `pipe` on a thread of its own, a chunk at a time, into the returned channel, which
+/// closes at the end of the output.
+fn pump<R: Read + Send + 'static>(pipe: Option<R>) -> mpsc::Receiver<Vec<u8>> {
+    let (chunks, received) = mpsc::sync_channel(CHUNKS_WAITING);
+    thread::spawn(move || {
+        let Some(mut pipe) = pipe else {
+            return;
+        };
+        loop {
+            let mut chunk = vec![0; CHUNK];
+            match pipe.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    // The caller gave up on the child: nothing more to read for.
+                    if chunks.send(chunk).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    });
+    received
 }
 
 fn drain<R: Read + Send + 'static>(
@@ -179,6 +296,15 @@ fn drain<R: Read + Send + 'static>(
         let _ = done.send(());
         String::from_utf8_lossy(&bytes).into_owned()
     })
+}
+
+/// What one wait for a message gave.
+enum Received<T> {
+    Item(T),
+    /// Every sender is gone.
+    Closed,
+    /// The deadline passed or the wait was cancelled.
+    GaveUp,
 }
 
 /// The deadline, the cancel flag and the watchdog callback of one wait.
@@ -208,13 +334,13 @@ impl Waiter<'_> {
             .min(CANCEL_POLL)
     }
 
-    /// Wait for one message on `rx`; false when the wait ended first.
-    fn recv(&mut self, rx: &mpsc::Receiver<()>) -> bool {
+    /// Wait for one message on `rx`.
+    fn recv<T>(&mut self, rx: &mpsc::Receiver<T>) -> Received<T> {
         loop {
             match rx.recv_timeout(self.slice()) {
-                Ok(()) => return true,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return false,
-                Err(mpsc::RecvTimeoutError::Timeout) if !self.go_on() => return false,
+                Ok(item) => return Received::Item(item),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Received::Closed,
+                Err(mpsc::RecvTimeoutError::Timeout) if !self.go_on() => return Received::GaveUp,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
         }
@@ -328,6 +454,66 @@ mod tests {
         let payload = "-A cali-x -j ACCEPT\n".repeat(200_000);
         let out = run(&cat, &[], Some(&payload), CHILD_TIMEOUT).unwrap();
         assert_eq!(out.stdout.len(), payload.len());
+    }
+
+    #[test]
+    fn output_read_by_lines_arrives_whole_and_in_order() {
+        let seq = find_in_path("seq").expect("seq is in PATH");
+        let mut lines = Vec::new();
+        let cancel = AtomicBool::new(false);
+        // ~1.3 MB of output: many chunks, lines cut at their edges.
+        let out = run_lines_unless(&seq, &["200000"], CHILD_TIMEOUT, &cancel, &mut |l| {
+            lines.push(l.to_string())
+        })
+        .unwrap();
+        assert!(out.status.success());
+        assert!(out.stdout.is_empty());
+        let want: Vec<String> = (1..=200_000).map(|n| n.to_string()).collect();
+        assert_eq!(lines, want);
+    }
+
+    /// Chunk edges anywhere (inside a line, inside a UTF-8 character, right after a line
+    /// break) give the same lines; a last line without its line break still arrives.
+    #[test]
+    fn lines_are_the_same_whatever_the_chunk_edges() {
+        let text = "-A cali-x -m comment --comment \"é\" -j ACCEPT\n\n:cali-y - [0:0]\nCOMMIT";
+        let want = [
+            "-A cali-x -m comment --comment \"é\" -j ACCEPT",
+            "",
+            ":cali-y - [0:0]",
+            "COMMIT",
+        ];
+        for size in 1..text.len() {
+            let mut got = Vec::new();
+            let mut push = |l: &str| got.push(l.to_string());
+            let mut lines = Lines {
+                partial: Vec::new(),
+                line: &mut push,
+            };
+            for chunk in text.as_bytes().chunks(size) {
+                lines.feed(chunk);
+            }
+            lines.finish();
+            assert_eq!(got, want, "chunks of {size} bytes");
+        }
+    }
+
+    /// A child killed at its deadline while a grandchild still holds its output open: the wait
+    /// ends at the deadline all the same.
+    #[test]
+    fn a_grandchild_holding_the_output_does_not_hold_the_wait() {
+        let sh = find_in_path("sh").expect("sh is in PATH");
+        let cancel = AtomicBool::new(false);
+        let err = run_lines_unless(
+            &sh,
+            &["-c", "echo first; sleep 30 & exec sleep 30"],
+            Duration::from_millis(300),
+            &cancel,
+            &mut |_| {},
+        )
+        .err()
+        .expect("sleep 30 cannot finish in 300 ms");
+        assert!(matches!(err, DataplaneError::Timeout { .. }), "{err}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::backend::{self, BackendObservation, BackendProbe};
 use super::exec::{self, timeout_for, FailureKind, CHILD_TIMEOUT};
-use super::{filter_ipset_save, match_set_names, split_save, Backend, Dataplane, DataplaneError};
+use super::{filter_ipset_save, match_set_names, Backend, Dataplane, DataplaneError};
 use crate::ruleset::{Family, TableName};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -206,15 +206,19 @@ impl Dataplane for RealDataplane {
         Ok(out.stdout)
     }
 
-    fn save_tables(&self, family: Family) -> Result<BTreeMap<TableName, String>, DataplaneError> {
+    fn save_tables(
+        &self,
+        family: Family,
+        line: &mut dyn FnMut(&str),
+    ) -> Result<(), DataplaneError> {
         // One process for all tables. Without `-t` the tools list only tables that exist, so
         // reading never loads a kernel module.
         let program = &self.tools(family)?.save;
-        let out = self.run(program, &[], None, CHILD_TIMEOUT)?;
+        let out = exec::run_lines_unless(program, &[], CHILD_TIMEOUT, &self.abandon, line)?;
         if !out.status.success() {
             return Err(failure(program, &out, None));
         }
-        Ok(split_save(&out.stdout))
+        Ok(())
     }
 
     fn save_chains(

@@ -4,7 +4,6 @@
 use super::{Metrics, Values};
 use crate::dataplane::{Backend, Dataplane, DataplaneError};
 use crate::ruleset::{Family, TableName};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub struct Metered<D> {
@@ -56,8 +55,12 @@ impl<D: Dataplane> Dataplane for Metered<D> {
         self.saved(self.inner.save(family, table))
     }
 
-    fn save_tables(&self, family: Family) -> Result<BTreeMap<TableName, String>, DataplaneError> {
-        self.saved(self.inner.save_tables(family))
+    fn save_tables(
+        &self,
+        family: Family,
+        line: &mut dyn FnMut(&str),
+    ) -> Result<(), DataplaneError> {
+        self.saved(self.inner.save_tables(family, line))
     }
 
     fn restore(&self, family: Family, table: TableName, input: &str) -> Result<(), DataplaneError> {
@@ -103,7 +106,7 @@ mod tests {
     fn calls_lines_and_errors_are_counted() {
         let metrics = Arc::new(Metrics::new());
         let dp = Metered::new(FakeDataplane::default(), metrics.clone());
-        dp.save_tables(Family::V4).expect("fake saves");
+        dp.save_tables(Family::V4, &mut |_| {}).expect("fake saves");
         dp.restore(
             Family::V4,
             TableName::Filter,

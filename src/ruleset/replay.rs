@@ -30,13 +30,35 @@ pub struct ReplayError {
 
 /// Apply `input` (one table's restore input, any number of transactions) to `table`.
 pub fn replay(table: &mut LiveTable, input: &str) -> Result<(), ReplayError> {
+    replay_with(table, input, &mut |_| {})
+}
+
+/// `replay`, handing each chain to `done` once the input has no more lines for it (the input
+/// fills a chain with all its rules together): a caller that packs it there never holds every
+/// replayed rule's text at once. A chain the input comes back to is unpacked for it and handed
+/// over again.
+pub fn replay_with(
+    table: &mut LiveTable,
+    input: &str,
+    done: &mut dyn FnMut(&mut LiveChain),
+) -> Result<(), ReplayError> {
+    let mut filling: Option<&str> = None;
+    let mut complete = |table: &mut LiveTable, filling: &mut Option<&str>| {
+        if let Some(chain) = filling.take().and_then(|name| table.chains.get_mut(name)) {
+            done(chain);
+        }
+    };
     for (index, line) in input.lines().enumerate() {
         let fail = |why| ReplayError {
             line: index + 1,
             text: line.chars().take(120).collect(),
             why,
         };
-        if line.is_empty() || line.starts_with('*') || line == "COMMIT" {
+        if line == "COMMIT" {
+            complete(table, &mut filling);
+            continue;
+        }
+        if line.is_empty() || line.starts_with('*') {
             continue;
         }
         if let Some(decl) = line.strip_prefix(':') {
@@ -64,8 +86,15 @@ pub fn replay(table: &mut LiveTable, input: &str) -> Result<(), ReplayError> {
         let name = words.next().ok_or_else(|| fail("no chain"))?;
         let rest = words.next().unwrap_or_default();
         if verb == "-X" {
+            if filling == Some(name) {
+                filling = None;
+            }
             table.chains.remove(name);
             continue;
+        }
+        if filling != Some(name) {
+            complete(table, &mut filling);
+            filling = Some(name);
         }
         if !table.chains.contains_key(name) && BUILT_IN.contains(&name) {
             // A table nothing was loaded into yet (nft creates it on first write) reads as
@@ -108,6 +137,7 @@ pub fn replay(table: &mut LiveTable, input: &str) -> Result<(), ReplayError> {
             _ => return Err(fail("a verb the plan never writes")),
         }
     }
+    complete(table, &mut filling);
     Ok(())
 }
 
@@ -160,6 +190,38 @@ mod tests {
             "untouched chains stay as read"
         );
         assert_eq!(ours.rules[0].hash.as_deref(), Some("aaaa"));
+    }
+
+    /// Each filled chain is handed over once the input has moved on; one packed there and
+    /// filled again later is unpacked first, so nothing is lost.
+    #[test]
+    fn filled_chains_are_handed_over_and_may_be_packed_there() {
+        let mut t = table("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n");
+        let rule = |h: &str, target: &str| format!("-m comment --comment \"cali:{h}\" -j {target}");
+        let (a1, a2, b1) = (
+            rule("aaaaaaaaaaaaaaaa", "ACCEPT"),
+            rule("bbbbbbbbbbbbbbbb", "DROP"),
+            rule("cccccccccccccccc", "RETURN"),
+        );
+        let input = format!(
+            "*filter\n:cali-a - [0:0]\n:cali-b - [0:0]\n-A cali-a {a1}\n-A cali-b {b1}\n\
+             -A cali-a {a2}\n-I INPUT 1 {HOOK}\nCOMMIT\n"
+        );
+        let mut handed = Vec::new();
+        replay_with(&mut t, &input, &mut |chain| {
+            handed.push((chain.name.clone(), chain.len()));
+            chain.pack();
+        })
+        .unwrap();
+        let names: Vec<(&str, usize)> = handed.iter().map(|(n, l)| (n.as_str(), *l)).collect();
+        assert_eq!(
+            names,
+            [("cali-a", 1), ("cali-b", 1), ("cali-a", 2), ("INPUT", 1)]
+        );
+        let a = &t.chains["cali-a"];
+        assert!(a.packed.is_some() && a.unverified);
+        let a_texts: Vec<String> = a.full_rules().iter().map(|r| r.text.clone()).collect();
+        assert_eq!(a_texts, [a1, a2]);
     }
 
     #[test]

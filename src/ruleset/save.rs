@@ -4,6 +4,7 @@
 //! prints rules back differently from how they were written. Pure; never runs the binary.
 
 use super::packed::Packed;
+use super::TableName;
 use std::collections::BTreeMap;
 
 /// Every chain of one table as `iptables-save` printed it.
@@ -191,34 +192,107 @@ fn ends_inside_quotes(line: &str, mut open: bool) -> bool {
     open
 }
 
-/// The lines of `text` with quoted newlines joined back, each with its first line's number.
-fn logical_lines(text: &str) -> Vec<(usize, std::borrow::Cow<'_, str>)> {
-    let mut out: Vec<(usize, std::borrow::Cow<'_, str>)> = Vec::new();
-    let mut open = false;
-    for (idx, line) in text.lines().enumerate() {
-        match out.last_mut() {
-            Some((_, joined)) if open => {
-                let joined = joined.to_mut();
-                joined.push('\n');
-                joined.push_str(line);
-            }
-            _ => out.push((idx + 1, std::borrow::Cow::Borrowed(line))),
-        }
-        open = ends_inside_quotes(line, open);
-    }
-    out
-}
-
 /// Parses one table's `iptables-save` output. Empty output (the table is not loaded) gives an
 /// empty table. `# ...` comment lines are skipped, except iptables-nft's "incompatible" notice,
 /// which is an error because the rules it hides could be anything.
 pub fn parse_save(text: &str) -> Result<LiveTable, SaveError> {
-    let mut table = LiveTable::default();
-    let mut seen_table = false;
-    for (line_no, joined) in logical_lines(text) {
-        let line = joined.trim_end();
+    let mut reader = TableReader::default();
+    for line in text.lines() {
+        reader.line(line, &mut |_| {});
+    }
+    reader.finish(&mut |_| {})
+}
+
+/// Reads one table's save output a line at a time, as the save tool prints it (`parse_save`
+/// reads a whole text through it). A save prints each chain's rules together, so once a rule
+/// of another chain, `COMMIT` or the end comes, the chain before is complete and `done` is
+/// handed it: a caller that packs it there never holds every rule's text of a large table at
+/// once (nor the save's whole text). Line numbers in errors count from the reader's first line.
+#[derive(Debug, Default)]
+pub struct TableReader {
+    table: LiveTable,
+    /// Lines seen so far.
+    lines: usize,
+    /// A line that ended inside a quoted string: its number and its text so far (a rule whose
+    /// comment holds a line break is one rule).
+    pending: Option<(usize, String)>,
+    seen_table: bool,
+    /// The chain the last rule went to.
+    filling: Option<String>,
+    /// The first error; later lines are not looked at.
+    error: Option<SaveError>,
+}
+
+impl TableReader {
+    /// Take the next line (without its line break).
+    pub fn line(&mut self, line: &str, done: &mut dyn FnMut(&mut LiveChain)) {
+        self.lines += 1;
+        if self.error.is_some() {
+            return;
+        }
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let taken = match self.pending.take() {
+            Some((first, mut joined)) => {
+                joined.push('\n');
+                joined.push_str(line);
+                if ends_inside_quotes(line, true) {
+                    self.pending = Some((first, joined));
+                    return;
+                }
+                self.take(first, &joined, done)
+            }
+            None if ends_inside_quotes(line, false) => {
+                self.pending = Some((self.lines, line.to_string()));
+                return;
+            }
+            None => self.take(self.lines, line, done),
+        };
+        if let Err(e) = taken {
+            self.error = Some(e);
+        }
+    }
+
+    /// The table read; the last chain goes to `done` first.
+    pub fn finish(mut self, done: &mut dyn FnMut(&mut LiveChain)) -> Result<LiveTable, SaveError> {
+        if let Some((first, joined)) = self.pending.take() {
+            if self.error.is_none() {
+                if let Err(e) = self.take(first, &joined, done) {
+                    self.error = Some(e);
+                }
+            }
+        }
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.complete(done);
+        Ok(self.table)
+    }
+
+    /// Hand the chain being filled to `done`.
+    fn complete(&mut self, done: &mut dyn FnMut(&mut LiveChain)) {
+        if let Some(chain) = self
+            .filling
+            .take()
+            .and_then(|name| self.table.chains.get_mut(&name))
+        {
+            done(chain);
+        }
+    }
+
+    /// One whole (logical) line, numbered `line_no`.
+    fn take(
+        &mut self,
+        line_no: usize,
+        line: &str,
+        done: &mut dyn FnMut(&mut LiveChain),
+    ) -> Result<(), SaveError> {
+        let line = line.trim_end();
+        let malformed = || SaveError::Malformed {
+            line: line_no,
+            text: line.to_string(),
+        };
         if line.is_empty() {
-            continue;
+            return Ok(());
         }
         if let Some(comment) = line.strip_prefix('#') {
             if comment.trim_start().starts_with("Table") && comment.contains("is incompatible") {
@@ -227,62 +301,117 @@ pub fn parse_save(text: &str) -> Result<LiveTable, SaveError> {
                     text: line.to_string(),
                 });
             }
-            continue;
+            return Ok(());
         }
         if line.starts_with('*') {
-            if seen_table {
+            if self.seen_table {
                 return Err(SaveError::MultipleTables { line: line_no });
             }
-            seen_table = true;
-            continue;
+            self.seen_table = true;
+            return Ok(());
         }
         if line == "COMMIT" {
-            continue;
+            self.complete(done);
+            return Ok(());
         }
         if let Some(decl) = line.strip_prefix(':') {
             let mut words = decl.split_whitespace();
-            let name = words.next().ok_or_else(|| SaveError::Malformed {
-                line: line_no,
-                text: line.to_string(),
-            })?;
+            let name = words.next().ok_or_else(malformed)?;
             let policy = match words.next() {
                 Some("-") | None => None,
                 Some(p) => Some(p.to_string()),
             };
-            let chain = table.chains.entry(name.to_string()).or_default();
+            let chain = self.table.chains.entry(name.to_string()).or_default();
             chain.name = name.to_string();
             chain.policy = policy;
-            continue;
+            return Ok(());
         }
         let (packets, bytes, body) = split_counters(line).unwrap_or((0, 0, line));
-        let Some(after_a) = body.strip_prefix("-A ") else {
-            return Err(SaveError::Malformed {
-                line: line_no,
-                text: line.to_string(),
-            });
-        };
+        let after_a = body.strip_prefix("-A ").ok_or_else(malformed)?;
         let (chain_name, rule_text) = match after_a.split_once(' ') {
             Some((c, r)) => (c, r.trim_start()),
             None => (after_a, ""),
         };
         if chain_name.is_empty() {
-            return Err(SaveError::Malformed {
-                line: line_no,
-                text: line.to_string(),
-            });
+            return Err(malformed());
         }
-        let chain = table.chains.entry(chain_name.to_string()).or_default();
+        if self.filling.as_deref() != Some(chain_name) {
+            self.complete(done);
+            self.filling = Some(chain_name.to_string());
+        }
+        let chain = self.table.chains.entry(chain_name.to_string()).or_default();
         if chain.name.is_empty() {
             chain.name = chain_name.to_string();
         }
+        // A save prints a chain's rules together; should one come back to a chain already
+        // complete (and packed), its rules are unpacked, and `done` sees it again.
+        chain.unpack();
         chain.rules.push(LiveRule {
             hash: find_hash(rule_text).map(str::to_string),
             text: rule_text.to_string(),
             packets,
             bytes,
         });
+        Ok(())
     }
-    Ok(table)
+}
+
+/// Reads the save output of every table at once (the save tool run without `-t`), keeping the
+/// tables hostfw owns (`TableName::OWNED`): each gets its own `TableReader`, which sees the
+/// table's lines from its `*table` line to its `COMMIT`, and iptables-nft's notice that the
+/// table is incompatible (so that reading it fails). Lines of other tables are dropped.
+#[derive(Debug, Default)]
+pub struct SavedTables {
+    tables: BTreeMap<TableName, TableReader>,
+    current: Option<TableName>,
+}
+
+impl SavedTables {
+    /// Take the next line (without its line break); `done` as for `TableReader`.
+    pub fn line(&mut self, line: &str, done: &mut dyn FnMut(TableName, &mut LiveChain)) {
+        let owned = |name: &str| TableName::OWNED.into_iter().find(|t| t.as_str() == name);
+        if let Some(name) = line.strip_prefix('*') {
+            self.current = owned(name.trim());
+        } else if line.starts_with('#') && line.contains("is incompatible") {
+            let name = line.split('`').nth(1).and_then(|r| r.split('\'').next());
+            if let Some(table) = name.and_then(owned) {
+                self.feed(table, line, done);
+            }
+            return;
+        }
+        if let Some(table) = self.current {
+            self.feed(table, line, done);
+        }
+        if line == "COMMIT" {
+            self.current = None;
+        }
+    }
+
+    fn feed(
+        &mut self,
+        table: TableName,
+        line: &str,
+        done: &mut dyn FnMut(TableName, &mut LiveChain),
+    ) {
+        self.tables
+            .entry(table)
+            .or_default()
+            .line(line, &mut |chain| done(table, chain));
+    }
+
+    /// Every table read, or the first (in table order) that could not be, and why.
+    pub fn finish(
+        self,
+        done: &mut dyn FnMut(TableName, &mut LiveChain),
+    ) -> Result<BTreeMap<TableName, LiveTable>, (TableName, SaveError)> {
+        self.tables
+            .into_iter()
+            .map(|(table, reader)| {
+                let read = reader.finish(&mut |chain| done(table, chain));
+                read.map(|t| (table, t)).map_err(|e| (table, e))
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -387,6 +516,99 @@ mod tests {
             input[0].text
         );
         assert_eq!(input[1].hash.as_deref(), Some("Cz_u1IQiXIMmKD4c"));
+    }
+
+    /// Each chain is handed over once its rules are all in, in save order, the last one at
+    /// `COMMIT`; a chain its rules come back to (a save never does this) is unpacked, filled
+    /// and handed over again, so packing in `done` loses nothing.
+    #[test]
+    fn chains_are_handed_over_complete_and_may_be_packed_there() {
+        let h = |n: u8| format!("cali:{}", char::from(b'a' + n).to_string().repeat(16));
+        let text = format!(
+            "*filter\n:cali-a - [0:0]\n:cali-b - [0:0]\n\
+             -A cali-a -m comment --comment \"{}\" -j ACCEPT\n\
+             -A cali-a -m comment --comment \"{}\" -j DROP\n\
+             -A cali-b -m comment --comment \"{}\" -j RETURN\n\
+             -A cali-a -m comment --comment \"{}\" -j MARK --set-xmark 0x1/0x1\n\
+             COMMIT\n",
+            h(0),
+            h(1),
+            h(2),
+            h(3)
+        );
+        let mut handed = Vec::new();
+        let mut done = |chain: &mut LiveChain| {
+            handed.push((chain.name.clone(), chain.len()));
+            chain.pack();
+        };
+        let mut reader = TableReader::default();
+        for line in text.lines() {
+            reader.line(line, &mut done);
+        }
+        let table = reader.finish(&mut done).expect("reads");
+        assert_eq!(
+            handed,
+            [
+                ("cali-a".to_string(), 2),
+                ("cali-b".to_string(), 1),
+                ("cali-a".to_string(), 3)
+            ]
+        );
+        let a = &table.chains["cali-a"];
+        assert!(a.packed.is_some());
+        let texts: Vec<String> = a.full_rules().iter().map(|r| r.text.clone()).collect();
+        assert_eq!(
+            texts,
+            [
+                format!("-m comment --comment \"{}\" -j ACCEPT", h(0)),
+                format!("-m comment --comment \"{}\" -j DROP", h(1)),
+                format!(
+                    "-m comment --comment \"{}\" -j MARK --set-xmark 0x1/0x1",
+                    h(3)
+                ),
+            ]
+        );
+    }
+
+    /// A whole save (no `-t`): the tables hostfw owns, each read on its own (line numbers from
+    /// its `*table` line); other tables dropped; iptables-nft's notice makes its table fail.
+    #[test]
+    fn a_whole_save_reads_our_tables_and_refuses_an_incompatible_one() {
+        let text = "# Generated by iptables-nft-save v1.8.9\n\
+                    *security\n:INPUT ACCEPT [0:0]\n-A INPUT -j DROP\nCOMMIT\n\
+                    *nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n\
+                    *mangle\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j cali-PREROUTING\nCOMMIT\n\
+                    # Completed on Sun Nov 22 00:12:08 2026\n";
+        let read = |text: &str| {
+            let mut saved = SavedTables::default();
+            for line in text.lines() {
+                saved.line(line, &mut |_, _| {});
+            }
+            saved.finish(&mut |_, _| {})
+        };
+        let tables = read(text).expect("reads");
+        assert_eq!(
+            tables.keys().copied().collect::<Vec<_>>(),
+            [TableName::Mangle, TableName::Nat]
+        );
+        assert_eq!(
+            tables[&TableName::Mangle].chains["PREROUTING"].rules[0].text,
+            "-j cali-PREROUTING"
+        );
+        let notice = "# Table `filter' is incompatible, use 'nft' tool.\n";
+        let refused = read(&format!("{text}{notice}")).expect_err("filter is incompatible");
+        assert!(
+            matches!(
+                refused,
+                (TableName::Filter, SaveError::Incompatible { line: 1, .. })
+            ),
+            "{refused:?}"
+        );
+        let garbage = "*mangle\n:PREROUTING ACCEPT [0:0]\n-I PREROUTING -j ACCEPT\nCOMMIT\n";
+        assert!(matches!(
+            read(garbage),
+            Err((TableName::Mangle, SaveError::Malformed { line: 3, .. }))
+        ));
     }
 
     #[test]

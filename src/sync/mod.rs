@@ -25,8 +25,8 @@ use crate::dataplane::{Backend, Dataplane, DataplaneError};
 use crate::ruleset::ipset::{parse_ipset_save, write_add, write_create, LiveIpsets};
 use crate::ruleset::memo::HashMemo;
 use crate::ruleset::plan::{self, LiveState, Overtaken, Plan, PlanOptions, Suspects, TablePlan};
-use crate::ruleset::replay::replay;
-use crate::ruleset::save::{parse_save, LiveChain, LiveRule, LiveTable};
+use crate::ruleset::replay::replay_with;
+use crate::ruleset::save::{parse_save, LiveChain, LiveRule, LiveTable, SavedTables};
 use crate::ruleset::{Family, Ipset, Ruleset, Table, TableName};
 use rollback::Snapshot;
 use std::borrow::Cow;
@@ -206,9 +206,16 @@ pub struct LiveCache {
 /// colliding digest; an accidental collision (a change going unnoticed) has odds of 2^-64.
 #[derive(Debug, Clone, Default)]
 struct RuleDigests {
-    key: std::hash::RandomState,
-    chains: BTreeMap<(Family, TableName, String), KnownChain>,
+    key: DigestKey,
+    chains: BTreeMap<ChainKey, KnownChain>,
 }
+
+/// A chain of one family's table.
+type ChainKey = (Family, TableName, String);
+
+/// The random key of a cache's digests (`RuleDigests`); a `Reader` digests with a copy.
+#[derive(Debug, Clone, Default)]
+struct DigestKey(std::hash::RandomState);
 
 /// The hashed rules of one chain, in kernel order.
 #[derive(Debug, Clone)]
@@ -224,10 +231,10 @@ struct RuleDigest {
     text: u64,
 }
 
-impl RuleDigests {
+impl DigestKey {
     fn digest(&self, text: &str) -> u64 {
         use std::hash::BuildHasher;
-        self.key.hash_one(text)
+        self.0.hash_one(text)
     }
 
     fn rule(&self, rule: &LiveRule) -> Option<RuleDigest> {
@@ -237,10 +244,24 @@ impl RuleDigests {
         })
     }
 
+    /// The hashed rules of `rules`; `None` when there are none.
+    fn chain(&self, rules: &[LiveRule]) -> Option<KnownChain> {
+        let rules: Vec<RuleDigest> = rules.iter().filter_map(|r| self.rule(r)).collect();
+        if rules.is_empty() {
+            return None;
+        }
+        let distinct: std::collections::HashSet<u64> = rules.iter().map(|r| r.hash).collect();
+        let unique = distinct.len() == rules.len();
+        Some(KnownChain { rules, unique })
+    }
+}
+
+impl RuleDigests {
     /// Forget everything and remember the hashed rules of `live` as the kernel printed them
     /// (a chain known only from what was written is learnt at its next read). A packed chain
-    /// as read is the one last learnt, and a chain in `keep` was found changed (it is about to
-    /// be repaired from what was remembered): what was remembered of those stays.
+    /// holds no texts to learn from: it was read (and learnt, `learn_read`) before, or kept
+    /// from the cache. A chain in `keep` was found changed (it is about to be repaired from
+    /// what was remembered): what was remembered of those stays.
     fn learn(&mut self, live: &Live, keep: &Suspects) {
         let mut chains = BTreeMap::new();
         for state in &live.tables {
@@ -253,38 +274,36 @@ impl RuleDigests {
                         }
                         continue;
                     }
-                    let rules: Vec<RuleDigest> =
-                        chain.rules.iter().filter_map(|r| self.rule(r)).collect();
-                    if rules.is_empty() {
-                        continue;
+                    if let Some(known) = self.key.chain(&chain.rules) {
+                        chains.insert(key, known);
                     }
-                    let distinct: std::collections::HashSet<u64> =
-                        rules.iter().map(|r| r.hash).collect();
-                    let unique = distinct.len() == rules.len();
-                    chains.insert(key, KnownChain { rules, unique });
                 }
             }
         }
         self.chains = chains;
     }
 
-    /// The first hashed rule of `chain` whose text differs from the text remembered under the
-    /// same hash (the last one remembered when the chain held a hash twice). Positions are
-    /// compared first: unless the chain was reordered, that is all it takes. A packed chain
-    /// comes from the cache, not from a read: nothing new to compare.
-    fn changed<'a>(
-        &self,
-        family: Family,
-        table: TableName,
-        chain: &'a LiveChain,
-    ) -> Option<&'a str> {
-        if chain.packed.is_some() {
-            return None;
+    /// Remember what a read digested as it came in (`Fresh`) instead of everything before;
+    /// the chains in `keep` keep what was remembered of them, as in `learn`.
+    fn learn_read(&mut self, read: BTreeMap<ChainKey, KnownChain>, keep: &Suspects) {
+        let mut chains = read;
+        for key in &keep.chains {
+            match self.chains.remove(key) {
+                Some(known) => chains.insert(key.clone(), known),
+                None => chains.remove(key),
+            };
         }
-        let known = self.chains.get(&(family, table, chain.name.clone()))?;
+        self.chains = chains;
+    }
+
+    /// Where `seen` (the hashed rules of `key`'s chain as read now) first holds a rule whose
+    /// text differs from the text remembered under the same hash (the last one remembered
+    /// when the chain held a hash twice): its place among the chain's hashed rules. Positions
+    /// are compared first: unless the chain was reordered, that is all it takes.
+    fn changed(&self, key: &ChainKey, seen: &KnownChain) -> Option<usize> {
+        let known = self.chains.get(key)?;
         let mut by_hash: Option<std::collections::HashMap<u64, u64>> = None;
-        let hashed = chain.rules.iter().filter_map(|r| Some((r, self.rule(r)?)));
-        for (i, (rule, seen)) in hashed.enumerate() {
+        for (i, seen) in seen.rules.iter().enumerate() {
             let remembered = match known.rules.get(i) {
                 Some(k) if known.unique && k.hash == seen.hash => Some(k.text),
                 _ => by_hash
@@ -293,10 +312,36 @@ impl RuleDigests {
                     .copied(),
             };
             if remembered.is_some_and(|text| text != seen.text) {
-                return rule.hash.as_deref();
+                return Some(i);
             }
         }
         None
+    }
+}
+
+/// A state read through a `Reader`: with a packing cache's reader, our chains packed as they
+/// came in; and what was digested of every chain's hashed rules on the way, which the cache
+/// compares with what it remembers (`LiveCache::start_from`).
+#[derive(Debug)]
+pub struct Fresh {
+    live: Live,
+    digests: BTreeMap<ChainKey, KnownChain>,
+}
+
+/// How a cache reads the kernel (`LiveCache::reader`); `Send`, for a caller that reads on a
+/// thread of its own.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    key: DigestKey,
+    pack: bool,
+}
+
+impl Reader {
+    /// Read every table of every supported family, and our ipsets (`read_live`), digesting
+    /// each chain as it comes in and, for a packing cache, packing our chains then: the read
+    /// never holds a table's whole text, nor (packing) every rule's.
+    pub fn read(&self, dp: &dyn Dataplane) -> Result<Fresh, SyncError> {
+        read_with(dp, Some(self))
     }
 }
 
@@ -319,23 +364,47 @@ impl LiveCache {
         }
     }
 
-    /// Plan the next reconcile from `live`, a state read since the cached one was taken (the
-    /// daemon reads for its drift checks on a helper thread, `read_live`). A packing cache
-    /// compares its texts with the remembered ones and learns them at once, then packs its
-    /// chains of ours: the reconcile that follows renders the desired state first, and the
-    /// read's every rule text need not be alive beside it (hundreds of megabytes at 10,000
-    /// policies). A chain found changed keeps what was remembered of it, so a pass that fails
-    /// to repair it still finds it changed on the next read.
-    pub fn start_from(&mut self, mut live: Live) {
-        if self.pack {
-            let judged = self.suspects(&live);
-            self.texts.learn(&live, &judged);
-            for table in live.tables.iter_mut().flat_map(|s| s.tables.values_mut()) {
-                pack_owned(table, |_| true);
-            }
-            self.judged = Some(judged);
+    /// How to read for this cache (`start_from`).
+    pub fn reader(&self) -> Reader {
+        Reader {
+            key: self.texts.key.clone(),
+            pack: self.pack,
         }
+    }
+
+    /// Plan the next reconcile from `fresh`, a state read (with this cache's `reader`) since
+    /// the cached one was taken: the daemon reads for its drift checks on a helper thread. The
+    /// read's digests are compared with the remembered ones and learnt at once; a chain found
+    /// changed keeps what was remembered of it, so a pass that fails to repair it still finds
+    /// it changed on the next read.
+    pub fn start_from(&mut self, fresh: Fresh) {
+        let (live, judged) = self.take_in(fresh);
         self.live = Some(live);
+        self.judged = Some(judged);
+    }
+
+    /// Judge `fresh` against the remembered texts and learn it (`start_from`): its state, and
+    /// the chains found changed in it.
+    fn take_in(&mut self, fresh: Fresh) -> (Live, Suspects) {
+        let Fresh { live, digests } = fresh;
+        let mut judged = Suspects::default();
+        for state in &live.tables {
+            for (table, lt) in &state.tables {
+                for chain in lt.chains.values() {
+                    let key = (state.family, *table, chain.name.clone());
+                    let Some(seen) = digests.get(&key) else {
+                        continue;
+                    };
+                    if let Some(at) = self.texts.changed(&key, seen) {
+                        let hash = chain.views().filter_map(|v| v.hash).nth(at);
+                        warn_changed(&key, hash.unwrap_or("?"));
+                        judged.chains.insert(key);
+                    }
+                }
+            }
+        }
+        self.texts.learn_read(digests, &judged);
+        (live, judged)
     }
 
     /// Forget the cached state (e.g. after the kernel may have been changed by someone else):
@@ -354,28 +423,37 @@ impl LiveCache {
         self.texts.learn(live, &Suspects::default());
     }
 
-    /// Chains holding a rule of ours whose text differs from the remembered one.
+    /// Chains of `live` (a state not read through `reader`) holding a rule of ours whose text
+    /// differs from the remembered one. A packed chain comes from the cache, not from a read:
+    /// nothing new to compare.
     fn suspects(&self, live: &Live) -> Suspects {
         let mut suspects = Suspects::default();
         for state in &live.tables {
             for (table, lt) in &state.tables {
-                for chain in lt.chains.values() {
-                    if let Some(hash) = self.texts.changed(state.family, *table, chain) {
-                        log::warn!(
-                            "{} {} chain {}: rule cali:{hash} was changed in place (kept its hash): repairing",
-                            family_name(state.family),
-                            table.as_str(),
-                            chain.name,
-                        );
-                        suspects
-                            .chains
-                            .insert((state.family, *table, chain.name.clone()));
+                for chain in lt.chains.values().filter(|c| c.packed.is_none()) {
+                    let key = (state.family, *table, chain.name.clone());
+                    let Some(seen) = self.texts.key.chain(&chain.rules) else {
+                        continue;
+                    };
+                    if let Some(at) = self.texts.changed(&key, &seen) {
+                        let hash = chain.rules.iter().filter_map(|r| r.hash.as_deref()).nth(at);
+                        warn_changed(&key, hash.unwrap_or("?"));
+                        suspects.chains.insert(key);
                     }
                 }
             }
         }
         suspects
     }
+}
+
+/// Log a rule of ours found changed in place.
+fn warn_changed((family, table, chain): &ChainKey, hash: &str) {
+    log::warn!(
+        "{} {} chain {chain}: rule cali:{hash} was changed in place (kept its hash): repairing",
+        family_name(*family),
+        table.as_str(),
+    );
 }
 
 /// Families this dataplane can program, in write order.
@@ -391,30 +469,68 @@ fn families(dp: &dyn Dataplane) -> Vec<Family> {
 /// other's, and on nft one family's save alone takes seconds at 1,000 policies. Errors are
 /// reported in family order, the ipsets' last, as a sequential read would.
 pub fn read_live(dp: &dyn Dataplane) -> Result<Live, SyncError> {
-    let (tables, ipsets) = std::thread::scope(|scope| {
-        let readers: Vec<_> = families(dp)
-            .into_iter()
-            .map(|family| scope.spawn(move || read_family(dp, family)))
-            .collect();
-        let ipsets = read_ipsets(dp);
-        let tables: Vec<_> = readers.into_iter().map(crate::parallel::join).collect();
-        (tables, ipsets)
-    });
-    Ok(Live {
-        tables: tables.into_iter().collect::<Result<Vec<_>, _>>()?,
-        ipsets: ipsets?,
-    })
+    read_with(dp, None).map(|fresh| fresh.live)
 }
 
-fn read_family(dp: &dyn Dataplane, family: Family) -> Result<LiveState, SyncError> {
-    let saved = dp
-        .save_tables(family)
-        .map_err(|source| SyncError::Read { family, source })?;
-    let mut tables = BTreeMap::new();
-    for (table, text) in saved {
-        tables.insert(table, parse_table(family, table, &text)?);
+/// `read_live`, digesting (and packing) as `reader` says when given.
+fn read_with(dp: &dyn Dataplane, reader: Option<&Reader>) -> Result<Fresh, SyncError> {
+    let (families, ipsets) = std::thread::scope(|scope| {
+        let readers: Vec<_> = families(dp)
+            .into_iter()
+            .map(|family| scope.spawn(move || read_family(dp, family, reader)))
+            .collect();
+        let ipsets = read_ipsets(dp);
+        let families: Vec<_> = readers.into_iter().map(crate::parallel::join).collect();
+        (families, ipsets)
+    });
+    let mut fresh = Fresh {
+        live: Live {
+            tables: Vec::new(),
+            ipsets: LiveIpsets::default(),
+        },
+        digests: BTreeMap::new(),
+    };
+    for family in families {
+        let (state, digests) = family?;
+        fresh.live.tables.push(state);
+        fresh.digests.extend(digests);
     }
-    Ok(LiveState { family, tables })
+    fresh.live.ipsets = ipsets?;
+    Ok(fresh)
+}
+
+/// One family's tables, each chain handed as it completes to `reader` (when given) to digest
+/// and, packing, to pack if it is ours.
+fn read_family(
+    dp: &dyn Dataplane,
+    family: Family,
+    reader: Option<&Reader>,
+) -> Result<(LiveState, BTreeMap<ChainKey, KnownChain>), SyncError> {
+    let mut saved = SavedTables::default();
+    let mut digests = BTreeMap::new();
+    let mut done = |table: TableName, chain: &mut LiveChain| {
+        let Some(reader) = reader else {
+            return;
+        };
+        let key = (family, table, chain.name.clone());
+        match reader.key.chain(&chain.rules) {
+            Some(known) => digests.insert(key, known),
+            None => digests.remove(&key),
+        };
+        if reader.pack && plan::is_owned_chain(&chain.name) {
+            chain.pack();
+        }
+    };
+    dp.save_tables(family, &mut |line| saved.line(line, &mut done))
+        .map_err(|source| SyncError::Read { family, source })?;
+    let tables = saved
+        .finish(&mut done)
+        .map_err(|(table, e)| SyncError::Parse {
+            family,
+            table: table.as_str(),
+            message: e.to_string(),
+        })?;
+    Ok((LiveState { family, tables }, digests))
 }
 
 fn parse_table(family: Family, table: TableName, text: &str) -> Result<LiveTable, SyncError> {
@@ -436,8 +552,8 @@ fn read_ipsets(dp: &dyn Dataplane) -> Result<LiveIpsets, SyncError> {
 /// chains it wrote are read back where that is cheap (`read_back_hooks`); the ipsets are read
 /// again when they changed (`ipset save` of our sets is cheap, and their members are not in the
 /// plan's text in a form worth replaying). The families are handled at the same time, as
-/// `read_live` reads them. With `pack`, each table's replayed chains of ours are packed at once
-/// (`LiveCache::packing`): a first apply then never holds every rule's text at the same time.
+/// `read_live` reads them. With `pack`, each chain of ours is packed as soon as its replay is
+/// complete (`LiveCache::packing`): a first apply then never holds every rule's text at once.
 fn after_write(
     dp: &dyn Dataplane,
     mut live: Live,
@@ -472,7 +588,12 @@ fn after_write_family(
         .filter(|t| t.family == family && !t.is_empty())
     {
         let table = state.tables.entry(t.table).or_default();
-        if let Err(e) = replay(table, &t.restore_input) {
+        let mut done = |chain: &mut LiveChain| {
+            if pack && plan::is_owned_chain(&chain.name) {
+                chain.pack();
+            }
+        };
+        if let Err(e) = replay_with(table, &t.restore_input, &mut done) {
             // `table` stays replayed as far as the input went: every chain the input declares
             // comes first, so it still says which chains should hold something of ours.
             log::warn!(
@@ -488,7 +609,8 @@ fn after_write_family(
             read_back |= read_back_hooks(dp, family, t, table)?;
         }
         if pack {
-            // What was read back is learnt (`RuleDigests::learn`) first, and packed after.
+            // Our chains were packed as they were replayed; what was read back is learnt
+            // (`RuleDigests::learn`) first, and packed after.
             pack_owned(table, |c| c.unverified);
         }
     }
@@ -855,15 +977,21 @@ fn pass(
     opts: &SyncOptions,
     check: Check,
     start: (Option<Live>, Option<Suspects>),
-    cache: &LiveCache,
+    cache: &mut LiveCache,
     make_plan: &impl Fn(&Live, &Suspects) -> Plan,
     report: &mut ReconcileReport,
 ) -> Result<Live, SyncError> {
-    let (live, judged) = match start {
-        (Some(live), judged) => (live, judged),
-        (None, _) => (read_live(dp)?, None),
+    let (live, suspects) = match start {
+        (Some(live), Some(judged)) => (live, judged),
+        (Some(live), None) => {
+            let suspects = cache.suspects(&live);
+            (live, suspects)
+        }
+        (None, _) => {
+            let fresh = cache.reader().read(dp)?;
+            cache.take_in(fresh)
+        }
     };
-    let suspects = judged.unwrap_or_else(|| cache.suspects(&live));
     let planning = Instant::now();
     let plan = make_plan(&live, &suspects);
     log::debug!("planned in {} ms", planning.elapsed().as_millis());
@@ -1005,7 +1133,7 @@ fn put_back(dp: &dyn Dataplane, before: &Live, written: &[(Family, TableName)], 
             ipsets: read_ipsets(dp).map_err(|e| e.to_string())?,
         };
         for family in written.iter().map(|(f, _)| *f).collect::<BTreeSet<_>>() {
-            let mut state = read_family(dp, family).map_err(|e| e.to_string())?;
+            let (mut state, _) = read_family(dp, family, None).map_err(|e| e.to_string())?;
             state
                 .tables
                 .retain(|table, _| written.contains(&(family, *table)));
@@ -1889,12 +2017,12 @@ mod tests {
             let mut cache = LiveCache::packing();
             reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
             // A check learns the texts as the kernel prints them.
-            cache.start_from(read_live(&fake).unwrap());
+            cache.start_from(cache.reader().read(&fake).unwrap());
             assert!(reconcile_cached(&both(22), &fake, &quick(), &mut cache)
                 .unwrap()
                 .in_sync());
             let original = widen_first_rule_of_cali_input(&fake);
-            cache.start_from(read_live(&fake).unwrap());
+            cache.start_from(cache.reader().read(&fake).unwrap());
             let owned = owned_chains(&cache);
             assert!(
                 owned
