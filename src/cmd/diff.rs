@@ -94,7 +94,7 @@ mod tests {
             delete: Vec::new(),
             hooks: vec!["INPUT".into()],
             kept: Vec::new(),
-            restore_input: input.into(),
+            restore_input: crate::ruleset::restore::RestoreScript::from_text(input.into()),
         };
         let plan = Plan {
             ipsets: Default::default(),

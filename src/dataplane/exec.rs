@@ -5,6 +5,7 @@
 //! while a child runs, so the daemon pings the systemd watchdog during a long restore).
 
 use super::DataplaneError;
+use crate::ruleset::restore::RestoreScript;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -48,8 +49,16 @@ pub fn while_waiting(hook: impl Fn() + Send + Sync + 'static) {
 
 /// The deadline for a child fed `input`: the base plus one second per 100 KB, because
 /// `iptables-nft-restore` of a 100,000-rule payload legitimately runs for tens of seconds.
-pub(crate) fn timeout_for(input: &str) -> Duration {
-    CHILD_TIMEOUT + Duration::from_secs(input.len() as u64 / 100_000)
+pub(crate) fn timeout_for(input_bytes: usize) -> Duration {
+    CHILD_TIMEOUT + Duration::from_secs(input_bytes as u64 / 100_000)
+}
+
+/// What a child is fed on stdin.
+#[derive(Clone, Copy)]
+pub(crate) enum Input<'a> {
+    Text(&'a str),
+    /// Written out as it is fed (`RestoreScript::write_out`), never whole.
+    Script(&'a RestoreScript),
 }
 
 /// What a finished child left behind.
@@ -92,7 +101,29 @@ pub(crate) fn run_unless(
     cancel: &AtomicBool,
 ) -> Result<Output, DataplaneError> {
     let mut bytes = Vec::new();
-    let (status, stderr) = run_into(program, args, stdin, timeout, cancel, &mut |chunk| {
+    let input = stdin.map(Input::Text);
+    let (status, stderr) = run_into(program, args, input, timeout, cancel, &mut |chunk| {
+        bytes.extend_from_slice(chunk)
+    })?;
+    Ok(Output {
+        status,
+        stdout: String::from_utf8_lossy(&bytes).into_owned(),
+        stderr,
+    })
+}
+
+/// `run_unless` fed `script` as it is written out: the text of a large restore is never
+/// whole in memory. The output is collected as `run_unless` collects it.
+pub(crate) fn run_script_unless(
+    program: &Path,
+    args: &[&str],
+    script: &RestoreScript,
+    timeout: Duration,
+    cancel: &AtomicBool,
+) -> Result<Output, DataplaneError> {
+    let mut bytes = Vec::new();
+    let input = Some(Input::Script(script));
+    let (status, stderr) = run_into(program, args, input, timeout, cancel, &mut |chunk| {
         bytes.extend_from_slice(chunk)
     })?;
     Ok(Output {
@@ -172,7 +203,7 @@ const CHUNKS_WAITING: usize = 4;
 fn run_into(
     program: &Path,
     args: &[&str],
-    stdin: Option<&str>,
+    stdin: Option<Input>,
     timeout: Duration,
     cancel: &AtomicBool,
     stdout: &mut dyn FnMut(&[u8]),
@@ -201,13 +232,26 @@ fn run_into(
     // Feed stdin and read both outputs on their own threads so a large payload cannot
     // deadlock against a full pipe. The threads are not joined when the child is killed: a
     // grandchild it left may hold a pipe open for as long as it likes.
-    let writer = stdin.map(|text| {
-        let mut pipe = child.stdin.take();
-        let text = text.to_owned();
+    // The writer owns what it writes (a copy of a text, a script's shared pieces) because it
+    // may outlive this call.
+    let writer = stdin.map(|input| {
+        let pipe = child.stdin.take();
+        let feed = match input {
+            Input::Text(text) => Feed::Text(text.to_owned()),
+            Input::Script(script) => Feed::Script(script.clone()),
+        };
         thread::spawn(move || {
-            if let Some(pipe) = pipe.as_mut() {
-                // A child that exits early closes its stdin; its exit status tells why.
-                let _ = pipe.write_all(text.as_bytes());
+            let Some(mut pipe) = pipe else {
+                return;
+            };
+            // A child that exits early closes its stdin; its exit status tells why.
+            match feed {
+                Feed::Text(text) => {
+                    let _ = pipe.write_all(text.as_bytes());
+                }
+                Feed::Script(script) => {
+                    script.write_out(&mut |text| pipe.write_all(text.as_bytes()).is_ok())
+                }
             }
         })
     });
@@ -250,6 +294,12 @@ fn run_into(
         let _ = writer.join();
     }
     Ok((status, stderr.join().unwrap_or_default()))
+}
+
+/// What the writer thread owns of an `Input`.
+enum Feed {
+    Text(String),
+    Script(RestoreScript),
 }
 
 /// `flag` or `cancel_children` was set.
@@ -456,6 +506,57 @@ mod tests {
         assert_eq!(out.stdout.len(), payload.len());
     }
 
+    /// A script of one chain of `rules` rules, written out in many chunks.
+    fn big_script(rules: usize) -> RestoreScript {
+        use crate::ruleset::memo::ChainHashes;
+        use crate::ruleset::restore::RestoreBuilder;
+        use crate::ruleset::{Chain, Rule, TableName};
+        let chain = Chain {
+            name: "cali-po-big".into(),
+            rules: (0..rules)
+                .map(|i| Rule::jump_to(&format!("cali-pi-{i}")))
+                .collect::<Vec<_>>()
+                .into(),
+        };
+        let mut b = RestoreBuilder::new();
+        b.start(TableName::Filter);
+        b.chain_line(&chain.name);
+        b.fill(
+            &chain.name,
+            &chain.rules,
+            &std::sync::Arc::new(ChainHashes::of(&chain)),
+        );
+        b.commit();
+        b.into_script()
+    }
+
+    #[test]
+    fn a_script_is_fed_whole_and_in_order() {
+        let cat = find_in_path("cat").expect("cat is in PATH");
+        let script = big_script(50_000);
+        let cancel = AtomicBool::new(false);
+        let out = run_script_unless(&cat, &[], &script, CHILD_TIMEOUT, &cancel).unwrap();
+        assert!(out.status.success());
+        assert!(out.stdout.len() > 1_000_000, "{} bytes", out.stdout.len());
+        assert!(out.stdout == script.text(), "the child read another text");
+    }
+
+    #[test]
+    fn a_child_that_stops_reading_its_script_is_not_waited_on() {
+        let head = find_in_path("head").expect("head is in PATH");
+        let cancel = AtomicBool::new(false);
+        let out = run_script_unless(
+            &head,
+            &["-c", "10"],
+            &big_script(50_000),
+            CHILD_TIMEOUT,
+            &cancel,
+        )
+        .unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout, "*filter\n:c");
+    }
+
     #[test]
     fn output_read_by_lines_arrives_whole_and_in_order() {
         let seq = find_in_path("seq").expect("seq is in PATH");
@@ -518,11 +619,10 @@ mod tests {
 
     #[test]
     fn large_inputs_get_a_longer_deadline() {
-        assert_eq!(timeout_for(""), CHILD_TIMEOUT);
+        assert_eq!(timeout_for(0), CHILD_TIMEOUT);
         // A 25 MB restore payload (about 200,000 rules) gets 250 s more than the base.
-        let payload = "x".repeat(25_000_000);
         assert_eq!(
-            timeout_for(&payload),
+            timeout_for(25_000_000),
             CHILD_TIMEOUT + Duration::from_secs(250)
         );
     }

@@ -15,6 +15,7 @@ pub use exec::{cancel_children, while_waiting};
 pub use real::{probe, RealDataplane};
 
 use crate::ruleset::ipset::is_owned_set;
+use crate::ruleset::restore::RestoreScript;
 use crate::ruleset::{Family, TableName};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -169,6 +170,17 @@ pub trait Dataplane: Sync {
     }
     /// Feed `input` to `iptables-restore --noflush` (one table, one transaction).
     fn restore(&self, family: Family, table: TableName, input: &str) -> Result<(), DataplaneError>;
+    /// `restore` of a plan's script. The real dataplane feeds it to the tool as it is written
+    /// out, never whole (at 1,000 policies a first apply's text is ~8 MB a family); the
+    /// default writes out the text and restores that.
+    fn restore_script(
+        &self,
+        family: Family,
+        table: TableName,
+        script: &RestoreScript,
+    ) -> Result<(), DataplaneError> {
+        self.restore(family, table, &script.text())
+    }
     /// `ipset save` output restricted to hostfw's sets (`ruleset::ipset::is_owned_set`).
     fn ipset_save(&self) -> Result<String, DataplaneError>;
     /// Feed `input` to `ipset restore -exist`.

@@ -5,6 +5,7 @@
 use super::backend::{self, BackendObservation, BackendProbe};
 use super::exec::{self, timeout_for, FailureKind, CHILD_TIMEOUT};
 use super::{filter_ipset_save, match_set_names, Backend, Dataplane, DataplaneError};
+use crate::ruleset::restore::RestoreScript;
 use crate::ruleset::{Family, TableName};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -253,9 +254,30 @@ impl Dataplane for RealDataplane {
         input: &str,
     ) -> Result<(), DataplaneError> {
         let program = &self.tools(family)?.restore;
-        let out = self.run(program, &RESTORE_ARGS, Some(input), timeout_for(input))?;
+        let out = self.run(
+            program,
+            &RESTORE_ARGS,
+            Some(input),
+            timeout_for(input.len()),
+        )?;
         if !out.status.success() {
             return Err(failure(program, &out, Some(input)));
+        }
+        Ok(())
+    }
+
+    fn restore_script(
+        &self,
+        family: Family,
+        _table: TableName,
+        script: &RestoreScript,
+    ) -> Result<(), DataplaneError> {
+        let program = &self.tools(family)?.restore;
+        let timeout = timeout_for(script.approx_len());
+        let out = exec::run_script_unless(program, &RESTORE_ARGS, script, timeout, &self.abandon)?;
+        if !out.status.success() {
+            // The text is made again only to quote the line the tool refused.
+            return Err(failure(program, &out, Some(&script.text())));
         }
         Ok(())
     }
@@ -284,7 +306,7 @@ impl Dataplane for RealDataplane {
             program,
             &["restore", "-exist"],
             Some(input),
-            timeout_for(input),
+            timeout_for(input.len()),
         )?;
         if !out.status.success() {
             return Err(failure(program, &out, Some(input)));

@@ -3,6 +3,7 @@
 
 use super::{Metrics, Values};
 use crate::dataplane::{Backend, Dataplane, DataplaneError};
+use crate::ruleset::restore::RestoreScript;
 use crate::ruleset::{Family, TableName};
 use std::sync::Arc;
 
@@ -41,6 +42,24 @@ impl<D: Dataplane> Metered<D> {
         result
     }
 
+    /// Counts a restore of `lines` lines (Felix counts every line it feeds iptables-restore,
+    /// `*table` and COMMIT included).
+    fn restored(
+        &self,
+        family: Family,
+        table: TableName,
+        lines: usize,
+        result: Result<(), DataplaneError>,
+    ) -> Result<(), DataplaneError> {
+        let failed = result.is_err();
+        self.metrics.update(|v| {
+            v.restore_calls += 1;
+            v.restore_errors += u64::from(failed);
+            *v.lines_executed.entry((family, table)).or_default() += lines as u64;
+        });
+        result
+    }
+
     fn saved<T>(&self, result: Result<T, DataplaneError>) -> Result<T, DataplaneError> {
         self.counted(result, |v| (&mut v.save_calls, &mut v.save_errors))
     }
@@ -65,15 +84,17 @@ impl<D: Dataplane> Dataplane for Metered<D> {
 
     fn restore(&self, family: Family, table: TableName, input: &str) -> Result<(), DataplaneError> {
         let result = self.inner.restore(family, table, input);
-        let failed = result.is_err();
-        // Felix counts every line it feeds iptables-restore, `*table` and COMMIT included.
-        let lines = input.lines().count() as u64;
-        self.metrics.update(|v| {
-            v.restore_calls += 1;
-            v.restore_errors += u64::from(failed);
-            *v.lines_executed.entry((family, table)).or_default() += lines;
-        });
-        result
+        self.restored(family, table, input.lines().count(), result)
+    }
+
+    fn restore_script(
+        &self,
+        family: Family,
+        table: TableName,
+        script: &RestoreScript,
+    ) -> Result<(), DataplaneError> {
+        let result = self.inner.restore_script(family, table, script);
+        self.restored(family, table, script.lines(), result)
     }
 
     fn ipset_save(&self) -> Result<String, DataplaneError> {

@@ -270,7 +270,9 @@ mod tests {
             delete: Vec::new(),
             hooks: Vec::new(),
             kept: Vec::new(),
-            restore_input: "*filter\nCOMMIT\n".into(),
+            restore_input: crate::ruleset::restore::RestoreScript::from_text(
+                "*filter\nCOMMIT\n".into(),
+            ),
         };
         let plan = Plan {
             ipsets: IpsetPlan {

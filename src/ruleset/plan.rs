@@ -35,7 +35,7 @@ use super::hash::hook_hashes;
 use super::ipset::{normalize_member, write_add, write_create, write_del};
 use super::memo::{ChainHashes, HashMemo};
 use super::packed::target_part;
-use super::restore::{kernel_chain_rank, RestoreBuilder};
+use super::restore::{kernel_chain_rank, RestoreBuilder, RestoreScript};
 use super::save::{LiveChain, LiveTable};
 use super::{Action, Chain, Family, Ipset, LiveIpsets, Match, Rule, Ruleset, Table, TableName};
 use std::collections::{BTreeMap, BTreeSet};
@@ -73,7 +73,7 @@ pub struct TablePlan {
     /// Our chains no longer wanted that foreign rules still jump to: emptied, not deleted.
     pub kept: Vec<KeptChain>,
     /// `iptables-restore --noflush` input; empty when the table is in sync.
-    pub restore_input: String,
+    pub restore_input: RestoreScript,
 }
 
 /// A chain of ours that cannot be deleted yet, and the foreign chains whose rules jump to it.
@@ -496,8 +496,7 @@ fn plan_table(
         });
     }
 
-    let rules_out: usize = to_write.iter().map(|(c, _)| c.rules.len()).sum();
-    let mut b = RestoreBuilder::with_capacity(rules_out * 160 + 64);
+    let mut b = RestoreBuilder::new();
     b.start(name);
     // 1. `:chain - [0:0]` creates new chains, and flushes rewritten and doomed ones (a doomed
     //    chain's own jumps must go before `-X` of anything it references).
@@ -511,9 +510,7 @@ fn plan_table(
     }
     // 2. Contents of new and rewritten chains.
     for (chain, hashes) in &to_write {
-        for (rule, hash) in chain.rules.iter().zip(hashes.iter()) {
-            b.append(&chain.name, hash, rule);
-        }
+        b.fill(&chain.name, &chain.rules, hashes);
     }
     // 3. Hook rules in kernel (and any other foreign) chains.
     let hooks = plan_hooks(&mut b, desired, live, suspect);
@@ -539,7 +536,7 @@ fn plan_table(
         delete,
         hooks,
         kept,
-        restore_input: b.finish(),
+        restore_input: b.into_script(),
     }
 }
 
@@ -1066,7 +1063,7 @@ mod tests {
             opts,
         );
         let mut after = live.clone();
-        apply(&mut after, &filter_plan(&p).restore_input);
+        apply(&mut after, &filter_plan(&p).restore_input.text());
         (p, after)
     }
 
@@ -1099,8 +1096,9 @@ mod tests {
         assert_eq!(fp.hooks, ["INPUT", "FORWARD"]);
         assert!(fp
             .restore_input
+            .text()
             .starts_with("*filter\n:cali-INPUT - [0:0]\n"));
-        assert!(fp.restore_input.ends_with("COMMIT\n"));
+        assert!(fp.restore_input.text().ends_with("COMMIT\n"));
         // Insert mode: our hook is first, the user's rule follows; FORWARD's always-appended
         // rule is after DOCKER-USER's jump.
         assert_eq!(
@@ -1138,8 +1136,8 @@ mod tests {
         let fp = filter_plan(&p);
         assert_eq!(fp.rewrite, ["cali-fh-eth0"]);
         assert!(fp.create.is_empty() && fp.delete.is_empty() && fp.hooks.is_empty());
-        assert!(!fp.restore_input.contains("cali-INPUT"));
-        assert!(!fp.restore_input.contains("-A cali-pi-a"));
+        assert!(!fp.restore_input.text().contains("cali-INPUT"));
+        assert!(!fp.restore_input.text().contains("-A cali-pi-a"));
         assert_eq!(after.chains["cali-fh-eth0"].rules.len(), 3);
         assert!(replan(&new, &after).is_empty());
         let text = p.to_string();
@@ -1180,7 +1178,7 @@ mod tests {
             let kept = plan_with(&memo);
             assert_eq!(kept, plan_with(&HashMemo::default()), "state {i}");
             assert_eq!(i == 4, kept.is_empty(), "state {i}: {kept}");
-            apply(&mut live, &filter_plan(&kept).restore_input);
+            apply(&mut live, &filter_plan(&kept).restore_input.text());
             assert!(replan(desired, &live).is_empty(), "state {i}");
         }
         assert_eq!(memo.len(Family::V6), 0);
@@ -1212,7 +1210,7 @@ mod tests {
             let fp = filter_plan(&p);
             assert_eq!(fp.delete, ["cali-pi-old"]);
             assert_eq!(fp.rewrite, ["cali-fh-eth0"]);
-            let txns = fp.restore_input.matches("COMMIT\n").count();
+            let txns = fp.restore_input.text().matches("COMMIT\n").count();
             assert_eq!(txns, if nft { 2 } else { 1 });
             assert!(!after.chains.contains_key("cali-pi-old"));
             assert!(replan(&new, &after).is_empty());
@@ -1298,6 +1296,7 @@ mod tests {
         assert_eq!(fp.hooks, ["INPUT", "FORWARD", "DOCKER-USER"]);
         assert!(fp
             .restore_input
+            .text()
             .contains("-D INPUT -m comment --comment \"cali:OLDOLDOLDOLDOLD0\" -j cali-INPUT\n"));
         assert_eq!(fp.rewrite, ["cali-INPUT"]);
         assert!(after
@@ -1331,7 +1330,7 @@ mod tests {
         assert_eq!(p.ipsets.after, "destroy cali40s:a\n");
         assert!(p.ipsets.before.is_empty());
         let mut after = live.clone();
-        apply(&mut after, &fp.restore_input);
+        apply(&mut after, &fp.restore_input.text());
         assert_eq!(after, foreign_filter());
         // Flushing a clean system is a no-op.
         assert!(flush_plan(&live_state(&after), &LiveIpsets::default()).is_empty());
@@ -1443,6 +1442,7 @@ mod tests {
         let (p, after) = converge(&desired, &foreign_filter(), PlanOptions::default());
         assert!(!filter_plan(&p)
             .restore_input
+            .text()
             .contains("DOCKER-USER - [0:0]"));
         assert_eq!(
             after.chains["DOCKER-USER"],
@@ -1532,7 +1532,7 @@ mod tests {
             );
             assert!(after.chains["cali-pi-old"].rules.is_empty());
             let again = replan(&new, &after);
-            assert!(again.is_empty(), "{}", again.restore_input);
+            assert!(again.is_empty(), "{}", again.restore_input.text());
             assert_eq!(again.kept.len(), 1);
             let text = p.to_string();
             assert!(

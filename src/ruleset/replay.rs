@@ -14,6 +14,7 @@
 //! text we wrote, not the kernel's spelling of it: every chain the replay touches is marked
 //! `unverified`, so nobody mistakes that text for what the kernel prints.
 
+use super::restore::RestoreScript;
 use super::save::{find_hash, LiveChain, LiveRule, LiveTable};
 
 /// The kernel's own chains, which exist as soon as their table does.
@@ -30,37 +31,92 @@ pub struct ReplayError {
 
 /// Apply `input` (one table's restore input, any number of transactions) to `table`.
 pub fn replay(table: &mut LiveTable, input: &str) -> Result<(), ReplayError> {
-    replay_with(table, input, &mut |_| {})
+    let mut ignore = |_: &mut LiveChain| {};
+    let mut replaying = Replaying::new(table, &mut ignore);
+    input.lines().try_for_each(|line| replaying.line(line))?;
+    replaying.finish();
+    Ok(())
 }
 
-/// `replay`, handing each chain to `done` once the input has no more lines for it (the input
-/// fills a chain with all its rules together): a caller that packs it there never holds every
-/// replayed rule's text at once. A chain the input comes back to is unpacked for it and handed
-/// over again.
+/// `replay` of a plan's script, handing each chain to `done` once the input has no more lines
+/// for it (the input fills a chain with all its rules together): a caller that packs it there
+/// never holds every replayed rule's text at once, nor the script's. A chain the input comes
+/// back to is unpacked for it and handed over again.
 pub fn replay_with(
     table: &mut LiveTable,
-    input: &str,
+    input: &RestoreScript,
     done: &mut dyn FnMut(&mut LiveChain),
 ) -> Result<(), ReplayError> {
-    let mut filling: Option<&str> = None;
-    let mut complete = |table: &mut LiveTable, filling: &mut Option<&str>| {
-        if let Some(chain) = filling.take().and_then(|name| table.chains.get_mut(name)) {
-            done(chain);
+    let mut replaying = Replaying::new(table, done);
+    let mut failed = None;
+    // The script hands over whole lines.
+    input.write_out(
+        &mut |text| match text.lines().try_for_each(|l| replaying.line(l)) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        },
+    );
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    replaying.finish();
+    Ok(())
+}
+
+/// A replay under way: the input a line at a time.
+struct Replaying<'a> {
+    table: &'a mut LiveTable,
+    done: &'a mut dyn FnMut(&mut LiveChain),
+    /// The chain the last rule line was for.
+    filling: Option<String>,
+    /// Lines so far.
+    lines: usize,
+}
+
+impl<'a> Replaying<'a> {
+    fn new(table: &'a mut LiveTable, done: &'a mut dyn FnMut(&mut LiveChain)) -> Self {
+        Replaying {
+            table,
+            done,
+            filling: None,
+            lines: 0,
         }
-    };
-    for (index, line) in input.lines().enumerate() {
+    }
+
+    /// Hands the chain being filled to `done`.
+    fn complete(&mut self) {
+        if let Some(chain) = self
+            .filling
+            .take()
+            .and_then(|name| self.table.chains.get_mut(&name))
+        {
+            (self.done)(chain);
+        }
+    }
+
+    fn finish(mut self) {
+        self.complete();
+    }
+
+    fn line(&mut self, line: &str) -> Result<(), ReplayError> {
+        self.lines += 1;
+        let number = self.lines;
         let fail = |why| ReplayError {
-            line: index + 1,
+            line: number,
             text: line.chars().take(120).collect(),
             why,
         };
         if line == "COMMIT" {
-            complete(table, &mut filling);
-            continue;
+            self.complete();
+            return Ok(());
         }
         if line.is_empty() || line.starts_with('*') {
-            continue;
+            return Ok(());
         }
+        let table = &mut *self.table;
         if let Some(decl) = line.strip_prefix(':') {
             let name = decl
                 .split_whitespace()
@@ -79,23 +135,24 @@ pub fn replay_with(
                 chain.packed = None;
             }
             chain.unverified = true;
-            continue;
+            return Ok(());
         }
         let mut words = line.splitn(3, ' ');
         let verb = words.next().unwrap_or_default();
         let name = words.next().ok_or_else(|| fail("no chain"))?;
         let rest = words.next().unwrap_or_default();
         if verb == "-X" {
-            if filling == Some(name) {
-                filling = None;
+            if self.filling.as_deref() == Some(name) {
+                self.filling = None;
             }
-            table.chains.remove(name);
-            continue;
+            self.table.chains.remove(name);
+            return Ok(());
         }
-        if filling != Some(name) {
-            complete(table, &mut filling);
-            filling = Some(name);
+        if self.filling.as_deref() != Some(name) {
+            self.complete();
+            self.filling = Some(name.to_string());
         }
+        let table = &mut *self.table;
         if !table.chains.contains_key(name) && BUILT_IN.contains(&name) {
             // A table nothing was loaded into yet (nft creates it on first write) reads as
             // empty; the kernel's chains appear with it, with the default policy.
@@ -136,9 +193,8 @@ pub fn replay_with(
             }
             _ => return Err(fail("a verb the plan never writes")),
         }
+        Ok(())
     }
-    complete(table, &mut filling);
-    Ok(())
 }
 
 fn rule(text: &str) -> LiveRule {
@@ -208,7 +264,7 @@ mod tests {
              -A cali-a {a2}\n-I INPUT 1 {HOOK}\nCOMMIT\n"
         );
         let mut handed = Vec::new();
-        replay_with(&mut t, &input, &mut |chain| {
+        replay_with(&mut t, &RestoreScript::from_text(input), &mut |chain| {
             handed.push((chain.name.clone(), chain.len()));
             chain.pack();
         })
@@ -302,5 +358,50 @@ mod tests {
             let err = replay(&mut t, input).unwrap_err();
             assert_eq!((err.line, err.why), (2, why), "{input}");
         }
+    }
+
+    #[test]
+    fn a_plans_script_replays_as_its_text_does_across_chunks() {
+        use crate::ruleset::memo::ChainHashes;
+        use crate::ruleset::restore::RestoreBuilder;
+        use crate::ruleset::{Chain, Rule, TableName};
+        use std::sync::Arc;
+        let rules: Vec<Rule> = (0..3000)
+            .map(|i| Rule::jump_to(&format!("cali-pi-{i:05}")))
+            .collect();
+        let chain = Chain {
+            name: "cali-po-big".into(),
+            rules: rules.into(),
+        };
+        let mut b = RestoreBuilder::new();
+        b.start(TableName::Filter);
+        b.chain_line(&chain.name);
+        b.fill(
+            &chain.name,
+            &chain.rules,
+            &Arc::new(ChainHashes::of(&chain)),
+        );
+        b.insert(
+            "INPUT",
+            1,
+            "hhhhhhhhhhhhhhhh",
+            &Rule::jump_to("cali-po-big"),
+        );
+        b.commit();
+        let script = b.into_script();
+        let before = table("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n");
+        let (mut from_script, mut from_text) = (before.clone(), before);
+        let mut handed = Vec::new();
+        replay_with(&mut from_script, &script, &mut |chain| {
+            handed.push((chain.name.clone(), chain.len()))
+        })
+        .unwrap();
+        replay(&mut from_text, &script.text()).unwrap();
+        assert_eq!(from_script, from_text);
+        assert_eq!(from_script.chains["cali-po-big"].len(), 3000);
+        assert_eq!(
+            handed,
+            [("cali-po-big".to_string(), 3000), ("INPUT".to_string(), 1)]
+        );
     }
 }

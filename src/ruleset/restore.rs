@@ -14,12 +14,16 @@
 //! * `COMMIT`.
 //!
 //! Output is a deterministic function of the input. Every line is appended to one `String`, so
-//! building is linear in the output size.
+//! building is linear in the output size. A plan's input is kept as a `RestoreScript` instead:
+//! the plan's own lines as text, and each chain it fills as that chain's shared rules, written
+//! out only as the input is fed to the tool.
 
 use super::felix::write_rule_line;
 use super::hash::{hook_hashes, rule_hashes};
-use super::{Rule, Ruleset, Table, TableName};
-use std::fmt::Write as _;
+use super::memo::ChainHashes;
+use super::{Rule, Rules, Ruleset, Table, TableName};
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
 
 /// Rank of a kernel chain in packet-path order, so hook lines come out in a stable,
 /// readable order. Unknown names sort after the built-ins (by name, via the caller's tie-break).
@@ -38,7 +42,10 @@ pub fn kernel_chain_rank(name: &str) -> u8 {
 /// line; nothing is validated beyond what the types guarantee.
 #[derive(Debug, Default, Clone)]
 pub struct RestoreBuilder {
+    /// Text since the last chain filled by `fill`.
     buf: String,
+    /// Everything before `buf`.
+    pieces: Vec<Piece>,
     /// Whether anything besides the `*table` line was written since `start`.
     dirty: bool,
     /// Where the current transaction's `*table` line starts, to drop empty transactions.
@@ -94,6 +101,23 @@ impl RestoreBuilder {
         self.buf.push('\n');
     }
 
+    /// `-A <chain> <rule>` for every rule of `rules`, with its hash from `hashes`, kept as
+    /// the shared rules and written out only when the script is (`RestoreScript::write_out`).
+    pub fn fill(&mut self, chain: &str, rules: &Rules, hashes: &Arc<ChainHashes>) {
+        if rules.is_empty() {
+            return;
+        }
+        self.dirty = true;
+        if !self.buf.is_empty() {
+            self.pieces.push(Piece::Text(std::mem::take(&mut self.buf)));
+        }
+        self.pieces.push(Piece::Chain {
+            chain: chain.to_string(),
+            rules: rules.clone(),
+            hashes: Arc::clone(hashes),
+        });
+    }
+
     /// `-I <chain> <position> <rule>` (1-based position).
     pub fn insert(&mut self, chain: &str, position: usize, hash: &str, rule: &Rule) {
         self.dirty = true;
@@ -128,14 +152,168 @@ impl RestoreBuilder {
 
     /// True when no complete transaction has been written.
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.buf.is_empty() && self.pieces.is_empty()
     }
 
     /// The text written so far.
     pub fn finish(self) -> String {
-        self.buf
+        self.into_script().text()
+    }
+
+    /// What was written so far, as a script.
+    pub fn into_script(mut self) -> RestoreScript {
+        if !self.buf.is_empty() {
+            self.pieces.push(Piece::Text(self.buf));
+        }
+        RestoreScript {
+            pieces: self.pieces.into(),
+        }
     }
 }
+
+/// An `iptables-restore` input in the pieces a plan made it of: its own lines as text, and
+/// each chain it fills as that chain's shared rules and hashes, formatted only while the input
+/// is fed to the tool (and again for the replay), a chunk at a time. At 1,000 policies the
+/// first apply's input is ~17 MB of text that would otherwise be alive through the write and
+/// the replay, beside the rules it is made of. A clone shares the pieces.
+#[derive(Clone, Default)]
+pub struct RestoreScript {
+    pieces: Arc<[Piece]>,
+}
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(String),
+    Chain {
+        chain: String,
+        rules: Rules,
+        hashes: Arc<ChainHashes>,
+    },
+}
+
+/// `RestoreScript::write_out` hands over text in pieces of about this size.
+const CHUNK: usize = 64 * 1024;
+
+impl RestoreScript {
+    /// A script of ready text (a test's input, a rollback's).
+    pub fn from_text(text: String) -> RestoreScript {
+        let pieces = if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![Piece::Text(text)]
+        };
+        RestoreScript {
+            pieces: pieces.into(),
+        }
+    }
+
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    /// The number of lines.
+    pub fn lines(&self) -> usize {
+        self.pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(text) => text.bytes().filter(|&b| b == b'\n').count(),
+                Piece::Chain { rules, .. } => rules.len(),
+            })
+            .sum()
+    }
+
+    /// About how many bytes the text is (rules counted at a typical 160 bytes each), for a
+    /// timeout that grows with the input.
+    pub fn approx_len(&self) -> usize {
+        self.pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(text) => text.len(),
+                Piece::Chain { rules, .. } => rules.len() * 160,
+            })
+            .sum()
+    }
+
+    /// Hands `out` the whole text in order, in runs of whole lines of about `CHUNK` bytes
+    /// (a piece of text longer than that as it is); stops early once `out` returns false.
+    pub fn write_out(&self, out: &mut dyn FnMut(&str) -> bool) {
+        let mut buf = String::new();
+        for piece in self.pieces.iter() {
+            match piece {
+                Piece::Text(text) => {
+                    if buf.len() + text.len() > CHUNK {
+                        if !buf.is_empty() && !out(&buf) {
+                            return;
+                        }
+                        buf.clear();
+                        if text.len() >= CHUNK {
+                            if !out(text) {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                    buf.push_str(text);
+                }
+                Piece::Chain {
+                    chain,
+                    rules,
+                    hashes,
+                } => {
+                    for (rule, hash) in rules.iter().zip(hashes.iter()) {
+                        write_rule_line(&mut buf, "-A", chain, hash, rule);
+                        buf.push('\n');
+                        if buf.len() >= CHUNK {
+                            if !out(&buf) {
+                                return;
+                            }
+                            buf.clear();
+                        }
+                    }
+                }
+            }
+        }
+        if !buf.is_empty() {
+            out(&buf);
+        }
+    }
+
+    /// The whole text at once.
+    pub fn text(&self) -> String {
+        let mut all = String::with_capacity(self.approx_len());
+        self.write_out(&mut |text| {
+            all.push_str(text);
+            true
+        });
+        all
+    }
+}
+
+impl fmt::Display for RestoreScript {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut written = Ok(());
+        self.write_out(&mut |text| {
+            written = f.write_str(text);
+            written.is_ok()
+        });
+        written
+    }
+}
+
+impl fmt::Debug for RestoreScript {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl PartialEq for RestoreScript {
+    fn eq(&self, other: &RestoreScript) -> bool {
+        self.text() == other.text()
+    }
+}
+
+impl Eq for RestoreScript {}
 
 /// Writes the full desired state of `table` as one transaction (see the module doc for the
 /// form). Always emits `*table` and `COMMIT`, even for a table with nothing in it, so the
@@ -317,5 +495,79 @@ mod tests {
              -I INPUT 1 -m comment --comment \"cali:h\" --in-interface eth0 --jump ACCEPT\n\
              COMMIT\n"
         );
+    }
+
+    fn numbered(n: usize) -> Chain {
+        let rules: Vec<Rule> = (0..n)
+            .map(|i| Rule::jump_to(&format!("cali-pi-{i:05}")))
+            .collect();
+        Chain {
+            name: "cali-po-big".into(),
+            rules: rules.into(),
+        }
+    }
+
+    #[test]
+    fn a_filled_chain_writes_what_appending_each_rule_does() {
+        let chain = numbered(3);
+        let hashes = Arc::new(ChainHashes::of(&chain));
+        let mut filled = RestoreBuilder::new();
+        let mut appended = RestoreBuilder::new();
+        for b in [&mut filled, &mut appended] {
+            b.start(TableName::Filter);
+            b.chain_line(&chain.name);
+        }
+        filled.fill(&chain.name, &chain.rules, &hashes);
+        for (rule, hash) in chain.rules.iter().zip(hashes.iter()) {
+            appended.append(&chain.name, hash, rule);
+        }
+        for b in [&mut filled, &mut appended] {
+            b.delete_chain("cali-old");
+            b.commit();
+            // A transaction with nothing in it after a filled one is still dropped.
+            b.start(TableName::Raw);
+            b.commit();
+        }
+        let script = filled.clone().into_script();
+        assert_eq!(script.lines(), 7);
+        assert_eq!(filled.finish(), appended.finish());
+        assert!(script
+            .text()
+            .starts_with("*filter\n:cali-po-big - [0:0]\n-A cali-po-big "));
+        assert!(script
+            .text()
+            .ends_with(" --jump cali-pi-00002\n-X cali-old\nCOMMIT\n"));
+    }
+
+    #[test]
+    fn a_script_is_written_out_in_whole_lines_and_stops_when_told() {
+        let chain = numbered(3000);
+        let hashes = Arc::new(ChainHashes::of(&chain));
+        let mut b = RestoreBuilder::new();
+        b.start(TableName::Filter);
+        b.chain_line(&chain.name);
+        b.fill(&chain.name, &chain.rules, &hashes);
+        b.commit();
+        let script = b.into_script();
+        let mut chunks = Vec::new();
+        script.write_out(&mut |text| {
+            chunks.push(text.to_string());
+            true
+        });
+        assert!(chunks.len() > 3, "{} chunks", chunks.len());
+        for chunk in &chunks {
+            assert!(chunk.ends_with('\n'));
+            assert!(chunk.len() < CHUNK + 200, "{}", chunk.len());
+        }
+        assert_eq!(chunks.concat(), script.text());
+        assert_eq!(script.text().lines().count(), 3003);
+        let mut handed = 0;
+        script.write_out(&mut |_| {
+            handed += 1;
+            handed < 2
+        });
+        assert_eq!(handed, 2);
+        assert!(RestoreScript::from_text(String::new()).is_empty());
+        assert_eq!(RestoreScript::from_text("*raw\nCOMMIT\n".into()).lines(), 2);
     }
 }

@@ -1072,12 +1072,12 @@ fn write(
             continue;
         }
         let restoring = Instant::now();
-        let restored = dp.restore(table.family, table.table, &table.restore_input);
+        let restored = dp.restore_script(table.family, table.table, &table.restore_input);
         log::debug!(
-            "{} {}: restore of {} bytes in {} ms",
+            "{} {}: restore of {} lines in {} ms",
             family_name(table.family),
             table.table.as_str(),
-            table.restore_input.len(),
+            table.restore_input.lines(),
             restoring.elapsed().as_millis()
         );
         if let Err(source) = restored {
@@ -1899,7 +1899,7 @@ mod tests {
             delete: Vec::new(),
             hooks: vec!["INPUT".into()],
             kept: Vec::new(),
-            restore_input: String::new(),
+            restore_input: Default::default(),
         };
         let expected = table(&[hook, (None, "-j DROP")]);
         assert!(check_none_unseen(&t, &expected, &table(&[hook, (None, "-j DROP")])).is_ok());

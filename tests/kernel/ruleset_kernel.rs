@@ -355,7 +355,7 @@ fn write(ns: &Netns, backend: &str, p: &Plan) {
                     "--wait",
                     "10",
                 ],
-                &t.restore_input,
+                &t.restore_input.text(),
             );
         }
     }
