@@ -31,6 +31,7 @@ use crate::ruleset::{Family, Ipset, Ruleset, Table, TableName};
 use rollback::Snapshot;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How a reconcile runs.
@@ -207,7 +208,8 @@ pub struct LiveCache {
 #[derive(Debug, Clone, Default)]
 struct RuleDigests {
     key: DigestKey,
-    chains: BTreeMap<ChainKey, KnownChain>,
+    /// Shared with the `Reader`s made meanwhile.
+    chains: Arc<BTreeMap<ChainKey, KnownChain>>,
 }
 
 /// A chain of one family's table.
@@ -218,7 +220,7 @@ type ChainKey = (Family, TableName, String);
 struct DigestKey(std::hash::RandomState);
 
 /// The hashed rules of one chain, in kernel order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct KnownChain {
     rules: Vec<RuleDigest>,
     /// No hash occurs twice (as rendered; a duplicated rule is drift).
@@ -263,24 +265,26 @@ impl RuleDigests {
     /// from the cache. A chain in `keep` was found changed (it is about to be repaired from
     /// what was remembered): what was remembered of those stays.
     fn learn(&mut self, live: &Live, keep: &Suspects) {
+        // A copy only if a reader still shares them.
+        let known = Arc::make_mut(&mut self.chains);
         let mut chains = BTreeMap::new();
         for state in &live.tables {
             for (table, lt) in &state.tables {
                 for chain in lt.chains.values().filter(|c| !c.unverified) {
                     let key = (state.family, *table, chain.name.clone());
                     if chain.packed.is_some() || keep.chains.contains(&key) {
-                        if let Some(known) = self.chains.remove(&key) {
-                            chains.insert(key, known);
+                        if let Some(was) = known.remove(&key) {
+                            chains.insert(key, was);
                         }
                         continue;
                     }
-                    if let Some(known) = self.key.chain(&chain.rules) {
-                        chains.insert(key, known);
+                    if let Some(now) = self.key.chain(&chain.rules) {
+                        chains.insert(key, now);
                     }
                 }
             }
         }
-        self.chains = chains;
+        self.chains = Arc::new(chains);
     }
 
     /// Remember what a read digested as it came in (`Fresh`) instead of everything before;
@@ -288,12 +292,12 @@ impl RuleDigests {
     fn learn_read(&mut self, read: BTreeMap<ChainKey, KnownChain>, keep: &Suspects) {
         let mut chains = read;
         for key in &keep.chains {
-            match self.chains.remove(key) {
-                Some(known) => chains.insert(key.clone(), known),
+            match self.chains.get(key) {
+                Some(known) => chains.insert(key.clone(), known.clone()),
                 None => chains.remove(key),
             };
         }
-        self.chains = chains;
+        self.chains = Arc::new(chains);
     }
 
     /// Where `seen` (the hashed rules of `key`'s chain as read now) first holds a rule whose
@@ -320,12 +324,19 @@ impl RuleDigests {
 }
 
 /// A state read through a `Reader`: with a packing cache's reader, our chains packed as they
-/// came in; and what was digested of every chain's hashed rules on the way, which the cache
-/// compares with what it remembers (`LiveCache::start_from`).
+/// came in, or left empty where they read as the cache holds them; and what was digested of
+/// every chain's hashed rules on the way, which the cache compares with what it remembers
+/// (`LiveCache::start_from`).
 #[derive(Debug)]
 pub struct Fresh {
     live: Live,
     digests: BTreeMap<ChainKey, KnownChain>,
+    /// Chains of ours that read exactly as the cache holds them, left empty in `live`: the
+    /// cache's own (packed) chain is taken instead of packing the read's again.
+    as_cached: BTreeSet<ChainKey>,
+    /// Chains of ours the save printed in two places after the first had been left empty: what
+    /// `live` holds of them is not the whole, so they are rewritten.
+    unsure: BTreeSet<ChainKey>,
 }
 
 /// How a cache reads the kernel (`LiveCache::reader`); `Send`, for a caller that reads on a
@@ -334,6 +345,11 @@ pub struct Fresh {
 pub struct Reader {
     key: DigestKey,
     pack: bool,
+    /// What the cache remembers of the chains it was made from.
+    known: Arc<BTreeMap<ChainKey, KnownChain>>,
+    /// The chains of ours the cache holds packed and as last read (not replayed since, not
+    /// about to be repaired): one that reads the same again is taken from the cache.
+    reusable: Arc<BTreeSet<ChainKey>>,
 }
 
 impl Reader {
@@ -342,6 +358,17 @@ impl Reader {
     /// never holds a table's whole text, nor (packing) every rule's.
     pub fn read(&self, dp: &dyn Dataplane) -> Result<Fresh, SyncError> {
         read_with(dp, Some(self))
+    }
+
+    /// Whether a chain of ours read as `seen` (from `rules` rules) is the cache's chain: every
+    /// rule hashed, and each hash and text digested as last read.
+    fn as_cached(&self, key: &ChainKey, seen: Option<&KnownChain>, rules: usize) -> bool {
+        let Some(seen) = seen else {
+            return false;
+        };
+        seen.rules.len() == rules
+            && self.reusable.contains(key)
+            && self.known.get(key) == Some(seen)
     }
 }
 
@@ -366,9 +393,26 @@ impl LiveCache {
 
     /// How to read for this cache (`start_from`).
     pub fn reader(&self) -> Reader {
+        let mut reusable = BTreeSet::new();
+        let judged = self.judged.as_ref();
+        for state in self.live.iter().flat_map(|live| &live.tables) {
+            for (table, lt) in &state.tables {
+                for chain in lt.chains.values() {
+                    if chain.packed.is_none() || chain.unverified {
+                        continue;
+                    }
+                    let key = (state.family, *table, chain.name.clone());
+                    if !judged.is_some_and(|j| j.chains.contains(&key)) {
+                        reusable.insert(key);
+                    }
+                }
+            }
+        }
         Reader {
             key: self.texts.key.clone(),
             pack: self.pack,
+            known: Arc::clone(&self.texts.chains),
+            reusable: Arc::new(reusable),
         }
     }
 
@@ -386,8 +430,16 @@ impl LiveCache {
     /// Judge `fresh` against the remembered texts and learn it (`start_from`): its state, and
     /// the chains found changed in it.
     fn take_in(&mut self, fresh: Fresh) -> (Live, Suspects) {
-        let Fresh { live, digests } = fresh;
-        let mut judged = Suspects::default();
+        let Fresh {
+            mut live,
+            digests,
+            as_cached,
+            unsure,
+        } = fresh;
+        if !as_cached.is_empty() {
+            self.reuse(&mut live, &as_cached);
+        }
+        let mut judged = Suspects { chains: unsure };
         for state in &live.tables {
             for (table, lt) in &state.tables {
                 for chain in lt.chains.values() {
@@ -405,6 +457,31 @@ impl LiveCache {
         }
         self.texts.learn_read(digests, &judged);
         (live, judged)
+    }
+
+    /// Put the cache's chains in `live` for the chains `as_cached` names, which a read (through
+    /// a reader of this cache, with no reconcile since) found as the cache holds them.
+    fn reuse(&mut self, live: &mut Live, as_cached: &BTreeSet<ChainKey>) {
+        let mut cached = self.live.take();
+        for (family, table, name) in as_cached {
+            let was = cached
+                .as_mut()
+                .and_then(|c| c.tables.iter_mut().find(|s| s.family == *family))
+                .and_then(|s| s.tables.get_mut(table))
+                .and_then(|t| t.chains.remove(name));
+            let now = live
+                .tables
+                .iter_mut()
+                .find(|s| s.family == *family)
+                .and_then(|s| s.tables.get_mut(table))
+                .and_then(|t| t.chains.get_mut(name));
+            match (was, now) {
+                (Some(was), Some(now)) => *now = was,
+                // Cannot happen (the reader was made from this cache); the chain then plans
+                // as empty, and is written whole.
+                _ => log::debug!("{name}: read as cached, but the cache no longer holds it"),
+            }
+        }
     }
 
     /// Forget the cached state (e.g. after the kernel may have been changed by someone else):
@@ -489,37 +566,61 @@ fn read_with(dp: &dyn Dataplane, reader: Option<&Reader>) -> Result<Fresh, SyncE
             ipsets: LiveIpsets::default(),
         },
         digests: BTreeMap::new(),
+        as_cached: BTreeSet::new(),
+        unsure: BTreeSet::new(),
     };
     for family in families {
-        let (state, digests) = family?;
-        fresh.live.tables.push(state);
-        fresh.digests.extend(digests);
+        let read = family?;
+        fresh.live.tables.push(read.state);
+        fresh.digests.extend(read.digests);
+        fresh.as_cached.extend(read.as_cached);
+        fresh.unsure.extend(read.unsure);
     }
     fresh.live.ipsets = ipsets?;
     Ok(fresh)
 }
 
+/// One family's state as `read_family` read it.
+struct FamilyRead {
+    state: LiveState,
+    digests: BTreeMap<ChainKey, KnownChain>,
+    as_cached: BTreeSet<ChainKey>,
+    unsure: BTreeSet<ChainKey>,
+}
+
 /// One family's tables, each chain handed as it completes to `reader` (when given) to digest
-/// and, packing, to pack if it is ours.
+/// and, packing, to pack if it is ours, or to empty if it reads as the cache holds it.
 fn read_family(
     dp: &dyn Dataplane,
     family: Family,
     reader: Option<&Reader>,
-) -> Result<(LiveState, BTreeMap<ChainKey, KnownChain>), SyncError> {
+) -> Result<FamilyRead, SyncError> {
     let mut saved = SavedTables::default();
     let mut digests = BTreeMap::new();
+    let mut as_cached = BTreeSet::new();
+    let mut unsure = BTreeSet::new();
     let mut done = |table: TableName, chain: &mut LiveChain| {
         let Some(reader) = reader else {
             return;
         };
         let key = (family, table, chain.name.clone());
-        match reader.key.chain(&chain.rules) {
+        let seen = reader.key.chain(&chain.rules);
+        if reader.pack && plan::is_owned_chain(&chain.name) {
+            if as_cached.remove(&key) {
+                // Its rules so far were dropped: the chain is not known whole.
+                unsure.insert(key.clone());
+                chain.pack();
+            } else if reader.as_cached(&key, seen.as_ref(), chain.rules.len()) {
+                chain.rules = Vec::new();
+                as_cached.insert(key.clone());
+            } else {
+                chain.pack();
+            }
+        }
+        match seen {
             Some(known) => digests.insert(key, known),
             None => digests.remove(&key),
         };
-        if reader.pack && plan::is_owned_chain(&chain.name) {
-            chain.pack();
-        }
     };
     dp.save_tables(family, &mut |line| saved.line(line, &mut done))
         .map_err(|source| SyncError::Read { family, source })?;
@@ -530,7 +631,12 @@ fn read_family(
             table: table.as_str(),
             message: e.to_string(),
         })?;
-    Ok((LiveState { family, tables }, digests))
+    Ok(FamilyRead {
+        state: LiveState { family, tables },
+        digests,
+        as_cached,
+        unsure,
+    })
 }
 
 fn parse_table(family: Family, table: TableName, text: &str) -> Result<LiveTable, SyncError> {
@@ -1133,7 +1239,9 @@ fn put_back(dp: &dyn Dataplane, before: &Live, written: &[(Family, TableName)], 
             ipsets: read_ipsets(dp).map_err(|e| e.to_string())?,
         };
         for family in written.iter().map(|(f, _)| *f).collect::<BTreeSet<_>>() {
-            let (mut state, _) = read_family(dp, family, None).map_err(|e| e.to_string())?;
+            let mut state = read_family(dp, family, None)
+                .map_err(|e| e.to_string())?
+                .state;
             state
                 .tables
                 .retain(|table, _| written.contains(&(family, *table)));
@@ -2044,6 +2152,134 @@ mod tests {
                 original,
                 "after {failures} failed write(s)"
             );
+        }
+    }
+
+    /// A drift check that reads our chains as the cache holds them takes the cache's packed
+    /// chains instead of packing the read's again; a chain someone appended a rule to is read,
+    /// packed and repaired.
+    #[test]
+    fn a_check_reading_what_the_cache_holds_keeps_the_cached_chains() {
+        let fake = FakeDataplane::default();
+        let mut cache = LiveCache::packing();
+        reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        cache.start_from(cache.reader().read(&fake).unwrap());
+        assert!(reconcile_cached(&both(22), &fake, &quick(), &mut cache)
+            .unwrap()
+            .in_sync());
+        let before = cache.live.clone().unwrap();
+        let owned: BTreeSet<ChainKey> = before
+            .tables
+            .iter()
+            .flat_map(|s| s.tables.iter().map(move |(t, lt)| (s.family, *t, lt)))
+            .flat_map(|(f, t, lt)| lt.chains.values().map(move |c| (f, t, c)))
+            .filter(|(_, _, c)| plan::is_owned_chain(&c.name) && c.packed.is_some())
+            .map(|(f, t, c)| (f, t, c.name.clone()))
+            .collect();
+        assert!(owned.len() >= 4, "{owned:?}");
+        let again = cache.reader().read(&fake).unwrap();
+        assert_eq!(again.as_cached, owned);
+        let (family, table, name) = owned.first().unwrap();
+        let left = &again
+            .live
+            .tables
+            .iter()
+            .find(|s| s.family == *family)
+            .unwrap()
+            .tables[table]
+            .chains[name];
+        assert!(left.rules.is_empty() && left.packed.is_none(), "{left:?}");
+        cache.start_from(again);
+        assert_eq!(cache.live.as_ref().map(|l| &l.tables), Some(&before.tables));
+        assert!(reconcile_cached(&both(22), &fake, &quick(), &mut cache)
+            .unwrap()
+            .in_sync());
+
+        fake.external_restore(
+            Family::V4,
+            TableName::Filter,
+            "*filter\n-A cali-INPUT -j ACCEPT\nCOMMIT\n",
+        );
+        let appended = cache.reader().read(&fake).unwrap();
+        let key = (Family::V4, TableName::Filter, "cali-INPUT".to_string());
+        assert!(!appended.as_cached.contains(&key));
+        assert_eq!(appended.as_cached.len(), owned.len() - 1);
+        cache.start_from(appended);
+        let report = reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        assert_eq!(report.plan.tables[2].rewrite, ["cali-INPUT"]);
+        let rules = fake
+            .rules(Family::V4, TableName::Filter, "cali-INPUT")
+            .unwrap();
+        assert!(rules.iter().all(|r| r.contains("cali:")), "{rules:?}");
+
+        // A chain just rewritten holds what was written, not what the kernel printed: the next
+        // read packs it again.
+        let report = reconcile_cached(&both(23), &fake, &quick(), &mut cache).unwrap();
+        assert_eq!(report.plan.tables[2].rewrite, ["cali-INPUT"]);
+        let after_edit = cache.reader().read(&fake).unwrap();
+        assert!(!after_edit.as_cached.contains(&key));
+        assert!(after_edit.as_cached.contains(&(
+            Family::V4,
+            TableName::Filter,
+            "cali-pi-test".to_string()
+        )));
+    }
+
+    /// A save that prints a chain of ours again after it had read as the cache holds it: the
+    /// chain is not known whole, and is rewritten.
+    #[test]
+    fn a_chain_printed_twice_after_reading_as_cached_is_rewritten() {
+        let fake = FakeDataplane::default();
+        let mut cache = LiveCache::packing();
+        reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        cache.start_from(cache.reader().read(&fake).unwrap());
+        reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        let twice = PrintsTwice(&fake);
+        let fresh = cache.reader().read(&twice).unwrap();
+        let key = (Family::V4, TableName::Filter, "cali-INPUT".to_string());
+        assert!(fresh.unsure.contains(&key) && !fresh.as_cached.contains(&key));
+        cache.start_from(fresh);
+        let report = reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        assert_eq!(report.plan.tables[2].rewrite, ["cali-INPUT"]);
+        assert_eq!(
+            fake.rules(Family::V4, TableName::Filter, "cali-INPUT")
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    /// The fake, but its IPv4 filter save prints the first rule of `cali-INPUT` once more at
+    /// the end of the table.
+    struct PrintsTwice<'a>(&'a FakeDataplane);
+
+    impl Dataplane for PrintsTwice<'_> {
+        fn save(&self, family: Family, table: TableName) -> Result<String, DataplaneError> {
+            let text = self.0.save(family, table)?;
+            if (family, table) != (Family::V4, TableName::Filter) {
+                return Ok(text);
+            }
+            let first = text
+                .lines()
+                .find(|l| l.starts_with("-A cali-INPUT "))
+                .expect("cali-INPUT has rules")
+                .to_string();
+            Ok(text.replace("COMMIT\n", &format!("{first}\nCOMMIT\n")))
+        }
+        fn restore(&self, f: Family, t: TableName, input: &str) -> Result<(), DataplaneError> {
+            self.0.restore(f, t, input)
+        }
+        fn ipset_save(&self) -> Result<String, DataplaneError> {
+            self.0.ipset_save()
+        }
+        fn ipset_restore(&self, input: &str) -> Result<(), DataplaneError> {
+            self.0.ipset_restore(input)
+        }
+        fn backend(&self) -> Backend {
+            self.0.backend()
+        }
+        fn supports(&self, family: Family) -> bool {
+            self.0.supports(family)
         }
     }
 
