@@ -505,26 +505,42 @@ impl Engine for RealEngine {
             (Read::Cached, _) => {}
         }
         let started = Instant::now();
-        let rulesets = match in_force.rulesets.take() {
-            Some(rulesets) => rulesets,
+        let quiet = match &in_force.rulesets {
+            // Nothing new to enforce, and the kernel reads as it did when last found in sync.
+            None => self.live.quiet_check(dp.backend()),
+            Some(_) => None,
+        };
+        let report = match quiet {
+            Some(report) => {
+                log::debug!("the kernel reads as it did when last in sync: nothing to plan");
+                Ok(report)
+            }
             None => {
-                render(
-                    &in_force.set,
-                    &self.settings.node,
-                    &in_force.interfaces,
-                    &self.bodies,
-                )
-                .map_err(|e| EngineError::from(format!("cannot render the set in force: {e}")))?
-                .rulesets
+                let rulesets = match in_force.rulesets.take() {
+                    Some(rulesets) => rulesets,
+                    None => {
+                        render(
+                            &in_force.set,
+                            &self.settings.node,
+                            &in_force.interfaces,
+                            &self.bodies,
+                        )
+                        .map_err(|e| {
+                            EngineError::from(format!("cannot render the set in force: {e}"))
+                        })?
+                        .rulesets
+                    }
+                };
+                let report = sync::reconcile_cached(&rulesets, dp, &self.sync, &mut self.live);
+                if report.is_err() {
+                    // The loop retries soon: keep them for the retry.
+                    in_force.rulesets = Some(rulesets);
+                } else {
+                    free_later(rulesets);
+                }
+                report
             }
         };
-        let report = sync::reconcile_cached(&rulesets, dp, &self.sync, &mut self.live);
-        if report.is_err() {
-            // The loop retries soon: keep them for the retry.
-            in_force.rulesets = Some(rulesets);
-        } else {
-            free_later(rulesets);
-        }
         self.exporter.metrics().reconciled(
             report.as_ref().map_err(|_| ()),
             read != Read::Cached,

@@ -198,6 +198,11 @@ pub struct LiveCache {
     /// The chains of `live` found changed in place when it came in (`start_from`), for the
     /// next pass to repair.
     judged: Option<Suspects>,
+    /// The last reconcile found `live` in sync and wrote nothing; what it found overtaken.
+    settled: Option<Vec<Overtaken>>,
+    /// The state `start_from` took in reads exactly as the settled one did: a reconcile of
+    /// the same desired state would plan nothing (`quiet_check`).
+    quiet: bool,
 }
 
 /// What the cache remembers of our rules' printed text: per chain, in kernel order, a keyed
@@ -339,6 +344,39 @@ pub struct Fresh {
     unsure: BTreeSet<ChainKey>,
 }
 
+impl Fresh {
+    /// Whether this read, through a reader of the cache that holds `cached` (with no reconcile
+    /// since), holds exactly what `cached` does: every chain of ours as the cache holds it,
+    /// every other chain and every ipset equal.
+    fn reads_as(&self, cached: &Live) -> bool {
+        if !self.unsure.is_empty()
+            || self.live.ipsets != cached.ipsets
+            || self.live.tables.len() != cached.tables.len()
+        {
+            return false;
+        }
+        self.live
+            .tables
+            .iter()
+            .zip(&cached.tables)
+            .all(|(now, was)| {
+                now.family == was.family
+                    && now.tables.len() == was.tables.len()
+                    && now.tables.iter().all(|(name, table)| {
+                        let Some(before) = was.tables.get(name) else {
+                            return false;
+                        };
+                        table.chains.len() == before.chains.len()
+                            && table.chains.values().all(|chain| {
+                                let key = (now.family, *name, chain.name.clone());
+                                self.as_cached.contains(&key)
+                                    || before.chains.get(&chain.name) == Some(chain)
+                            })
+                    })
+            })
+    }
+}
+
 /// How a cache reads the kernel (`LiveCache::reader`); `Send`, for a caller that reads on a
 /// thread of its own.
 #[derive(Debug, Clone)]
@@ -422,9 +460,39 @@ impl LiveCache {
     /// changed keeps what was remembered of it, so a pass that fails to repair it still finds
     /// it changed on the next read.
     pub fn start_from(&mut self, fresh: Fresh) {
+        let quiet = self.settled.is_some()
+            && self
+                .live
+                .as_ref()
+                .is_some_and(|cached| fresh.reads_as(cached));
         let (live, judged) = self.take_in(fresh);
         self.live = Some(live);
         self.judged = Some(judged);
+        self.quiet = quiet;
+    }
+
+    /// When the state the last `start_from` took in reads exactly as the state the last
+    /// reconcile found in sync (every chain, rule and ipset member), the report a reconcile of
+    /// the same desired state would give, without one: nothing to plan, nothing to write. A
+    /// caller that knows its desired state is unchanged since then (the daemon's drift check)
+    /// skips rendering it. Once per `start_from`.
+    pub fn quiet_check(&mut self, backend: Backend) -> Option<ReconcileReport> {
+        if !std::mem::take(&mut self.quiet) {
+            return None;
+        }
+        Some(ReconcileReport {
+            backend,
+            plan: Plan::default(),
+            chains_created: 0,
+            chains_rewritten: 0,
+            chains_deleted: 0,
+            hooks_fixed: 0,
+            restores: 0,
+            ipset_restores: 0,
+            attempts: 1,
+            overtaken: self.settled.clone().unwrap_or_default(),
+            duration: Duration::ZERO,
+        })
     }
 
     /// Judge `fresh` against the remembered texts and learn it (`start_from`): its state, and
@@ -489,6 +557,8 @@ impl LiveCache {
     pub fn invalidate(&mut self) {
         self.live = None;
         self.judged = None;
+        self.settled = None;
+        self.quiet = false;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -954,6 +1024,8 @@ pub fn reconcile_cached(
     cache: &mut LiveCache,
 ) -> Result<ReconcileReport, SyncError> {
     let desired = desired_for(dp, desired);
+    cache.settled = None;
+    cache.quiet = false;
     // Out of the cache while the passes borrow it; put back whatever the outcome.
     let memo = std::mem::take(&mut cache.hashes);
     let outcome = run_passes(dp, opts, Check::Written, cache, |live, suspects| {
@@ -963,6 +1035,9 @@ pub fn reconcile_cached(
     let mut report = outcome?;
     if let Some(seen) = &cache.live {
         report.overtaken = plan::overtaken_jumps(&desired, &seen.tables);
+    }
+    if report.in_sync() && !opts.dry_run {
+        cache.settled = Some(report.overtaken.clone());
     }
     if report.hooks_fixed > 0 {
         for o in &report.overtaken {
@@ -2223,6 +2298,69 @@ mod tests {
             TableName::Filter,
             "cali-pi-test".to_string()
         )));
+    }
+
+    /// A check whose read holds exactly what the last in-sync reconcile found is answered
+    /// without planning; any difference anywhere (a foreign rule, one of our hook rules, an
+    /// ipset member), a write since, or a stale cache is planned as usual.
+    #[test]
+    fn a_check_reading_the_settled_state_again_is_quiet() {
+        let fake = FakeDataplane::default();
+        let mut cache = LiveCache::packing();
+        let check = |cache: &mut LiveCache| {
+            cache.start_from(cache.reader().read(&fake).unwrap());
+            cache.quiet_check(Backend::Nft)
+        };
+        reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        settle_with(&mut cache, &fake, 22);
+        let quiet = check(&mut cache).expect("nothing changed");
+        assert!(quiet.in_sync() && quiet.plan.is_empty());
+        // Once per read.
+        assert!(cache.quiet_check(Backend::Nft).is_none());
+        assert!(check(&mut cache).is_some(), "still nothing changed");
+
+        let changes: [&dyn Fn(); 3] = [
+            &|| {
+                fake.external_restore(
+                    Family::V4,
+                    TableName::Filter,
+                    "*filter\n-A INPUT -s 198.51.100.9/32 -j DROP\nCOMMIT\n",
+                )
+            },
+            &|| {
+                let hook = our_input_hook(&fake);
+                fake.external_restore(
+                    Family::V4,
+                    TableName::Filter,
+                    &format!("*filter\n-D INPUT {hook}\nCOMMIT\n"),
+                )
+            },
+            &|| fake.external_ipset_restore(&format!("add {SET} 198.51.100.77\n")),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            change();
+            assert!(check(&mut cache).is_none(), "change {i} went unseen");
+            // What the reconcile then finds in sync (a foreign rule) or repairs.
+            reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+            settle_with(&mut cache, &fake, 22);
+            assert!(check(&mut cache).is_some(), "after change {i}");
+        }
+
+        // A reconcile that wrote leaves nothing settled, and a stale cache neither.
+        reconcile_cached(&both(23), &fake, &quick(), &mut cache).unwrap();
+        assert!(check(&mut cache).is_none());
+        settle_with(&mut cache, &fake, 23);
+        assert!(check(&mut cache).is_some());
+        cache.invalidate();
+        assert!(check(&mut cache).is_none());
+    }
+
+    /// A drift check's read, then a reconcile of `both(port)` that finds it in sync.
+    fn settle_with(cache: &mut LiveCache, fake: &FakeDataplane, port: u16) {
+        cache.start_from(cache.reader().read(fake).unwrap());
+        assert!(reconcile_cached(&both(port), fake, &quick(), cache)
+            .unwrap()
+            .in_sync());
     }
 
     /// A save that prints a chain of ours again after it had read as the cache holds it: the
