@@ -40,15 +40,16 @@ fn big_table() -> Table {
                         negated: false,
                         ports: vec![PortSpec::Single(22), PortSpec::Range(8000, 8000 + r as u16)],
                     },
-                ],
+                ]
+                .into(),
                 action: Action::SetMark {
                     value: 0x10000,
                     mask: 0x10000,
                 },
                 comments: if r == 0 {
-                    vec![format!("GlobalNetworkPolicy policy-{c:05} ingress").into()]
+                    vec![format!("GlobalNetworkPolicy policy-{c:05} ingress").into()].into()
                 } else {
-                    vec![]
+                    vec![].into()
                 },
             })
             .collect();
@@ -57,9 +58,10 @@ fn big_table() -> Table {
                 negated: false,
                 value: 0,
                 mask: 0x20000,
-            }],
+            }]
+            .into(),
             action: Action::Jump(name.as_str().into()),
-            comments: vec![],
+            comments: vec![].into(),
         });
         chains.insert(name.clone(), Chain { name, rules });
     }
@@ -77,9 +79,9 @@ fn big_table() -> Table {
             kernel_chain: "INPUT".into(),
             position: HookPosition::Insert,
             rule: Rule {
-                matches: vec![],
+                matches: vec![].into(),
                 action: Action::Jump("cali-INPUT".into()),
-                comments: vec![],
+                comments: vec![].into(),
             },
         }],
     }

@@ -116,9 +116,9 @@ fn parse_table(
                 words[2..].join(" ")
             ));
             Rule {
-                matches: never(),
+                matches: never().into(),
                 action: Action::None,
-                comments: Vec::new(),
+                comments: Default::default(),
             }
         });
         *index += 1;
@@ -364,9 +364,9 @@ fn parse_rule(words: &[String], user: &BTreeMap<String, Vec<Rule>>) -> Option<Ru
         i += 1;
     }
     Some(Rule {
-        matches,
+        matches: matches.into(),
         action,
-        comments,
+        comments: comments.into(),
     })
 }
 
@@ -446,9 +446,10 @@ mod tests {
                     ports: vec![PortSpec::Single(2222)]
                 }
             ]
+            .into()
         );
         // `-m recent` is unknown: kept as a never-matching placeholder and reported.
-        assert_eq!(filter.hooks[2].rule.matches, never());
+        assert_eq!(filter.hooks[2].rule.matches, never().into());
         assert_eq!(live.unknown.len(), 1, "{:?}", live.unknown);
         assert!(live.unknown[0].starts_with("filter INPUT 2:"));
         assert_eq!(
@@ -458,7 +459,7 @@ mod tests {
         let web = &filter.chains["cali-pi-gnp/web"].rules;
         assert_eq!(
             web[0].comments,
-            vec!["GlobalNetworkPolicy web ingress".into()]
+            vec!["GlobalNetworkPolicy web ingress".into()].into()
         );
         assert_eq!(
             web[0].action,

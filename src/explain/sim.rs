@@ -724,9 +724,9 @@ mod tests {
 
     fn rule(matches: Vec<Match>, action: Action) -> Rule {
         Rule {
-            matches,
+            matches: matches.into(),
             action,
-            comments: Vec::new(),
+            comments: Default::default(),
         }
     }
 

@@ -274,7 +274,7 @@ mod tests {
         let root = &chains["cali-from-host-endpoint"].rules;
         assert_eq!(root.len(), 3);
         assert_eq!(root[0].action, Action::Goto("cali-fh-eth0".into()));
-        assert_eq!(root[1].matches, vec![in_iface("eth1+")]);
+        assert_eq!(root[1].matches, vec![in_iface("eth1+")].into());
         assert_eq!(
             root[1].action,
             Action::Goto("cali-from-host-endpoint-1".into())

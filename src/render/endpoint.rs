@@ -16,7 +16,7 @@ use super::provenance::{ChainOwner, Origin, OwnerKind, Recorder, Traced};
 use super::{clear_mark, commented, put_shared, rule, set_mark, with_comment, Ctx};
 use crate::model::{Direction, InterfaceName, TierAction};
 use crate::resolve::{ActiveEndpoint, NodeView, TierPolicies};
-use crate::ruleset::{Action, Chain, Match, Rule, TableName};
+use crate::ruleset::{Action, Chain, Match, Rule, Shared, TableName};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -273,8 +273,11 @@ impl<'a> Spec<'a> {
             rules.push(rule(vec![], Action::Jump(failsafe.into())));
         }
         rules.push(rule(vec![], clear_mark(m.accept | m.pass)));
-        // One copy for the return after every policy jump of the chain.
+        // One copy for the return after every policy jump of the chain, and one of each match
+        // every jump and return carries (`Shared`).
         let accepted: Arc<str> = "Return if policy accepted".into();
+        let unpassed: Shared<Match> = vec![ctx.mark_clear(m.pass)].into();
+        let was_accepted: Shared<Match> = vec![ctx.mark_set(m.accept)].into();
         for tier in self.tiers.iter().filter(|t| !t.policies.is_empty()) {
             rules.push(commented(
                 vec![],
@@ -290,13 +293,13 @@ impl<'a> Spec<'a> {
                     group_chains.push((name, groups::chain_rules(ctx, &group, self.dir)));
                     target
                 };
-                rules.push(rule(vec![ctx.mark_clear(m.pass)], Action::Jump(target)));
+                rules.push(rule(unpassed.clone(), Action::Jump(target)));
                 if self.kind == Kind::Untracked {
                     // An untracked allow is "NOTRACK and allow".
-                    rules.push(rule(vec![ctx.mark_set(m.accept)], Action::NoTrack));
+                    rules.push(rule(was_accepted.clone(), Action::NoTrack));
                 }
                 rules.push(with_comment(
-                    vec![ctx.mark_set(m.accept)],
+                    was_accepted.clone(),
                     Action::Return,
                     accepted.clone(),
                 ));

@@ -5,7 +5,7 @@
 
 use super::{commented, rule, Ctx};
 use crate::model::Direction;
-use crate::ruleset::{Action, Match, Rule};
+use crate::ruleset::{Action, Match, Rule, Shared};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha3::{Digest, Sha3_224};
@@ -101,6 +101,7 @@ pub(crate) fn chain_name(group: &Group, direction: Direction) -> String {
 pub(crate) fn chain_rules(ctx: &Ctx, group: &Group, direction: Direction) -> Vec<Rule> {
     let m = &ctx.marks;
     let verdict = m.pass | m.accept;
+    let unverdicted: Shared<Match> = vec![ctx.mark_clear(verdict)].into();
     let mut rules = Vec::with_capacity(group.policies.len() + group.policies.len() / 5);
     for (i, name) in group.policies.iter().enumerate() {
         if i != 0 && i % RETURN_STRIDE == 0 {
@@ -115,9 +116,9 @@ pub(crate) fn chain_rules(ctx: &Ctx, group: &Group, direction: Direction) -> Vec
             ));
         }
         let guard = if i % RETURN_STRIDE == 0 {
-            vec![]
+            Shared::default()
         } else {
-            vec![ctx.mark_clear(verdict)]
+            unverdicted.clone()
         };
         rules.push(rule(guard, Action::Jump(ctx.policy_chain(name, direction))));
     }

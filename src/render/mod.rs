@@ -21,7 +21,7 @@ mod static_chains;
 use crate::model::{AllowAction, DenyAction, Direction};
 use crate::resolve::{EffectiveConfig, NodeView};
 use crate::ruleset::{
-    Action, Chain, Family, HookRule, Match, Rule, Rules, Ruleset, Table, TableName,
+    Action, Chain, Family, HookRule, Match, Rule, Rules, Ruleset, Shared, Table, TableName,
 };
 pub use bodies::RenderMemo;
 use marks::{MarkError, Marks};
@@ -299,25 +299,29 @@ pub(crate) fn clear_mark(mask: u32) -> Action {
 }
 
 /// A rule without comments.
-pub(crate) fn rule(matches: Vec<Match>, action: Action) -> Rule {
+pub(crate) fn rule(matches: impl Into<Shared<Match>>, action: Action) -> Rule {
     Rule {
-        matches,
+        matches: matches.into(),
         action,
-        comments: Vec::new(),
+        comments: Shared::default(),
     }
 }
 
 /// A rule with one comment.
-pub(crate) fn commented(matches: Vec<Match>, action: Action, comment: &str) -> Rule {
+pub(crate) fn commented(matches: impl Into<Shared<Match>>, action: Action, comment: &str) -> Rule {
     with_comment(matches, action, comment.into())
 }
 
 /// A rule with one comment shared with other rules.
-pub(crate) fn with_comment(matches: Vec<Match>, action: Action, comment: Arc<str>) -> Rule {
+pub(crate) fn with_comment(
+    matches: impl Into<Shared<Match>>,
+    action: Action,
+    comment: Arc<str>,
+) -> Rule {
     Rule {
-        matches,
+        matches: matches.into(),
         action,
-        comments: vec![comment],
+        comments: vec![comment].into(),
     }
 }
 

@@ -201,9 +201,8 @@ fn chain_rules(
     if rules.is_empty() {
         rules.push(rule(vec![], Action::None));
     }
-    rules[0]
-        .comments
-        .push(format!("{} {} {}", owner.kind, owner.name, dir.api_name()).into());
+    let named = format!("{} {} {}", owner.kind, owner.name, dir.api_name());
+    rules[0].comments = rules[0].comments.and([named.into()]);
     Ok((rules, origins))
 }
 
@@ -539,9 +538,15 @@ fn api_rule(
     }
     let mut out = blocks.rules;
     out.extend(actions(ctx, table, r, owner, m));
-    for rr in &mut out {
-        rr.comments
-            .extend(r.annotations.iter().map(|(k, v)| format!("{k}={v}").into()));
+    if !r.annotations.is_empty() {
+        let annotations: Vec<std::sync::Arc<str>> = r
+            .annotations
+            .iter()
+            .map(|(k, v)| format!("{k}={v}").into())
+            .collect();
+        for rr in &mut out {
+            rr.comments = rr.comments.and(annotations.iter().cloned());
+        }
     }
     Ok(out)
 }

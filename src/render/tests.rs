@@ -146,7 +146,7 @@ fn ct(s: &str) -> Match {
 
 fn r(matches: Vec<Match>, action: Action, comments: &[&str]) -> Rule {
     Rule {
-        matches,
+        matches: matches.into(),
         action,
         comments: comments.iter().map(|&s| s.into()).collect(),
     }
@@ -480,6 +480,7 @@ fn ip_version_filtering() {
             negated: false,
             net: net("203.0.113.0/24")
         }]
+        .into()
     );
     // v6: v6_only, icmp6 (with icmp6 type/code), mixed (v6 net), not_all (v4-only list empties
     // in v6 so the rule is dropped there too).
@@ -499,6 +500,7 @@ fn ip_version_filtering() {
                 code: Some(0)
             }
         ]
+        .into()
     );
 }
 
@@ -540,6 +542,7 @@ fn selector_sets_fold_not_selector_and_collect_members() {
             name: set_name.clone(),
             direction: SetDirection::Src
         }]
+        .into()
     );
     let set = &rs.ipsets[&set_name];
     assert_eq!(set.set_type, crate::ruleset::IpsetType::HashNet);
@@ -593,19 +596,19 @@ fn protocol_with_not_protocol_uses_one_p_flag() {
         gnp("k8s-worker-host", vec![differ, same, only_not], vec![]),
     );
     let rules = policy_rules(&v, Family::V4, "cali-pi-gnp/k8s-worker-host");
-    let marks: Vec<&Vec<Match>> = rules
+    let marks: Vec<Vec<Match>> = rules
         .iter()
         .filter(|r| r.action == set_mark(A))
-        .map(|r| &r.matches)
+        .map(|r| r.matches.to_vec())
         .collect();
     assert_eq!(
         marks,
         vec![
-            &vec![Match::Protocol {
+            vec![Match::Protocol {
                 negated: false,
                 name: "tcp".into()
             }],
-            &vec![Match::Protocol {
+            vec![Match::Protocol {
                 negated: true,
                 name: "47".into()
             }],

@@ -272,7 +272,7 @@ mod tests {
 
     fn rule(matches: Vec<Match>, action: Action, comments: &[&str]) -> Rule {
         Rule {
-            matches,
+            matches: matches.into(),
             action,
             comments: comments.iter().map(|&s| s.into()).collect(),
         }

@@ -154,9 +154,10 @@ mod tests {
             matches: vec![Match::ConntrackState {
                 negated: false,
                 states: "INVALID".into(),
-            }],
+            }]
+            .into(),
             action: Action::Drop,
-            comments: vec![],
+            comments: Default::default(),
         };
         let h0 = Sha224::digest(b"cali-fh-eth0");
         let mut h = Sha224::new();
@@ -185,9 +186,10 @@ mod felix_vectors {
                     negated: false,
                     ports: vec![PortSpec::Single(port)],
                 },
-            ],
+            ]
+            .into(),
             action: Action::Accept,
-            comments: vec![],
+            comments: Default::default(),
         }
     }
 
@@ -257,21 +259,22 @@ mod felix_vectors {
                         negated: false,
                         value: 0x10000,
                         mask: 0x10000,
-                    }],
+                    }]
+                    .into(),
                     action: Action::Accept,
-                    comments: vec!["Policy explicitly accepted packet.".into()],
+                    comments: vec!["Policy explicitly accepted packet.".into()].into(),
                 },
             },
             crate::ruleset::HookRule {
                 kernel_chain: "FORWARD".into(),
                 position: HookPosition::AlwaysAppend,
                 rule: Rule {
-                    matches: vec![],
+                    matches: Default::default(),
                     action: Action::SetMark {
                         value: 0x10000,
                         mask: 0x10000,
                     },
-                    comments: vec![],
+                    comments: Default::default(),
                 },
             },
             crate::ruleset::HookRule {
@@ -299,21 +302,22 @@ mod felix_vectors {
         // cali-from-hep-forward`: only the Felix spelling `0/M` (not `0x0/M`) reproduces them.
         let rules = [
             Rule {
-                matches: vec![],
+                matches: Default::default(),
                 action: Action::SetMark {
                     value: 0,
                     mask: 0xe0000,
                 },
-                comments: vec![],
+                comments: Default::default(),
             },
             Rule {
                 matches: vec![Match::Mark {
                     negated: false,
                     value: 0,
                     mask: 0x10000,
-                }],
+                }]
+                .into(),
                 action: Action::Jump("cali-from-hep-forward".into()),
-                comments: vec![],
+                comments: Default::default(),
             },
         ];
         assert_eq!(

@@ -19,6 +19,7 @@ pub use save::{parse_save, LiveChain, LiveRule, LiveTable, SaveError};
 
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
 
@@ -256,9 +257,68 @@ pub enum Action {
 /// (shared like jump targets: the same few comments recur on thousands of endpoint rules).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Rule {
-    pub matches: Vec<Match>,
+    pub matches: Shared<Match>,
     pub action: Action,
-    pub comments: Vec<Arc<str>>,
+    pub comments: Shared<Arc<str>>,
+}
+
+/// A rule's matches or comments, shared between the rules that have the same ones: an endpoint
+/// chain's jump to each of its policies and the return after it carry the same mark match, so
+/// at 10,000 policies one copy serves a million rules instead of one allocation each. None
+/// at all costs no allocation. A clone is a reference count.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Shared<T>(Option<Arc<[T]>>);
+
+impl<T> Default for Shared<T> {
+    fn default() -> Self {
+        Shared(None)
+    }
+}
+
+impl<T> From<Vec<T>> for Shared<T> {
+    fn from(items: Vec<T>) -> Self {
+        Shared((!items.is_empty()).then(|| items.into()))
+    }
+}
+
+impl<T> std::ops::Deref for Shared<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.0.as_deref().unwrap_or(&[])
+    }
+}
+
+impl<T: Clone> Shared<T> {
+    /// These followed by `more` (a clone of these when `more` is empty).
+    pub fn and(&self, more: impl IntoIterator<Item = T>) -> Shared<T> {
+        let mut more = more.into_iter().peekable();
+        if more.peek().is_none() {
+            return self.clone();
+        }
+        let mut all = self.to_vec();
+        all.extend(more);
+        all.into()
+    }
+}
+
+impl<T> FromIterator<T> for Shared<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(items: I) -> Self {
+        items.into_iter().collect::<Vec<T>>().into()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Shared<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
 }
 
 #[cfg(test)]
@@ -266,9 +326,9 @@ impl Rule {
     /// Test shorthand shared by the ruleset unit tests: no matches, no comments, a jump.
     pub(crate) fn jump_to(target: &str) -> Rule {
         Rule {
-            matches: vec![],
+            matches: Default::default(),
             action: Action::Jump(target.into()),
-            comments: vec![],
+            comments: Default::default(),
         }
     }
 }

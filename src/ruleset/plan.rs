@@ -845,9 +845,9 @@ mod tests {
 
     fn jump(t: &str) -> Rule {
         Rule {
-            matches: vec![],
+            matches: Default::default(),
             action: Action::Jump(t.into()),
-            comments: vec![],
+            comments: Default::default(),
         }
     }
 
@@ -875,9 +875,10 @@ mod tests {
                 matches: vec![Match::ConntrackState {
                     negated: false,
                     states: "INVALID".into(),
-                }],
+                }]
+                .into(),
                 action: Action::Drop,
-                comments: vec![],
+                comments: Default::default(),
             },
             jump("cali-pi-a"),
         ];
@@ -892,9 +893,10 @@ mod tests {
                         matches: vec![Match::InInterface {
                             negated: false,
                             name: "eth0".into(),
-                        }],
+                        }]
+                        .into(),
                         action: Action::Goto("cali-fh-eth0".into()),
-                        comments: vec![],
+                        comments: Default::default(),
                     }],
                 ),
                 chain("cali-fh-eth0", fh),
@@ -905,12 +907,13 @@ mod tests {
                             negated: false,
                             name: "cali40s:a".into(),
                             direction: crate::ruleset::SetDirection::Src,
-                        }],
+                        }]
+                        .into(),
                         action: Action::SetMark {
                             value: 0x10000,
                             mask: 0x10000,
                         },
-                        comments: vec!["GlobalNetworkPolicy a ingress".into()],
+                        comments: vec!["GlobalNetworkPolicy a ingress".into()].into(),
                     }],
                 ),
             ]
@@ -922,12 +925,12 @@ mod tests {
                     "FORWARD",
                     HookPosition::AlwaysAppend,
                     Rule {
-                        matches: vec![],
+                        matches: Default::default(),
                         action: Action::SetMark {
                             value: 0x10000,
                             mask: 0x10000,
                         },
-                        comments: vec![],
+                        comments: Default::default(),
                     },
                 ),
             ],

@@ -398,12 +398,12 @@ mod tests {
                     kernel_chain: "FORWARD".into(),
                     position: HookPosition::AlwaysAppend,
                     rule: Rule {
-                        matches: vec![],
+                        matches: Default::default(),
                         action: Action::SetMark {
                             value: 0x10000,
                             mask: 0x10000,
                         },
-                        comments: vec![],
+                        comments: Default::default(),
                     },
                 },
                 HookRule {
@@ -433,12 +433,12 @@ mod tests {
         let set_hash = &rule_hashes(
             "FORWARD*appends*",
             [&Rule {
-                matches: vec![],
+                matches: Default::default(),
                 action: Action::SetMark {
                     value: 0x10000,
                     mask: 0x10000,
                 },
-                comments: vec![],
+                comments: Default::default(),
             }],
         )[0];
         let out_hash = &rule_hashes("OUTPUT", [&Rule::jump_to("cali-OUTPUT")])[0];
@@ -483,9 +483,10 @@ mod tests {
                 matches: vec![Match::InInterface {
                     negated: false,
                     name: "eth0".into(),
-                }],
+                }]
+                .into(),
                 action: Action::Accept,
-                comments: vec![],
+                comments: Default::default(),
             },
         );
         b.commit();

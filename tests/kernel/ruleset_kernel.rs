@@ -94,7 +94,7 @@ fn bin(backend: &str, family: Family, tool: &str) -> String {
 
 fn rule(matches: Vec<Match>, action: Action, comments: &[&str]) -> Rule {
     Rule {
-        matches,
+        matches: matches.into(),
         action,
         comments: comments.iter().map(|&s| s.into()).collect(),
     }
