@@ -505,3 +505,29 @@ pub struct Ruleset {
     pub tables: Vec<Table>,
     pub ipsets: BTreeMap<String, Ipset>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_items_are_one_copy_and_none_is_no_allocation() {
+        let none: Shared<u32> = Vec::new().into();
+        assert!(none.0.is_none() && none == Shared::default() && none.is_empty());
+        let some: Shared<u32> = vec![1, 2].into();
+        let copy = some.clone();
+        assert!(matches!((&some.0, &copy.0), (Some(a), Some(b)) if Arc::ptr_eq(a, b)));
+        assert_eq!(*some, [1, 2]);
+        // Equal items are equal (and hash alike) whether or not they are the same copy.
+        let other: Shared<u32> = [1, 2].into_iter().collect();
+        assert_eq!(other, some);
+        let key = RandomState::new();
+        assert_eq!(key.hash_one(&other), key.hash_one(&some));
+        let longer = some.and([3]);
+        assert_eq!(*longer, [1, 2, 3]);
+        assert_eq!(*some, [1, 2]);
+        let same = some.and([]);
+        assert!(matches!((&some.0, &same.0), (Some(a), Some(b)) if Arc::ptr_eq(a, b)));
+        assert_eq!(format!("{some:?}"), "[1, 2]");
+    }
+}
