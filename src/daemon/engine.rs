@@ -3,7 +3,9 @@
 //! through the real dataplane. Holds the desired state between calls; keeps the last one when
 //! a new load is invalid. Between reconciles it keeps the validated set, not its rendered
 //! rules: those are the largest thing the daemon holds, and rendering them again from the set
-//! when a drift check needs them costs a fraction of the kernel read that check does anyway.
+//! when a drift check needs them costs a fraction of the kernel read that check does anyway,
+//! and a check whose read holds what the last in-sync reconcile found renders nothing
+//! (`sync::LiveCache::quiet_check`).
 //! A drift check's read of the kernel runs on a helper thread (`read_in_background`), so the
 //! loop is free for an edit while it runs; an edit's reconcile makes that read moot.
 
