@@ -54,7 +54,6 @@ pub(crate) fn timeout_for(input_bytes: usize) -> Duration {
 }
 
 /// What a child is fed on stdin.
-#[derive(Clone, Copy)]
 pub(crate) enum Input<'a> {
     Text(&'a str),
     /// Written out as it is fed (`RestoreScript::write_out`), never whole.
@@ -100,16 +99,7 @@ pub(crate) fn run_unless(
     timeout: Duration,
     cancel: &AtomicBool,
 ) -> Result<Output, DataplaneError> {
-    let mut bytes = Vec::new();
-    let input = stdin.map(Input::Text);
-    let (status, stderr) = run_into(program, args, input, timeout, cancel, &mut |chunk| {
-        bytes.extend_from_slice(chunk)
-    })?;
-    Ok(Output {
-        status,
-        stdout: String::from_utf8_lossy(&bytes).into_owned(),
-        stderr,
-    })
+    run_collecting(program, args, stdin.map(Input::Text), timeout, cancel)
 }
 
 /// `run_unless` fed `script` as it is written out: the text of a large restore is never
@@ -121,8 +111,18 @@ pub(crate) fn run_script_unless(
     timeout: Duration,
     cancel: &AtomicBool,
 ) -> Result<Output, DataplaneError> {
+    run_collecting(program, args, Some(Input::Script(script)), timeout, cancel)
+}
+
+/// `run_into` with the output collected.
+fn run_collecting(
+    program: &Path,
+    args: &[&str],
+    input: Option<Input>,
+    timeout: Duration,
+    cancel: &AtomicBool,
+) -> Result<Output, DataplaneError> {
     let mut bytes = Vec::new();
-    let input = Some(Input::Script(script));
     let (status, stderr) = run_into(program, args, input, timeout, cancel, &mut |chunk| {
         bytes.extend_from_slice(chunk)
     })?;
@@ -508,24 +508,7 @@ mod tests {
 
     /// A script of one chain of `rules` rules, written out in many chunks.
     fn big_script(rules: usize) -> RestoreScript {
-        use crate::ruleset::memo::ChainHashes;
-        use crate::ruleset::restore::RestoreBuilder;
-        use crate::ruleset::{Chain, Rule, TableName};
-        let chain = Chain {
-            name: "cali-po-big".into(),
-            rules: (0..rules)
-                .map(|i| Rule::jump_to(&format!("cali-pi-{i}")))
-                .collect::<Vec<_>>()
-                .into(),
-        };
-        let mut b = RestoreBuilder::new();
-        b.start(TableName::Filter);
-        b.chain_line(&chain.name);
-        b.fill(
-            &chain.name,
-            &chain.rules,
-            &std::sync::Arc::new(ChainHashes::of(&chain)),
-        );
+        let (_, mut b) = crate::ruleset::restore::filled_chain(rules);
         b.commit();
         b.into_script()
     }

@@ -187,17 +187,8 @@ mod tests {
 
     fn report(plan: Plan) -> ReconcileReport {
         ReconcileReport {
-            backend: Backend::Legacy,
             plan,
-            chains_created: 0,
-            chains_rewritten: 0,
-            chains_deleted: 0,
-            hooks_fixed: 0,
-            restores: 0,
-            ipset_restores: 0,
-            attempts: 1,
-            duration: Duration::ZERO,
-            overtaken: Vec::new(),
+            ..ReconcileReport::nothing(Backend::Legacy)
         }
     }
 

@@ -362,25 +362,9 @@ mod tests {
 
     #[test]
     fn a_plans_script_replays_as_its_text_does_across_chunks() {
-        use crate::ruleset::memo::ChainHashes;
-        use crate::ruleset::restore::RestoreBuilder;
-        use crate::ruleset::{Chain, Rule, TableName};
-        use std::sync::Arc;
-        let rules: Vec<Rule> = (0..3000)
-            .map(|i| Rule::jump_to(&format!("cali-pi-{i:05}")))
-            .collect();
-        let chain = Chain {
-            name: "cali-po-big".into(),
-            rules: rules.into(),
-        };
-        let mut b = RestoreBuilder::new();
-        b.start(TableName::Filter);
-        b.chain_line(&chain.name);
-        b.fill(
-            &chain.name,
-            &chain.rules,
-            &Arc::new(ChainHashes::of(&chain)),
-        );
+        use crate::ruleset::restore::filled_chain;
+        use crate::ruleset::Rule;
+        let (_, mut b) = filled_chain(3000);
         b.insert(
             "INPUT",
             1,

@@ -368,6 +368,29 @@ fn estimate(table: &Table) -> usize {
     64 + (rules + table.hooks.len()) * 160 + table.chains.len() * 40
 }
 
+/// Test helper shared by the restore, replay and exec tests: chain `cali-po-big` of `rules`
+/// jumps (to `cali-pi-00000` …), and a builder that opened `*filter`, declared it and filled
+/// it, the transaction still open.
+#[cfg(test)]
+pub(crate) fn filled_chain(rules: usize) -> (super::Chain, RestoreBuilder) {
+    let rules: Vec<Rule> = (0..rules)
+        .map(|i| Rule::jump_to(&format!("cali-pi-{i:05}")))
+        .collect();
+    let chain = super::Chain {
+        name: "cali-po-big".into(),
+        rules: rules.into(),
+    };
+    let mut b = RestoreBuilder::new();
+    b.start(TableName::Filter);
+    b.chain_line(&chain.name);
+    b.fill(
+        &chain.name,
+        &chain.rules,
+        &Arc::new(ChainHashes::of(&chain)),
+    );
+    (chain, b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,27 +521,13 @@ mod tests {
         );
     }
 
-    fn numbered(n: usize) -> Chain {
-        let rules: Vec<Rule> = (0..n)
-            .map(|i| Rule::jump_to(&format!("cali-pi-{i:05}")))
-            .collect();
-        Chain {
-            name: "cali-po-big".into(),
-            rules: rules.into(),
-        }
-    }
-
     #[test]
     fn a_filled_chain_writes_what_appending_each_rule_does() {
-        let chain = numbered(3);
-        let hashes = Arc::new(ChainHashes::of(&chain));
-        let mut filled = RestoreBuilder::new();
+        let (chain, mut filled) = filled_chain(3);
+        let hashes = ChainHashes::of(&chain);
         let mut appended = RestoreBuilder::new();
-        for b in [&mut filled, &mut appended] {
-            b.start(TableName::Filter);
-            b.chain_line(&chain.name);
-        }
-        filled.fill(&chain.name, &chain.rules, &hashes);
+        appended.start(TableName::Filter);
+        appended.chain_line(&chain.name);
         for (rule, hash) in chain.rules.iter().zip(hashes.iter()) {
             appended.append(&chain.name, hash, rule);
         }
@@ -542,12 +551,7 @@ mod tests {
 
     #[test]
     fn a_script_is_written_out_in_whole_lines_and_stops_when_told() {
-        let chain = numbered(3000);
-        let hashes = Arc::new(ChainHashes::of(&chain));
-        let mut b = RestoreBuilder::new();
-        b.start(TableName::Filter);
-        b.chain_line(&chain.name);
-        b.fill(&chain.name, &chain.rules, &hashes);
+        let (_, mut b) = filled_chain(3000);
         b.commit();
         let script = b.into_script();
         let mut chunks = Vec::new();

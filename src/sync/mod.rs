@@ -80,6 +80,23 @@ pub struct ReconcileReport {
 }
 
 impl ReconcileReport {
+    /// The report of a reconcile on `backend` that has found nothing to do (yet).
+    pub fn nothing(backend: Backend) -> ReconcileReport {
+        ReconcileReport {
+            backend,
+            plan: Plan::default(),
+            chains_created: 0,
+            chains_rewritten: 0,
+            chains_deleted: 0,
+            hooks_fixed: 0,
+            restores: 0,
+            ipset_restores: 0,
+            attempts: 1,
+            overtaken: Vec::new(),
+            duration: Duration::ZERO,
+        }
+    }
+
     /// True when the kernel already matched and nothing was written.
     pub fn in_sync(&self) -> bool {
         self.restores == 0 && self.ipset_restores == 0
@@ -171,6 +188,32 @@ impl SyncError {
 pub struct Live {
     pub tables: Vec<LiveState>,
     pub ipsets: LiveIpsets,
+}
+
+impl Live {
+    /// Every chain, with its family and table.
+    fn chains(&self) -> impl Iterator<Item = (Family, TableName, &LiveChain)> {
+        self.tables.iter().flat_map(|state| {
+            state.tables.iter().flat_map(move |(table, lt)| {
+                lt.chains.values().map(move |c| (state.family, *table, c))
+            })
+        })
+    }
+
+    fn table_mut(&mut self, family: Family, table: TableName) -> Option<&mut LiveTable> {
+        self.tables
+            .iter_mut()
+            .find(|s| s.family == family)
+            .and_then(|s| s.tables.get_mut(&table))
+    }
+
+    fn chain(&self, family: Family, table: TableName, name: &str) -> Option<&LiveChain> {
+        self.tables
+            .iter()
+            .find(|s| s.family == family)
+            .and_then(|s| s.tables.get(&table))
+            .and_then(|t| t.chains.get(name))
+    }
 }
 
 /// The kernel state a successful reconcile last saw or left (read, or replayed after a write).
@@ -273,20 +316,16 @@ impl RuleDigests {
         // A copy only if a reader still shares them.
         let known = Arc::make_mut(&mut self.chains);
         let mut chains = BTreeMap::new();
-        for state in &live.tables {
-            for (table, lt) in &state.tables {
-                for chain in lt.chains.values().filter(|c| !c.unverified) {
-                    let key = (state.family, *table, chain.name.clone());
-                    if chain.packed.is_some() || keep.chains.contains(&key) {
-                        if let Some(was) = known.remove(&key) {
-                            chains.insert(key, was);
-                        }
-                        continue;
-                    }
-                    if let Some(now) = self.key.chain(&chain.rules) {
-                        chains.insert(key, now);
-                    }
+        for (family, table, chain) in live.chains().filter(|(_, _, c)| !c.unverified) {
+            let key = (family, table, chain.name.clone());
+            if chain.packed.is_some() || keep.chains.contains(&key) {
+                if let Some(was) = known.remove(&key) {
+                    chains.insert(key, was);
                 }
+                continue;
+            }
+            if let Some(now) = self.key.chain(&chain.rules) {
+                chains.insert(key, now);
             }
         }
         self.chains = Arc::new(chains);
@@ -349,30 +388,14 @@ impl Fresh {
     /// since), holds exactly what `cached` does: every chain of ours as the cache holds it,
     /// every other chain and every ipset equal.
     fn reads_as(&self, cached: &Live) -> bool {
-        if !self.unsure.is_empty()
-            || self.live.ipsets != cached.ipsets
-            || self.live.tables.len() != cached.tables.len()
-        {
-            return false;
-        }
-        self.live
-            .tables
-            .iter()
-            .zip(&cached.tables)
-            .all(|(now, was)| {
-                now.family == was.family
-                    && now.tables.len() == was.tables.len()
-                    && now.tables.iter().all(|(name, table)| {
-                        let Some(before) = was.tables.get(name) else {
-                            return false;
-                        };
-                        table.chains.len() == before.chains.len()
-                            && table.chains.values().all(|chain| {
-                                let key = (now.family, *name, chain.name.clone());
-                                self.as_cached.contains(&key)
-                                    || before.chains.get(&chain.name) == Some(chain)
-                            })
-                    })
+        // Chains are told apart by (family, table, name): as many, each matched, is all.
+        self.unsure.is_empty()
+            && self.live.ipsets == cached.ipsets
+            && self.live.chains().count() == cached.chains().count()
+            && self.live.chains().all(|(family, table, chain)| {
+                self.as_cached
+                    .contains(&(family, table, chain.name.clone()))
+                    || cached.chain(family, table, &chain.name) == Some(chain)
             })
     }
 }
@@ -431,21 +454,15 @@ impl LiveCache {
 
     /// How to read for this cache (`start_from`).
     pub fn reader(&self) -> Reader {
-        let mut reusable = BTreeSet::new();
         let judged = self.judged.as_ref();
-        for state in self.live.iter().flat_map(|live| &live.tables) {
-            for (table, lt) in &state.tables {
-                for chain in lt.chains.values() {
-                    if chain.packed.is_none() || chain.unverified {
-                        continue;
-                    }
-                    let key = (state.family, *table, chain.name.clone());
-                    if !judged.is_some_and(|j| j.chains.contains(&key)) {
-                        reusable.insert(key);
-                    }
-                }
-            }
-        }
+        let reusable = self
+            .live
+            .iter()
+            .flat_map(Live::chains)
+            .filter(|(_, _, c)| c.packed.is_some() && !c.unverified)
+            .map(|(family, table, c)| (family, table, c.name.clone()))
+            .filter(|key| !judged.is_some_and(|j| j.chains.contains(key)))
+            .collect();
         Reader {
             key: self.texts.key.clone(),
             pack: self.pack,
@@ -481,17 +498,8 @@ impl LiveCache {
             return None;
         }
         Some(ReconcileReport {
-            backend,
-            plan: Plan::default(),
-            chains_created: 0,
-            chains_rewritten: 0,
-            chains_deleted: 0,
-            hooks_fixed: 0,
-            restores: 0,
-            ipset_restores: 0,
-            attempts: 1,
             overtaken: self.settled.clone().unwrap_or_default(),
-            duration: Duration::ZERO,
+            ..ReconcileReport::nothing(backend)
         })
     }
 
@@ -508,19 +516,15 @@ impl LiveCache {
             self.reuse(&mut live, &as_cached);
         }
         let mut judged = Suspects { chains: unsure };
-        for state in &live.tables {
-            for (table, lt) in &state.tables {
-                for chain in lt.chains.values() {
-                    let key = (state.family, *table, chain.name.clone());
-                    let Some(seen) = digests.get(&key) else {
-                        continue;
-                    };
-                    if let Some(at) = self.texts.changed(&key, seen) {
-                        let hash = chain.views().filter_map(|v| v.hash).nth(at);
-                        warn_changed(&key, hash.unwrap_or("?"));
-                        judged.chains.insert(key);
-                    }
-                }
+        for (family, table, chain) in live.chains() {
+            let key = (family, table, chain.name.clone());
+            let Some(seen) = digests.get(&key) else {
+                continue;
+            };
+            if let Some(at) = self.texts.changed(&key, seen) {
+                let hash = chain.views().filter_map(|v| v.hash).nth(at);
+                warn_changed(&key, hash.unwrap_or("?"));
+                judged.chains.insert(key);
             }
         }
         self.texts.learn_read(digests, &judged);
@@ -534,14 +538,10 @@ impl LiveCache {
         for (family, table, name) in as_cached {
             let was = cached
                 .as_mut()
-                .and_then(|c| c.tables.iter_mut().find(|s| s.family == *family))
-                .and_then(|s| s.tables.get_mut(table))
+                .and_then(|c| c.table_mut(*family, *table))
                 .and_then(|t| t.chains.remove(name));
             let now = live
-                .tables
-                .iter_mut()
-                .find(|s| s.family == *family)
-                .and_then(|s| s.tables.get_mut(table))
+                .table_mut(*family, *table)
                 .and_then(|t| t.chains.get_mut(name));
             match (was, now) {
                 (Some(was), Some(now)) => *now = was,
@@ -575,19 +575,15 @@ impl LiveCache {
     /// nothing new to compare.
     fn suspects(&self, live: &Live) -> Suspects {
         let mut suspects = Suspects::default();
-        for state in &live.tables {
-            for (table, lt) in &state.tables {
-                for chain in lt.chains.values().filter(|c| c.packed.is_none()) {
-                    let key = (state.family, *table, chain.name.clone());
-                    let Some(seen) = self.texts.key.chain(&chain.rules) else {
-                        continue;
-                    };
-                    if let Some(at) = self.texts.changed(&key, &seen) {
-                        let hash = chain.rules.iter().filter_map(|r| r.hash.as_deref()).nth(at);
-                        warn_changed(&key, hash.unwrap_or("?"));
-                        suspects.chains.insert(key);
-                    }
-                }
+        for (family, table, chain) in live.chains().filter(|(_, _, c)| c.packed.is_none()) {
+            let key = (family, table, chain.name.clone());
+            let Some(seen) = self.texts.key.chain(&chain.rules) else {
+                continue;
+            };
+            if let Some(at) = self.texts.changed(&key, &seen) {
+                let hash = chain.rules.iter().filter_map(|r| r.hash.as_deref()).nth(at);
+                warn_changed(&key, hash.unwrap_or("?"));
+                suspects.chains.insert(key);
             }
         }
         suspects
@@ -1082,18 +1078,10 @@ fn run_passes(
     make_plan: impl Fn(&Live, &Suspects) -> Plan,
 ) -> Result<ReconcileReport, SyncError> {
     let started = Instant::now();
+    // Each pass counts itself.
     let mut report = ReconcileReport {
-        backend: dp.backend(),
-        plan: Plan::default(),
-        chains_created: 0,
-        chains_rewritten: 0,
-        chains_deleted: 0,
-        hooks_fixed: 0,
-        restores: 0,
-        ipset_restores: 0,
         attempts: 0,
-        overtaken: Vec::new(),
-        duration: Duration::ZERO,
+        ..ReconcileReport::nothing(dp.backend())
     };
     let mut backoff = opts.initial_backoff;
     loop {
@@ -2244,10 +2232,7 @@ mod tests {
             .in_sync());
         let before = cache.live.clone().unwrap();
         let owned: BTreeSet<ChainKey> = before
-            .tables
-            .iter()
-            .flat_map(|s| s.tables.iter().map(move |(t, lt)| (s.family, *t, lt)))
-            .flat_map(|(f, t, lt)| lt.chains.values().map(move |c| (f, t, c)))
+            .chains()
             .filter(|(_, _, c)| plan::is_owned_chain(&c.name) && c.packed.is_some())
             .map(|(f, t, c)| (f, t, c.name.clone()))
             .collect();
@@ -2255,14 +2240,7 @@ mod tests {
         let again = cache.reader().read(&fake).unwrap();
         assert_eq!(again.as_cached, owned);
         let (family, table, name) = owned.first().unwrap();
-        let left = &again
-            .live
-            .tables
-            .iter()
-            .find(|s| s.family == *family)
-            .unwrap()
-            .tables[table]
-            .chains[name];
+        let left = again.live.chain(*family, *table, name).unwrap();
         assert!(left.rules.is_empty() && left.packed.is_none(), "{left:?}");
         cache.start_from(again);
         assert_eq!(cache.live.as_ref().map(|l| &l.tables), Some(&before.tables));
@@ -2445,9 +2423,8 @@ mod tests {
         cache
             .live
             .iter()
-            .flat_map(|l| &l.tables)
-            .flat_map(|s| s.tables.values())
-            .flat_map(|t| t.chains.values())
+            .flat_map(Live::chains)
+            .map(|(_, _, c)| c)
             .filter(|c| plan::is_owned_chain(&c.name) && !c.is_empty())
             .collect()
     }
