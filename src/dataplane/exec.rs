@@ -53,11 +53,13 @@ pub(crate) fn timeout_for(input_bytes: usize) -> Duration {
     CHILD_TIMEOUT + Duration::from_secs(input_bytes as u64 / 100_000)
 }
 
-/// What a child is fed on stdin.
-pub(crate) enum Input<'a> {
-    Text(&'a str),
-    /// Written out as it is fed (`RestoreScript::write_out`), never whole.
-    Script(&'a RestoreScript),
+/// What a child is fed on stdin, owned: the thread that writes it may outlive the call.
+enum Feed {
+    /// A copy of the caller's text.
+    Text(String),
+    /// The script's shared pieces, written out as they are fed (`RestoreScript::write_out`),
+    /// never whole.
+    Script(RestoreScript),
 }
 
 /// What a finished child left behind.
@@ -99,7 +101,8 @@ pub(crate) fn run_unless(
     timeout: Duration,
     cancel: &AtomicBool,
 ) -> Result<Output, DataplaneError> {
-    run_collecting(program, args, stdin.map(Input::Text), timeout, cancel)
+    let feed = stdin.map(|text| Feed::Text(text.to_owned()));
+    run_collecting(program, args, feed, timeout, cancel)
 }
 
 /// `run_unless` fed `script` as it is written out: the text of a large restore is never
@@ -111,19 +114,20 @@ pub(crate) fn run_script_unless(
     timeout: Duration,
     cancel: &AtomicBool,
 ) -> Result<Output, DataplaneError> {
-    run_collecting(program, args, Some(Input::Script(script)), timeout, cancel)
+    let feed = Some(Feed::Script(script.clone()));
+    run_collecting(program, args, feed, timeout, cancel)
 }
 
 /// `run_into` with the output collected.
 fn run_collecting(
     program: &Path,
     args: &[&str],
-    input: Option<Input>,
+    stdin: Option<Feed>,
     timeout: Duration,
     cancel: &AtomicBool,
 ) -> Result<Output, DataplaneError> {
     let mut bytes = Vec::new();
-    let (status, stderr) = run_into(program, args, input, timeout, cancel, &mut |chunk| {
+    let (status, stderr) = run_into(program, args, stdin, timeout, cancel, &mut |chunk| {
         bytes.extend_from_slice(chunk)
     })?;
     Ok(Output {
@@ -203,7 +207,7 @@ const CHUNKS_WAITING: usize = 4;
 fn run_into(
     program: &Path,
     args: &[&str],
-    stdin: Option<Input>,
+    stdin: Option<Feed>,
     timeout: Duration,
     cancel: &AtomicBool,
     stdout: &mut dyn FnMut(&[u8]),
@@ -232,14 +236,8 @@ fn run_into(
     // Feed stdin and read both outputs on their own threads so a large payload cannot
     // deadlock against a full pipe. The threads are not joined when the child is killed: a
     // grandchild it left may hold a pipe open for as long as it likes.
-    // The writer owns what it writes (a copy of a text, a script's shared pieces) because it
-    // may outlive this call.
-    let writer = stdin.map(|input| {
+    let writer = stdin.map(|feed| {
         let pipe = child.stdin.take();
-        let feed = match input {
-            Input::Text(text) => Feed::Text(text.to_owned()),
-            Input::Script(script) => Feed::Script(script.clone()),
-        };
         thread::spawn(move || {
             let Some(mut pipe) = pipe else {
                 return;
@@ -294,12 +292,6 @@ fn run_into(
         let _ = writer.join();
     }
     Ok((status, stderr.join().unwrap_or_default()))
-}
-
-/// What the writer thread owns of an `Input`.
-enum Feed {
-    Text(String),
-    Script(RestoreScript),
 }
 
 /// `flag` or `cancel_children` was set.
