@@ -148,7 +148,7 @@ fn view(policies: usize, share: usize) -> NodeView {
         config: config(),
         endpoints,
         policies: (0..policies)
-            .map(|i| (names[i].clone(), policy(i)))
+            .map(|i| (names[i].clone(), policy(i).into()))
             .collect::<BTreeMap<_, _>>(),
         profiles: BTreeMap::new(),
         selector_sources: SelectorSources {

@@ -8,7 +8,7 @@ mod common;
 
 use common::{POLICIES, RULES_PER_POLICY};
 
-use hostfw::resolve::{resolve_owned, HostInterfaces};
+use hostfw::resolve::{resolve, HostInterfaces};
 use std::fmt::Write;
 use std::time::Instant;
 
@@ -96,7 +96,7 @@ fn main() {
     let (set, rules) = common::loaded_set(loaded);
     let (policies, host_endpoints) = (set.policies.len(), set.host_endpoints.len());
     let resolve_start = Instant::now();
-    let view = resolve_owned(set, "node007", &interfaces);
+    let view = resolve(&set, "node007", &interfaces);
     let resolved = resolve_start.elapsed();
     let total = start.elapsed();
 

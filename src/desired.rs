@@ -123,19 +123,17 @@ pub fn compute_remembering(
     )
 }
 
-/// As `compute`, moving the policies and profiles out of `set` instead of copying them.
+/// As `compute`, dropping `set` before rendering: what this node does not use (other nodes'
+/// endpoints, unreferenced policies and sets) is freed first.
 pub fn compute_owned(
     set: PolicySet,
     node: &str,
     interfaces: &HostInterfaces,
     options: Options,
 ) -> Result<Desired, Unrenderable> {
-    from_view(
-        resolve::resolve_owned(set, node, interfaces),
-        interfaces,
-        options,
-        &RenderMemo::default(),
-    )
+    let view = resolve::resolve(&set, node, interfaces);
+    drop(set);
+    from_view(view, interfaces, options, &RenderMemo::default())
 }
 
 fn from_view(

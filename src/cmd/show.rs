@@ -393,9 +393,9 @@ mod tests {
         let set = PolicySet {
             host_endpoints: vec![hep],
             policies: vec![
-                policy("a", DEFAULT_TIER, 2.0),
-                policy("b", DEFAULT_TIER, 1.0),
-                policy("s", "sec", 1.0),
+                policy("a", DEFAULT_TIER, 2.0).into(),
+                policy("b", DEFAULT_TIER, 1.0).into(),
+                policy("s", "sec", 1.0).into(),
             ],
             tiers: vec![Tier {
                 meta: meta("sec"),

@@ -108,7 +108,7 @@ pub(super) fn seed_view() -> NodeView {
                 ..Default::default()
             },
         }],
-        policies: [("k8s-worker-host".to_string(), policy)]
+        policies: [("k8s-worker-host".to_string(), policy.into())]
             .into_iter()
             .collect(),
         profiles: BTreeMap::new(),
@@ -343,7 +343,7 @@ fn policy_rules(v: &NodeView, family: Family, chain_name: &str) -> Vec<Rule> {
 fn one_rule_view(rule: crate::model::Rule) -> NodeView {
     let mut v = seed_view();
     let p = gnp("k8s-worker-host", vec![rule], vec![]);
-    v.policies.insert("k8s-worker-host".into(), p);
+    v.policies.insert("k8s-worker-host".into(), p.into());
     v
 }
 
@@ -468,7 +468,8 @@ fn ip_version_filtering() {
             "k8s-worker-host",
             vec![v6_only, icmp6, mixed, not_all],
             vec![],
-        ),
+        )
+        .into(),
     );
     let name = "cali-pi-gnp/k8s-worker-host";
     // v4: only `mixed` (with its v4 net) and nothing else; not_all is dropped (catch-all).
@@ -593,7 +594,7 @@ fn protocol_with_not_protocol_uses_one_p_flag() {
     let mut v = seed_view();
     v.policies.insert(
         "k8s-worker-host".into(),
-        gnp("k8s-worker-host", vec![differ, same, only_not], vec![]),
+        gnp("k8s-worker-host", vec![differ, same, only_not], vec![]).into(),
     );
     let rules = policy_rules(&v, Family::V4, "cali-pi-gnp/k8s-worker-host");
     let marks: Vec<Vec<Match>> = rules
@@ -908,7 +909,7 @@ fn memo_view() -> NodeView {
     for name in ["a", "b"] {
         let mut p = gnp(name, vec![ssh.clone()], vec![]);
         p.selector = Selector::parse("all()").unwrap();
-        v.policies.insert(name.into(), p);
+        v.policies.insert(name.into(), p.into());
     }
     let names = ["a", "b", "k8s-worker-host"];
     let eth0 = v.endpoints[0].clone();
@@ -935,10 +936,10 @@ fn a_render_with_the_last_renders_memo_equals_a_fresh_one_and_reuses_unchanged_b
         }),
         ("a policy's rules", |v| {
             let p = v.policies.get_mut("k8s-worker-host").unwrap();
-            p.ingress[0].destination.ports = vec![Port::Single(2222)];
+            Arc::make_mut(p).ingress[0].destination.ports = vec![Port::Single(2222)];
         }),
         ("a selector, splitting a group", |v| {
-            v.policies.get_mut("b").unwrap().selector = Selector::parse("has(x)").unwrap();
+            Arc::make_mut(v.policies.get_mut("b").unwrap()).selector = Selector::parse("has(x)").unwrap();
         }),
         ("the order of an endpoint's policies", |v| {
             v.endpoints[1].policies.egress = tier(&["k8s-worker-host", "a", "b"]);

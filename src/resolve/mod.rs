@@ -18,6 +18,7 @@ use assign::assign_interfaces;
 use ipnet::IpNet;
 use order::{order_policies, push_policy};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::net::IpAddr;
 use warnings::{endpoint_label, nd_warnings, no_policy_warnings, ssh_warning};
 
@@ -99,7 +100,7 @@ pub struct NodeView {
     pub endpoints: Vec<ActiveEndpoint>,
     /// Policies referenced by at least one active endpoint or marked AssumeNeededOnEveryNode,
     /// by name.
-    pub policies: BTreeMap<String, GlobalNetworkPolicy>,
+    pub policies: BTreeMap<String, Arc<GlobalNetworkPolicy>>,
     /// User profiles referenced by at least one active endpoint, by name.
     pub profiles: BTreeMap<String, Profile>,
     pub selector_sources: SelectorSources,
@@ -158,7 +159,7 @@ pub fn effective_labels(hep: &HostEndpoint, profiles: &BTreeMap<&str, &Profile>)
 }
 
 /// policies per traffic class in evaluation order, the effective configuration and warnings.
-/// Copies the referenced policies and profiles; `resolve_owned` moves them instead.
+/// The view shares the referenced policies with the set and copies the profiles (few, small).
 pub fn resolve(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> NodeView {
     let Resolution {
         mut view,
@@ -178,31 +179,6 @@ pub fn resolve(set: &PolicySet, node: &str, interfaces: &HostInterfaces) -> Node
         .zip(&used_profiles)
         .filter(|(_, used)| **used)
         .map(|(p, _)| (p.meta.name.clone(), p.clone()))
-        .collect();
-    view
-}
-
-/// As `resolve`, consuming the set so the referenced policies and profiles move into the view
-/// without copying (what the commands use: large sets spend most of `resolve` cloning rules).
-pub fn resolve_owned(set: PolicySet, node: &str, interfaces: &HostInterfaces) -> NodeView {
-    let Resolution {
-        mut view,
-        used_policies,
-        used_profiles,
-    } = compute(&set, node, interfaces);
-    view.policies = set
-        .policies
-        .into_iter()
-        .zip(used_policies)
-        .filter(|(_, used)| *used)
-        .map(|(p, _)| (p.meta.name.clone(), p))
-        .collect();
-    view.profiles = set
-        .profiles
-        .into_iter()
-        .zip(used_profiles)
-        .filter(|(_, used)| *used)
-        .map(|(p, _)| (p.meta.name.clone(), p))
         .collect();
     view
 }
@@ -480,7 +456,7 @@ mod tests {
     fn set(heps: Vec<HostEndpoint>, policies: Vec<GlobalNetworkPolicy>) -> PolicySet {
         PolicySet {
             host_endpoints: heps,
-            policies,
+            policies: policies.into_iter().map(Arc::new).collect(),
             ..PolicySet::default()
         }
     }
@@ -809,7 +785,7 @@ mod tests {
     }
 
     #[test]
-    fn owned_and_borrowed_resolution_agree() {
+    fn the_view_holds_the_used_policies_shared_with_the_set() {
         let mut h = hep("h1", "n1", "eth0", &[]);
         h.profiles = vec!["used".into()];
         let s = PolicySet {
@@ -822,10 +798,11 @@ mod tests {
                 ],
             )
         };
-        let borrowed = resolve(&s, "n1", &HostInterfaces::new());
-        assert_eq!(borrowed.policies.keys().collect::<Vec<_>>(), ["match"]);
-        assert_eq!(borrowed.profiles.keys().collect::<Vec<_>>(), ["used"]);
-        assert_eq!(resolve_owned(s, "n1", &HostInterfaces::new()), borrowed);
+        let view = resolve(&s, "n1", &HostInterfaces::new());
+        assert_eq!(view.policies.keys().collect::<Vec<_>>(), ["match"]);
+        assert_eq!(view.profiles.keys().collect::<Vec<_>>(), ["used"]);
+        let in_set = s.policies.iter().find(|p| p.meta.name == "match");
+        assert!(in_set.is_some_and(|p| Arc::ptr_eq(p, &view.policies["match"])));
     }
 
     #[test]
@@ -840,7 +817,6 @@ mod tests {
         };
         let view = resolve(&s, "n1", &HostInterfaces::new());
         assert_eq!(view.policies.keys().collect::<Vec<_>>(), ["forced"]);
-        assert_eq!(resolve_owned(s, "n1", &HostInterfaces::new()), view);
     }
 
     #[test]
@@ -1296,10 +1272,10 @@ mod tests {
             ],
             vec![gnp("p")],
         );
-        s.network_sets = vec![GlobalNetworkSet {
+        s.network_sets = vec![Arc::new(GlobalNetworkSet {
             meta: meta("blocked", &[("deny", "yes")]),
             nets: vec!["203.0.113.0/24".parse().unwrap()],
-        }];
+        })];
         let view = resolve(&s, "n1", &HostInterfaces::new());
         let eps: Vec<(&str, &[IpAddr])> = view
             .selector_sources

@@ -238,7 +238,7 @@ fn by_name(
     let policies = set
         .policies
         .iter()
-        .map(|p| (p.meta.name.as_str(), p))
+        .map(|p| (p.meta.name.as_str(), &**p))
         .collect();
     let profiles = set
         .profiles

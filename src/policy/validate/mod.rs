@@ -23,6 +23,7 @@ use reader::{
     boolean, each_string, fields, integer, list, number, string, string_map, Ctx, FieldPath, Schema,
 };
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The kinds hostfw enforces.
 const SUPPORTED_KINDS: [&str; 6] = [
@@ -240,12 +241,12 @@ impl FilePart {
             "GlobalNetworkPolicy" => {
                 let gnp = policy(&mut ctx, node, spec, &spath, &mut self.tier_refs);
                 if let (Some(gnp), Some(meta)) = (gnp, meta) {
-                    set.policies.push(GlobalNetworkPolicy { meta, ..gnp });
+                    set.policies.push(Arc::new(GlobalNetworkPolicy { meta, ..gnp }));
                 }
             }
             "GlobalNetworkSet" => {
                 if let (Some(nets), Some(meta)) = (network_set(&mut ctx, spec, &spath), meta) {
-                    set.network_sets.push(GlobalNetworkSet { meta, nets });
+                    set.network_sets.push(Arc::new(GlobalNetworkSet { meta, nets }));
                 }
             }
             "Profile" => {
