@@ -243,7 +243,14 @@ impl<'a> Spec<'a> {
         let mut tier_ends = Vec::new();
         let m = &ctx.marks;
         let deny = ctx.deny(table);
-        let jumps: usize = self.tiers.iter().map(|t| 3 * t.policies.len() + 2).sum();
+        // A jump and a return per policy (and a NOTRACK between them when untracked), a tier
+        // start and end per tier: at most, as a policy group takes one jump for several.
+        let per_policy = if self.kind == Kind::Untracked { 3 } else { 2 };
+        let jumps: usize = self
+            .tiers
+            .iter()
+            .map(|t| per_policy * t.policies.len() + 2)
+            .sum();
         let mut rules = Traced::with_capacity(8 + jumps + 2 * self.profiles.len());
         if self.kind != Kind::Untracked {
             let established = Match::ConntrackState {

@@ -939,7 +939,8 @@ fn a_render_with_the_last_renders_memo_equals_a_fresh_one_and_reuses_unchanged_b
             Arc::make_mut(p).ingress[0].destination.ports = vec![Port::Single(2222)];
         }),
         ("a selector, splitting a group", |v| {
-            Arc::make_mut(v.policies.get_mut("b").unwrap()).selector = Selector::parse("has(x)").unwrap();
+            Arc::make_mut(v.policies.get_mut("b").unwrap()).selector =
+                Selector::parse("has(x)").unwrap();
         }),
         ("the order of an endpoint's policies", |v| {
             v.endpoints[1].policies.egress = tier(&["k8s-worker-host", "a", "b"]);

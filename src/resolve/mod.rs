@@ -18,8 +18,8 @@ use assign::assign_interfaces;
 use ipnet::IpNet;
 use order::{order_policies, push_policy};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::net::IpAddr;
+use std::sync::Arc;
 use warnings::{endpoint_label, nd_warnings, no_policy_warnings, ssh_warning};
 
 /// The host's interfaces and their local addresses, read once by the effect layer.

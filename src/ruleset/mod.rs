@@ -395,7 +395,10 @@ impl std::ops::Deref for Rules {
 }
 
 impl From<Vec<Rule>> for Rules {
-    fn from(rules: Vec<Rule>) -> Rules {
+    /// Keeps exactly the rules: a body lives as long as the memo holds it, and the spare
+    /// capacity of a grown or over-reserved vector would be a third of its size.
+    fn from(mut rules: Vec<Rule>) -> Rules {
+        rules.shrink_to_fit();
         Rules(Arc::new(Body {
             rules,
             fingerprint: OnceLock::new(),

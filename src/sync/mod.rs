@@ -270,7 +270,8 @@ struct DigestKey(std::hash::RandomState);
 /// The hashed rules of one chain, in kernel order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct KnownChain {
-    rules: Vec<RuleDigest>,
+    /// Exactly as long as the chain (kept for every chain of ours between reads).
+    rules: Box<[RuleDigest]>,
     /// No hash occurs twice (as rendered; a duplicated rule is drift).
     unique: bool,
 }
@@ -296,7 +297,7 @@ impl DigestKey {
 
     /// The hashed rules of `rules`; `None` when there are none.
     fn chain(&self, rules: &[LiveRule]) -> Option<KnownChain> {
-        let rules: Vec<RuleDigest> = rules.iter().filter_map(|r| self.rule(r)).collect();
+        let rules: Box<[RuleDigest]> = rules.iter().filter_map(|r| self.rule(r)).collect();
         if rules.is_empty() {
             return None;
         }

@@ -241,12 +241,14 @@ impl FilePart {
             "GlobalNetworkPolicy" => {
                 let gnp = policy(&mut ctx, node, spec, &spath, &mut self.tier_refs);
                 if let (Some(gnp), Some(meta)) = (gnp, meta) {
-                    set.policies.push(Arc::new(GlobalNetworkPolicy { meta, ..gnp }));
+                    set.policies
+                        .push(Arc::new(GlobalNetworkPolicy { meta, ..gnp }));
                 }
             }
             "GlobalNetworkSet" => {
                 if let (Some(nets), Some(meta)) = (network_set(&mut ctx, spec, &spath), meta) {
-                    set.network_sets.push(Arc::new(GlobalNetworkSet { meta, nets }));
+                    set.network_sets
+                        .push(Arc::new(GlobalNetworkSet { meta, nets }));
                 }
             }
             "Profile" => {
