@@ -7,9 +7,16 @@
 //! rule: the text, its hash and their allocations; 1.8 million rules at 10,000 policies). Packed,
 //! a rule costs its 16-byte hash, a 2-byte target index and its share of the compressed texts
 //! (the rules of one chain repeat each other's matches and comments, which compresses well).
+//! A text is compressed without what is kept beside it anyway, its hash and its target part:
+//! those are the random-looking part of a rule, and without them the thousands of jumps of an
+//! endpoint chain compress to a few bytes each.
 
 use super::hash::HASH_LEN;
 use super::save::{LiveRule, RuleView};
+
+/// Stands for a rule's hash in its packed text. No text holding it is packed, so every one in
+/// a packed text is a hash left out.
+const HASH_MARK: char = '\u{1}';
 
 /// The rules of one chain of ours, packed (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,15 +27,16 @@ pub struct Packed {
     target_of: Box<[u16]>,
     /// The distinct target parts of the chain's rules (`target_part`).
     targets: Box<[Box<str>]>,
-    /// The rules' texts, one per line, LZ4-compressed with their length in front.
+    /// The rules' texts, one per line, LZ4-compressed with their length in front; each without
+    /// its target part, and with the first occurrence of its hash as `HASH_MARK`.
     texts: Box<[u8]>,
 }
 
 impl Packed {
     /// Pack `rules`, which must all carry a hash of the usual length; `None` when one does not
     /// (a chain holding such a rule stays as it is), when a text holds a line break (the
-    /// separator; a save line never does), or when the chain has more distinct targets than
-    /// an index holds.
+    /// separator; a save line never does) or `HASH_MARK`, or when the chain has more distinct
+    /// targets than an index holds.
     pub fn of<'a>(rules: impl Iterator<Item = (Option<&'a str>, &'a str)>) -> Option<Packed> {
         let mut hashes = String::new();
         let mut target_of = Vec::new();
@@ -36,7 +44,7 @@ impl Packed {
         let mut index: std::collections::HashMap<&str, u16> = std::collections::HashMap::new();
         let mut texts = String::new();
         for (hash, text) in rules {
-            if text.contains('\n') {
+            if text.contains(['\n', HASH_MARK]) {
                 return None;
             }
             let hash = hash.filter(|h| h.len() == HASH_LEN && h.is_ascii())?;
@@ -56,7 +64,15 @@ impl Packed {
                 texts.push('\n');
             }
             target_of.push(i);
-            texts.push_str(text);
+            let rest = &text[..text.len() - target.len()];
+            match rest.split_once(hash) {
+                Some((before, after)) => {
+                    texts.push_str(before);
+                    texts.push(HASH_MARK);
+                    texts.push_str(after);
+                }
+                None => texts.push_str(rest),
+            }
         }
         Some(Packed {
             hashes: hashes.into_boxed_str(),
@@ -91,10 +107,23 @@ impl Packed {
         let texts = String::from_utf8(bytes).expect("packed texts were a String");
         self.views()
             .zip(texts.split('\n'))
-            .map(|(view, text)| LiveRule {
-                hash: view.hash.map(str::to_string),
-                text: text.to_string(),
-                ..LiveRule::default()
+            .map(|(view, rest)| {
+                let hash = view.hash.unwrap_or_default();
+                let mut text = String::with_capacity(rest.len() + hash.len() + view.text.len());
+                match rest.split_once(HASH_MARK) {
+                    Some((before, after)) => {
+                        text.push_str(before);
+                        text.push_str(hash);
+                        text.push_str(after);
+                    }
+                    None => text.push_str(rest),
+                }
+                text.push_str(view.text);
+                LiveRule {
+                    hash: view.hash.map(str::to_string),
+                    text,
+                    ..LiveRule::default()
+                }
             })
             .collect()
     }
@@ -166,6 +195,39 @@ mod tests {
             .map(|(h, t)| (Some(h.to_string()), t.to_string()))
             .collect();
         assert_eq!(back, want);
+    }
+
+    /// The hash and the target are left out of the compressed text and put back: wherever the
+    /// hash occurs (twice, not at all, inside the target part), the text comes back the same.
+    #[test]
+    fn texts_come_back_whole_wherever_their_hash_and_target_are() {
+        let rules = [
+            (
+                H1,
+                r#"-m comment --comment "cali:Cz_u1IQiXIMmKD4c" -m comment --comment "Cz_u1IQiXIMmKD4c" -j DROP"#,
+            ),
+            (H2, "-p tcp -j ACCEPT"),
+            (H1, "-j cali-Cz_u1IQiXIMmKD4c"),
+            (H2, "aaaabbbbccccdddd"),
+            (H1, "-m mark --mark 0x0/0x20000 "),
+        ];
+        let packed = pack(&rules).expect("packs");
+        let back: Vec<String> = packed.unpack().into_iter().map(|r| r.text).collect();
+        assert_eq!(back, rules.map(|(_, t)| t));
+        // What is compressed holds neither the hashes nor the targets.
+        let bytes = lz4_flex::decompress_size_prepended(&packed.texts).expect("decompresses");
+        let kept = String::from_utf8(bytes).expect("utf-8");
+        assert_eq!(
+            kept.split('\n').collect::<Vec<_>>(),
+            [
+                "-m comment --comment \"cali:\u{1}\" -m comment --comment \"Cz_u1IQiXIMmKD4c\" ",
+                "-p tcp ",
+                "",
+                "\u{1}",
+                "-m mark --mark 0x0/0x20000 ",
+            ]
+        );
+        assert!(pack(&[(H1, "-m comment --comment \"\u{1}\" -j DROP")]).is_none());
     }
 
     #[test]
