@@ -13,10 +13,29 @@
 
 use super::hash::HASH_LEN;
 use super::save::{LiveRule, RuleView};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Stands for a rule's hash in its packed text. No text holding it is packed, so every one in
 /// a packed text is a hash left out.
 const HASH_MARK: char = '\u{1}';
+
+/// One copy of each target part among the chains packed together (one read, one replay): every
+/// endpoint chain jumps to the same policy chains, so at 10,000 policies each of the thousands
+/// of targets would otherwise be kept once per endpoint chain (~20 MB).
+#[derive(Debug, Default)]
+pub struct Targets(HashSet<Arc<str>>);
+
+impl Targets {
+    fn share(&mut self, part: &str) -> Arc<str> {
+        if let Some(known) = self.0.get(part) {
+            return known.clone();
+        }
+        let new: Arc<str> = part.into();
+        self.0.insert(new.clone());
+        new
+    }
+}
 
 /// The rules of one chain of ours, packed (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +44,9 @@ pub struct Packed {
     hashes: Box<str>,
     /// Each rule's index into `targets`.
     target_of: Box<[u16]>,
-    /// The distinct target parts of the chain's rules (`target_part`).
-    targets: Box<[Box<str>]>,
+    /// The distinct target parts of the chain's rules (`target_part`), shared with the chains
+    /// packed beside it (`Targets`).
+    targets: Box<[Arc<str>]>,
     /// The rules' texts, one per line, LZ4-compressed with their length in front; each without
     /// its target part, and with the first occurrence of its hash as `HASH_MARK`.
     texts: Box<[u8]>,
@@ -36,8 +56,11 @@ impl Packed {
     /// Pack `rules`, which must all carry a hash of the usual length; `None` when one does not
     /// (a chain holding such a rule stays as it is), when a text holds a line break (the
     /// separator; a save line never does) or `HASH_MARK`, or when the chain has more distinct
-    /// targets than an index holds.
-    pub fn of<'a>(rules: impl Iterator<Item = (Option<&'a str>, &'a str)>) -> Option<Packed> {
+    /// targets than an index holds. Its target parts are taken from `shared` where known.
+    pub fn of<'a>(
+        rules: impl Iterator<Item = (Option<&'a str>, &'a str)>,
+        shared: &mut Targets,
+    ) -> Option<Packed> {
         let mut hashes = String::new();
         let mut target_of = Vec::new();
         let mut targets: Vec<&str> = Vec::new();
@@ -77,7 +100,7 @@ impl Packed {
         Some(Packed {
             hashes: hashes.into_boxed_str(),
             target_of: target_of.into_boxed_slice(),
-            targets: targets.into_iter().map(Box::from).collect(),
+            targets: targets.into_iter().map(|t| shared.share(t)).collect(),
             texts: lz4_flex::compress_prepend_size(texts.as_bytes()).into_boxed_slice(),
         })
     }
@@ -155,7 +178,10 @@ mod tests {
     const H2: &str = "aaaabbbbccccdddd";
 
     fn pack(rules: &[(&str, &str)]) -> Option<Packed> {
-        Packed::of(rules.iter().map(|(h, t)| (Some(*h), *t)))
+        Packed::of(
+            rules.iter().map(|(h, t)| (Some(*h), *t)),
+            &mut Targets::default(),
+        )
     }
 
     #[test]
@@ -230,6 +256,22 @@ mod tests {
         assert!(pack(&[(H1, "-m comment --comment \"\u{1}\" -j DROP")]).is_none());
     }
 
+    /// Chains packed together keep one copy of a target they share; packed apart, each has its
+    /// own, and either way each reads its own rules.
+    #[test]
+    fn chains_packed_together_share_their_targets() {
+        let jump = r#"-m comment --comment "cali:Cz_u1IQiXIMmKD4c" -j cali-pi-web"#;
+        let other = r#"-m comment --comment "cali:aaaabbbbccccdddd" -j cali-pi-web"#;
+        let mut shared = Targets::default();
+        let a = Packed::of([(Some(H1), jump)].into_iter(), &mut shared).expect("packs");
+        let b = Packed::of([(Some(H2), other)].into_iter(), &mut shared).expect("packs");
+        assert!(Arc::ptr_eq(&a.targets[0], &b.targets[0]));
+        let apart = pack(&[(H1, jump)]).expect("packs");
+        assert!(!Arc::ptr_eq(&a.targets[0], &apart.targets[0]));
+        assert_eq!(a, apart);
+        assert_eq!(b.unpack()[0].text, other);
+    }
+
     #[test]
     fn empty_texts_keep_their_place() {
         let rules = [(H1, ""), (H2, "-j DROP"), (H1, "")];
@@ -251,7 +293,7 @@ mod tests {
 
     #[test]
     fn a_rule_without_a_usual_hash_keeps_the_chain_unpacked() {
-        assert!(Packed::of([(None, "-j ACCEPT")].into_iter()).is_none());
+        assert!(Packed::of([(None, "-j ACCEPT")].into_iter(), &mut Targets::default()).is_none());
         assert!(pack(&[("short", "-j ACCEPT")]).is_none());
         assert!(pack(&[("éééééééé", "-j ACCEPT")]).is_none());
         assert!(pack(&[(H1, "-j ACCEPT"), (H2, "-p tcp\n-j DROP")]).is_none());

@@ -208,6 +208,7 @@ fn rule(text: &str) -> LiveRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ruleset::packed::Targets;
     use crate::ruleset::save::parse_save;
 
     fn table(save: &str) -> LiveTable {
@@ -264,9 +265,10 @@ mod tests {
              -A cali-a {a2}\n-I INPUT 1 {HOOK}\nCOMMIT\n"
         );
         let mut handed = Vec::new();
+        let mut targets = Targets::default();
         replay_with(&mut t, &RestoreScript::from_text(input), &mut |chain| {
             handed.push((chain.name.clone(), chain.len()));
-            chain.pack();
+            chain.pack(&mut targets);
         })
         .unwrap();
         let names: Vec<(&str, usize)> = handed.iter().map(|(n, l)| (n.as_str(), *l)).collect();
@@ -308,7 +310,7 @@ mod tests {
              -A cali-a {A}\n-A cali-b {A}\n-A cali-c {A}\n-A cali-c {B}\nCOMMIT\n"
         ));
         for chain in t.chains.values_mut() {
-            chain.pack();
+            chain.pack(&mut Targets::default());
             assert!(chain.packed.is_some() && chain.rules.is_empty());
         }
         let input = format!("*filter\n:cali-a - [0:0]\n-A cali-a {B}\n-D cali-c {A}\nCOMMIT\n");

@@ -3,7 +3,7 @@
 //! its counters. Rule text is kept verbatim and never interpreted beyond the hash: the kernel
 //! prints rules back differently from how they were written. Pure; never runs the binary.
 
-use super::packed::Packed;
+use super::packed::{Packed, Targets};
 use super::TableName;
 use std::collections::BTreeMap;
 
@@ -66,8 +66,8 @@ impl LiveChain {
     }
 
     /// Pack the rules when every one carries a hash of the usual length (an empty chain stays
-    /// as it is).
-    pub fn pack(&mut self) {
+    /// as it is), sharing target parts through `targets`.
+    pub fn pack(&mut self, targets: &mut Targets) {
         if self.packed.is_some() || self.rules.is_empty() {
             return;
         }
@@ -75,7 +75,7 @@ impl LiveChain {
             .rules
             .iter()
             .map(|r| (r.hash.as_deref(), r.text.as_str()));
-        if let Some(p) = Packed::of(rules) {
+        if let Some(p) = Packed::of(rules, targets) {
             self.packed = Some(Box::new(p));
             self.rules = Vec::new();
         }
@@ -537,9 +537,10 @@ mod tests {
             h(3)
         );
         let mut handed = Vec::new();
+        let mut targets = Targets::default();
         let mut done = |chain: &mut LiveChain| {
             handed.push((chain.name.clone(), chain.len()));
-            chain.pack();
+            chain.pack(&mut targets);
         };
         let mut reader = TableReader::default();
         for line in text.lines() {

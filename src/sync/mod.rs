@@ -24,6 +24,7 @@ pub mod rollback;
 use crate::dataplane::{Backend, Dataplane, DataplaneError};
 use crate::ruleset::ipset::{parse_ipset_save, write_add, write_create, LiveIpsets};
 use crate::ruleset::memo::HashMemo;
+use crate::ruleset::packed::Targets;
 use crate::ruleset::plan::{self, LiveState, Overtaken, Plan, PlanOptions, Suspects, TablePlan};
 use crate::ruleset::replay::replay_with;
 use crate::ruleset::save::{parse_save, LiveChain, LiveRule, LiveTable, SavedTables};
@@ -666,6 +667,7 @@ fn read_family(
     let mut digests = BTreeMap::new();
     let mut as_cached = BTreeSet::new();
     let mut unsure = BTreeSet::new();
+    let mut targets = Targets::default();
     let mut done = |table: TableName, chain: &mut LiveChain| {
         let Some(reader) = reader else {
             return;
@@ -676,12 +678,12 @@ fn read_family(
             if as_cached.remove(&key) {
                 // Its rules so far were dropped: the chain is not known whole.
                 unsure.insert(key.clone());
-                chain.pack();
+                chain.pack(&mut targets);
             } else if reader.as_cached(&key, seen.as_ref(), chain.rules.len()) {
                 chain.rules = Vec::new();
                 as_cached.insert(key.clone());
             } else {
-                chain.pack();
+                chain.pack(&mut targets);
             }
         }
         match seen {
@@ -755,6 +757,7 @@ fn after_write_family(
 ) -> Result<bool, SyncError> {
     let family = state.family;
     let mut read_back = false;
+    let mut targets = Targets::default();
     for t in plan
         .tables
         .iter()
@@ -763,7 +766,7 @@ fn after_write_family(
         let table = state.tables.entry(t.table).or_default();
         let mut done = |chain: &mut LiveChain| {
             if pack && plan::is_owned_chain(&chain.name) {
-                chain.pack();
+                chain.pack(&mut targets);
             }
         };
         if let Err(e) = replay_with(table, &t.restore_input, &mut done) {
@@ -1130,12 +1133,13 @@ fn run_passes(
 
 /// Pack the chains of ours in `table` that `which` picks (`LiveChain::pack`).
 fn pack_owned(table: &mut LiveTable, which: impl Fn(&LiveChain) -> bool) {
+    let mut targets = Targets::default();
     for chain in table
         .chains
         .values_mut()
         .filter(|c| plan::is_owned_chain(&c.name) && which(c))
     {
-        chain.pack();
+        chain.pack(&mut targets);
     }
 }
 
