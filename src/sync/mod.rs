@@ -271,8 +271,10 @@ struct DigestKey(std::hash::RandomState);
 /// The hashed rules of one chain, in kernel order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct KnownChain {
-    /// Exactly as long as the chain (kept for every chain of ours between reads).
-    rules: Box<[RuleDigest]>,
+    /// Exactly as long as the chain (kept for every chain of ours between reads), and shared:
+    /// a chain remembered again as it was (packed, or about to be repaired) costs no copy,
+    /// also while a drift check's reader holds the digests it started from.
+    rules: Arc<[RuleDigest]>,
     /// No hash occurs twice (as rendered; a duplicated rule is drift).
     unique: bool,
 }
@@ -298,7 +300,7 @@ impl DigestKey {
 
     /// The hashed rules of `rules`; `None` when there are none.
     fn chain(&self, rules: &[LiveRule]) -> Option<KnownChain> {
-        let rules: Box<[RuleDigest]> = rules.iter().filter_map(|r| self.rule(r)).collect();
+        let rules: Arc<[RuleDigest]> = rules.iter().filter_map(|r| self.rule(r)).collect();
         if rules.is_empty() {
             return None;
         }
@@ -315,14 +317,12 @@ impl RuleDigests {
     /// from the cache. A chain in `keep` was found changed (it is about to be repaired from
     /// what was remembered): what was remembered of those stays.
     fn learn(&mut self, live: &Live, keep: &Suspects) {
-        // A copy only if a reader still shares them.
-        let known = Arc::make_mut(&mut self.chains);
         let mut chains = BTreeMap::new();
         for (family, table, chain) in live.chains().filter(|(_, _, c)| !c.unverified) {
             let key = (family, table, chain.name.clone());
             if chain.packed.is_some() || keep.chains.contains(&key) {
-                if let Some(was) = known.remove(&key) {
-                    chains.insert(key, was);
+                if let Some(was) = self.chains.get(&key) {
+                    chains.insert(key, was.clone());
                 }
                 continue;
             }
