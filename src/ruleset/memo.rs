@@ -10,16 +10,22 @@ use crate::recall::Recall;
 use std::sync::Arc;
 
 /// The rule hashes of one chain, in order, 16 characters each in one string (one allocation a
-/// chain instead of one a rule).
+/// chain instead of one a rule), shared with the cache's packed copy of the chain once it is
+/// written (`ruleset::packed`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainHashes(String);
+pub struct ChainHashes(Arc<str>);
 
 impl ChainHashes {
     /// The hashes of `chain`'s rules.
     pub fn of(chain: &Chain) -> ChainHashes {
         let mut all = String::with_capacity(chain.rules.len() * HASH_LEN);
         each_rule_hash(&chain.name, &chain.rules, |h| all.push_str(h));
-        ChainHashes(all)
+        ChainHashes(all.into())
+    }
+
+    /// All the hashes in one text, as a packed chain keeps them.
+    pub fn text(&self) -> &Arc<str> {
+        &self.0
     }
 
     pub fn len(&self) -> usize {

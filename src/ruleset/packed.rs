@@ -40,8 +40,9 @@ impl Targets {
 /// The rules of one chain of ours, packed (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packed {
-    /// Every rule's hash, concatenated (each is `HASH_LEN` ASCII bytes).
-    hashes: Box<str>,
+    /// Every rule's hash, concatenated (each is `HASH_LEN` ASCII bytes); shared with the plan's
+    /// hashes of the chain when they are the same (`share_hashes`).
+    hashes: Arc<str>,
     /// Each rule's index into `targets`.
     target_of: Box<[u16]>,
     /// The distinct target parts of the chain's rules (`target_part`), shared with the chains
@@ -98,7 +99,7 @@ impl Packed {
             }
         }
         Some(Packed {
-            hashes: hashes.into_boxed_str(),
+            hashes: hashes.into(),
             target_of: target_of.into_boxed_slice(),
             targets: targets.into_iter().map(|t| shared.share(t)).collect(),
             texts: lz4_flex::compress_prepend_size(texts.as_bytes()).into_boxed_slice(),
@@ -107,6 +108,21 @@ impl Packed {
 
     pub fn len(&self) -> usize {
         self.target_of.len()
+    }
+
+    /// Keep `hashes` instead of this chain's own copy when they are the same hashes (the
+    /// chain's rules as the last plan hashed them, `memo::ChainHashes::text`, or as the cache
+    /// held them): in sync, the kernel's chains of ours hold exactly the hashes the plan
+    /// computed, and at 10,000 policies each copy is ~25 MB.
+    pub fn share_hashes(&mut self, hashes: &Arc<str>) {
+        if !Arc::ptr_eq(&self.hashes, hashes) && self.hashes == *hashes {
+            self.hashes = Arc::clone(hashes);
+        }
+    }
+
+    /// Every rule's hash, concatenated.
+    pub fn hashes(&self) -> &Arc<str> {
+        &self.hashes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -270,6 +286,19 @@ mod tests {
         assert!(!Arc::ptr_eq(&a.targets[0], &apart.targets[0]));
         assert_eq!(a, apart);
         assert_eq!(b.unpack()[0].text, other);
+    }
+
+    #[test]
+    fn equal_hashes_are_shared_and_others_kept() {
+        let rules = [(H1, "-j DROP"), (H2, "-j ACCEPT")];
+        let mut packed = pack(&rules).expect("packs");
+        let same: Arc<str> = format!("{H1}{H2}").into();
+        let other: Arc<str> = format!("{H2}{H1}").into();
+        packed.share_hashes(&other);
+        assert!(!Arc::ptr_eq(packed.hashes(), &other));
+        packed.share_hashes(&same);
+        assert!(Arc::ptr_eq(packed.hashes(), &same));
+        assert_eq!(packed, pack(&rules).expect("packs"));
     }
 
     #[test]

@@ -212,6 +212,14 @@ impl RestoreScript {
         self.pieces.is_empty()
     }
 
+    /// Each chain the script fills whole, with the hashes of its rules.
+    pub fn filled(&self) -> impl Iterator<Item = (&str, &Arc<ChainHashes>)> {
+        self.pieces.iter().filter_map(|p| match p {
+            Piece::Chain { chain, hashes, .. } => Some((chain.as_str(), hashes)),
+            Piece::Text(_) => None,
+        })
+    }
+
     /// The number of lines.
     pub fn lines(&self) -> usize {
         self.pieces

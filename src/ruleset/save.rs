@@ -81,6 +81,14 @@ impl LiveChain {
         }
     }
 
+    /// Keep `hashes` for the rules' hashes when the chain is packed with the same ones
+    /// (`Packed::share_hashes`).
+    pub fn share_hashes(&mut self, hashes: &std::sync::Arc<str>) {
+        if let Some(p) = &mut self.packed {
+            p.share_hashes(hashes);
+        }
+    }
+
     /// Give the rules their full texts back, for an edit of the chain in place.
     pub fn unpack(&mut self) {
         if let Some(p) = self.packed.take() {

@@ -23,7 +23,7 @@ pub mod rollback;
 
 use crate::dataplane::{Backend, Dataplane, DataplaneError};
 use crate::ruleset::ipset::{parse_ipset_save, write_add, write_create, LiveIpsets};
-use crate::ruleset::memo::HashMemo;
+use crate::ruleset::memo::{ChainHashes, HashMemo};
 use crate::ruleset::packed::Targets;
 use crate::ruleset::plan::{self, LiveState, Overtaken, Plan, PlanOptions, Suspects, TablePlan};
 use crate::ruleset::replay::replay_with;
@@ -31,7 +31,7 @@ use crate::ruleset::save::{parse_save, LiveChain, LiveRule, LiveTable, SavedTabl
 use crate::ruleset::{Family, Ipset, Ruleset, Table, TableName};
 use rollback::Snapshot;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -514,6 +514,9 @@ impl LiveCache {
             as_cached,
             unsure,
         } = fresh;
+        if let Some(cached) = &self.live {
+            share_hashes(&mut live, cached);
+        }
         if !as_cached.is_empty() {
             self.reuse(&mut live, &as_cached);
         }
@@ -764,9 +767,13 @@ fn after_write_family(
         .filter(|t| t.family == family && !t.is_empty())
     {
         let table = state.tables.entry(t.table).or_default();
+        let filled: HashMap<&str, &Arc<ChainHashes>> = t.restore_input.filled().collect();
         let mut done = |chain: &mut LiveChain| {
             if pack && plan::is_owned_chain(&chain.name) {
                 chain.pack(&mut targets);
+                if let Some(hashes) = filled.get(chain.name.as_str()) {
+                    chain.share_hashes(hashes.text());
+                }
             }
         };
         if let Err(e) = replay_with(table, &t.restore_input, &mut done) {
@@ -1129,6 +1136,22 @@ fn run_passes(
     }
     report.duration = started.elapsed();
     Ok(report)
+}
+
+/// Let each packed chain of `live` keep the hashes of the same chain in `cached` when they are
+/// the same: the cache's were shared with the plan when the chain was written (after a write,
+/// the first read packs every written chain again).
+fn share_hashes(live: &mut Live, cached: &Live) {
+    for state in &mut live.tables {
+        for (&table, lt) in &mut state.tables {
+            for chain in lt.chains.values_mut() {
+                let known = cached.chain(state.family, table, &chain.name);
+                if let Some(p) = known.and_then(|c| c.packed.as_deref()) {
+                    chain.share_hashes(p.hashes());
+                }
+            }
+        }
+    }
 }
 
 /// Pack the chains of ours in `table` that `which` picks (`LiveChain::pack`).
@@ -2336,6 +2359,41 @@ mod tests {
         assert!(check(&mut cache).is_some());
         cache.invalidate();
         assert!(check(&mut cache).is_none());
+    }
+
+    /// The packed chains of a state just written keep the plan's hashes rather than copies of
+    /// their own, and the first read afterwards, which packs every written chain again, keeps
+    /// the same ones. (On nft: on legacy a table this small is saved whole after the write and
+    /// packed afresh, `read_back_hooks`.)
+    #[test]
+    fn packed_chains_share_the_plans_hashes_through_a_write_and_a_read() {
+        let fake = FakeDataplane::new(Backend::Nft);
+        let mut cache = LiveCache::packing();
+        let hashes = |cache: &LiveCache| -> Vec<(ChainKey, Arc<str>)> {
+            cache
+                .live
+                .iter()
+                .flat_map(Live::chains)
+                .filter_map(|(f, t, c)| {
+                    let p = c.packed.as_deref()?;
+                    Some(((f, t, c.name.clone()), Arc::clone(p.hashes())))
+                })
+                .collect()
+        };
+        reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        let written = hashes(&cache);
+        assert!(written.len() >= 4, "{written:?}");
+        for (key, h) in &written {
+            // The plan's memo, the cache and `written`.
+            assert_eq!(Arc::strong_count(h), 3, "{key:?} keeps a copy of its own");
+        }
+        cache.start_from(cache.reader().read(&fake).unwrap());
+        let read = hashes(&cache);
+        assert_eq!(read.len(), written.len());
+        for ((key, before), (again, now)) in written.iter().zip(&read) {
+            assert_eq!(key, again);
+            assert!(Arc::ptr_eq(before, now), "{key:?} read back as a copy");
+        }
     }
 
     /// A drift check's read, then a reconcile of `both(port)` that finds it in sync.
