@@ -49,7 +49,7 @@ pub struct Packed {
     /// packed beside it (`Targets`).
     targets: Box<[Arc<str>]>,
     /// The rules' texts, one per line, LZ4-compressed with their length in front; each without
-    /// its target part, and with the first occurrence of its hash as `HASH_MARK`.
+    /// its target part, and with one occurrence of its hash as `HASH_MARK`.
     texts: Box<[u8]>,
 }
 
@@ -68,7 +68,8 @@ impl Packed {
         let mut index: std::collections::HashMap<&str, u16> = std::collections::HashMap::new();
         let mut texts = String::new();
         for (hash, text) in rules {
-            if text.contains(['\n', HASH_MARK]) {
+            // Two single-character searches: each is a fast scan, a search for either is not.
+            if text.contains('\n') || text.contains(HASH_MARK) {
                 return None;
             }
             let hash = hash.filter(|h| h.len() == HASH_LEN && h.is_ascii())?;
@@ -89,11 +90,11 @@ impl Packed {
             }
             target_of.push(i);
             let rest = &text[..text.len() - target.len()];
-            match rest.split_once(hash) {
-                Some((before, after)) => {
-                    texts.push_str(before);
+            match hash_at(rest, hash) {
+                Some(at) => {
+                    texts.push_str(&rest[..at]);
                     texts.push(HASH_MARK);
-                    texts.push_str(after);
+                    texts.push_str(&rest[at + hash.len()..]);
                 }
                 None => texts.push_str(rest),
             }
@@ -166,6 +167,18 @@ impl Packed {
             })
             .collect()
     }
+}
+
+/// Where `hash` occurs in `text`, looking first where Felix's renderer (and ours) puts it, the
+/// rule's first match: a search of every text costs a read of 10,000 policies ~0.1 s.
+fn hash_at(text: &str, hash: &str) -> Option<usize> {
+    const FIRST: &str = "-m comment --comment \"cali:";
+    let first =
+        text.starts_with(FIRST) && text.get(FIRST.len()..FIRST.len() + hash.len()) == Some(hash);
+    if first {
+        return Some(FIRST.len());
+    }
+    text.find(hash)
 }
 
 /// The part of a printed rule from its target on: `-j X …`/`-g X …` (the last jump or goto
