@@ -676,7 +676,15 @@ fn read_family(
             return;
         };
         let key = (family, table, chain.name.clone());
-        let seen = reader.key.chain(&chain.rules);
+        // What reads as remembered is kept as the remembered copy: a read of an unchanged
+        // kernel then holds no second set of digests (29 MB at 10,000 policies).
+        let seen = reader
+            .key
+            .chain(&chain.rules)
+            .map(|seen| match reader.known.get(&key) {
+                Some(known) if *known == seen => known.clone(),
+                _ => seen,
+            });
         if reader.pack && plan::is_owned_chain(&chain.name) {
             if as_cached.remove(&key) {
                 // Its rules so far were dropped: the chain is not known whole.
@@ -2359,6 +2367,25 @@ mod tests {
         assert!(check(&mut cache).is_some());
         cache.invalidate();
         assert!(check(&mut cache).is_none());
+    }
+
+    /// A read that finds a chain's rules as remembered keeps the remembered digests, not a copy.
+    #[test]
+    fn digests_read_as_remembered_are_the_remembered_ones() {
+        let fake = FakeDataplane::new(Backend::Nft);
+        let mut cache = LiveCache::packing();
+        reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        cache.start_from(cache.reader().read(&fake).unwrap());
+        let before = Arc::clone(&cache.texts.chains);
+        assert!(before.len() >= 4, "{before:?}");
+        cache.start_from(cache.reader().read(&fake).unwrap());
+        assert_eq!(cache.texts.chains.len(), before.len());
+        for (key, now) in cache.texts.chains.iter() {
+            assert!(
+                Arc::ptr_eq(&now.rules, &before[key].rules),
+                "{key:?} is a copy"
+            );
+        }
     }
 
     /// The packed chains of a state just written keep the plan's hashes rather than copies of
