@@ -201,6 +201,16 @@ impl Live {
         })
     }
 
+    /// Every chain, with its family and table, to change.
+    fn chains_mut(&mut self) -> impl Iterator<Item = (Family, TableName, &mut LiveChain)> {
+        self.tables.iter_mut().flat_map(|state| {
+            let family = state.family;
+            state.tables.iter_mut().flat_map(move |(table, lt)| {
+                lt.chains.values_mut().map(move |c| (family, *table, c))
+            })
+        })
+    }
+
     fn table_mut(&mut self, family: Family, table: TableName) -> Option<&mut LiveTable> {
         self.tables
             .iter_mut()
@@ -1150,14 +1160,10 @@ fn run_passes(
 /// the same: the cache's were shared with the plan when the chain was written (after a write,
 /// the first read packs every written chain again).
 fn share_hashes(live: &mut Live, cached: &Live) {
-    for state in &mut live.tables {
-        for (&table, lt) in &mut state.tables {
-            for chain in lt.chains.values_mut() {
-                let known = cached.chain(state.family, table, &chain.name);
-                if let Some(p) = known.and_then(|c| c.packed.as_deref()) {
-                    chain.share_hashes(p.hashes());
-                }
-            }
+    for (family, table, chain) in live.chains_mut() {
+        let known = cached.chain(family, table, &chain.name);
+        if let Some(p) = known.and_then(|c| c.packed.as_deref()) {
+            chain.share_hashes(p.hashes());
         }
     }
 }
