@@ -507,41 +507,37 @@ impl Engine for RealEngine {
             (Read::Cached, _) => {}
         }
         let started = Instant::now();
-        let quiet = match &in_force.rulesets {
-            // Nothing new to enforce, and the kernel reads as it did when last found in sync.
-            None => self.live.quiet_check(dp.backend()),
-            Some(_) => None,
-        };
-        let report = match quiet {
-            Some(report) => {
-                log::debug!("the kernel reads as it did when last in sync: nothing to plan");
-                Ok(report)
-            }
-            None => {
-                let rulesets = match in_force.rulesets.take() {
-                    Some(rulesets) => rulesets,
-                    None => {
-                        render(
-                            &in_force.set,
-                            &self.settings.node,
-                            &in_force.interfaces,
-                            &self.bodies,
-                        )
-                        .map_err(|e| {
-                            EngineError::from(format!("cannot render the set in force: {e}"))
-                        })?
-                        .rulesets
-                    }
-                };
-                let report = sync::reconcile_cached(&rulesets, dp, &self.sync, &mut self.live);
-                if report.is_err() {
-                    // The loop retries soon: keep them for the retry.
-                    in_force.rulesets = Some(rulesets);
-                } else {
-                    free_later(rulesets);
+        // Nothing new to enforce, and the kernel reads as it did when last found in sync.
+        let quiet = in_force
+            .rulesets
+            .is_none()
+            .then(|| self.live.quiet_check(dp.backend()))
+            .flatten();
+        let report = if let Some(report) = quiet {
+            log::debug!("the kernel reads as it did when last in sync: nothing to plan");
+            Ok(report)
+        } else {
+            let rulesets = match in_force.rulesets.take() {
+                Some(rulesets) => rulesets,
+                None => {
+                    render(
+                        &in_force.set,
+                        &self.settings.node,
+                        &in_force.interfaces,
+                        &self.bodies,
+                    )
+                    .map_err(|e| EngineError::from(format!("cannot render the set in force: {e}")))?
+                    .rulesets
                 }
-                report
+            };
+            let report = sync::reconcile_cached(&rulesets, dp, &self.sync, &mut self.live);
+            if report.is_err() {
+                // The loop retries soon: keep them for the retry.
+                in_force.rulesets = Some(rulesets);
+            } else {
+                free_later(rulesets);
             }
+            report
         };
         self.exporter.metrics().reconciled(
             report.as_ref().map_err(|_| ()),

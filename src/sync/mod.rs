@@ -2230,10 +2230,7 @@ mod tests {
             let mut cache = LiveCache::packing();
             reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
             // A check learns the texts as the kernel prints them.
-            cache.start_from(cache.reader().read(&fake).unwrap());
-            assert!(reconcile_cached(&both(22), &fake, &quick(), &mut cache)
-                .unwrap()
-                .in_sync());
+            settle_with(&mut cache, &fake, 22);
             let original = widen_first_rule_of_cali_input(&fake);
             cache.start_from(cache.reader().read(&fake).unwrap());
             let owned = owned_chains(&cache);
@@ -2268,10 +2265,7 @@ mod tests {
         let fake = FakeDataplane::default();
         let mut cache = LiveCache::packing();
         reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
-        cache.start_from(cache.reader().read(&fake).unwrap());
-        assert!(reconcile_cached(&both(22), &fake, &quick(), &mut cache)
-            .unwrap()
-            .in_sync());
+        settle_with(&mut cache, &fake, 22);
         let before = cache.live.clone().unwrap();
         let owned: BTreeSet<ChainKey> = before
             .chains()

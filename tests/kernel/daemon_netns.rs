@@ -192,6 +192,11 @@ impl Daemon {
     pub(crate) fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// How many times `line` occurs in the log so far.
+    fn logged(&self, line: &str) -> usize {
+        self.log_text().matches(line).count()
+    }
 }
 
 impl Drop for Daemon {
@@ -521,11 +526,7 @@ fn tampering_is_repaired_by_the_refresh() {
 
     // Refreshes that find the kernel as the last in-sync one did plan nothing (quiet checks);
     // what follows is found by such a check all the same.
-    let quiet = || {
-        d.log_text()
-            .matches("the kernel reads as it did when last in sync")
-            .count()
-    };
+    let quiet = || d.logged("the kernel reads as it did when last in sync");
     let so_far = quiet();
     assert!(eventually(|| quiet() > so_far), "{}", d.log_text());
 
@@ -742,11 +743,7 @@ fn an_edit_during_a_hung_drift_check_is_applied_and_the_read_called_off() {
 
     // Saves work again: the refresh reads, finds the kernel in sync, and nothing is repaired.
     fs::remove_file(&hang).unwrap();
-    let reads = || {
-        d.log_text()
-            .matches("the drift check's read of the kernel is done")
-            .count()
-    };
+    let reads = || d.logged("the drift check's read of the kernel is done");
     let before = reads();
     assert!(eventually(|| reads() > before), "{}", d.log_text());
     assert_eq!(d.status()["state"], "ok", "{:#}", d.status());
