@@ -1,8 +1,8 @@
 //! Lockout guard: would the new rules cut off the admin's SSH session, or leave no inbound SSH
 //! at all? The core (`check`, `parse_proc_net_tcp`, `parse_ssh_connection`) is pure and asks
 //! `explain` about a few packets of the rulesets `desired::compute` rendered; the one effect,
-//! `observe`, reads `SSH_CONNECTION`, `/proc/net/tcp{,6}` and sshd's sockets and is kept apart at the
-//! bottom of this file. Decides nothing about what the caller does with a finding (`check`
+//! `observe`, reads `SSH_CONNECTION`, `/proc/net/tcp{,6}` (as `sshd::SocketTables` read them) and
+//! sshd's sockets and is kept apart at the bottom of this file. Decides nothing about what the caller does with a finding (`check`
 //! warns, `apply` refuses, the daemon logs or refuses through `daemon_gate`).
 
 use crate::diag::Diagnostic;
@@ -11,6 +11,7 @@ use crate::finding::{Finding, FindingKind};
 use crate::model::InterfaceName;
 use crate::resolve::{HostInterfaces, NodeView};
 use crate::ruleset::{Family, IpsetType, Match, Ruleset};
+use crate::sshd::SocketTables;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -454,8 +455,9 @@ pub fn local_sessions(sessions: Vec<SshSession>, interfaces: &HostInterfaces) ->
 /// Sessions are looked for on every port sshd listens on (found through `/proc`, see `sshd`,
 /// which walks the processes again only when the listening sockets changed) as well as 22,
 /// and those ports are what a new login must still reach: a daemon or a `sudo`
-/// that has no `SSH_CONNECTION` still guards an sshd moved to another port.
-pub fn observe(interfaces: &HostInterfaces) -> Observed {
+/// that has no `SSH_CONNECTION` still guards an sshd moved to another port. `tables`: the
+/// socket listings being read (`sshd::SocketTables`), started while the caller loaded.
+pub fn observe(interfaces: &HostInterfaces, tables: SocketTables) -> Observed {
     let mut sessions = Vec::new();
     if let Some(s) = std::env::var("SSH_CONNECTION")
         .ok()
@@ -464,7 +466,7 @@ pub fn observe(interfaces: &HostInterfaces) -> Observed {
     {
         sessions.push(s);
     }
-    let tables = crate::sshd::socket_tables();
+    let tables = tables.wait();
     let listening = crate::sshd::listening_ports(&tables);
     let ports = Observed::new(sessions.clone(), listening.clone()).ssh_ports;
     for text in &tables {

@@ -9,6 +9,7 @@
 //! listening on a port by opening or closing a listening socket, and either changes that set.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -79,19 +80,52 @@ impl PortCache {
 static CACHE: Mutex<PortCache> = Mutex::new(PortCache { last: None });
 
 /// This thread's network namespace's `/proc/net/tcp` and `/proc/net/tcp6`, as text (an
-/// unreadable one is left out). Each read walks the kernel's whole table of established
-/// sockets, shared by every namespace: the guard reads them once per load and hands the texts
-/// to `listening_ports` as well.
+/// unreadable one is left out). Each read call walks the kernel's whole table of established
+/// sockets, shared by every namespace (~1.6 ms a walk on this 23 GB machine): the two files
+/// are read at the same time, each into a buffer the listing fits in (a zero-sized proc file
+/// read as `read_to_string` does starts with 32-byte reads, a walk each), and the guard reads
+/// them once per load and hands the texts to `listening_ports` as well.
 pub fn socket_tables() -> Vec<String> {
     let net = if Path::new("/proc/thread-self/net").exists() {
         Path::new("/proc/thread-self/net")
     } else {
         Path::new("/proc/net")
     };
-    ["tcp", "tcp6"]
-        .iter()
-        .filter_map(|file| std::fs::read_to_string(net.join(file)).ok())
+    crate::parallel::map(["tcp", "tcp6"], |file| read_listing(&net.join(file)))
+        .into_iter()
+        .flatten()
         .collect()
+}
+
+/// A proc listing read whole, in as few read calls as it allows (one page of lines each, then
+/// the one that finds the end).
+fn read_listing(path: &Path) -> Option<String> {
+    let mut text = Vec::with_capacity(LISTING_BUFFER);
+    std::fs::File::open(path)
+        .ok()?
+        .read_to_end(&mut text)
+        .ok()?;
+    String::from_utf8(text).ok()
+}
+
+/// Room for a network namespace's listing of a few hundred sockets before the buffer grows.
+const LISTING_BUFFER: usize = 64 * 1024;
+
+/// `socket_tables`, read on a thread of its own while the caller does other work (loading the
+/// policies it is to judge).
+pub struct SocketTables(std::thread::JoinHandle<Vec<String>>);
+
+impl SocketTables {
+    pub fn start() -> SocketTables {
+        SocketTables(std::thread::spawn(socket_tables))
+    }
+
+    /// The texts, once read; a panic in the reader goes on here.
+    pub fn wait(self) -> Vec<String> {
+        self.0
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
 }
 
 /// The ports sshd listens on, given `socket_tables` (empty when none is found).
@@ -137,6 +171,17 @@ fn scan_sshd(sockets: &BTreeMap<u64, u16>) -> BTreeSet<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listing_longer_than_its_buffer_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tcp");
+        let line = format!("{:<149}\n", "   0: 00000000:0016 00000000:0000 0A");
+        let text = line.repeat(3 * LISTING_BUFFER / line.len());
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(read_listing(&path).as_deref(), Some(text.as_str()));
+        assert_eq!(read_listing(&dir.path().join("absent")), None);
+    }
 
     #[test]
     fn listening_sockets_by_inode() {

@@ -82,6 +82,10 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> CmdResult {
     if let Some(p) = pending {
         println!("{}", super::confirm::instructions(&p));
     }
+    // The command ends here and the process with it: freeing the rendered, planned and read
+    // state one allocation at a time took 25 ms of an apply at 1,000 policies, which the exit
+    // does at once.
+    std::mem::forget((desired, cache, report));
     Ok(Exit::Ok)
 }
 

@@ -59,7 +59,7 @@ pub fn run(settings: &Settings, args: &CheckArgs) -> CmdResult {
 /// rendered: `check` judges the input, and `apply` reports those.
 fn this_host(set: &PolicySet, node: &str) -> Option<Desired> {
     let interfaces = crate::host::interfaces().ok()?;
-    let observed = crate::guard::observe(&interfaces);
+    let observed = crate::guard::observe(&interfaces, crate::sshd::SocketTables::start());
     let options = Options {
         families: Families::Enabled,
         guard: Some(&observed),

@@ -98,12 +98,14 @@ pub fn load_desired_revision(
     settings: &Settings,
     want: Want,
 ) -> Result<(Desired, String), CmdResult> {
+    // The socket listings the guard reads take a few milliseconds of kernel time: read while
+    // the set loads.
+    let sockets = want.guard.then(crate::sshd::SocketTables::start);
     let (set, revision) = load_set(settings).map_err(ViewError::into_cmd_result)?;
     let interfaces = host_interfaces().map_err(ViewError::into_cmd_result)?;
-    let observed = if want.guard {
-        crate::guard::observe(&interfaces)
-    } else {
-        Observed::default()
+    let observed = match sockets {
+        Some(tables) => crate::guard::observe(&interfaces, tables),
+        None => Observed::default(),
     };
     let options = Options {
         families: want.families,

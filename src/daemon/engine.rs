@@ -321,6 +321,9 @@ impl Engine for RealEngine {
         // Read once, then validate and hash the very same bytes (a second read could see a
         // different file).
         let started = std::time::Instant::now();
+        // The guard judges a new set from the directory (the last good set is a fallback that
+        // was judged when it was new); its socket listings are read while the set loads.
+        let sockets = (from == PolicySource::Directory).then(crate::sshd::SocketTables::start);
         let snapshot = source.read();
         let checked = self.loads.load_snapshot(&snapshot);
         let validated = started.elapsed();
@@ -333,12 +336,7 @@ impl Engine for RealEngine {
             return LoadOutcome::Invalid { diagnostics };
         };
         let interfaces = read_interfaces();
-        // The guard judges a new set from the directory; the last good set is a fallback that
-        // was judged when it was new.
-        let sessions = match from {
-            PolicySource::Directory => Some(guard::observe(&interfaces)),
-            PolicySource::LastGood => None,
-        };
+        let sessions = sockets.map(|tables| guard::observe(&interfaces, tables));
         let options = Options {
             families: Families::Enabled,
             guard: sessions.as_ref(),

@@ -281,6 +281,33 @@ impl Dataplane for FakeDataplane {
         Ok(render_save(table, &state.tables[&(family, table)]))
     }
 
+    /// As the real dataplane: one save of every table of the family (no `-t`). Faults injected
+    /// for `Op::Save` fail the whole.
+    fn save_tables(
+        &self,
+        family: Family,
+        line: &mut dyn FnMut(&str),
+    ) -> Result<(), DataplaneError> {
+        let mut state = self.lock();
+        let program = program(self.backend, family, "save");
+        state.calls.push(Call {
+            argv: vec![program.clone()],
+            stdin: None,
+        });
+        if let Some(fault) = Self::take_fault(&mut state, Op::Save) {
+            return Err(Self::fault_error(fault, program, None));
+        }
+        if state.blind {
+            return Ok(());
+        }
+        for table in TableName::OWNED {
+            render_save(table, &state.tables[&(family, table)])
+                .lines()
+                .for_each(&mut *line);
+        }
+        Ok(())
+    }
+
     /// As the real dataplane: chains one by one on nft (`iptables -S`), none on legacy; a
     /// missing chain fails as `-S` does. Faults injected for `Op::Save` apply here too.
     fn save_chains(

@@ -676,7 +676,6 @@ fn read_family(
     family: Family,
     reader: Option<&Reader>,
 ) -> Result<FamilyRead, SyncError> {
-    let mut saved = SavedTables::default();
     let mut digests = BTreeMap::new();
     let mut as_cached = BTreeSet::new();
     let mut unsure = BTreeSet::new();
@@ -712,21 +711,35 @@ fn read_family(
             None => digests.remove(&key),
         };
     };
-    dp.save_tables(family, &mut |line| saved.line(line, &mut done))
-        .map_err(|source| SyncError::Read { family, source })?;
-    let tables = saved
-        .finish(&mut done)
-        .map_err(|(table, e)| SyncError::Parse {
-            family,
-            table: table.as_str(),
-            message: e.to_string(),
-        })?;
+    let (tables, _) = save_family(dp, family, &mut done)?;
     Ok(FamilyRead {
         state: LiveState { family, tables },
         digests,
         as_cached,
         unsure,
     })
+}
+
+/// Every table of `family` as one save prints it, each chain handed to `done` as it completes,
+/// and how many bytes the save printed.
+fn save_family(
+    dp: &dyn Dataplane,
+    family: Family,
+    done: &mut dyn FnMut(TableName, &mut LiveChain),
+) -> Result<(BTreeMap<TableName, LiveTable>, usize), SyncError> {
+    let mut saved = SavedTables::default();
+    let mut bytes = 0;
+    dp.save_tables(family, &mut |line| {
+        bytes += line.len() + 1;
+        saved.line(line, done)
+    })
+    .map_err(|source| SyncError::Read { family, source })?;
+    let tables = saved.finish(done).map_err(|(table, e)| SyncError::Parse {
+        family,
+        table: table.as_str(),
+        message: e.to_string(),
+    })?;
+    Ok((tables, bytes))
 }
 
 fn parse_table(family: Family, table: TableName, text: &str) -> Result<LiveTable, SyncError> {
@@ -747,8 +760,8 @@ fn read_ipsets(dp: &dyn Dataplane) -> Result<LiveIpsets, SyncError> {
 /// (`ruleset::replay`: an accepted restore holds exactly what it declared), then the hook
 /// chains it wrote are read back where that is cheap (`read_back_hooks`); the ipsets are read
 /// again when they changed (`ipset save` of our sets is cheap, and their members are not in the
-/// plan's text in a form worth replaying). The families are handled at the same time, as
-/// `read_live` reads them. With `pack`, each chain of ours is packed as soon as its replay is
+/// plan's text in a form worth replaying). The families and the ipsets are handled at the same
+/// time, as `read_live` reads them. With `pack`, each chain of ours is packed as soon as its replay is
 /// complete (`LiveCache::packing`): a first apply then never holds every rule's text at once.
 fn after_write(
     dp: &dyn Dataplane,
@@ -756,20 +769,28 @@ fn after_write(
     plan: &Plan,
     pack: bool,
 ) -> Result<(Live, bool), SyncError> {
-    let done = crate::parallel::map(live.tables.iter_mut(), |state| {
-        after_write_family(dp, state, plan, pack)
+    let (done, ipsets) = std::thread::scope(|scope| {
+        let ipsets = (!plan.ipsets.is_empty()).then(|| scope.spawn(|| read_ipsets(dp)));
+        let done = crate::parallel::map(live.tables.iter_mut(), |state| {
+            after_write_family(dp, state, plan, pack)
+        });
+        (done, ipsets.map(crate::parallel::join))
     });
     let mut read_back = false;
     for family in done {
         read_back |= family?;
     }
-    if !plan.ipsets.is_empty() {
-        live.ipsets = read_ipsets(dp)?;
+    if let Some(ipsets) = ipsets {
+        live.ipsets = ipsets?;
     }
     Ok((live, read_back))
 }
 
-/// `after_write` for one family's state.
+/// `after_write` for one family's state. A table whose replay failed, and one whose hook
+/// chains are to be read back, is read from the kernel; when every table of the family as
+/// replayed is small (`TABLE_READ_MAX_RULES` rules in all), one save of the family reads all
+/// of those at once (at 100 policies a save costs about as much as its process start, and the
+/// three tables are three), else each is read as `read_back_hooks` and `save_table` say.
 fn after_write_family(
     dp: &dyn Dataplane,
     state: &mut LiveState,
@@ -777,8 +798,9 @@ fn after_write_family(
     pack: bool,
 ) -> Result<bool, SyncError> {
     let family = state.family;
-    let mut read_back = false;
     let mut targets = Targets::default();
+    // Written tables the kernel is to be asked about, and whether their replay went through.
+    let mut to_read: Vec<(&TablePlan, bool)> = Vec::new();
     for t in plan
         .tables
         .iter()
@@ -794,21 +816,49 @@ fn after_write_family(
                 }
             }
         };
-        if let Err(e) = replay_with(table, &t.restore_input, &mut done) {
+        match replay_with(table, &t.restore_input, &mut done) {
             // `table` stays replayed as far as the input went: every chain the input declares
             // comes first, so it still says which chains should hold something of ours.
-            log::warn!(
-                "{} {}: {e}; reading the table back instead",
-                family_name(family),
-                t.table.as_str()
-            );
+            Err(e) => {
+                log::warn!(
+                    "{} {}: {e}; reading the table back instead",
+                    family_name(family),
+                    t.table.as_str()
+                );
+                to_read.push((t, false));
+            }
+            Ok(()) if !t.hooks.is_empty() => to_read.push((t, true)),
+            Ok(()) => {}
+        }
+    }
+    if to_read.is_empty() {
+        return Ok(false);
+    }
+    let rules: usize = state
+        .tables
+        .values()
+        .flat_map(|t| t.chains.values())
+        .map(LiveChain::len)
+        .sum();
+    if rules <= TABLE_READ_MAX_RULES {
+        let (mut read, bytes) = save_family(dp, family, &mut |_, _| {})?;
+        for (t, _) in to_read {
+            let table = state.tables.entry(t.table).or_default();
+            let now = read.remove(&t.table).unwrap_or_default();
+            check_trustworthy(t, table, &now, &written_chains(t), bytes)?;
+            *table = now;
+        }
+        return Ok(true);
+    }
+    let mut read_back = false;
+    for (t, replayed) in to_read {
+        let table = state.tables.entry(t.table).or_default();
+        if !replayed {
             *table = save_table(dp, family, t, table)?;
             read_back = true;
             continue;
         }
-        if !t.hooks.is_empty() {
-            read_back |= read_back_hooks(dp, family, t, table)?;
-        }
+        read_back |= read_back_hooks(dp, family, t, table)?;
         if pack {
             // Our chains were packed as they were replayed; what was read back is learnt
             // (`RuleDigests::learn`) first, and packed after.
@@ -878,15 +928,18 @@ fn save_table(
         .save(family, t.table)
         .map_err(|source| SyncError::Read { family, source })?;
     let read = parse_table(family, t.table, &text)?;
-    let written: Vec<&str> = t
-        .create
+    check_trustworthy(t, expected, &read, &written_chains(t), text.len())?;
+    Ok(read)
+}
+
+/// The chains `t` wrote something into.
+fn written_chains(t: &TablePlan) -> Vec<&str> {
+    t.create
         .iter()
         .chain(&t.rewrite)
         .chain(&t.hooks)
         .map(String::as_str)
-        .collect();
-    check_trustworthy(t, expected, &read, &written, text.len())?;
-    Ok(read)
+        .collect()
 }
 
 /// After a successful write the read must show something of ours in at least one of the
@@ -1518,6 +1571,29 @@ mod tests {
         ]
     }
 
+    /// `rulesets` with a filter chain of ours long enough that no family is saved whole after
+    /// a write (`TABLE_READ_MAX_RULES`): its hooks are listed, or left as replayed.
+    fn bulky(mut rulesets: Vec<Ruleset>) -> Vec<Ruleset> {
+        for ruleset in &mut rulesets {
+            let filter = ruleset
+                .tables
+                .iter_mut()
+                .find(|t| t.name == TableName::Filter)
+                .unwrap();
+            let rules: Vec<Rule> = (0..=TABLE_READ_MAX_RULES as u16)
+                .map(|i| rule(tcp_port(1000 + i), Action::Accept))
+                .collect();
+            filter.chains.insert(
+                "cali-fill".into(),
+                Chain {
+                    name: "cali-fill".into(),
+                    rules: rules.into(),
+                },
+            );
+        }
+        rulesets
+    }
+
     fn quick() -> SyncOptions {
         SyncOptions {
             initial_backoff: Duration::ZERO,
@@ -1764,20 +1840,53 @@ mod tests {
     }
 
     /// A save that exits 0 and prints nothing: one write, then a refusal, never a second
-    /// insertion of the hook rules.
+    /// insertion of the hook rules (small tables, read back with one save per family, on
+    /// both backends).
     #[test]
     fn an_empty_save_after_a_write_stops_instead_of_reinserting_hooks() {
-        let fake = FakeDataplane::default();
-        reconcile(&both(22), &fake, &quick()).unwrap();
-        fake.blind_saves();
-        let err = reconcile(&both(2222), &fake, &quick()).unwrap_err();
-        assert!(matches!(err, SyncError::UntrustedSave { .. }), "{err}");
-        assert!(err.to_string().contains("cannot be trusted"), "{err}");
-        assert_eq!(
-            input_rule_count(&fake),
-            2,
-            "one extra hook at most, no retry"
-        );
+        for backend in [Backend::Legacy, Backend::Nft] {
+            let fake = FakeDataplane::new(backend);
+            reconcile(&both(22), &fake, &quick()).unwrap();
+            fake.blind_saves();
+            let err = reconcile(&both(2222), &fake, &quick()).unwrap_err();
+            assert!(matches!(err, SyncError::UntrustedSave { .. }), "{err}");
+            assert!(err.to_string().contains("cannot be trusted"), "{err}");
+            assert_eq!(
+                input_rule_count(&fake),
+                2,
+                "{backend:?}: one extra hook at most, no retry"
+            );
+        }
+    }
+
+    /// After a write into small tables each family is read back with one save of all its
+    /// tables, on both backends: no save per table, no listing per hook chain.
+    #[test]
+    fn small_families_are_read_back_with_one_save_each() {
+        for backend in [Backend::Legacy, Backend::Nft] {
+            let fake = FakeDataplane::new(backend);
+            let report = reconcile(&both(22), &fake, &quick()).unwrap();
+            assert!(report.hooks_fixed > 0 && report.restores >= 2);
+            let calls = fake.calls();
+            let after_write = &calls[calls.iter().position(Call::is_restore).unwrap()..];
+            let mut reads: Vec<String> = after_write
+                .iter()
+                .filter(|c| !c.is_restore() && !c.is_ipset_restore())
+                .map(|c| c.argv.join(" "))
+                .collect();
+            reads.sort();
+            let be = backend.as_str();
+            assert_eq!(
+                reads,
+                [
+                    format!("ip6tables-{be}-save"),
+                    "ipset save".to_string(),
+                    format!("iptables-{be}-save"),
+                ],
+                "{backend:?}"
+            );
+            assert!(diff(&both(22), &fake).unwrap().is_empty());
+        }
     }
 
     /// Another tool flushing our chain right after our write is drift: the reconcile that
@@ -1916,12 +2025,12 @@ mod tests {
         }
     }
 
-    /// Hooks written on nft are listed back chain by chain, not saved with their table; a
-    /// blind tool is still caught.
+    /// Hooks written on nft into tables too big to save whole are listed back chain by chain;
+    /// a blind tool is still caught.
     #[test]
     fn on_nft_hooks_written_are_listed_back() {
         let fake = FakeDataplane::new(Backend::Nft);
-        let report = reconcile(&both(22), &fake, &quick()).unwrap();
+        let report = reconcile(&bulky(both(22)), &fake, &quick()).unwrap();
         assert_eq!(report.attempts, 1);
         assert!(report.hooks_fixed > 0);
         let calls = fake.calls();
@@ -1941,12 +2050,12 @@ mod tests {
                 "our own chains are not read back: {line}"
             );
         }
-        assert!(diff(&both(22), &fake).unwrap().is_empty());
+        assert!(diff(&bulky(both(22)), &fake).unwrap().is_empty());
 
         // The save tool goes blind, the listing (another program) does not: the hooks listed
         // after the write are more than the blind read expected, and the pass stops.
         fake.blind_saves();
-        let err = reconcile(&both(2222), &fake, &quick()).unwrap_err();
+        let err = reconcile(&bulky(both(2222)), &fake, &quick()).unwrap_err();
         assert!(matches!(err, SyncError::UnseenRules { .. }), "{err}");
         assert!(err.to_string().contains("cannot be trusted"), "{err}");
         assert_eq!(
@@ -2390,8 +2499,8 @@ mod tests {
 
     /// The packed chains of a state just written keep the plan's hashes rather than copies of
     /// their own, and the first read afterwards, which packs every written chain again, keeps
-    /// the same ones. (On nft: on legacy a table this small is saved whole after the write and
-    /// packed afresh, `read_back_hooks`.)
+    /// the same ones. (On nft, with tables too big to be saved whole after the write, which
+    /// packs them afresh: `after_write_family`.)
     #[test]
     fn packed_chains_share_the_plans_hashes_through_a_write_and_a_read() {
         let fake = FakeDataplane::new(Backend::Nft);
@@ -2407,7 +2516,7 @@ mod tests {
                 })
                 .collect()
         };
-        reconcile_cached(&both(22), &fake, &quick(), &mut cache).unwrap();
+        reconcile_cached(&bulky(both(22)), &fake, &quick(), &mut cache).unwrap();
         let written = hashes(&cache);
         assert!(written.len() >= 4, "{written:?}");
         for (key, h) in &written {
