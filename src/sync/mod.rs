@@ -761,8 +761,9 @@ fn read_ipsets(dp: &dyn Dataplane) -> Result<LiveIpsets, SyncError> {
 /// chains it wrote are read back where that is cheap (`read_back_hooks`); the ipsets are read
 /// again when they changed (`ipset save` of our sets is cheap, and their members are not in the
 /// plan's text in a form worth replaying). The families and the ipsets are handled at the same
-/// time, as `read_live` reads them. With `pack`, each chain of ours is packed as soon as its replay is
-/// complete (`LiveCache::packing`): a first apply then never holds every rule's text at once.
+/// time, as `read_live` reads them. With `pack`, each chain of ours is packed as soon as its
+/// replay is complete (`LiveCache::packing`): a first apply then never holds every rule's text
+/// at once.
 fn after_write(
     dp: &dyn Dataplane,
     mut live: Live,
@@ -789,8 +790,9 @@ fn after_write(
 /// `after_write` for one family's state. A table whose replay failed, and one whose hook
 /// chains are to be read back, is read from the kernel; when every table of the family as
 /// replayed is small (`TABLE_READ_MAX_RULES` rules in all), one save of the family reads all
-/// of those at once (at 100 policies a save costs about as much as its process start, and the
-/// three tables are three), else each is read as `read_back_hooks` and `save_table` say.
+/// of those at once (a save of a few hundred rules costs about its process start, and reading
+/// table by table took three saves a family on legacy, a listing per hook chain on nft), else
+/// each is read as `read_back_hooks` and `save_table` say.
 fn after_write_family(
     dp: &dyn Dataplane,
     state: &mut LiveState,
