@@ -1,5 +1,5 @@
 //! Real-kernel lifecycle tests of `hostfw diff/apply/flush` (both backends): coexistence with
-//! other tools' chains, incremental rewrites that keep other chains' counters, drift repair, a
+//! other tools' chains and nat tables, incremental rewrites that keep other chains' counters, drift repair, a
 //! failing restore that leaves the previous state intact, an invalid policy set that writes
 //! nothing, a second apply that spawns no restore, and defaultEndpointToHostAction for traffic
 //! from a `cali`-prefixed interface.
@@ -128,6 +128,36 @@ fn coexistence(backend: &'static str) {
     );
 }
 on_both_backends!(coexistence);
+
+const FOREIGN_NAT_V4: &str = "*nat\n:DOCKER - [0:0]\n\
+    -A PREROUTING -p tcp -m tcp --dport 8081 -j DNAT --to-destination 203.0.113.5:80\n\
+    -A POSTROUTING -s 203.0.113.0/24 -j MASQUERADE\n\
+    -A DOCKER -j RETURN\nCOMMIT\n";
+
+const FOREIGN_NAT_V6: &str = "*nat\n-A POSTROUTING -s 2001:db8:5::/48 -j MASQUERADE\nCOMMIT\n";
+
+/// Another tool's nat table (Docker, a router's masquerade): a table hostfw does not own,
+/// printed by every save of the family, including the one that reads a small family back after
+/// a write. Left byte for byte by apply, a second apply finds everything in sync, and flush.
+fn foreign_nat_table(backend: &'static str) {
+    let s = Scenario::new("nat", backend, &web("8080"));
+    s.restore(false, FOREIGN_NAT_V4);
+    s.restore(true, FOREIGN_NAT_V6);
+    let nat = || [s.save(false, "nat"), s.save(true, "nat")];
+    let before = nat();
+    assert!(before[0].contains("MASQUERADE"), "setup failed: {before:?}");
+
+    s.expect(&["apply"], 0);
+    assert!(s.save_all().contains("cali-INPUT"), "nothing applied");
+    assert_eq!(nat(), before, "apply changed the nat tables ({backend})");
+    let again = s.expect(&["apply"], 0);
+    assert!(again.stdout.contains("in sync"), "{again:?}");
+    s.expect(&["diff"], 0);
+
+    s.expect(&["flush"], 0);
+    assert_eq!(nat(), before, "flush changed the nat tables ({backend})");
+}
+on_both_backends!(foreign_nat_table);
 
 // ------------------------------------------------------------------------------------------
 
