@@ -21,6 +21,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod compress;
 pub mod confirm;
 pub mod daemon;
 pub mod dataplane;

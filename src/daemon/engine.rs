@@ -380,10 +380,7 @@ impl Engine for RealEngine {
         let files: Vec<PolicyFile> = snapshot
             .texts
             .into_iter()
-            .map(|t| PolicyFile {
-                name: source.saved_name(&t.name),
-                text: t.text,
-            })
+            .map(|t| PolicyFile::new(source.saved_name(&t.name), &t.text))
             .collect();
         metrics.loaded(directory, Some((&set, &snapshot.revision)), &diagnostics);
         metrics.rendered(&desired.view, &desired.rulesets, marks(&desired));

@@ -7,11 +7,28 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
-/// One policy file: its name (no directory) and text.
+/// One policy file: its name (no directory) and text, kept compressed. The daemon holds a
+/// load's files from the load until the reconcile that puts them in force has ended, which is
+/// when its memory peaks: at 10,000 policies the texts were 16 MB of that peak, compressed a
+/// few (generated policy files repeat themselves, and so do hand-written ones).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyFile {
-    pub name: String,
-    pub text: String,
+    name: String,
+    compressed: Box<[u8]>,
+}
+
+impl PolicyFile {
+    pub fn new(name: String, text: &str) -> PolicyFile {
+        PolicyFile {
+            name,
+            compressed: crate::compress::squeeze(text),
+        }
+    }
+
+    /// The text, as it was given.
+    fn text(&self) -> io::Result<String> {
+        crate::compress::expand(&self.compressed)
+    }
 }
 
 /// Replace the directory `target` with exactly `files`. Written into a temp directory beside it,
@@ -53,24 +70,25 @@ fn write_dir(dir: &Path, files: &[PolicyFile], previous: &Path) -> io::Result<()
         }
         let path = dir.join(&f.name);
         let old = previous.join(&f.name);
-        if holds(&old, &f.text) && fs::hard_link(&old, &path).is_ok() {
+        let text = f.text()?;
+        if holds(&old, text.as_bytes()) && fs::hard_link(&old, &path).is_ok() {
             continue;
         }
         let mut out = crate::fsutil::private_options()
             .write(true)
             .create_new(true)
             .open(&path)?;
-        out.write_all(f.text.as_bytes())?;
+        out.write_all(text.as_bytes())?;
         out.sync_all()?;
     }
     fs::File::open(dir)?.sync_all()
 }
 
 /// True when `path` is a plain file (never a link to elsewhere) holding exactly `text`.
-fn holds(path: &Path, text: &str) -> bool {
+fn holds(path: &Path, text: &[u8]) -> bool {
     let plain =
         fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == text.len() as u64);
-    plain && fs::read(path).is_ok_and(|bytes| bytes == text.as_bytes())
+    plain && fs::read(path).is_ok_and(|bytes| bytes == text)
 }
 
 fn swap_in(staging: &Path, target: &Path) -> io::Result<()> {
@@ -113,10 +131,7 @@ mod tests {
     use super::*;
 
     fn file(name: &str, text: &str) -> PolicyFile {
-        PolicyFile {
-            name: name.into(),
-            text: text.into(),
-        }
+        PolicyFile::new(name.into(), text)
     }
 
     fn listing(dir: &Path) -> Vec<(String, String)> {

@@ -103,7 +103,7 @@ impl Packed {
             hashes: hashes.into(),
             target_of: target_of.into_boxed_slice(),
             targets: targets.into_iter().map(|t| shared.share(t)).collect(),
-            texts: lz4_flex::compress_prepend_size(texts.as_bytes()).into_boxed_slice(),
+            texts: crate::compress::squeeze(&texts),
         })
     }
 
@@ -142,9 +142,8 @@ impl Packed {
     /// zero in the state a reconcile plans from).
     pub fn unpack(&self) -> Vec<LiveRule> {
         // The bytes were compressed here from a `String`; anything else is a bug in this file.
-        let bytes = lz4_flex::decompress_size_prepended(&self.texts)
+        let texts = crate::compress::expand(&self.texts)
             .expect("packed texts decompress: they were compressed by Packed::of");
-        let texts = String::from_utf8(bytes).expect("packed texts were a String");
         self.views()
             .zip(texts.split('\n'))
             .map(|(view, rest)| {
@@ -270,8 +269,7 @@ mod tests {
         let back: Vec<String> = packed.unpack().into_iter().map(|r| r.text).collect();
         assert_eq!(back, rules.map(|(_, t)| t));
         // What is compressed holds neither the hashes nor the targets.
-        let bytes = lz4_flex::decompress_size_prepended(&packed.texts).expect("decompresses");
-        let kept = String::from_utf8(bytes).expect("utf-8");
+        let kept = crate::compress::expand(&packed.texts).expect("decompresses");
         assert_eq!(
             kept.split('\n').collect::<Vec<_>>(),
             [

@@ -194,13 +194,13 @@ fn only_parse_knows_the_yaml_crate() {
 }
 
 #[test]
-fn only_packed_knows_the_compression_crate() {
+fn only_compress_knows_the_compression_crate() {
     for f in rust_files(&src("")) {
         let text = fs::read_to_string(&f).expect("read");
         assert_eq!(
             text.contains("lz4_flex"),
-            f.ends_with("ruleset/packed.rs"),
-            "{}: lz4_flex belongs to ruleset::packed alone",
+            f.ends_with("src/compress.rs"),
+            "{}: lz4_flex belongs to compress alone",
             f.display()
         );
     }
