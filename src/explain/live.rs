@@ -394,7 +394,7 @@ fn target_action(
             Action::SetMark { value, mask }
         }
         "LOG" => Action::Log {
-            prefix: opt("--log-prefix").unwrap_or("").to_string(),
+            prefix: opt("--log-prefix").unwrap_or("").into(),
             level: opt("--log-level").and_then(|l| l.parse().ok()).unwrap_or(4),
         },
         chain if user.contains_key(chain) => Action::Jump(chain.into()),

@@ -21,7 +21,7 @@ mod static_chains;
 use crate::model::{AllowAction, DenyAction, Direction};
 use crate::resolve::{EffectiveConfig, NodeView};
 use crate::ruleset::{
-    Action, Chain, Family, HookRule, Match, Rule, Rules, Ruleset, Shared, Table, TableName,
+    Action, Chain, Family, HookRule, Match, Name, Rule, Rules, Ruleset, Shared, Table, TableName,
 };
 pub use bodies::RenderMemo;
 use marks::{MarkError, Marks};
@@ -90,7 +90,7 @@ pub fn render_remembering(
         dispatch::add(&ctx, name, &mut chains);
         endpoint::add(&ctx, name, &mut chains, &mut rec);
         policy::add(&ctx, name, &mut sets, &mut chains, &mut rec)?;
-        let forced: Vec<Arc<str>> = match name {
+        let forced: Vec<Name> = match name {
             TableName::Filter => policy::forced_policies(view)
                 .flat_map(|p| Direction::ALL.map(|d| ctx.policy_chain(p, d)))
                 .collect(),
@@ -127,7 +127,7 @@ fn prune(
     name: TableName,
     all: BTreeMap<String, Chain>,
     hooks: Vec<HookRule>,
-    forced: &[Arc<str>],
+    forced: &[Name],
 ) -> Table {
     let mut reachable: FastSet<&str> = FastSet::default();
     let mut todo: Vec<&str> = hooks
@@ -208,7 +208,7 @@ pub(crate) struct Ctx<'a> {
 pub(crate) struct KnownPolicy<'a> {
     /// Inbound and outbound chain names, computed once and shared by every rule that jumps to
     /// them.
-    chains: [Arc<str>; 2],
+    chains: [Name; 2],
     /// The normalised selector that decides the policy's group (`groups::group`).
     selector: &'a str,
 }
@@ -242,7 +242,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// `cali-pi-…` (ingress) or `cali-po-…` (egress) chain of `policy`.
-    pub fn policy_chain(&self, policy: &str, direction: Direction) -> Arc<str> {
+    pub fn policy_chain(&self, policy: &str, direction: Direction) -> Name {
         match (self.policies.get(policy).map(|p| &p.chains), direction) {
             (Some([i, _]), Direction::Ingress) => i.clone(),
             (Some([_, o]), Direction::Egress) => o.clone(),

@@ -679,7 +679,7 @@ fn actions(
             return vec![rule(
                 matches,
                 Action::Log {
-                    prefix: log_prefix(&ctx.cfg.log_prefix, owner),
+                    prefix: log_prefix(&ctx.cfg.log_prefix, owner).into(),
                     level: 5,
                 },
             )];

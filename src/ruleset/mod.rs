@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
+use triomphe::ThinArc;
 
 /// IPv4 (iptables, `inet` ipsets) or IPv6 (ip6tables, `inet6` ipsets). Owns every spelling of
 /// the family: labels, tool names, ipset family names.
@@ -227,8 +228,8 @@ pub enum Action {
     Return,
     /// The target is shared, not copied: every endpoint chain jumps to every policy chain
     /// that applies to it, so one name is the target of many rules.
-    Jump(Arc<str>),
-    Goto(Arc<str>),
+    Jump(Name),
+    Goto(Name),
     /// `MARK --set-mark V/M`: sets the bits of `value` under `mask`, clears the rest of `mask`.
     /// A zero `value` is written `0/M` (Felix's `ClearMark`), others `%#x/%#x`.
     SetMark {
@@ -245,12 +246,49 @@ pub enum Action {
     /// `LOG --log-prefix "<prefix>" --log-level L`; `prefix` is written verbatim (Felix's
     /// renderer adds the `: ` suffix itself, so the caller includes it).
     Log {
-        prefix: String,
+        prefix: Name,
         level: u8,
     },
     NoTrack,
     /// No action: a placeholder rule that only carries comments (empty policy chains).
     None,
+}
+
+/// A name or text many rules share (a jump target, a log prefix), one pointer wide: with it and
+/// `Shared`, a rule is 32 bytes instead of 64, and at 10,000 policies the render keeps nearly
+/// two million of them. A clone is a reference count; equal texts are equal, shared or not.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Name(Arc<Box<str>>);
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Name {
+    fn from(text: &str) -> Name {
+        Name(Arc::new(text.into()))
+    }
+}
+
+impl From<String> for Name {
+    fn from(text: String) -> Name {
+        Name(Arc::new(text.into_boxed_str()))
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
 }
 
 /// One rule: matches ANDed, then an action; `comments` go right after the hash comment
@@ -265,9 +303,24 @@ pub struct Rule {
 /// A rule's matches or comments, shared between the rules that have the same ones: an endpoint
 /// chain's jump to each of its policies and the return after it carry the same mark match, so
 /// at 10,000 policies one copy serves a million rules instead of one allocation each. None
-/// at all costs no allocation. A clone is a reference count.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Shared<T>(Option<Arc<[T]>>);
+/// at all costs no allocation. A clone is a reference count; the pointer is thin (the length
+/// lives in the allocation), so a rule holds two of them in 16 bytes.
+#[derive(Clone)]
+pub struct Shared<T>(Option<ThinArc<(), T>>);
+
+impl<T: PartialEq> PartialEq for Shared<T> {
+    fn eq(&self, other: &Shared<T>) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Eq> Eq for Shared<T> {}
+
+impl<T: std::hash::Hash> std::hash::Hash for Shared<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
+    }
+}
 
 impl<T> Default for Shared<T> {
     fn default() -> Self {
@@ -277,14 +330,14 @@ impl<T> Default for Shared<T> {
 
 impl<T> From<Vec<T>> for Shared<T> {
     fn from(items: Vec<T>) -> Self {
-        Shared((!items.is_empty()).then(|| items.into()))
+        Shared((!items.is_empty()).then(|| ThinArc::from_header_and_iter((), items.into_iter())))
     }
 }
 
 impl<T> std::ops::Deref for Shared<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        self.0.as_deref().unwrap_or(&[])
+        self.0.as_ref().map_or(&[], |items| &items.slice)
     }
 }
 
@@ -519,7 +572,7 @@ mod tests {
         assert!(none.0.is_none() && none == Shared::default() && none.is_empty());
         let some: Shared<u32> = vec![1, 2].into();
         let copy = some.clone();
-        assert!(matches!((&some.0, &copy.0), (Some(a), Some(b)) if Arc::ptr_eq(a, b)));
+        assert!(matches!((&some.0, &copy.0), (Some(a), Some(b)) if a.ptr() == b.ptr()));
         assert_eq!(*some, [1, 2]);
         // Equal items are equal (and hash alike) whether or not they are the same copy.
         let other: Shared<u32> = [1, 2].into_iter().collect();
@@ -530,7 +583,21 @@ mod tests {
         assert_eq!(*longer, [1, 2, 3]);
         assert_eq!(*some, [1, 2]);
         let same = some.and([]);
-        assert!(matches!((&some.0, &same.0), (Some(a), Some(b)) if Arc::ptr_eq(a, b)));
+        assert!(matches!((&some.0, &same.0), (Some(a), Some(b)) if a.ptr() == b.ptr()));
         assert_eq!(format!("{some:?}"), "[1, 2]");
+    }
+
+    #[test]
+    fn a_rule_is_four_words() {
+        // The render keeps every rule of the desired state (two million at 10,000 policies):
+        // each word more is 15 MB more there.
+        assert_eq!(std::mem::size_of::<Rule>(), 32);
+        assert_eq!(std::mem::size_of::<Action>(), 16);
+        let name: Name = "cali-pi-a".into();
+        assert_eq!(name, Name::from(String::from("cali-pi-a")));
+        assert_eq!(
+            (&*name, format!("{name} {name:?}")),
+            ("cali-pi-a", "cali-pi-a \"cali-pi-a\"".into())
+        );
     }
 }
