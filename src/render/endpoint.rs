@@ -13,7 +13,7 @@ use super::bodies::Body;
 use super::groups;
 use super::names;
 use super::provenance::{ChainOwner, Origin, OwnerKind, Recorder, Traced};
-use super::{clear_mark, commented, put_shared, rule, set_mark, with_comment, Ctx};
+use super::{clear_mark, commented, put_shared, rule, set_mark, with_comments, Ctx};
 use crate::model::{Direction, InterfaceName, TierAction};
 use crate::resolve::{ActiveEndpoint, NodeView, TierPolicies};
 use crate::ruleset::{Action, Chain, Match, Rule, Shared, TableName};
@@ -282,7 +282,7 @@ impl<'a> Spec<'a> {
         rules.push(rule(vec![], clear_mark(m.accept | m.pass)));
         // One copy for the return after every policy jump of the chain, and one of each match
         // every jump and return carries (`Shared`).
-        let accepted: Arc<str> = "Return if policy accepted".into();
+        let accepted: Shared<Arc<str>> = vec!["Return if policy accepted".into()].into();
         let unpassed: Shared<Match> = vec![ctx.mark_clear(m.pass)].into();
         let was_accepted: Shared<Match> = vec![ctx.mark_set(m.accept)].into();
         for tier in self.tiers.iter().filter(|t| !t.policies.is_empty()) {
@@ -305,7 +305,7 @@ impl<'a> Spec<'a> {
                     // An untracked allow is "NOTRACK and allow".
                     rules.push(rule(was_accepted.clone(), Action::NoTrack));
                 }
-                rules.push(with_comment(
+                rules.push(with_comments(
                     was_accepted.clone(),
                     Action::Return,
                     accepted.clone(),

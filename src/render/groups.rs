@@ -102,18 +102,20 @@ pub(crate) fn chain_rules(ctx: &Ctx, group: &Group, direction: Direction) -> Vec
     let m = &ctx.marks;
     let verdict = m.pass | m.accept;
     let unverdicted: Shared<Match> = vec![ctx.mark_clear(verdict)].into();
+    // Every block's return is the same rule: one copy of its match and comment.
+    let on_verdict = commented(
+        vec![Match::Mark {
+            negated: true,
+            value: 0,
+            mask: verdict,
+        }],
+        Action::Return,
+        "Return on verdict",
+    );
     let mut rules = Vec::with_capacity(group.policies.len() + group.policies.len() / 5);
     for (i, name) in group.policies.iter().enumerate() {
         if i != 0 && i % RETURN_STRIDE == 0 {
-            rules.push(commented(
-                vec![Match::Mark {
-                    negated: true,
-                    value: 0,
-                    mask: verdict,
-                }],
-                Action::Return,
-                "Return on verdict",
-            ));
+            rules.push(on_verdict.clone());
         }
         let guard = if i % RETURN_STRIDE == 0 {
             Shared::default()

@@ -309,19 +309,19 @@ pub(crate) fn rule(matches: impl Into<Shared<Match>>, action: Action) -> Rule {
 
 /// A rule with one comment.
 pub(crate) fn commented(matches: impl Into<Shared<Match>>, action: Action, comment: &str) -> Rule {
-    with_comment(matches, action, comment.into())
+    with_comments(matches, action, vec![comment.into()].into())
 }
 
-/// A rule with one comment shared with other rules.
-pub(crate) fn with_comment(
+/// A rule with comments shared with other rules.
+pub(crate) fn with_comments(
     matches: impl Into<Shared<Match>>,
     action: Action,
-    comment: Arc<str>,
+    comments: Shared<Arc<str>>,
 ) -> Rule {
     Rule {
         matches: matches.into(),
         action,
-        comments: vec![comment].into(),
+        comments,
     }
 }
 
