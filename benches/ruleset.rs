@@ -33,12 +33,13 @@ fn big_table() -> Table {
                     },
                     Match::Set {
                         negated: false,
-                        name: format!("cali40s:set-{c}"),
+                        name: format!("cali40s:set-{c}").into(),
                         direction: SetDirection::Src,
                     },
                     Match::DestinationPorts {
                         negated: false,
-                        ports: vec![PortSpec::Single(22), PortSpec::Range(8000, 8000 + r as u16)],
+                        ports: vec![PortSpec::Single(22), PortSpec::Range(8000, 8000 + r as u16)]
+                            .into(),
                     },
                 ]
                 .into(),

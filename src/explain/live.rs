@@ -244,15 +244,15 @@ fn parse_rule(words: &[String], user: &BTreeMap<String, Vec<Rule>>) -> Option<Ru
             }),
             "-i" | "--in-interface" => matches.push(Match::InInterface {
                 negated: neg,
-                name: next(&mut i)?.to_string(),
+                name: next(&mut i)?.into(),
             }),
             "-o" | "--out-interface" => matches.push(Match::OutInterface {
                 negated: neg,
-                name: next(&mut i)?.to_string(),
+                name: next(&mut i)?.into(),
             }),
             "-p" | "--protocol" => matches.push(Match::Protocol {
                 negated: neg,
-                name: next(&mut i)?.to_string(),
+                name: next(&mut i)?.into(),
             }),
             // Modules carry no meaning of their own here; their options do.
             "-m" | "--match" => {
@@ -290,13 +290,13 @@ fn parse_rule(words: &[String], user: &BTreeMap<String, Vec<Rule>>) -> Option<Ru
             "--dports" | "--destination-ports" | "--dport" | "--destination-port" => {
                 matches.push(Match::DestinationPorts {
                     negated: neg,
-                    ports: ports(next(&mut i)?)?,
+                    ports: ports(next(&mut i)?)?.into(),
                 })
             }
             "--sports" | "--source-ports" | "--sport" | "--source-port" => {
                 matches.push(Match::SourcePorts {
                     negated: neg,
-                    ports: ports(next(&mut i)?)?,
+                    ports: ports(next(&mut i)?)?.into(),
                 })
             }
             "--match-set" => {
@@ -310,7 +310,7 @@ fn parse_rule(words: &[String], user: &BTreeMap<String, Vec<Rule>>) -> Option<Ru
                 };
                 matches.push(Match::Set {
                     negated: neg,
-                    name,
+                    name: name.into(),
                     direction,
                 });
             }
@@ -332,7 +332,7 @@ fn parse_rule(words: &[String], user: &BTreeMap<String, Vec<Rule>>) -> Option<Ru
             }
             "--ctstate" => matches.push(Match::ConntrackState {
                 negated: neg,
-                states: next(&mut i)?.to_string(),
+                states: next(&mut i)?.into(),
             }),
             "--mark" => {
                 let (value, mask) = mark(next(&mut i)?)?;
@@ -343,7 +343,7 @@ fn parse_rule(words: &[String], user: &BTreeMap<String, Vec<Rule>>) -> Option<Ru
                 });
             }
             "--limit" => matches.push(Match::Limit {
-                rate: next(&mut i)?.to_string(),
+                rate: next(&mut i)?.into(),
                 burst: None,
             }),
             "--limit-burst" => {
@@ -443,7 +443,7 @@ mod tests {
                 },
                 Match::DestinationPorts {
                     negated: false,
-                    ports: vec![PortSpec::Single(2222)]
+                    ports: vec![PortSpec::Single(2222)].into()
                 }
             ]
             .into()
@@ -470,7 +470,7 @@ mod tests {
         );
         assert!(web[0].matches.contains(&Match::DestinationPorts {
             negated: false,
-            ports: vec![PortSpec::Single(22), PortSpec::Range(80, 90)]
+            ports: vec![PortSpec::Single(22), PortSpec::Range(80, 90)].into()
         }));
         assert!(web[1].matches.contains(&Match::Destination {
             negated: true,
@@ -483,7 +483,7 @@ mod tests {
         }));
         assert!(web[1].matches.contains(&Match::SourcePorts {
             negated: true,
-            ports: vec![PortSpec::Single(53)]
+            ports: vec![PortSpec::Single(53)].into()
         }));
         assert_eq!(
             web[2].action,

@@ -476,7 +476,7 @@ impl<'a> Sim<'a> {
         let p = self.pkt;
         match m {
             Match::Protocol { negated, name } => {
-                let hit = match name.as_str() {
+                let hit = match &**name {
                     "all" | "0" => true,
                     n => protocol_number(n) == Some(p.proto),
                 };
@@ -490,7 +490,7 @@ impl<'a> Sim<'a> {
                 negated,
                 name,
                 direction,
-            } => match self.rs.ipsets.get(name) {
+            } => match self.rs.ipsets.get(&**name) {
                 Some(set) => {
                     let hit = set
                         .members
@@ -613,7 +613,7 @@ fn failsafe_entry(rule: &Rule) -> String {
     let mut extra = Vec::new();
     for m in &rule.matches {
         match m {
-            Match::Protocol { name, .. } => proto.clone_from(name),
+            Match::Protocol { name, .. } => (**name).clone_into(&mut proto),
             Match::DestinationPorts { ports, .. } => port = ports_text(ports),
             Match::SourcePorts { ports, .. } => {
                 port = ports_text(ports);

@@ -107,7 +107,7 @@ pub fn render_remembering(
         .flat_map(|c| c.rules.iter())
         .flat_map(|r| r.matches.iter())
         .filter_map(|m| match m {
-            Match::Set { name, .. } => Some(name.as_str()),
+            Match::Set { name, .. } => Some(&**name),
             _ => None,
         })
         .collect();

@@ -431,16 +431,22 @@ fn net_match(src: bool, negated: bool, net: IpNet) -> Match {
 
 fn ports_match(src: bool, negated: bool, ports: Vec<PortSpec>) -> Match {
     if src {
-        Match::SourcePorts { negated, ports }
+        Match::SourcePorts {
+            negated,
+            ports: ports.into(),
+        }
     } else {
-        Match::DestinationPorts { negated, ports }
+        Match::DestinationPorts {
+            negated,
+            ports: ports.into(),
+        }
     }
 }
 
 fn set_match(negated: bool, name: &str, direction: SetDirection) -> Match {
     Match::Set {
         negated,
-        name: name.to_string(),
+        name: name.into(),
         direction,
     }
 }
@@ -448,7 +454,7 @@ fn set_match(negated: bool, name: &str, direction: SetDirection) -> Match {
 fn protocol_match(p: Protocol, negated: bool) -> Match {
     Match::Protocol {
         negated,
-        name: p.iptables_name(),
+        name: p.iptables_name().into(),
     }
 }
 
@@ -671,7 +677,7 @@ fn actions(
                 };
                 let burst = ctx.cfg.log_action_rate_limit_burst;
                 matches.push(Match::Limit {
-                    rate: format!("{}/{unit}", limit.count),
+                    rate: format!("{}/{unit}", limit.count).into(),
                     burst: (burst > 0).then_some(burst),
                 });
             }

@@ -162,7 +162,7 @@ pub(crate) const DSCP_SETS: [(&str, IpsetType); 3] = [
 fn dscp_set(ctx: &Ctx, id: &str, negated: bool, direction: SetDirection) -> Match {
     Match::Set {
         negated,
-        name: names::ipset_name(ctx.family, id),
+        name: names::ipset_name(ctx.family, id).into(),
         direction,
     }
 }
@@ -366,12 +366,12 @@ fn failsafe_rule(ctx: &Ctx, port: &FailsafePort, reverse: bool, inbound: bool) -
         if reverse {
             Match::SourcePorts {
                 negated: false,
-                ports,
+                ports: ports.into(),
             }
         } else {
             Match::DestinationPorts {
                 negated: false,
-                ports,
+                ports: ports.into(),
             }
         },
     ];

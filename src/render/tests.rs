@@ -218,7 +218,7 @@ fn seed_policy_chain_v4_and_v6() {
                 },
                 Match::DestinationPorts {
                     negated: false,
-                    ports: vec![PortSpec::Single(22)]
+                    ports: vec![PortSpec::Single(22)].into()
                 }
             ],
             set_mark(A),
@@ -240,7 +240,7 @@ fn seed_policy_chain_v4_and_v6() {
                 tcp,
                 Match::DestinationPorts {
                     negated: false,
-                    ports: vec![PortSpec::Single(10250)]
+                    ports: vec![PortSpec::Single(10250)].into()
                 }
             ],
             set_mark(A),
@@ -540,7 +540,7 @@ fn selector_sets_fold_not_selector_and_collect_members() {
         pi[0].matches,
         vec![Match::Set {
             negated: false,
-            name: set_name.clone(),
+            name: set_name.clone().into(),
             direction: SetDirection::Src
         }]
         .into()

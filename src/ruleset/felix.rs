@@ -298,7 +298,7 @@ mod tests {
                 },
                 Match::DestinationPorts {
                     negated: false,
-                    ports: vec![PortSpec::Single(22)],
+                    ports: vec![PortSpec::Single(22)].into(),
                 },
             ],
             Action::SetMark {
@@ -407,7 +407,7 @@ mod tests {
                 },
                 Match::SourcePorts {
                     negated: true,
-                    ports: vec![PortSpec::Single(1), PortSpec::Range(80, 90)],
+                    ports: vec![PortSpec::Single(1), PortSpec::Range(80, 90)].into(),
                 },
                 Match::Icmp {
                     negated: true,

@@ -184,7 +184,7 @@ mod felix_vectors {
                 },
                 Match::DestinationPorts {
                     negated: false,
-                    ports: vec![PortSpec::Single(port)],
+                    ports: vec![PortSpec::Single(port)].into(),
                 },
             ]
             .into(),

@@ -421,7 +421,7 @@ fn references_any(chain: &Chain, sets: &BTreeSet<String>) -> bool {
         && chain.rules.iter().any(|r| {
             r.matches
                 .iter()
-                .any(|m| matches!(m, Match::Set { name, .. } if sets.contains(name)))
+                .any(|m| matches!(m, Match::Set { name, .. } if sets.contains(&**name)))
         })
 }
 

@@ -1486,7 +1486,7 @@ mod tests {
             },
             Match::DestinationPorts {
                 negated: false,
-                ports: vec![PortSpec::Single(port)],
+                ports: vec![PortSpec::Single(port)].into(),
             },
         ]
     }

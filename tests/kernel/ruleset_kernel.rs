@@ -202,7 +202,8 @@ fn desired(family: Family, ssh_port: u16) -> Ruleset {
                         },
                         Match::DestinationPorts {
                             negated: false,
-                            ports: vec![PortSpec::Single(ssh_port), PortSpec::Range(8000, 8080)],
+                            ports: vec![PortSpec::Single(ssh_port), PortSpec::Range(8000, 8080)]
+                                .into(),
                         },
                     ],
                     Action::SetMark {

@@ -324,7 +324,7 @@ fn rendered_tables_are_closed_and_reachable() {
                     }
                     for m in &rule.matches {
                         if let Match::Set { name, .. } = m {
-                            let s = rs.ipsets.get(name).expect("referenced ipset exists");
+                            let s = rs.ipsets.get(&**name).expect("referenced ipset exists");
                             assert_eq!(s.family, family);
                         }
                     }
