@@ -48,8 +48,9 @@ fn policy(i: usize) -> GlobalNetworkPolicy {
             format!("2001:db8:{:x}::/48", (i + r) % 4096)
                 .parse()
                 .unwrap(),
-        ];
-        rule.destination.ports = vec![Port::Single(port), Port::Range(port + 1, port + 10)];
+        ]
+        .into();
+        rule.destination.ports = vec![Port::Single(port), Port::Range(port + 1, port + 10)].into();
         ingress.push(rule);
     }
     for r in 0..RULES_PER_POLICY / 2 {
@@ -69,7 +70,7 @@ fn policy(i: usize) -> GlobalNetworkPolicy {
                 rule.protocol = Some(Protocol::Udp);
                 rule.destination.selector =
                     Some(Selector::parse(&format!("role == 'r{}'", (i + r) % 25)).unwrap());
-                rule.destination.ports = vec![Port::Single(2000 + r as u16)];
+                rule.destination.ports = vec![Port::Single(2000 + r as u16)].into();
                 rule
             }
         };

@@ -173,12 +173,12 @@ pub enum RuleAction {
 /// `source` / `destination` of a rule. Nets are strictly masked CIDRs (validated).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EntityRule {
-    pub nets: Vec<IpNet>,
-    pub not_nets: Vec<IpNet>,
+    pub nets: Box<[IpNet]>,
+    pub not_nets: Box<[IpNet]>,
     pub selector: Option<Selector>,
     pub not_selector: Option<Selector>,
-    pub ports: Vec<Port>,
-    pub not_ports: Vec<Port>,
+    pub ports: Box<[Port]>,
+    pub not_ports: Box<[Port]>,
 }
 
 /// One policy or profile rule.

@@ -77,20 +77,20 @@ fn tier(policies: &[&str]) -> Vec<TierPolicies> {
 pub(super) fn seed_view() -> NodeView {
     let mut ssh = api_rule(RuleAction::Allow);
     ssh.protocol = Some(Protocol::Tcp);
-    ssh.source.nets = vec![net("192.168.100.0/24")];
-    ssh.destination.ports = vec![Port::Single(22)];
+    ssh.source.nets = vec![net("192.168.100.0/24")].into();
+    ssh.destination.ports = vec![Port::Single(22)].into();
     let mut icmp = api_rule(RuleAction::Allow);
     icmp.protocol = Some(Protocol::Icmp);
     let mut kubelet = api_rule(RuleAction::Allow);
     kubelet.protocol = Some(Protocol::Tcp);
-    kubelet.destination.ports = vec![Port::Single(10250)];
+    kubelet.destination.ports = vec![Port::Single(10250)].into();
     let mut etcd = api_rule(RuleAction::Allow);
     etcd.protocol = Some(Protocol::Tcp);
-    etcd.destination.nets = vec![net("10.0.1.0/24")];
-    etcd.destination.ports = vec![Port::Single(2379)];
+    etcd.destination.nets = vec![net("10.0.1.0/24")].into();
+    etcd.destination.ports = vec![Port::Single(2379)].into();
     let mut dns = api_rule(RuleAction::Allow);
     dns.protocol = Some(Protocol::Udp);
-    dns.destination.ports = vec![Port::Single(53), Port::Single(67)];
+    dns.destination.ports = vec![Port::Single(53), Port::Single(67)].into();
     let policy = gnp("k8s-worker-host", vec![ssh, icmp, kubelet], vec![etcd, dns]);
     NodeView {
         node: "node1".into(),
@@ -353,8 +353,8 @@ fn three_positive_blocks_reset_scratch1() {
     let mut rule = api_rule(RuleAction::Allow);
     rule.protocol = Some(Protocol::Tcp);
     rule.destination.ports = (1..=20).map(Port::Single).collect();
-    rule.source.nets = vec![net("198.51.100.0/25"), net("198.51.100.128/25")];
-    rule.destination.nets = vec![net("203.0.113.0/25"), net("203.0.113.128/25")];
+    rule.source.nets = vec![net("198.51.100.0/25"), net("198.51.100.128/25")].into();
+    rule.destination.nets = vec![net("203.0.113.0/25"), net("203.0.113.128/25")].into();
     let rules = policy_rules(
         &one_rule_view(rule),
         Family::V4,
@@ -406,8 +406,8 @@ fn three_positive_blocks_reset_scratch1() {
 #[test]
 fn single_net_and_not_net_form_negative_block() {
     let mut rule = api_rule(RuleAction::Deny);
-    rule.source.nets = vec![net("198.51.100.0/24")];
-    rule.source.not_nets = vec![net("198.51.100.7/32")];
+    rule.source.nets = vec![net("198.51.100.0/24")].into();
+    rule.source.not_nets = vec![net("198.51.100.7/32")].into();
     let rules = policy_rules(
         &one_rule_view(rule),
         Family::V4,
@@ -458,9 +458,9 @@ fn ip_version_filtering() {
         code: Some(0),
     });
     let mut mixed = api_rule(RuleAction::Allow);
-    mixed.destination.nets = vec![net("203.0.113.0/24"), net("2001:db8::/64")];
+    mixed.destination.nets = vec![net("203.0.113.0/24"), net("2001:db8::/64")].into();
     let mut not_all = api_rule(RuleAction::Allow);
-    not_all.source.not_nets = vec![net("0.0.0.0/0")];
+    not_all.source.not_nets = vec![net("0.0.0.0/0")].into();
     let mut v = seed_view();
     v.policies.insert(
         "k8s-worker-host".into(),
@@ -905,7 +905,7 @@ fn memo_view() -> NodeView {
     let mut v = seed_view();
     let mut ssh = api_rule(RuleAction::Allow);
     ssh.protocol = Some(Protocol::Tcp);
-    ssh.destination.ports = vec![Port::Single(22)];
+    ssh.destination.ports = vec![Port::Single(22)].into();
     for name in ["a", "b"] {
         let mut p = gnp(name, vec![ssh.clone()], vec![]);
         p.selector = Selector::parse("all()").unwrap();
@@ -936,7 +936,7 @@ fn a_render_with_the_last_renders_memo_equals_a_fresh_one_and_reuses_unchanged_b
         }),
         ("a policy's rules", |v| {
             let p = v.policies.get_mut("k8s-worker-host").unwrap();
-            Arc::make_mut(p).ingress[0].destination.ports = vec![Port::Single(2222)];
+            Arc::make_mut(p).ingress[0].destination.ports = vec![Port::Single(2222)].into();
         }),
         ("a selector, splitting a group", |v| {
             Arc::make_mut(v.policies.get_mut("b").unwrap()).selector =

@@ -1101,7 +1101,7 @@ mod tests {
         let tcp_rule = |ports: Vec<Port>| Rule {
             protocol: Some(Protocol::Tcp),
             destination: EntityRule {
-                ports,
+                ports: ports.into(),
                 ..EntityRule::default()
             },
             ..Rule::matching_all(RuleAction::Allow)

@@ -280,6 +280,13 @@ impl From<String> for Name {
     }
 }
 
+/// As a key, a name is its text (its hash and order are the text's).
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        self
+    }
+}
+
 impl PartialEq<str> for Name {
     fn eq(&self, other: &str) -> bool {
         **self == *other

@@ -13,6 +13,7 @@
 
 use super::hash::HASH_LEN;
 use super::save::{LiveRule, RuleView};
+use super::Name;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -24,14 +25,14 @@ const HASH_MARK: char = '\u{1}';
 /// endpoint chain jumps to the same policy chains, so at 10,000 policies each of the thousands
 /// of targets would otherwise be kept once per endpoint chain (~20 MB).
 #[derive(Debug, Default)]
-pub struct Targets(HashSet<Arc<str>>);
+pub struct Targets(HashSet<Name>);
 
 impl Targets {
-    fn share(&mut self, part: &str) -> Arc<str> {
+    fn share(&mut self, part: &str) -> Name {
         if let Some(known) = self.0.get(part) {
             return known.clone();
         }
-        let new: Arc<str> = part.into();
+        let new: Name = part.into();
         self.0.insert(new.clone());
         new
     }
@@ -46,8 +47,9 @@ pub struct Packed {
     /// Each rule's index into `targets`.
     target_of: Box<[u16]>,
     /// The distinct target parts of the chain's rules (`target_part`), shared with the chains
-    /// packed beside it (`Targets`).
-    targets: Box<[Arc<str>]>,
+    /// packed beside it (`Targets`); one word each, as an endpoint chain's jumps have as many
+    /// distinct targets as policies.
+    targets: Box<[Name]>,
     /// The rules' texts, one per line, LZ4-compressed with their length in front; each without
     /// its target part, and with one occurrence of its hash as `HASH_MARK`.
     texts: Box<[u8]>,
@@ -292,9 +294,9 @@ mod tests {
         let mut shared = Targets::default();
         let a = Packed::of([(Some(H1), jump)].into_iter(), &mut shared).expect("packs");
         let b = Packed::of([(Some(H2), other)].into_iter(), &mut shared).expect("packs");
-        assert!(Arc::ptr_eq(&a.targets[0], &b.targets[0]));
+        assert!(std::ptr::eq(&*a.targets[0], &*b.targets[0]));
         let apart = pack(&[(H1, jump)]).expect("packs");
-        assert!(!Arc::ptr_eq(&a.targets[0], &apart.targets[0]));
+        assert!(!std::ptr::eq(&*a.targets[0], &*apart.targets[0]));
         assert_eq!(a, apart);
         assert_eq!(b.unpack()[0].text, other);
     }

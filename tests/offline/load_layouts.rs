@@ -77,7 +77,10 @@ fn all_six_kinds_load_into_the_typed_set() {
             egress: false
         }
     );
-    assert_eq!(gnp.ingress[0].destination.ports, vec![Port::Single(22)]);
+    assert_eq!(
+        gnp.ingress[0].destination.ports,
+        vec![Port::Single(22)].into()
+    );
     assert_eq!(gnp.ingress[0].protocol, Some(Protocol::Tcp));
     // GNS nets are normalised: bare IP -> /32, host bits dropped.
     assert_eq!(

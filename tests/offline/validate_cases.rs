@@ -793,6 +793,7 @@ fn policy_defaults_and_values() {
             Port::Range(6, 9),
             Port::Named("ssh".into())
         ]
+        .into()
     );
 }
 

@@ -387,6 +387,8 @@ fn entity(
         return EntityRule::default();
     };
     let mut out = EntityRule::default();
+    // Gathered here, kept at their exact length (a policy set holds every rule's lists).
+    let (mut nets, mut not_nets, mut ports, mut not_ports) = (vec![], vec![], vec![], vec![]);
     for (name, strict_not) in [("nets", false), ("notNets", true)] {
         let Some(n) = f.get(name) else { continue };
         let p = path.field(name);
@@ -397,9 +399,9 @@ fn entity(
             let ip = p.index(j);
             if let Some(net) = rule_cidr(ctx, item, &ip, families, strict_not) {
                 if name == "nets" {
-                    out.nets.push(net);
+                    nets.push(net);
                 } else {
-                    out.not_nets.push(net);
+                    not_nets.push(net);
                 }
             }
         }
@@ -443,9 +445,9 @@ fn entity(
                     continue;
                 }
                 if name == "ports" {
-                    out.ports.push(port);
+                    ports.push(port);
                 } else {
-                    out.not_ports.push(port);
+                    not_ports.push(port);
                 }
             }
         }
@@ -484,6 +486,10 @@ fn entity(
             "services match Kubernetes Services, which do not exist without Kubernetes",
         );
     }
+    out.nets = nets.into();
+    out.not_nets = not_nets.into();
+    out.ports = ports.into();
+    out.not_ports = not_ports.into();
     out
 }
 
