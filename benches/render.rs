@@ -113,7 +113,7 @@ fn view(policies: usize, share: usize) -> NodeView {
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| i % share == e % share && i % step == 0)
-                .map(|(_, n)| n.clone())
+                .map(|(_, n)| n.as_str().into())
                 .collect(),
         }]
     };

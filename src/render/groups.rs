@@ -9,6 +9,7 @@ use crate::ruleset::{Action, Match, Rule, Shared};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha3::{Digest, Sha3_224};
+use std::sync::Arc;
 
 /// Felix's `PolicyGroupInboundPrefix` / `PolicyGroupOutboundPrefix`.
 const INBOUND_PFX: &str = "cali-gi-";
@@ -24,7 +25,7 @@ const RETURN_STRIDE: usize = 5;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Group<'a> {
     pub selector: &'a str,
-    pub policies: &'a [String],
+    pub policies: &'a [Arc<str>],
 }
 
 impl Group<'_> {
@@ -37,7 +38,7 @@ impl Group<'_> {
 /// Splits a tier's policy list into groups, in order; `selector` gives a policy's normalised
 /// selector (Felix's selector `String()`, `selector.Normalise` in felix/calc/rule_scanner.go).
 pub(crate) fn group<'a>(
-    policies: &'a [String],
+    policies: &'a [Arc<str>],
     selector: impl Fn(&str) -> &'a str,
 ) -> Vec<Group<'a>> {
     let mut groups: Vec<Group<'a>> = Vec::new();
@@ -131,8 +132,8 @@ pub(crate) fn chain_rules(ctx: &Ctx, group: &Group, direction: Direction) -> Vec
 mod tests {
     use super::*;
 
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    fn names(list: &[&str]) -> Vec<Arc<str>> {
+        list.iter().map(|&s| s.into()).collect()
     }
 
     #[test]
@@ -144,7 +145,7 @@ mod tests {
         let groups = group(&policies, sel);
         let shape: Vec<(&str, Vec<&str>)> = groups
             .iter()
-            .map(|g| (g.selector, g.policies.iter().map(String::as_str).collect()))
+            .map(|g| (g.selector, g.policies.iter().map(|p| &**p).collect()))
             .collect();
         assert_eq!(
             shape,

@@ -166,7 +166,7 @@ fn want_policies<'v>(
 ) {
     for t in tiers {
         for name in &t.policies {
-            set.insert((name.as_str(), dir));
+            set.insert((&**name, dir));
         }
     }
 }

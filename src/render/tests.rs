@@ -69,7 +69,7 @@ fn tier(policies: &[&str]) -> Vec<TierPolicies> {
     vec![TierPolicies {
         tier: DEFAULT_TIER.into(),
         default_action: TierAction::Deny,
-        policies: policies.iter().map(|s| s.to_string()).collect(),
+        policies: policies.iter().map(|&s| s.into()).collect(),
     }]
 }
 

@@ -30,8 +30,9 @@ pub type HostInterfaces = BTreeMap<String, Vec<IpAddr>>;
 pub struct TierPolicies {
     pub tier: String,
     pub default_action: TierAction,
-    /// Policy names, ordered by policy order, then Felix's name tie-break (`order::tie_break`).
-    pub policies: Vec<String>,
+    /// Policy names, ordered by policy order, then Felix's name tie-break (`order::tie_break`);
+    /// shared, as every endpoint's lists name the same policies.
+    pub policies: Vec<Arc<str>>,
 }
 
 /// Per traffic class, the tiers (in tier order) with at least one applicable policy.
@@ -136,7 +137,7 @@ impl EndpointPolicies {
 pub fn flat_names(tiers: &[TierPolicies]) -> Vec<&str> {
     tiers
         .iter()
-        .flat_map(|t| t.policies.iter().map(String::as_str))
+        .flat_map(|t| t.policies.iter().map(|p| &**p))
         .collect()
 }
 
@@ -636,7 +637,7 @@ mod tests {
                 (
                     t.tier.as_str(),
                     t.default_action,
-                    t.policies.iter().map(String::as_str).collect(),
+                    t.policies.iter().map(|p| &**p).collect(),
                 )
             })
             .collect();
@@ -666,10 +667,12 @@ mod tests {
             .collect();
         let s = set(vec![hep("h", "n1", "eth0", &[])], policies);
         let view = resolve(&s, "n1", &HostInterfaces::new());
-        assert_eq!(
-            view.endpoints[0].policies.ingress[0].policies,
-            ["web-2", "web.x", "web", "web0"]
-        );
+        let names: Vec<&str> = view.endpoints[0].policies.ingress[0]
+            .policies
+            .iter()
+            .map(|p| &**p)
+            .collect();
+        assert_eq!(names, ["web-2", "web.x", "web", "web0"]);
     }
 
     #[test]

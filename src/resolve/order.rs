@@ -5,6 +5,7 @@ use super::TierPolicies;
 use crate::model::*;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Sort key for an optional order: absent means +infinity, after every number.
 fn cmp_order(a: Option<f64>, b: Option<f64>) -> Ordering {
@@ -26,6 +27,8 @@ pub(super) struct OrderedPolicy<'a> {
     /// distinct selector is evaluated once per endpoint.
     pub(super) selector_id: usize,
     pub(super) policy: &'a GlobalNetworkPolicy,
+    /// The policy's name, one copy for every endpoint and class list it goes on.
+    name: Arc<str>,
     default_action: TierAction,
 }
 
@@ -65,6 +68,7 @@ pub(super) fn order_policies(set: &PolicySet) -> (Vec<OrderedPolicy<'_>>, usize)
                     index,
                     selector_id,
                     policy: p,
+                    name: p.meta.name.as_str().into(),
                     default_action,
                 },
             )
@@ -92,11 +96,11 @@ fn tie_break(a: &str, b: &str) -> Ordering {
 /// Append `p` to a class list, opening a new tier entry when the tier changes.
 pub(super) fn push_policy(list: &mut Vec<TierPolicies>, p: &OrderedPolicy<'_>) {
     match list.last_mut() {
-        Some(last) if last.tier == p.policy.tier => last.policies.push(p.policy.meta.name.clone()),
+        Some(last) if last.tier == p.policy.tier => last.policies.push(p.name.clone()),
         _ => list.push(TierPolicies {
             tier: p.policy.tier.clone(),
             default_action: p.default_action,
-            policies: vec![p.policy.meta.name.clone()],
+            policies: vec![p.name.clone()],
         }),
     }
 }
