@@ -16,10 +16,9 @@ use super::provenance::{ChainOwner, Origin, OwnerKind, Recorder, Traced};
 use super::{clear_mark, commented, put_shared, rule, set_mark, with_comments, Ctx};
 use crate::model::{Direction, InterfaceName, TierAction};
 use crate::resolve::{ActiveEndpoint, NodeView, TierPolicies};
-use crate::ruleset::{Action, Chain, Match, Rule, Shared, TableName};
+use crate::ruleset::{Action, Chain, Match, Name, Rule, Shared, TableName};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 
 /// Felix's endpoint chain types; they differ in conntrack, failsafe, end-of-tier and profile
 /// handling.
@@ -282,7 +281,7 @@ impl<'a> Spec<'a> {
         rules.push(rule(vec![], clear_mark(m.accept | m.pass)));
         // One copy for the return after every policy jump of the chain, and one of each match
         // every jump and return carries (`Shared`).
-        let accepted: Shared<Arc<str>> = vec!["Return if policy accepted".into()].into();
+        let accepted: Shared<Name> = vec!["Return if policy accepted".into()].into();
         let unpassed: Shared<Match> = vec![ctx.mark_clear(m.pass)].into();
         let was_accepted: Shared<Match> = vec![ctx.mark_set(m.accept)].into();
         for tier in self.tiers.iter().filter(|t| !t.policies.is_empty()) {

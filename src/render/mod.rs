@@ -28,7 +28,6 @@ use marks::{MarkError, Marks};
 use provenance::{Provenance, Recorder};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
 
 /// Why a NodeView cannot be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -316,7 +315,7 @@ pub(crate) fn commented(matches: impl Into<Shared<Match>>, action: Action, comme
 pub(crate) fn with_comments(
     matches: impl Into<Shared<Match>>,
     action: Action,
-    comments: Shared<Arc<str>>,
+    comments: Shared<Name>,
 ) -> Rule {
     Rule {
         matches: matches.into(),

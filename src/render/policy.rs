@@ -14,7 +14,7 @@ use crate::model::{
     DEFAULT_ALLOW_PROFILE,
 };
 use crate::resolve::NodeView;
-use crate::ruleset::{Action, Chain, Family, Match, PortSpec, Rule, SetDirection, TableName};
+use crate::ruleset::{Action, Chain, Family, Match, Name, PortSpec, Rule, SetDirection, TableName};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 
@@ -545,7 +545,7 @@ fn api_rule(
     let mut out = blocks.rules;
     out.extend(actions(ctx, table, r, owner, m));
     if !r.annotations.is_empty() {
-        let annotations: Vec<std::sync::Arc<str>> = r
+        let annotations: Vec<Name> = r
             .annotations
             .iter()
             .map(|(k, v)| format!("{k}={v}").into())

@@ -11,6 +11,7 @@ use crate::resolve::{
     SelectableNetworkSet, SelectorSources, TierPolicies,
 };
 use crate::ruleset::{HookPosition, PortSpec, Rule, Rules, SetDirection};
+use std::sync::Arc;
 
 fn meta(name: &str) -> Meta {
     Meta::for_test(name)
