@@ -6,6 +6,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::hash::Hash;
 
 pub struct Recall<K, D, V> {
@@ -28,19 +29,39 @@ impl<K: Eq + Hash, D: PartialEq, V> Recall<K, D, V> {
     /// The value for `key` whose input has `digest`: this pass's or the previous pass's when
     /// made from an input with the same digest, else `make()`'s.
     pub fn get_or_make(&mut self, key: K, digest: D, make: impl FnOnce() -> V) -> &V {
+        match self.get_or_try_make(key, digest, || Ok::<V, Infallible>(make())) {
+            Ok(value) => value,
+            Err(never) => match never {},
+        }
+    }
+
+    /// `get_or_make` for a `make` that can fail: its error is returned and nothing is kept
+    /// for `key` (the previous pass's value, made from another input, is dropped).
+    pub fn get_or_try_make<E>(
+        &mut self,
+        key: K,
+        digest: D,
+        make: impl FnOnce() -> Result<V, E>,
+    ) -> Result<&V, E> {
         match self.current.entry(key) {
             Entry::Occupied(mut e) => {
                 if e.get().0 != digest {
-                    e.insert((digest, make()));
+                    match make() {
+                        Ok(value) => e.insert((digest, value)),
+                        Err(err) => {
+                            e.remove();
+                            return Err(err);
+                        }
+                    };
                 }
-                &e.into_mut().1
+                Ok(&e.into_mut().1)
             }
             Entry::Vacant(e) => {
                 let value = match self.previous.remove(e.key()) {
                     Some((d, v)) if d == digest => v,
-                    _ => make(),
+                    _ => make()?,
                 };
-                &e.insert((digest, value)).1
+                Ok(&e.insert((digest, value)).1)
             }
         }
     }
@@ -98,5 +119,22 @@ mod tests {
             "made once per pass and digest; `a` was dropped when a pass did not ask for it"
         );
         assert_eq!(recall.held(), 2);
+    }
+
+    #[test]
+    fn a_failed_make_keeps_nothing_for_its_key() {
+        let mut recall: Recall<&str, u8, u8> = Recall::default();
+        assert_eq!(recall.get_or_try_make("a", 1, || Ok::<_, ()>(10)), Ok(&10));
+        recall.finish();
+        // The previous pass's value was made from another input: a failure drops it.
+        assert_eq!(recall.get_or_try_make("a", 2, || Err("bad")), Err("bad"));
+        assert_eq!(recall.held(), 0);
+        // So does a failure for a key this pass already made.
+        assert_eq!(recall.get_or_try_make("b", 1, || Ok::<_, ()>(20)), Ok(&20));
+        assert_eq!(recall.get_or_try_make("b", 2, || Err("bad")), Err("bad"));
+        assert_eq!(recall.held(), 0);
+        // And a value made from the same input is taken, not made.
+        assert_eq!(recall.get_or_try_make("c", 1, || Ok::<_, ()>(30)), Ok(&30));
+        assert_eq!(recall.get_or_try_make("c", 1, || Err("made")), Ok(&30));
     }
 }

@@ -106,8 +106,9 @@ pub struct RealEngine {
     live: sync::LiveCache,
     /// Metrics, health endpoints and log level, following the set in force.
     exporter: Exporter,
-    /// The endpoint chains the last render built: an edit of a policy's rules rebuilds none.
-    bodies: RenderMemo,
+    /// The endpoint and policy chains the last render built: an edit of one policy rebuilds
+    /// that policy's chains only.
+    render_memo: RenderMemo,
     /// Keys `Enforced::digest`, drawn once per process so nobody outside it can aim a changed
     /// ruleset at a colliding digest.
     digest_key: RandomState,
@@ -162,7 +163,7 @@ impl RealEngine {
             dataplane: None,
             live: sync::LiveCache::packing(),
             exporter: Exporter::new(),
-            bodies: RenderMemo::default(),
+            render_memo: RenderMemo::default(),
             digest_key: RandomState::new(),
             events: None,
             reading: None,
@@ -353,7 +354,7 @@ impl Engine for RealEngine {
             &self.settings.node,
             &interfaces,
             options,
-            &self.bodies,
+            &self.render_memo,
         ) {
             Ok(d) => d,
             Err(e) => {
@@ -421,7 +422,7 @@ impl Engine for RealEngine {
         if now == in_force.interfaces {
             return false;
         }
-        match render(&in_force.set, &self.settings.node, &now, &self.bodies) {
+        match render(&in_force.set, &self.settings.node, &now, &self.render_memo) {
             Ok(desired) => {
                 self.exporter
                     .metrics()
@@ -520,7 +521,7 @@ impl Engine for RealEngine {
                         &in_force.set,
                         &self.settings.node,
                         &in_force.interfaces,
-                        &self.bodies,
+                        &self.render_memo,
                     )
                     .map_err(|e| EngineError::from(format!("cannot render the set in force: {e}")))?
                     .rulesets

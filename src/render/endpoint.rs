@@ -9,8 +9,8 @@
 //! A chain's body is taken from the render memo (`bodies`) when an earlier endpoint of this
 //! render, or the last render, built it from the same inputs (`Spec::feed`).
 
-use super::bodies::Body;
 use super::groups;
+use super::memo::Body;
 use super::names;
 use super::provenance::{ChainOwner, Origin, OwnerKind, Recorder, Traced};
 use super::{clear_mark, commented, put_shared, rule, set_mark, with_comments, Ctx};

@@ -7,7 +7,7 @@ use super::static_chains::same_family;
 use crate::model::selector::Selector;
 use crate::model::IpVersion;
 use crate::resolve::NodeView;
-use crate::ruleset::{Family, Ipset, IpsetType};
+use crate::ruleset::{Family, Ipset, IpsetType, Name};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -19,15 +19,25 @@ pub(crate) const NAMED_PORT_ANY_PROTOCOL: &str = "any";
 /// Cache key of a named-port set: selector source text, protocol, port name.
 type PortSetKey = (String, &'static str, String);
 
+/// A set a rule asked the collector for: asked again when the rule is taken from the last
+/// render (`memo::PolicyChain`), so the set is there with this render's members.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SetRequest {
+    Selector(Selector),
+    NamedPort(Selector, &'static str, String),
+}
+
 /// Collects the ipsets rules ask for; `finish` keeps those the final tables reference.
 pub struct SetCollector<'a> {
     view: &'a NodeView,
     family: Family,
     sets: BTreeMap<String, Ipset>,
+    /// What was asked for since `noting` began, while it runs.
+    noted: Option<Vec<SetRequest>>,
     /// Set name by selector source text, so a selector used by many rules is hashed and
-    /// evaluated once.
-    selector_names: HashMap<String, String>,
-    port_names: HashMap<PortSetKey, String>,
+    /// evaluated once, and its rules share one copy of the name.
+    selector_names: HashMap<String, Name>,
+    port_names: HashMap<PortSetKey, Name>,
 }
 
 impl<'a> SetCollector<'a> {
@@ -38,6 +48,38 @@ impl<'a> SetCollector<'a> {
             sets: BTreeMap::new(),
             selector_names: HashMap::new(),
             port_names: HashMap::new(),
+            noted: None,
+        }
+    }
+
+    /// `f`'s result and the sets it asked for.
+    pub(crate) fn noting<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> (R, Vec<SetRequest>) {
+        let outer = self.noted.replace(Vec::new());
+        let result = f(self);
+        let noted = std::mem::replace(&mut self.noted, outer).unwrap_or_default();
+        (result, noted)
+    }
+
+    /// Ask again for what an earlier render's rules asked for.
+    pub(crate) fn ask_again(&mut self, requests: &[SetRequest]) {
+        for request in requests {
+            match request {
+                SetRequest::Selector(selector) => {
+                    self.selector_set(selector);
+                }
+                SetRequest::NamedPort(selector, proto, port) => {
+                    self.named_port_set(selector, proto, port);
+                }
+            }
+        }
+    }
+
+    /// Note `request` once: a chain's rules ask for the same few sets again and again.
+    fn note(&mut self, request: SetRequest) {
+        if let Some(noted) = &mut self.noted {
+            if !noted.contains(&request) {
+                noted.push(request);
+            }
         }
     }
 
@@ -49,7 +91,8 @@ impl<'a> SetCollector<'a> {
     }
 
     /// The `hash:net` set of everything `selector` selects; returns its dataplane name.
-    pub fn selector_set(&mut self, selector: &Selector) -> String {
+    pub fn selector_set(&mut self, selector: &Selector) -> Name {
+        self.note(SetRequest::Selector(selector.clone()));
         if let Some(name) = self.selector_names.get(selector.source()) {
             return name.clone();
         }
@@ -75,6 +118,7 @@ impl<'a> SetCollector<'a> {
             }
             self.insert(name.clone(), IpsetType::HashNet, members);
         }
+        let name = Name::from(name);
         self.selector_names
             .insert(selector.source().to_string(), name.clone());
         name
@@ -82,12 +126,12 @@ impl<'a> SetCollector<'a> {
 
     /// The `hash:ip,port` set of the named port `port` (protocol `proto`: tcp, udp, sctp, or
     /// [`NAMED_PORT_ANY_PROTOCOL`] for every protocol) on the endpoints `selector` selects.
-    pub fn named_port_set(
-        &mut self,
-        selector: &Selector,
-        proto: &'static str,
-        port: &str,
-    ) -> String {
+    pub fn named_port_set(&mut self, selector: &Selector, proto: &'static str, port: &str) -> Name {
+        self.note(SetRequest::NamedPort(
+            selector.clone(),
+            proto,
+            port.to_string(),
+        ));
         let key = (selector.source().to_string(), proto, port.to_string());
         if let Some(name) = self.port_names.get(&key) {
             return name.clone();
@@ -115,6 +159,7 @@ impl<'a> SetCollector<'a> {
             }
             self.insert(name.clone(), IpsetType::HashIpPort, members);
         }
+        let name = Name::from(name);
         self.port_names.insert(key, name.clone());
         name
     }

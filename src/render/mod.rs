@@ -7,12 +7,12 @@
 //! interface dispatch (`dispatch`), selector and named-port ipsets (`ipsets`). Every table holds
 //! only the chains reachable from its hook rules, as Felix's reference counting does.
 
-mod bodies;
 mod dispatch;
 mod endpoint;
 mod groups;
 mod ipsets;
 pub mod marks;
+mod memo;
 pub mod names;
 mod policy;
 pub mod provenance;
@@ -23,8 +23,8 @@ use crate::resolve::{EffectiveConfig, NodeView};
 use crate::ruleset::{
     Action, Chain, Family, HookRule, Match, Name, Rule, Rules, Ruleset, Shared, Table, TableName,
 };
-pub use bodies::RenderMemo;
 use marks::{MarkError, Marks};
+pub use memo::RenderMemo;
 use provenance::{Provenance, Recorder};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -76,6 +76,7 @@ pub fn render_remembering(
             })
             .collect(),
     };
+    memo.begin(family, ctx.cfg, ctx.marks);
     let mut sets = ipsets::SetCollector::new(view, family);
     for (id, set_type) in static_chains::DSCP_SETS {
         sets.empty_set(id, set_type);

@@ -4,10 +4,11 @@
 //! named-port ipsets, then the action via mark bits — each recorded as coming from its API rule.
 
 use super::ipsets::{named_port_protocol, SetCollector, NAMED_PORT_ANY_PROTOCOL};
+use super::memo::PolicyChain;
 use super::names;
 use super::provenance::{index_u32, ChainOwner, Origin, OwnerKind, Recorder};
 use super::static_chains::same_family;
-use super::{clear_mark, put, rule, set_mark, Ctx, FastSet, RenderError};
+use super::{clear_mark, put, put_shared, rule, set_mark, Ctx, FastSet, RenderError};
 use crate::model::selector::Selector;
 use crate::model::{
     self, Direction, EntityRule, InterfaceName, IpVersion, Port, Protocol, RateUnit, RuleAction,
@@ -17,6 +18,7 @@ use crate::resolve::NodeView;
 use crate::ruleset::{Action, Chain, Family, Match, Name, PortSpec, Rule, SetDirection, TableName};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 /// Slots in one `-m multiport` match: a port costs one, a range two.
 pub(crate) const MULTIPORT_SLOTS: usize = 15;
@@ -113,8 +115,20 @@ pub fn add(
             Direction::Ingress => &policy.ingress,
             Direction::Egress => &policy.egress,
         };
-        let (rules, origins) = chain_rules(ctx, table, sets, api_rules, &owner, dir)?;
         let chain = ctx.policy_chain(name, dir);
+        let built = ctx
+            .memo
+            .policy_chain(ctx.family, table, &chain, policy, || {
+                let (built, sets) =
+                    sets.noting(|sets| chain_rules(ctx, table, sets, api_rules, &owner, dir));
+                let (rules, origins) = built?;
+                Ok(PolicyChain {
+                    rules: rules.into(),
+                    origins: origins.into(),
+                    sets: sets.into(),
+                })
+            })?;
+        sets.ask_again(&built.sets);
         rec.own(
             &chain,
             ChainOwner {
@@ -125,8 +139,8 @@ pub fn add(
                 direction: dir,
             },
         );
-        rec.rules(table, &chain, origins);
-        put(chains, chain.to_string(), rules);
+        rec.rules(table, &chain, built.origins.to_vec());
+        put_shared(chains, chain.to_string(), built.rules.clone());
     }
     // The built-in `projectcalico-default-allow` profile: allow everything.
     let allow_all = vec![model::Rule::matching_all(RuleAction::Allow)];
@@ -293,13 +307,13 @@ struct Side {
     nets: Vec<IpNet>,
     not_nets: Vec<IpNet>,
     /// Selector ipset names (positive, negated).
-    sets: Vec<String>,
-    not_sets: Vec<String>,
+    sets: Vec<Name>,
+    not_sets: Vec<Name>,
     ports: Vec<PortSpec>,
     not_ports: Vec<PortSpec>,
     /// Named-port ipset names.
-    named: Vec<String>,
-    not_named: Vec<String>,
+    named: Vec<Name>,
+    not_named: Vec<Name>,
 }
 
 fn side(
@@ -443,10 +457,10 @@ fn ports_match(src: bool, negated: bool, ports: Vec<PortSpec>) -> Match {
     }
 }
 
-fn set_match(negated: bool, name: &str, direction: SetDirection) -> Match {
+fn set_match(negated: bool, name: &Name, direction: SetDirection) -> Match {
     Match::Set {
         negated,
-        name: name.into(),
+        name: name.clone(),
         direction,
     }
 }
@@ -454,7 +468,29 @@ fn set_match(negated: bool, name: &str, direction: SetDirection) -> Match {
 fn protocol_match(p: Protocol, negated: bool) -> Match {
     Match::Protocol {
         negated,
-        name: p.iptables_name().into(),
+        name: protocol_name(p),
+    }
+}
+
+/// The `-p` word of `p`, one shared copy per named protocol: nearly every policy rule names
+/// one, and at 10,000 policies a copy each was ~40 MB of the daemon.
+fn protocol_name(p: Protocol) -> Name {
+    static NAMED: LazyLock<Vec<(Protocol, Name)>> = LazyLock::new(|| {
+        [
+            Protocol::Tcp,
+            Protocol::Udp,
+            Protocol::Icmp,
+            Protocol::IcmpV6,
+            Protocol::Sctp,
+            Protocol::UdpLite,
+        ]
+        .into_iter()
+        .map(|p| (p, p.iptables_name().into()))
+        .collect()
+    });
+    match NAMED.iter().find(|(named, _)| *named == p) {
+        Some((_, name)) => name.clone(),
+        None => p.iptables_name().into(),
     }
 }
 
@@ -590,9 +626,9 @@ fn main_match(
 /// net, selector sets, ports, named-port sets.
 struct SideMatches<'a> {
     net: Option<&'a IpNet>,
-    sets: &'a [String],
+    sets: &'a [Name],
     ports: Vec<Vec<PortSpec>>,
-    named: &'a [String],
+    named: &'a [Name],
 }
 
 impl<'a> SideMatches<'a> {

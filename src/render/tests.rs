@@ -10,7 +10,7 @@ use crate::resolve::{
     ActiveEndpoint, EffectiveConfig, EndpointPolicies, NodeView, SelectableEndpoint,
     SelectableNetworkSet, SelectorSources, TierPolicies,
 };
-use crate::ruleset::{HookPosition, PortSpec, Rule, Rules, SetDirection};
+use crate::ruleset::{HookPosition, IpsetType, PortSpec, Rule, Rules, SetDirection};
 use std::sync::Arc;
 
 fn meta(name: &str) -> Meta {
@@ -901,17 +901,44 @@ fn endpoints_with_the_same_policies_share_their_chain_bodies_and_render_as_alone
 }
 
 /// The four-endpoint view of the sharing test, with three policies: `a` and `b` share a
-/// selector (one policy group), `k8s-worker-host` has its own rules.
+/// selector (one policy group), `k8s-worker-host` has its own rules. `b` also logs, and asks
+/// for a selector set and a named-port set, whose members come from `selector_sources`.
 fn memo_view() -> NodeView {
     let mut v = seed_view();
     let mut ssh = api_rule(RuleAction::Allow);
     ssh.protocol = Some(Protocol::Tcp);
     ssh.destination.ports = vec![Port::Single(22)].into();
-    for name in ["a", "b"] {
-        let mut p = gnp(name, vec![ssh.clone()], vec![]);
+    let mut from_db = api_rule(RuleAction::Allow);
+    from_db.protocol = Some(Protocol::Tcp);
+    from_db.source.selector = Some(Selector::parse("role == 'db'").unwrap());
+    from_db.destination.ports = vec![Port::Named("web".into())].into();
+    let mut log = api_rule(RuleAction::Log);
+    log.protocol = Some(Protocol::Udp);
+    for (name, ingress) in [("a", vec![ssh.clone()]), ("b", vec![log, ssh, from_db])] {
+        let mut p = gnp(name, ingress, vec![]);
         p.selector = Selector::parse("all()").unwrap();
         v.policies.insert(name.into(), p.into());
     }
+    let labels: Labels = [("role".to_string(), "db".to_string())]
+        .into_iter()
+        .collect();
+    v.selector_sources = SelectorSources {
+        endpoints: vec![SelectableEndpoint {
+            name: "db-eth0".into(),
+            labels: labels.clone(),
+            expected_ips: vec!["10.0.0.30".parse().unwrap(), "fd00::30".parse().unwrap()],
+            ports: vec![EndpointPort {
+                name: "web".into(),
+                protocol: Protocol::Tcp,
+                port: 8080,
+            }],
+        }],
+        network_sets: vec![SelectableNetworkSet {
+            name: "db-nets".into(),
+            labels,
+            nets: vec![net("10.9.0.0/16"), net("fd00:9::/64")],
+        }],
+    };
     let names = ["a", "b", "k8s-worker-host"];
     let eth0 = v.endpoints[0].clone();
     v.endpoints = (0..4)
@@ -930,7 +957,7 @@ fn memo_view() -> NodeView {
 #[test]
 fn a_render_with_the_last_renders_memo_equals_a_fresh_one_and_reuses_unchanged_bodies() {
     type Edit = fn(&mut NodeView);
-    let edits: [(&str, Edit); 11] = [
+    let edits: [(&str, Edit); 15] = [
         ("nothing", |_| {}),
         ("two policies of one group swapped", |v| {
             v.endpoints[0].policies.egress = tier(&["b", "a", "k8s-worker-host"]);
@@ -964,12 +991,27 @@ fn a_render_with_the_last_renders_memo_equals_a_fresh_one_and_reuses_unchanged_b
         ("the filter allow action", |v| {
             v.config.iptables_filter_allow_action = AllowAction::Return;
         }),
+        ("the log prefix", |v| {
+            v.config.log_prefix = "edited-%n".into()
+        }),
+        ("a selected network set's members", |v| {
+            let nets = &mut v.selector_sources.network_sets[0].nets;
+            nets.extend([net("10.8.0.0/16"), net("fd00:8::/64")]);
+        }),
+        ("a selected endpoint's named port", |v| {
+            v.selector_sources.endpoints[0].ports[0].port = 8443;
+        }),
+        ("a policy replaced by an equal copy", |v| {
+            let b = v.policies.get_mut("b").unwrap();
+            *b = Arc::new((**b).clone());
+        }),
     ];
     for family in Family::ALL {
         let memo = RenderMemo::default();
         let mut v = memo_view();
         let (mut last, _) = render_remembering(&v, family, &memo).unwrap();
         for (what, edit) in edits {
+            let before = v.clone();
             edit(&mut v);
             let (kept, kept_prov) = render_remembering(&v, family, &memo).unwrap();
             let (fresh, fresh_prov) = render_with_provenance(&v, family).unwrap();
@@ -1009,8 +1051,51 @@ fn a_render_with_the_last_renders_memo_equals_a_fresh_one_and_reuses_unchanged_b
                     }
                 }
             }
+            // A policy chain is taken again exactly when its policy is the same shared value
+            // and the configuration is unchanged; it is never built again otherwise.
+            for (name, policy) in &v.policies {
+                let same = before
+                    .policies
+                    .get(name)
+                    .is_some_and(|old| Arc::ptr_eq(old, policy))
+                    && before.config == v.config;
+                for dir in Direction::ALL {
+                    let chain = names::policy_chain_for(dir, name);
+                    for (now, old) in kept.tables.iter().zip(&last.tables) {
+                        let (Some(now_c), Some(old_c)) =
+                            (now.chains.get(&chain), old.chains.get(&chain))
+                        else {
+                            continue;
+                        };
+                        assert_eq!(
+                            Rules::ptr_eq(&now_c.rules, &old_c.rules),
+                            same,
+                            "{family:?} after {what}: {:?} {chain}",
+                            now.name
+                        );
+                    }
+                }
+            }
             last = kept;
         }
+        // The named-port and selector sets are in the ruleset, with the last edit's members.
+        assert!(last
+            .ipsets
+            .values()
+            .any(|s| s.set_type == IpsetType::HashIpPort
+                && s.members.iter().any(|m| m.ends_with(":8443"))));
+        assert!(last
+            .ipsets
+            .values()
+            .any(|s| s.set_type == IpsetType::HashNet && s.members.len() == 3));
+        // Exactly the last render's policy chains are held.
+        let policy_chains = last
+            .tables
+            .iter()
+            .flat_map(|t| t.chains.keys())
+            .filter(|n| n.starts_with("cali-pi-") || n.starts_with("cali-po-"))
+            .count();
+        assert_eq!(memo.policy_chains_held(family), policy_chains);
         // Exactly the last render's bodies are held.
         let endpoint_chains: std::collections::BTreeSet<_> = last
             .tables
