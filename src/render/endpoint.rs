@@ -6,7 +6,7 @@
 //! Within a tier, adjacent policies with the same normalised selector are jumped to through
 //! one policy-group chain, as Felix v3.28+ does (`groups`).
 //!
-//! A chain's body is taken from the render memo (`bodies`) when an earlier endpoint of this
+//! A chain's body is taken from the render memo (`memo`) when an earlier endpoint of this
 //! render, or the last render, built it from the same inputs (`Spec::feed`).
 
 use super::groups;

@@ -13,7 +13,7 @@
 //! inputs); the key is drawn once per memo, so nobody outside the process can aim a changed
 //! endpoint at a colliding hash (an accidental collision has odds of 2^-64 a body). A policy
 //! chain is found by the policy itself: the loader hands an unchanged policy over as the same
-//! shared value (`policy::load_snapshot` keeps each unchanged file's), and the memo holds on to
+//! shared value (`policy::LoadCache` keeps each unchanged file's), and the memo holds on to
 //! it, so no other policy can take its place at that address; and by what else a policy chain
 //! is built from (the family's configuration and marks), which forgets every chain when it
 //! changes.
