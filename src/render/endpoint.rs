@@ -90,7 +90,8 @@ pub fn add<'v>(
                 },
             );
             let mut tier_ends = body.tier_ends.iter();
-            let origins = body
+            // Collected: a tier's index is the recorder's, which `rules` borrows too.
+            let origins: Vec<_> = body
                 .origins
                 .iter()
                 .map(|&(i, origin)| match origin {

@@ -116,9 +116,11 @@ pub fn add(
             Direction::Egress => &policy.egress,
         };
         let chain = ctx.policy_chain(name, dir);
+        let mut taken = true;
         let built = ctx
             .memo
             .policy_chain(ctx.family, table, &chain, policy, || {
+                taken = false;
                 let (built, sets) =
                     sets.noting(|sets| chain_rules(ctx, table, sets, api_rules, &owner, dir));
                 let (rules, origins) = built?;
@@ -128,7 +130,10 @@ pub fn add(
                     sets: sets.into(),
                 })
             })?;
-        sets.ask_again(&built.sets);
+        // A chain built just now asked for its sets while it was built.
+        if taken {
+            sets.ask_again(&built.sets);
+        }
         rec.own(
             &chain,
             ChainOwner {
@@ -139,7 +144,7 @@ pub fn add(
                 direction: dir,
             },
         );
-        rec.rules(table, &chain, built.origins.to_vec());
+        rec.rules(table, &chain, built.origins.iter().copied());
         put_shared(chains, chain.to_string(), built.rules.clone());
     }
     // The built-in `projectcalico-default-allow` profile: allow everything.

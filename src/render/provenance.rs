@@ -176,8 +176,14 @@ impl Recorder {
     /// Record the origins of `chain`'s rules in `table` (`origins`: rule index and origin, for
     /// the rules that have one, ascending); nothing is stored for a chain none of whose rules
     /// has an origin.
-    pub fn rules(&mut self, table: TableName, chain: &str, origins: Vec<(u32, Origin)>) {
-        if origins.is_empty() {
+    pub fn rules(
+        &mut self,
+        table: TableName,
+        chain: &str,
+        origins: impl IntoIterator<Item = (u32, Origin)>,
+    ) {
+        let mut origins = origins.into_iter().peekable();
+        if origins.peek().is_none() {
             return;
         }
         let mut runs: Vec<Run> = Vec::new();

@@ -96,9 +96,7 @@ pub fn add(ctx: &Ctx, table: TableName, chains: &mut BTreeMap<String, Chain>, re
         (names::FAILSAFE_OUT, Direction::Egress),
     ] {
         let rules = failsafe(ctx, table, dir);
-        let origins = (0..rules.len())
-            .map(|i| (index_u32(i), Origin::Failsafe(dir)))
-            .collect();
+        let origins = (0..rules.len()).map(|i| (index_u32(i), Origin::Failsafe(dir)));
         rec.rules(table, name, origins);
         put(chains, name.into(), rules);
     }

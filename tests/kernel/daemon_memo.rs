@@ -93,10 +93,23 @@ fn policies_8080(
 }
 
 fn allow_9090(selector: &str) -> String {
+    allow_9090_from(selector, "")
+}
+
+/// `allow_9090` with the rule's `source` lines (`source` empty: from anywhere).
+fn allow_9090_from(selector: &str, source: &str) -> String {
     format!(
         "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  \
          name: allow-9090\nspec:\n  order: 300\n  selector: \"{selector}\"\n  ingress:\n  \
-         - action: Allow\n    protocol: TCP\n    destination:\n      ports: [9090]\n"
+         - action: Allow\n    protocol: TCP\n{source}    destination:\n      ports: [9090]\n"
+    )
+}
+
+/// The network set `trusted` (label `trusted: "yes"`) holding `net`.
+fn trusted_set(net: &str) -> String {
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata:\n  name: trusted\n  \
+         labels: {{trusted: \"yes\"}}\nspec:\n  nets: [\"{net}\"]\n"
     )
 }
 
@@ -235,9 +248,11 @@ impl TwoEndpoints {
 }
 
 /// Each edit changes the inputs of at least one endpoint chain, except (f), which changes only
-/// a policy's rules (the memo keeps every endpoint body). (b) changes only the order of names
-/// (the selectors, read in order, stay the same) and (g) only a selector (the names stay the
-/// same), so each catches a memo key that leaves out what it changes.
+/// a policy's rules (the memo keeps every endpoint body), and (h) to (j). (b) changes only the
+/// order of names (the selectors, read in order, stay the same) and (g) only a selector (the
+/// names stay the same), so each catches a memo key that leaves out what it changes. (j)
+/// changes only the members of a set that an unchanged policy's rule selects: its chain is
+/// taken from the memo, and the set must still follow.
 #[test]
 fn endpoint_edits_under_the_daemon_leave_the_kernel_as_a_fresh_render_has_it() {
     if !kernel_tests_enabled() {
@@ -297,5 +312,24 @@ fn endpoint_edits_under_the_daemon_leave_the_kernel_as_a_fresh_render_has_it() {
         "30-8080.yaml",
         &policies_8080(200, "8080, 5050", 100, "has(zone)"),
         &[("eth0", 5050)],
+    );
+    m.edit(
+        "(h) a network set nothing selects yet",
+        "40-trusted.yaml",
+        &trusted_set("203.0.113.99/32"),
+        &[("eth0", 5050)],
+    );
+    let from_trusted = "    source:\n      selector: \"trusted == 'yes'\"\n";
+    m.edit(
+        "(i) allow-9090 selects eth0 again, from the trusted set only",
+        "31-allow-9090.yaml",
+        &allow_9090_from("has(role)", from_trusted),
+        &[("eth0", 5050)],
+    );
+    m.edit(
+        "(j) only the trusted set's members change: eth0's peer joins it",
+        "40-trusted.yaml",
+        &trusted_set(&format!("{}/32", netns::PEER4)),
+        &[("eth0", 5050), ("eth0", 9090)],
     );
 }
